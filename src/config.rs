@@ -1,0 +1,357 @@
+//! The instance configuration: parsing and validation.
+//!
+//! Validation collects every problem instead of stopping at the first, so an admin fixes the
+//! wizard in one pass. Secrets are wrapped in [`Secret`], whose `Debug` never shows the value.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use crate::url::Url;
+
+/// Config keys the component reads (the README documents each).
+pub const KEYS: &[&str] = &[
+    "entra_tenant_id",
+    "entra_client_id",
+    "entra_client_secret",
+    "zenqms_base_url",
+    "zenqms_api_token",
+    "role_mappings",
+];
+
+/// A credential. `Debug` is redacted so it cannot slip into a log line or an error by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One ZenQMS role driven by membership of one or more Entra groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleMapping {
+    pub role: String,
+    /// Entra group object ids, lowercase.
+    pub groups: Vec<String>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Lowercase GUID.
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Without a trailing slash.
+    pub zenqms_base_url: String,
+    pub zenqms_api_token: Secret,
+    pub role_mappings: Vec<RoleMapping>,
+}
+
+impl Config {
+    /// Every group id named by a mapping, deduplicated and sorted.
+    pub fn mapped_groups(&self) -> Vec<String> {
+        let set: BTreeSet<&String> = self.role_mappings.iter().flat_map(|m| &m.groups).collect();
+        set.into_iter().cloned().collect()
+    }
+
+    /// Every mapped role id, sorted.
+    pub fn mapped_roles(&self) -> Vec<String> {
+        let set: BTreeSet<&String> = self.role_mappings.iter().map(|m| &m.role).collect();
+        set.into_iter().cloned().collect()
+    }
+}
+
+/// The problems found in a configuration, all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "invalid configuration ({n} problem{}): ",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}) {p}", i + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// True for `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex, any case).
+pub fn is_guid(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingJson {
+    role: String,
+    groups: Vec<String>,
+}
+
+/// Parses and checks the platform's key/value config. Values are trimmed; an empty value counts
+/// as missing. Role ids are checked against ZenQMS separately ([`unknown_roles`]).
+pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
+    let mut problems = Vec::new();
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    for (k, _) in pairs {
+        if !KEYS.contains(&k.as_str()) {
+            problems.push(format!(
+                "unknown key '{k}' (known keys: {})",
+                KEYS.join(", ")
+            ));
+        }
+    }
+    let mut required = |key: &str| {
+        let value = get(key);
+        if value.is_none() {
+            problems.push(format!("missing key '{key}'"));
+        }
+        value.unwrap_or_default()
+    };
+    let tenant_id = required("entra_tenant_id").to_ascii_lowercase();
+    let client_id = required("entra_client_id").to_ascii_lowercase();
+    let client_secret = Secret::new(required("entra_client_secret"));
+    let base_url = required("zenqms_base_url");
+    let zenqms_api_token = Secret::new(required("zenqms_api_token"));
+
+    for (key, value) in [
+        ("entra_tenant_id", &tenant_id),
+        ("entra_client_id", &client_id),
+    ] {
+        if !value.is_empty() && !is_guid(value) {
+            problems.push(format!(
+                "'{key}' must be a GUID like 00000000-0000-0000-0000-000000000000, got '{value}'"
+            ));
+        }
+    }
+    let zenqms_base_url = if base_url.is_empty() {
+        String::new()
+    } else {
+        match check_base_url(&base_url) {
+            Ok(url) => url,
+            Err(why) => {
+                problems.push(format!("'zenqms_base_url' {why}"));
+                String::new()
+            }
+        }
+    };
+    let role_mappings = match get("role_mappings") {
+        None => Vec::new(),
+        Some(text) => parse_mappings(&text, &mut problems),
+    };
+    if problems.is_empty() {
+        Ok(Config {
+            tenant_id,
+            client_id,
+            client_secret,
+            zenqms_base_url,
+            zenqms_api_token,
+            role_mappings,
+        })
+    } else {
+        Err(ConfigErrors(problems))
+    }
+}
+
+fn check_base_url(text: &str) -> Result<String, String> {
+    let url = Url::parse(text).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if url.scheme != "https" && !url.is_loopback() {
+        return Err("must use https".into());
+    }
+    if url.query.is_some() {
+        return Err("must not have a query string".into());
+    }
+    let path = url.path.trim_end_matches('/');
+    Ok(format!("{}{}", url.origin(), path))
+}
+
+fn parse_mappings(text: &str, problems: &mut Vec<String>) -> Vec<RoleMapping> {
+    let raw: Vec<MappingJson> = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(format!(
+                "'role_mappings' is not valid JSON of the form [{{\"role\": \"<ZenQMS role id>\", \"groups\": [\"<Entra group id>\"]}}]: {e}"
+            ));
+            return Vec::new();
+        }
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, m) in raw.into_iter().enumerate() {
+        let role = m.role.trim().to_string();
+        if role.is_empty() {
+            problems.push(format!("'role_mappings'[{i}] has an empty role id"));
+            continue;
+        }
+        if !seen.insert(role.clone()) {
+            problems.push(format!(
+                "'role_mappings' maps role '{role}' twice: list all its groups in one entry"
+            ));
+            continue;
+        }
+        if m.groups.is_empty() {
+            problems.push(format!("'role_mappings' role '{role}' has no groups"));
+        }
+        let mut groups = BTreeSet::new();
+        for g in &m.groups {
+            let g = g.trim().to_ascii_lowercase();
+            if is_guid(&g) {
+                groups.insert(g);
+            } else {
+                problems.push(format!(
+                    "'role_mappings' role '{role}': group id '{g}' is not a GUID"
+                ));
+            }
+        }
+        out.push(RoleMapping {
+            role,
+            groups: groups.into_iter().collect(),
+        });
+    }
+    out
+}
+
+/// Mapped role ids that ZenQMS does not know, as config problems.
+pub fn unknown_roles(config: &Config, known: &BTreeSet<String>) -> Vec<String> {
+    config
+        .mapped_roles()
+        .into_iter()
+        .filter(|r| !known.contains(r))
+        .map(|r| format!("'role_mappings' names role '{r}', which ZenQMS does not have"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "11111111-2222-3333-4444-555555555555";
+    const G: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+
+    fn pairs(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = [
+            ("entra_tenant_id", T),
+            ("entra_client_id", T),
+            ("entra_client_secret", "s3cret"),
+            ("zenqms_base_url", "https://acme.zenqms.com/"),
+            ("zenqms_api_token", "tok"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, val) in extra {
+            v.retain(|(key, _)| key != k);
+            v.push((k.to_string(), val.to_string()));
+        }
+        v
+    }
+
+    #[test]
+    fn valid_minimal_config() {
+        let c = parse(&pairs(&[])).unwrap();
+        assert_eq!(c.zenqms_base_url, "https://acme.zenqms.com");
+        assert!(c.role_mappings.is_empty());
+        assert_eq!(c.client_secret.expose(), "s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let p = vec![
+            ("entra_tenant_id".to_string(), "contoso.onmicrosoft.com".to_string()),
+            ("zenqms_base_url".into(), "http://acme.zenqms.com".into()),
+            ("role_mappings".into(), "[{\"role\": \"r\", \"groups\": [\"nope\"]}]".into()),
+            ("colour".into(), "blue".into()),
+        ];
+        let e = parse(&p).unwrap_err();
+        let text = e.to_string();
+        for needle in [
+            "unknown key 'colour'",
+            "missing key 'entra_client_id'",
+            "missing key 'entra_client_secret'",
+            "missing key 'zenqms_api_token'",
+            "'entra_tenant_id' must be a GUID",
+            "must use https",
+            "group id 'nope' is not a GUID",
+        ] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+        assert_eq!(e.0.len(), 7, "{text}");
+    }
+
+    #[test]
+    fn malformed_mapping_json() {
+        let e = parse(&pairs(&[("role_mappings", "{not json")])).unwrap_err();
+        assert!(e.to_string().contains("'role_mappings' is not valid JSON"));
+        let e = parse(&pairs(&[("role_mappings", "[{\"role\":\"r\",\"group\":[]}]")])).unwrap_err();
+        assert!(e.to_string().contains("'role_mappings'"));
+    }
+
+    #[test]
+    fn mappings_normalised_and_duplicates_refused() {
+        let json = format!(
+            "[{{\"role\":\"r-qa\",\"groups\":[\"{}\", \" {G} \"]}}]",
+            G.to_uppercase()
+        );
+        let c = parse(&pairs(&[("role_mappings", &json)])).unwrap();
+        assert_eq!(c.role_mappings[0].groups, vec![G.to_string()]);
+        let dup = format!(
+            "[{{\"role\":\"r\",\"groups\":[\"{G}\"]}},{{\"role\":\"r\",\"groups\":[\"{G}\"]}}]"
+        );
+        assert!(parse(&pairs(&[("role_mappings", &dup)])).is_err());
+    }
+
+    #[test]
+    fn unknown_roles_reported() {
+        let json = format!("[{{\"role\":\"r-x\",\"groups\":[\"{G}\"]}}]");
+        let c = parse(&pairs(&[("role_mappings", &json)])).unwrap();
+        let known = BTreeSet::from(["r-qa".to_string()]);
+        assert_eq!(unknown_roles(&c, &known).len(), 1);
+    }
+
+    #[test]
+    fn loopback_http_allowed_for_local_testing() {
+        let c = parse(&pairs(&[("zenqms_base_url", "http://127.0.0.1:8088")])).unwrap();
+        assert_eq!(c.zenqms_base_url, "http://127.0.0.1:8088");
+    }
+
+    #[test]
+    fn guid_check() {
+        assert!(is_guid(T));
+        assert!(is_guid(&T.to_uppercase()));
+        assert!(!is_guid("11111111-2222-3333-4444-55555555555g"));
+        assert!(!is_guid(""));
+    }
+}

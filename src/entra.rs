@@ -1,0 +1,128 @@
+//! Entra users as Graph returns them, and the field mapping to ZenQMS.
+
+use serde_json::Value;
+
+/// The user properties the sync reads; every Graph user read uses exactly this `$select`.
+pub const USER_SELECT: &str = "id,mail,givenName,surname,jobTitle,accountEnabled,userPrincipalName";
+
+/// An Entra user, parsed leniently: a property Graph left out or returned as null is `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntraUser {
+    /// Object id, lowercase.
+    pub id: String,
+    pub upn: String,
+    pub mail: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub job_title: Option<String>,
+    pub account_enabled: Option<bool>,
+}
+
+/// The ZenQMS fields an Entra user maps to, normalised (trimmed; email lowercase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub title: String,
+}
+
+impl EntraUser {
+    /// Parses one user object; `None` when it has no usable `id`.
+    pub fn from_json(value: &Value) -> Option<EntraUser> {
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
+        let id = text("id")?.trim().to_ascii_lowercase();
+        if id.is_empty() {
+            return None;
+        }
+        Some(EntraUser {
+            upn: text("userPrincipalName").unwrap_or_default(),
+            mail: text("mail"),
+            given_name: text("givenName"),
+            surname: text("surname"),
+            job_title: text("jobTitle"),
+            account_enabled: value.get("accountEnabled").and_then(Value::as_bool),
+            id,
+        })
+    }
+
+    /// Required Graph properties that are missing or blank, in Graph's names.
+    pub fn missing_fields(&self) -> Vec<&'static str> {
+        let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+        let mut missing = Vec::new();
+        for (name, v) in [
+            ("mail", &self.mail),
+            ("givenName", &self.given_name),
+            ("surname", &self.surname),
+            ("jobTitle", &self.job_title),
+        ] {
+            if blank(v) {
+                missing.push(name);
+            }
+        }
+        missing
+    }
+
+    /// The normalised ZenQMS values, when every required field is present.
+    pub fn mapped(&self) -> Option<Mapped> {
+        if !self.missing_fields().is_empty() {
+            return None;
+        }
+        let t = |v: &Option<String>| v.as_deref().unwrap_or_default().trim().to_string();
+        Some(Mapped {
+            email: normalize_email(self.mail.as_deref().unwrap_or_default()),
+            first_name: t(&self.given_name),
+            last_name: t(&self.surname),
+            title: t(&self.job_title),
+        })
+    }
+
+    /// The email used for matching, when `mail` is present.
+    pub fn match_email(&self) -> Option<String> {
+        self.mail
+            .as_deref()
+            .map(normalize_email)
+            .filter(|e| !e.is_empty())
+    }
+}
+
+/// Emails compare equal ignoring case and surrounding spaces.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_selected_user() {
+        let u = EntraUser::from_json(&json!({
+            "id": "6EA91A8D-E32E-41A1-B7BD-D2D185EED0E0", "userPrincipalName": "AdeleV@contoso.com",
+            "mail": "  AdeleV@Contoso.com ", "givenName": "Adele", "surname": "Vance",
+            "jobTitle": "Retail Manager", "accountEnabled": true
+        }))
+        .unwrap();
+        assert_eq!(u.id, "6ea91a8d-e32e-41a1-b7bd-d2d185eed0e0");
+        let m = u.mapped().unwrap();
+        assert_eq!(m.email, "adelev@contoso.com");
+        assert_eq!(u.account_enabled, Some(true));
+    }
+
+    #[test]
+    fn missing_fields_named_in_graph_terms() {
+        let u = EntraUser::from_json(&json!({"id": "x", "mail": null, "givenName": " ", "surname": "S"}))
+            .unwrap();
+        assert_eq!(u.missing_fields(), vec!["mail", "givenName", "jobTitle"]);
+        assert!(u.mapped().is_none());
+        assert_eq!(u.account_enabled, None);
+    }
+
+    #[test]
+    fn no_id_no_user() {
+        assert!(EntraUser::from_json(&json!({"mail": "a@b.c"})).is_none());
+        assert!(EntraUser::from_json(&json!({"id": 5})).is_none());
+        assert!(EntraUser::from_json(&json!("text")).is_none());
+    }
+}

@@ -1,0 +1,51 @@
+//! Why a call failed, and whether retrying it can help.
+
+use crate::platform::HttpError;
+
+/// A failed call: a readable message (never a secret) and whether a retry may succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl Failure {
+    /// An admin must act (configuration, credentials, permissions).
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// A retry later may succeed (outage, throttling, timeout).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// A request that got no response at all.
+    pub fn http(service: &str, err: &HttpError) -> Self {
+        let retryable = !matches!(err, HttpError::Denied(_));
+        Failure {
+            message: format!("{service}: {err}"),
+            retryable,
+        }
+    }
+
+    /// An HTTP status that ended the call: 429 and 5xx are worth retrying, the rest are not.
+    pub fn status(service: &str, status: u16, detail: &str) -> Self {
+        Failure {
+            message: format!("{service} answered {status}: {detail}"),
+            retryable: status == 429 || status >= 500,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}

@@ -1,0 +1,305 @@
+//! Microsoft Graph client: the client-credentials token and the reads the sync needs.
+//!
+//! Credentials only ever go to `login.microsoftonline.com` and `graph.microsoft.com` over https:
+//! every URL Graph hands back (`@odata.nextLink`) is checked before the bearer token is attached.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{Config, Secret};
+use crate::entra::USER_SELECT;
+use crate::failure::Failure;
+use crate::platform::{HttpResult, Method, Platform, Request, Response};
+use crate::roles::Memberships;
+use crate::url::{Url, encode};
+
+pub const LOGIN_HOST: &str = "login.microsoftonline.com";
+pub const GRAPH_HOST: &str = "graph.microsoft.com";
+pub const GRAPH_BASE: &str = "https://graph.microsoft.com/v1.0";
+
+/// Page size for user pages: one page is one planner batch (the FAQ's "batches of 100").
+pub const USER_PAGE: u32 = 100;
+/// Page size for id-only listings, where bigger pages mean fewer round trips.
+pub const ID_PAGE: u32 = 999;
+
+/// The token request (form-encoded client-credentials grant).
+pub fn token_request(config: &Config) -> Request {
+    let body = format!(
+        "client_id={}&scope={}&client_secret={}&grant_type=client_credentials",
+        encode(&config.client_id),
+        encode("https://graph.microsoft.com/.default"),
+        encode(config.client_secret.expose()),
+    );
+    Request {
+        method: Method::Post,
+        url: format!(
+            "https://{LOGIN_HOST}/{}/oauth2/v2.0/token",
+            encode(&config.tenant_id)
+        ),
+        headers: vec![(
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )],
+        body: body.into_bytes(),
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenOk {
+    access_token: String,
+}
+
+#[derive(Deserialize)]
+struct TokenErr {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+/// Reads the token endpoint's answer. Errors name the AADSTS code and what it usually means.
+pub fn parse_token(result: HttpResult) -> Result<Secret, Failure> {
+    let resp = result.map_err(|e| Failure::http("Entra token endpoint", &e))?;
+    if resp.is_success() {
+        return serde_json::from_slice::<TokenOk>(&resp.body)
+            .map(|t| Secret::new(t.access_token))
+            .map_err(|_| Failure::transient("Entra token endpoint returned an unreadable token"));
+    }
+    let Ok(err) = serde_json::from_slice::<TokenErr>(&resp.body) else {
+        return Err(Failure::status(
+            "Entra token endpoint",
+            resp.status,
+            "no OAuth error body",
+        ));
+    };
+    // The first line of error_description is "AADSTSnnnn: text"; the rest is trace noise.
+    let first = err.error_description.lines().next().unwrap_or_default();
+    let code = first.split(':').next().unwrap_or_default().trim();
+    let hint = match code {
+        "AADSTS7000215" => "the client secret is wrong: check entra_client_secret",
+        "AADSTS7000222" => "the client secret has expired: create a new one",
+        "AADSTS700016" => "no such application in this tenant: check entra_client_id",
+        "AADSTS90002" => "no such tenant: check entra_tenant_id",
+        _ => "see the Entra error text",
+    };
+    let mut failure = Failure::status(
+        "Entra token endpoint",
+        resp.status,
+        &format!("{} {code} ({hint}): {first}", err.error),
+    );
+    failure.retryable = resp.status >= 500 || resp.status == 429;
+    Err(failure)
+}
+
+/// Graph calls made with one access token.
+pub struct Graph<'a> {
+    platform: &'a dyn Platform,
+    token: Secret,
+}
+
+/// Checks that a URL may receive the Graph bearer token.
+pub fn check_graph_url(url: &str) -> Result<(), Failure> {
+    let parsed = Url::parse(url)
+        .map_err(|e| Failure::fatal(format!("refusing Graph URL with {e}")))?;
+    if parsed.scheme != "https" || parsed.host != GRAPH_HOST || parsed.port.is_some() {
+        return Err(Failure::fatal(format!(
+            "refusing to send the Graph token to {}",
+            parsed.origin()
+        )));
+    }
+    Ok(())
+}
+
+/// A page of a Graph collection.
+pub struct Page {
+    pub items: Vec<Value>,
+    pub next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPage {
+    #[serde(default)]
+    value: Vec<Value>,
+    #[serde(rename = "@odata.nextLink", default)]
+    next: Option<String>,
+}
+
+/// The `code: message` of a Graph error body.
+pub fn error_text(body: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let code = v["error"]["code"].as_str().unwrap_or("unknown");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    format!("{code}: {msg}")
+}
+
+impl<'a> Graph<'a> {
+    pub fn new(platform: &'a dyn Platform, token: Secret) -> Self {
+        Graph { platform, token }
+    }
+
+    pub fn request(&self, method: Method, url: &str, body: Option<Value>) -> Result<Request, Failure> {
+        check_graph_url(url)?;
+        let mut headers = vec![(
+            "authorization".to_string(),
+            format!("Bearer {}", self.token.expose()),
+        )];
+        if body.is_some() {
+            headers.push(("content-type".into(), "application/json".into()));
+        }
+        Ok(Request {
+            method,
+            url: url.to_string(),
+            headers,
+            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        })
+    }
+
+    fn ok(result: HttpResult, what: &str) -> Result<Response, Failure> {
+        let resp = result.map_err(|e| Failure::http("Microsoft Graph", &e))?;
+        if resp.is_success() {
+            Ok(resp)
+        } else {
+            let mut f = Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body));
+            f.message = format!("{what}: {}", f.message);
+            Err(f)
+        }
+    }
+
+    /// Reads one page of a collection from a full URL (a first-page URL or a nextLink).
+    pub fn page(&self, url: &str, what: &str) -> Result<Page, Failure> {
+        let req = self.request(Method::Get, url, None)?;
+        let resp = Self::ok(self.platform.send(req), what)?;
+        parse_page(&resp.body, what)
+    }
+
+    /// The first page URL of the user listing the sync plans from.
+    pub fn users_url() -> String {
+        format!("{GRAPH_BASE}/users?$select={USER_SELECT}&$top={USER_PAGE}")
+    }
+
+    /// Every user id in the tenant (id-only pages of 999).
+    pub fn all_user_ids(&self) -> Result<BTreeSet<String>, Failure> {
+        let mut ids = BTreeSet::new();
+        let mut url = Some(format!("{GRAPH_BASE}/users?$select=id&$top={ID_PAGE}"));
+        while let Some(u) = url {
+            let page = self.page(&u, "listing user ids")?;
+            ids.extend(page.items.iter().filter_map(item_id));
+            url = page.next;
+        }
+        Ok(ids)
+    }
+
+    /// For each id: does Graph still have this user? (404 means no.) Sent concurrently.
+    pub fn users_exist(&self, ids: &[String]) -> Result<Vec<bool>, Failure> {
+        let reqs = ids
+            .iter()
+            .map(|id| {
+                let url = format!("{GRAPH_BASE}/users/{}?$select=id", encode(id));
+                self.request(Method::Get, &url, None)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.platform
+            .send_all(reqs)
+            .into_iter()
+            .map(|r| match r {
+                Ok(resp) if resp.status == 404 => Ok(false),
+                other => Self::ok(other, "checking a user").map(|_| true),
+            })
+            .collect()
+    }
+
+    /// Transitive user members of each group. Groups are read side by side: each round fetches
+    /// the next page of every group that has one, so rounds = the longest group's page count.
+    pub fn transitive_members(&self, groups: &[String]) -> Result<Memberships, Failure> {
+        let mut out = Memberships::new();
+        let mut cursors: Vec<(String, String)> = groups
+            .iter()
+            .map(|g| {
+                let url = format!(
+                    "{GRAPH_BASE}/groups/{}/transitiveMembers?$select=id&$top={ID_PAGE}",
+                    encode(g)
+                );
+                out.insert(g.clone(), BTreeSet::new());
+                (g.clone(), url)
+            })
+            .collect();
+        while !cursors.is_empty() {
+            let reqs = cursors
+                .iter()
+                .map(|(_, url)| self.request(Method::Get, url, None))
+                .collect::<Result<Vec<_>, _>>()?;
+            let results = self.platform.send_all(reqs);
+            let mut next = Vec::new();
+            for ((group, _), result) in cursors.into_iter().zip(results) {
+                let what = format!("reading members of group {group}");
+                let resp = Self::ok(result, &what)?;
+                let page = parse_page(&resp.body, &what)?;
+                let set = out.entry(group.clone()).or_default();
+                set.extend(page.items.iter().filter(|i| is_user(i)).filter_map(item_id));
+                if let Some(n) = page.next {
+                    next.push((group, n));
+                }
+            }
+            cursors = next;
+        }
+        Ok(out)
+    }
+}
+
+fn parse_page(body: &[u8], what: &str) -> Result<Page, Failure> {
+    let raw: RawPage = serde_json::from_slice(body)
+        .map_err(|e| Failure::transient(format!("{what}: unreadable Graph page: {e}")))?;
+    Ok(Page {
+        items: raw.value,
+        next: raw.next,
+    })
+}
+
+fn item_id(item: &Value) -> Option<String> {
+    item.get("id")
+        .and_then(Value::as_str)
+        .map(|s| s.to_ascii_lowercase())
+}
+
+/// Transitive members include groups and devices; only users hold roles.
+fn is_user(item: &Value) -> bool {
+    item.get("@odata.type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("#microsoft.graph.user"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_url_refuses_other_hosts() {
+        assert!(check_graph_url("https://graph.microsoft.com/v1.0/users?$skiptoken=x").is_ok());
+        for bad in [
+            "https://evil.example/v1.0/users",
+            "http://graph.microsoft.com/v1.0/users",
+            "https://graph.microsoft.com@evil.example/",
+            "https://graph.microsoft.com:8443/v1.0/users",
+        ] {
+            assert!(check_graph_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_errors_name_the_aadsts_code() {
+        let body = serde_json::json!({
+            "error": "invalid_client",
+            "error_description": "AADSTS7000215: Invalid client secret provided.\r\nTrace ID: x",
+        });
+        let resp = Response {
+            status: 401,
+            headers: vec![],
+            body: body.to_string().into_bytes(),
+        };
+        let f = parse_token(Ok(resp)).unwrap_err();
+        assert!(f.message.contains("AADSTS7000215"), "{}", f.message);
+        assert!(f.message.contains("client secret is wrong"));
+        assert!(!f.retryable);
+    }
+}

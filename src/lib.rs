@@ -1,0 +1,183 @@
+//! Microsoft Entra ID -> ZenQMS user provisioning, as a WebAssembly component.
+//!
+//! This file is WIT glue only: it converts the platform's values to the domain types, calls the
+//! handlers and converts back. Everything else runs natively too, so it is unit-tested with a
+//! plain `cargo test`.
+
+pub mod config;
+pub mod entra;
+pub mod failure;
+pub mod graph;
+pub mod handlers;
+pub mod log;
+pub mod plan;
+pub mod platform;
+pub mod roles;
+pub mod state;
+pub mod sync;
+pub mod unlink;
+pub mod url;
+pub mod webhook;
+pub mod zenqms;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use std::time::{Instant, SystemTime};
+
+    use chrono::{DateTime, Utc};
+
+    use crate::handlers;
+    use crate::platform::{self, HttpResult, Level, Platform};
+
+    wit_bindgen::generate!({ world: "integration", path: "wit" });
+
+    use zenqms::entra_sync::http as wit_http;
+    use zenqms::entra_sync::log as wit_log;
+    use zenqms::entra_sync::types as wit;
+
+    /// The platform as the component sees it inside one call.
+    struct Host {
+        started: Instant,
+    }
+
+    fn to_wit_request(r: platform::Request) -> wit::Request {
+        wit::Request {
+            method: match r.method {
+                platform::Method::Get => wit::Method::Get,
+                platform::Method::Post => wit::Method::Post,
+                platform::Method::Put => wit::Method::Put,
+                platform::Method::Patch => wit::Method::Patch,
+                platform::Method::Delete => wit::Method::Delete,
+            },
+            url: r.url,
+            headers: r.headers,
+            body: r.body,
+        }
+    }
+
+    fn from_wit_request(r: wit::Request) -> platform::Request {
+        platform::Request {
+            method: match r.method {
+                wit::Method::Get => platform::Method::Get,
+                wit::Method::Post => platform::Method::Post,
+                wit::Method::Put => platform::Method::Put,
+                wit::Method::Patch => platform::Method::Patch,
+                wit::Method::Delete => platform::Method::Delete,
+            },
+            url: r.url,
+            headers: r.headers,
+            body: r.body,
+        }
+    }
+
+    fn from_wit_result(r: Result<wit::Response, wit_http::HttpError>) -> HttpResult {
+        match r {
+            Ok(resp) => Ok(platform::Response {
+                status: resp.status,
+                headers: resp.headers,
+                body: resp.body,
+            }),
+            Err(wit_http::HttpError::Denied(why)) => Err(platform::HttpError::Denied(why)),
+            Err(wit_http::HttpError::Timeout) => Err(platform::HttpError::Timeout),
+            Err(wit_http::HttpError::Transport(why)) => Err(platform::HttpError::Transport(why)),
+        }
+    }
+
+    impl Platform for Host {
+        fn send(&self, req: platform::Request) -> HttpResult {
+            from_wit_result(wit_http::send(&to_wit_request(req)))
+        }
+
+        fn send_all(&self, reqs: Vec<platform::Request>) -> Vec<HttpResult> {
+            if reqs.is_empty() {
+                return Vec::new();
+            }
+            let reqs: Vec<wit::Request> = reqs.into_iter().map(to_wit_request).collect();
+            wit_http::send_all(&reqs)
+                .into_iter()
+                .map(from_wit_result)
+                .collect()
+        }
+
+        fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
+            let level = match level {
+                Level::Debug => wit_log::Level::Debug,
+                Level::Info => wit_log::Level::Info,
+                Level::Warn => wit_log::Level::Warn,
+                Level::Error => wit_log::Level::Error,
+            };
+            let fields: Vec<(String, String)> = fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            wit_log::write(level, message, &fields);
+        }
+
+        fn now(&self) -> DateTime<Utc> {
+            DateTime::<Utc>::from(SystemTime::now())
+        }
+
+        fn elapsed_ms(&self) -> u64 {
+            self.started.elapsed().as_millis() as u64
+        }
+    }
+
+    fn instance(i: Instance) -> handlers::Instance {
+        handlers::Instance {
+            id: i.id,
+            webhook_url: i.webhook_url,
+            config: i.config,
+            state: i.state,
+            budget_ms: i.budget_ms,
+        }
+    }
+
+    fn convert(r: Result<handlers::Outcome, handlers::CallFailure>) -> Result<Outcome, Failure> {
+        match r {
+            Ok(o) => Ok(Outcome {
+                response: o.response.map(|r| wit::Response {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                }),
+                state: o.state,
+                pending: o.pending,
+                summary: o.summary,
+            }),
+            Err(f) => Err(Failure {
+                message: f.message,
+                state: f.state,
+                retryable: f.retryable,
+            }),
+        }
+    }
+
+    fn host() -> Host {
+        Host {
+            started: Instant::now(),
+        }
+    }
+
+    struct Component;
+
+    impl Guest for Component {
+        fn on_deploy(i: Instance) -> Result<Outcome, Failure> {
+            convert(handlers::deploy(&host(), &instance(i)))
+        }
+
+        fn on_event(i: Instance, event: Event) -> Result<Outcome, Failure> {
+            let event = match event {
+                Event::Webhook(req) => handlers::Event::Webhook(from_wit_request(req)),
+                Event::Schedule => handlers::Event::Schedule,
+                Event::Resume => handlers::Event::Resume,
+            };
+            convert(handlers::event(&host(), &instance(i), &event))
+        }
+
+        fn on_delete(i: Instance) -> Result<Outcome, Failure> {
+            convert(handlers::delete(&host(), &instance(i)))
+        }
+    }
+
+    export!(Component);
+}

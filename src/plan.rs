@@ -1,0 +1,384 @@
+//! The pure planner: what to do in ZenQMS for each Entra user, by the rules of DESIGN.md
+//! "Product decisions". No I/O here; the sync module applies what this decides.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::{Map, Value};
+
+use crate::config::is_guid;
+use crate::entra::{EntraUser, normalize_email};
+use crate::zenqms::api::{NewUser, ZUser};
+
+/// The ZenQMS users, indexed the two ways the matching rule needs.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    users: BTreeMap<String, ZUser>,
+    by_external: HashMap<String, String>,
+    by_email: HashMap<String, BTreeSet<String>>,
+}
+
+impl Directory {
+    pub fn new(users: impl IntoIterator<Item = ZUser>) -> Self {
+        let mut d = Directory::default();
+        for u in users {
+            d.upsert(u);
+        }
+        d
+    }
+
+    /// Inserts or replaces a user (e.g. with the body ZenQMS returned after a write).
+    pub fn upsert(&mut self, user: ZUser) {
+        self.remove(&user.id.clone());
+        if let Some(ext) = link_of(&user) {
+            self.by_external.insert(ext, user.id.clone());
+        }
+        self.by_email
+            .entry(normalize_email(&user.email))
+            .or_default()
+            .insert(user.id.clone());
+        self.users.insert(user.id.clone(), user);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(old) = self.users.remove(id) {
+            if let Some(ext) = link_of(&old) {
+                self.by_external.remove(&ext);
+            }
+            if let Some(set) = self.by_email.get_mut(&normalize_email(&old.email)) {
+                set.remove(id);
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ZUser> {
+        self.users.get(id)
+    }
+
+    pub fn by_external_id(&self, entra_id: &str) -> Option<&ZUser> {
+        self.by_external
+            .get(&entra_id.to_ascii_lowercase())
+            .and_then(|id| self.users.get(id))
+    }
+
+    pub fn by_email(&self, email: &str) -> Vec<&ZUser> {
+        self.by_email
+            .get(&normalize_email(email))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.users.get(id))
+            .collect()
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = &ZUser> {
+        self.users.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Users linked to an Entra object id (a GUID external_id).
+    pub fn linked(&self) -> impl Iterator<Item = &ZUser> {
+        self.users.values().filter(|u| link_of(u).is_some())
+    }
+}
+
+/// The Entra object id a ZenQMS user is linked to: its external_id when that is a GUID.
+pub fn link_of(user: &ZUser) -> Option<String> {
+    user.external_id
+        .as_deref()
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| is_guid(e))
+}
+
+/// One field changed by a write, with its value before and after (the audit trail's unit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub field: &'static str,
+    pub before: Value,
+    pub after: Value,
+}
+
+/// What kind of write a planned change is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Set external_id on a user matched by email (and bring its fields in line).
+    Link,
+    /// Change mapped fields of a linked user.
+    Update,
+    /// Set a linked user inactive (disabled, deleted or gone from Entra).
+    Deactivate,
+}
+
+/// The planner's decision for one Entra user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Create(NewUser),
+    Write {
+        zenqms_id: String,
+        kind: WriteKind,
+        changes: Vec<Change>,
+    },
+    Unchanged {
+        zenqms_id: String,
+    },
+    /// Not synced; the reason is for the log.
+    Skip {
+        reason: String,
+        missing: Vec<&'static str>,
+    },
+    /// Matching is ambiguous: nothing is touched.
+    Conflict {
+        reason: String,
+    },
+}
+
+/// A decision together with the user it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub entra_id: String,
+    pub upn: String,
+    pub action: Action,
+}
+
+enum Match<'a> {
+    Linked(&'a ZUser),
+    ByEmail(&'a ZUser),
+    None,
+    Conflict(String),
+}
+
+fn find<'a>(user: &EntraUser, dir: &'a Directory) -> Match<'a> {
+    if let Some(z) = dir.by_external_id(&user.id) {
+        return Match::Linked(z);
+    }
+    let Some(email) = user.match_email() else {
+        return Match::None;
+    };
+    match dir.by_email(&email).as_slice() {
+        [] => Match::None,
+        [z] => match link_of(z) {
+            None => Match::ByEmail(z),
+            Some(other) => Match::Conflict(format!(
+                "email {email} belongs to ZenQMS user {} already linked to Entra user {other}",
+                z.id
+            )),
+        },
+        many => Match::Conflict(format!(
+            "email {email} matches {} ZenQMS users ({})",
+            many.len(),
+            many.iter().map(|z| z.id.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+fn change(changes: &mut Vec<Change>, field: &'static str, before: Value, after: Value) {
+    if before != after {
+        changes.push(Change {
+            field,
+            before,
+            after,
+        });
+    }
+}
+
+/// Plans one Entra user against the directory.
+pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
+    let matched = find(user, dir);
+    if let Match::Conflict(reason) = matched {
+        return Action::Conflict { reason };
+    }
+    let Some(enabled) = user.account_enabled else {
+        return Action::Skip {
+            reason: "accountEnabled was not returned by Graph".into(),
+            missing: vec!["accountEnabled"],
+        };
+    };
+    let missing = user.missing_fields();
+    let (zuser, linking) = match matched {
+        Match::Linked(z) => (z, false),
+        Match::ByEmail(z) => (z, true),
+        Match::Conflict(_) => unreachable!("handled above"),
+        Match::None => {
+            return match user.mapped() {
+                _ if !enabled => Action::Skip {
+                    reason: "disabled in Entra and not in ZenQMS".into(),
+                    missing: Vec::new(),
+                },
+                None => skip_incomplete(missing),
+                Some(m) => Action::Create(NewUser {
+                    email: m.email,
+                    first_name: m.first_name,
+                    last_name: m.last_name,
+                    title: m.title,
+                    is_active: true,
+                    external_id: Some(user.id.clone()),
+                }),
+            };
+        }
+    };
+    let mut changes = Vec::new();
+    if linking {
+        change(
+            &mut changes,
+            "external_id",
+            zuser.external_id.clone().into(),
+            user.id.clone().into(),
+        );
+    }
+    match user.mapped() {
+        Some(m) => {
+            if normalize_email(&zuser.email) != m.email {
+                if let Some(owner) = dir.by_email(&m.email).into_iter().find(|o| o.id != zuser.id) {
+                    return Action::Conflict {
+                        reason: format!(
+                            "new email {} is already used by ZenQMS user {}",
+                            m.email, owner.id
+                        ),
+                    };
+                }
+                change(&mut changes, "email", zuser.email.clone().into(), m.email.into());
+            }
+            for (field, before, after) in [
+                ("first_name", &zuser.first_name, m.first_name),
+                ("last_name", &zuser.last_name, m.last_name),
+                ("title", &zuser.title, m.title),
+            ] {
+                change(&mut changes, field, before.clone().into(), after.into());
+            }
+            change(&mut changes, "is_active", zuser.is_active.into(), enabled.into());
+        }
+        // Incomplete: only a leaver's deactivation (and its link) may still be written.
+        None if !enabled && (zuser.is_active || linking) => {
+            change(&mut changes, "is_active", zuser.is_active.into(), false.into());
+        }
+        None => return skip_incomplete(missing),
+    }
+    let kind = if linking {
+        WriteKind::Link
+    } else if zuser.is_active && !enabled {
+        WriteKind::Deactivate
+    } else {
+        WriteKind::Update
+    };
+    if changes.is_empty() {
+        Action::Unchanged {
+            zenqms_id: zuser.id.clone(),
+        }
+    } else {
+        Action::Write {
+            zenqms_id: zuser.id.clone(),
+            kind,
+            changes,
+        }
+    }
+}
+
+fn skip_incomplete(missing: Vec<&'static str>) -> Action {
+    Action::Skip {
+        reason: format!("missing required fields: {}", missing.join(", ")),
+        missing,
+    }
+}
+
+/// Plans a batch in order. Each decision is applied to a working copy of the directory before
+/// the next user is planned, so two Entra users in one batch cannot claim the same email or
+/// ZenQMS user.
+pub fn plan_batch(users: &[EntraUser], dir: &Directory) -> Vec<Planned> {
+    let mut work = dir.clone();
+    let mut next_temp = 0u64;
+    users
+        .iter()
+        .map(|u| {
+            let action = plan_user(u, &work);
+            match &action {
+                Action::Create(new) => {
+                    next_temp += 1;
+                    work.upsert(expected_user(&format!("planned-{next_temp}"), new));
+                }
+                Action::Write {
+                    zenqms_id, changes, ..
+                } => {
+                    if let Some(z) = work.get(zenqms_id) {
+                        work.upsert(apply_changes(z, changes));
+                    }
+                }
+                _ => {}
+            }
+            Planned {
+                entra_id: u.id.clone(),
+                upn: u.upn.clone(),
+                action,
+            }
+        })
+        .collect()
+}
+
+/// The user a create is expected to produce.
+pub fn expected_user(id: &str, new: &NewUser) -> ZUser {
+    ZUser {
+        id: id.to_string(),
+        email: new.email.clone(),
+        first_name: new.first_name.clone(),
+        last_name: new.last_name.clone(),
+        title: new.title.clone(),
+        is_active: new.is_active,
+        external_id: new.external_id.clone(),
+        roles: Vec::new(),
+    }
+}
+
+/// The user after `changes` (what ZenQMS should return from the PATCH).
+pub fn apply_changes(user: &ZUser, changes: &[Change]) -> ZUser {
+    let mut u = user.clone();
+    for c in changes {
+        let s = c.after.as_str().unwrap_or_default().to_string();
+        match c.field {
+            "email" => u.email = s,
+            "first_name" => u.first_name = s,
+            "last_name" => u.last_name = s,
+            "title" => u.title = s,
+            "is_active" => u.is_active = c.after.as_bool().unwrap_or(u.is_active),
+            "external_id" => u.external_id = c.after.as_str().map(str::to_string),
+            _ => {}
+        }
+    }
+    u
+}
+
+/// The PATCH body for a set of changes.
+pub fn patch_fields(changes: &[Change]) -> Map<String, Value> {
+    changes
+        .iter()
+        .map(|c| (c.field.to_string(), c.after.clone()))
+        .collect()
+}
+
+/// Linked ZenQMS users whose Entra object no longer exists in the tenant, and are still active:
+/// the leavers a full sync deactivates (after the caller confirms each with Graph).
+pub fn leavers<'a>(dir: &'a Directory, entra_ids: &BTreeSet<String>) -> Vec<&'a ZUser> {
+    dir.linked()
+        .filter(|z| z.is_active)
+        .filter(|z| link_of(z).is_some_and(|id| !entra_ids.contains(&id)))
+        .collect()
+}
+
+/// The write that deactivates a leaver.
+pub fn deactivate(user: &ZUser) -> Action {
+    Action::Write {
+        zenqms_id: user.id.clone(),
+        kind: WriteKind::Deactivate,
+        changes: vec![Change {
+            field: "is_active",
+            before: Value::Bool(user.is_active),
+            after: Value::Bool(false),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,115 @@
+//! The component's view of the platform: HTTP, log and clocks behind one small trait, so the
+//! domain code runs natively in unit tests and the WIT glue in `lib.rs` stays thin.
+
+use chrono::{DateTime, Utc};
+
+/// HTTP method (mirrors the WIT `method` enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// An HTTP request (outbound, or an inbound webhook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    pub fn text(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Why a request got no response (mirrors the WIT `http-error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    Denied(String),
+    Timeout,
+    Transport(String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Denied(why) => write!(f, "request denied by the platform: {why}"),
+            HttpError::Timeout => write!(f, "request timed out"),
+            HttpError::Transport(why) => write!(f, "transport error: {why}"),
+        }
+    }
+}
+
+/// Log severity (mirrors the WIT `level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+pub type HttpResult = Result<Response, HttpError>;
+
+/// What the domain code needs from the platform.
+pub trait Platform {
+    fn send(&self, req: Request) -> HttpResult;
+    /// Independent requests, sent concurrently by the platform; results in request order.
+    fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult>;
+    fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]);
+    /// Wall-clock time.
+    fn now(&self) -> DateTime<Utc>;
+    /// Milliseconds since this call started (monotonic).
+    fn elapsed_ms(&self) -> u64;
+}

@@ -1,0 +1,151 @@
+//! The role rule: for linked users only, a mapped role R is desired when the user is a transitive
+//! member of at least one group mapped to R. Missing desired roles are added, mapped roles not
+//! desired are removed, and roles no mapping names are never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::RoleMapping;
+use crate::plan::{Directory, link_of};
+use crate::zenqms::api::ZUser;
+
+/// Role additions and removals for one ZenQMS user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleChange {
+    pub zenqms_id: String,
+    pub entra_id: String,
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+}
+
+/// Transitive user members of each mapped group (group id -> Entra user ids, lowercase).
+pub type Memberships = BTreeMap<String, BTreeSet<String>>;
+
+/// The mapped roles an Entra user should hold.
+pub fn desired_roles(
+    mappings: &[RoleMapping],
+    members: &Memberships,
+    entra_id: &str,
+) -> BTreeSet<String> {
+    mappings
+        .iter()
+        .filter(|m| {
+            m.groups
+                .iter()
+                .any(|g| members.get(g).is_some_and(|s| s.contains(entra_id)))
+        })
+        .map(|m| m.role.clone())
+        .collect()
+}
+
+/// The change one linked user needs, given the mapped roles it should hold.
+pub fn change_for(
+    user: &ZUser,
+    entra_id: &str,
+    mappings: &[RoleMapping],
+    desired: &BTreeSet<String>,
+) -> Option<RoleChange> {
+    let held: BTreeSet<&String> = user.roles.iter().collect();
+    let add: Vec<String> = desired
+        .iter()
+        .filter(|r| !held.contains(r))
+        .cloned()
+        .collect();
+    let mapped: BTreeSet<&String> = mappings.iter().map(|m| &m.role).collect();
+    let remove: Vec<String> = held
+        .into_iter()
+        .filter(|r| mapped.contains(r) && !desired.contains(*r))
+        .cloned()
+        .collect();
+    (!add.is_empty() || !remove.is_empty()).then(|| RoleChange {
+        zenqms_id: user.id.clone(),
+        entra_id: entra_id.to_string(),
+        add,
+        remove,
+    })
+}
+
+/// Role changes for every linked user in the directory.
+pub fn plan_roles(
+    mappings: &[RoleMapping],
+    members: &Memberships,
+    dir: &Directory,
+) -> Vec<RoleChange> {
+    if mappings.is_empty() {
+        return Vec::new();
+    }
+    dir.linked()
+        .filter_map(|z| {
+            let entra_id = link_of(z)?;
+            let desired = desired_roles(mappings, members, &entra_id);
+            change_for(z, &entra_id, mappings, &desired)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U1: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+    const G1: &str = "00000000-0000-0000-0000-0000000000g1";
+    const G2: &str = "00000000-0000-0000-0000-0000000000g2";
+
+    fn user(id: &str, ext: Option<&str>, roles: &[&str]) -> ZUser {
+        ZUser {
+            id: id.into(),
+            email: format!("{id}@x.com"),
+            first_name: "A".into(),
+            last_name: "B".into(),
+            title: "T".into(),
+            is_active: true,
+            external_id: ext.map(str::to_string),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    fn maps() -> Vec<RoleMapping> {
+        vec![
+            RoleMapping {
+                role: "qa".into(),
+                groups: vec![G1.into(), G2.into()],
+            },
+            RoleMapping {
+                role: "viewer".into(),
+                groups: vec![G2.into()],
+            },
+        ]
+    }
+
+    fn members(g1: &[&str], g2: &[&str]) -> Memberships {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        BTreeMap::from([(G1.to_string(), set(g1)), (G2.to_string(), set(g2))])
+    }
+
+    #[test]
+    fn role_kept_while_in_any_mapped_group() {
+        let dir = Directory::new([user("u1", Some(U1), &["qa"])]);
+        assert!(plan_roles(&maps(), &members(&[U1], &[]), &dir).is_empty());
+        let c = plan_roles(&maps(), &members(&[], &[]), &dir);
+        assert_eq!(c[0].remove, vec!["qa"]);
+    }
+
+    #[test]
+    fn missing_roles_added_unmapped_untouched() {
+        let dir = Directory::new([user("u1", Some(U1), &["admin"])]);
+        let c = plan_roles(&maps(), &members(&[], &[U1]), &dir);
+        assert_eq!(c[0].add, vec!["qa", "viewer"]);
+        assert!(c[0].remove.is_empty());
+    }
+
+    #[test]
+    fn unlinked_users_never_touched() {
+        let dir = Directory::new([user("u1", None, &["qa"])]);
+        assert!(plan_roles(&maps(), &members(&[], &[]), &dir).is_empty());
+    }
+
+    #[test]
+    fn no_mappings_no_changes() {
+        let dir = Directory::new([user("u1", Some(U1), &["qa"])]);
+        assert!(plan_roles(&[], &members(&[], &[]), &dir).is_empty());
+    }
+}

@@ -1,0 +1,187 @@
+//! What the component keeps between calls (the WIT `state` string). Never holds a secret or an
+//! access token: the platform stores it as plain data.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::failure::Failure;
+
+pub const VERSION: u32 = 1;
+
+/// The whole persisted state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    pub version: u32,
+    /// The tenant this instance's links belong to.
+    pub tenant_id: Option<String>,
+    /// A full sync in progress (checkpoint), if any.
+    pub full_sync: Option<FullSync>,
+    /// The last full sync that finished.
+    pub last_full_sync: Option<Finished>,
+    /// Our Graph change-notification subscriptions.
+    pub subscriptions: Vec<Subscription>,
+    /// An `on-delete` in progress (links still being cleared).
+    pub deleting: Option<Deleting>,
+}
+
+/// A Graph subscription this instance created. Its clientState authenticates notifications;
+/// it is a per-subscription random value, not a configured secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub resource: String,
+    pub client_state: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A checkpointed delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleting {
+    pub started_at: String,
+    /// Links cleared so far.
+    pub cleared: u32,
+}
+
+/// A checkpointed full sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FullSync {
+    /// Names the run in logs (the cause of every write it makes).
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub phase: Phase,
+    /// User pages (batches) completed so far.
+    pub batches: u32,
+    /// Handler calls this run has taken so far.
+    pub calls: u32,
+    pub totals: Counts,
+}
+
+/// Where a full sync stands. Each phase is safe to repeat from its start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum Phase {
+    /// Planning users page by page; `next` is the Graph URL of the next page to process.
+    Users { next: String },
+    /// Deactivating linked ZenQMS users whose Entra object is gone.
+    Leavers,
+    /// Bringing mapped roles in line with group membership.
+    Roles,
+}
+
+/// What a run (or one call of it) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counts {
+    pub created: u32,
+    pub updated: u32,
+    pub linked: u32,
+    pub deactivated: u32,
+    pub unchanged: u32,
+    pub skipped: u32,
+    pub conflicts: u32,
+    pub failed: u32,
+    pub roles_added: u32,
+    pub roles_removed: u32,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.linked += other.linked;
+        self.deactivated += other.deactivated;
+        self.unchanged += other.unchanged;
+        self.skipped += other.skipped;
+        self.conflicts += other.conflicts;
+        self.failed += other.failed;
+        self.roles_added += other.roles_added;
+        self.roles_removed += other.roles_removed;
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "created {}, updated {}, linked {}, deactivated {}, unchanged {}, skipped {}, conflicts {}, failed {}, roles added {}, roles removed {}",
+            self.created,
+            self.updated,
+            self.linked,
+            self.deactivated,
+            self.unchanged,
+            self.skipped,
+            self.conflicts,
+            self.failed,
+            self.roles_added,
+            self.roles_removed
+        )
+    }
+}
+
+/// A finished full sync, kept for the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub batches: u32,
+    pub totals: Counts,
+}
+
+impl State {
+    /// Parses stored state; none means a fresh instance.
+    pub fn parse(text: Option<&str>) -> Result<State, Failure> {
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+            return Ok(State {
+                version: VERSION,
+                ..State::default()
+            });
+        };
+        let state: State = serde_json::from_str(text)
+            .map_err(|e| Failure::fatal(format!("stored state is unreadable ({e}); redeploy the instance to start over")))?;
+        if state.version > VERSION {
+            return Err(Failure::fatal(format!(
+                "stored state has version {} but this component understands up to {VERSION}",
+                state.version
+            )));
+        }
+        Ok(state)
+    }
+
+    pub fn subscription_ids(&self) -> impl Iterator<Item = &str> {
+        self.subscriptions.iter().map(|s| s.id.as_str())
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("state serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_fresh() {
+        let fresh = State::parse(None).unwrap();
+        assert_eq!(fresh.version, VERSION);
+        let mut s = fresh.clone();
+        s.full_sync = Some(FullSync {
+            run_id: "r".into(),
+            started_at: "2026-11-28T12:00:00Z".parse().unwrap(),
+            phase: Phase::Users { next: "https://graph.microsoft.com/v1.0/users".into() },
+            batches: 2,
+            calls: 1,
+            totals: Counts::default(),
+        });
+        assert_eq!(State::parse(Some(&s.to_json())).unwrap(), s);
+    }
+
+    #[test]
+    fn garbage_and_future_versions_are_refused() {
+        assert!(State::parse(Some("{nope")).is_err());
+        assert!(State::parse(Some(r#"{"version": 99}"#)).is_err());
+        assert!(State::parse(Some("  ")).is_ok());
+    }
+}

@@ -1,0 +1,163 @@
+//! Inbound webhook requests: Graph's validation handshake and notification collections.
+//!
+//! Nothing here trusts the request: sizes are capped, JSON is parsed into a fixed shape, and a
+//! notification counts only if its subscription id is one of ours.
+
+use serde::Deserialize;
+
+use crate::log::Log;
+use crate::platform::{Method, Request, Response};
+use crate::url::Url;
+
+/// Largest notification body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Largest validation token echoed.
+pub const MAX_TOKEN: usize = 1024;
+
+/// One change or lifecycle notification, as far as we read it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    #[serde(default)]
+    pub subscription_id: String,
+    #[serde(default)]
+    pub client_state: Option<String>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub change_type: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub lifecycle_event: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Collection {
+    value: Vec<Notification>,
+}
+
+/// What the webhook request is.
+#[derive(Debug, PartialEq)]
+pub enum Inbound {
+    /// Answer right away (handshake or a rejected request).
+    Reply(Response),
+    /// A well-formed notification collection to check and act on.
+    Notifications(Vec<Notification>),
+}
+
+fn plain(status: u16, body: &str) -> Response {
+    Response::text(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+}
+
+/// Classifies an inbound request; malformed ones get their 4xx here.
+pub fn read(req: &Request, log: &Log) -> Inbound {
+    let Ok(url) = Url::parse(&req.url) else {
+        return Inbound::Reply(plain(400, "bad request URL"));
+    };
+    if let Some(token) = url.query_param("validationToken") {
+        if token.len() > MAX_TOKEN || token.chars().any(char::is_control) || token.is_empty() {
+            log.warn(
+                "webhook validation refused: token empty, over 1 KiB or with control characters",
+                &[],
+            );
+            return Inbound::Reply(plain(400, "invalid validationToken"));
+        }
+        log.info("webhook validation handshake answered", &[]);
+        return Inbound::Reply(plain(200, &token));
+    }
+    if req.method != Method::Post {
+        return Inbound::Reply(plain(405, "only POST is accepted"));
+    }
+    if req.body.len() > MAX_BODY {
+        log.warn(
+            "webhook refused: body over 1 MiB",
+            &[("bytes", &req.body.len().to_string())],
+        );
+        return Inbound::Reply(plain(400, "body too large"));
+    }
+    match serde_json::from_slice::<Collection>(&req.body) {
+        Ok(c) => Inbound::Notifications(c.value),
+        Err(e) => {
+            log.warn(
+                "webhook refused: not a notification collection",
+                &[("error", &e.to_string())],
+            );
+            Inbound::Reply(plain(400, "malformed notification body"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{HttpResult, Level, Platform};
+    use chrono::{DateTime, Utc};
+
+    struct Quiet;
+    impl Platform for Quiet {
+        fn send(&self, _: Request) -> HttpResult {
+            unreachable!()
+        }
+        fn send_all(&self, _: Vec<Request>) -> Vec<HttpResult> {
+            unreachable!()
+        }
+        fn log(&self, _: Level, _: &str, _: &[(&str, &str)]) {}
+        fn now(&self) -> DateTime<Utc> {
+            DateTime::UNIX_EPOCH
+        }
+        fn elapsed_ms(&self) -> u64 {
+            0
+        }
+    }
+
+    fn req(query: &str, body: &[u8]) -> Request {
+        Request {
+            method: Method::Post,
+            url: format!("https://hooks.example/i/1{query}"),
+            headers: vec![],
+            body: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn handshake_echoes_decoded_token() {
+        let log = Log::new(&Quiet);
+        let Inbound::Reply(r) = read(&req("?validationToken=a%2Bb+c%3D", b""), &log) else {
+            panic!()
+        };
+        assert_eq!((r.status, r.body.as_slice()), (200, b"a+b c=".as_slice()));
+        assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    }
+
+    #[test]
+    fn bad_tokens_and_bodies_get_400() {
+        let log = Log::new(&Quiet);
+        let long = format!("?validationToken={}", "a".repeat(1025));
+        for (q, body) in [
+            (long.as_str(), &b""[..]),
+            ("?validationToken=a%0Ab", b""),
+            ("", b"{not json"),
+            ("", b"{\"value\": 5}"),
+        ] {
+            let Inbound::Reply(r) = read(&req(q, body), &log) else {
+                panic!("{q}")
+            };
+            assert_eq!(r.status, 400, "{q}");
+        }
+        let big = vec![b' '; MAX_BODY + 1];
+        assert!(matches!(read(&req("", &big), &log), Inbound::Reply(r) if r.status == 400));
+    }
+
+    #[test]
+    fn parses_collections() {
+        let log = Log::new(&Quiet);
+        let body = br#"{"value":[{"subscriptionId":"s","clientState":"c","changeType":"updated","resource":"Users/x","tenantId":"t"}]}"#;
+        let Inbound::Notifications(n) = read(&req("", body), &log) else {
+            panic!()
+        };
+        assert_eq!(n[0].subscription_id, "s");
+    }
+}

@@ -1,0 +1,183 @@
+//! Every assumption about ZenQMS's request and response bodies lives here (see
+//! `docs/zenqms-api.md`): ZenQMS publishes the endpoints' paths but not their bodies, so when the
+//! official spec arrives this file and that page change together.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::platform::Method;
+
+/// Largest page `POST /v2/users/search` serves.
+pub const SEARCH_PAGE_SIZE: u32 = 100;
+
+/// A ZenQMS user as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ZUser {
+    pub id: String,
+    pub email: String,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    #[serde(default)]
+    pub title: String,
+    pub is_active: bool,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// The body of `POST /v2/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewUser {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub title: String,
+    pub is_active: bool,
+    pub external_id: Option<String>,
+}
+
+/// A role as `GET /v2/roles` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Role {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+struct Roles {
+    data: Vec<Role>,
+}
+
+/// One page of `POST /v2/users/search`.
+#[derive(Debug, Deserialize)]
+pub struct SearchPage {
+    pub data: Vec<ZUser>,
+    pub total: u64,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A request before the client adds the base URL and credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Value>,
+}
+
+pub fn list_roles() -> Call {
+    Call {
+        method: Method::Get,
+        path: "/v2/roles".into(),
+        body: None,
+    }
+}
+
+/// One page of users matching `filter` (a JSON object of the documented filter keys).
+pub fn search_users(filter: Value, page: u64) -> Call {
+    Call {
+        method: Method::Post,
+        path: "/v2/users/search".into(),
+        body: Some(json!({"filter": filter, "page": page, "per_page": SEARCH_PAGE_SIZE})),
+    }
+}
+
+pub fn create_user(user: &NewUser) -> Call {
+    Call {
+        method: Method::Post,
+        path: "/v2/users".into(),
+        body: Some(serde_json::to_value(user).expect("plain struct serialises")),
+    }
+}
+
+/// `fields` holds only the ZenQMS field names to change and their new values.
+pub fn update_user(id: &str, fields: Map<String, Value>) -> Call {
+    Call {
+        method: Method::Patch,
+        path: format!("/v2/users/{}", crate::url::encode(id)),
+        body: Some(Value::Object(fields)),
+    }
+}
+
+pub fn add_roles(id: &str, roles: &[String]) -> Call {
+    Call {
+        method: Method::Post,
+        path: format!("/v2/users/{}/roles/add", crate::url::encode(id)),
+        body: Some(json!({ "role_ids": roles })),
+    }
+}
+
+pub fn remove_roles(id: &str, roles: &[String]) -> Call {
+    Call {
+        method: Method::Delete,
+        path: format!("/v2/users/{}/roles/remove", crate::url::encode(id)),
+        body: Some(json!({ "role_ids": roles })),
+    }
+}
+
+pub fn parse_roles(body: &[u8]) -> Result<Vec<Role>, String> {
+    serde_json::from_slice::<Roles>(body)
+        .map(|r| r.data)
+        .map_err(|e| format!("unexpected ZenQMS roles response: {e}"))
+}
+
+pub fn parse_search(body: &[u8]) -> Result<SearchPage, String> {
+    serde_json::from_slice(body).map_err(|e| format!("unexpected ZenQMS search response: {e}"))
+}
+
+pub fn parse_user(body: &[u8]) -> Result<ZUser, String> {
+    serde_json::from_slice(body).map_err(|e| format!("unexpected ZenQMS user response: {e}"))
+}
+
+/// `code: message` from a ZenQMS error body, or a short excerpt of whatever came back.
+pub fn error_text(body: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) if e.error.message.is_empty() => e.error.code,
+        Ok(e) => format!("{}: {}", e.error.code, e.error.message),
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            text.chars().take(200).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_escape_ids() {
+        assert_eq!(update_user("a/b", Map::new()).path, "/v2/users/a%2Fb");
+        assert_eq!(add_roles("u-1", &["r".into()]).path, "/v2/users/u-1/roles/add");
+    }
+
+    #[test]
+    fn error_text_prefers_the_documented_shape() {
+        let body = br#"{"error":{"code":"email_taken","message":"in use"}}"#;
+        assert_eq!(error_text(body), "email_taken: in use");
+        assert_eq!(error_text(b"<html>"), "<html>");
+    }
+
+    #[test]
+    fn search_body_shape() {
+        let c = search_users(json!({"has_external_id": true}), 2);
+        assert_eq!(
+            c.body.unwrap(),
+            json!({"filter": {"has_external_id": true}, "page": 2, "per_page": 100})
+        );
+    }
+}

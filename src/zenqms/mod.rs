@@ -1,0 +1,135 @@
+//! ZenQMS client: turns [`api::Call`]s into authenticated requests and reads the answers.
+
+pub mod api;
+
+use serde_json::Value;
+
+use crate::config::{Config, Secret};
+use crate::failure::Failure;
+use crate::platform::{HttpResult, Platform, Request};
+use api::{Call, Role, ZUser};
+
+/// Why one write failed (the sync logs it and goes on with the others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteError {
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl WriteError {
+    /// True when the failure is the whole service's, not this user's (credentials, outage).
+    pub fn is_systemic(&self) -> bool {
+        matches!(self.status, None | Some(401) | Some(403) | Some(429) | Some(500..))
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(s) => write!(f, "ZenQMS answered {s}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+pub struct Zenqms<'a> {
+    platform: &'a dyn Platform,
+    base_url: String,
+    token: Secret,
+}
+
+impl<'a> Zenqms<'a> {
+    pub fn new(platform: &'a dyn Platform, config: &Config) -> Self {
+        Zenqms {
+            platform,
+            base_url: config.zenqms_base_url.clone(),
+            token: config.zenqms_api_token.clone(),
+        }
+    }
+
+    pub fn request(&self, call: &Call) -> Request {
+        let mut headers = vec![(
+            "authorization".to_string(),
+            format!("Bearer {}", self.token.expose()),
+        )];
+        let body = match &call.body {
+            Some(b) => {
+                headers.push(("content-type".into(), "application/json".into()));
+                b.to_string().into_bytes()
+            }
+            None => Vec::new(),
+        };
+        Request {
+            method: call.method,
+            url: format!("{}{}", self.base_url, call.path),
+            headers,
+            body,
+        }
+    }
+
+    /// Reads a response that ended a read, as a call failure.
+    fn read_ok(result: HttpResult, what: &str) -> Result<Vec<u8>, Failure> {
+        let resp = result.map_err(|e| Failure::http("ZenQMS", &e))?;
+        if resp.is_success() {
+            return Ok(resp.body);
+        }
+        let mut f = Failure::status("ZenQMS", resp.status, &api::error_text(&resp.body));
+        if resp.status == 401 {
+            f.message.push_str(" (check zenqms_api_token)");
+        }
+        f.message = format!("{what}: {}", f.message);
+        Err(f)
+    }
+
+    /// Parses the roles answer of a request sent by the caller (so it can share a round).
+    pub fn parse_roles(result: HttpResult) -> Result<Vec<Role>, Failure> {
+        let body = Self::read_ok(result, "listing ZenQMS roles")?;
+        api::parse_roles(&body).map_err(Failure::transient)
+    }
+
+    /// Every user matching `filter`: page 1 tells the total, the rest are fetched concurrently.
+    pub fn search_all(&self, filter: Value) -> Result<Vec<ZUser>, Failure> {
+        let what = "searching ZenQMS users";
+        let first = self.platform.send(self.request(&api::search_users(filter.clone(), 1)));
+        let page = api::parse_search(&Self::read_ok(first, what)?).map_err(Failure::transient)?;
+        let mut users = page.data;
+        let pages = page.total.div_ceil(u64::from(api::SEARCH_PAGE_SIZE));
+        let reqs: Vec<Request> = (2..=pages)
+            .map(|p| self.request(&api::search_users(filter.clone(), p)))
+            .collect();
+        for result in self.platform.send_all(reqs) {
+            let page =
+                api::parse_search(&Self::read_ok(result, what)?).map_err(Failure::transient)?;
+            users.extend(page.data);
+        }
+        // Pages fetched side by side can overlap if ZenQMS changed in between: keep one of each.
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        users.dedup_by(|a, b| a.id == b.id);
+        Ok(users)
+    }
+
+    /// Sends independent writes concurrently; each answers with the user as ZenQMS now has it.
+    pub fn write_all(&self, calls: &[Call]) -> Vec<Result<ZUser, WriteError>> {
+        let reqs = calls.iter().map(|c| self.request(c)).collect();
+        self.platform
+            .send_all(reqs)
+            .into_iter()
+            .map(|r| match r {
+                Err(e) => Err(WriteError {
+                    status: None,
+                    message: e.to_string(),
+                }),
+                Ok(resp) if resp.is_success() => {
+                    api::parse_user(&resp.body).map_err(|message| WriteError {
+                        status: Some(resp.status),
+                        message,
+                    })
+                }
+                Ok(resp) => Err(WriteError {
+                    status: Some(resp.status),
+                    message: api::error_text(&resp.body),
+                }),
+            })
+            .collect()
+    }
+}
