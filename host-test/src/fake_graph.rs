@@ -12,9 +12,9 @@
 mod directory;
 mod odata;
 mod subscriptions;
-mod token;
 #[cfg(test)]
 mod tests;
+mod token;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -52,7 +52,15 @@ impl FakeGraph {
         let users = spec
             .users
             .iter()
-            .map(|u| (u.get("id").and_then(Value::as_str).unwrap_or_default().to_string(), u.clone()))
+            .map(|u| {
+                (
+                    u.get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    u.clone(),
+                )
+            })
             .collect();
         let groups = spec
             .groups
@@ -84,13 +92,18 @@ impl FakeGraph {
         let url = match odata::parse_url(&req.url) {
             Some(url) if url.scheme == "https" => url,
             _ => {
-                let err = GraphError::bad_request("BadRequest", format!("Invalid request URL '{}'.", req.url));
+                let err = GraphError::bad_request(
+                    "BadRequest",
+                    format!("Invalid request URL '{}'.", req.url),
+                );
                 return ctx.error(&err);
             }
         };
         match url.host.as_str() {
             "login.microsoftonline.com" => self.token_endpoint(req, &url, &ctx),
-            "graph.microsoft.com" => self.graph(req, &url, &ctx).unwrap_or_else(|e| ctx.error(&e)),
+            "graph.microsoft.com" => self
+                .graph(req, &url, &ctx)
+                .unwrap_or_else(|e| ctx.error(&e)),
             other => ctx.error(&GraphError::bad_request(
                 "BadRequest",
                 format!("The fake Graph does not serve host '{other}'."),
@@ -100,7 +113,10 @@ impl FakeGraph {
 
     /// Insert or replace a user by `id`; also un-deletes a soft-deleted user.
     pub fn upsert_user(&mut self, user: Map<String, Value>) -> Result<()> {
-        let id = user.get("id").and_then(Value::as_str).context("user object needs a string \"id\"")?;
+        let id = user
+            .get("id")
+            .and_then(Value::as_str)
+            .context("user object needs a string \"id\"")?;
         if id.is_empty() {
             bail!("user id must not be empty");
         }
@@ -123,13 +139,19 @@ impl FakeGraph {
         if !self.users.contains_key(member) && !self.groups.contains_key(member) {
             bail!("cannot add {member:?} to group {group:?}: no such user or group");
         }
-        let g = self.groups.get_mut(group).with_context(|| format!("no such group {group:?}"))?;
+        let g = self
+            .groups
+            .get_mut(group)
+            .with_context(|| format!("no such group {group:?}"))?;
         g.members.insert(member.to_string());
         Ok(())
     }
 
     pub fn remove_member(&mut self, group: &str, member: &str) -> Result<()> {
-        let g = self.groups.get_mut(group).with_context(|| format!("no such group {group:?}"))?;
+        let g = self
+            .groups
+            .get_mut(group)
+            .with_context(|| format!("no such group {group:?}"))?;
         if !g.members.remove(member) {
             bail!("{member:?} is not a direct member of group {group:?}");
         }
@@ -144,7 +166,11 @@ impl FakeGraph {
     /// Active subscriptions (not expired at `now`, not deleted): id, resource, changeType,
     /// notificationUrl, lifecycleNotificationUrl, expirationDateTime, clientState (raw).
     pub fn subscriptions(&self, now: DateTime<Utc>) -> Vec<Value> {
-        self.subscriptions.values().filter(|s| s.is_active(now)).map(Subscription::summary).collect()
+        self.subscriptions
+            .values()
+            .filter(|s| s.is_active(now))
+            .map(Subscription::summary)
+            .collect()
     }
 
     /// A subscription (same shape as `subscriptions`, so `["clientState"]` is its secret) by id,
@@ -158,31 +184,47 @@ impl FakeGraph {
         let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
         match segments.first().copied() {
             Some("v1.0") => {}
-            Some("beta") => return Err(GraphError::not_implemented("the beta endpoint (use v1.0)")),
-            Some(v) if !v.is_empty() => {
-                return Err(GraphError::bad_request("BadRequest", format!("Invalid version: {v}")));
+            Some("beta") => {
+                return Err(GraphError::not_implemented("the beta endpoint (use v1.0)"));
             }
-            _ => return Err(GraphError::bad_request("BadRequest", "Invalid version: (none)")),
+            Some(v) if !v.is_empty() => {
+                return Err(GraphError::bad_request(
+                    "BadRequest",
+                    format!("Invalid version: {v}"),
+                ));
+            }
+            _ => {
+                return Err(GraphError::bad_request(
+                    "BadRequest",
+                    "Invalid version: (none)",
+                ));
+            }
         }
         self.authenticate(req, ctx)?;
         let rest = &segments[1..];
-        let resource = rest.first().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+        let resource = rest
+            .first()
+            .map(|s| s.to_ascii_lowercase())
+            .unwrap_or_default();
         match resource.as_str() {
             "users" => self.users_route(req, url, &rest[1..], ctx),
             "groups" => self.groups_route(req, url, &rest[1..], ctx),
             "subscriptions" => self.subscriptions_route(req, url, &rest[1..], ctx),
-            "me" | "directoryobjects" | "$batch" | "$metadata" | "serviceprincipals" | "applications"
-            | "organization" | "directory" | "devices" | "contacts" => {
+            "me" | "directoryobjects" | "$batch" | "$metadata" | "serviceprincipals"
+            | "applications" | "organization" | "directory" | "devices" | "contacts" => {
                 Err(GraphError::not_implemented(&format!("/v1.0/{}", rest[0])))
             }
-            _ => Err(GraphError::segment(rest.first().copied().unwrap_or_default())),
+            _ => Err(GraphError::segment(
+                rest.first().copied().unwrap_or_default(),
+            )),
         }
     }
 
     /// Requires `Authorization: Bearer <token>` with a token this fake issued and that has not
     /// expired at the virtual `now`.
     fn authenticate(&self, req: &HttpRequest, ctx: &Ctx) -> GraphResult<()> {
-        let unauthorized = |message: &str| GraphError::new(401, "InvalidAuthenticationToken", message);
+        let unauthorized =
+            |message: &str| GraphError::new(401, "InvalidAuthenticationToken", message);
         let header = req.header("authorization").unwrap_or_default().trim();
         if header.is_empty() {
             return Err(unauthorized("Access token is empty."));
@@ -192,10 +234,12 @@ impl FakeGraph {
             _ => return Err(unauthorized("Access token is empty.")),
         };
         match self.tokens.iter().find(|(t, _)| t == token) {
-            None => Err(unauthorized("Access token validation failure. Invalid audience.")),
-            Some((_, expires)) if *expires <= ctx.now => {
-                Err(unauthorized("Lifetime validation failed, the token is expired."))
-            }
+            None => Err(unauthorized(
+                "Access token validation failure. Invalid audience.",
+            )),
+            Some((_, expires)) if *expires <= ctx.now => Err(unauthorized(
+                "Lifetime validation failed, the token is expired.",
+            )),
             Some(_) => Ok(()),
         }
     }

@@ -48,7 +48,14 @@ fn invalid_field(message: impl Into<String>) -> ApiError {
     ApiError(422, "invalid_field", message.into())
 }
 
-const USER_FIELDS: &[&str] = &["email", "first_name", "last_name", "title", "is_active", "external_id"];
+const USER_FIELDS: &[&str] = &[
+    "email",
+    "first_name",
+    "last_name",
+    "title",
+    "is_active",
+    "external_id",
+];
 const FILTER_KEYS: &[&str] = &["external_id", "email", "is_active", "has_external_id"];
 
 impl FakeZenqms {
@@ -94,9 +101,13 @@ impl FakeZenqms {
         match self.route(req) {
             Ok((status, body)) => HttpResponse::json(status, &body),
             Err(ApiError(status, code, message)) => {
-                let mut resp = HttpResponse::json(status, &json!({"error": {"code": code, "message": message}}));
+                let mut resp = HttpResponse::json(
+                    status,
+                    &json!({"error": {"code": code, "message": message}}),
+                );
                 if status == 405 {
-                    resp.headers.push(("allow".into(), allowed_method(&req.url).into()));
+                    resp.headers
+                        .push(("allow".into(), allowed_method(&req.url).into()));
                 }
                 resp
             }
@@ -106,7 +117,10 @@ impl FakeZenqms {
     /// A manual edit made in ZenQMS by an admin: `id` plus any user fields, and optionally
     /// `roles` as the full new list. The same rules as the API apply (types, 422, unique email).
     pub fn update_user(&mut self, fields: &Map<String, Value>) -> Result<()> {
-        let id = fields.get("id").and_then(Value::as_str).context("update_user needs a string \"id\"")?;
+        let id = fields
+            .get("id")
+            .and_then(Value::as_str)
+            .context("update_user needs a string \"id\"")?;
         if !self.users.contains_key(id) {
             bail!("update_user: no ZenQMS user {id:?}");
         }
@@ -120,7 +134,11 @@ impl FakeZenqms {
         }
         if let Some(roles) = roles {
             let ids = self.role_ids_value(&roles, "roles").map_err(api_err)?;
-            user.roles = ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+            user.roles = ids
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
         }
         self.users.insert(id.to_string(), user);
         Ok(())
@@ -151,10 +169,23 @@ impl FakeZenqms {
             ("POST", ["v2", "users", "search"]) => (200, self.search(&json_object(req)?)?),
             ("POST", ["v2", "users"]) => (201, self.create(&json_object(req)?)?),
             ("PATCH", ["v2", "users", id]) if *id != "search" => (200, self.patch(id, req)?),
-            ("POST", ["v2", "users", id, "roles", "add"]) => (200, self.change_roles(id, req, true)?),
-            ("DELETE", ["v2", "users", id, "roles", "remove"]) => (200, self.change_roles(id, req, false)?),
-            (_, ["v2", "roles" | "users"] | ["v2", "users", _] | ["v2", "users", _, "roles", "add" | "remove"]) => {
-                return Err(ApiError(405, "method_not_allowed", format!("{method} is not allowed on {path}")));
+            ("POST", ["v2", "users", id, "roles", "add"]) => {
+                (200, self.change_roles(id, req, true)?)
+            }
+            ("DELETE", ["v2", "users", id, "roles", "remove"]) => {
+                (200, self.change_roles(id, req, false)?)
+            }
+            (
+                _,
+                ["v2", "roles" | "users"]
+                | ["v2", "users", _]
+                | ["v2", "users", _, "roles", "add" | "remove"],
+            ) => {
+                return Err(ApiError(
+                    405,
+                    "method_not_allowed",
+                    format!("{method} is not allowed on {path}"),
+                ));
             }
             _ => return Err(ApiError(404, "not_found", format!("no such path: {path}"))),
         };
@@ -164,14 +195,22 @@ impl FakeZenqms {
     /// The path below the base URL; query strings are not part of the contract.
     fn path_of(&self, url: &str) -> ApiResult<String> {
         let not_found = || ApiError(404, "not_found", format!("no such path: {url}"));
-        let rest = url.strip_prefix(&self.base_url).ok_or_else(not_found)?;
+        // Hosts are case-insensitive; the rest of the URL is compared as given.
+        let base_len = self.base_url.len();
+        let rest = match url.get(..base_len) {
+            Some(prefix) if prefix.eq_ignore_ascii_case(&self.base_url) => &url[base_len..],
+            _ => return Err(not_found()),
+        };
         if !rest.starts_with('/') {
             return Err(not_found());
         }
         match rest.split_once('?') {
             Some((_, query)) if !query.is_empty() => {
                 let name = query.split(['=', '&']).next().unwrap_or(query);
-                Err(bad_request(format!("unexpected query parameter `{}`", percent_decode(name))))
+                Err(bad_request(format!(
+                    "unexpected query parameter `{}`",
+                    percent_decode(name)
+                )))
             }
             Some((path, _)) => Ok(path.to_string()),
             None => Ok(rest.to_string()),
@@ -206,9 +245,15 @@ impl FakeZenqms {
             Some(Value::Object(f)) => Filter::parse(f)?,
             Some(_) => return Err(bad_request("field `filter` must be an object")),
         };
-        let matching: Vec<&ZenqmsUser> = self.users.values().filter(|u| filter.matches(u)).collect();
+        let matching: Vec<&ZenqmsUser> =
+            self.users.values().filter(|u| filter.matches(u)).collect();
         let skip = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
-        let data: Vec<&ZenqmsUser> = matching.iter().skip(skip).take(per_page as usize).copied().collect();
+        let data: Vec<&ZenqmsUser> = matching
+            .iter()
+            .skip(skip)
+            .take(per_page as usize)
+            .copied()
+            .collect();
         Ok(json!({"data": data, "page": page, "per_page": per_page, "total": matching.len()}))
     }
 
@@ -275,7 +320,9 @@ impl FakeZenqms {
         self.user(id)?;
         let body = json_object(req)?;
         reject_unknown(&body, &["role_ids"], "")?;
-        let value = body.get("role_ids").ok_or_else(|| bad_request("missing required field `role_ids`"))?;
+        let value = body
+            .get("role_ids")
+            .ok_or_else(|| bad_request("missing required field `role_ids`"))?;
         let role_ids = self.role_ids_value(value, "role_ids")?;
         if role_ids.is_empty() {
             return Err(bad_request("field `role_ids` must not be empty"));
@@ -298,12 +345,20 @@ impl FakeZenqms {
 
     /// A list of known role ids (400 on a wrong shape, 422 `unknown_role` on an unknown id).
     fn role_ids_value(&self, value: &Value, field: &str) -> ApiResult<Vec<String>> {
-        let items = value.as_array().ok_or_else(|| bad_request(format!("field `{field}` must be an array of strings")))?;
+        let items = value
+            .as_array()
+            .ok_or_else(|| bad_request(format!("field `{field}` must be an array of strings")))?;
         let mut ids = Vec::new();
         for item in items {
-            let id = item.as_str().ok_or_else(|| bad_request(format!("field `{field}` must be an array of strings")))?;
+            let id = item.as_str().ok_or_else(|| {
+                bad_request(format!("field `{field}` must be an array of strings"))
+            })?;
             if !self.roles.iter().any(|r| r.id == id) {
-                return Err(ApiError(422, "unknown_role", format!("unknown role id `{id}` in `{field}`")));
+                return Err(ApiError(
+                    422,
+                    "unknown_role",
+                    format!("unknown role id `{id}` in `{field}`"),
+                ));
             }
             ids.push(id.to_string());
         }
@@ -317,8 +372,16 @@ impl FakeZenqms {
     /// Emails are unique case-insensitively (trimmed) across all users, active or not.
     fn ensure_email_free(&self, email: &str, except: Option<&str>) -> ApiResult<()> {
         let wanted = normalize_email(email);
-        match self.users.values().find(|u| Some(u.id.as_str()) != except && normalize_email(&u.email) == wanted) {
-            Some(other) => Err(ApiError(409, "email_taken", format!("email `{email}` is already used by user {}", other.id))),
+        match self
+            .users
+            .values()
+            .find(|u| Some(u.id.as_str()) != except && normalize_email(&u.email) == wanted)
+        {
+            Some(other) => Err(ApiError(
+                409,
+                "email_taken",
+                format!("email `{email}` is already used by user {}", other.id),
+            )),
             None => Ok(()),
         }
     }
@@ -349,18 +412,37 @@ impl Filter {
         reject_unknown(f, FILTER_KEYS, "filter.")?;
         let field = |k: &str| format!("filter.{k}");
         Ok(Filter {
-            external_id: f.get("external_id").map(|v| as_nullable_string(v, &field("external_id"))).transpose()?,
-            email: f.get("email").map(|v| as_string(v, &field("email"))).transpose()?,
-            is_active: f.get("is_active").map(|v| as_bool(v, &field("is_active"))).transpose()?,
-            has_external_id: f.get("has_external_id").map(|v| as_bool(v, &field("has_external_id"))).transpose()?,
+            external_id: f
+                .get("external_id")
+                .map(|v| as_nullable_string(v, &field("external_id")))
+                .transpose()?,
+            email: f
+                .get("email")
+                .map(|v| as_string(v, &field("email")))
+                .transpose()?,
+            is_active: f
+                .get("is_active")
+                .map(|v| as_bool(v, &field("is_active")))
+                .transpose()?,
+            has_external_id: f
+                .get("has_external_id")
+                .map(|v| as_bool(v, &field("has_external_id")))
+                .transpose()?,
         })
     }
 
     fn matches(&self, u: &ZenqmsUser) -> bool {
-        self.external_id.as_ref().is_none_or(|e| &u.external_id == e)
-            && self.email.as_ref().is_none_or(|e| normalize_email(e) == normalize_email(&u.email))
+        self.external_id
+            .as_ref()
+            .is_none_or(|e| &u.external_id == e)
+            && self
+                .email
+                .as_ref()
+                .is_none_or(|e| normalize_email(e) == normalize_email(&u.email))
             && self.is_active.is_none_or(|a| u.is_active == a)
-            && self.has_external_id.is_none_or(|h| u.external_id.is_some() == h)
+            && self
+                .has_external_id
+                .is_none_or(|h| u.external_id.is_some() == h)
     }
 }
 
@@ -374,7 +456,11 @@ fn normalize_email(email: &str) -> String {
 
 /// 422 rules: non-empty names and title; an email with exactly one '@' and a dot in the domain.
 fn validate_user(u: &ZenqmsUser) -> ApiResult<()> {
-    for (field, value) in [("first_name", &u.first_name), ("last_name", &u.last_name), ("title", &u.title)] {
+    for (field, value) in [
+        ("first_name", &u.first_name),
+        ("last_name", &u.last_name),
+        ("title", &u.title),
+    ] {
         if value.trim().is_empty() {
             return Err(invalid_field(format!("field `{field}` must not be empty")));
         }
@@ -392,14 +478,20 @@ fn validate_user(u: &ZenqmsUser) -> ApiResult<()> {
         None => false,
     };
     if !valid {
-        return Err(invalid_field(format!("field `email` is not a valid email address: `{}`", u.email)));
+        return Err(invalid_field(format!(
+            "field `email` is not a valid email address: `{}`",
+            u.email
+        )));
     }
     Ok(())
 }
 
 /// The request body as a JSON object (requires `Content-Type: application/json`).
 fn json_object(req: &HttpRequest) -> ApiResult<Map<String, Value>> {
-    let content_type = req.header("content-type").unwrap_or_default().to_ascii_lowercase();
+    let content_type = req
+        .header("content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if !content_type.starts_with("application/json") {
         return Err(bad_request("Content-Type must be application/json"));
     }
@@ -417,30 +509,46 @@ fn reject_unknown(body: &Map<String, Value>, known: &[&str], prefix: &str) -> Ap
     }
 }
 
-fn required<T>(body: &Map<String, Value>, key: &str, read: fn(&Value, &str) -> ApiResult<T>) -> ApiResult<T> {
-    let value = body.get(key).ok_or_else(|| bad_request(format!("missing required field `{key}`")))?;
+fn required<T>(
+    body: &Map<String, Value>,
+    key: &str,
+    read: fn(&Value, &str) -> ApiResult<T>,
+) -> ApiResult<T> {
+    let value = body
+        .get(key)
+        .ok_or_else(|| bad_request(format!("missing required field `{key}`")))?;
     read(value, key)
 }
 
 fn as_string(value: &Value, field: &str) -> ApiResult<String> {
-    value.as_str().map(str::to_string).ok_or_else(|| bad_request(format!("field `{field}` must be a string")))
+    value
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| bad_request(format!("field `{field}` must be a string")))
 }
 
 fn as_bool(value: &Value, field: &str) -> ApiResult<bool> {
-    value.as_bool().ok_or_else(|| bad_request(format!("field `{field}` must be a boolean")))
+    value
+        .as_bool()
+        .ok_or_else(|| bad_request(format!("field `{field}` must be a boolean")))
 }
 
 fn as_nullable_string(value: &Value, field: &str) -> ApiResult<Option<String>> {
     match value {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.clone())),
-        _ => Err(bad_request(format!("field `{field}` must be a string or null"))),
+        _ => Err(bad_request(format!(
+            "field `{field}` must be a string or null"
+        ))),
     }
 }
 
 fn optional_int(body: &Map<String, Value>, key: &str) -> ApiResult<Option<i64>> {
     body.get(key)
-        .map(|v| v.as_i64().ok_or_else(|| bad_request(format!("field `{key}` must be an integer"))))
+        .map(|v| {
+            v.as_i64()
+                .ok_or_else(|| bad_request(format!("field `{key}` must be an integer")))
+        })
         .transpose()
 }
 
@@ -469,7 +577,10 @@ fn allowed_method(url: &str) -> &'static str {
     let path = url.split('?').next().unwrap_or(url);
     if path.ends_with("/v2/roles") {
         "GET"
-    } else if path.ends_with("/roles/add") || path.ends_with("/v2/users") || path.ends_with("/v2/users/search") {
+    } else if path.ends_with("/roles/add")
+        || path.ends_with("/v2/users")
+        || path.ends_with("/v2/users/search")
+    {
         "POST"
     } else if path.ends_with("/roles/remove") {
         "DELETE"

@@ -275,6 +275,18 @@ pub struct Expect {
     pub log_contains: Vec<String>,
     #[serde(default)]
     pub responses: Vec<ExpectResponse>,
+    /// Steps expected to fail (an extension: any other failing step fails the scenario).
+    #[serde(default)]
+    pub errors: Vec<ExpectError>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectError {
+    pub step: usize,
+    /// Text the step's error must contain.
+    #[serde(default)]
+    pub contains: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

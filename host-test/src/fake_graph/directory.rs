@@ -8,68 +8,194 @@ use serde_json::{Map, Value, json};
 
 use super::FakeGraph;
 use super::odata::{
-    Ctx, GraphError, GraphResult, Selection, Url, collection, find_name, is_guid, json_body, paginate,
-    parse_query,
+    Ctx, GraphError, GraphResult, Selection, Url, collection, find_name, is_guid, json_body,
+    paginate, parse_query,
 };
 use crate::http_types::{HttpRequest, HttpResponse};
 
 /// Properties of `microsoft.graph.user` (v1.0) that `$select` accepts.
 const USER_PROPS: &[&str] = &[
-    "aboutMe", "accountEnabled", "ageGroup", "assignedLicenses", "assignedPlans", "authorizationInfo",
-    "birthday", "businessPhones", "city", "companyName", "consentProvidedForMinor", "country",
-    "createdDateTime", "creationType", "customSecurityAttributes", "deletedDateTime", "department",
-    "displayName", "employeeHireDate", "employeeId", "employeeLeaveDateTime", "employeeOrgData",
-    "employeeType", "externalUserState", "externalUserStateChangeDateTime", "faxNumber", "givenName",
-    "hireDate", "id", "identities", "imAddresses", "interests", "isResourceAccount", "jobTitle",
-    "lastPasswordChangeDateTime", "legalAgeGroupClassification", "licenseAssignmentStates", "mail",
-    "mailboxSettings", "mailNickname", "mobilePhone", "mySite", "officeLocation",
-    "onPremisesDistinguishedName", "onPremisesDomainName", "onPremisesExtensionAttributes",
-    "onPremisesImmutableId", "onPremisesLastSyncDateTime", "onPremisesProvisioningErrors",
-    "onPremisesSamAccountName", "onPremisesSecurityIdentifier", "onPremisesSyncEnabled",
-    "onPremisesUserPrincipalName", "otherMails", "passwordPolicies", "passwordProfile", "pastProjects",
-    "postalCode", "preferredDataLocation", "preferredLanguage", "preferredName", "provisionedPlans",
-    "proxyAddresses", "responsibilities", "schools", "securityIdentifier", "showInAddressList",
-    "signInActivity", "signInSessionsValidFromDateTime", "skills", "state", "streetAddress", "surname",
-    "usageLocation", "userPrincipalName", "userType",
+    "aboutMe",
+    "accountEnabled",
+    "ageGroup",
+    "assignedLicenses",
+    "assignedPlans",
+    "authorizationInfo",
+    "birthday",
+    "businessPhones",
+    "city",
+    "companyName",
+    "consentProvidedForMinor",
+    "country",
+    "createdDateTime",
+    "creationType",
+    "customSecurityAttributes",
+    "deletedDateTime",
+    "department",
+    "displayName",
+    "employeeHireDate",
+    "employeeId",
+    "employeeLeaveDateTime",
+    "employeeOrgData",
+    "employeeType",
+    "externalUserState",
+    "externalUserStateChangeDateTime",
+    "faxNumber",
+    "givenName",
+    "hireDate",
+    "id",
+    "identities",
+    "imAddresses",
+    "interests",
+    "isResourceAccount",
+    "jobTitle",
+    "lastPasswordChangeDateTime",
+    "legalAgeGroupClassification",
+    "licenseAssignmentStates",
+    "mail",
+    "mailboxSettings",
+    "mailNickname",
+    "mobilePhone",
+    "mySite",
+    "officeLocation",
+    "onPremisesDistinguishedName",
+    "onPremisesDomainName",
+    "onPremisesExtensionAttributes",
+    "onPremisesImmutableId",
+    "onPremisesLastSyncDateTime",
+    "onPremisesProvisioningErrors",
+    "onPremisesSamAccountName",
+    "onPremisesSecurityIdentifier",
+    "onPremisesSyncEnabled",
+    "onPremisesUserPrincipalName",
+    "otherMails",
+    "passwordPolicies",
+    "passwordProfile",
+    "pastProjects",
+    "postalCode",
+    "preferredDataLocation",
+    "preferredLanguage",
+    "preferredName",
+    "provisionedPlans",
+    "proxyAddresses",
+    "responsibilities",
+    "schools",
+    "securityIdentifier",
+    "showInAddressList",
+    "signInActivity",
+    "signInSessionsValidFromDateTime",
+    "skills",
+    "state",
+    "streetAddress",
+    "surname",
+    "usageLocation",
+    "userPrincipalName",
+    "userType",
 ];
 
 /// Returned when a user is read without `$select` (user-list docs). Not `accountEnabled`.
 const USER_DEFAULT: &[&str] = &[
-    "businessPhones", "displayName", "givenName", "id", "jobTitle", "mail", "mobilePhone",
-    "officeLocation", "preferredLanguage", "surname", "userPrincipalName",
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "id",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
 ];
 
 /// Only readable one user at a time: selecting them on a collection is a 501 in real Graph.
 const USER_SINGLE_ONLY: &[&str] = &[
-    "aboutMe", "birthday", "hireDate", "interests", "mailboxSettings", "mySite", "pastProjects",
-    "preferredName", "responsibilities", "schools", "skills",
+    "aboutMe",
+    "birthday",
+    "hireDate",
+    "interests",
+    "mailboxSettings",
+    "mySite",
+    "pastProjects",
+    "preferredName",
+    "responsibilities",
+    "schools",
+    "skills",
 ];
 
 /// Collection-valued properties: Graph returns `[]`, never null.
 const COLLECTION_PROPS: &[&str] = &[
-    "assignedLicenses", "assignedPlans", "businessPhones", "groupTypes", "identities", "imAddresses",
-    "interests", "otherMails", "pastProjects", "provisionedPlans", "proxyAddresses", "responsibilities",
-    "schools", "skills", "licenseAssignmentStates", "onPremisesProvisioningErrors",
+    "assignedLicenses",
+    "assignedPlans",
+    "businessPhones",
+    "groupTypes",
+    "identities",
+    "imAddresses",
+    "interests",
+    "otherMails",
+    "pastProjects",
+    "provisionedPlans",
+    "proxyAddresses",
+    "responsibilities",
+    "schools",
+    "skills",
+    "licenseAssignmentStates",
+    "onPremisesProvisioningErrors",
 ];
 
 const GROUP_PROPS: &[&str] = &[
-    "classification", "createdDateTime", "deletedDateTime", "description", "displayName",
-    "expirationDateTime", "groupTypes", "id", "isAssignableToRole", "mail", "mailEnabled",
-    "mailNickname", "membershipRule", "membershipRuleProcessingState", "onPremisesLastSyncDateTime",
-    "onPremisesSecurityIdentifier", "onPremisesSyncEnabled", "preferredDataLocation",
-    "preferredLanguage", "proxyAddresses", "renewedDateTime", "securityEnabled", "securityIdentifier",
-    "theme", "visibility",
+    "classification",
+    "createdDateTime",
+    "deletedDateTime",
+    "description",
+    "displayName",
+    "expirationDateTime",
+    "groupTypes",
+    "id",
+    "isAssignableToRole",
+    "mail",
+    "mailEnabled",
+    "mailNickname",
+    "membershipRule",
+    "membershipRuleProcessingState",
+    "onPremisesLastSyncDateTime",
+    "onPremisesSecurityIdentifier",
+    "onPremisesSyncEnabled",
+    "preferredDataLocation",
+    "preferredLanguage",
+    "proxyAddresses",
+    "renewedDateTime",
+    "securityEnabled",
+    "securityIdentifier",
+    "theme",
+    "visibility",
 ];
 
 const GROUP_DEFAULT: &[&str] = &[
-    "createdDateTime", "description", "displayName", "groupTypes", "id", "mail", "mailEnabled",
-    "mailNickname", "securityEnabled", "visibility",
+    "createdDateTime",
+    "description",
+    "displayName",
+    "groupTypes",
+    "id",
+    "mail",
+    "mailEnabled",
+    "mailNickname",
+    "securityEnabled",
+    "visibility",
 ];
 
 /// Real navigation properties / functions this fake does not simulate.
-const USER_UNIMPLEMENTED: &[&str] =
-    &["memberof", "transitivememberof", "manager", "directreports", "ownedobjects", "photo", "$ref"];
-const GROUP_UNIMPLEMENTED: &[&str] = &["owners", "memberof", "transitivememberof", "$ref", "$count"];
+const USER_UNIMPLEMENTED: &[&str] = &[
+    "memberof",
+    "transitivememberof",
+    "manager",
+    "directreports",
+    "ownedobjects",
+    "photo",
+    "$ref",
+];
+const GROUP_UNIMPLEMENTED: &[&str] =
+    &["owners", "memberof", "transitivememberof", "$ref", "$count"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -117,7 +243,10 @@ impl FakeGraph {
                 self.get_member_groups(req, url, rest[0])?
             }
             [_, nav, ..] if USER_UNIMPLEMENTED.contains(nav) => {
-                return Err(GraphError::not_implemented(&format!("/users/{{id}}/{}", rest[1])));
+                return Err(GraphError::not_implemented(&format!(
+                    "/users/{{id}}/{}",
+                    rest[1]
+                )));
             }
             [_, _] => return Err(GraphError::segment(rest[1])),
             [_, _, extra, ..] => return Err(GraphError::segment(extra)),
@@ -136,7 +265,10 @@ impl FakeGraph {
         let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
         let body = match lower.as_slice() {
             [] | ["delta" | "$count", ..] => {
-                return Err(GraphError::not_implemented(&format!("{} {}", req.method, url.raw_path)));
+                return Err(GraphError::not_implemented(&format!(
+                    "{} {}",
+                    req.method, url.raw_path
+                )));
             }
             [_] => {
                 read_only(req)?;
@@ -144,15 +276,29 @@ impl FakeGraph {
             }
             [_, rel @ ("members" | "transitivemembers"), tail @ ..] if tail.len() <= 1 => {
                 if tail.first().is_some_and(|t| t.starts_with('$')) {
-                    return Err(GraphError::not_implemented(&format!("/groups/{{id}}/{}/{}", rest[1], rest[2])));
+                    return Err(GraphError::not_implemented(&format!(
+                        "/groups/{{id}}/{}/{}",
+                        rest[1], rest[2]
+                    )));
                 }
                 read_only(req)?;
-                self.list_members(req, url, rest[0], *rel == "transitivemembers", rest.get(2).copied())?
+                self.list_members(
+                    req,
+                    url,
+                    rest[0],
+                    *rel == "transitivemembers",
+                    rest.get(2).copied(),
+                )?
             }
             [_, nav, ..] if GROUP_UNIMPLEMENTED.contains(nav) => {
-                return Err(GraphError::not_implemented(&format!("/groups/{{id}}/{}", rest[1])));
+                return Err(GraphError::not_implemented(&format!(
+                    "/groups/{{id}}/{}",
+                    rest[1]
+                )));
             }
-            [_, "members" | "transitivemembers", _, extra, ..] => return Err(GraphError::segment(extra)),
+            [_, "members" | "transitivemembers", _, extra, ..] => {
+                return Err(GraphError::segment(extra));
+            }
             [_, _, ..] => return Err(GraphError::segment(rest[1])),
         };
         Ok(ctx.json(200, &body))
@@ -162,32 +308,56 @@ impl FakeGraph {
         let q = parse_query(url, &["select", "top", "skiptoken"])?;
         let sel = Selection::resolve(q.select.as_ref(), "user", |n| self.user_prop(n))?;
         if let Selection::Props(props) = &sel
-            && let Some(p) = props.iter().find(|p| USER_SINGLE_ONLY.contains(&p.as_str()))
+            && let Some(p) = props
+                .iter()
+                .find(|p| USER_SINGLE_ONLY.contains(&p.as_str()))
         {
             return Err(GraphError::new(
                 501,
                 "NotImplemented",
-                format!("The property '{p}' can only be read for a single user, not in a collection."),
+                format!(
+                    "The property '{p}' can only be read for a single user, not in a collection."
+                ),
             ));
         }
-        let items = self.users.iter().map(|(id, u)| (id.clone(), render(u, Kind::User, &sel))).collect();
+        let items = self
+            .users
+            .iter()
+            .map(|(id, u)| (id.clone(), render(u, Kind::User, &sel)))
+            .collect();
         let page = paginate(items, url, &q, "users")?;
-        Ok(collection(&format!("users{}", sel.context_suffix()), None, page))
+        Ok(collection(
+            &format!("users{}", sel.context_suffix()),
+            None,
+            page,
+        ))
     }
 
     fn get_user(&self, url: &Url, key: &str) -> GraphResult<Value> {
         let q = parse_query(url, &["select"])?;
-        let (_, user) = self.find_user(key).ok_or_else(|| GraphError::not_found(key))?;
+        let (_, user) = self
+            .find_user(key)
+            .ok_or_else(|| GraphError::not_found(key))?;
         let sel = Selection::resolve(q.select.as_ref(), "user", |n| self.user_prop(n))?;
-        Ok(with_context(render(user, Kind::User, &sel), &format!("users{}/$entity", sel.context_suffix())))
+        Ok(with_context(
+            render(user, Kind::User, &sel),
+            &format!("users{}/$entity", sel.context_suffix()),
+        ))
     }
 
     fn get_group(&self, url: &Url, key: &str) -> GraphResult<Value> {
         let q = parse_query(url, &["select"])?;
-        let id = self.find_group(key).ok_or_else(|| GraphError::not_found(key))?;
-        let sel = Selection::resolve(q.select.as_ref(), "group", |n| find_name(n, GROUP_PROPS.iter().copied()))?;
+        let id = self
+            .find_group(key)
+            .ok_or_else(|| GraphError::not_found(key))?;
+        let sel = Selection::resolve(q.select.as_ref(), "group", |n| {
+            find_name(n, GROUP_PROPS.iter().copied())
+        })?;
         let body = render(&self.group_object(id), Kind::Group, &sel);
-        Ok(with_context(body, &format!("groups{}/$entity", sel.context_suffix())))
+        Ok(with_context(
+            body,
+            &format!("groups{}/$entity", sel.context_suffix()),
+        ))
     }
 
     /// `/groups/{id}/members` or `/transitiveMembers`, optionally cast to users or groups.
@@ -199,7 +369,9 @@ impl FakeGraph {
         transitive: bool,
         cast: Option<&str>,
     ) -> GraphResult<Value> {
-        let gid = self.find_group(key).ok_or_else(|| GraphError::not_found(key))?;
+        let gid = self
+            .find_group(key)
+            .ok_or_else(|| GraphError::not_found(key))?;
         let cast = match cast.map(str::to_ascii_lowercase).as_deref() {
             None => None,
             Some("microsoft.graph.user") => Some(Kind::User),
@@ -207,7 +379,9 @@ impl FakeGraph {
             Some(_) => return Err(GraphError::segment(cast.unwrap_or_default())),
         };
         let q = parse_query(url, &["select", "top", "skiptoken", "count"])?;
-        let eventual = req.header("consistencylevel").is_some_and(|v| v.trim().eq_ignore_ascii_case("eventual"));
+        let eventual = req
+            .header("consistencylevel")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("eventual"));
         if cast.is_some() && !(eventual && q.count == Some(true)) {
             return Err(GraphError::bad_request(
                 "Request_UnsupportedQuery",
@@ -215,7 +389,10 @@ impl FakeGraph {
             ));
         }
         if q.count == Some(true) && !eventual {
-            return Err(GraphError::bad_request("Request_BadRequest", "$count is not currently supported."));
+            return Err(GraphError::bad_request(
+                "Request_BadRequest",
+                "$count is not currently supported.",
+            ));
         }
         let (type_name, context) = match cast {
             Some(Kind::User) => ("user", "users"),
@@ -225,9 +402,15 @@ impl FakeGraph {
         let sel = Selection::resolve(q.select.as_ref(), type_name, |n| match cast {
             Some(Kind::User) => self.user_prop(n),
             Some(Kind::Group) => find_name(n, GROUP_PROPS.iter().copied()),
-            None => self.user_prop(n).or_else(|| find_name(n, GROUP_PROPS.iter().copied())),
+            None => self
+                .user_prop(n)
+                .or_else(|| find_name(n, GROUP_PROPS.iter().copied())),
         })?;
-        let members = if transitive { self.transitive_members(gid) } else { self.direct_members(gid) };
+        let members = if transitive {
+            self.transitive_members(gid)
+        } else {
+            self.direct_members(gid)
+        };
         let items: Vec<(String, Value)> = members
             .into_iter()
             .filter(|(_, kind)| cast.is_none_or(|c| c == *kind))
@@ -237,35 +420,60 @@ impl FakeGraph {
             })
             .collect();
         let total = items.len();
-        let relation = if transitive { "transitiveMembers" } else { "members" };
+        let relation = if transitive {
+            "transitiveMembers"
+        } else {
+            "members"
+        };
         let scope = format!("{relation}:{gid}:{}", type_name);
         let count = (q.count == Some(true) && q.skiptoken.is_none()).then_some(total);
         let page = paginate(items, url, &q, &scope)?;
-        Ok(collection(&format!("{context}{}", sel.context_suffix()), count, page))
+        Ok(collection(
+            &format!("{context}{}", sel.context_suffix()),
+            count,
+            page,
+        ))
     }
 
     fn check_member_groups(&self, req: &HttpRequest, url: &Url, key: &str) -> GraphResult<Value> {
         parse_query(url, &[])?;
-        let (uid, _) = self.find_user(key).ok_or_else(|| GraphError::not_found(key))?;
+        let (uid, _) = self
+            .find_user(key)
+            .ok_or_else(|| GraphError::not_found(key))?;
         let body = json_body(req)?;
         reject_unknown_params(&body, &["groupIds"], "checkMemberGroups")?;
-        let ids = body.get("groupIds").and_then(Value::as_array).ok_or_else(|| {
-            GraphError::bad_request("Request_BadRequest", "The parameter 'groupIds' is required and must be a collection of strings.")
-        })?;
+        let ids = body
+            .get("groupIds")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                GraphError::bad_request(
+                    "Request_BadRequest",
+                    "The parameter 'groupIds' is required and must be a collection of strings.",
+                )
+            })?;
         if ids.is_empty() || ids.len() > 20 {
             return Err(GraphError::bad_request(
                 "Request_BadRequest",
-                format!("The 'groupIds' collection must contain between 1 and 20 ids; it has {}.", ids.len()),
+                format!(
+                    "The 'groupIds' collection must contain between 1 and 20 ids; it has {}.",
+                    ids.len()
+                ),
             ));
         }
         let mut wanted = Vec::new();
         for id in ids {
             let id = id.as_str().ok_or_else(|| {
-                GraphError::bad_request("Request_BadRequest", "Every value in 'groupIds' must be a string.")
+                GraphError::bad_request(
+                    "Request_BadRequest",
+                    "Every value in 'groupIds' must be a string.",
+                )
             })?;
             // Real Graph rejects ids that are not GUIDs; fixture ids of known groups are accepted too.
             if !is_guid(id) && self.find_group(id).is_none() {
-                return Err(GraphError::bad_request("Request_BadRequest", format!("Invalid object identifier '{id}'.")));
+                return Err(GraphError::bad_request(
+                    "Request_BadRequest",
+                    format!("Invalid object identifier '{id}'."),
+                ));
             }
             wanted.push(id);
         }
@@ -284,10 +492,15 @@ impl FakeGraph {
 
     fn get_member_groups(&self, req: &HttpRequest, url: &Url, key: &str) -> GraphResult<Value> {
         parse_query(url, &[])?;
-        let (uid, _) = self.find_user(key).ok_or_else(|| GraphError::not_found(key))?;
+        let (uid, _) = self
+            .find_user(key)
+            .ok_or_else(|| GraphError::not_found(key))?;
         let body = json_body(req)?;
         reject_unknown_params(&body, &["securityEnabledOnly"], "getMemberGroups")?;
-        if !body.get("securityEnabledOnly").is_some_and(Value::is_boolean) {
+        if !body
+            .get("securityEnabledOnly")
+            .is_some_and(Value::is_boolean)
+        {
             return Err(GraphError::bad_request(
                 "Request_BadRequest",
                 "The parameter 'securityEnabledOnly' is required and must be a boolean.",
@@ -301,7 +514,9 @@ impl FakeGraph {
     fn find_user(&self, key: &str) -> Option<(&String, &Map<String, Value>)> {
         self.users.iter().find(|(id, u)| {
             id.eq_ignore_ascii_case(key)
-                || u.get("userPrincipalName").and_then(Value::as_str).is_some_and(|upn| upn.eq_ignore_ascii_case(key))
+                || u.get("userPrincipalName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|upn| upn.eq_ignore_ascii_case(key))
         })
     }
 
@@ -311,12 +526,22 @@ impl FakeGraph {
 
     /// Canonical user property name: the v1.0 schema plus any property a stored user carries.
     fn user_prop(&self, name: &str) -> Option<String> {
-        find_name(name, USER_PROPS.iter().copied())
-            .or_else(|| find_name(name, self.users.values().flat_map(|u| u.keys().map(String::as_str))))
+        find_name(name, USER_PROPS.iter().copied()).or_else(|| {
+            find_name(
+                name,
+                self.users
+                    .values()
+                    .flat_map(|u| u.keys().map(String::as_str)),
+            )
+        })
     }
 
     fn group_object(&self, id: &str) -> Map<String, Value> {
-        let display_name = self.groups.get(id).map(|g| g.display_name.clone()).unwrap_or_default();
+        let display_name = self
+            .groups
+            .get(id)
+            .map(|g| g.display_name.clone())
+            .unwrap_or_default();
         let value = json!({
             "id": id, "displayName": display_name, "description": null, "mail": null,
             "mailEnabled": false, "mailNickname": display_name.replace(' ', ""), "securityEnabled": true,
@@ -336,8 +561,14 @@ impl FakeGraph {
     }
 
     fn direct_members(&self, gid: &str) -> BTreeMap<String, Kind> {
-        let Some(group) = self.groups.get(gid) else { return BTreeMap::new() };
-        group.members.iter().filter_map(|m| Some((m.clone(), self.kind_of(m)?))).collect()
+        let Some(group) = self.groups.get(gid) else {
+            return BTreeMap::new();
+        };
+        group
+            .members
+            .iter()
+            .filter_map(|m| Some((m.clone(), self.kind_of(m)?)))
+            .collect()
     }
 
     /// Nested membership flattened: users and nested groups, each once; cycles are safe and the
@@ -361,7 +592,11 @@ impl FakeGraph {
 
     /// Every group that transitively contains the user.
     fn groups_of(&self, uid: &str) -> BTreeSet<String> {
-        self.groups.keys().filter(|g| self.transitive_members(g).contains_key(uid)).cloned().collect()
+        self.groups
+            .keys()
+            .filter(|g| self.transitive_members(g).contains_key(uid))
+            .cloned()
+            .collect()
     }
 
     fn render_member(&self, id: &str, kind: Kind, sel: &Selection) -> Value {
@@ -388,7 +623,11 @@ fn read_only(req: &HttpRequest) -> GraphResult<()> {
 
 /// OData actions are POST only.
 fn action_method(req: &HttpRequest) -> GraphResult<()> {
-    if req.method == "POST" { Ok(()) } else { Err(GraphError::method_not_allowed()) }
+    if req.method == "POST" {
+        Ok(())
+    } else {
+        Err(GraphError::method_not_allowed())
+    }
 }
 
 /// Projects a stored object: the type's default set, or the selected properties that exist on
@@ -413,7 +652,11 @@ fn render(object: &Map<String, Value>, kind: Kind, sel: &Selection) -> Value {
     let mut out = Map::new();
     for name in names.into_iter().chain(["id"]) {
         let value = object.get(name).cloned().unwrap_or_else(|| {
-            if COLLECTION_PROPS.contains(&name) { json!([]) } else { Value::Null }
+            if COLLECTION_PROPS.contains(&name) {
+                json!([])
+            } else {
+                Value::Null
+            }
         });
         out.insert(name.to_string(), value);
     }
@@ -422,7 +665,12 @@ fn render(object: &Map<String, Value>, kind: Kind, sel: &Selection) -> Value {
 
 fn with_context(mut value: Value, context: &str) -> Value {
     if let Value::Object(map) = &mut value {
-        map.insert("@odata.context".into(), json!(format!("https://graph.microsoft.com/v1.0/$metadata#{context}")));
+        map.insert(
+            "@odata.context".into(),
+            json!(format!(
+                "https://graph.microsoft.com/v1.0/$metadata#{context}"
+            )),
+        );
     }
     value
 }
@@ -435,11 +683,17 @@ fn string_collection(ids: Vec<String>) -> Value {
 }
 
 /// OData's answer to an action parameter the operation does not declare.
-fn reject_unknown_params(body: &Map<String, Value>, known: &[&str], operation: &str) -> GraphResult<()> {
+fn reject_unknown_params(
+    body: &Map<String, Value>,
+    known: &[&str],
+    operation: &str,
+) -> GraphResult<()> {
     match body.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(GraphError::bad_request(
             "BadRequest",
-            format!("The parameter '{k}' in the request payload is not a valid parameter for the operation '{operation}'."),
+            format!(
+                "The parameter '{k}' in the request payload is not a valid parameter for the operation '{operation}'."
+            ),
         )),
         None => Ok(()),
     }

@@ -7,8 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::http_types::{HttpRequest, HttpResponse};
 
 pub const GRAPH_ROOT: &str = "https://graph.microsoft.com/v1.0";
-const GRAPH_CONTENT_TYPE: &str =
-    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+const GRAPH_CONTENT_TYPE: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 
 /// A Graph error as `{"error": {"code", "message", "innerError"}}` plus its status.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +21,11 @@ pub type GraphResult<T> = Result<T, GraphError>;
 
 impl GraphError {
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        GraphError { status, code: code.into(), message: message.into() }
+        GraphError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -42,13 +45,19 @@ impl GraphError {
 
     /// What Graph answers for a path segment it does not know.
     pub fn segment(segment: &str) -> Self {
-        Self::bad_request("BadRequest", format!("Resource not found for the segment '{segment}'."))
+        Self::bad_request(
+            "BadRequest",
+            format!("Resource not found for the segment '{segment}'."),
+        )
     }
 
     /// A real Graph feature this fake does not simulate: loud, never a silent 200, and a 400 so a
     /// client does not mistake it for a transient (retryable) failure.
     pub fn not_implemented(what: &str) -> Self {
-        Self::bad_request("BadRequest", format!("The fake Graph does not implement {what}."))
+        Self::bad_request(
+            "BadRequest",
+            format!("The fake Graph does not implement {what}."),
+        )
     }
 
     pub fn method_not_allowed() -> Self {
@@ -61,7 +70,11 @@ impl GraphError {
 
     /// A read-only application (User.Read.All, GroupMember.Read.All) writing to the directory.
     pub fn access_denied() -> Self {
-        Self::new(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        Self::new(
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        )
     }
 }
 
@@ -75,15 +88,24 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(now: DateTime<Utc>, seq: u64, req: &HttpRequest) -> Self {
         let request_id = guid(0x5eed_0000_0000_0000 ^ seq);
-        let client_request_id =
-            req.header("client-request-id").map(str::to_string).unwrap_or_else(|| request_id.clone());
-        Ctx { now, request_id, client_request_id }
+        let client_request_id = req
+            .header("client-request-id")
+            .map(str::to_string)
+            .unwrap_or_else(|| request_id.clone());
+        Ctx {
+            now,
+            request_id,
+            client_request_id,
+        }
     }
 
     fn headers(&self, with_body: bool) -> Vec<(String, String)> {
         let mut headers = vec![
             ("request-id".to_string(), self.request_id.clone()),
-            ("client-request-id".to_string(), self.client_request_id.clone()),
+            (
+                "client-request-id".to_string(),
+                self.client_request_id.clone(),
+            ),
         ];
         if with_body {
             headers.insert(0, ("content-type".into(), GRAPH_CONTENT_TYPE.into()));
@@ -92,11 +114,19 @@ impl Ctx {
     }
 
     pub fn json(&self, status: u16, body: &Value) -> HttpResponse {
-        HttpResponse { status, headers: self.headers(true), body: body.to_string().into_bytes() }
+        HttpResponse {
+            status,
+            headers: self.headers(true),
+            body: body.to_string().into_bytes(),
+        }
     }
 
     pub fn empty(&self, status: u16) -> HttpResponse {
-        HttpResponse { status, headers: self.headers(false), body: Vec::new() }
+        HttpResponse {
+            status,
+            headers: self.headers(false),
+            body: Vec::new(),
+        }
     }
 
     pub fn error(&self, err: &GraphError) -> HttpResponse {
@@ -165,7 +195,10 @@ pub fn parse_url(url: &str) -> Option<Url> {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
     };
-    let host = authority.strip_suffix(":443").unwrap_or(authority).to_ascii_lowercase();
+    let host = authority
+        .strip_suffix(":443")
+        .unwrap_or(authority)
+        .to_ascii_lowercase();
     let (raw_path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
     let segments = raw_path
         .split('/')
@@ -177,10 +210,20 @@ pub fn parse_url(url: &str) -> Option<Url> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(name, true), percent_decode(value, true), pair.to_string())
+            (
+                percent_decode(name, true),
+                percent_decode(value, true),
+                pair.to_string(),
+            )
         })
         .collect();
-    Some(Url { scheme: scheme.to_ascii_lowercase(), host, raw_path: raw_path.into(), segments, query })
+    Some(Url {
+        scheme: scheme.to_ascii_lowercase(),
+        host,
+        raw_path: raw_path.into(),
+        segments,
+        query,
+    })
 }
 
 /// Decodes `%XX` escapes (and `+` as space in query strings and forms); bad escapes stay literal.
@@ -191,16 +234,14 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' if plus_is_space => out.push(b' '),
             b => out.push(b),
         }
@@ -222,8 +263,18 @@ pub struct Query {
 
 /// OData system query options real Graph knows but this fake only implements on some endpoints.
 const KNOWN_OPTIONS: &[&str] = &[
-    "select", "top", "skiptoken", "count", "filter", "search", "orderby", "expand", "format",
-    "deltatoken", "apply", "compute",
+    "select",
+    "top",
+    "skiptoken",
+    "count",
+    "filter",
+    "search",
+    "orderby",
+    "expand",
+    "format",
+    "deltatoken",
+    "apply",
+    "compute",
 ];
 
 /// Parses the `$` options of `url`; `allowed` names them without `$`. Options without `$` are
@@ -232,26 +283,38 @@ pub fn parse_query(url: &Url, allowed: &[&str]) -> GraphResult<Query> {
     let mut q = Query::default();
     let mut seen: Vec<String> = Vec::new();
     for (name, value, raw) in &url.query {
-        let Some(bare) = name.strip_prefix('$') else { continue };
+        let Some(bare) = name.strip_prefix('$') else {
+            continue;
+        };
         let option = bare.to_ascii_lowercase();
         if seen.contains(&option) {
             return Err(GraphError::bad_request(
                 "BadRequest",
-                format!("Query option '{name}' was specified more than once, but it must be specified at most once."),
+                format!(
+                    "Query option '{name}' was specified more than once, but it must be specified at most once."
+                ),
             ));
         }
         seen.push(option.clone());
         if option == "skip" {
-            return Err(GraphError::bad_request("Request_BadRequest", "'$skip' is not supported by the service."));
+            return Err(GraphError::bad_request(
+                "Request_BadRequest",
+                "'$skip' is not supported by the service.",
+            ));
         }
         if !allowed.contains(&option.as_str()) {
             return Err(if KNOWN_OPTIONS.contains(&option.as_str()) {
                 GraphError::bad_request(
                     "Request_BadRequest",
-                    format!("The query option '{name}' is not implemented by the fake Graph on this endpoint."),
+                    format!(
+                        "The query option '{name}' is not implemented by the fake Graph on this endpoint."
+                    ),
                 )
             } else {
-                GraphError::bad_request("BadRequest", format!("The query parameter '{name}' is not supported."))
+                GraphError::bad_request(
+                    "BadRequest",
+                    format!("The query parameter '{name}' is not supported."),
+                )
             });
         }
         match option.as_str() {
@@ -294,7 +357,10 @@ fn parse_count(value: &str) -> GraphResult<bool> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(GraphError::bad_request("BadRequest", format!("'{value}' is not a valid count option."))),
+        _ => Err(GraphError::bad_request(
+            "BadRequest",
+            format!("'{value}' is not a valid count option."),
+        )),
     }
 }
 
@@ -312,7 +378,9 @@ impl Selection {
         type_name: &str,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> GraphResult<Self> {
-        let Some(names) = select else { return Ok(Selection::Default) };
+        let Some(names) = select else {
+            return Ok(Selection::Default);
+        };
         let mut props = Vec::new();
         for name in names {
             let canonical = lookup(name).ok_or_else(|| {
@@ -339,7 +407,10 @@ impl Selection {
 
 /// `lookup` for `Selection::resolve` over a fixed list plus extra known names.
 pub fn find_name<'a>(name: &str, lists: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    lists.into_iter().find(|p| p.eq_ignore_ascii_case(name)).map(str::to_string)
+    lists
+        .into_iter()
+        .find(|p| p.eq_ignore_ascii_case(name))
+        .map(str::to_string)
 }
 
 /// Encodes a paging cursor. Opaque to clients (like Graph's `RFNwdAIAAQAAAD8...`), but bound to
@@ -352,7 +423,10 @@ pub fn encode_skiptoken(scope: &str, last_id: &str) -> String {
 
 pub fn decode_skiptoken(token: &str, scope: &str) -> GraphResult<String> {
     let invalid = || {
-        GraphError::bad_request("Request_BadRequest", format!("Invalid $skiptoken value '{token}'."))
+        GraphError::bad_request(
+            "Request_BadRequest",
+            format!("Invalid $skiptoken value '{token}'."),
+        )
     };
     let body = token.strip_prefix("RFNwdAIAAQAAAD").ok_or_else(invalid)?;
     if body.len() < 4 || !body.len().is_multiple_of(2) || !body.is_ascii() {
@@ -375,7 +449,10 @@ pub fn decode_skiptoken(token: &str, scope: &str) -> GraphResult<String> {
 }
 
 fn checksum(s: &str) -> u16 {
-    (splitmix(s.bytes().fold(7u64, |acc, b| acc.wrapping_mul(31).wrapping_add(b as u64))) & 0xffff) as u16
+    (splitmix(
+        s.bytes()
+            .fold(7u64, |acc, b| acc.wrapping_mul(31).wrapping_add(b as u64)),
+    ) & 0xffff) as u16
 }
 
 /// One page of an id-ordered listing, resuming after the cursor carried by `$skiptoken`.
@@ -385,30 +462,51 @@ pub struct Page {
 }
 
 /// Pages `items` (already sorted by id). `scope` binds the skiptoken to this listing.
-pub fn paginate(items: Vec<(String, Value)>, url: &Url, q: &Query, scope: &str) -> GraphResult<Page> {
-    let after = q.skiptoken.as_deref().map(|t| decode_skiptoken(t, scope)).transpose()?;
+pub fn paginate(
+    items: Vec<(String, Value)>,
+    url: &Url,
+    q: &Query,
+    scope: &str,
+) -> GraphResult<Page> {
+    let after = q
+        .skiptoken
+        .as_deref()
+        .map(|t| decode_skiptoken(t, scope))
+        .transpose()?;
     let top = q.top.unwrap_or(100);
-    let mut rest = items.into_iter().filter(|(id, _)| after.as_deref().is_none_or(|a| id.as_str() > a));
+    let mut rest = items
+        .into_iter()
+        .filter(|(id, _)| after.as_deref().is_none_or(|a| id.as_str() > a));
     let page: Vec<(String, Value)> = rest.by_ref().take(top).collect();
     let more = rest.next().is_some();
     let next_link = match page.last() {
         Some((last, _)) if more => Some(next_link(url, q, &encode_skiptoken(scope, last))),
         _ => None,
     };
-    Ok(Page { items: page.into_iter().map(|(_, v)| v).collect(), next_link })
+    Ok(Page {
+        items: page.into_iter().map(|(_, v)| v).collect(),
+        next_link,
+    })
 }
 
 /// The whole next-page URL: same path, the original `$` options, a new `$skiptoken`.
 fn next_link(url: &Url, q: &Query, token: &str) -> String {
     let mut options = q.carried.clone();
     options.push(format!("$skiptoken={token}"));
-    format!("https://graph.microsoft.com{}?{}", url.raw_path, options.join("&"))
+    format!(
+        "https://graph.microsoft.com{}?{}",
+        url.raw_path,
+        options.join("&")
+    )
 }
 
 /// A collection response body.
 pub fn collection(context: &str, count: Option<usize>, page: Page) -> Value {
     let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(format!("{GRAPH_ROOT}/$metadata#{context}")));
+    body.insert(
+        "@odata.context".into(),
+        json!(format!("{GRAPH_ROOT}/$metadata#{context}")),
+    );
     if let Some(n) = count {
         body.insert("@odata.count".into(), json!(n));
     }
@@ -427,7 +525,10 @@ pub fn json_body(req: &HttpRequest) -> GraphResult<Map<String, Value>> {
             "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
         )
     };
-    let content_type = req.header("content-type").unwrap_or_default().to_ascii_lowercase();
+    let content_type = req
+        .header("content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if !content_type.starts_with("application/json") {
         return Err(unreadable());
     }

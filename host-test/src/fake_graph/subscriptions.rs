@@ -15,9 +15,18 @@ const MIN_MINUTES: i64 = 45;
 const MAX_CLIENT_STATE: usize = 128;
 
 const CREATE_PROPS: &[&str] = &[
-    "@odata.type", "changeType", "clientState", "encryptionCertificate", "encryptionCertificateId",
-    "expirationDateTime", "includeResourceData", "latestSupportedTlsVersion", "lifecycleNotificationUrl",
-    "notificationUrl", "notificationUrlAppId", "resource",
+    "@odata.type",
+    "changeType",
+    "clientState",
+    "encryptionCertificate",
+    "encryptionCertificateId",
+    "expirationDateTime",
+    "includeResourceData",
+    "latestSupportedTlsVersion",
+    "lifecycleNotificationUrl",
+    "notificationUrl",
+    "notificationUrlAppId",
+    "resource",
 ];
 
 #[derive(Debug, Clone)]
@@ -89,8 +98,12 @@ impl FakeGraph {
         parse_query(url, &[])?;
         match (req.method.as_str(), rest) {
             ("GET", []) => {
-                let value: Vec<Value> =
-                    self.subscriptions.values().filter(|s| s.is_active(ctx.now)).map(Subscription::to_json).collect();
+                let value: Vec<Value> = self
+                    .subscriptions
+                    .values()
+                    .filter(|s| s.is_active(ctx.now))
+                    .map(Subscription::to_json)
+                    .collect();
                 let context = "https://graph.microsoft.com/v1.0/$metadata#subscriptions";
                 Ok(ctx.json(200, &json!({ "@odata.context": context, "value": value })))
             }
@@ -102,16 +115,25 @@ impl FakeGraph {
                 self.subscriptions.remove(*id);
                 Ok(ctx.empty(204))
             }
-            (_, [_, "reauthorize"]) => Err(GraphError::not_implemented("/subscriptions/{id}/reauthorize")),
+            (_, [_, "reauthorize"]) => Err(GraphError::not_implemented(
+                "/subscriptions/{id}/reauthorize",
+            )),
             (_, [] | [_]) => Err(GraphError::method_not_allowed()),
             (_, [_, extra, ..]) => Err(GraphError::segment(extra)),
         }
     }
 
     fn active(&self, id: &str, now: DateTime<Utc>) -> GraphResult<&Subscription> {
-        self.subscriptions.get(id).filter(|s| s.is_active(now)).ok_or_else(|| {
-            GraphError::new(404, "ResourceNotFound", format!("The object was not found. Subscription '{id}' does not exist."))
-        })
+        self.subscriptions
+            .get(id)
+            .filter(|s| s.is_active(now))
+            .ok_or_else(|| {
+                GraphError::new(
+                    404,
+                    "ResourceNotFound",
+                    format!("The object was not found. Subscription '{id}' does not exist."),
+                )
+            })
     }
 
     fn create_subscription(&mut self, req: &HttpRequest, ctx: &Ctx) -> GraphResult<HttpResponse> {
@@ -131,23 +153,43 @@ impl FakeGraph {
             validate_https("lifecycleNotificationUrl", u)?;
         }
         let client_state = optional_string(&body, "clientState")?;
-        if client_state.as_ref().is_some_and(|c| c.chars().count() > MAX_CLIENT_STATE) {
-            return Err(invalid(format!("'clientState' must be at most {MAX_CLIENT_STATE} characters.")));
+        if client_state
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > MAX_CLIENT_STATE)
+        {
+            return Err(invalid(format!(
+                "'clientState' must be at most {MAX_CLIENT_STATE} characters."
+            )));
         }
-        if body.get("includeResourceData").is_some_and(|v| v != &json!(false) && !v.is_null()) {
-            return Err(invalid("Azure Active Directory workload is not enabled for rich notifications."));
+        if body
+            .get("includeResourceData")
+            .is_some_and(|v| v != &json!(false) && !v.is_null())
+        {
+            return Err(invalid(
+                "Azure Active Directory workload is not enabled for rich notifications.",
+            ));
         }
-        let tls = optional_string(&body, "latestSupportedTlsVersion")?.unwrap_or_else(|| "v1_2".into());
+        let tls =
+            optional_string(&body, "latestSupportedTlsVersion")?.unwrap_or_else(|| "v1_2".into());
         if !["v1_0", "v1_1", "v1_2", "v1_3"].contains(&tls.as_str()) {
-            return Err(invalid(format!("Invalid 'latestSupportedTlsVersion' value: '{tls}'.")));
+            return Err(invalid(format!(
+                "Invalid 'latestSupportedTlsVersion' value: '{tls}'."
+            )));
         }
         let expiration = effective_expiration(&expiration, ctx.now)?;
         let wanted = combination(&resource, &change_type);
-        if let Some(existing) = self.subscriptions.values().find(|s| s.is_active(ctx.now) && s.combination() == wanted) {
+        if let Some(existing) = self
+            .subscriptions
+            .values()
+            .find(|s| s.is_active(ctx.now) && s.combination() == wanted)
+        {
             return Err(GraphError::new(
                 409,
                 "ExtensionError",
-                format!("Subscription Id {} already exists for the requested combination", existing.id),
+                format!(
+                    "Subscription Id {} already exists for the requested combination",
+                    existing.id
+                ),
             ));
         }
         let sub = Subscription {
@@ -166,18 +208,30 @@ impl FakeGraph {
         Ok(ctx.json(201, &body))
     }
 
-    fn renew_subscription(&mut self, req: &HttpRequest, id: &str, ctx: &Ctx) -> GraphResult<HttpResponse> {
+    fn renew_subscription(
+        &mut self,
+        req: &HttpRequest,
+        id: &str,
+        ctx: &Ctx,
+    ) -> GraphResult<HttpResponse> {
         self.active(id, ctx.now)?;
         let body = json_body(req)?;
-        if let Some(k) = body.keys().find(|k| !["expirationDateTime", "notificationUrl"].contains(&k.as_str())) {
+        if let Some(k) = body
+            .keys()
+            .find(|k| !["expirationDateTime", "notificationUrl"].contains(&k.as_str()))
+        {
             return Err(if CREATE_PROPS.contains(&k.as_str()) {
-                invalid(format!("'{k}' cannot be updated; only expirationDateTime and notificationUrl can."))
+                invalid(format!(
+                    "'{k}' cannot be updated; only expirationDateTime and notificationUrl can."
+                ))
             } else {
                 unknown_property(k)
             });
         }
         if body.is_empty() {
-            return Err(invalid("The request must update 'expirationDateTime' or 'notificationUrl'."));
+            return Err(invalid(
+                "The request must update 'expirationDateTime' or 'notificationUrl'.",
+            ));
         }
         let expiration = optional_string(&body, "expirationDateTime")?
             .map(|e| effective_expiration(&e, ctx.now))
@@ -186,7 +240,10 @@ impl FakeGraph {
         if let Some(u) = &url {
             validate_https("notificationUrl", u)?;
         }
-        let sub = self.subscriptions.get_mut(id).ok_or_else(|| GraphError::not_found(id))?;
+        let sub = self
+            .subscriptions
+            .get_mut(id)
+            .ok_or_else(|| GraphError::not_found(id))?;
         if let Some(e) = expiration {
             sub.expiration = e;
         }
@@ -211,8 +268,11 @@ fn unknown_property(name: &str) -> GraphError {
 }
 
 fn required_string(body: &Map<String, Value>, name: &str) -> GraphResult<String> {
-    optional_string(body, name)?
-        .ok_or_else(|| invalid(format!("'{name}' is a required property for subscription creation.")))
+    optional_string(body, name)?.ok_or_else(|| {
+        invalid(format!(
+            "'{name}' is a required property for subscription creation."
+        ))
+    })
 }
 
 fn optional_string(body: &Map<String, Value>, name: &str) -> GraphResult<Option<String>> {
@@ -221,7 +281,9 @@ fn optional_string(body: &Map<String, Value>, name: &str) -> GraphResult<Option<
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => Err(GraphError::bad_request(
             "BadRequest",
-            format!("Cannot convert the literal '{other}' to the expected type 'Edm.String' for '{name}'."),
+            format!(
+                "Cannot convert the literal '{other}' to the expected type 'Edm.String' for '{name}'."
+            ),
         )),
     }
 }
@@ -229,49 +291,73 @@ fn optional_string(body: &Map<String, Value>, name: &str) -> GraphResult<Option<
 fn validate_change_type(change_type: &str) -> GraphResult<()> {
     for part in change_type.split(',') {
         if !matches!(part.trim(), "updated" | "deleted") {
-            return Err(invalid(format!("Invalid 'changeType' attribute: '{}'.", part.trim())));
+            return Err(invalid(format!(
+                "Invalid 'changeType' attribute: '{}'.",
+                part.trim()
+            )));
         }
     }
     Ok(())
 }
 
 fn validate_resource(resource: &str) -> GraphResult<()> {
-    let bare = resource.strip_prefix('/').unwrap_or(resource).to_ascii_lowercase();
+    let bare = resource
+        .strip_prefix('/')
+        .unwrap_or(resource)
+        .to_ascii_lowercase();
     match bare.as_str() {
         "users" | "groups" => Ok(()),
         r if r.starts_with("users/") || r.starts_with("groups/") => Err(invalid(format!(
             "The fake Graph implements subscriptions on 'users' and 'groups' only, not '{resource}'."
         ))),
-        _ => Err(invalid(format!("Resource '{resource}' is not supported for change notifications."))),
+        _ => Err(invalid(format!(
+            "Resource '{resource}' is not supported for change notifications."
+        ))),
     }
 }
 
 fn validate_https(name: &str, url: &str) -> GraphResult<()> {
-    let host = url.strip_prefix("https://").map(|r| r.split(['/', '?', '#']).next().unwrap_or_default());
+    let host = url
+        .strip_prefix("https://")
+        .map(|r| r.split(['/', '?', '#']).next().unwrap_or_default());
     match host {
         Some(h) if !h.is_empty() && !h.contains(' ') => Ok(()),
-        _ => Err(invalid(format!("The '{name}' must be an absolute URL using the https scheme; got '{url}'."))),
+        _ => Err(invalid(format!(
+            "The '{name}' must be an absolute URL using the https scheme; got '{url}'."
+        ))),
     }
 }
 
 /// Parses `expirationDateTime`, rejects more than 41,760 minutes ahead, raises anything under
 /// 45 minutes to now + 45 minutes.
 fn effective_expiration(text: &str, now: DateTime<Utc>) -> GraphResult<DateTime<Utc>> {
-    let requested = DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|_| {
-        GraphError::bad_request(
-            "BadRequest",
-            format!("Cannot convert the literal '{text}' to the expected type 'Edm.DateTimeOffset'."),
-        )
-    })?;
+    let requested = DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            GraphError::bad_request(
+                "BadRequest",
+                format!(
+                    "Cannot convert the literal '{text}' to the expected type 'Edm.DateTimeOffset'."
+                ),
+            )
+        })?;
     if requested > now + Duration::minutes(MAX_MINUTES) {
-        return Err(invalid(format!("Subscription expiration can only be {MAX_MINUTES} minutes in the future.")));
+        return Err(invalid(format!(
+            "Subscription expiration can only be {MAX_MINUTES} minutes in the future."
+        )));
     }
     Ok(requested.max(now + Duration::minutes(MIN_MINUTES)))
 }
 
 fn combination(resource: &str, change_type: &str) -> (String, Vec<String>) {
-    let resource = resource.strip_prefix('/').unwrap_or(resource).to_ascii_lowercase();
-    let mut types: Vec<String> = change_type.split(',').map(|t| t.trim().to_string()).collect();
+    let resource = resource
+        .strip_prefix('/')
+        .unwrap_or(resource)
+        .to_ascii_lowercase();
+    let mut types: Vec<String> = change_type
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .collect();
     types.sort();
     types.dedup();
     (resource, types)

@@ -15,22 +15,40 @@ const TOKEN_LIFETIME_SECS: i64 = 3599;
 struct OAuthError(u16, &'static str, u32, String);
 
 impl FakeGraph {
-    pub(super) fn token_endpoint(&mut self, req: &HttpRequest, url: &Url, ctx: &Ctx) -> HttpResponse {
+    pub(super) fn token_endpoint(
+        &mut self,
+        req: &HttpRequest,
+        url: &Url,
+        ctx: &Ctx,
+    ) -> HttpResponse {
         let result = self.issue_token(req, url, ctx);
         match result {
             Ok(resp) => resp,
-            Err(OAuthError(status, error, code, text)) => oauth_error(ctx, status, error, code, &text),
+            Err(OAuthError(status, error, code, text)) => {
+                oauth_error(ctx, status, error, code, &text)
+            }
         }
     }
 
-    fn issue_token(&mut self, req: &HttpRequest, url: &Url, ctx: &Ctx) -> Result<HttpResponse, OAuthError> {
+    fn issue_token(
+        &mut self,
+        req: &HttpRequest,
+        url: &Url,
+        ctx: &Ctx,
+    ) -> Result<HttpResponse, OAuthError> {
         let segs: Vec<&str> = url.segments.iter().map(String::as_str).collect();
         let [tenant, "oauth2", "v2.0", "token"] = segs.as_slice() else {
-            let text = format!("The fake identity platform implements only POST /{{tenant}}/oauth2/v2.0/token, not {}.", url.raw_path);
+            let text = format!(
+                "The fake identity platform implements only POST /{{tenant}}/oauth2/v2.0/token, not {}.",
+                url.raw_path
+            );
             return Err(OAuthError(404, "invalid_request", 90027, text));
         };
         if req.method != "POST" {
-            let text = format!("The endpoint only accepts POST requests. Received a {} request.", req.method);
+            let text = format!(
+                "The endpoint only accepts POST requests. Received a {} request.",
+                req.method
+            );
             return Err(OAuthError(400, "invalid_request", 900561, text));
         }
         if !tenant.eq_ignore_ascii_case(&self.tenant_id) {
@@ -40,7 +58,11 @@ impl FakeGraph {
             return Err(OAuthError(400, "invalid_request", 90002, text));
         }
         let form = parse_form(req);
-        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let field = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         let missing = |name: &str| {
             let text = format!("The request body must contain the following parameter: '{name}'.");
             OAuthError(400, "invalid_request", 900144, text)
@@ -77,7 +99,10 @@ impl FakeGraph {
             return Err(OAuthError(401, "invalid_client", 7000215, text));
         }
         let token = self.mint_token();
-        self.tokens.push((token.clone(), ctx.now + Duration::seconds(TOKEN_LIFETIME_SECS)));
+        self.tokens.push((
+            token.clone(),
+            ctx.now + Duration::seconds(TOKEN_LIFETIME_SECS),
+        ));
         let body = json!({
             "token_type": "Bearer",
             "expires_in": TOKEN_LIFETIME_SECS,
@@ -100,7 +125,10 @@ impl FakeGraph {
 
 /// `application/x-www-form-urlencoded` pairs; any other content type reads as an empty form.
 fn parse_form(req: &HttpRequest) -> Vec<(String, String)> {
-    let content_type = req.header("content-type").unwrap_or_default().to_ascii_lowercase();
+    let content_type = req
+        .header("content-type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Vec::new();
     }

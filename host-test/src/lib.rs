@@ -1,0 +1,13 @@
+//! host-test: the platform simulator. wasmtime runs the real component; a simulated Entra
+//! tenant (Graph) and a simulated ZenQMS answer its HTTP; scenarios drive it on a virtual clock.
+#![cfg(not(target_arch = "wasm32"))]
+
+pub mod clock;
+pub mod fake_graph;
+pub mod fake_zenqms;
+pub mod http_types;
+pub mod report;
+pub mod runner;
+pub mod runtime;
+pub mod scenario;
+pub mod world;

@@ -1,0 +1,349 @@
+//! The replay report (a public contract: see `fixtures/README.md`), the expectation check, and
+//! the readable account printed by `replay` and `demo`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::fake_zenqms::ZenqmsUser;
+use crate::runtime::LogLine;
+use crate::scenario::{RoleSpec, Scenario};
+use crate::world::{HttpStats, World};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseRecord {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl ResponseRecord {
+    pub fn plain(status: u16, body: &str) -> Self {
+        ResponseRecord {
+            status,
+            headers: BTreeMap::new(),
+            body: body.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub index: usize,
+    pub kind: String,
+    /// Handler calls made for this step, resumes included.
+    pub calls: u32,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub summary: Option<String>,
+    pub response: Option<ResponseRecord>,
+    pub logs: Vec<LogLine>,
+}
+
+impl StepRecord {
+    pub fn new(index: usize, kind: &str) -> Self {
+        StepRecord {
+            index,
+            kind: kind.into(),
+            calls: 0,
+            ok: true,
+            error: None,
+            summary: None,
+            response: None,
+            logs: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ZenqmsReport {
+    pub users: Vec<ZenqmsUser>,
+    pub roles: Vec<RoleSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EntraReport {
+    pub subscriptions: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClockReport {
+    pub start: String,
+    pub end: String,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectReport {
+    pub ok: bool,
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub description: String,
+    pub steps: Vec<StepRecord>,
+    pub zenqms: ZenqmsReport,
+    pub entra: EntraReport,
+    pub http: HttpStats,
+    pub clock: ClockReport,
+    pub expect: ExpectReport,
+}
+
+/// Subscriptions as Graph represents them, clientState redacted.
+fn subscriptions(world: &World) -> Vec<Value> {
+    let keep = ["id", "resource", "changeType", "notificationUrl", "expirationDateTime"];
+    world
+        .graph
+        .subscriptions(world.clock.now())
+        .into_iter()
+        .map(|s| {
+            let mut out = Map::new();
+            for k in keep {
+                out.insert(k.into(), s.get(k).cloned().unwrap_or(Value::Null));
+            }
+            out.insert("clientState".into(), Value::String("[redacted]".into()));
+            Value::Object(out)
+        })
+        .collect()
+}
+
+pub fn build(scenario: &Scenario, steps: Vec<StepRecord>, world: &World) -> Report {
+    let users = world.zenqms.users();
+    let failures = check(scenario, &steps, &users);
+    Report {
+        description: scenario.description.clone(),
+        steps,
+        zenqms: ZenqmsReport {
+            users,
+            roles: world.zenqms.roles(),
+        },
+        entra: EntraReport {
+            subscriptions: subscriptions(world),
+        },
+        http: world.stats.clone(),
+        clock: ClockReport {
+            start: world.clock.start().to_rfc3339(),
+            end: world.clock.now().to_rfc3339(),
+            elapsed_ms: world.clock.elapsed_ms(),
+        },
+        expect: ExpectReport {
+            ok: failures.is_empty(),
+            failures,
+        },
+    }
+}
+
+fn sorted_roles(v: &Value) -> Value {
+    match v {
+        Value::Array(items) => {
+            let mut items = items.clone();
+            items.sort_by_key(|a| a.to_string());
+            Value::Array(items)
+        }
+        other => other.clone(),
+    }
+}
+
+fn matches(user: &Value, wanted: &Map<String, Value>) -> bool {
+    wanted.iter().all(|(k, v)| match k.as_str() {
+        "roles" => sorted_roles(&user[k]) == sorted_roles(v),
+        _ => user.get(k).unwrap_or(&Value::Null) == v,
+    })
+}
+
+/// Every way the run differs from the scenario's `expect`, plus unexpected step failures.
+pub fn check(scenario: &Scenario, steps: &[StepRecord], users: &[ZenqmsUser]) -> Vec<String> {
+    let expect = &scenario.expect;
+    let mut failures = Vec::new();
+    let as_json: Vec<Value> = users
+        .iter()
+        .map(|u| serde_json::to_value(u).expect("user serialises"))
+        .collect();
+    for wanted in &expect.zenqms_users {
+        let n = as_json.iter().filter(|u| matches(u, wanted)).count();
+        if n != 1 {
+            failures.push(format!(
+                "expected exactly one ZenQMS user matching {}, found {n}",
+                Value::Object(wanted.clone())
+            ));
+        }
+    }
+    if let Some(count) = expect.zenqms_user_count
+        && count != users.len()
+    {
+        failures.push(format!("expected {count} ZenQMS users, found {}", users.len()));
+    }
+    for needle in &expect.log_contains {
+        let found = steps.iter().flat_map(|s| &s.logs).any(|l| {
+            l.message.contains(needle.as_str()) || l.fields.values().any(|v| v.contains(needle.as_str()))
+        });
+        if !found {
+            failures.push(format!("no log line contains {needle:?}"));
+        }
+    }
+    for r in &expect.responses {
+        let got = steps.get(r.step).and_then(|s| s.response.as_ref());
+        match got {
+            None => failures.push(format!("step {} has no webhook response", r.step)),
+            Some(resp) => {
+                if r.status.is_some_and(|s| s != resp.status) {
+                    failures.push(format!(
+                        "step {}: expected status {}, got {}",
+                        r.step,
+                        r.status.unwrap_or_default(),
+                        resp.status
+                    ));
+                }
+                if r.body.as_ref().is_some_and(|b| *b != resp.body) {
+                    failures.push(format!(
+                        "step {}: expected body {:?}, got {:?}",
+                        r.step,
+                        r.body.as_deref().unwrap_or_default(),
+                        resp.body
+                    ));
+                }
+            }
+        }
+    }
+    for step in steps {
+        let expected = expect.errors.iter().find(|e| e.step == step.index);
+        match (&step.error, expected) {
+            (Some(err), None) => failures.push(format!(
+                "step {} ({}) failed unexpectedly: {err}",
+                step.index, step.kind
+            )),
+            (Some(err), Some(e)) if !err.contains(&e.contains) => failures.push(format!(
+                "step {} ({}) failed with {err:?}, expected an error containing {:?}",
+                step.index, step.kind, e.contains
+            )),
+            (None, Some(_)) => failures.push(format!(
+                "step {} ({}) was expected to fail but succeeded",
+                step.index, step.kind
+            )),
+            _ => {}
+        }
+    }
+    failures
+}
+
+/// A readable account of one step: status, summary, and the lines worth a human's attention
+/// (warnings, errors and per-call summaries; every line with `verbose`).
+pub fn describe_step(step: &StepRecord, verbose: bool) -> String {
+    let mut out = String::new();
+    let status = match &step.error {
+        None => "ok".to_string(),
+        Some(e) => format!("FAILED: {e}"),
+    };
+    let _ = writeln!(
+        out,
+        "[{}] {} - {} call{} - {status}",
+        step.index,
+        step.kind,
+        step.calls,
+        if step.calls == 1 { "" } else { "s" }
+    );
+    if let Some(r) = &step.response {
+        let _ = writeln!(out, "    response: {} {}", r.status, truncate(&r.body, 120));
+    }
+    let mut quiet = 0;
+    for l in &step.logs {
+        let is_summary = l.fields.contains_key("call");
+        if verbose || l.level == "warn" || l.level == "error" || is_summary {
+            let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(out, "    {:<5} {} {}", l.level, l.message, fields.join(" "));
+        } else {
+            quiet += 1;
+        }
+    }
+    if quiet > 0 {
+        let _ = writeln!(out, "    ({quiet} more info lines: use --verbose)");
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(n).collect::<String>())
+    }
+}
+
+/// The final ZenQMS users as a table.
+pub fn users_table(users: &[ZenqmsUser]) -> String {
+    let header = ["id", "email", "first_name", "last_name", "title", "active", "external_id", "roles"];
+    let rows: Vec<[String; 8]> = users
+        .iter()
+        .map(|u| {
+            [
+                u.id.clone(),
+                u.email.clone(),
+                u.first_name.clone(),
+                u.last_name.clone(),
+                u.title.clone(),
+                if u.is_active { "yes" } else { "no" }.into(),
+                u.external_id.clone().unwrap_or_else(|| "-".into()),
+                u.roles.join(","),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    out.push('\n');
+    for r in &rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+/// The closing lines: users, HTTP accounting, clock, verdict.
+pub fn describe_end(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nFinal ZenQMS users ({}):", report.zenqms.users.len());
+    out.push_str(&users_table(&report.zenqms.users));
+    let by: Vec<String> = report
+        .http
+        .by_target
+        .iter()
+        .map(|(k, v)| format!("{} {v}", serde_json::to_value(k).unwrap().as_str().unwrap_or("?")))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nHTTP: {} requests in {} rounds ({}); virtual time {:.1} s",
+        report.http.requests,
+        report.http.rounds,
+        by.join(", "),
+        report.clock.elapsed_ms as f64 / 1000.0
+    );
+    let _ = writeln!(out, "Active Graph subscriptions: {}", report.entra.subscriptions.len());
+    if report.expect.ok {
+        let _ = writeln!(out, "Expectations: ok");
+    } else {
+        let _ = writeln!(out, "Expectations: {} FAILED", report.expect.failures.len());
+        for f in &report.expect.failures {
+            let _ = writeln!(out, "  - {f}");
+        }
+    }
+    out
+}

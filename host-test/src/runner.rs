@@ -1,0 +1,332 @@
+//! Runs a scenario against the real component: plays the platform (deploy, webhooks, ticks,
+//! resumes, delete), applies the world's changes between calls, and records every step.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, anyhow, bail};
+
+use serde_json::{Value, json};
+
+use crate::report::{self, Report, ResponseRecord, StepRecord};
+use crate::runtime::{Event, Instance, LogLine, Method, Outcome, Request, Runtime, WitFailure};
+use crate::scenario::{EntraChange, Scenario, Step, WebhookSpec, ZenqmsChange};
+use crate::world::World;
+
+/// Bound on resume calls after one step, so a component that never finishes fails the step.
+pub const MAX_CALLS_PER_STEP: u32 = 10_000;
+
+/// Which export to call.
+enum Handler {
+    Deploy,
+    Event(Event),
+    Delete,
+}
+
+/// The platform playing one scenario.
+pub struct Runner<'r> {
+    runtime: &'r Runtime,
+    scenario: Scenario,
+    world: Option<World>,
+    /// The instance state as the platform stores it.
+    pub state: Option<String>,
+}
+
+/// What one call returned, seen from the platform.
+struct CallResult {
+    outcome: Option<Outcome>,
+    error: Option<String>,
+}
+
+impl<'r> Runner<'r> {
+    pub fn new(runtime: &'r Runtime, scenario: Scenario) -> Self {
+        let world = World::new(&scenario);
+        Runner {
+            runtime,
+            scenario,
+            world: Some(world),
+            state: None,
+        }
+    }
+
+    pub fn world(&self) -> &World {
+        self.world.as_ref().expect("world is home between calls")
+    }
+
+    pub fn world_mut(&mut self) -> &mut World {
+        self.world.as_mut().expect("world is home between calls")
+    }
+
+    fn instance(&self) -> Instance {
+        Instance {
+            id: self.scenario.instance.id.clone(),
+            webhook_url: self.scenario.instance.webhook_url.clone(),
+            config: self.scenario.instance.config_pairs(),
+            state: self.state.clone(),
+            budget_ms: self.scenario.budget_ms,
+        }
+    }
+
+    fn call_once(&mut self, handler: &Handler, rec: &mut StepRecord) -> CallResult {
+        let inst = self.instance();
+        let world = self.world.take().expect("world is home");
+        let (world, logs, result) = self.runtime.call(world, |b, store| match handler {
+            Handler::Deploy => b.call_on_deploy(store, &inst),
+            Handler::Event(e) => b.call_on_event(store, &inst, e),
+            Handler::Delete => b.call_on_delete(store, &inst),
+        });
+        self.world = Some(world);
+        rec.calls += 1;
+        rec.logs.extend(logs);
+        match result {
+            Err(trap) => {
+                let msg = format!("component trapped: {trap:#}");
+                rec.logs.push(platform_log(&msg));
+                CallResult {
+                    outcome: None,
+                    error: Some(msg),
+                }
+            }
+            Ok(Ok(outcome)) => {
+                if let Some(s) = &outcome.state {
+                    self.state = Some(s.clone());
+                }
+                CallResult {
+                    outcome: Some(outcome),
+                    error: None,
+                }
+            }
+            Ok(Err(WitFailure {
+                message,
+                state,
+                retryable,
+            })) => {
+                if let Some(s) = state {
+                    self.state = Some(s);
+                }
+                let kind = if retryable { "retryable" } else { "not retryable" };
+                CallResult {
+                    outcome: None,
+                    error: Some(format!("{message} ({kind})")),
+                }
+            }
+        }
+    }
+
+    /// Calls a handler, then `resume` while the component reports pending work.
+    fn invoke(&mut self, handler: Handler, rec: &mut StepRecord) -> Option<Outcome> {
+        let mut first = None;
+        let mut result = self.call_once(&handler, rec);
+        loop {
+            if let Some(e) = result.error {
+                rec.error = Some(e);
+                return first;
+            }
+            let outcome = result.outcome.expect("no error means an outcome");
+            rec.summary = Some(outcome.summary.clone());
+            let pending = outcome.pending;
+            if first.is_none() {
+                first = Some(outcome);
+            }
+            if !pending {
+                return first;
+            }
+            if rec.calls >= MAX_CALLS_PER_STEP {
+                rec.error = Some(format!(
+                    "still pending after {MAX_CALLS_PER_STEP} calls"
+                ));
+                return first;
+            }
+            result = self.call_once(&Handler::Event(Event::Resume), rec);
+        }
+    }
+
+    fn webhook_request(&self, spec: &WebhookSpec) -> Result<Request> {
+        let method = match spec.method.to_ascii_uppercase().as_str() {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            other => bail!("unsupported webhook method {other}"),
+        };
+        let mut url = self.scenario.instance.webhook_url.clone();
+        if !spec.query.is_empty() {
+            url.push('?');
+            url.push_str(spec.query.trim_start_matches('?'));
+        }
+        let body = match (&spec.body, &spec.body_text) {
+            (Some(_), Some(_)) => bail!("a webhook step has either body or body_text"),
+            (Some(v), None) => v.to_string().into_bytes(),
+            (None, Some(t)) => t.clone().into_bytes(),
+            (None, None) => Vec::new(),
+        };
+        let mut headers: Vec<(String, String)> = spec
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if spec.body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            headers.push(("content-type".into(), "application/json".into()));
+        }
+        Ok(Request {
+            method,
+            url,
+            headers,
+            body,
+        })
+    }
+
+    /// A notification exactly as Graph would build it from the component's subscription.
+    fn notification(&self, resource: &str, build: impl Fn(&Value) -> Value) -> Result<Request> {
+        let now = self.world().clock.now();
+        let subs = self.world().graph.subscriptions(now);
+        let sub = subs
+            .iter()
+            .find(|s| s["resource"].as_str().map(|r| r.trim_start_matches('/')) == Some(resource))
+            .ok_or_else(|| anyhow!("the component has no active subscription on '{resource}'"))?;
+        let body = json!({ "value": [build(sub)] });
+        Ok(Request {
+            method: Method::Post,
+            url: self.scenario.instance.webhook_url.clone(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        })
+    }
+
+    fn run_step(&mut self, index: usize, step: &Step) -> StepRecord {
+        let mut rec = StepRecord::new(index, step.kind());
+        if let Err(e) = self.step_inner(step, &mut rec) {
+            rec.error = Some(format!("{e:#}"));
+        }
+        rec.ok = rec.error.is_none();
+        rec
+    }
+
+    fn step_inner(&mut self, step: &Step, rec: &mut StepRecord) -> Result<()> {
+        let tenant = self.scenario.entra.tenant_id.clone();
+        match step {
+            Step::Deploy(_) => {
+                self.invoke(Handler::Deploy, rec);
+            }
+            Step::Resume(_) => {
+                self.invoke(Handler::Event(Event::Resume), rec);
+            }
+            Step::Schedule(_) => {
+                self.invoke(Handler::Event(Event::Schedule), rec);
+            }
+            Step::Delete(_) => {
+                self.invoke(Handler::Delete, rec);
+                if rec.error.is_none() {
+                    self.state = None; // the platform forgets a deleted instance
+                }
+            }
+            Step::Advance(a) => self.world().clock.set(a.to)?,
+            Step::Entra(change) => {
+                let g = &mut self.world_mut().graph;
+                match change {
+                    EntraChange::UpsertUser(u) => g.upsert_user(u.clone())?,
+                    EntraChange::DeleteUser(id) => g.delete_user(id)?,
+                    EntraChange::AddMember(m) => g.add_member(&m.group, &m.member)?,
+                    EntraChange::RemoveMember(m) => g.remove_member(&m.group, &m.member)?,
+                }
+            }
+            Step::Zenqms(ZenqmsChange::UpdateUser(fields)) => {
+                self.world_mut().zenqms.update_user(fields)?
+            }
+            Step::Webhook(spec) => {
+                let req = self.webhook_request(spec)?;
+                self.deliver(req, rec);
+            }
+            Step::Notify(n) => {
+                let resource = n.resource.trim_start_matches('/').to_ascii_lowercase();
+                let (path, odata_type) = match resource.as_str() {
+                    "users" => ("Users", "#Microsoft.Graph.User"),
+                    "groups" => ("Groups", "#Microsoft.Graph.Group"),
+                    other => bail!("notify: unknown resource '{other}'"),
+                };
+                let id = n.id.clone();
+                let change = n.change_type.clone();
+                let req = self.notification(&resource, |sub| {
+                    json!({
+                        "subscriptionId": sub["id"],
+                        "subscriptionExpirationDateTime": sub["expirationDateTime"],
+                        "clientState": sub["clientState"],
+                        "changeType": change,
+                        "resource": format!("{path}/{id}"),
+                        "tenantId": tenant,
+                        "resourceData": {
+                            "@odata.type": odata_type,
+                            "@odata.id": format!("{path}/{id}"),
+                            "id": id,
+                            "organizationId": tenant,
+                        }
+                    })
+                })?;
+                self.deliver(req, rec);
+            }
+            Step::Lifecycle(l) => {
+                let resource = l.resource.trim_start_matches('/').to_ascii_lowercase();
+                let event = l.event.clone();
+                let req = self.notification(&resource, |sub| {
+                    json!({
+                        "subscriptionId": sub["id"],
+                        "subscriptionExpirationDateTime": sub["expirationDateTime"],
+                        "clientState": sub["clientState"],
+                        "lifecycleEvent": event,
+                        "resource": resource,
+                        "tenantId": tenant,
+                        "organizationId": tenant,
+                    })
+                })?;
+                self.deliver(req, rec);
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers an inbound request to the webhook handler and records the reply.
+    fn deliver(&mut self, req: Request, rec: &mut StepRecord) {
+        let outcome = self.invoke(Handler::Event(Event::Webhook(req)), rec);
+        rec.response = Some(match outcome.and_then(|o| o.response) {
+            Some(r) => ResponseRecord {
+                status: r.status,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect::<BTreeMap<_, _>>(),
+                body: String::from_utf8_lossy(&r.body).into_owned(),
+            },
+            // The platform's answer when the handler gave none, or failed.
+            None if rec.error.is_some() => ResponseRecord::plain(500, ""),
+            None => ResponseRecord::plain(202, ""),
+        });
+    }
+
+    /// Runs every step, then builds the report (with the expectation check).
+    pub fn run(mut self, mut on_step: impl FnMut(&StepRecord)) -> Report {
+        let steps = self.scenario.steps.clone();
+        let mut records = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let rec = self.run_step(i, step);
+            on_step(&rec);
+            records.push(rec);
+        }
+        let world = self.world.take().expect("world is home");
+        report::build(&self.scenario, records, &world)
+    }
+}
+
+fn platform_log(message: &str) -> LogLine {
+    LogLine {
+        level: "error".into(),
+        message: message.into(),
+        fields: BTreeMap::from([("source".to_string(), "platform".to_string())]),
+    }
+}
+
+/// Convenience: run a scenario with the shared runtime.
+pub fn run(scenario: Scenario) -> Report {
+    Runner::new(Runtime::shared(), scenario).run(|_| {})
+}
+
