@@ -290,9 +290,15 @@ mod tests {
     #[test]
     fn every_problem_is_listed() {
         let p = vec![
-            ("entra_tenant_id".to_string(), "contoso.onmicrosoft.com".to_string()),
+            (
+                "entra_tenant_id".to_string(),
+                "contoso.onmicrosoft.com".to_string(),
+            ),
             ("zenqms_base_url".into(), "http://acme.zenqms.com".into()),
-            ("role_mappings".into(), "[{\"role\": \"r\", \"groups\": [\"nope\"]}]".into()),
+            (
+                "role_mappings".into(),
+                "[{\"role\": \"r\", \"groups\": [\"nope\"]}]".into(),
+            ),
             ("colour".into(), "blue".into()),
         ];
         let e = parse(&p).unwrap_err();
@@ -315,7 +321,11 @@ mod tests {
     fn malformed_mapping_json() {
         let e = parse(&pairs(&[("role_mappings", "{not json")])).unwrap_err();
         assert!(e.to_string().contains("'role_mappings' is not valid JSON"));
-        let e = parse(&pairs(&[("role_mappings", "[{\"role\":\"r\",\"group\":[]}]")])).unwrap_err();
+        let e = parse(&pairs(&[(
+            "role_mappings",
+            "[{\"role\":\"r\",\"group\":[]}]",
+        )]))
+        .unwrap_err();
         assert!(e.to_string().contains("'role_mappings'"));
     }
 

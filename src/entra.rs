@@ -112,8 +112,10 @@ mod tests {
 
     #[test]
     fn missing_fields_named_in_graph_terms() {
-        let u = EntraUser::from_json(&json!({"id": "x", "mail": null, "givenName": " ", "surname": "S"}))
-            .unwrap();
+        let u = EntraUser::from_json(
+            &json!({"id": "x", "mail": null, "givenName": " ", "surname": "S"}),
+        )
+        .unwrap();
         assert_eq!(u.missing_fields(), vec!["mail", "givenName", "jobTitle"]);
         assert!(u.mapped().is_none());
         assert_eq!(u.account_enabled, None);

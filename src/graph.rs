@@ -100,8 +100,8 @@ pub struct Graph<'a> {
 
 /// Checks that a URL may receive the Graph bearer token.
 pub fn check_graph_url(url: &str) -> Result<(), Failure> {
-    let parsed = Url::parse(url)
-        .map_err(|e| Failure::fatal(format!("refusing Graph URL with {e}")))?;
+    let parsed =
+        Url::parse(url).map_err(|e| Failure::fatal(format!("refusing Graph URL with {e}")))?;
     if parsed.scheme != "https" || parsed.host != GRAPH_HOST || parsed.port.is_some() {
         return Err(Failure::fatal(format!(
             "refusing to send the Graph token to {}",
@@ -138,7 +138,12 @@ impl<'a> Graph<'a> {
         Graph { platform, token }
     }
 
-    pub fn request(&self, method: Method, url: &str, body: Option<Value>) -> Result<Request, Failure> {
+    pub fn request(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+    ) -> Result<Request, Failure> {
         check_graph_url(url)?;
         let mut headers = vec![(
             "authorization".to_string(),

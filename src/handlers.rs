@@ -95,10 +95,17 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
     let log = Log::new(p);
     let config = parse_config(inst)?;
     let mut state = State::parse(inst.state.as_deref()).unwrap_or_else(|f| {
-        log.warn("stored state ignored on redeploy", &[("reason", &f.message)]);
+        log.warn(
+            "stored state ignored on redeploy",
+            &[("reason", &f.message)],
+        );
         State::parse(None).expect("fresh state")
     });
-    if let Some(old) = state.tenant_id.as_deref().filter(|t| *t != config.tenant_id) {
+    if let Some(old) = state
+        .tenant_id
+        .as_deref()
+        .filter(|t| *t != config.tenant_id)
+    {
         return Err(Failure::fatal(format!(
             "entra_tenant_id changed from {old} to {}: delete the instance first (mixing two tenants' links would corrupt ZenQMS)",
             config.tenant_id
@@ -134,7 +141,10 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
     if let Some(old) = &state.full_sync {
         log.warn(
             "an unfinished initial sync is abandoned; the redeploy starts over",
-            &[("run_id", &old.run_id), ("batches_done", &old.batches.to_string())],
+            &[
+                ("run_id", &old.run_id),
+                ("batches_done", &old.batches.to_string()),
+            ],
         );
     }
     let now = p.now();

@@ -171,7 +171,10 @@ fn find<'a>(user: &EntraUser, dir: &'a Directory) -> Match<'a> {
         many => Match::Conflict(format!(
             "email {email} matches {} ZenQMS users ({})",
             many.len(),
-            many.iter().map(|z| z.id.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|z| z.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -233,7 +236,11 @@ pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
     match user.mapped() {
         Some(m) => {
             if normalize_email(&zuser.email) != m.email {
-                if let Some(owner) = dir.by_email(&m.email).into_iter().find(|o| o.id != zuser.id) {
+                if let Some(owner) = dir
+                    .by_email(&m.email)
+                    .into_iter()
+                    .find(|o| o.id != zuser.id)
+                {
                     return Action::Conflict {
                         reason: format!(
                             "new email {} is already used by ZenQMS user {}",
@@ -241,7 +248,12 @@ pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
                         ),
                     };
                 }
-                change(&mut changes, "email", zuser.email.clone().into(), m.email.into());
+                change(
+                    &mut changes,
+                    "email",
+                    zuser.email.clone().into(),
+                    m.email.into(),
+                );
             }
             for (field, before, after) in [
                 ("first_name", &zuser.first_name, m.first_name),
@@ -250,11 +262,21 @@ pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
             ] {
                 change(&mut changes, field, before.clone().into(), after.into());
             }
-            change(&mut changes, "is_active", zuser.is_active.into(), enabled.into());
+            change(
+                &mut changes,
+                "is_active",
+                zuser.is_active.into(),
+                enabled.into(),
+            );
         }
         // Incomplete: only a leaver's deactivation (and its link) may still be written.
         None if !enabled && (zuser.is_active || linking) => {
-            change(&mut changes, "is_active", zuser.is_active.into(), false.into());
+            change(
+                &mut changes,
+                "is_active",
+                zuser.is_active.into(),
+                false.into(),
+            );
         }
         None => return skip_incomplete(missing),
     }

@@ -138,8 +138,11 @@ impl State {
                 ..State::default()
             });
         };
-        let state: State = serde_json::from_str(text)
-            .map_err(|e| Failure::fatal(format!("stored state is unreadable ({e}); redeploy the instance to start over")))?;
+        let state: State = serde_json::from_str(text).map_err(|e| {
+            Failure::fatal(format!(
+                "stored state is unreadable ({e}); redeploy the instance to start over"
+            ))
+        })?;
         if state.version > VERSION {
             return Err(Failure::fatal(format!(
                 "stored state has version {} but this component understands up to {VERSION}",
@@ -170,7 +173,9 @@ mod tests {
         s.full_sync = Some(FullSync {
             run_id: "r".into(),
             started_at: "2026-11-28T12:00:00Z".parse().unwrap(),
-            phase: Phase::Users { next: "https://graph.microsoft.com/v1.0/users".into() },
+            phase: Phase::Users {
+                next: "https://graph.microsoft.com/v1.0/users".into(),
+            },
             batches: 2,
             calls: 1,
             totals: Counts::default(),

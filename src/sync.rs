@@ -134,8 +134,10 @@ impl<'a> Engine<'a> {
                 Some(u) => users.push(u),
                 None => {
                     self.step.skipped += 1;
-                    self.log
-                        .warn("user skipped", &[("reason", "Graph returned a user without an id")]);
+                    self.log.warn(
+                        "user skipped",
+                        &[("reason", "Graph returned a user without an id")],
+                    );
                 }
             }
         }
@@ -166,7 +168,11 @@ impl<'a> Engine<'a> {
                     self.step.conflicts += 1;
                     self.log.error(
                         "user conflict: nothing changed",
-                        &[("entra_id", &p.entra_id), ("upn", &p.upn), ("reason", &reason)],
+                        &[
+                            ("entra_id", &p.entra_id),
+                            ("upn", &p.upn),
+                            ("reason", &reason),
+                        ],
                     );
                 }
                 Action::Create(new) => {
@@ -270,14 +276,14 @@ impl<'a> Engine<'a> {
             return Ok(());
         }
         let ids = self.graph.all_user_ids()?;
-        let candidates: Vec<ZUser> = plan::leavers(&self.dir, &ids).into_iter().cloned().collect();
+        let candidates: Vec<ZUser> = plan::leavers(&self.dir, &ids)
+            .into_iter()
+            .cloned()
+            .collect();
         if candidates.is_empty() {
             return Ok(());
         }
-        let entra_ids: Vec<String> = candidates
-            .iter()
-            .filter_map(plan::link_of)
-            .collect();
+        let entra_ids: Vec<String> = candidates.iter().filter_map(plan::link_of).collect();
         let exists = self.graph.users_exist(&entra_ids)?;
         let writes = candidates
             .iter()
@@ -307,7 +313,9 @@ impl<'a> Engine<'a> {
             return Ok(true);
         }
         if self.role_plan.is_none() {
-            let members = self.graph.transitive_members(&self.config.mapped_groups())?;
+            let members = self
+                .graph
+                .transitive_members(&self.config.mapped_groups())?;
             let mut plan = roles::plan_roles(&self.config.role_mappings, &members, &self.dir);
             plan.reverse(); // popped from the end, in directory order
             self.role_plan = Some(plan);
@@ -388,16 +396,23 @@ fn create_changes(new: &api::NewUser) -> Vec<plan::Change> {
     let Value::Object(map) = v else {
         return Vec::new();
     };
-    ["email", "first_name", "last_name", "title", "is_active", "external_id"]
-        .into_iter()
-        .filter_map(|f| {
-            map.get(f).map(|after| plan::Change {
-                field: f,
-                before: Value::Null,
-                after: after.clone(),
-            })
+    [
+        "email",
+        "first_name",
+        "last_name",
+        "title",
+        "is_active",
+        "external_id",
+    ]
+    .into_iter()
+    .filter_map(|f| {
+        map.get(f).map(|after| plan::Change {
+            field: f,
+            before: Value::Null,
+            after: after.clone(),
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// `field: before -> after; ...` for the audit log.

@@ -17,7 +17,12 @@ use crate::zenqms::api::{self, Call};
 /// Links cleared per `send-all`, so the budget is checked between chunks.
 const CHUNK: usize = 100;
 
-pub fn run(p: &dyn Platform, config: &Config, mut state: State, budget_ms: u32) -> Result<Outcome, CallFailure> {
+pub fn run(
+    p: &dyn Platform,
+    config: &Config,
+    mut state: State,
+    budget_ms: u32,
+) -> Result<Outcome, CallFailure> {
     let log = Log::new(p);
     let zen = Zenqms::new(p, config);
     let keep = |state: &State, f: crate::failure::Failure| CallFailure {
@@ -66,7 +71,11 @@ pub fn run(p: &dyn Platform, config: &Config, mut state: State, budget_ms: u32) 
                     failed.push(u.id.clone());
                     log.error(
                         "could not unlink ZenQMS user",
-                        &[("cause", "delete"), ("zenqms_id", &u.id), ("error", &e.to_string())],
+                        &[
+                            ("cause", "delete"),
+                            ("zenqms_id", &u.id),
+                            ("error", &e.to_string()),
+                        ],
                     );
                 }
             }
@@ -102,6 +111,8 @@ pub fn run(p: &dyn Platform, config: &Config, mut state: State, budget_ms: u32) 
         response: None,
         state: Some(State::parse(None).expect("fresh").to_json()),
         pending: false,
-        summary: format!("delete complete: {cleared} external_id links cleared, nothing else changed"),
+        summary: format!(
+            "delete complete: {cleared} external_id links cleared, nothing else changed"
+        ),
     })
 }

@@ -74,7 +74,11 @@ impl Url {
             scheme,
             host: host.to_ascii_lowercase(),
             port,
-            path: if path.is_empty() { "/".into() } else { path.into() },
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
             query,
         })
     }
@@ -154,7 +158,10 @@ mod tests {
     fn query_round_trip() {
         let encoded = encode("a b&c=d/é");
         assert_eq!(decode(&encoded), "a b&c=d/é");
-        assert_eq!(query_param(&format!("x=1&validationToken={encoded}"), "validationToken").as_deref(), Some("a b&c=d/é"));
+        assert_eq!(
+            query_param(&format!("x=1&validationToken={encoded}"), "validationToken").as_deref(),
+            Some("a b&c=d/é")
+        );
         assert_eq!(query_param("x=1", "y"), None);
     }
 }

@@ -49,7 +49,11 @@ pub enum Inbound {
 }
 
 fn plain(status: u16, body: &str) -> Response {
-    Response::text(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+    Response::text(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
 }
 
 /// Classifies an inbound request; malformed ones get their 4xx here.

@@ -39,7 +39,11 @@ impl HttpResponse {
 
     /// A response with no body.
     pub fn empty(status: u16) -> Self {
-        HttpResponse { status, headers: Vec::new(), body: Vec::new() }
+        HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -94,7 +94,13 @@ pub struct Report {
 
 /// Subscriptions as Graph represents them, clientState redacted.
 fn subscriptions(world: &World) -> Vec<Value> {
-    let keep = ["id", "resource", "changeType", "notificationUrl", "expirationDateTime"];
+    let keep = [
+        "id",
+        "resource",
+        "changeType",
+        "notificationUrl",
+        "expirationDateTime",
+    ];
     world
         .graph
         .subscriptions(world.clock.now())
@@ -174,11 +180,15 @@ pub fn check(scenario: &Scenario, steps: &[StepRecord], users: &[ZenqmsUser]) ->
     if let Some(count) = expect.zenqms_user_count
         && count != users.len()
     {
-        failures.push(format!("expected {count} ZenQMS users, found {}", users.len()));
+        failures.push(format!(
+            "expected {count} ZenQMS users, found {}",
+            users.len()
+        ));
     }
     for needle in &expect.log_contains {
         let found = steps.iter().flat_map(|s| &s.logs).any(|l| {
-            l.message.contains(needle.as_str()) || l.fields.values().any(|v| v.contains(needle.as_str()))
+            l.message.contains(needle.as_str())
+                || l.fields.values().any(|v| v.contains(needle.as_str()))
         });
         if !found {
             failures.push(format!("no log line contains {needle:?}"));
@@ -274,7 +284,16 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// The final ZenQMS users as a table.
 pub fn users_table(users: &[ZenqmsUser]) -> String {
-    let header = ["id", "email", "first_name", "last_name", "title", "active", "external_id", "roles"];
+    let header = [
+        "id",
+        "email",
+        "first_name",
+        "last_name",
+        "title",
+        "active",
+        "external_id",
+        "roles",
+    ];
     let rows: Vec<[String; 8]> = users
         .iter()
         .map(|u| {
@@ -308,7 +327,13 @@ pub fn users_table(users: &[ZenqmsUser]) -> String {
     };
     let mut out = line(header.to_vec());
     out.push('\n');
-    out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    out.push_str(
+        &widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-"),
+    );
     out.push('\n');
     for r in &rows {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
@@ -326,7 +351,12 @@ pub fn describe_end(report: &Report) -> String {
         .http
         .by_target
         .iter()
-        .map(|(k, v)| format!("{} {v}", serde_json::to_value(k).unwrap().as_str().unwrap_or("?")))
+        .map(|(k, v)| {
+            format!(
+                "{} {v}",
+                serde_json::to_value(k).unwrap().as_str().unwrap_or("?")
+            )
+        })
         .collect();
     let _ = writeln!(
         out,
@@ -336,7 +366,11 @@ pub fn describe_end(report: &Report) -> String {
         by.join(", "),
         report.clock.elapsed_ms as f64 / 1000.0
     );
-    let _ = writeln!(out, "Active Graph subscriptions: {}", report.entra.subscriptions.len());
+    let _ = writeln!(
+        out,
+        "Active Graph subscriptions: {}",
+        report.entra.subscriptions.len()
+    );
     if report.expect.ok {
         let _ = writeln!(out, "Expectations: ok");
     } else {

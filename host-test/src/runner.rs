@@ -103,7 +103,11 @@ impl<'r> Runner<'r> {
                 if let Some(s) = state {
                     self.state = Some(s);
                 }
-                let kind = if retryable { "retryable" } else { "not retryable" };
+                let kind = if retryable {
+                    "retryable"
+                } else {
+                    "not retryable"
+                };
                 CallResult {
                     outcome: None,
                     error: Some(format!("{message} ({kind})")),
@@ -131,9 +135,7 @@ impl<'r> Runner<'r> {
                 return first;
             }
             if rec.calls >= MAX_CALLS_PER_STEP {
-                rec.error = Some(format!(
-                    "still pending after {MAX_CALLS_PER_STEP} calls"
-                ));
+                rec.error = Some(format!("still pending after {MAX_CALLS_PER_STEP} calls"));
                 return first;
             }
             result = self.call_once(&Handler::Event(Event::Resume), rec);
@@ -165,7 +167,11 @@ impl<'r> Runner<'r> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if spec.body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if spec.body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             headers.push(("content-type".into(), "application/json".into()));
         }
         Ok(Request {
@@ -329,4 +335,3 @@ fn platform_log(message: &str) -> LogLine {
 pub fn run(scenario: Scenario) -> Report {
     Runner::new(Runtime::shared(), scenario).run(|_| {})
 }
-

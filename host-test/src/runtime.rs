@@ -90,7 +90,11 @@ impl zenqms::entra_sync::http::Host for CallState {
 
     fn send_all(&mut self, reqs: Vec<Request>) -> Vec<Result<Response, HttpError>> {
         let reqs: Vec<HttpRequest> = reqs.into_iter().map(to_http).collect();
-        self.world.send_all(&reqs).into_iter().map(from_http).collect()
+        self.world
+            .send_all(&reqs)
+            .into_iter()
+            .map(from_http)
+            .collect()
     }
 }
 
@@ -141,7 +145,9 @@ impl Runtime {
     pub fn imports(&self) -> Vec<String> {
         let component = self.pre.instance_pre().component();
         let ty = component.component_type();
-        ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect()
+        ty.imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect()
     }
 
     /// Runs one handler call on a fresh instance. The world moves into the store for the call
@@ -171,6 +177,10 @@ impl Runtime {
             .instantiate(&mut store)
             .and_then(|bindings| f(&bindings, &mut store));
         let data = store.into_data();
-        (data.world, data.logs, result.map_err(|e| anyhow::anyhow!("{e:?}")))
+        (
+            data.world,
+            data.logs,
+            result.map_err(|e| anyhow::anyhow!("{e:?}")),
+        )
     }
 }

@@ -51,7 +51,11 @@ fn split_origin(url: &str) -> Option<(String, &str)> {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     Some((
-        format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase()),
+        format!(
+            "{}://{}",
+            scheme.to_ascii_lowercase(),
+            authority.to_ascii_lowercase()
+        ),
         tail,
     ))
 }
@@ -155,9 +159,18 @@ mod tests {
     #[test]
     fn routes_by_host_and_base_path() {
         let w = world("https://acme.zenqms.com/api/");
-        assert_eq!(w.route("https://graph.microsoft.com/v1.0/users"), Some(Target::Graph));
-        assert_eq!(w.route("https://LOGIN.microsoftonline.com/t/oauth2/v2.0/token"), Some(Target::Login));
-        assert_eq!(w.route("https://acme.zenqms.com/api/v2/users"), Some(Target::Zenqms));
+        assert_eq!(
+            w.route("https://graph.microsoft.com/v1.0/users"),
+            Some(Target::Graph)
+        );
+        assert_eq!(
+            w.route("https://LOGIN.microsoftonline.com/t/oauth2/v2.0/token"),
+            Some(Target::Login)
+        );
+        assert_eq!(
+            w.route("https://acme.zenqms.com/api/v2/users"),
+            Some(Target::Zenqms)
+        );
         assert_eq!(w.route("https://acme.zenqms.com/apix/v2/users"), None);
         assert_eq!(w.route("http://graph.microsoft.com/v1.0/users"), None);
         assert_eq!(w.route("https://graph.microsoft.com@evil.example/"), None);

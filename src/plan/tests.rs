@@ -39,7 +39,9 @@ fn fields(a: &Action) -> Vec<&'static str> {
 #[test]
 fn new_complete_user_is_created_linked_and_active() {
     let a = plan_user(&entra(A, Some(" Ada@X.com "), true), &Directory::default());
-    let Action::Create(n) = a else { panic!("{a:?}") };
+    let Action::Create(n) = a else {
+        panic!("{a:?}")
+    };
     assert_eq!(n.email, "ada@x.com");
     assert_eq!(n.external_id.as_deref(), Some(A));
     assert!(n.is_active);
@@ -54,14 +56,29 @@ fn external_id_wins_over_email() {
     let dir = Directory::new([z("u1", "old@x.com", Some(A))]);
     let a = plan_user(&entra(A, Some("new@x.com"), true), &dir);
     assert_eq!(fields(&a), vec!["email"]);
-    assert!(matches!(a, Action::Write { kind: WriteKind::Update, .. }));
+    assert!(matches!(
+        a,
+        Action::Write {
+            kind: WriteKind::Update,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn unlinked_email_match_is_linked_ignoring_case_and_spaces() {
     let dir = Directory::new([z("u1", "Ada@X.com", None)]);
     let a = plan_user(&entra(A, Some("  ADA@x.COM"), true), &dir);
-    assert!(matches!(a, Action::Write { kind: WriteKind::Link, .. }), "{a:?}");
+    assert!(
+        matches!(
+            a,
+            Action::Write {
+                kind: WriteKind::Link,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
     assert_eq!(fields(&a), vec!["external_id"]);
 }
 
@@ -76,7 +93,9 @@ fn email_of_user_linked_elsewhere_is_a_conflict() {
 fn several_email_matches_is_a_conflict() {
     let dir = Directory::new([z("u1", "ada@x.com", None), z("u2", "ADA@x.com", None)]);
     let a = plan_user(&entra(A, Some("ada@x.com"), true), &dir);
-    let Action::Conflict { reason } = a else { panic!() };
+    let Action::Conflict { reason } = a else {
+        panic!()
+    };
     assert!(reason.contains("u1") && reason.contains("u2"));
 }
 
@@ -104,7 +123,13 @@ fn disabled_new_user_is_not_created() {
 fn disabled_unlinked_match_is_linked_and_set_inactive() {
     let dir = Directory::new([z("u1", "ada@x.com", None)]);
     let a = plan_user(&entra(A, Some("ada@x.com"), false), &dir);
-    assert!(matches!(a, Action::Write { kind: WriteKind::Link, .. }));
+    assert!(matches!(
+        a,
+        Action::Write {
+            kind: WriteKind::Link,
+            ..
+        }
+    ));
     assert_eq!(fields(&a), vec!["external_id", "is_active"]);
 }
 
@@ -114,7 +139,16 @@ fn disabled_linked_user_missing_fields_is_still_deactivated() {
     let mut u = entra(A, Some("ada@x.com"), false);
     u.surname = None;
     let a = plan_user(&u, &dir);
-    assert!(matches!(a, Action::Write { kind: WriteKind::Deactivate, .. }), "{a:?}");
+    assert!(
+        matches!(
+            a,
+            Action::Write {
+                kind: WriteKind::Deactivate,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
     assert_eq!(fields(&a), vec!["is_active"]);
     // Already inactive: nothing to write, and the user is reported as skipped.
     let mut inactive = z("u1", "ada@x.com", Some(A));
@@ -140,8 +174,17 @@ fn unchanged_and_reactivation() {
     ));
     let mut inactive = z("u1", "ada@x.com", Some(A));
     inactive.is_active = false;
-    let a = plan_user(&entra(A, Some("ada@x.com"), true), &Directory::new([inactive]));
-    assert!(matches!(a, Action::Write { kind: WriteKind::Update, .. }));
+    let a = plan_user(
+        &entra(A, Some("ada@x.com"), true),
+        &Directory::new([inactive]),
+    );
+    assert!(matches!(
+        a,
+        Action::Write {
+            kind: WriteKind::Update,
+            ..
+        }
+    ));
     assert_eq!(fields(&a), vec!["is_active"]);
 }
 
@@ -149,12 +192,18 @@ fn unchanged_and_reactivation() {
 fn missing_account_enabled_is_skipped() {
     let mut u = entra(A, Some("ada@x.com"), true);
     u.account_enabled = None;
-    assert!(matches!(plan_user(&u, &Directory::default()), Action::Skip { .. }));
+    assert!(matches!(
+        plan_user(&u, &Directory::default()),
+        Action::Skip { .. }
+    ));
 }
 
 #[test]
 fn batch_does_not_let_two_users_claim_one_email() {
-    let batch = [entra(A, Some("ada@x.com"), true), entra(B, Some("ADA@x.com"), true)];
+    let batch = [
+        entra(A, Some("ada@x.com"), true),
+        entra(B, Some("ADA@x.com"), true),
+    ];
     let plans = plan_batch(&batch, &Directory::default());
     assert!(matches!(plans[0].action, Action::Create(_)));
     assert!(matches!(plans[1].action, Action::Conflict { .. }));
@@ -162,7 +211,11 @@ fn batch_does_not_let_two_users_claim_one_email() {
 
 #[test]
 fn leavers_are_active_linked_users_missing_from_entra() {
-    let mut gone_inactive = z("u3", "c@x.com", Some("cccccccc-0000-0000-0000-000000000003"));
+    let mut gone_inactive = z(
+        "u3",
+        "c@x.com",
+        Some("cccccccc-0000-0000-0000-000000000003"),
+    );
     gone_inactive.is_active = false;
     let dir = Directory::new([
         z("u1", "a@x.com", Some(A)),
@@ -181,7 +234,9 @@ fn patch_body_holds_only_changed_fields() {
     let dir = Directory::new([z("u1", "ada@x.com", None)]);
     let mut u = entra(A, Some("ada@x.com"), true);
     u.job_title = Some("Director".into());
-    let Action::Write { changes, .. } = plan_user(&u, &dir) else { panic!() };
+    let Action::Write { changes, .. } = plan_user(&u, &dir) else {
+        panic!()
+    };
     assert_eq!(
         Value::Object(patch_fields(&changes)),
         json!({"external_id": A, "title": "Director"})

@@ -162,7 +162,10 @@ mod tests {
     #[test]
     fn paths_escape_ids() {
         assert_eq!(update_user("a/b", Map::new()).path, "/v2/users/a%2Fb");
-        assert_eq!(add_roles("u-1", &["r".into()]).path, "/v2/users/u-1/roles/add");
+        assert_eq!(
+            add_roles("u-1", &["r".into()]).path,
+            "/v2/users/u-1/roles/add"
+        );
     }
 
     #[test]

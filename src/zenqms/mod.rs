@@ -19,7 +19,10 @@ pub struct WriteError {
 impl WriteError {
     /// True when the failure is the whole service's, not this user's (credentials, outage).
     pub fn is_systemic(&self) -> bool {
-        matches!(self.status, None | Some(401) | Some(403) | Some(429) | Some(500..))
+        matches!(
+            self.status,
+            None | Some(401) | Some(403) | Some(429) | Some(500..)
+        )
     }
 }
 
@@ -90,7 +93,9 @@ impl<'a> Zenqms<'a> {
     /// Every user matching `filter`: page 1 tells the total, the rest are fetched concurrently.
     pub fn search_all(&self, filter: Value) -> Result<Vec<ZUser>, Failure> {
         let what = "searching ZenQMS users";
-        let first = self.platform.send(self.request(&api::search_users(filter.clone(), 1)));
+        let first = self
+            .platform
+            .send(self.request(&api::search_users(filter.clone(), 1)));
         let page = api::parse_search(&Self::read_ok(first, what)?).map_err(Failure::transient)?;
         let mut users = page.data;
         let pages = page.total.div_ceil(u64::from(api::SEARCH_PAGE_SIZE));

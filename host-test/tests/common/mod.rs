@@ -1,0 +1,112 @@
+//! Scenario building blocks shared by the scenario tests.
+#![allow(dead_code)]
+
+use host_test::fake_zenqms::ZenqmsUser;
+use host_test::report::Report;
+use host_test::runner;
+use host_test::scenario::Scenario;
+use serde_json::{Value, json};
+
+pub const TENANT: &str = "8c3f3c1e-5d7a-4e38-9b76-2f0a4c1d9e11";
+pub const CLIENT: &str = "0b5d9f2a-6c1e-4f7b-a3d2-91e8c7b6a5f4";
+pub const SECRET: &str = "client-secret~Zx9-test";
+pub const API_TOKEN: &str = "zq-api-token-test-4711";
+pub const BASE: &str = "https://acme.zenqms.com";
+
+pub fn uid(i: u32) -> String {
+    format!("{i:08x}-1d2c-4b5a-9e8f-{i:012x}")
+}
+
+pub fn gid(i: u32) -> String {
+    format!("{i:08x}-6a6a-4c4c-8d8d-000000000000")
+}
+
+/// A complete, enabled Entra user as Graph returns it.
+pub fn entra_user(i: u32) -> Value {
+    json!({
+        "id": uid(i),
+        "mail": format!("user{i}@contoso.com"),
+        "givenName": format!("Given{i}"),
+        "surname": format!("Sur{i}"),
+        "jobTitle": "QA Specialist",
+        "accountEnabled": true,
+        "userPrincipalName": format!("user{i}@contoso.com"),
+    })
+}
+
+/// A ZenQMS user.
+pub fn zen_user(id: &str, email: &str, external_id: Option<&str>, roles: &[&str]) -> Value {
+    json!({
+        "id": id, "email": email, "first_name": "First", "last_name": "Last", "title": "Title",
+        "is_active": true, "external_id": external_id, "roles": roles,
+    })
+}
+
+/// A scenario with the given world and steps (deploy by default).
+pub fn scenario(users: Vec<Value>, groups: Value, zen_users: Vec<Value>, mappings: Value) -> Value {
+    json!({
+        "description": "test",
+        "now": "2026-11-28T12:00:00Z",
+        "rtt_ms": 100,
+        "concurrency": 8,
+        "budget_ms": 20000,
+        "instance": {
+            "id": "inst-1",
+            "webhook_url": "https://hooks.platform.example/instances/inst-1",
+            "config": {
+                "entra_tenant_id": TENANT,
+                "entra_client_id": CLIENT,
+                "entra_client_secret": SECRET,
+                "zenqms_base_url": BASE,
+                "zenqms_api_token": API_TOKEN,
+                "role_mappings": mappings,
+            }
+        },
+        "entra": {
+            "tenant_id": TENANT, "client_id": CLIENT, "client_secret": SECRET,
+            "users": users, "groups": groups,
+        },
+        "zenqms": {
+            "api_token": API_TOKEN,
+            "roles": [
+                {"id": "r-qa", "name": "Quality Approver"},
+                {"id": "r-doc", "name": "Document Author"},
+                {"id": "r-admin", "name": "Administrator"},
+            ],
+            "users": zen_users,
+        },
+        "steps": [{"deploy": {}}],
+    })
+}
+
+pub fn run(s: Value) -> Report {
+    let scenario = Scenario::from_json(&s.to_string()).expect("valid scenario");
+    runner::run(scenario)
+}
+
+/// The final ZenQMS user linked to an Entra id.
+pub fn linked<'a>(r: &'a Report, entra_id: &str) -> Option<&'a ZenqmsUser> {
+    r.zenqms.users.iter().find(|u| u.external_id.as_deref() == Some(entra_id))
+}
+
+pub fn by_id<'a>(r: &'a Report, id: &str) -> &'a ZenqmsUser {
+    r.zenqms.users.iter().find(|u| u.id == id).expect("user exists")
+}
+
+/// Every log line of the run, as `message field=value ...` text.
+pub fn log_text(r: &Report) -> String {
+    r.steps
+        .iter()
+        .flat_map(|s| &s.logs)
+        .map(|l| {
+            let f: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{} {} {}\n", l.level, l.message, f.join(" "))
+        })
+        .collect()
+}
+
+pub fn assert_ok(r: &Report) {
+    for s in &r.steps {
+        assert!(s.ok, "step {} ({}) failed: {:?}", s.index, s.kind, s.error);
+    }
+}
