@@ -309,17 +309,30 @@ impl<'r> Runner<'r> {
         });
     }
 
-    /// Runs every step, then builds the report (with the expectation check).
-    pub fn run(mut self, mut on_step: impl FnMut(&StepRecord)) -> Report {
+    /// Runs every step in order, reporting each as it ends.
+    pub fn run_steps(&mut self, mut on_step: impl FnMut(&StepRecord)) -> Vec<StepRecord> {
         let steps = self.scenario.steps.clone();
-        let mut records = Vec::new();
-        for (i, step) in steps.iter().enumerate() {
-            let rec = self.run_step(i, step);
-            on_step(&rec);
-            records.push(rec);
-        }
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                let rec = self.run_step(i, step);
+                on_step(&rec);
+                rec
+            })
+            .collect()
+    }
+
+    /// The report of the steps run (with the expectation check).
+    pub fn report(mut self, records: Vec<StepRecord>) -> Report {
         let world = self.world.take().expect("world is home");
         report::build(&self.scenario, records, &world)
+    }
+
+    /// Runs every step, then builds the report.
+    pub fn run(mut self, on_step: impl FnMut(&StepRecord)) -> Report {
+        let records = self.run_steps(on_step);
+        self.report(records)
     }
 }
 

@@ -80,7 +80,13 @@ impl World {
             zenqms_base: base,
             rtt_ms: scenario.rtt_ms,
             concurrency: scenario.concurrency.max(1),
-            stats: HttpStats::default(),
+            stats: HttpStats {
+                by_target: [Target::Login, Target::Graph, Target::Zenqms, Target::Denied]
+                    .into_iter()
+                    .map(|t| (t, 0))
+                    .collect(),
+                ..HttpStats::default()
+            },
         }
     }
 

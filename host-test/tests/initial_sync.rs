@@ -14,7 +14,12 @@ fn new_complete_users_are_created_with_mapped_fields() {
     let mut u = entra_user(1);
     u["mail"] = json!("  First.Last@Contoso.COM ");
     u["givenName"] = json!(" Ada ");
-    let r = run(scenario(vec![u, entra_user(2)], no_groups(), vec![], json!([])));
+    let r = run(scenario(
+        vec![u, entra_user(2)],
+        no_groups(),
+        vec![],
+        json!([]),
+    ));
     assert_ok(&r);
     let z = linked(&r, &uid(1)).expect("created and linked");
     assert_eq!(z.email, "first.last@contoso.com");
@@ -31,10 +36,18 @@ fn linked_users_get_changed_fields_overwritten_and_nothing_else() {
     z["first_name"] = json!("Given1");
     z["last_name"] = json!("Manually edited");
     z["title"] = json!("QA Specialist");
-    let r = run(scenario(vec![entra_user(1)], no_groups(), vec![z], json!([])));
+    let r = run(scenario(
+        vec![entra_user(1)],
+        no_groups(),
+        vec![z],
+        json!([]),
+    ));
     assert_ok(&r);
     let u = by_id(&r, "u-1");
-    assert_eq!(u.last_name, "Sur1", "Entra overwrites mapped fields on sync");
+    assert_eq!(
+        u.last_name, "Sur1",
+        "Entra overwrites mapped fields on sync"
+    );
     assert_eq!(u.roles, vec!["r-admin"], "unmapped role untouched");
     assert!(log_text(&r).contains("last_name: \"Manually edited\" -> \"Sur1\""));
     assert_eq!(r.zenqms.users.len(), 1);
@@ -47,7 +60,10 @@ fn unlinked_user_matched_by_email_ignoring_case_and_spaces_is_linked() {
     let z = zen_user("u-1", "user1@contoso.COM", None, &[]);
     let r = run(scenario(vec![u], no_groups(), vec![z], json!([])));
     assert_ok(&r);
-    assert_eq!(by_id(&r, "u-1").external_id.as_deref(), Some(uid(1).as_str()));
+    assert_eq!(
+        by_id(&r, "u-1").external_id.as_deref(),
+        Some(uid(1).as_str())
+    );
     assert_eq!(r.zenqms.users.len(), 1, "no duplicate created");
 }
 
@@ -75,7 +91,12 @@ fn email_of_a_user_linked_to_another_entra_id_is_a_conflict_and_touches_nothing(
 #[test]
 fn users_missing_required_fields_are_skipped_and_named() {
     let mut users = Vec::new();
-    for (i, field) in [(1, "mail"), (2, "givenName"), (3, "surname"), (4, "jobTitle")] {
+    for (i, field) in [
+        (1, "mail"),
+        (2, "givenName"),
+        (3, "surname"),
+        (4, "jobTitle"),
+    ] {
         let mut u = entra_user(i);
         u[field] = Value::Null;
         users.push(u);
@@ -88,12 +109,21 @@ fn users_missing_required_fields_are_skipped_and_named() {
     assert_ok(&r);
     assert_eq!(r.zenqms.users.len(), 1, "only the complete user is created");
     let logs = log_text(&r);
-    for (i, field) in [(1, "mail"), (2, "givenName"), (3, "surname"), (4, "jobTitle"), (5, "jobTitle")] {
+    for (i, field) in [
+        (1, "mail"),
+        (2, "givenName"),
+        (3, "surname"),
+        (4, "jobTitle"),
+        (5, "jobTitle"),
+    ] {
         let line = logs
             .lines()
             .find(|l| l.contains(&uid(i)))
             .unwrap_or_else(|| panic!("no log line for user {i}"));
-        assert!(line.contains("user skipped") && line.contains(field), "{line}");
+        assert!(
+            line.contains("user skipped") && line.contains(field),
+            "{line}"
+        );
     }
     assert!(logs.contains("skipped 5"));
 }
@@ -123,8 +153,14 @@ fn disabled_users_are_never_created_but_linked_and_deactivated() {
     assert_eq!(u2.external_id.as_deref(), Some(uid(2).as_str()));
     assert!(!u2.is_active);
     let u3 = by_id(&r, "u-3");
-    assert!(!u3.is_active, "a leaver missing fields is still deactivated");
-    assert_eq!(u3.title, "Title", "nothing else written for an incomplete user");
+    assert!(
+        !u3.is_active,
+        "a leaver missing fields is still deactivated"
+    );
+    assert_eq!(
+        u3.title, "Title",
+        "nothing else written for an incomplete user"
+    );
     assert_eq!(r.zenqms.users.len(), 2);
 }
 
@@ -165,7 +201,12 @@ fn roles_follow_transitive_membership_and_only_mapped_roles_change() {
     ]);
     let zen = vec![
         // In neither group: mapped roles removed, unmapped kept.
-        zen_user("u-4", "user4@contoso.com", Some(&uid(4)), &["r-qa", "r-doc", "r-admin"]),
+        zen_user(
+            "u-4",
+            "user4@contoso.com",
+            Some(&uid(4)),
+            &["r-qa", "r-doc", "r-admin"],
+        ),
         // Unlinked and unmatched: roles never touched.
         zen_user("u-x", "outsider@contoso.com", None, &["r-qa"]),
     ];
@@ -174,7 +215,11 @@ fn roles_follow_transitive_membership_and_only_mapped_roles_change() {
     let roles = |i| linked(&r, &uid(i)).unwrap().roles.clone();
     assert_eq!(roles(1), vec!["r-qa"]);
     assert_eq!(roles(2), vec!["r-doc"]);
-    assert_eq!(roles(3), vec!["r-doc", "r-qa"], "nested member of QA, direct of leads");
+    assert_eq!(
+        roles(3),
+        vec!["r-doc", "r-qa"],
+        "nested member of QA, direct of leads"
+    );
     assert_eq!(roles(4), vec!["r-admin"]);
     assert!(roles(5).is_empty());
     assert_eq!(by_id(&r, "u-x").roles, vec!["r-qa"]);
@@ -187,7 +232,12 @@ fn a_role_mapped_to_two_groups_stays_while_the_user_is_in_either() {
         {"id": gid(2), "displayName": "B", "members": []},
     ]);
     let mappings = json!([{"role": "r-qa", "groups": [gid(1), gid(2)]}]);
-    let zen = vec![zen_user("u-1", "user1@contoso.com", Some(&uid(1)), &["r-qa"])];
+    let zen = vec![zen_user(
+        "u-1",
+        "user1@contoso.com",
+        Some(&uid(1)),
+        &["r-qa"],
+    )];
     let r = run(scenario(vec![entra_user(1)], groups, zen, mappings));
     assert_ok(&r);
     assert_eq!(by_id(&r, "u-1").roles, vec!["r-qa"]);
@@ -221,7 +271,12 @@ fn paged_tenant(budget_ms: u32) -> Value {
         zen_user("u-b", "user150@contoso.com", Some(&uid(150)), &[]),
         zen_user("u-c", "gone@contoso.com", Some(&uid(999)), &["r-qa"]),
     ];
-    let mut s = scenario(users, groups, zen, json!([{"role": "r-qa", "groups": [gid(1)]}]));
+    let mut s = scenario(
+        users,
+        groups,
+        zen,
+        json!([{"role": "r-qa", "groups": [gid(1)]}]),
+    );
     s["budget_ms"] = json!(budget_ms);
     s
 }
@@ -234,11 +289,18 @@ fn a_budget_forcing_one_batch_per_call_ends_in_the_same_state_as_one_call() {
     assert_ok(&sliced);
     assert_eq!(whole.steps[0].calls, 1);
     // 3 user batches, leavers, roles: one step per call.
-    assert!(sliced.steps[0].calls >= 5, "calls: {}", sliced.steps[0].calls);
+    assert!(
+        sliced.steps[0].calls >= 5,
+        "calls: {}",
+        sliced.steps[0].calls
+    );
     let strip = |r: &host_test::report::Report| {
         let mut users = serde_json::to_value(&r.zenqms.users).unwrap();
         // ZenQMS ids of created users depend only on creation order, which is the same.
-        users.as_array_mut().unwrap().sort_by_key(|u| u["external_id"].to_string());
+        users
+            .as_array_mut()
+            .unwrap()
+            .sort_by_key(|u| u["external_id"].to_string());
         users
     };
     assert_eq!(strip(&whole), strip(&sliced));
@@ -246,17 +308,37 @@ fn a_budget_forcing_one_batch_per_call_ends_in_the_same_state_as_one_call() {
     let logs = log_text(&sliced);
     for i in 1..=250 {
         let id = uid(i);
-        let n = logs.lines().filter(|l| l.contains("ZenQMS user") && l.contains(&id)).count();
+        let n = logs
+            .lines()
+            .filter(|l| l.contains("ZenQMS user") && l.contains(&id))
+            .count();
         assert_eq!(n, 1, "user {i} written {n} times");
     }
-    assert!(sliced.steps[0].summary.as_deref().unwrap().contains("created 248"));
+    assert!(
+        sliced.steps[0]
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("created 248")
+    );
 }
 
 #[test]
 fn the_zenqms_directory_is_read_once_per_call_not_per_user() {
     let r = run(paged_tenant(600_000));
-    let zen_requests = r.http.by_target.iter().find(|(k, _)| format!("{k:?}") == "Zenqms").map(|(_, v)| *v).unwrap();
+    let zen_requests = r
+        .http
+        .by_target
+        .iter()
+        .find(|(k, _)| format!("{k:?}") == "Zenqms")
+        .map(|(_, v)| *v)
+        .unwrap();
     // 1 role list + 1 search page + 248 creates + 1 link (u-a) + 1 update (u-b) + 1 leaver
     // + 120 role adds + 1 role removal (the leaver's r-qa)
-    assert_eq!(zen_requests, 1 + 1 + 248 + 1 + 1 + 1 + 120 + 1, "{:?}", r.http);
+    assert_eq!(
+        zen_requests,
+        1 + 1 + 248 + 1 + 1 + 1 + 120 + 1,
+        "{:?}",
+        r.http
+    );
 }

@@ -86,11 +86,18 @@ pub fn run(s: Value) -> Report {
 
 /// The final ZenQMS user linked to an Entra id.
 pub fn linked<'a>(r: &'a Report, entra_id: &str) -> Option<&'a ZenqmsUser> {
-    r.zenqms.users.iter().find(|u| u.external_id.as_deref() == Some(entra_id))
+    r.zenqms
+        .users
+        .iter()
+        .find(|u| u.external_id.as_deref() == Some(entra_id))
 }
 
 pub fn by_id<'a>(r: &'a Report, id: &str) -> &'a ZenqmsUser {
-    r.zenqms.users.iter().find(|u| u.id == id).expect("user exists")
+    r.zenqms
+        .users
+        .iter()
+        .find(|u| u.id == id)
+        .expect("user exists")
 }
 
 /// Every log line of the run, as `message field=value ...` text.
