@@ -226,9 +226,9 @@ fn parse_mappings(text: &str, problems: &mut Vec<String>) -> Vec<RoleMapping> {
         }
         let mut groups = BTreeSet::new();
         for g in &m.groups {
-            let g = g.trim().to_ascii_lowercase();
-            if is_guid(&g) {
-                groups.insert(g);
+            let g = g.trim();
+            if is_guid(g) {
+                groups.insert(g.to_ascii_lowercase());
             } else {
                 problems.push(format!(
                     "'role_mappings' role '{role}': group id '{g}' is not a GUID"

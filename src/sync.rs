@@ -154,15 +154,16 @@ impl<'a> Engine<'a> {
                 Action::Unchanged { .. } => self.step.unchanged += 1,
                 Action::Skip { reason, missing } => {
                     self.step.skipped += 1;
-                    self.log.warn(
-                        "user skipped",
-                        &[
-                            ("entra_id", &p.entra_id),
-                            ("upn", &p.upn),
-                            ("reason", &reason),
-                            ("missing_fields", &missing.join(",")),
-                        ],
-                    );
+                    let missing = missing.join(",");
+                    let mut fields = vec![
+                        ("entra_id", p.entra_id.as_str()),
+                        ("upn", p.upn.as_str()),
+                        ("reason", reason.as_str()),
+                    ];
+                    if !missing.is_empty() {
+                        fields.push(("missing_fields", &missing));
+                    }
+                    self.log.warn("user skipped", &fields);
                 }
                 Action::Conflict { reason } => {
                     self.step.conflicts += 1;
