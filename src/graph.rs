@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::config::{Config, Secret};
 use crate::entra::USER_SELECT;
@@ -138,6 +138,10 @@ impl<'a> Graph<'a> {
         Graph { platform, token }
     }
 
+    pub fn token(&self) -> &Secret {
+        &self.token
+    }
+
     pub fn request(
         &self,
         method: Method,
@@ -214,20 +218,48 @@ impl<'a> Graph<'a> {
             .collect()
     }
 
-    /// Transitive user members of each group. Groups are read side by side: each round fetches
-    /// the next page of every group that has one, so rounds = the longest group's page count.
+    /// Transitive user members of each group.
     pub fn transitive_members(&self, groups: &[String]) -> Result<Memberships, Failure> {
-        let mut out = Memberships::new();
-        let mut cursors: Vec<(String, String)> = groups
+        let cursors = groups
             .iter()
             .map(|g| {
                 let url = format!(
                     "{GRAPH_BASE}/groups/{}/transitiveMembers?$select=id&$top={ID_PAGE}",
                     encode(g)
                 );
-                out.insert(g.clone(), BTreeSet::new());
                 (g.clone(), url)
             })
+            .collect();
+        self.collect_ids(cursors, "reading members of group", is_user)
+    }
+
+    /// The groups that contain each group, transitively (to find mapped groups above a nested one).
+    pub fn transitive_member_of(&self, groups: &[String]) -> Result<Memberships, Failure> {
+        let cursors = groups
+            .iter()
+            .map(|g| {
+                let url = format!(
+                    "{GRAPH_BASE}/groups/{}/transitiveMemberOf?$select=id&$top={ID_PAGE}",
+                    encode(g)
+                );
+                (g.clone(), url)
+            })
+            .collect();
+        self.collect_ids(cursors, "reading the groups containing group", is_group)
+    }
+
+    /// Follows several paged listings side by side: each round fetches the next page of every
+    /// listing that has one, so rounds = the longest listing's page count. A 404 (the object is
+    /// gone) yields an empty set.
+    fn collect_ids(
+        &self,
+        mut cursors: Vec<(String, String)>,
+        what: &str,
+        keep: fn(&Value) -> bool,
+    ) -> Result<Memberships, Failure> {
+        let mut out: Memberships = cursors
+            .iter()
+            .map(|(k, _)| (k.clone(), BTreeSet::new()))
             .collect();
         while !cursors.is_empty() {
             let reqs = cursors
@@ -236,19 +268,130 @@ impl<'a> Graph<'a> {
                 .collect::<Result<Vec<_>, _>>()?;
             let results = self.platform.send_all(reqs);
             let mut next = Vec::new();
-            for ((group, _), result) in cursors.into_iter().zip(results) {
-                let what = format!("reading members of group {group}");
+            for ((key, _), result) in cursors.into_iter().zip(results) {
+                if matches!(&result, Ok(r) if r.status == 404) {
+                    continue;
+                }
+                let what = format!("{what} {key}");
                 let resp = Self::ok(result, &what)?;
                 let page = parse_page(&resp.body, &what)?;
-                let set = out.entry(group.clone()).or_default();
-                set.extend(page.items.iter().filter(|i| is_user(i)).filter_map(item_id));
+                let set = out.entry(key.clone()).or_default();
+                set.extend(page.items.iter().filter(|i| keep(i)).filter_map(item_id));
                 if let Some(n) = page.next {
-                    next.push((group, n));
+                    next.push((key, n));
                 }
             }
             cursors = next;
         }
         Ok(out)
+    }
+
+    /// Requests reading one user each (for notification follow-up).
+    pub fn user_requests(&self, ids: &[String]) -> Result<Vec<Request>, Failure> {
+        ids.iter()
+            .map(|id| {
+                let url = format!("{GRAPH_BASE}/users/{}?$select={USER_SELECT}", encode(id));
+                self.request(Method::Get, &url, None)
+            })
+            .collect()
+    }
+
+    /// Reads the answer to a user request: the user, or `None` when Graph says 404.
+    pub fn read_user(result: HttpResult) -> Result<Option<Value>, Failure> {
+        match result {
+            Ok(r) if r.status == 404 => Ok(None),
+            other => {
+                let resp = Self::ok(other, "reading a user")?;
+                serde_json::from_slice(&resp.body)
+                    .map(Some)
+                    .map_err(|e| Failure::transient(format!("unreadable Graph user: {e}")))
+            }
+        }
+    }
+
+    /// `checkMemberGroups` requests for one user: the mapped groups in chunks of 20 (Graph's limit).
+    pub fn member_group_requests(&self, user: &str, groups: &[String]) -> Result<Vec<Request>, Failure> {
+        groups
+            .chunks(20)
+            .map(|chunk| {
+                let url = format!("{GRAPH_BASE}/users/{}/checkMemberGroups", encode(user));
+                self.request(Method::Post, &url, Some(json!({ "groupIds": chunk })))
+            })
+            .collect()
+    }
+
+    /// The group ids in a `checkMemberGroups` answer (empty for a user that is gone).
+    pub fn read_member_groups(result: HttpResult) -> Result<BTreeSet<String>, Failure> {
+        match result {
+            Ok(r) if r.status == 404 => Ok(BTreeSet::new()),
+            other => {
+                let resp = Self::ok(other, "checking group membership")?;
+                let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+                Ok(v["value"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_ascii_lowercase)
+                    .collect())
+            }
+        }
+    }
+
+    /// Delta links "from now" for users and for group membership (`$deltatoken=latest`).
+    pub fn delta_latest(&self) -> Result<(String, String), Failure> {
+        let urls = [
+            format!("{GRAPH_BASE}/users/delta?$select={USER_SELECT}&$deltatoken=latest"),
+            format!("{GRAPH_BASE}/groups/delta?$select=members&$deltatoken=latest"),
+        ];
+        let reqs = urls
+            .iter()
+            .map(|u| self.request(Method::Get, u, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut links = Vec::new();
+        for result in self.platform.send_all(reqs) {
+            let resp = Self::ok(result, "starting delta tracking")?;
+            let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+            let link = v["@odata.deltaLink"]
+                .as_str()
+                .ok_or_else(|| Failure::transient("Graph returned no deltaLink"))?;
+            links.push(link.to_string());
+        }
+        let groups = links.pop().unwrap_or_default();
+        let users = links.pop().unwrap_or_default();
+        Ok((users, groups))
+    }
+
+    /// One delta round from a stored link: every page, then the next link. `Ok(None)` when the
+    /// token has expired (Graph: 410 Gone, `syncStateNotFound` or `resyncRequired`) and a full
+    /// sync must take over.
+    pub fn delta_round(&self, link: &str) -> Result<Option<(Vec<Value>, String)>, Failure> {
+        let mut items = Vec::new();
+        let mut url = link.to_string();
+        loop {
+            let req = self.request(Method::Get, &url, None)?;
+            let result = self.platform.send(req);
+            if let Ok(r) = &result {
+                let code = error_text(&r.body).to_ascii_lowercase();
+                let expired = code.starts_with("syncstatenotfound") || code.starts_with("resyncrequired");
+                if r.status == 410 || (r.status >= 400 && r.status < 500 && expired) {
+                    return Ok(None);
+                }
+            }
+            let resp = Self::ok(result, "reading delta changes")?;
+            let v: Value = serde_json::from_slice(&resp.body)
+                .map_err(|e| Failure::transient(format!("unreadable delta page: {e}")))?;
+            if let Some(page) = v["value"].as_array() {
+                items.extend(page.iter().cloned());
+            }
+            if let Some(next) = v["@odata.nextLink"].as_str() {
+                url = next.to_string();
+            } else if let Some(delta) = v["@odata.deltaLink"].as_str() {
+                return Ok(Some((items, delta.to_string())));
+            } else {
+                return Err(Failure::transient("delta page without nextLink or deltaLink"));
+            }
+        }
     }
 }
 
@@ -267,11 +410,19 @@ fn item_id(item: &Value) -> Option<String> {
         .map(|s| s.to_ascii_lowercase())
 }
 
-/// Transitive members include groups and devices; only users hold roles.
-fn is_user(item: &Value) -> bool {
+fn odata_type_is(item: &Value, t: &str) -> bool {
     item.get("@odata.type")
         .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("#microsoft.graph.user"))
+        .is_some_and(|v| v.eq_ignore_ascii_case(t))
+}
+
+/// Transitive members include groups and devices; only users hold roles.
+pub fn is_user(item: &Value) -> bool {
+    odata_type_is(item, "#microsoft.graph.user")
+}
+
+fn is_group(item: &Value) -> bool {
+    odata_type_is(item, "#microsoft.graph.group")
 }
 
 #[cfg(test)]

@@ -1,16 +1,18 @@
 //! The three exported handlers in domain terms: `lib.rs` converts WIT values to these and back.
 
-use chrono::SecondsFormat;
-use serde_json::json;
+use chrono::{SecondsFormat, TimeDelta};
+use serde_json::{Value, json};
 
 use crate::config::{self, Config};
 use crate::failure::Failure;
 use crate::graph::{self, Graph};
 use crate::log::Log;
 use crate::platform::{Platform, Request, Response};
-use crate::state::{Counts, Finished, FullSync, Phase, State};
+use crate::realtime::Realtime;
+use crate::state::{Counts, DeltaLinks, Finished, FullSync, Phase, Queue, State};
+use crate::subscriptions::{self, Subscriptions};
 use crate::sync::Engine;
-use crate::webhook::{self, Inbound};
+use crate::webhook::{self, Inbound, Notification};
 use crate::zenqms::{Zenqms, api};
 
 /// One deployed instance, as the platform passes it.
@@ -141,16 +143,53 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
     if let Some(old) = &state.full_sync {
         log.warn(
             "an unfinished initial sync is abandoned; the redeploy starts over",
-            &[
-                ("run_id", &old.run_id),
-                ("batches_done", &old.batches.to_string()),
-            ],
+            &[("run_id", &old.run_id), ("batches_done", &old.batches.to_string())],
         );
     }
-    let now = p.now();
     state.tenant_id = Some(config.tenant_id.clone());
+    let graph = Graph::new(p, token);
+    let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
+    if let Err(f) = subs.ensure(&mut state.subscriptions, TimeDelta::MAX) {
+        return Err(keep(&state, f));
+    }
+    start_full_sync(p, &graph, &mut state, "deploy").map_err(|f| keep(&state, f))?;
+    let run = &state.full_sync.as_ref().expect("just started").run_id;
+    log.info("initial sync started", &[("run_id", run), ("instance", &inst.id)]);
+    // Checkpoint now, so the subscription ids are stored before the first notification arrives.
+    Ok(Outcome {
+        response: None,
+        state: Some(state.to_json()),
+        pending: true,
+        summary: format!(
+            "deploy: configuration and both connections ok; {} Graph subscriptions ready; initial sync {run} started",
+            state.subscriptions.len()
+        ),
+    })
+}
+
+/// A failure that keeps the progress in `state` (e.g. subscriptions already created).
+fn keep(state: &State, f: Failure) -> CallFailure {
+    CallFailure {
+        message: f.message,
+        state: Some(state.to_json()),
+        retryable: f.retryable,
+    }
+}
+
+/// Starts a full sync: first delta links "from now", so that nothing changed while the sync
+/// reads users is missed by the backstop afterwards.
+fn start_full_sync(p: &dyn Platform, graph: &Graph<'_>, state: &mut State, why: &str) -> Result<(), Failure> {
+    let (users, groups) = graph.delta_latest()?;
+    let now = p.now();
+    state.delta = Some(DeltaLinks {
+        users,
+        groups,
+        issued_at: now,
+    });
+    // A full sync covers whatever notifications had queued.
+    state.queue = Queue::default();
     state.full_sync = Some(FullSync {
-        run_id: format!("sync-{}", now.format("%Y%m%dT%H%M%SZ")),
+        run_id: format!("sync-{}-{why}", now.format("%Y%m%dT%H%M%SZ")),
         started_at: now,
         phase: Phase::Users {
             next: Graph::users_url(),
@@ -159,14 +198,7 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
         calls: 0,
         totals: Counts::default(),
     });
-    log.info(
-        "initial sync started",
-        &[
-            ("run_id", &state.full_sync.as_ref().expect("set").run_id),
-            ("instance", &inst.id),
-        ],
-    );
-    run_full_sync(p, &config, Graph::new(p, token), state, inst.budget_ms)
+    Ok(())
 }
 
 /// Continues the checkpointed full sync in `state`.
@@ -233,75 +265,271 @@ fn run_full_sync(
 pub fn event(p: &dyn Platform, inst: &Instance, event: &Event) -> CallResult {
     match event {
         Event::Webhook(req) => finish(p, "webhook", on_webhook(p, inst, req)),
-        Event::Resume => finish(p, "resume", continue_work(p, inst, "resume")),
-        Event::Schedule => finish(p, "schedule", continue_work(p, inst, "schedule")),
+        Event::Resume => finish(p, "resume", on_resume(p, inst)),
+        Event::Schedule => finish(p, "schedule", on_schedule(p, inst)),
     }
 }
 
-/// Resume (or a schedule tick while work is checkpointed): continue the full sync or delete.
-fn continue_work(p: &dyn Platform, inst: &Instance, what: &str) -> CallResult {
+fn nothing(summary: String) -> Outcome {
+    Outcome {
+        response: None,
+        state: None,
+        pending: false,
+        summary,
+    }
+}
+
+/// Continues checkpointed work: a delete, then queued notifications, then a full sync.
+fn on_resume(p: &dyn Platform, inst: &Instance) -> CallResult {
     let state = State::parse(inst.state.as_deref())?;
-    if state.full_sync.is_none() && state.deleting.is_none() {
-        return Ok(Outcome {
-            response: None,
-            state: None,
-            pending: false,
-            summary: format!("{what}: no checkpointed work"),
-        });
+    if state.deleting.is_none() && state.queue.is_empty() && state.full_sync.is_none() {
+        return Ok(nothing("resume: no checkpointed work".into()));
     }
     let config = parse_config(inst)?;
     if state.deleting.is_some() {
         return crate::unlink::run(p, &config, state, inst.budget_ms);
     }
-    let graph = get_token(p, &config).map_err(|f| CallFailure {
-        state: None,
-        ..f.into()
-    })?;
-    run_full_sync(p, &config, graph, state, inst.budget_ms)
+    let graph = get_token(p, &config)?;
+    continue_work(p, &config, &graph, state, inst.budget_ms, "resume")
+}
+
+fn continue_work(
+    p: &dyn Platform,
+    config: &Config,
+    graph: &Graph<'_>,
+    mut state: State,
+    budget_ms: u32,
+    what: &str,
+) -> CallResult {
+    if !state.queue.is_empty() {
+        let mut queue = std::mem::take(&mut state.queue);
+        let mut rt = Realtime::new(p, config, graph, &queue.cause);
+        let done = rt.run_queue(&mut queue, u64::from(budget_ms));
+        let counts = rt.out.counts;
+        state.queue = queue;
+        let done = done.map_err(|f| keep(&state, f))?;
+        let left = state.queue.users.len() + state.queue.groups.len();
+        return Ok(Outcome {
+            response: None,
+            state: Some(state.to_json()),
+            pending: !done || state.full_sync.is_some(),
+            summary: format!(
+                "{what}: queued changes {}; {counts}",
+                if done { "done".to_string() } else { format!("pending ({left} left)") }
+            ),
+        });
+    }
+    if state.full_sync.is_some() {
+        return run_full_sync(p, config, Graph::new(p, graph.token().clone()), state, budget_ms);
+    }
+    Ok(nothing(format!("{what}: no checkpointed work")))
+}
+
+/// The scheduled tick: renew subscriptions, then continue checkpointed work or run the delta
+/// backstop (a full sync when the delta token has expired).
+fn on_schedule(p: &dyn Platform, inst: &Instance) -> CallResult {
+    let log = Log::new(p);
+    let mut state = State::parse(inst.state.as_deref())?;
+    let config = parse_config(inst)?;
+    if state.deleting.is_some() {
+        return crate::unlink::run(p, &config, state, inst.budget_ms);
+    }
+    if state.tenant_id.is_none() {
+        return Ok(nothing("schedule: instance not deployed".into()));
+    }
+    let graph = get_token(p, &config)?;
+    let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
+    if let Err(f) = subs.ensure(&mut state.subscriptions, subscriptions::RENEW_WITHIN) {
+        return Err(keep(&state, f));
+    }
+    if !state.queue.is_empty() || state.full_sync.is_some() {
+        return continue_work(p, &config, &graph, state, inst.budget_ms, "schedule");
+    }
+    let now = p.now();
+    let fresh = state
+        .delta
+        .as_ref()
+        .filter(|d| now - d.issued_at < TimeDelta::days(DELTA_TOKEN_DAYS));
+    let rounds = match fresh {
+        None => None,
+        Some(d) => {
+            let users = graph.delta_round(&d.users).map_err(|f| keep(&state, f))?;
+            let groups = graph.delta_round(&d.groups).map_err(|f| keep(&state, f))?;
+            users.zip(groups)
+        }
+    };
+    let Some(((user_items, users_link), (group_items, groups_link))) = rounds else {
+        log.warn(
+            "delta token expired or missing: running a full sync instead of the delta backstop",
+            &[],
+        );
+        start_full_sync(p, &graph, &mut state, "delta-expired").map_err(|f| keep(&state, f))?;
+        return run_full_sync(p, &config, graph, state, inst.budget_ms);
+    };
+    let users: Vec<String> = user_items.iter().filter_map(item_id).collect();
+    let groups: Vec<String> = group_items
+        .iter()
+        .filter(|g| g.get("members@delta").is_some() || g.get("@removed").is_some())
+        .filter_map(item_id)
+        .collect();
+    log.info(
+        "delta backstop round",
+        &[("users_changed", &users.len().to_string()), ("groups_changed", &groups.len().to_string())],
+    );
+    state.delta = Some(DeltaLinks {
+        users: users_link,
+        groups: groups_link,
+        issued_at: now,
+    });
+    state.queue.push(&users, &groups);
+    state.queue.cause = format!("delta-{}", now.format("%Y%m%dT%H%M%SZ"));
+    continue_work(p, &config, &graph, state, inst.budget_ms, "schedule")
+}
+
+/// Delta tokens for directory objects live 7 days.
+const DELTA_TOKEN_DAYS: i64 = 7;
+
+fn item_id(v: &Value) -> Option<String> {
+    v.get("id")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+}
+
+/// Why a notification item was not accepted.
+fn rejection(n: &Notification, state: &State, tenant: &str) -> Option<&'static str> {
+    let Some(sub) = state.subscriptions.iter().find(|s| s.id == n.subscription_id) else {
+        return Some("unknown subscription");
+    };
+    if !subscriptions::same_secret(n.client_state.as_deref().unwrap_or_default(), &sub.client_state) {
+        return Some("clientState does not match");
+    }
+    if !n.tenant_id.as_deref().unwrap_or_default().eq_ignore_ascii_case(tenant) {
+        return Some("wrong tenant");
+    }
+    None
+}
+
+/// `Users/{id}` or `Groups/{id}` (any case, optional leading slash) -> (is_user, id).
+fn resource_target(n: &Notification) -> Option<(bool, String)> {
+    let resource = n.resource.as_deref()?.trim_start_matches('/');
+    let (kind, id) = resource.split_once('/')?;
+    let id = id.trim().to_ascii_lowercase();
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    match kind.to_ascii_lowercase().as_str() {
+        "users" => Some((true, id)),
+        "groups" => Some((false, id)),
+        _ => None,
+    }
 }
 
 fn on_webhook(p: &dyn Platform, inst: &Instance, req: &Request) -> CallResult {
     let log = Log::new(p);
-    let reply = |response: Response, summary: String| Outcome {
-        response: Some(response),
-        state: None,
-        pending: false,
-        summary,
-    };
+    let accepted = |status: u16, body: Value| Response::text(status, "application/json", body.to_string());
     let notifications = match webhook::read(req, &log) {
         Inbound::Reply(r) => {
             let summary = format!("webhook answered {}", r.status);
-            return Ok(reply(r, summary));
+            return Ok(Outcome {
+                response: Some(r),
+                ..nothing(summary)
+            });
         }
         Inbound::Notifications(n) => n,
     };
-    let state = State::parse(inst.state.as_deref())?;
+    let config = parse_config(inst)?;
+    let mut state = State::parse(inst.state.as_deref())?;
+    let (mut users, mut groups, mut lifecycle) = (Vec::new(), Vec::new(), Vec::new());
     let mut rejected = 0;
     for n in &notifications {
-        // No subscription is ours yet, so nothing can match: every item is treated as forged.
-        let ours = state.subscription_ids().any(|id| id == n.subscription_id);
-        if !ours {
+        let reason = rejection(n, &state, &config.tenant_id).or(match (&n.lifecycle_event, resource_target(n)) {
+            (Some(_), _) | (None, Some(_)) => None,
+            (None, None) => Some("unsupported resource"),
+        });
+        if let Some(reason) = reason {
             rejected += 1;
             log.warn(
-                "notification rejected: unknown subscription",
+                &format!("notification rejected: {reason}"),
                 &[
                     ("subscription_id", &n.subscription_id),
                     ("resource", n.resource.as_deref().unwrap_or_default()),
+                    ("tenant_id", n.tenant_id.as_deref().unwrap_or_default()),
                 ],
             );
+            continue;
+        }
+        match (&n.lifecycle_event, resource_target(n)) {
+            (Some(ev), _) => lifecycle.push((n.subscription_id.clone(), ev.clone())),
+            (None, Some((true, id))) => users.push(id),
+            (None, Some((false, id))) => groups.push(id),
+            (None, None) => {}
         }
     }
-    let body = json!({"accepted": notifications.len() - rejected, "rejected": rejected});
-    Ok(reply(
-        Response::text(202, "application/json", body.to_string()),
-        format!(
-            "webhook: {} notifications, {rejected} rejected",
-            notifications.len()
-        ),
-    ))
+    let total = notifications.len();
+    let body = json!({"accepted": total - rejected, "rejected": rejected});
+    if total == rejected {
+        return Ok(Outcome {
+            response: Some(accepted(202, body)),
+            ..nothing(format!("webhook: {total} notifications, all rejected"))
+        });
+    }
+    let graph = get_token(p, &config)?;
+    for (sub_id, event) in &lifecycle {
+        lifecycle_event(p, &graph, inst, &mut state, sub_id, event).map_err(|f| keep(&state, f))?;
+    }
+    let ids: Vec<String> = notifications.iter().filter_map(|n| n.id.clone()).collect();
+    state.queue.push(&users, &groups);
+    state.queue.cause = if ids.is_empty() {
+        format!("notification {}", p.now().format("%Y%m%dT%H%M%SZ"))
+    } else {
+        format!("notification {}", ids.join(","))
+    };
+    let mut outcome = continue_work(p, &config, &graph, state, inst.budget_ms, "webhook")?;
+    outcome.response = Some(accepted(202, body));
+    outcome.summary = format!(
+        "webhook: {total} notifications ({} users, {} groups, {} lifecycle, {rejected} rejected); {}",
+        users.len(),
+        groups.len(),
+        lifecycle.len(),
+        outcome.summary.trim_start_matches("webhook: ")
+    );
+    Ok(outcome)
 }
 
-/// `on-delete`: clear every external_id link, change nothing else.
+/// `reauthorizationRequired`: renew (which reauthorizes); `subscriptionRemoved`: create anew;
+/// `missed`: the next schedule's delta backstop catches up.
+fn lifecycle_event(
+    p: &dyn Platform,
+    graph: &Graph<'_>,
+    inst: &Instance,
+    state: &mut State,
+    sub_id: &str,
+    event: &str,
+) -> Result<(), Failure> {
+    let log = Log::new(p);
+    let subs = Subscriptions::new(graph, p, &inst.webhook_url);
+    let Some(pos) = state.subscriptions.iter().position(|s| s.id == sub_id) else {
+        return Ok(());
+    };
+    log.info("lifecycle notification", &[("event", event), ("subscription_id", sub_id)]);
+    match event {
+        "reauthorizationRequired" => {
+            let renewed = subs.renew(&state.subscriptions[pos])?;
+            state.subscriptions[pos] = renewed;
+        }
+        "subscriptionRemoved" => {
+            let resource = state.subscriptions[pos].resource.clone();
+            state.subscriptions[pos] = subs.create(&resource)?;
+        }
+        _ => log.warn(
+            "lifecycle event noted; the delta backstop will catch up",
+            &[("event", event)],
+        ),
+    }
+    Ok(())
+}
+
+/// `on-delete`: delete our subscriptions and clear every external_id link, changing nothing else.
 pub fn delete(p: &dyn Platform, inst: &Instance) -> CallResult {
     finish(p, "delete", delete_inner(p, inst))
 }
@@ -310,11 +538,26 @@ fn delete_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
     let config = parse_config(inst)?;
     let mut state = State::parse(inst.state.as_deref()).unwrap_or_default();
     state.full_sync = None;
+    state.queue = Queue::default();
     if state.deleting.is_none() {
         state.deleting = Some(crate::state::Deleting {
             started_at: p.now().to_rfc3339_opts(SecondsFormat::Secs, true),
             cleared: 0,
         });
+    }
+    // Subscriptions first: no notification should re-link anyone while links are cleared.
+    let removed = get_token(p, &config).and_then(|graph| {
+        Subscriptions::new(&graph, p, &inst.webhook_url).delete_all(&state.subscriptions)
+    });
+    match removed {
+        Ok(_) => state.subscriptions.clear(),
+        Err(f) => {
+            return Err(CallFailure {
+                message: format!("delete: could not remove the Graph subscriptions: {}", f.message),
+                state: Some(state.to_json()),
+                retryable: f.retryable,
+            });
+        }
     }
     crate::unlink::run(p, &config, state, inst.budget_ms)
 }

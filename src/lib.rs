@@ -4,6 +4,7 @@
 //! handlers and converts back. Everything else runs natively too, so it is unit-tested with a
 //! plain `cargo test`.
 
+pub mod apply;
 pub mod config;
 pub mod entra;
 pub mod failure;
@@ -11,9 +12,11 @@ pub mod graph;
 pub mod handlers;
 pub mod log;
 pub mod plan;
+pub mod realtime;
 pub mod platform;
 pub mod roles;
 pub mod state;
+pub mod subscriptions;
 pub mod sync;
 pub mod unlink;
 pub mod url;
@@ -119,6 +122,10 @@ mod wasm {
 
         fn elapsed_ms(&self) -> u64 {
             self.started.elapsed().as_millis() as u64
+        }
+
+        fn random_bytes(&self, n: usize) -> Vec<u8> {
+            wasi::random::random::get_random_bytes(n as u64)
         }
     }
 

@@ -17,6 +17,10 @@ impl<'a> Log<'a> {
         self.platform.log(level, message, fields);
     }
 
+    pub fn debug(&self, message: &str, fields: &[(&str, &str)]) {
+        self.write(Level::Debug, message, fields);
+    }
+
     pub fn info(&self, message: &str, fields: &[(&str, &str)]) {
         self.write(Level::Info, message, fields);
     }

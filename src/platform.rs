@@ -112,4 +112,6 @@ pub trait Platform {
     fn now(&self) -> DateTime<Utc>;
     /// Milliseconds since this call started (monotonic).
     fn elapsed_ms(&self) -> u64;
+    /// Cryptographically secure random bytes.
+    fn random_bytes(&self, n: usize) -> Vec<u8>;
 }

@@ -23,6 +23,50 @@ pub struct State {
     pub subscriptions: Vec<Subscription>,
     /// An `on-delete` in progress (links still being cleared).
     pub deleting: Option<Deleting>,
+    /// Delta links for the backstop: where the next `/users/delta` and `/groups/delta` rounds start.
+    pub delta: Option<DeltaLinks>,
+    /// Users and groups whose notifications were accepted but not yet processed.
+    pub queue: Queue,
+}
+
+/// Stored delta links (opaque Graph URLs) and when they were issued (tokens live 7 days).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaLinks {
+    pub users: String,
+    pub groups: String,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// Checkpointed real-time work.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Queue {
+    /// Entra user ids to re-read and sync.
+    pub users: Vec<String>,
+    /// Entra group ids whose membership changed.
+    pub groups: Vec<String>,
+    /// What put them there (notification ids or a delta round), for the audit log.
+    pub cause: String,
+}
+
+impl Queue {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+
+    /// Adds ids not already queued, keeping arrival order.
+    pub fn push(&mut self, users: &[String], groups: &[String]) {
+        for u in users {
+            if !self.users.contains(u) {
+                self.users.push(u.clone());
+            }
+        }
+        for g in groups {
+            if !self.groups.contains(g) {
+                self.groups.push(g.clone());
+            }
+        }
+    }
 }
 
 /// A Graph subscription this instance created. Its clientState authenticates notifications;

@@ -115,6 +115,9 @@ mod tests {
         fn elapsed_ms(&self) -> u64 {
             0
         }
+        fn random_bytes(&self, n: usize) -> Vec<u8> {
+            vec![7; n]
+        }
     }
 
     fn req(query: &str, body: &[u8]) -> Request {

@@ -90,6 +90,12 @@ impl<'a> Zenqms<'a> {
         api::parse_roles(&body).map_err(Failure::transient)
     }
 
+    /// Reads one search page sent by the caller (so lookups can share a round with other reads).
+    pub fn read_search(result: HttpResult) -> Result<Vec<ZUser>, Failure> {
+        let body = Self::read_ok(result, "searching ZenQMS users")?;
+        Ok(api::parse_search(&body).map_err(Failure::transient)?.data)
+    }
+
     /// Every user matching `filter`: page 1 tells the total, the rest are fetched concurrently.
     pub fn search_all(&self, filter: Value) -> Result<Vec<ZUser>, Failure> {
         let what = "searching ZenQMS users";

@@ -1,0 +1,275 @@
+//! Applying plans to ZenQMS: writes sent side by side with `send-all`, each logged with its
+//! cause and field-level before -> after (the audit trail), failures counted and logged.
+
+use serde_json::Value;
+
+use crate::failure::Failure;
+use crate::log::Log;
+use crate::plan::{self, Action, Directory, Planned, WriteKind};
+use crate::roles::RoleChange;
+use crate::state::Counts;
+use crate::zenqms::api::{self, Call};
+use crate::zenqms::{WriteError, Zenqms};
+
+/// One write and what it is about, for counting and the audit log.
+pub struct Write {
+    pub call: Call,
+    pub entra_id: String,
+    pub upn: String,
+    pub kind: &'static str,
+    pub changes: Vec<plan::Change>,
+}
+
+/// Applies plans against a directory it keeps in line with what ZenQMS answers.
+pub struct Applier<'a> {
+    pub zen: Zenqms<'a>,
+    pub log: Log<'a>,
+    /// What caused these writes (a sync run id, a notification id, a delta round).
+    pub cause: String,
+    pub dir: Directory,
+    pub counts: Counts,
+}
+
+/// The failure that ends a call when the service, not one user, is failing.
+fn systemic(what: &str, e: &WriteError) -> Failure {
+    Failure {
+        message: format!("{what}: {e}"),
+        retryable: e.status != Some(401) && e.status != Some(403),
+    }
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(zen: Zenqms<'a>, log: Log<'a>, cause: &str, dir: Directory) -> Self {
+        Applier {
+            zen,
+            log,
+            cause: cause.to_string(),
+            dir,
+            counts: Counts::default(),
+        }
+    }
+
+    /// Applies planned actions: logs skips and conflicts, sends the writes side by side.
+    pub fn apply(&mut self, plans: Vec<Planned>) -> Result<(), Failure> {
+        let mut writes = Vec::new();
+        for p in plans {
+            match p.action {
+                Action::Unchanged { .. } => self.counts.unchanged += 1,
+                Action::Skip { reason, missing } => {
+                    self.counts.skipped += 1;
+                    let missing = missing.join(",");
+                    let mut fields = vec![
+                        ("entra_id", p.entra_id.as_str()),
+                        ("upn", p.upn.as_str()),
+                        ("reason", reason.as_str()),
+                    ];
+                    if !missing.is_empty() {
+                        fields.push(("missing_fields", &missing));
+                    }
+                    self.log.warn("user skipped", &fields);
+                }
+                Action::Conflict { reason } => {
+                    self.counts.conflicts += 1;
+                    self.log.error(
+                        "user conflict: nothing changed",
+                        &[
+                            ("entra_id", &p.entra_id),
+                            ("upn", &p.upn),
+                            ("reason", &reason),
+                        ],
+                    );
+                }
+                Action::Create(new) => {
+                    let changes = create_changes(&new);
+                    writes.push(Write {
+                        call: api::create_user(&new),
+                        entra_id: p.entra_id,
+                        upn: p.upn,
+                        kind: "created",
+                        changes,
+                    });
+                }
+                Action::Write {
+                    zenqms_id,
+                    kind,
+                    changes,
+                } => writes.push(Write {
+                    call: api::update_user(&zenqms_id, plan::patch_fields(&changes)),
+                    entra_id: p.entra_id,
+                    upn: p.upn,
+                    kind: match kind {
+                        WriteKind::Link => "linked",
+                        WriteKind::Update => "updated",
+                        WriteKind::Deactivate => "deactivated",
+                    },
+                    changes,
+                }),
+            }
+        }
+        self.write(writes)
+    }
+
+    /// Sends writes side by side; stops the call (after logging each) if ZenQMS itself fails.
+    pub fn write(&mut self, writes: Vec<Write>) -> Result<(), Failure> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let calls: Vec<Call> = writes.iter().map(|w| w.call.clone()).collect();
+        let results = self.zen.write_all(&calls);
+        let mut systemic = None;
+        for (w, result) in writes.into_iter().zip(results) {
+            match result {
+                Ok(user) => {
+                    let zid = user.id.clone();
+                    self.dir.upsert(user);
+                    self.count(w.kind);
+                    self.log.info(
+                        &format!("ZenQMS user {}", w.kind),
+                        &[
+                            ("cause", &self.cause),
+                            ("entra_id", &w.entra_id),
+                            ("upn", &w.upn),
+                            ("zenqms_id", &zid),
+                            ("changes", &describe(&w.changes)),
+                        ],
+                    );
+                }
+                Err(e) => {
+                    self.counts.failed += 1;
+                    self.log.error(
+                        "ZenQMS write failed",
+                        &[
+                            ("cause", &self.cause),
+                            ("entra_id", &w.entra_id),
+                            ("upn", &w.upn),
+                            ("action", w.kind),
+                            ("error", &e.to_string()),
+                        ],
+                    );
+                    if e.is_systemic() && systemic.is_none() {
+                        systemic = Some(e);
+                    }
+                }
+            }
+        }
+        // The service, not one user, is failing: stop before the checkpoint moves on.
+        match systemic {
+            Some(e) => Err(self::systemic("ZenQMS writes are failing", &e)),
+            None => Ok(()),
+        }
+    }
+
+    fn count(&mut self, kind: &str) {
+        let c = &mut self.counts;
+        match kind {
+            "created" => c.created += 1,
+            "linked" => c.linked += 1,
+            "updated" => c.updated += 1,
+            "deactivated" => c.deactivated += 1,
+            _ => {}
+        }
+    }
+
+    /// Applies role changes side by side (one add and/or one remove call per user).
+    pub fn apply_roles(&mut self, changes: Vec<RoleChange>) -> Result<(), Failure> {
+        let mut calls = Vec::new();
+        let mut about = Vec::new();
+        for change in changes {
+            if !change.add.is_empty() {
+                calls.push(api::add_roles(&change.zenqms_id, &change.add));
+                about.push((change.clone(), true));
+            }
+            if !change.remove.is_empty() {
+                calls.push(api::remove_roles(&change.zenqms_id, &change.remove));
+                about.push((change, false));
+            }
+        }
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let results = self.zen.write_all(&calls);
+        let mut systemic = None;
+        for ((change, adding), result) in about.into_iter().zip(results) {
+            let roles = if adding { &change.add } else { &change.remove };
+            let (verb, field) = if adding {
+                ("added", "roles_added")
+            } else {
+                ("removed", "roles_removed")
+            };
+            match result {
+                Ok(user) => {
+                    self.dir.upsert(user);
+                    let n = roles.len() as u32;
+                    if adding {
+                        self.counts.roles_added += n;
+                    } else {
+                        self.counts.roles_removed += n;
+                    }
+                    self.log.info(
+                        &format!("ZenQMS roles {verb}"),
+                        &[
+                            ("cause", &self.cause),
+                            ("entra_id", &change.entra_id),
+                            ("zenqms_id", &change.zenqms_id),
+                            (field, &roles.join(",")),
+                        ],
+                    );
+                }
+                Err(e) => {
+                    self.counts.failed += 1;
+                    self.log.error(
+                        "ZenQMS role change failed",
+                        &[
+                            ("cause", &self.cause),
+                            ("entra_id", &change.entra_id),
+                            ("zenqms_id", &change.zenqms_id),
+                            (field, &roles.join(",")),
+                            ("error", &e.to_string()),
+                        ],
+                    );
+                    if e.is_systemic() && systemic.is_none() {
+                        systemic = Some(e);
+                    }
+                }
+            }
+        }
+        match systemic {
+            Some(e) => Err(self::systemic("ZenQMS role changes are failing", &e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A create's fields as changes from nothing, for the audit log.
+pub fn create_changes(new: &api::NewUser) -> Vec<plan::Change> {
+    let v = serde_json::to_value(new).unwrap_or(Value::Null);
+    let Value::Object(map) = v else {
+        return Vec::new();
+    };
+    [
+        "email",
+        "first_name",
+        "last_name",
+        "title",
+        "is_active",
+        "external_id",
+    ]
+    .into_iter()
+    .filter_map(|f| {
+        map.get(f).map(|after| plan::Change {
+            field: f,
+            before: Value::Null,
+            after: after.clone(),
+        })
+    })
+    .collect()
+}
+
+/// `field: before -> after; ...` for the audit log.
+pub fn describe(changes: &[plan::Change]) -> String {
+    changes
+        .iter()
+        .map(|c| format!("{}: {} -> {}", c.field, c.before, c.after))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

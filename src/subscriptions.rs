@@ -1,0 +1,272 @@
+//! Graph change-notification subscriptions on `users` and `groups`: create, renew, replace,
+//! delete. Never a duplicate (Graph answers 409) and never an orphan: a subscription of ours that
+//! state lost track of is found by listing and replaced.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+
+use crate::failure::Failure;
+use crate::graph::{GRAPH_BASE, Graph, error_text};
+use crate::log::Log;
+use crate::platform::{Method, Platform};
+use crate::state::Subscription;
+use crate::url::encode;
+
+/// The resources we subscribe to.
+pub const RESOURCES: [&str; 2] = ["users", "groups"];
+pub const CHANGE_TYPE: &str = "updated,deleted";
+/// Graph's ceiling for users/groups is 41,760 minutes; stay an hour under it.
+const LIFETIME_MINUTES: i64 = 41_760 - 60;
+/// Renew when a subscription expires within this.
+pub const RENEW_WITHIN: TimeDelta = TimeDelta::days(3);
+
+/// A fresh clientState: 64 hex characters from the platform's secure random source.
+pub fn new_client_state(p: &dyn Platform) -> String {
+    p.random_bytes(32).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Constant-time string comparison (the time taken does not reveal how much matched).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+pub fn expiry(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + TimeDelta::minutes(LIFETIME_MINUTES)
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub struct Subscriptions<'a> {
+    graph: &'a Graph<'a>,
+    platform: &'a dyn Platform,
+    webhook_url: &'a str,
+}
+
+impl<'a> Subscriptions<'a> {
+    pub fn new(graph: &'a Graph<'a>, platform: &'a dyn Platform, webhook_url: &'a str) -> Self {
+        Subscriptions {
+            graph,
+            platform,
+            webhook_url,
+        }
+    }
+
+    fn log(&self) -> Log<'a> {
+        Log::new(self.platform)
+    }
+
+    /// Creates a subscription; on 409 replaces the existing one we lost track of.
+    pub fn create(&self, resource: &str) -> Result<Subscription, Failure> {
+        match self.try_create(resource)? {
+            Ok(sub) => Ok(sub),
+            Err(409) => {
+                self.delete_stray(resource)?;
+                self.try_create(resource)?
+                    .map_err(|s| Failure::status("Microsoft Graph", s, "subscription still conflicts"))
+            }
+            Err(status) => Err(Failure::status(
+                "Microsoft Graph",
+                status,
+                "creating a subscription failed",
+            )),
+        }
+    }
+
+    /// `Ok(Err(status))` for a Graph refusal the caller may handle (409).
+    fn try_create(&self, resource: &str) -> Result<Result<Subscription, u16>, Failure> {
+        let now = self.platform.now();
+        let client_state = new_client_state(self.platform);
+        let expires = expiry(now);
+        let body = json!({
+            "changeType": CHANGE_TYPE,
+            "notificationUrl": self.webhook_url,
+            "lifecycleNotificationUrl": self.webhook_url,
+            "resource": resource,
+            "expirationDateTime": iso(expires),
+            "clientState": client_state,
+            "latestSupportedTlsVersion": "v1_2",
+        });
+        let req = self
+            .graph
+            .request(Method::Post, &format!("{GRAPH_BASE}/subscriptions"), Some(body))?;
+        let resp = self
+            .platform
+            .send(req)
+            .map_err(|e| Failure::http("Microsoft Graph", &e))?;
+        if resp.status == 409 {
+            return Ok(Err(409));
+        }
+        if !resp.is_success() {
+            let mut f = Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body));
+            f.message = format!("creating the '{resource}' subscription: {}", f.message);
+            if resp.status == 400 {
+                f.message.push_str(" (Graph validates the webhook URL: is the instance reachable?)");
+            }
+            return Err(f);
+        }
+        let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        if id.is_empty() {
+            return Err(Failure::transient("Graph created a subscription without an id"));
+        }
+        let expires_at = v["expirationDateTime"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or(expires, |t| t.with_timezone(&Utc));
+        self.log().info(
+            "Graph subscription created",
+            &[("resource", resource), ("subscription_id", &id), ("expires", &iso(expires_at))],
+        );
+        Ok(Ok(Subscription {
+            id,
+            resource: resource.to_string(),
+            client_state,
+            expires_at,
+        }))
+    }
+
+    /// Deletes our subscriptions on `resource` that state does not know (same notification URL).
+    fn delete_stray(&self, resource: &str) -> Result<(), Failure> {
+        let page = self.graph.page(&format!("{GRAPH_BASE}/subscriptions"), "listing subscriptions")?;
+        for s in page.items {
+            let same_resource = s["resource"]
+                .as_str()
+                .is_some_and(|r| r.trim_start_matches('/').eq_ignore_ascii_case(resource));
+            let ours = s["notificationUrl"].as_str() == Some(self.webhook_url);
+            if let (true, true, Some(id)) = (same_resource, ours, s["id"].as_str()) {
+                self.log().warn(
+                    "replacing a Graph subscription this instance had lost track of",
+                    &[("resource", resource), ("subscription_id", id)],
+                );
+                self.delete(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews (and so reauthorizes) a subscription; a 404 means it is gone: create a new one.
+    pub fn renew(&self, sub: &Subscription) -> Result<Subscription, Failure> {
+        let expires = expiry(self.platform.now());
+        let url = format!("{GRAPH_BASE}/subscriptions/{}", encode(&sub.id));
+        let req = self.graph.request(
+            Method::Patch,
+            &url,
+            Some(json!({ "expirationDateTime": iso(expires) })),
+        )?;
+        let resp = self
+            .platform
+            .send(req)
+            .map_err(|e| Failure::http("Microsoft Graph", &e))?;
+        if resp.status == 404 {
+            self.log().warn(
+                "Graph subscription is gone; creating a new one",
+                &[("resource", &sub.resource), ("subscription_id", &sub.id)],
+            );
+            return self.create(&sub.resource);
+        }
+        if !resp.is_success() {
+            let mut f = Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body));
+            f.message = format!("renewing the '{}' subscription: {}", sub.resource, f.message);
+            return Err(f);
+        }
+        self.log().info(
+            "Graph subscription renewed",
+            &[("resource", &sub.resource), ("subscription_id", &sub.id), ("expires", &iso(expires))],
+        );
+        Ok(Subscription {
+            expires_at: expires,
+            ..sub.clone()
+        })
+    }
+
+    /// Deletes a subscription; 404 counts as done.
+    pub fn delete(&self, id: &str) -> Result<(), Failure> {
+        let url = format!("{GRAPH_BASE}/subscriptions/{}", encode(id));
+        let req = self.graph.request(Method::Delete, &url, None)?;
+        let resp = self
+            .platform
+            .send(req)
+            .map_err(|e| Failure::http("Microsoft Graph", &e))?;
+        if resp.is_success() || resp.status == 404 {
+            self.log()
+                .info("Graph subscription deleted", &[("subscription_id", id)]);
+            Ok(())
+        } else {
+            Err(Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body)))
+        }
+    }
+
+    /// Makes sure there is exactly one live subscription per resource: creates missing or
+    /// expired ones and renews those expiring within `renew_within` (a redeploy passes
+    /// `TimeDelta::MAX` to renew every one). Updates `subs` in place, so what was done before a
+    /// failure is kept (no orphan).
+    pub fn ensure(&self, subs: &mut Vec<Subscription>, renew_within: TimeDelta) -> Result<(), Failure> {
+        let now = self.platform.now();
+        subs.retain(|s| RESOURCES.contains(&s.resource.as_str()));
+        for resource in RESOURCES {
+            let pos = subs.iter().position(|s| s.resource == resource);
+            let fresh = match pos.map(|i| &subs[i]) {
+                // Missing, or expired (Graph has removed it: a PATCH would 404).
+                None => self.create(resource)?,
+                Some(s) if s.expires_at <= now => self.create(resource)?,
+                Some(s) if s.expires_at - now <= renew_within => self.renew(s)?,
+                Some(_) => continue,
+            };
+            match pos {
+                Some(i) => subs[i] = fresh,
+                None => subs.push(fresh),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every subscription of this instance: those in state and any other on Graph that
+    /// notifies our webhook URL (left by an earlier deployment).
+    pub fn delete_all(&self, known: &[Subscription]) -> Result<usize, Failure> {
+        let page = self.graph.page(&format!("{GRAPH_BASE}/subscriptions"), "listing subscriptions")?;
+        let mut ids: Vec<String> = known.iter().map(|s| s.id.clone()).collect();
+        for s in &page.items {
+            if s["notificationUrl"].as_str() == Some(self.webhook_url)
+                && let Some(id) = s["id"].as_str()
+                && !ids.iter().any(|k| k == id)
+            {
+                ids.push(id.to_string());
+            }
+        }
+        for id in &ids {
+            self.delete(id)?;
+        }
+        Ok(ids.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_comparison() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
+        assert!(!same_secret("", "a"));
+        assert!(same_secret("", ""));
+    }
+
+    #[test]
+    fn expiry_is_under_the_ceiling() {
+        let now: DateTime<Utc> = "2026-11-28T12:00:00Z".parse().unwrap();
+        let e = expiry(now);
+        assert!(e - now < TimeDelta::minutes(41_760));
+        assert!(e - now > TimeDelta::days(28));
+    }
+}
