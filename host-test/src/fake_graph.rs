@@ -6,10 +6,23 @@
 //!
 //! Layout: this file holds the state, the public API and the top-level routing;
 //! `fake_graph/token.rs` the token endpoint, `fake_graph/directory.rs` users, groups and
-//! membership, `fake_graph/subscriptions.rs` change-notification subscriptions,
+//! membership, `fake_graph/member_of.rs` memberOf/transitiveMemberOf,
+//! `fake_graph/delta.rs` the change log and `/users/delta`, `/groups/delta`,
+//! `fake_graph/subscriptions.rs` change-notification subscriptions,
 //! `fake_graph/odata.rs` shared URL/query/error/paging helpers.
+//!
+//! Soft delete, as in Entra ID: a soft-deleted user answers 404, is left out of every listing
+//! (`/users`, `/members`, `/transitiveMembers`, `checkMemberGroups`, ...) but KEEPS its direct
+//! group memberships, hidden; `upsert_user` with its id restores it, memberships included. The
+//! group delta never reports a soft delete or a restore as a membership removal (the delta
+//! docs: "soft-deleted users keep their group memberships and don't show as removed until
+//! permanently deleted"); see `delta.rs` for how a restore shows up.
 
+mod delta;
+#[cfg(test)]
+mod delta_tests;
 mod directory;
+mod member_of;
 mod odata;
 mod subscriptions;
 #[cfg(test)]
@@ -25,20 +38,28 @@ use serde_json::{Map, Value};
 use crate::http_types::{HttpRequest, HttpResponse};
 use crate::scenario::EntraSpec;
 use odata::{Ctx, GraphError, GraphResult, Url};
+use delta::{Change, ChangeKind};
+use directory::Kind;
 use subscriptions::Subscription;
 
 pub struct FakeGraph {
     tenant_id: String,
     client_id: String,
     client_secret: String,
-    /// Live users by id (a soft-deleted user is removed).
+    /// Live users by id (a soft-deleted user is moved to `deleted_users`).
     users: BTreeMap<String, Map<String, Value>>,
+    /// Soft-deleted users by id: restorable, and still in their groups' `members` (hidden).
+    deleted_users: BTreeMap<String, Map<String, Value>>,
     groups: BTreeMap<String, Group>,
     /// Issued access tokens and when each expires.
     tokens: Vec<(String, DateTime<Utc>)>,
     subscriptions: BTreeMap<String, Subscription>,
     /// Drives request ids, token text and subscription ids.
     seq: u64,
+    /// Every directory change since construction, in order (feeds delta queries).
+    changes: Vec<Change>,
+    /// Virtual time stamped on changes: the latest of `set_now` and the last `handle` call.
+    clock: Option<DateTime<Utc>>,
 }
 
 struct Group {
@@ -78,16 +99,29 @@ impl FakeGraph {
             client_id: spec.client_id.clone(),
             client_secret: spec.client_secret.clone(),
             users,
+            deleted_users: BTreeMap::new(),
             groups,
             tokens: Vec::new(),
             subscriptions: BTreeMap::new(),
             seq: 0,
+            changes: Vec::new(),
+            clock: None,
         }
+    }
+
+    /// Sets the virtual time stamped on the changes the mutation methods record. `handle` also
+    /// sets it (to its `now`), so a harness that calls `set_now` before mutating, or mutates
+    /// only after at least one request at the current virtual time, gets accurate stamps.
+    /// Before either, changes carry no time. Delta-token expiry does not depend on it (a token
+    /// expires 7 days after the response that issued it).
+    pub fn set_now(&mut self, now: DateTime<Utc>) {
+        self.clock = Some(now);
     }
 
     /// Answers a request whose URL host is login.microsoftonline.com or graph.microsoft.com.
     pub fn handle(&mut self, req: &HttpRequest, now: DateTime<Utc>) -> HttpResponse {
         self.seq += 1;
+        self.clock = Some(now);
         let ctx = Ctx::new(now, self.seq, req);
         let url = match odata::parse_url(&req.url) {
             Some(url) if url.scheme == "https" => url,
@@ -111,43 +145,88 @@ impl FakeGraph {
         }
     }
 
-    /// Insert or replace a user by `id`; also un-deletes a soft-deleted user.
+    /// Insert or replace a user by `id`; a soft-deleted user with that id is restored (with its
+    /// group memberships). Records a change: "created" for a new or restored user, "updated"
+    /// with the changed property names for an existing one (nothing if nothing changed).
     pub fn upsert_user(&mut self, user: Map<String, Value>) -> Result<()> {
         let id = user
             .get("id")
             .and_then(Value::as_str)
-            .context("user object needs a string \"id\"")?;
+            .context("user object needs a string \"id\"")?
+            .to_string();
         if id.is_empty() {
             bail!("user id must not be empty");
         }
-        self.users.insert(id.to_string(), user);
+        match self.users.insert(id.clone(), user) {
+            Some(old) => {
+                let changed = delta::changed_props(&old, &self.users[&id]);
+                if !changed.is_empty() {
+                    self.record(ChangeKind::UserUpdated(id, changed));
+                }
+            }
+            None => {
+                self.deleted_users.remove(&id);
+                self.record(ChangeKind::UserCreated(id.clone()));
+                // Memberships that were hidden (soft delete) or named in the fixture before the
+                // user existed become visible in `/members`: the group delta reports them as
+                // added, so a client replaying deltas converges on what `/members` says.
+                let groups: Vec<String> = self
+                    .groups
+                    .iter()
+                    .filter(|(_, g)| g.members.contains(&id))
+                    .map(|(gid, _)| gid.clone())
+                    .collect();
+                for group in groups {
+                    self.record_member(&group, &id, Kind::User, true);
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Soft delete: the user answers 404 from then on and leaves every group.
+    /// Soft delete: the user answers 404 from then on and drops out of every listing, but keeps
+    /// its (hidden) group memberships, so the group delta shows nothing (see the module docs).
+    /// Records a "deleted" change (`@removed: changed` in the users delta).
     pub fn delete_user(&mut self, id: &str) -> Result<()> {
-        if self.users.remove(id).is_none() {
+        let Some(user) = self.users.remove(id) else {
             bail!("cannot delete user {id:?}: no such live user");
-        }
-        for group in self.groups.values_mut() {
-            group.members.remove(id);
-        }
+        };
+        self.deleted_users.insert(id.to_string(), user);
+        self.record(ChangeKind::UserDeleted(id.to_string()));
         Ok(())
     }
 
+    /// Adds a direct member (a live user or a group); a no-op, recording nothing, if it already
+    /// is one. Records a membership change for the group delta.
     pub fn add_member(&mut self, group: &str, member: &str) -> Result<()> {
-        if !self.users.contains_key(member) && !self.groups.contains_key(member) {
-            bail!("cannot add {member:?} to group {group:?}: no such user or group");
-        }
+        let Some(kind) = self.kind_of(member) else {
+            bail!("cannot add {member:?} to group {group:?}: no such live user or group");
+        };
         let g = self
             .groups
             .get_mut(group)
             .with_context(|| format!("no such group {group:?}"))?;
-        g.members.insert(member.to_string());
+        if g.members.insert(member.to_string()) {
+            self.record_member(group, member, kind, true);
+        }
         Ok(())
     }
 
+    /// Removes a direct member and records a membership change for the group delta. A
+    /// soft-deleted user's hidden membership cannot be removed (as in Entra ID, where the link is
+    /// not reachable until the user is restored).
     pub fn remove_member(&mut self, group: &str, member: &str) -> Result<()> {
+        if self.deleted_users.contains_key(member) {
+            bail!(
+                "cannot remove {member:?} from group {group:?}: the user is soft-deleted (its \
+                 memberships are kept for a restore); restore it with upsert_user first"
+            );
+        }
+        let kind = if self.groups.contains_key(member) {
+            Kind::Group
+        } else {
+            Kind::User
+        };
         let g = self
             .groups
             .get_mut(group)
@@ -155,7 +234,39 @@ impl FakeGraph {
         if !g.members.remove(member) {
             bail!("{member:?} is not a direct member of group {group:?}");
         }
+        self.record_member(group, member, kind, false);
         Ok(())
+    }
+
+    fn record_member(&mut self, group: &str, member: &str, kind: Kind, added: bool) {
+        self.record(ChangeKind::Member {
+            group: group.to_string(),
+            member: member.to_string(),
+            kind,
+            added,
+        });
+    }
+
+    /// Appends to the change log with the next sequence number and the current virtual time.
+    fn record(&mut self, what: ChangeKind) {
+        let seq = self.changes.last().map_or(1, |c| c.seq + 1);
+        self.changes.push(Change {
+            seq,
+            at: self.clock,
+            what,
+        });
+    }
+
+    /// The latest change sequence number (0 before any change).
+    fn change_seq(&self) -> u64 {
+        self.changes.last().map_or(0, |c| c.seq)
+    }
+
+    /// The change log, oldest first, for reports and debugging: `{"seq", "at" (RFC 3339 or
+    /// null), "change": "userCreated"|"userUpdated"|"userDeleted"|"memberAdded"|"memberRemoved",
+    /// "id" | "group"+"member", "properties" (userUpdated)}`.
+    pub fn change_log(&self) -> Vec<Value> {
+        self.changes.iter().map(Change::to_json).collect()
     }
 
     /// Every access token issued so far (a test asserts none leaks into logs).

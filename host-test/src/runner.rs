@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::report::{self, Report, ResponseRecord, StepRecord};
 use crate::runtime::{Event, Instance, LogLine, Method, Outcome, Request, Runtime, WitFailure};
 use crate::scenario::{EntraChange, Scenario, Step, WebhookSpec, ZenqmsChange};
+use crate::http_types::{HttpRequest, HttpResponse};
 use crate::world::World;
 
 /// Bound on resume calls after one step, so a component that never finishes fails the step.
@@ -23,8 +24,8 @@ enum Handler {
 }
 
 /// The platform playing one scenario.
-pub struct Runner<'r> {
-    runtime: &'r Runtime,
+pub struct Runner {
+    runtime: &'static Runtime,
     scenario: Scenario,
     world: Option<World>,
     /// The instance state as the platform stores it.
@@ -37,9 +38,10 @@ struct CallResult {
     error: Option<String>,
 }
 
-impl<'r> Runner<'r> {
-    pub fn new(runtime: &'r Runtime, scenario: Scenario) -> Self {
-        let world = World::new(&scenario);
+impl Runner {
+    pub fn new(runtime: &'static Runtime, scenario: Scenario) -> Self {
+        let mut world = World::new(&scenario);
+        world.webhook = Some(validation_route(runtime, &scenario));
         Runner {
             runtime,
             scenario,
@@ -199,7 +201,8 @@ impl<'r> Runner<'r> {
         })
     }
 
-    fn run_step(&mut self, index: usize, step: &Step) -> StepRecord {
+    /// Runs one step (also usable for steps built by a test from what it observed).
+    pub fn run_step(&mut self, index: usize, step: &Step) -> StepRecord {
         let mut rec = StepRecord::new(index, step.kind());
         if let Err(e) = self.step_inner(step, &mut rec) {
             rec.error = Some(format!("{e:#}"));
@@ -334,6 +337,47 @@ impl<'r> Runner<'r> {
         let records = self.run_steps(on_step);
         self.report(records)
     }
+}
+
+/// The platform's route for requests Graph sends to the webhook while the component is busy in
+/// another call: a fresh instance (another worker) with the stored config, on the same clock,
+/// with no network and a clock of its own (a handshake needs neither).
+fn validation_route(runtime: &'static Runtime, scenario: &Scenario) -> crate::world::Webhook {
+    let webhook_url = scenario.instance.webhook_url.clone();
+    let instance = Instance {
+        id: scenario.instance.id.clone(),
+        webhook_url: webhook_url.clone(),
+        config: scenario.instance.config_pairs(),
+        state: None,
+        budget_ms: scenario.budget_ms,
+    };
+    let clock_start = scenario.now;
+    Box::new(move |req: HttpRequest| {
+        if !req.url.starts_with(&webhook_url) {
+            return HttpResponse::empty(404); // not a URL the platform serves
+        }
+        let offline = World::offline(clock_start);
+        let wit_req = Request {
+            method: Method::Post,
+            url: req.url,
+            headers: req.headers,
+            body: req.body,
+        };
+        let (_, _, result) = runtime.call(offline, |b, store| {
+            b.call_on_event(store, &instance, &Event::Webhook(wit_req))
+        });
+        match result {
+            Ok(Ok(Outcome {
+                response: Some(r), ..
+            })) => HttpResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            },
+            Ok(Ok(_)) => HttpResponse::empty(202),
+            _ => HttpResponse::empty(500),
+        }
+    })
 }
 
 fn platform_log(message: &str) -> LogLine {

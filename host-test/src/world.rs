@@ -30,6 +30,10 @@ pub struct HttpStats {
     pub by_target: BTreeMap<Target, u64>,
 }
 
+/// Delivers a request to the instance's webhook as the platform would: to another worker,
+/// i.e. a second instance of the component (used for Graph's validation handshake).
+pub type Webhook = Box<dyn FnMut(HttpRequest) -> HttpResponse + Send>;
+
 /// Why the platform refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied(pub String);
@@ -43,6 +47,10 @@ pub struct World {
     pub rtt_ms: u64,
     pub concurrency: u32,
     pub stats: HttpStats,
+    /// Routes Graph's validation requests to the component; `None`: validation fails.
+    pub webhook: Option<Webhook>,
+    /// Handshakes performed (count), for tests.
+    pub validations: u64,
 }
 
 /// `scheme://host[:port]` and the rest of an absolute URL, lowercasing the authority.
@@ -87,7 +95,22 @@ impl World {
                     .collect(),
                 ..HttpStats::default()
             },
+            webhook: None,
+            validations: 0,
         }
+    }
+
+    /// A world with no services (every request denied), for a second instance that only
+    /// answers a handshake.
+    pub fn offline(now: chrono::DateTime<chrono::Utc>) -> Self {
+        let empty = Scenario::from_json(
+            r#"{"instance": {}, "entra": {"tenant_id": "", "client_id": "", "client_secret": ""},
+                "zenqms": {"api_token": ""}}"#,
+        )
+        .expect("constant scenario");
+        let mut w = World::new(&empty);
+        w.clock = VirtualClock::new(now);
+        w
     }
 
     /// Which simulated service a URL belongs to; `None` when the platform must refuse it.
@@ -119,6 +142,11 @@ impl World {
             .or_default() += 1;
         self.stats.requests += 1;
         let now = self.clock.now();
+        if target == Some(Target::Graph)
+            && let Some(refusal) = self.validate_subscription(req)
+        {
+            return Ok(refusal);
+        }
         match target {
             Some(Target::Login | Target::Graph) => Ok(self.graph.handle(req, now)),
             Some(Target::Zenqms) => Ok(self.zenqms.handle(req)),
@@ -127,6 +155,48 @@ impl World {
                 split_origin(&req.url).map_or("<unparseable URL>".into(), |(o, _)| o)
             ))),
         }
+    }
+
+    /// Graph's validation handshake for a subscription create: POST each notification URL with
+    /// a `validationToken`; the subscription is refused (400) unless each answers 200 with the
+    /// decoded token as plain text. Returns the refusal, or `None` to let the create proceed.
+    fn validate_subscription(&mut self, req: &HttpRequest) -> Option<HttpResponse> {
+        let path = req.url.split('?').next().unwrap_or_default();
+        if req.method != "POST" || !path.trim_end_matches('/').ends_with("/v1.0/subscriptions") {
+            return None;
+        }
+        let body: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
+        for key in ["notificationUrl", "lifecycleNotificationUrl"] {
+            let Some(url) = body[key].as_str() else { continue };
+            self.validations += 1;
+            let token = format!(
+                "Validation: Testing client application reachability for subscription Request-Id: {:08x}-0000-4000-8000-000000000000",
+                self.validations
+            );
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let probe = HttpRequest {
+                method: "POST".into(),
+                url: format!("{url}{sep}validationToken={}", encode_component(&token)),
+                headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+                body: Vec::new(),
+            };
+            let answer = self.webhook.as_mut().map(|deliver| deliver(probe));
+            let ok = answer.as_ref().is_some_and(|a| {
+                a.status == 200
+                    && a.body == token.as_bytes()
+                    && a.header("content-type").is_some_and(|t| t.starts_with("text/plain"))
+            });
+            if !ok {
+                return Some(HttpResponse::json(
+                    400,
+                    &serde_json::json!({"error": {
+                        "code": "InvalidRequest",
+                        "message": format!("Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request. ({key})"),
+                    }}),
+                ));
+            }
+        }
+        None
     }
 
     /// One request: one round trip.
@@ -146,6 +216,16 @@ impl World {
         self.clock.advance_ms(rounds * self.rtt_ms);
         out
     }
+}
+
+/// Percent-encodes a query component (RFC 3986 unreserved characters kept).
+pub fn encode_component(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Users, groups and membership: `/users`, `/users/{id}`, `/users/{id}/checkMemberGroups`,
 //! `/users/{id}/getMemberGroups`, `/groups/{id}`, `/groups/{id}/members`,
-//! `/groups/{id}/transitiveMembers` (with the OData casts).
+//! `/groups/{id}/transitiveMembers` (with the OData casts); routes `/users/delta`,
+//! `/groups/delta` (see `delta.rs`) and `/{users|groups}/{id}/[transitive]memberOf`
+//! (see `member_of.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -94,7 +96,7 @@ const USER_PROPS: &[&str] = &[
 ];
 
 /// Returned when a user is read without `$select` (user-list docs). Not `accountEnabled`.
-const USER_DEFAULT: &[&str] = &[
+pub(super) const USER_DEFAULT: &[&str] = &[
     "businessPhones",
     "displayName",
     "givenName",
@@ -143,7 +145,7 @@ const COLLECTION_PROPS: &[&str] = &[
     "onPremisesProvisioningErrors",
 ];
 
-const GROUP_PROPS: &[&str] = &[
+pub(super) const GROUP_PROPS: &[&str] = &[
     "classification",
     "createdDateTime",
     "deletedDateTime",
@@ -186,16 +188,19 @@ const GROUP_DEFAULT: &[&str] = &[
 
 /// Real navigation properties / functions this fake does not simulate.
 const USER_UNIMPLEMENTED: &[&str] = &[
-    "memberof",
-    "transitivememberof",
     "manager",
     "directreports",
     "ownedobjects",
     "photo",
     "$ref",
 ];
-const GROUP_UNIMPLEMENTED: &[&str] =
-    &["owners", "memberof", "transitivememberof", "$ref", "$count"];
+const GROUP_UNIMPLEMENTED: &[&str] = &["owners", "$ref", "$count"];
+
+/// `delta` as a path segment: plain, as a function call, or namespace-qualified.
+fn is_delta(segment: &str) -> bool {
+    let bare = segment.trim_start_matches("microsoft.graph.");
+    bare == "delta" || bare == "delta()"
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -204,7 +209,7 @@ pub(super) enum Kind {
 }
 
 impl Kind {
-    fn odata_type(self) -> &'static str {
+    pub(super) fn odata_type(self) -> &'static str {
         match self {
             Kind::User => "#microsoft.graph.user",
             Kind::Group => "#microsoft.graph.group",
@@ -227,7 +232,12 @@ impl FakeGraph {
                 read_only(req)?;
                 self.list_users(url)?
             }
-            ["delta" | "$count", ..] => {
+            [delta] if is_delta(delta) => {
+                read_only(req)?;
+                return self.users_delta(url, ctx);
+            }
+            [delta, extra, ..] if is_delta(delta) => return Err(GraphError::segment(extra)),
+            ["$count", ..] => {
                 return Err(GraphError::not_implemented(&format!("/users/{}", rest[0])));
             }
             [_] => {
@@ -241,6 +251,16 @@ impl FakeGraph {
             [_, action] if action.trim_start_matches("microsoft.graph.") == "getmembergroups" => {
                 action_method(req)?;
                 self.get_member_groups(req, url, rest[0])?
+            }
+            [_, rel @ ("memberof" | "transitivememberof"), tail @ ..] if tail.len() <= 1 => {
+                read_only(req)?;
+                let (uid, _) = self
+                    .find_user(rest[0])
+                    .ok_or_else(|| GraphError::not_found(rest[0]))?;
+                self.list_member_of(req, url, uid, *rel == "transitivememberof", rest.get(2).copied())?
+            }
+            [_, "memberof" | "transitivememberof", _, extra, ..] => {
+                return Err(GraphError::segment(extra));
             }
             [_, nav, ..] if USER_UNIMPLEMENTED.contains(nav) => {
                 return Err(GraphError::not_implemented(&format!(
@@ -264,7 +284,12 @@ impl FakeGraph {
         let lower: Vec<String> = rest.iter().map(|s| s.to_ascii_lowercase()).collect();
         let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
         let body = match lower.as_slice() {
-            [] | ["delta" | "$count", ..] => {
+            [delta] if is_delta(delta) => {
+                read_only(req)?;
+                return self.groups_delta(url, ctx);
+            }
+            [delta, extra, ..] if is_delta(delta) => return Err(GraphError::segment(extra)),
+            [] | ["$count", ..] => {
                 return Err(GraphError::not_implemented(&format!(
                     "{} {}",
                     req.method, url.raw_path
@@ -290,13 +315,20 @@ impl FakeGraph {
                     rest.get(2).copied(),
                 )?
             }
+            [_, rel @ ("memberof" | "transitivememberof"), tail @ ..] if tail.len() <= 1 => {
+                read_only(req)?;
+                let gid = self
+                    .find_group(rest[0])
+                    .ok_or_else(|| GraphError::not_found(rest[0]))?;
+                self.list_member_of(req, url, gid, *rel == "transitivememberof", rest.get(2).copied())?
+            }
             [_, nav, ..] if GROUP_UNIMPLEMENTED.contains(nav) => {
                 return Err(GraphError::not_implemented(&format!(
                     "/groups/{{id}}/{}",
                     rest[1]
                 )));
             }
-            [_, "members" | "transitivemembers", _, extra, ..] => {
+            [_, "members" | "transitivemembers" | "memberof" | "transitivememberof", _, extra, ..] => {
                 return Err(GraphError::segment(extra));
             }
             [_, _, ..] => return Err(GraphError::segment(rest[1])),
@@ -307,19 +339,7 @@ impl FakeGraph {
     fn list_users(&self, url: &Url) -> GraphResult<Value> {
         let q = parse_query(url, &["select", "top", "skiptoken"])?;
         let sel = Selection::resolve(q.select.as_ref(), "user", |n| self.user_prop(n))?;
-        if let Selection::Props(props) = &sel
-            && let Some(p) = props
-                .iter()
-                .find(|p| USER_SINGLE_ONLY.contains(&p.as_str()))
-        {
-            return Err(GraphError::new(
-                501,
-                "NotImplemented",
-                format!(
-                    "The property '{p}' can only be read for a single user, not in a collection."
-                ),
-            ));
-        }
+        collection_select(&sel)?;
         let items = self
             .users
             .iter()
@@ -372,6 +392,29 @@ impl FakeGraph {
         let gid = self
             .find_group(key)
             .ok_or_else(|| GraphError::not_found(key))?;
+        let members = if transitive {
+            self.transitive_members(gid)
+        } else {
+            self.direct_members(gid)
+        };
+        let relation = if transitive {
+            "transitiveMembers"
+        } else {
+            "members"
+        };
+        self.list_objects(req, url, members, cast, &format!("{relation}:{gid}"))
+    }
+
+    /// A directoryObject collection (members, memberOf, ...): OData cast, `$select`, `$top`,
+    /// `$count` (advanced query only), paging. `scope` binds skiptokens to this listing.
+    pub(super) fn list_objects(
+        &self,
+        req: &HttpRequest,
+        url: &Url,
+        objects: BTreeMap<String, Kind>,
+        cast: Option<&str>,
+        scope: &str,
+    ) -> GraphResult<Value> {
         let cast = match cast.map(str::to_ascii_lowercase).as_deref() {
             None => None,
             Some("microsoft.graph.user") => Some(Kind::User),
@@ -406,12 +449,7 @@ impl FakeGraph {
                 .user_prop(n)
                 .or_else(|| find_name(n, GROUP_PROPS.iter().copied())),
         })?;
-        let members = if transitive {
-            self.transitive_members(gid)
-        } else {
-            self.direct_members(gid)
-        };
-        let items: Vec<(String, Value)> = members
+        let items: Vec<(String, Value)> = objects
             .into_iter()
             .filter(|(_, kind)| cast.is_none_or(|c| c == *kind))
             .map(|(id, kind)| {
@@ -420,12 +458,7 @@ impl FakeGraph {
             })
             .collect();
         let total = items.len();
-        let relation = if transitive {
-            "transitiveMembers"
-        } else {
-            "members"
-        };
-        let scope = format!("{relation}:{gid}:{}", type_name);
+        let scope = format!("{scope}:{type_name}");
         let count = (q.count == Some(true) && q.skiptoken.is_none()).then_some(total);
         let page = paginate(items, url, &q, &scope)?;
         Ok(collection(
@@ -511,7 +544,7 @@ impl FakeGraph {
     }
 
     /// A user by id or userPrincipalName, case-insensitively.
-    fn find_user(&self, key: &str) -> Option<(&String, &Map<String, Value>)> {
+    pub(super) fn find_user(&self, key: &str) -> Option<(&String, &Map<String, Value>)> {
         self.users.iter().find(|(id, u)| {
             id.eq_ignore_ascii_case(key)
                 || u.get("userPrincipalName")
@@ -520,12 +553,12 @@ impl FakeGraph {
         })
     }
 
-    fn find_group(&self, key: &str) -> Option<&String> {
+    pub(super) fn find_group(&self, key: &str) -> Option<&String> {
         self.groups.keys().find(|id| id.eq_ignore_ascii_case(key))
     }
 
     /// Canonical user property name: the v1.0 schema plus any property a stored user carries.
-    fn user_prop(&self, name: &str) -> Option<String> {
+    pub(super) fn user_prop(&self, name: &str) -> Option<String> {
         find_name(name, USER_PROPS.iter().copied()).or_else(|| {
             find_name(
                 name,
@@ -536,7 +569,7 @@ impl FakeGraph {
         })
     }
 
-    fn group_object(&self, id: &str) -> Map<String, Value> {
+    pub(super) fn group_object(&self, id: &str) -> Map<String, Value> {
         let display_name = self
             .groups
             .get(id)
@@ -550,7 +583,7 @@ impl FakeGraph {
         value.as_object().cloned().unwrap_or_default()
     }
 
-    fn kind_of(&self, id: &str) -> Option<Kind> {
+    pub(super) fn kind_of(&self, id: &str) -> Option<Kind> {
         if self.users.contains_key(id) {
             Some(Kind::User)
         } else if self.groups.contains_key(id) {
@@ -560,7 +593,7 @@ impl FakeGraph {
         }
     }
 
-    fn direct_members(&self, gid: &str) -> BTreeMap<String, Kind> {
+    pub(super) fn direct_members(&self, gid: &str) -> BTreeMap<String, Kind> {
         let Some(group) = self.groups.get(gid) else {
             return BTreeMap::new();
         };
@@ -612,8 +645,28 @@ impl FakeGraph {
     }
 }
 
+/// Rejects `$select` of user properties Graph only serves one user at a time (a 501).
+pub(super) fn collection_select(sel: &Selection) -> GraphResult<()> {
+    match sel {
+        Selection::Props(props) => match props
+            .iter()
+            .find(|p| USER_SINGLE_ONLY.contains(&p.as_str()))
+        {
+            Some(p) => Err(GraphError::new(
+                501,
+                "NotImplemented",
+                format!(
+                    "The property '{p}' can only be read for a single user, not in a collection."
+                ),
+            )),
+            None => Ok(()),
+        },
+        Selection::Default => Ok(()),
+    }
+}
+
 /// GET only. A read-only app writing to the directory gets what real Graph gives it: 403.
-fn read_only(req: &HttpRequest) -> GraphResult<()> {
+pub(super) fn read_only(req: &HttpRequest) -> GraphResult<()> {
     match req.method.as_str() {
         "GET" => Ok(()),
         "POST" | "PATCH" | "PUT" | "DELETE" => Err(GraphError::access_denied()),
@@ -632,7 +685,7 @@ fn action_method(req: &HttpRequest) -> GraphResult<()> {
 
 /// Projects a stored object: the type's default set, or the selected properties that exist on
 /// its type (absent ones as null, or `[]` for collections). `id` is always included.
-fn render(object: &Map<String, Value>, kind: Kind, sel: &Selection) -> Value {
+pub(super) fn render(object: &Map<String, Value>, kind: Kind, sel: &Selection) -> Value {
     let defaults = match kind {
         Kind::User => USER_DEFAULT,
         Kind::Group => GROUP_DEFAULT,

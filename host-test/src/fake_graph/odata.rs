@@ -416,9 +416,7 @@ pub fn find_name<'a>(name: &str, lists: impl IntoIterator<Item = &'a str>) -> Op
 /// Encodes a paging cursor. Opaque to clients (like Graph's `RFNwdAIAAQAAAD8...`), but bound to
 /// the listing it came from, so a token from one collection is rejected by another.
 pub fn encode_skiptoken(scope: &str, last_id: &str) -> String {
-    let payload = format!("{scope}\u{1f}{last_id}");
-    let hex: String = payload.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("RFNwdAIAAQAAAD{hex}{:04x}", checksum(&payload))
+    seal("RFNwdAIAAQAAAD", &format!("{scope}\u{1f}{last_id}"))
 }
 
 pub fn decode_skiptoken(token: &str, scope: &str) -> GraphResult<String> {
@@ -428,24 +426,33 @@ pub fn decode_skiptoken(token: &str, scope: &str) -> GraphResult<String> {
             format!("Invalid $skiptoken value '{token}'."),
         )
     };
-    let body = token.strip_prefix("RFNwdAIAAQAAAD").ok_or_else(invalid)?;
+    let payload = unseal(token, "RFNwdAIAAQAAAD").ok_or_else(invalid)?;
+    match payload.split_once('\u{1f}') {
+        Some((s, last)) if s == scope => Ok(last.to_string()),
+        _ => Err(invalid()),
+    }
+}
+
+/// An opaque, tamper-evident token: `prefix`, the payload in hex, a checksum. URL-safe.
+pub fn seal(prefix: &str, payload: &str) -> String {
+    let hex: String = payload.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}{:04x}", checksum(payload))
+}
+
+/// The payload of a `seal`ed token, or `None` when it was not made by `seal` with `prefix`.
+pub fn unseal(token: &str, prefix: &str) -> Option<String> {
+    let body = token.strip_prefix(prefix)?;
     if body.len() < 4 || !body.len().is_multiple_of(2) || !body.is_ascii() {
-        return Err(invalid());
+        return None;
     }
     let (hex, sum) = body.split_at(body.len() - 4);
     let bytes = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
         .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| invalid())?;
-    let payload = String::from_utf8(bytes).map_err(|_| invalid())?;
-    if format!("{:04x}", checksum(&payload)) != sum {
-        return Err(invalid());
-    }
-    match payload.split_once('\u{1f}') {
-        Some((s, last)) if s == scope => Ok(last.to_string()),
-        _ => Err(invalid()),
-    }
+        .ok()?;
+    let payload = String::from_utf8(bytes).ok()?;
+    (format!("{:04x}", checksum(&payload)) == sum).then_some(payload)
 }
 
 fn checksum(s: &str) -> u16 {

@@ -1,5 +1,6 @@
-//! Change-notification subscriptions for `users` and `groups`: create, renew, delete, read.
-//! An expired subscription is gone (404, not listed, no longer a duplicate), as in Graph.
+//! Change-notification subscriptions for `users` and `groups`: create, renew, reauthorize,
+//! delete, read. An expired subscription is gone (404, not listed, no longer a duplicate), as in
+//! Graph.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
@@ -115,9 +116,16 @@ impl FakeGraph {
                 self.subscriptions.remove(*id);
                 Ok(ctx.empty(204))
             }
-            (_, [_, "reauthorize"]) => Err(GraphError::not_implemented(
-                "/subscriptions/{id}/reauthorize",
-            )),
+            ("POST", [id, action])
+                if action.trim_start_matches("microsoft.graph.") == "reauthorize" =>
+            {
+                reauthorize_body(req)?;
+                self.active(id, ctx.now)?;
+                Ok(ctx.empty(204))
+            }
+            (_, [_, action]) if action.trim_start_matches("microsoft.graph.") == "reauthorize" => {
+                Err(GraphError::method_not_allowed())
+            }
             (_, [] | [_]) => Err(GraphError::method_not_allowed()),
             (_, [_, extra, ..]) => Err(GraphError::segment(extra)),
         }
@@ -251,6 +259,23 @@ impl FakeGraph {
             sub.notification_url = u;
         }
         Ok(ctx.json(200, &sub.to_json()))
+    }
+}
+
+/// `reauthorize` is an action without parameters: no body (or an empty JSON object).
+fn reauthorize_body(req: &HttpRequest) -> GraphResult<()> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let body = json_body(req)?;
+    match body.keys().next() {
+        Some(k) => Err(GraphError::bad_request(
+            "BadRequest",
+            format!(
+                "The parameter '{k}' in the request payload is not a valid parameter for the operation 'reauthorize'."
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

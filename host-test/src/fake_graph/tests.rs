@@ -8,14 +8,14 @@ use crate::scenario::EntraSpec;
 const TENANT: &str = "11111111-1111-4111-8111-111111111111";
 const CLIENT: &str = "22222222-2222-4222-8222-222222222222";
 const SECRET: &str = "s3cret~value";
-const U: &str = "https://graph.microsoft.com/v1.0";
+pub(super) const U: &str = "https://graph.microsoft.com/v1.0";
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     "2026-11-28T12:00:00Z".parse().unwrap()
 }
 
 /// Users u1..u7 (u1 disabled), groups: A{u1,B} -> B{u2,C} -> C{u3,A} (a cycle), D{u4}.
-fn spec() -> EntraSpec {
+pub(super) fn spec() -> EntraSpec {
     let users: Vec<Value> = (1..=7)
         .map(|i| {
             json!({
@@ -37,7 +37,7 @@ fn spec() -> EntraSpec {
     .unwrap()
 }
 
-fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> HttpRequest {
+pub(super) fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> HttpRequest {
     HttpRequest {
         method: method.into(),
         url: url.into(),
@@ -49,7 +49,7 @@ fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Htt
     }
 }
 
-fn send(g: &mut FakeGraph, req: &HttpRequest, at: DateTime<Utc>) -> (u16, Value) {
+pub(super) fn send(g: &mut FakeGraph, req: &HttpRequest, at: DateTime<Utc>) -> (u16, Value) {
     let resp = g.handle(req, at);
     let body = if resp.body.is_empty() {
         Value::Null
@@ -76,35 +76,35 @@ fn good_form() -> String {
     )
 }
 
-fn token(g: &mut FakeGraph) -> String {
+pub(super) fn token(g: &mut FakeGraph) -> String {
     token_at(g, now())
 }
 
-fn token_at(g: &mut FakeGraph, at: DateTime<Utc>) -> String {
+pub(super) fn token_at(g: &mut FakeGraph, at: DateTime<Utc>) -> String {
     let (status, body) = send(g, &token_form(TENANT, &good_form()), at);
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_string()
 }
 
 /// A fake with one valid token.
-fn setup() -> (FakeGraph, String) {
+pub(super) fn setup() -> (FakeGraph, String) {
     let mut g = FakeGraph::new(&spec());
     let t = token(&mut g);
     (g, t)
 }
 
-fn get(g: &mut FakeGraph, t: &str, url: &str) -> (u16, Value) {
+pub(super) fn get(g: &mut FakeGraph, t: &str, url: &str) -> (u16, Value) {
     get_with(g, t, url, &[])
 }
 
-fn get_with(g: &mut FakeGraph, t: &str, url: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+pub(super) fn get_with(g: &mut FakeGraph, t: &str, url: &str, extra: &[(&str, &str)]) -> (u16, Value) {
     let auth = format!("Bearer {t}");
     let mut headers = vec![("Authorization", auth.as_str())];
     headers.extend_from_slice(extra);
     send(g, &request("GET", url, &headers, ""), now())
 }
 
-fn send_json(
+pub(super) fn send_json(
     g: &mut FakeGraph,
     t: &str,
     method: &str,
@@ -120,7 +120,7 @@ fn send_json(
     send(g, &request(method, url, &headers, &body.to_string()), at)
 }
 
-fn ids(body: &Value) -> Vec<String> {
+pub(super) fn ids(body: &Value) -> Vec<String> {
     body["value"]
         .as_array()
         .unwrap()
@@ -129,11 +129,11 @@ fn ids(body: &Value) -> Vec<String> {
         .collect()
 }
 
-fn code(body: &Value) -> &str {
+pub(super) fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
 }
 
-fn message(body: &Value) -> &str {
+pub(super) fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or_default()
 }
 
@@ -619,7 +619,7 @@ fn check_member_groups_is_transitive_and_limited() {
     );
 }
 
-fn subscription_body(resource: &str, change_type: &str, minutes: i64) -> Value {
+pub(super) fn subscription_body(resource: &str, change_type: &str, minutes: i64) -> Value {
     json!({
         "changeType": change_type, "resource": resource,
         "notificationUrl": "https://hooks.example/n", "lifecycleNotificationUrl": "https://hooks.example/l",
@@ -790,7 +790,7 @@ fn unknown_paths_versions_and_writes_are_errors() {
         "Invalid version: v2.0"
     );
     assert_eq!(get(&mut g, &t, &format!("{U}/groups")).0, 400);
-    assert_eq!(get(&mut g, &t, &format!("{U}/users/delta")).0, 400);
+    assert_eq!(get(&mut g, &t, &format!("{U}/users/delta/x")).0, 400);
     let (status, body) = send_json(
         &mut g,
         &t,
