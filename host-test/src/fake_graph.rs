@@ -37,9 +37,9 @@ use serde_json::{Map, Value};
 
 use crate::http_types::{HttpRequest, HttpResponse};
 use crate::scenario::EntraSpec;
-use odata::{Ctx, GraphError, GraphResult, Url};
 use delta::{Change, ChangeKind};
 use directory::Kind;
+use odata::{Ctx, GraphError, GraphResult, Url};
 use subscriptions::Subscription;
 
 pub struct FakeGraph {

@@ -105,7 +105,10 @@ impl Change {
 }
 
 /// Names of the properties that differ (a missing property equals `null`).
-pub(super) fn changed_props(old: &Map<String, Value>, new: &Map<String, Value>) -> BTreeSet<String> {
+pub(super) fn changed_props(
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+) -> BTreeSet<String> {
     old.keys()
         .chain(new.keys())
         .filter(|k| old.get(*k).unwrap_or(&Value::Null) != new.get(*k).unwrap_or(&Value::Null))
@@ -487,7 +490,10 @@ fn context(resource: Resource, select: &Option<Vec<String>>, first: bool) -> Val
         }
         _ => String::new(),
     };
-    json!(format!("{GRAPH_ROOT}/$metadata#{}{suffix}", resource.name()))
+    json!(format!(
+        "{GRAPH_ROOT}/$metadata#{}{suffix}",
+        resource.name()
+    ))
 }
 
 fn member_entry(id: &str, kind: Kind, removed: bool) -> Value {

@@ -115,7 +115,10 @@ fn users_delta_rejects_what_graph_or_the_fake_does_not_support() {
         "{body}"
     );
     let (status, body) = get(&mut g, &t, &format!("{U}/users/delta?$select=manager"));
-    assert!(status == 400 && message(&body).contains("fake Graph"), "{body}");
+    assert!(
+        status == 400 && message(&body).contains("fake Graph"),
+        "{body}"
+    );
     assert_eq!(
         get(&mut g, &t, &format!("{U}/users/delta?$select=bogus")).0,
         400
@@ -267,12 +270,21 @@ fn groups_delta_initial_round_lists_current_direct_members() {
     );
     assert!(body["@odata.deltaLink"].is_string());
     let (_, body) = get(&mut g, &t, &format!("{U}/groups/delta?$select=displayName"));
-    assert_eq!(body["value"][0], json!({"id": "A", "displayName": "Group A"}));
+    assert_eq!(
+        body["value"][0],
+        json!({"id": "A", "displayName": "Group A"})
+    );
     let (_, body) = get(&mut g, &t, &format!("{U}/groups/delta"));
     assert_eq!(body["@odata.context"], format!("{U}/$metadata#groups"));
     assert_eq!(body["value"][0]["securityEnabled"], true);
-    assert_eq!(body["value"][0]["members@delta"].as_array().unwrap().len(), 2);
-    assert_eq!(get(&mut g, &t, &format!("{U}/groups/delta?$select=bogus")).0, 400);
+    assert_eq!(
+        body["value"][0]["members@delta"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(
+        get(&mut g, &t, &format!("{U}/groups/delta?$select=bogus")).0,
+        400
+    );
     assert_eq!(get(&mut g, &t, &format!("{U}/groups/delta?$top=1")).0, 400);
 }
 
@@ -300,7 +312,10 @@ fn groups_delta_reports_net_membership_changes() {
     );
     // Soft-deleted users stay members (hidden): no removal, and it cannot be removed.
     assert!(g.remove_member("C", "u3").is_err());
-    assert_eq!(ids(&get(&mut g, &t, &format!("{U}/groups/C/members")).1), ["A"]);
+    assert_eq!(
+        ids(&get(&mut g, &t, &format!("{U}/groups/C/members")).1),
+        ["A"]
+    );
     g.upsert_user(user(3)).unwrap();
     g.upsert_user(user(7)).unwrap();
     let (items, delta3) = round(&mut g, &t, &delta2);
@@ -311,7 +326,10 @@ fn groups_delta_reports_net_membership_changes() {
             json!({"id": "D", "members@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u7"}]}),
         ]
     );
-    assert_eq!(ids(&get(&mut g, &t, &format!("{U}/groups/C/members")).1), ["A", "u3"]);
+    assert_eq!(
+        ids(&get(&mut g, &t, &format!("{U}/groups/C/members")).1),
+        ["A", "u3"]
+    );
     assert!(round(&mut g, &t, &delta3).0.is_empty());
     // Nested groups are members too; unselected members are not tracked.
     let (_, names_only) = round(&mut g, &t, &format!("{U}/groups/delta?$select=displayName"));
@@ -319,7 +337,9 @@ fn groups_delta_reports_net_membership_changes() {
     let (items, _) = round(&mut g, &t, &delta3);
     assert_eq!(
         items,
-        [json!({"id": "D", "members@delta": [{"@odata.type": "#microsoft.graph.group", "id": "A"}]})]
+        [
+            json!({"id": "D", "members@delta": [{"@odata.type": "#microsoft.graph.group", "id": "A"}]})
+        ]
     );
     assert!(round(&mut g, &t, &names_only).0.is_empty());
 }
@@ -383,15 +403,24 @@ fn member_of_is_direct_and_transitive_member_of_is_cycle_safe() {
     let (mut g, t) = setup();
     let (status, body) = get(&mut g, &t, &format!("{U}/users/u3/transitiveMemberOf"));
     assert_eq!(status, 200);
-    assert_eq!(body["@odata.context"], format!("{U}/$metadata#directoryObjects"));
+    assert_eq!(
+        body["@odata.context"],
+        format!("{U}/$metadata#directoryObjects")
+    );
     assert_eq!(ids(&body), ["A", "B", "C"]);
     assert_eq!(body["value"][0]["@odata.type"], "#microsoft.graph.group");
     assert_eq!(
         ids(&get(&mut g, &t, &format!("{U}/users/User3@contoso.com/memberOf")).1),
         ["C"]
     );
-    assert_eq!(ids(&get(&mut g, &t, &format!("{U}/groups/A/transitiveMemberOf")).1), ["B", "C"]);
-    assert_eq!(ids(&get(&mut g, &t, &format!("{U}/groups/a/memberOf")).1), ["C"]);
+    assert_eq!(
+        ids(&get(&mut g, &t, &format!("{U}/groups/A/transitiveMemberOf")).1),
+        ["B", "C"]
+    );
+    assert_eq!(
+        ids(&get(&mut g, &t, &format!("{U}/groups/a/memberOf")).1),
+        ["C"]
+    );
     assert!(ids(&get(&mut g, &t, &format!("{U}/groups/D/transitiveMemberOf")).1).is_empty());
     let (_, body) = get(
         &mut g,
@@ -403,7 +432,10 @@ fn member_of_is_direct_and_transitive_member_of_is_cycle_safe() {
         json!({"@odata.type": "#microsoft.graph.group", "id": "A", "displayName": "Group A"})
     );
     let next = body["@odata.nextLink"].as_str().unwrap();
-    assert!(next.starts_with(&format!("{U}/users/u1/transitiveMemberOf?")), "{next}");
+    assert!(
+        next.starts_with(&format!("{U}/users/u1/transitiveMemberOf?")),
+        "{next}"
+    );
     assert_eq!(ids(&get(&mut g, &t, next).1), ["C"]);
     let cast = format!("{U}/users/u3/transitiveMemberOf/microsoft.graph.group?$count=true");
     assert_eq!(get(&mut g, &t, &cast).0, 400);
@@ -415,7 +447,10 @@ fn member_of_is_direct_and_transitive_member_of_is_cycle_safe() {
     }
     g.delete_user("u3").unwrap();
     assert_eq!(get(&mut g, &t, &format!("{U}/users/u3/memberOf")).0, 404);
-    assert_eq!(get(&mut g, &t, &format!("{U}/users/u1/memberOf/x/y")).0, 400);
+    assert_eq!(
+        get(&mut g, &t, &format!("{U}/users/u1/memberOf/x/y")).0,
+        400
+    );
 }
 
 #[test]
@@ -456,7 +491,10 @@ fn reauthorize_answers_204_or_404() {
     let expired = request("POST", &reauth, &[("Authorization", &auth2)], "");
     let (status, body) = send(&mut g, &expired, later);
     assert_eq!((status, code(&body)), (404, "ResourceNotFound"));
-    assert_eq!(send(&mut g, &request("POST", &reauth, &[], ""), now()).0, 401);
+    assert_eq!(
+        send(&mut g, &request("POST", &reauth, &[], ""), now()).0,
+        401
+    );
 }
 
 #[test]
@@ -473,7 +511,13 @@ fn change_log_records_sequence_and_virtual_time() {
     let kinds: Vec<&str> = log.iter().map(|c| c["change"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["userCreated", "memberAdded", "userDeleted", "userCreated", "memberAdded"]
+        [
+            "userCreated",
+            "memberAdded",
+            "userDeleted",
+            "userCreated",
+            "memberAdded"
+        ]
     );
     let seqs: Vec<u64> = log.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);

@@ -187,13 +187,7 @@ const GROUP_DEFAULT: &[&str] = &[
 ];
 
 /// Real navigation properties / functions this fake does not simulate.
-const USER_UNIMPLEMENTED: &[&str] = &[
-    "manager",
-    "directreports",
-    "ownedobjects",
-    "photo",
-    "$ref",
-];
+const USER_UNIMPLEMENTED: &[&str] = &["manager", "directreports", "ownedobjects", "photo", "$ref"];
 const GROUP_UNIMPLEMENTED: &[&str] = &["owners", "$ref", "$count"];
 
 /// `delta` as a path segment: plain, as a function call, or namespace-qualified.
@@ -257,7 +251,13 @@ impl FakeGraph {
                 let (uid, _) = self
                     .find_user(rest[0])
                     .ok_or_else(|| GraphError::not_found(rest[0]))?;
-                self.list_member_of(req, url, uid, *rel == "transitivememberof", rest.get(2).copied())?
+                self.list_member_of(
+                    req,
+                    url,
+                    uid,
+                    *rel == "transitivememberof",
+                    rest.get(2).copied(),
+                )?
             }
             [_, "memberof" | "transitivememberof", _, extra, ..] => {
                 return Err(GraphError::segment(extra));
@@ -320,7 +320,13 @@ impl FakeGraph {
                 let gid = self
                     .find_group(rest[0])
                     .ok_or_else(|| GraphError::not_found(rest[0]))?;
-                self.list_member_of(req, url, gid, *rel == "transitivememberof", rest.get(2).copied())?
+                self.list_member_of(
+                    req,
+                    url,
+                    gid,
+                    *rel == "transitivememberof",
+                    rest.get(2).copied(),
+                )?
             }
             [_, nav, ..] if GROUP_UNIMPLEMENTED.contains(nav) => {
                 return Err(GraphError::not_implemented(&format!(
@@ -328,7 +334,13 @@ impl FakeGraph {
                     rest[1]
                 )));
             }
-            [_, "members" | "transitivemembers" | "memberof" | "transitivememberof", _, extra, ..] => {
+            [
+                _,
+                "members" | "transitivemembers" | "memberof" | "transitivememberof",
+                _,
+                extra,
+                ..,
+            ] => {
                 return Err(GraphError::segment(extra));
             }
             [_, _, ..] => return Err(GraphError::segment(rest[1])),

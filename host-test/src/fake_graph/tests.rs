@@ -37,7 +37,12 @@ pub(super) fn spec() -> EntraSpec {
     .unwrap()
 }
 
-pub(super) fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> HttpRequest {
+pub(super) fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpRequest {
     HttpRequest {
         method: method.into(),
         url: url.into(),
@@ -97,7 +102,12 @@ pub(super) fn get(g: &mut FakeGraph, t: &str, url: &str) -> (u16, Value) {
     get_with(g, t, url, &[])
 }
 
-pub(super) fn get_with(g: &mut FakeGraph, t: &str, url: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+pub(super) fn get_with(
+    g: &mut FakeGraph,
+    t: &str,
+    url: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
     let auth = format!("Bearer {t}");
     let mut headers = vec![("Authorization", auth.as_str())];
     headers.extend_from_slice(extra);
