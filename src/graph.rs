@@ -310,7 +310,11 @@ impl<'a> Graph<'a> {
     }
 
     /// `checkMemberGroups` requests for one user: the mapped groups in chunks of 20 (Graph's limit).
-    pub fn member_group_requests(&self, user: &str, groups: &[String]) -> Result<Vec<Request>, Failure> {
+    pub fn member_group_requests(
+        &self,
+        user: &str,
+        groups: &[String],
+    ) -> Result<Vec<Request>, Failure> {
         groups
             .chunks(20)
             .map(|chunk| {
@@ -373,7 +377,8 @@ impl<'a> Graph<'a> {
             let result = self.platform.send(req);
             if let Ok(r) = &result {
                 let code = error_text(&r.body).to_ascii_lowercase();
-                let expired = code.starts_with("syncstatenotfound") || code.starts_with("resyncrequired");
+                let expired =
+                    code.starts_with("syncstatenotfound") || code.starts_with("resyncrequired");
                 if r.status == 410 || (r.status >= 400 && r.status < 500 && expired) {
                     return Ok(None);
                 }
@@ -389,7 +394,9 @@ impl<'a> Graph<'a> {
             } else if let Some(delta) = v["@odata.deltaLink"].as_str() {
                 return Ok(Some((items, delta.to_string())));
             } else {
-                return Err(Failure::transient("delta page without nextLink or deltaLink"));
+                return Err(Failure::transient(
+                    "delta page without nextLink or deltaLink",
+                ));
             }
         }
     }

@@ -143,7 +143,10 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
     if let Some(old) = &state.full_sync {
         log.warn(
             "an unfinished initial sync is abandoned; the redeploy starts over",
-            &[("run_id", &old.run_id), ("batches_done", &old.batches.to_string())],
+            &[
+                ("run_id", &old.run_id),
+                ("batches_done", &old.batches.to_string()),
+            ],
         );
     }
     state.tenant_id = Some(config.tenant_id.clone());
@@ -154,7 +157,10 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
     }
     start_full_sync(p, &graph, &mut state, "deploy").map_err(|f| keep(&state, f))?;
     let run = &state.full_sync.as_ref().expect("just started").run_id;
-    log.info("initial sync started", &[("run_id", run), ("instance", &inst.id)]);
+    log.info(
+        "initial sync started",
+        &[("run_id", run), ("instance", &inst.id)],
+    );
     // Checkpoint now, so the subscription ids are stored before the first notification arrives.
     Ok(Outcome {
         response: None,
@@ -178,7 +184,12 @@ fn keep(state: &State, f: Failure) -> CallFailure {
 
 /// Starts a full sync: first delta links "from now", so that nothing changed while the sync
 /// reads users is missed by the backstop afterwards.
-fn start_full_sync(p: &dyn Platform, graph: &Graph<'_>, state: &mut State, why: &str) -> Result<(), Failure> {
+fn start_full_sync(
+    p: &dyn Platform,
+    graph: &Graph<'_>,
+    state: &mut State,
+    why: &str,
+) -> Result<(), Failure> {
     let (users, groups) = graph.delta_latest()?;
     let now = p.now();
     state.delta = Some(DeltaLinks {
@@ -315,12 +326,22 @@ fn continue_work(
             pending: !done || state.full_sync.is_some(),
             summary: format!(
                 "{what}: queued changes {}; {counts}",
-                if done { "done".to_string() } else { format!("pending ({left} left)") }
+                if done {
+                    "done".to_string()
+                } else {
+                    format!("pending ({left} left)")
+                }
             ),
         });
     }
     if state.full_sync.is_some() {
-        return run_full_sync(p, config, Graph::new(p, graph.token().clone()), state, budget_ms);
+        return run_full_sync(
+            p,
+            config,
+            Graph::new(p, graph.token().clone()),
+            state,
+            budget_ms,
+        );
     }
     Ok(nothing(format!("{what}: no checkpointed work")))
 }
@@ -374,7 +395,10 @@ fn on_schedule(p: &dyn Platform, inst: &Instance) -> CallResult {
         .collect();
     log.info(
         "delta backstop round",
-        &[("users_changed", &users.len().to_string()), ("groups_changed", &groups.len().to_string())],
+        &[
+            ("users_changed", &users.len().to_string()),
+            ("groups_changed", &groups.len().to_string()),
+        ],
     );
     state.delta = Some(DeltaLinks {
         users: users_link,
@@ -397,13 +421,25 @@ fn item_id(v: &Value) -> Option<String> {
 
 /// Why a notification item was not accepted.
 fn rejection(n: &Notification, state: &State, tenant: &str) -> Option<&'static str> {
-    let Some(sub) = state.subscriptions.iter().find(|s| s.id == n.subscription_id) else {
+    let Some(sub) = state
+        .subscriptions
+        .iter()
+        .find(|s| s.id == n.subscription_id)
+    else {
         return Some("unknown subscription");
     };
-    if !subscriptions::same_secret(n.client_state.as_deref().unwrap_or_default(), &sub.client_state) {
+    if !subscriptions::same_secret(
+        n.client_state.as_deref().unwrap_or_default(),
+        &sub.client_state,
+    ) {
         return Some("clientState does not match");
     }
-    if !n.tenant_id.as_deref().unwrap_or_default().eq_ignore_ascii_case(tenant) {
+    if !n
+        .tenant_id
+        .as_deref()
+        .unwrap_or_default()
+        .eq_ignore_ascii_case(tenant)
+    {
         return Some("wrong tenant");
     }
     None
@@ -426,7 +462,8 @@ fn resource_target(n: &Notification) -> Option<(bool, String)> {
 
 fn on_webhook(p: &dyn Platform, inst: &Instance, req: &Request) -> CallResult {
     let log = Log::new(p);
-    let accepted = |status: u16, body: Value| Response::text(status, "application/json", body.to_string());
+    let accepted =
+        |status: u16, body: Value| Response::text(status, "application/json", body.to_string());
     let notifications = match webhook::read(req, &log) {
         Inbound::Reply(r) => {
             let summary = format!("webhook answered {}", r.status);
@@ -442,10 +479,12 @@ fn on_webhook(p: &dyn Platform, inst: &Instance, req: &Request) -> CallResult {
     let (mut users, mut groups, mut lifecycle) = (Vec::new(), Vec::new(), Vec::new());
     let mut rejected = 0;
     for n in &notifications {
-        let reason = rejection(n, &state, &config.tenant_id).or(match (&n.lifecycle_event, resource_target(n)) {
-            (Some(_), _) | (None, Some(_)) => None,
-            (None, None) => Some("unsupported resource"),
-        });
+        let reason = rejection(n, &state, &config.tenant_id).or(
+            match (&n.lifecycle_event, resource_target(n)) {
+                (Some(_), _) | (None, Some(_)) => None,
+                (None, None) => Some("unsupported resource"),
+            },
+        );
         if let Some(reason) = reason {
             rejected += 1;
             log.warn(
@@ -511,7 +550,10 @@ fn lifecycle_event(
     let Some(pos) = state.subscriptions.iter().position(|s| s.id == sub_id) else {
         return Ok(());
     };
-    log.info("lifecycle notification", &[("event", event), ("subscription_id", sub_id)]);
+    log.info(
+        "lifecycle notification",
+        &[("event", event), ("subscription_id", sub_id)],
+    );
     match event {
         "reauthorizationRequired" => {
             let renewed = subs.renew(&state.subscriptions[pos])?;
@@ -553,7 +595,10 @@ fn delete_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
         Ok(_) => state.subscriptions.clear(),
         Err(f) => {
             return Err(CallFailure {
-                message: format!("delete: could not remove the Graph subscriptions: {}", f.message),
+                message: format!(
+                    "delete: could not remove the Graph subscriptions: {}",
+                    f.message
+                ),
                 state: Some(state.to_json()),
                 retryable: f.retryable,
             });

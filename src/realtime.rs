@@ -31,7 +31,12 @@ pub struct Realtime<'a> {
 }
 
 impl<'a> Realtime<'a> {
-    pub fn new(platform: &'a dyn Platform, config: &'a Config, graph: &'a Graph<'a>, cause: &str) -> Self {
+    pub fn new(
+        platform: &'a dyn Platform,
+        config: &'a Config,
+        graph: &'a Graph<'a>,
+        cause: &str,
+    ) -> Self {
         let out = Applier::new(
             Zenqms::new(platform, config),
             Log::new(platform),
@@ -79,7 +84,11 @@ impl<'a> Realtime<'a> {
         // Round 1: each user from Graph, its ZenQMS account by external_id, its mapped groups.
         let mut reqs = self.graph.user_requests(ids)?;
         for id in ids {
-            reqs.push(self.out.zen.request(&api::search_users(json!({ "external_id": id }), 1)));
+            reqs.push(
+                self.out
+                    .zen
+                    .request(&api::search_users(json!({ "external_id": id }), 1)),
+            );
         }
         let mut group_calls = Vec::new();
         for id in ids {
@@ -95,13 +104,17 @@ impl<'a> Realtime<'a> {
         }
         let mut found = Vec::new();
         for _ in ids {
-            found.extend(Zenqms::read_search(answers.next().expect("one answer per request"))?);
+            found.extend(Zenqms::read_search(
+                answers.next().expect("one answer per request"),
+            )?);
         }
         let mut member_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (id, n) in ids.iter().zip(group_calls) {
             let set = member_of.entry(id.clone()).or_default();
             for _ in 0..n {
-                set.extend(Graph::read_member_groups(answers.next().expect("one answer per request"))?);
+                set.extend(Graph::read_member_groups(
+                    answers.next().expect("one answer per request"),
+                )?);
             }
         }
         // Round 2, only for users not linked yet: candidates by email.
@@ -111,7 +124,11 @@ impl<'a> Realtime<'a> {
             .flatten()
             .filter(|u| !linked.contains(&u.id))
             .filter_map(EntraUser::match_email)
-            .map(|email| self.out.zen.request(&api::search_users(json!({ "email": email }), 1)))
+            .map(|email| {
+                self.out
+                    .zen
+                    .request(&api::search_users(json!({ "email": email }), 1))
+            })
             .collect();
         for result in self.platform.send_all(email_reqs) {
             found.extend(Zenqms::read_search(result)?);
@@ -161,12 +178,15 @@ impl<'a> Realtime<'a> {
         if mapped.is_empty() {
             return Ok(());
         }
-        let mut affected: BTreeSet<String> = ids.iter().filter(|g| mapped.contains(*g)).cloned().collect();
-        let others: Vec<String> = ids.iter().filter(|g| !mapped.contains(*g)).cloned().collect();
-        if !others.is_empty() {
-            for ancestors in self.graph.transitive_member_of(&others)?.values() {
-                affected.extend(ancestors.intersection(&mapped).cloned());
-            }
+        // A changed group affects the mappings of itself and of every group that contains it
+        // (a mapped group can itself be nested in another mapped group).
+        let mut affected: BTreeSet<String> = ids
+            .iter()
+            .filter(|g| mapped.contains(*g))
+            .cloned()
+            .collect();
+        for ancestors in self.graph.transitive_member_of(ids)?.values() {
+            affected.extend(ancestors.intersection(&mapped).cloned());
         }
         let mappings: Vec<RoleMapping> = self
             .config
@@ -189,7 +209,10 @@ impl<'a> Realtime<'a> {
             .into_iter()
             .collect();
         let members = self.graph.transitive_members(&groups)?;
-        let linked = self.out.zen.search_all(json!({ "has_external_id": true }))?;
+        let linked = self
+            .out
+            .zen
+            .search_all(json!({ "has_external_id": true }))?;
         self.out.dir = Directory::new(linked);
         let changes = roles::plan_roles(&mappings, &members, &self.out.dir);
         self.out.apply_roles(changes)

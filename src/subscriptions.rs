@@ -22,7 +22,10 @@ pub const RENEW_WITHIN: TimeDelta = TimeDelta::days(3);
 
 /// A fresh clientState: 64 hex characters from the platform's secure random source.
 pub fn new_client_state(p: &dyn Platform) -> String {
-    p.random_bytes(32).iter().map(|b| format!("{b:02x}")).collect()
+    p.random_bytes(32)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Constant-time string comparison (the time taken does not reveal how much matched).
@@ -70,8 +73,9 @@ impl<'a> Subscriptions<'a> {
             Ok(sub) => Ok(sub),
             Err(409) => {
                 self.delete_stray(resource)?;
-                self.try_create(resource)?
-                    .map_err(|s| Failure::status("Microsoft Graph", s, "subscription still conflicts"))
+                self.try_create(resource)?.map_err(|s| {
+                    Failure::status("Microsoft Graph", s, "subscription still conflicts")
+                })
             }
             Err(status) => Err(Failure::status(
                 "Microsoft Graph",
@@ -95,9 +99,11 @@ impl<'a> Subscriptions<'a> {
             "clientState": client_state,
             "latestSupportedTlsVersion": "v1_2",
         });
-        let req = self
-            .graph
-            .request(Method::Post, &format!("{GRAPH_BASE}/subscriptions"), Some(body))?;
+        let req = self.graph.request(
+            Method::Post,
+            &format!("{GRAPH_BASE}/subscriptions"),
+            Some(body),
+        )?;
         let resp = self
             .platform
             .send(req)
@@ -109,14 +115,17 @@ impl<'a> Subscriptions<'a> {
             let mut f = Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body));
             f.message = format!("creating the '{resource}' subscription: {}", f.message);
             if resp.status == 400 {
-                f.message.push_str(" (Graph validates the webhook URL: is the instance reachable?)");
+                f.message
+                    .push_str(" (Graph validates the webhook URL: is the instance reachable?)");
             }
             return Err(f);
         }
         let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         let id = v["id"].as_str().unwrap_or_default().to_string();
         if id.is_empty() {
-            return Err(Failure::transient("Graph created a subscription without an id"));
+            return Err(Failure::transient(
+                "Graph created a subscription without an id",
+            ));
         }
         let expires_at = v["expirationDateTime"]
             .as_str()
@@ -124,7 +133,11 @@ impl<'a> Subscriptions<'a> {
             .map_or(expires, |t| t.with_timezone(&Utc));
         self.log().info(
             "Graph subscription created",
-            &[("resource", resource), ("subscription_id", &id), ("expires", &iso(expires_at))],
+            &[
+                ("resource", resource),
+                ("subscription_id", &id),
+                ("expires", &iso(expires_at)),
+            ],
         );
         Ok(Ok(Subscription {
             id,
@@ -136,7 +149,10 @@ impl<'a> Subscriptions<'a> {
 
     /// Deletes our subscriptions on `resource` that state does not know (same notification URL).
     fn delete_stray(&self, resource: &str) -> Result<(), Failure> {
-        let page = self.graph.page(&format!("{GRAPH_BASE}/subscriptions"), "listing subscriptions")?;
+        let page = self.graph.page(
+            &format!("{GRAPH_BASE}/subscriptions"),
+            "listing subscriptions",
+        )?;
         for s in page.items {
             let same_resource = s["resource"]
                 .as_str()
@@ -175,12 +191,19 @@ impl<'a> Subscriptions<'a> {
         }
         if !resp.is_success() {
             let mut f = Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body));
-            f.message = format!("renewing the '{}' subscription: {}", sub.resource, f.message);
+            f.message = format!(
+                "renewing the '{}' subscription: {}",
+                sub.resource, f.message
+            );
             return Err(f);
         }
         self.log().info(
             "Graph subscription renewed",
-            &[("resource", &sub.resource), ("subscription_id", &sub.id), ("expires", &iso(expires))],
+            &[
+                ("resource", &sub.resource),
+                ("subscription_id", &sub.id),
+                ("expires", &iso(expires)),
+            ],
         );
         Ok(Subscription {
             expires_at: expires,
@@ -201,7 +224,11 @@ impl<'a> Subscriptions<'a> {
                 .info("Graph subscription deleted", &[("subscription_id", id)]);
             Ok(())
         } else {
-            Err(Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body)))
+            Err(Failure::status(
+                "Microsoft Graph",
+                resp.status,
+                &error_text(&resp.body),
+            ))
         }
     }
 
@@ -209,7 +236,11 @@ impl<'a> Subscriptions<'a> {
     /// expired ones and renews those expiring within `renew_within` (a redeploy passes
     /// `TimeDelta::MAX` to renew every one). Updates `subs` in place, so what was done before a
     /// failure is kept (no orphan).
-    pub fn ensure(&self, subs: &mut Vec<Subscription>, renew_within: TimeDelta) -> Result<(), Failure> {
+    pub fn ensure(
+        &self,
+        subs: &mut Vec<Subscription>,
+        renew_within: TimeDelta,
+    ) -> Result<(), Failure> {
         let now = self.platform.now();
         subs.retain(|s| RESOURCES.contains(&s.resource.as_str()));
         for resource in RESOURCES {
@@ -232,7 +263,10 @@ impl<'a> Subscriptions<'a> {
     /// Deletes every subscription of this instance: those in state and any other on Graph that
     /// notifies our webhook URL (left by an earlier deployment).
     pub fn delete_all(&self, known: &[Subscription]) -> Result<usize, Failure> {
-        let page = self.graph.page(&format!("{GRAPH_BASE}/subscriptions"), "listing subscriptions")?;
+        let page = self.graph.page(
+            &format!("{GRAPH_BASE}/subscriptions"),
+            "listing subscriptions",
+        )?;
         let mut ids: Vec<String> = known.iter().map(|s| s.id.clone()).collect();
         for s in &page.items {
             if s["notificationUrl"].as_str() == Some(self.webhook_url)

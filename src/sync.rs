@@ -6,12 +6,12 @@
 
 use serde_json::json;
 
+use crate::apply::{Applier, Write};
 use crate::config::Config;
 use crate::entra::EntraUser;
 use crate::failure::Failure;
 use crate::graph::Graph;
 use crate::log::Log;
-use crate::apply::{Applier, Write};
 use crate::plan::{self, Action, Directory};
 use crate::platform::Platform;
 use crate::roles::{self, RoleChange};
@@ -175,7 +175,9 @@ impl<'a> Engine<'a> {
             return Ok(true);
         }
         if self.role_plan.is_none() {
-            let members = self.graph.transitive_members(&self.config.mapped_groups())?;
+            let members = self
+                .graph
+                .transitive_members(&self.config.mapped_groups())?;
             let mut plan = roles::plan_roles(&self.config.role_mappings, &members, &self.out.dir);
             plan.reverse(); // popped from the end, in directory order
             self.role_plan = Some(plan);

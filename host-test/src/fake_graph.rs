@@ -26,6 +26,8 @@ mod member_of;
 mod odata;
 mod subscriptions;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 mod token;
 

@@ -7,10 +7,10 @@ use anyhow::{Result, anyhow, bail};
 
 use serde_json::{Value, json};
 
+use crate::http_types::{HttpRequest, HttpResponse};
 use crate::report::{self, Report, ResponseRecord, StepRecord};
 use crate::runtime::{Event, Instance, LogLine, Method, Outcome, Request, Runtime, WitFailure};
 use crate::scenario::{EntraChange, Scenario, Step, WebhookSpec, ZenqmsChange};
-use crate::http_types::{HttpRequest, HttpResponse};
 use crate::world::World;
 
 /// Bound on resume calls after one step, so a component that never finishes fails the step.
@@ -231,7 +231,9 @@ impl Runner {
             }
             Step::Advance(a) => self.world().clock.set(a.to)?,
             Step::Entra(change) => {
+                let now = self.world().clock.now();
                 let g = &mut self.world_mut().graph;
+                g.set_now(now);
                 match change {
                     EntraChange::UpsertUser(u) => g.upsert_user(u.clone())?,
                     EntraChange::DeleteUser(id) => g.delete_user(id)?,

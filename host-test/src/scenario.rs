@@ -201,7 +201,8 @@ pub struct Advance {
 pub enum EntraChange {
     /// Insert or replace a user object (matched by `id`).
     UpsertUser(Map<String, Value>),
-    /// Soft delete: the user answers 404 from then on and leaves every group.
+    /// Soft delete: the user answers 404 from then on and is hidden from group listings (Entra
+    /// keeps the memberships, which come back if the user is restored by `upsert_user`).
     DeleteUser(String),
     AddMember(Membership),
     RemoveMember(Membership),

@@ -167,7 +167,9 @@ impl World {
         }
         let body: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
         for key in ["notificationUrl", "lifecycleNotificationUrl"] {
-            let Some(url) = body[key].as_str() else { continue };
+            let Some(url) = body[key].as_str() else {
+                continue;
+            };
             self.validations += 1;
             let token = format!(
                 "Validation: Testing client application reachability for subscription Request-Id: {:08x}-0000-4000-8000-000000000000",
@@ -184,7 +186,8 @@ impl World {
             let ok = answer.as_ref().is_some_and(|a| {
                 a.status == 200
                     && a.body == token.as_bytes()
-                    && a.header("content-type").is_some_and(|t| t.starts_with("text/plain"))
+                    && a.header("content-type")
+                        .is_some_and(|t| t.starts_with("text/plain"))
             });
             if !ok {
                 return Some(HttpResponse::json(
@@ -222,7 +225,9 @@ impl World {
 pub fn encode_component(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -46,7 +46,9 @@ fn upsert(user: Value) -> Value {
 }
 
 fn roles(r: &host_test::report::Report, i: u32) -> Vec<String> {
-    linked(r, &uid(i)).map(|u| u.roles.clone()).unwrap_or_default()
+    linked(r, &uid(i))
+        .map(|u| u.roles.clone())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -55,15 +57,24 @@ fn deploy_creates_one_subscription_per_resource_and_a_redeploy_duplicates_none()
     assert_ok(&r);
     let subs = &r.entra.subscriptions;
     assert_eq!(subs.len(), 2, "{subs:?}");
-    let mut resources: Vec<&str> = subs.iter().map(|s| s["resource"].as_str().unwrap()).collect();
+    let mut resources: Vec<&str> = subs
+        .iter()
+        .map(|s| s["resource"].as_str().unwrap())
+        .collect();
     resources.sort();
     assert_eq!(resources, ["groups", "users"]);
     for s in subs {
         assert_eq!(s["changeType"], "updated,deleted");
-        assert_eq!(s["notificationUrl"], "https://hooks.platform.example/instances/inst-1");
+        assert_eq!(
+            s["notificationUrl"],
+            "https://hooks.platform.example/instances/inst-1"
+        );
         assert_eq!(s["clientState"], "[redacted]");
     }
-    assert!(log_text(&r).contains("Graph subscription renewed"), "redeploy renews");
+    assert!(
+        log_text(&r).contains("Graph subscription renewed"),
+        "redeploy renews"
+    );
 }
 
 #[test]
@@ -103,7 +114,12 @@ fn losing_a_required_field_skips_while_active_but_still_deactivates_when_disable
     let mut leaver = entra_user(2);
     leaver["jobTitle"] = Value::Null;
     leaver["accountEnabled"] = json!(false);
-    let r = run(with_steps(json!([upsert(active), notify_user(1), upsert(leaver), notify_user(2)])));
+    let r = run(with_steps(json!([
+        upsert(active),
+        notify_user(1),
+        upsert(leaver),
+        notify_user(2)
+    ])));
     assert_ok(&r);
     let u1 = linked(&r, &uid(1)).unwrap();
     assert!(u1.is_active);
@@ -126,7 +142,11 @@ fn group_membership_drives_roles_including_nesting_and_two_group_roles() {
     assert_ok(&r);
     assert_eq!(roles(&r, 5), ["r-qa"]);
     assert_eq!(roles(&r, 4), ["r-doc", "r-qa"]);
-    assert_eq!(roles(&r, 3), ["r-doc", "r-qa"], "still in one group mapped to r-doc");
+    assert_eq!(
+        roles(&r, 3),
+        ["r-doc", "r-qa"],
+        "still in one group mapped to r-doc"
+    );
     // Now out of leads as well: r-doc and (nested) r-qa go.
     let r = run(with_steps(json!([
         {"entra": {"remove_member": {"group": gid(3), "member": uid(3)}}}, notify_group(3),
@@ -149,7 +169,8 @@ fn a_user_notification_also_brings_that_users_roles_in_line() {
 fn duplicate_and_reordered_notifications_reach_the_same_end_state() {
     let mut edited = entra_user(1);
     edited["surname"] = json!("Edited");
-    let change = json!([upsert(edited), {"entra": {"add_member": {"group": gid(2), "member": uid(1)}}}]);
+    let change =
+        json!([upsert(edited), {"entra": {"add_member": {"group": gid(2), "member": uid(1)}}}]);
     let once = {
         let mut steps = change.as_array().unwrap().clone();
         steps.extend([notify_user(1), notify_group(2)]);
@@ -157,7 +178,13 @@ fn duplicate_and_reordered_notifications_reach_the_same_end_state() {
     };
     let twice_reordered = {
         let mut steps = change.as_array().unwrap().clone();
-        steps.extend([notify_group(2), notify_user(1), notify_user(1), notify_group(2), notify_user(1)]);
+        steps.extend([
+            notify_group(2),
+            notify_user(1),
+            notify_user(1),
+            notify_group(2),
+            notify_user(1),
+        ]);
         run(with_steps(Value::Array(steps)))
     };
     assert_ok(&once);
@@ -187,7 +214,8 @@ fn deployed() -> (Runner, Value) {
 }
 
 fn raw(runner: &mut Runner, body: Value) -> StepRecord {
-    let step: Step = serde_json::from_value(json!({"webhook": {"method": "POST", "body": body}})).unwrap();
+    let step: Step =
+        serde_json::from_value(json!({"webhook": {"method": "POST", "body": body}})).unwrap();
     runner.run_step(99, &step)
 }
 
@@ -205,7 +233,11 @@ fn forged_notifications_change_nothing_and_are_logged() {
     let (mut runner, sub) = deployed();
     let mut changed = entra_user(1);
     changed["surname"] = json!("Forged-change");
-    runner.world_mut().graph.upsert_user(changed.as_object().unwrap().clone()).unwrap();
+    runner
+        .world_mut()
+        .graph
+        .upsert_user(changed.as_object().unwrap().clone())
+        .unwrap();
     let good = sub["clientState"].as_str().unwrap().to_string();
     let cases = [
         note(&sub, "wrong-client-state", TENANT, &uid(1)),
@@ -220,15 +252,28 @@ fn forged_notifications_change_nothing_and_are_logged() {
         let rec = raw(&mut runner, json!({"value": [forged]}));
         assert!(rec.ok);
         assert_eq!(rec.response.as_ref().unwrap().status, 202);
-        let warned = rec.logs.iter().any(|l| l.level == "warn" && l.message.starts_with("notification rejected"));
+        let warned = rec
+            .logs
+            .iter()
+            .any(|l| l.level == "warn" && l.message.starts_with("notification rejected"));
         assert!(warned, "{:?}", rec.logs);
         let text = serde_json::to_string(&rec).unwrap();
-        assert!(!text.contains(&good), "the real clientState must not be echoed");
+        assert!(
+            !text.contains(&good),
+            "the real clientState must not be echoed"
+        );
     }
     let mut records = Vec::new();
-    records.push(raw(&mut runner, json!({"value": [note(&sub, &good, TENANT, &uid(1))]})));
+    records.push(raw(
+        &mut runner,
+        json!({"value": [note(&sub, &good, TENANT, &uid(1))]}),
+    ));
     let report = runner.report(records);
-    assert_eq!(linked(&report, &uid(1)).unwrap().last_name, "Forged-change", "the genuine one is applied");
+    assert_eq!(
+        linked(&report, &uid(1)).unwrap().last_name,
+        "Forged-change",
+        "the genuine one is applied"
+    );
 }
 
 #[test]
@@ -237,7 +282,11 @@ fn a_mixed_request_applies_only_its_genuine_items() {
     for i in [1, 2] {
         let mut u = entra_user(i);
         u["jobTitle"] = json!("Changed");
-        runner.world_mut().graph.upsert_user(u.as_object().unwrap().clone()).unwrap();
+        runner
+            .world_mut()
+            .graph
+            .upsert_user(u.as_object().unwrap().clone())
+            .unwrap();
     }
     let good = sub["clientState"].as_str().unwrap().to_string();
     let rec = raw(
@@ -259,7 +308,11 @@ fn malformed_and_oversized_bodies_get_400_and_change_nothing() {
     ])));
     assert_ok(&r);
     for i in 1..=3 {
-        assert_eq!(r.steps[i].response.as_ref().unwrap().status, 400, "step {i}");
+        assert_eq!(
+            r.steps[i].response.as_ref().unwrap().status,
+            400,
+            "step {i}"
+        );
         assert_eq!(r.steps[i].calls, 1);
     }
 }
@@ -274,23 +327,41 @@ fn reauthorization_required_renews_the_subscription() {
     let r = run(s);
     assert_ok(&r);
     assert!(r.expect.ok, "{:?}", r.expect.failures);
-    let users_sub = r.entra.subscriptions.iter().find(|s| s["resource"] == "users").unwrap();
+    let users_sub = r
+        .entra
+        .subscriptions
+        .iter()
+        .find(|s| s["resource"] == "users")
+        .unwrap();
     let expiry = users_sub["expirationDateTime"].as_str().unwrap();
-    assert!(expiry.starts_with("2027-01-0"), "renewed from 2026-12-10: {expiry}");
+    assert!(
+        expiry.starts_with("2027-01-0"),
+        "renewed from 2026-12-10: {expiry}"
+    );
     assert!(log_text(&r).contains("Graph subscription renewed"));
 }
 
 #[test]
 fn schedule_renews_before_expiry_and_recreates_expired_subscriptions() {
     // 27 days after deploy: within 3 days of expiry, renewed in place (same ids).
-    let r = run(with_steps(json!([{"advance": {"to": "2026-12-25T12:00:00Z"}}, {"schedule": {}}])));
+    let r = run(with_steps(
+        json!([{"advance": {"to": "2026-12-25T12:00:00Z"}}, {"schedule": {}}]),
+    ));
     assert_ok(&r);
     assert_eq!(r.entra.subscriptions.len(), 2);
     for s in &r.entra.subscriptions {
-        assert!(s["expirationDateTime"].as_str().unwrap().starts_with("2027-01-2"), "{s}");
+        assert!(
+            s["expirationDateTime"]
+                .as_str()
+                .unwrap()
+                .starts_with("2027-01-2"),
+            "{s}"
+        );
     }
     // 40 days: the subscriptions lapsed; new ones are created and the backstop still runs.
-    let r = run(with_steps(json!([{"advance": {"to": "2027-01-07T12:00:00Z"}}, {"schedule": {}}])));
+    let r = run(with_steps(
+        json!([{"advance": {"to": "2027-01-07T12:00:00Z"}}, {"schedule": {}}]),
+    ));
     assert_ok(&r);
     assert_eq!(r.entra.subscriptions.len(), 2);
     assert!(log_text(&r).contains("Graph subscription created"));
@@ -328,7 +399,11 @@ fn a_manual_zenqms_edit_survives_the_backstop_until_that_user_changes_in_entra()
         {"schedule": {}},
     ])));
     assert_ok(&r);
-    assert_eq!(linked(&r, &uid(1)).unwrap().title, "Edited in ZenQMS", "kept by the backstop");
+    assert_eq!(
+        linked(&r, &uid(1)).unwrap().title,
+        "Edited in ZenQMS",
+        "kept by the backstop"
+    );
     let r = run(with_steps(json!([
         {"zenqms": {"update_user": {"id": id, "title": "Edited in ZenQMS"}}},
         upsert(changed),
@@ -338,7 +413,10 @@ fn a_manual_zenqms_edit_survives_the_backstop_until_that_user_changes_in_entra()
     assert_ok(&r);
     let u = linked(&r, &uid(1)).unwrap();
     assert_eq!(u.last_name, "Renamed");
-    assert_eq!(u.title, "QA Specialist", "overwritten once the user changed in Entra");
+    assert_eq!(
+        u.title, "QA Specialist",
+        "overwritten once the user changed in Entra"
+    );
 }
 
 #[test]
@@ -351,7 +429,11 @@ fn an_expired_delta_token_falls_back_to_a_full_sync() {
         {"schedule": {}},
     ])));
     assert_ok(&r);
-    assert!(log_text(&r).contains("delta token expired"), "{}", log_text(&r));
+    assert!(
+        log_text(&r).contains("delta token expired"),
+        "{}",
+        log_text(&r)
+    );
     assert_eq!(linked(&r, &uid(3)).unwrap().title, "After the pause");
 }
 
@@ -361,9 +443,16 @@ fn one_user_notification_costs_at_most_four_rounds() {
     let good = sub["clientState"].as_str().unwrap().to_string();
     let mut u = entra_user(1);
     u["jobTitle"] = json!("Changed");
-    runner.world_mut().graph.upsert_user(u.as_object().unwrap().clone()).unwrap();
+    runner
+        .world_mut()
+        .graph
+        .upsert_user(u.as_object().unwrap().clone())
+        .unwrap();
     let before = runner.world().stats.rounds;
-    let rec = raw(&mut runner, json!({"value": [note(&sub, &good, TENANT, &uid(1))]}));
+    let rec = raw(
+        &mut runner,
+        json!({"value": [note(&sub, &good, TENANT, &uid(1))]}),
+    );
     assert!(rec.ok);
     let rounds = runner.world().stats.rounds - before;
     assert!(rounds <= 4, "one user notification took {rounds} rounds");

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value, json};
 
 use super::FakeGraph;
-use super::tests::{
+use super::test_support::{
     U, code, get, get_with, ids, message, now, request, send, send_json, setup, subscription_body,
     token_at,
 };
