@@ -118,6 +118,16 @@ impl Runner {
         }
     }
 
+    /// Calls `on-deploy` once, without resuming (to test what happens to a pending sync).
+    pub fn deploy_once(&mut self) -> StepRecord {
+        let mut rec = StepRecord::new(0, "deploy");
+        let result = self.call_once(&Handler::Deploy, &mut rec);
+        rec.error = result.error;
+        rec.summary = result.outcome.map(|o| o.summary);
+        rec.ok = rec.error.is_none();
+        rec
+    }
+
     /// Calls a handler, then `resume` while the component reports pending work.
     fn invoke(&mut self, handler: Handler, rec: &mut StepRecord) -> Option<Outcome> {
         let mut first = None;
@@ -243,6 +253,21 @@ impl Runner {
             }
             Step::Zenqms(ZenqmsChange::UpdateUser(fields)) => {
                 self.world_mut().zenqms.update_user(fields)?
+            }
+            Step::Zenqms(ZenqmsChange::FailWrites(f)) => {
+                self.world_mut().zenqms_outage = Some((f.status, f.count));
+            }
+            Step::Configure(changes) => {
+                for (key, value) in changes {
+                    if value.is_null() {
+                        self.scenario.instance.config.remove(key);
+                    } else {
+                        self.scenario
+                            .instance
+                            .config
+                            .insert(key.clone(), value.clone());
+                    }
+                }
             }
             Step::Webhook(spec) => {
                 let req = self.webhook_request(spec)?;

@@ -165,6 +165,9 @@ pub enum Step {
     Webhook(WebhookSpec),
     Notify(NotifySpec),
     Lifecycle(LifecycleSpec),
+    /// Extension: the admin edits the instance's configuration (takes effect on the next call;
+    /// a `null` value removes the key).
+    Configure(BTreeMap<String, Value>),
 }
 
 impl Step {
@@ -181,6 +184,7 @@ impl Step {
             Step::Webhook(_) => "webhook",
             Step::Notify(_) => "notify",
             Step::Lifecycle(_) => "lifecycle",
+            Step::Configure(_) => "configure",
         }
     }
 }
@@ -220,6 +224,20 @@ pub struct Membership {
 pub enum ZenqmsChange {
     /// A manual edit in ZenQMS: `id` plus the fields to set.
     UpdateUser(Map<String, Value>),
+    /// Extension: the next `count` ZenQMS write requests fail with `status` (an outage).
+    FailWrites(FailWrites),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailWrites {
+    #[serde(default = "unavailable")]
+    pub status: u16,
+    pub count: u32,
+}
+
+fn unavailable() -> u16 {
+    503
 }
 
 #[derive(Debug, Clone, Deserialize)]

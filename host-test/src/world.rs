@@ -51,6 +51,8 @@ pub struct World {
     pub webhook: Option<Webhook>,
     /// Handshakes performed (count), for tests.
     pub validations: u64,
+    /// A ZenQMS write outage: the next `count` writes answer `status`.
+    pub zenqms_outage: Option<(u16, u32)>,
 }
 
 /// `scheme://host[:port]` and the rest of an absolute URL, lowercasing the authority.
@@ -97,6 +99,7 @@ impl World {
             },
             webhook: None,
             validations: 0,
+            zenqms_outage: None,
         }
     }
 
@@ -144,6 +147,11 @@ impl World {
         let now = self.clock.now();
         if target == Some(Target::Graph)
             && let Some(refusal) = self.validate_subscription(req)
+        {
+            return Ok(refusal);
+        }
+        if target == Some(Target::Zenqms)
+            && let Some(refusal) = self.outage(req)
         {
             return Ok(refusal);
         }
@@ -200,6 +208,20 @@ impl World {
             }
         }
         None
+    }
+
+    /// Answers a ZenQMS write with the outage's status while an outage lasts.
+    fn outage(&mut self, req: &HttpRequest) -> Option<HttpResponse> {
+        let (status, left) = self.zenqms_outage?;
+        let is_write = req.method != "GET" && !req.url.contains("/v2/users/search");
+        if !is_write || left == 0 {
+            return None;
+        }
+        self.zenqms_outage = Some((status, left - 1));
+        Some(HttpResponse::json(
+            status,
+            &serde_json::json!({"error": {"code": "unavailable", "message": "simulated outage"}}),
+        ))
     }
 
     /// One request: one round trip.

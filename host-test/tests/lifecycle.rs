@@ -1,0 +1,306 @@
+//! Instance lifecycle through wasmtime: delete, redeploy, pause and resume, configuration changes.
+
+mod common;
+
+use common::*;
+use host_test::fake_zenqms::ZenqmsUser;
+use host_test::report::Report;
+use host_test::runner::Runner;
+use host_test::runtime::Runtime;
+use host_test::scenario::{Scenario, Step};
+use serde_json::{Value, json};
+
+/// 6 Entra users; ZenQMS has 2 of them unlinked (matched by email), one unrelated user, and one
+/// linked by an earlier deployment to a user the tenant still has.
+fn world(steps: Value) -> Value {
+    let users: Vec<Value> = (1..=6).map(entra_user).collect();
+    let groups = json!([{"id": gid(1), "displayName": "QA", "members": [uid(1), uid(2)]}]);
+    let zen = vec![
+        zen_user("u-a", "user1@contoso.com", None, &["r-admin"]),
+        zen_user("u-b", "user2@contoso.com", None, &[]),
+        zen_user("u-x", "outsider@contoso.com", None, &["r-qa"]),
+        zen_user("u-old", "user3@contoso.com", Some(&uid(3)), &[]),
+    ];
+    let mut s = scenario(
+        users,
+        groups,
+        zen,
+        json!([{"role": "r-qa", "groups": [gid(1)]}]),
+    );
+    s["steps"] = steps;
+    s
+}
+
+/// Every field but external_id, per user id.
+fn without_links(r: &Report) -> Vec<Value> {
+    r.zenqms
+        .users
+        .iter()
+        .map(|u| {
+            let mut v = serde_json::to_value(u).unwrap();
+            v.as_object_mut().unwrap().remove("external_id");
+            v
+        })
+        .collect()
+}
+
+fn links(r: &Report) -> usize {
+    r.zenqms
+        .users
+        .iter()
+        .filter(|u: &&ZenqmsUser| u.external_id.is_some())
+        .count()
+}
+
+#[test]
+fn delete_clears_every_link_changes_nothing_else_and_removes_subscriptions() {
+    let synced = run(world(json!([{"deploy": {}}])));
+    let deleted = run(world(json!([{"deploy": {}}, {"delete": {}}])));
+    assert_ok(&deleted);
+    assert_eq!(links(&synced), 6);
+    assert_eq!(links(&deleted), 0);
+    assert_eq!(
+        without_links(&synced),
+        without_links(&deleted),
+        "nothing but links changed"
+    );
+    assert!(deleted.entra.subscriptions.is_empty());
+    let summary = deleted.steps[1].summary.clone().unwrap();
+    assert!(summary.contains("6 external_id links cleared"), "{summary}");
+}
+
+#[test]
+fn deleting_twice_is_a_no_op_that_succeeds() {
+    let r = run(world(
+        json!([{"deploy": {}}, {"delete": {}}, {"delete": {}}]),
+    ));
+    assert_ok(&r);
+    let second = r.steps[2].summary.clone().unwrap();
+    assert!(second.contains("0 external_id links cleared"), "{second}");
+    assert!(
+        !r.steps[2]
+            .logs
+            .iter()
+            .any(|l| l.message == "ZenQMS user unlinked")
+    );
+}
+
+#[test]
+fn a_delete_that_meets_a_zenqms_outage_says_which_users_and_a_retry_finishes() {
+    let r = run(world(json!([
+        {"deploy": {}},
+        {"zenqms": {"fail_writes": {"status": 503, "count": 2}}},
+        {"delete": {}},
+        {"delete": {}},
+    ])));
+    let err = r.steps[2].error.clone().expect("first delete fails");
+    assert!(
+        err.contains("2 ZenQMS users could not be unlinked"),
+        "{err}"
+    );
+    assert!(err.contains("retryable"));
+    assert!(r.steps[3].ok, "{:?}", r.steps[3].error);
+    assert_eq!(links(&r), 0);
+}
+
+#[test]
+fn delete_then_redeploy_relinks_by_email_without_duplicates() {
+    let r = run(world(
+        json!([{"deploy": {}}, {"delete": {}}, {"deploy": {}}]),
+    ));
+    assert_ok(&r);
+    assert_eq!(
+        r.zenqms.users.len(),
+        4 + 3,
+        "4 seeded + users 4-6 created once"
+    );
+    assert_eq!(links(&r), 6);
+    assert_eq!(
+        by_id(&r, "u-a").external_id.as_deref(),
+        Some(uid(1).as_str())
+    );
+    assert_eq!(r.entra.subscriptions.len(), 2);
+}
+
+#[test]
+fn redeploying_twice_in_a_row_duplicates_nothing() {
+    let once = run(world(json!([{"deploy": {}}])));
+    let thrice = run(world(
+        json!([{"deploy": {}}, {"deploy": {}}, {"deploy": {}}]),
+    ));
+    assert_ok(&thrice);
+    assert_eq!(
+        serde_json::to_value(&once.zenqms.users).unwrap(),
+        serde_json::to_value(&thrice.zenqms.users).unwrap()
+    );
+    assert_eq!(thrice.entra.subscriptions.len(), 2);
+}
+
+#[test]
+fn a_redeploy_during_a_pending_initial_sync_starts_over_cleanly() {
+    let mut s = world(json!([]));
+    s["budget_ms"] = json!(1);
+    let mut runner = Runner::new(
+        Runtime::shared(),
+        Scenario::from_json(&s.to_string()).unwrap(),
+    );
+    let first = runner.deploy_once();
+    assert!(first.ok, "{:?}", first.error);
+    let resume: Step = serde_json::from_value(json!({"resume": {}})).unwrap();
+    // One more call: one batch done, still pending; now the admin redeploys.
+    let _ = runner.deploy_once();
+    let redeploy: Step = serde_json::from_value(json!({"deploy": {}})).unwrap();
+    let rec = runner.run_step(1, &redeploy);
+    assert!(rec.ok, "{:?}", rec.error);
+    assert!(
+        rec.logs.iter().any(|l| l.message.contains("abandoned")),
+        "{:?}",
+        rec.logs
+    );
+    let tail = runner.run_step(2, &resume);
+    let r = runner.report(vec![rec, tail]);
+    assert_eq!(links(&r), 6);
+    assert_eq!(r.zenqms.users.len(), 7, "no duplicates");
+    assert_eq!(r.entra.subscriptions.len(), 2);
+}
+
+#[test]
+fn a_two_day_pause_converges_on_the_first_schedule() {
+    let mut changed = entra_user(4);
+    changed["jobTitle"] = json!("Changed during the pause");
+    let r = run(world(json!([
+        {"deploy": {}},
+        {"entra": {"upsert_user": changed}},
+        {"entra": {"delete_user": uid(5)}},
+        {"entra": {"add_member": {"group": gid(1), "member": uid(6)}}},
+        {"advance": {"to": "2026-11-30T12:00:00Z"}},
+        {"schedule": {}},
+    ])));
+    assert_ok(&r);
+    assert_eq!(
+        linked(&r, &uid(4)).unwrap().title,
+        "Changed during the pause"
+    );
+    assert!(!linked(&r, &uid(5)).unwrap().is_active);
+    assert_eq!(linked(&r, &uid(6)).unwrap().roles, ["r-qa"]);
+    assert!(
+        !log_text(&r).contains("full sync"),
+        "a delta round suffices"
+    );
+}
+
+#[test]
+fn a_ten_day_pause_recovers_with_a_full_sync_and_a_month_also_with_new_subscriptions() {
+    let mut changed = entra_user(4);
+    changed["jobTitle"] = json!("Changed during the pause");
+    let steps = |to: &str| {
+        json!([
+            {"deploy": {}},
+            {"entra": {"upsert_user": changed.clone()}},
+            {"advance": {"to": to}},
+            {"schedule": {}},
+        ])
+    };
+    let r = run(world(steps("2026-12-08T12:00:00Z")));
+    assert_ok(&r);
+    assert!(log_text(&r).contains("delta token expired"));
+    assert_eq!(
+        linked(&r, &uid(4)).unwrap().title,
+        "Changed during the pause"
+    );
+    let r = run(world(steps("2026-12-30T12:00:00Z")));
+    assert_ok(&r);
+    let logs = log_text(&r);
+    assert!(logs.contains("delta token expired") && logs.contains("Graph subscription created"));
+    assert_eq!(r.entra.subscriptions.len(), 2);
+    assert_eq!(
+        linked(&r, &uid(4)).unwrap().title,
+        "Changed during the pause"
+    );
+}
+
+#[test]
+fn a_notification_from_a_replaced_subscription_is_rejected() {
+    let s = world(json!([{"deploy": {}}]));
+    let mut runner = Runner::new(
+        Runtime::shared(),
+        Scenario::from_json(&s.to_string()).unwrap(),
+    );
+    let steps = runner.run_steps(|_| {});
+    assert!(steps.iter().all(|s| s.ok));
+    let now = runner.world().clock.now();
+    let old = runner
+        .world()
+        .graph
+        .subscriptions(now)
+        .into_iter()
+        .find(|s| s["resource"] == "users")
+        .unwrap();
+    for (i, step) in [json!({"delete": {}}), json!({"deploy": {}})]
+        .into_iter()
+        .enumerate()
+    {
+        let step: Step = serde_json::from_value(step).unwrap();
+        assert!(runner.run_step(i + 1, &step).ok);
+    }
+    let mut u = entra_user(1);
+    u["jobTitle"] = json!("Stale change");
+    runner
+        .world_mut()
+        .graph
+        .upsert_user(u.as_object().unwrap().clone())
+        .unwrap();
+    let stale = json!({"webhook": {"method": "POST", "body": {"value": [{
+        "subscriptionId": old["id"], "clientState": old["clientState"], "changeType": "updated",
+        "resource": format!("Users/{}", uid(1)), "tenantId": TENANT,
+        "resourceData": {"@odata.type": "#Microsoft.Graph.User", "@odata.id": format!("Users/{}", uid(1)), "id": uid(1)},
+    }]}}});
+    let rec = runner.run_step(3, &serde_json::from_value(stale).unwrap());
+    assert!(
+        rec.logs
+            .iter()
+            .any(|l| l.message == "notification rejected: unknown subscription")
+    );
+    let r = runner.report(vec![rec]);
+    assert_eq!(linked(&r, &uid(1)).unwrap().title, "QA Specialist");
+}
+
+#[test]
+fn role_mappings_changed_on_redeploy() {
+    let r = run(world(json!([
+        {"deploy": {}},
+        {"configure": {"role_mappings": [{"role": "r-doc", "groups": [gid(1)]}]}},
+        {"deploy": {}},
+    ])));
+    assert_ok(&r);
+    // r-qa is no longer managed: its holders keep it; r-doc is newly assigned to the group.
+    assert_eq!(
+        linked(&r, &uid(1)).unwrap().roles,
+        ["r-admin", "r-doc", "r-qa"]
+    );
+    assert_eq!(linked(&r, &uid(2)).unwrap().roles, ["r-doc", "r-qa"]);
+    assert_eq!(by_id(&r, "u-x").roles, ["r-qa"]);
+}
+
+#[test]
+fn changed_credentials_are_used_and_a_tenant_change_is_refused_until_deleted() {
+    let other_tenant = "11111111-2222-3333-4444-555555555555";
+    let r = run(world(json!([
+        {"deploy": {}},
+        {"configure": {"entra_tenant_id": other_tenant}},
+        {"deploy": {}},
+        {"configure": {"entra_tenant_id": TENANT, "zenqms_api_token": "revoked"}},
+        {"deploy": {}},
+    ])));
+    let err = r.steps[2].error.clone().expect("tenant change refused");
+    assert!(
+        err.contains("entra_tenant_id changed") && err.contains("delete the instance first"),
+        "{err}"
+    );
+    let err = r.steps[4]
+        .error
+        .clone()
+        .expect("the new (wrong) token is used");
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(links(&r), 6, "nothing was unlinked or corrupted");
+}
