@@ -127,6 +127,10 @@ mod wasm {
         fn random_bytes(&self, n: usize) -> Vec<u8> {
             wasi::random::random::get_random_bytes(n as u64)
         }
+
+        fn wait(&self, ms: u32) {
+            wit_http::wait(ms);
+        }
     }
 
     fn instance(i: Instance) -> handlers::Instance {

@@ -114,4 +114,6 @@ pub trait Platform {
     fn elapsed_ms(&self) -> u64;
     /// Cryptographically secure random bytes.
     fn random_bytes(&self, n: usize) -> Vec<u8>;
+    /// Waits before a retry; counts against the call's budget.
+    fn wait(&self, ms: u32);
 }

@@ -118,6 +118,7 @@ mod tests {
         fn random_bytes(&self, n: usize) -> Vec<u8> {
             vec![7; n]
         }
+        fn wait(&self, _: u32) {}
     }
 
     fn req(query: &str, body: &[u8]) -> Request {

@@ -34,12 +34,74 @@ pub struct LogLine {
     pub fields: std::collections::BTreeMap<String, String>,
 }
 
-/// Per-call store data: WASI (clocks only in practice), the world, and the call's log.
+/// Per-call store data: WASI (clocks only in practice), the world, the call's log, and the
+/// memory limiter.
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub world: World,
     pub logs: Vec<LogLine>,
+    limiter: MemoryLimiter,
+}
+
+/// Caps the guest's linear memory and records its peak.
+struct MemoryLimiter {
+    limit: usize,
+    peak: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            return Ok(false); // the guest sees an allocation failure and aborts: a clean trap
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Resource limits for one call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest guest linear memory, bytes.
+    pub memory_bytes: usize,
+    /// Longest guest execution, in epoch ticks of [`TICK`].
+    pub cpu_ticks: u64,
+}
+
+/// The epoch tick: a background thread advances the engine's epoch this often.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 256 << 20,
+            cpu_ticks: 12_000, // two minutes of guest execution per call
+        }
+    }
+}
+
+/// What one call cost the host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallMetrics {
+    /// Real time spent in the call (guest code plus the simulated services' host code).
+    pub cpu: std::time::Duration,
+    /// Peak guest linear memory, bytes.
+    pub peak_memory: usize,
 }
 
 impl WasiView for CallState {
@@ -118,6 +180,7 @@ impl zenqms::entra_sync::log::Host for CallState {
 pub struct Runtime {
     engine: Engine,
     pre: IntegrationPre<CallState>,
+    pub limits: Limits,
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -131,14 +194,41 @@ impl Runtime {
     pub fn load(path: &str) -> Result<Runtime> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
+        let ticker = engine.weak();
+        std::thread::spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        });
         let component = Component::from_file(&engine, path)
             .map_err(|e| anyhow::anyhow!("loading component {path}: {e:?}"))?;
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Integration::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let pre = IntegrationPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(Runtime { engine, pre })
+        Ok(Runtime {
+            engine,
+            pre,
+            limits: Limits::default(),
+        })
+    }
+
+    /// A runtime of its own with other limits (compiles the component again).
+    pub fn with_limits(limits: Limits) -> Result<Runtime> {
+        let mut r = Runtime::load(COMPONENT_WASM)?;
+        r.limits = limits;
+        Ok(r)
+    }
+
+    /// Time to instantiate the pre-instantiated component once (for the benchmark).
+    pub fn instantiate_time(&self, world: World) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        let _ = self.call(world, |_, _| Ok(()));
+        started.elapsed()
     }
 
     /// The component's imports, as interface names (for the sandbox test).
@@ -170,13 +260,25 @@ impl Runtime {
             table: ResourceTable::new(),
             world,
             logs: Vec::new(),
+            limiter: MemoryLimiter {
+                limit: self.limits.memory_bytes,
+                peak: 0,
+            },
         };
         let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.limits.cpu_ticks);
+        store.epoch_deadline_trap();
+        let started = std::time::Instant::now();
         let result = self
             .pre
             .instantiate(&mut store)
             .and_then(|bindings| f(&bindings, &mut store));
-        let data = store.into_data();
+        let cpu = started.elapsed();
+        let mut data = store.into_data();
+        data.world.metrics.calls += 1;
+        data.world.metrics.cpu += cpu;
+        data.world.metrics.peak_memory = data.world.metrics.peak_memory.max(data.limiter.peak);
         (
             data.world,
             data.logs,

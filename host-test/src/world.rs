@@ -28,6 +28,8 @@ pub struct HttpStats {
     /// Sequential round trips: one per `send`, ceil(k / concurrency) per `send-all` of k.
     pub rounds: u64,
     pub by_target: BTreeMap<Target, u64>,
+    /// Virtual time the component spent waiting before retries.
+    pub waited_ms: u64,
 }
 
 /// Delivers a request to the instance's webhook as the platform would: to another worker,
@@ -53,6 +55,23 @@ pub struct World {
     pub validations: u64,
     /// A ZenQMS write outage: the next `count` writes answer `status`.
     pub zenqms_outage: Option<(u16, u32)>,
+    /// Cost of the calls made in this world so far.
+    pub metrics: Metrics,
+}
+
+/// Host-side cost of the component's calls.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Metrics {
+    pub calls: u64,
+    /// Real time inside wasmtime calls.
+    #[serde(serialize_with = "as_secs")]
+    pub cpu: std::time::Duration,
+    /// Peak guest linear memory over all calls, bytes.
+    pub peak_memory: usize,
+}
+
+fn as_secs<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 /// `scheme://host[:port]` and the rest of an absolute URL, lowercasing the authority.
@@ -100,6 +119,7 @@ impl World {
             webhook: None,
             validations: 0,
             zenqms_outage: None,
+            metrics: Metrics::default(),
         }
     }
 
@@ -222,6 +242,12 @@ impl World {
             status,
             &serde_json::json!({"error": {"code": "unavailable", "message": "simulated outage"}}),
         ))
+    }
+
+    /// The component waits (a retry's backoff): virtual time passes, no round trip.
+    pub fn wait(&mut self, ms: u32) {
+        self.stats.waited_ms += u64::from(ms);
+        self.clock.advance_ms(u64::from(ms));
     }
 
     /// One request: one round trip.
