@@ -158,6 +158,10 @@ impl zenqms::entra_sync::http::Host for CallState {
             .map(from_http)
             .collect()
     }
+
+    fn wait(&mut self, ms: u32) {
+        self.world.wait(ms);
+    }
 }
 
 impl zenqms::entra_sync::log::Host for CallState {
