@@ -1,14 +1,14 @@
 //! Applying plans to ZenQMS: writes sent side by side with `send-all`, each logged with its
 //! cause and field-level before -> after (the audit trail), failures counted and logged.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::failure::Failure;
 use crate::log::Log;
 use crate::plan::{self, Action, Directory, Planned, WriteKind};
 use crate::roles::RoleChange;
 use crate::state::Counts;
-use crate::zenqms::api::{self, Call};
+use crate::zenqms::api::{self, Call, ZUser};
 use crate::zenqms::{WriteError, Zenqms};
 
 /// One write and what it is about, for counting and the audit log.
@@ -116,6 +116,7 @@ impl<'a> Applier<'a> {
         }
         let calls: Vec<Call> = writes.iter().map(|w| w.call.clone()).collect();
         let results = self.zen.write_all(&calls);
+        let results = self.recheck_creates(&writes, results);
         let mut systemic = None;
         for (w, result) in writes.into_iter().zip(results) {
             match result {
@@ -168,6 +169,45 @@ impl<'a> Applier<'a> {
             "deactivated" => c.deactivated += 1,
             _ => {}
         }
+    }
+
+    /// A create that failed ambiguously (timeout, 5xx) may have happened: look the user up by
+    /// external_id before sending it again, so a retry never creates a duplicate.
+    fn recheck_creates(
+        &self,
+        writes: &[Write],
+        mut results: Vec<Result<ZUser, WriteError>>,
+    ) -> Vec<Result<ZUser, WriteError>> {
+        let ambiguous: Vec<usize> = writes
+            .iter()
+            .zip(&results)
+            .enumerate()
+            .filter(|(_, (w, r))| {
+                w.kind == "created" && matches!(r, Err(e) if e.status.is_none_or(|s| s >= 500))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if ambiguous.is_empty() {
+            return results;
+        }
+        let lookups: Vec<Call> = ambiguous
+            .iter()
+            .map(|i| api::search_users(json!({ "external_id": writes[*i].entra_id }), 1))
+            .collect();
+        let found = self.zen.search_each(&lookups);
+        let mut resend = Vec::new();
+        for (i, hit) in ambiguous.into_iter().zip(found) {
+            match hit {
+                Ok(Some(user)) => results[i] = Ok(user),
+                Ok(None) => resend.push(i),
+                Err(_) => {} // still failing: keep the original error
+            }
+        }
+        let calls: Vec<Call> = resend.iter().map(|i| writes[*i].call.clone()).collect();
+        for (i, r) in resend.into_iter().zip(self.zen.write_all(&calls)) {
+            results[i] = r;
+        }
+        results
     }
 
     /// Applies role changes side by side (one add and/or one remove call per user).

@@ -17,6 +17,8 @@ pub const KEYS: &[&str] = &[
     "zenqms_base_url",
     "zenqms_api_token",
     "role_mappings",
+    "max_deactivations",
+    "allow_mass_deactivation",
 ];
 
 /// A credential. `Debug` is redacted so it cannot slip into a log line or an error by accident.
@@ -58,6 +60,10 @@ pub struct Config {
     pub zenqms_base_url: String,
     pub zenqms_api_token: Secret,
     pub role_mappings: Vec<RoleMapping>,
+    /// Most deactivations one run may make; none: 10% of linked users, at least 10.
+    pub max_deactivations: Option<u32>,
+    /// Lets the next deploy's full sync exceed the limit once.
+    pub allow_mass_deactivation: bool,
 }
 
 impl Config {
@@ -65,6 +71,12 @@ impl Config {
     pub fn mapped_groups(&self) -> Vec<String> {
         let set: BTreeSet<&String> = self.role_mappings.iter().flat_map(|m| &m.groups).collect();
         set.into_iter().cloned().collect()
+    }
+
+    /// The deactivation limit for a directory with `linked` linked users.
+    pub fn deactivation_limit(&self, linked: usize) -> usize {
+        self.max_deactivations
+            .map_or_else(|| linked.div_ceil(10).max(10), |m| m as usize)
     }
 
     /// Every mapped role id, sorted.
@@ -171,6 +183,27 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
         None => Vec::new(),
         Some(text) => parse_mappings(&text, &mut problems),
     };
+    let max_deactivations = get("max_deactivations").and_then(|v| match v.parse::<u32>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            problems.push(format!(
+                "'max_deactivations' must be a whole number of users, got '{v}'"
+            ));
+            None
+        }
+    });
+    let allow_mass_deactivation =
+        match get("allow_mass_deactivation").map(|v| v.to_ascii_lowercase()) {
+            None => false,
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(v) => {
+                problems.push(format!(
+                    "'allow_mass_deactivation' must be true or false, got '{v}'"
+                ));
+                false
+            }
+        };
     if problems.is_empty() {
         Ok(Config {
             tenant_id,
@@ -179,6 +212,8 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             zenqms_base_url,
             zenqms_api_token,
             role_mappings,
+            max_deactivations,
+            allow_mass_deactivation,
         })
     } else {
         Err(ConfigErrors(problems))
@@ -355,6 +390,27 @@ mod tests {
     fn loopback_http_allowed_for_local_testing() {
         let c = parse(&pairs(&[("zenqms_base_url", "http://127.0.0.1:8088")])).unwrap();
         assert_eq!(c.zenqms_base_url, "http://127.0.0.1:8088");
+    }
+
+    #[test]
+    fn deactivation_limit_defaults_to_ten_percent_at_least_ten() {
+        let c = parse(&pairs(&[])).unwrap();
+        assert_eq!(c.deactivation_limit(0), 10);
+        assert_eq!(c.deactivation_limit(250), 25);
+        assert_eq!(c.deactivation_limit(1001), 101);
+        let c = parse(&pairs(&[
+            ("max_deactivations", "3"),
+            ("allow_mass_deactivation", "TRUE"),
+        ]))
+        .unwrap();
+        assert_eq!(c.deactivation_limit(1000), 3);
+        assert!(c.allow_mass_deactivation);
+        let e = parse(&pairs(&[
+            ("max_deactivations", "-1"),
+            ("allow_mass_deactivation", "yes"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Credentials only ever go to `login.microsoftonline.com` and `graph.microsoft.com` over https:
 //! every URL Graph hands back (`@odata.nextLink`) is checked before the bearer token is attached.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use crate::config::{Config, Secret};
 use crate::entra::USER_SELECT;
 use crate::failure::Failure;
+use crate::log::Log;
 use crate::platform::{HttpResult, Method, Platform, Request, Response};
 use crate::roles::Memberships;
 use crate::url::{Url, encode};
@@ -92,10 +94,13 @@ pub fn parse_token(result: HttpResult) -> Result<Secret, Failure> {
     Err(failure)
 }
 
-/// Graph calls made with one access token.
+/// Graph calls with an access token, refreshed once if Graph answers 401 (expired token).
 pub struct Graph<'a> {
     platform: &'a dyn Platform,
-    token: Secret,
+    token: RefCell<Secret>,
+    /// The token request, to refresh with; none when refreshing is not possible.
+    refresh: Option<Request>,
+    refreshed: Cell<bool>,
 }
 
 /// Checks that a URL may receive the Graph bearer token.
@@ -134,12 +139,79 @@ pub fn error_text(body: &[u8]) -> String {
 }
 
 impl<'a> Graph<'a> {
-    pub fn new(platform: &'a dyn Platform, token: Secret) -> Self {
-        Graph { platform, token }
+    pub fn new(platform: &'a dyn Platform, token: Secret, config: Option<&Config>) -> Self {
+        Graph {
+            platform,
+            token: RefCell::new(token),
+            refresh: config.map(token_request),
+            refreshed: Cell::new(false),
+        }
     }
 
-    pub fn token(&self) -> &Secret {
-        &self.token
+    fn auth(&self) -> (String, String) {
+        let token = self.token.borrow();
+        (
+            "authorization".to_string(),
+            format!("Bearer {}", token.expose()),
+        )
+    }
+
+    /// Gets a new token once per call; true if it did.
+    fn refresh_token(&self) -> bool {
+        let Some(req) = self.refresh.clone().filter(|_| !self.refreshed.get()) else {
+            return false;
+        };
+        self.refreshed.set(true);
+        match parse_token(self.platform.send(req)) {
+            Ok(t) => {
+                *self.token.borrow_mut() = t;
+                Log::new(self.platform).info("Graph access token refreshed after a 401", &[]);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn reauthorize(&self, mut req: Request) -> Request {
+        req.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        req.headers.insert(0, self.auth());
+        req
+    }
+
+    /// Sends one request; on a Graph 401 refreshes the token once and resends.
+    pub fn send(&self, req: Request) -> HttpResult {
+        let result = self.platform.send(req.clone());
+        if matches!(&result, Ok(r) if r.status == 401) && self.refresh_token() {
+            return self.platform.send(self.reauthorize(req));
+        }
+        result
+    }
+
+    /// Sends requests side by side (Graph's and others'); Graph 401s are resent once with a
+    /// refreshed token.
+    pub fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+        let mut results = self.platform.send_all(reqs.clone());
+        let unauthorized: Vec<usize> = results
+            .iter()
+            .zip(&reqs)
+            .enumerate()
+            .filter(|(_, (r, q))| {
+                matches!(r, Ok(resp) if resp.status == 401)
+                    && Url::parse(&q.url).is_ok_and(|u| u.host == GRAPH_HOST)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !unauthorized.is_empty() && self.refresh_token() {
+            let again = unauthorized
+                .iter()
+                .map(|i| self.reauthorize(reqs[*i].clone()))
+                .collect();
+            for (i, r) in unauthorized.iter().zip(self.platform.send_all(again)) {
+                results[*i] = r;
+            }
+        }
+        results
     }
 
     pub fn request(
@@ -149,10 +221,7 @@ impl<'a> Graph<'a> {
         body: Option<Value>,
     ) -> Result<Request, Failure> {
         check_graph_url(url)?;
-        let mut headers = vec![(
-            "authorization".to_string(),
-            format!("Bearer {}", self.token.expose()),
-        )];
+        let mut headers = vec![self.auth()];
         if body.is_some() {
             headers.push(("content-type".into(), "application/json".into()));
         }
@@ -178,7 +247,7 @@ impl<'a> Graph<'a> {
     /// Reads one page of a collection from a full URL (a first-page URL or a nextLink).
     pub fn page(&self, url: &str, what: &str) -> Result<Page, Failure> {
         let req = self.request(Method::Get, url, None)?;
-        let resp = Self::ok(self.platform.send(req), what)?;
+        let resp = Self::ok(self.send(req), what)?;
         parse_page(&resp.body, what)
     }
 
@@ -208,8 +277,7 @@ impl<'a> Graph<'a> {
                 self.request(Method::Get, &url, None)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.platform
-            .send_all(reqs)
+        self.send_all(reqs)
             .into_iter()
             .map(|r| match r {
                 Ok(resp) if resp.status == 404 => Ok(false),
@@ -266,7 +334,7 @@ impl<'a> Graph<'a> {
                 .iter()
                 .map(|(_, url)| self.request(Method::Get, url, None))
                 .collect::<Result<Vec<_>, _>>()?;
-            let results = self.platform.send_all(reqs);
+            let results = self.send_all(reqs);
             let mut next = Vec::new();
             for ((key, _), result) in cursors.into_iter().zip(results) {
                 if matches!(&result, Ok(r) if r.status == 404) {
@@ -353,7 +421,7 @@ impl<'a> Graph<'a> {
             .map(|u| self.request(Method::Get, u, None))
             .collect::<Result<Vec<_>, _>>()?;
         let mut links = Vec::new();
-        for result in self.platform.send_all(reqs) {
+        for result in self.send_all(reqs) {
             let resp = Self::ok(result, "starting delta tracking")?;
             let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
             let link = v["@odata.deltaLink"]
@@ -374,7 +442,7 @@ impl<'a> Graph<'a> {
         let mut url = link.to_string();
         loop {
             let req = self.request(Method::Get, &url, None)?;
-            let result = self.platform.send(req);
+            let result = self.send(req);
             if let Ok(r) = &result {
                 let code = error_text(&r.body).to_ascii_lowercase();
                 let expired =

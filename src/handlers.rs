@@ -9,7 +9,8 @@ use crate::graph::{self, Graph};
 use crate::log::Log;
 use crate::platform::{Platform, Request, Response};
 use crate::realtime::Realtime;
-use crate::state::{Counts, DeltaLinks, Finished, FullSync, Phase, Queue, State};
+use crate::retry::Resilient;
+use crate::state::{Blocked, Counts, DeltaLinks, Finished, FullSync, Phase, Queue, State};
 use crate::subscriptions::{self, Subscriptions};
 use crate::sync::Engine;
 use crate::webhook::{self, Inbound, Notification};
@@ -62,9 +63,43 @@ impl From<Failure> for CallFailure {
 
 type CallResult = Result<Outcome, CallFailure>;
 
-/// Logs the call's one summary line (or its failure) and passes the result on.
-fn finish(p: &dyn Platform, what: &str, result: CallResult) -> CallResult {
+/// Runs a handler over a retrying platform, turns a transient failure that ran out of budget
+/// into a checkpoint (`pending`), and logs the call's one summary line (or its failure).
+fn call(
+    p: &dyn Platform,
+    budget_ms: u32,
+    what: &str,
+    handler: impl FnOnce(&dyn Platform) -> CallResult,
+) -> CallResult {
+    let resilient = Resilient::new(p, budget_ms);
+    let mut result = handler(&resilient);
+    if let Err(f) = &result
+        && f.retryable
+        && resilient.out_of_budget()
+        && let Some(state) = &f.state
+    {
+        result = Ok(Outcome {
+            // A webhook's work is queued in state: Graph need not redeliver it.
+            response: (what == "webhook")
+                .then(|| Response::text(202, "application/json", "{\"queued\": true}")),
+            state: Some(state.clone()),
+            pending: true,
+            summary: format!(
+                "{what}: paused, budget spent waiting on a transient failure ({}); continues on resume",
+                f.message
+            ),
+        });
+    }
     let log = Log::new(p);
+    if result.is_ok() && resilient.retries() > 0 {
+        log.info(
+            "transient failures retried",
+            &[
+                ("call", what),
+                ("retries", &resilient.retries().to_string()),
+            ],
+        );
+    }
     match &result {
         Ok(o) => log.info(&o.summary, &[("call", what), ("status", "ok")]),
         Err(f) => log.error(
@@ -85,12 +120,12 @@ fn parse_config(inst: &Instance) -> Result<Config, Failure> {
 
 fn get_token<'a>(p: &'a dyn Platform, config: &Config) -> Result<Graph<'a>, Failure> {
     let token = graph::parse_token(p.send(graph::token_request(config)))?;
-    Ok(Graph::new(p, token))
+    Ok(Graph::new(p, token, Some(config)))
 }
 
 /// `on-deploy`: validate, check both connections, (re)start the initial sync.
 pub fn deploy(p: &dyn Platform, inst: &Instance) -> CallResult {
-    finish(p, "deploy", deploy_inner(p, inst))
+    call(p, inst.budget_ms, "deploy", |p| deploy_inner(p, inst))
 }
 
 fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
@@ -150,12 +185,19 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
         );
     }
     state.tenant_id = Some(config.tenant_id.clone());
-    let graph = Graph::new(p, token);
+    let graph = Graph::new(p, token, Some(&config));
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
     if let Err(f) = subs.ensure(&mut state.subscriptions, TimeDelta::MAX) {
         return Err(keep(&state, f));
     }
-    start_full_sync(p, &graph, &mut state, "deploy").map_err(|f| keep(&state, f))?;
+    start_full_sync(
+        p,
+        &graph,
+        &mut state,
+        "deploy",
+        config.allow_mass_deactivation,
+    )
+    .map_err(|f| keep(&state, f))?;
     let run = &state.full_sync.as_ref().expect("just started").run_id;
     log.info(
         "initial sync started",
@@ -189,6 +231,7 @@ fn start_full_sync(
     graph: &Graph<'_>,
     state: &mut State,
     why: &str,
+    allow_mass: bool,
 ) -> Result<(), Failure> {
     let (users, groups) = graph.delta_latest()?;
     let now = p.now();
@@ -208,6 +251,10 @@ fn start_full_sync(
         batches: 0,
         calls: 0,
         totals: Counts::default(),
+        deferred: Vec::new(),
+        allow_mass,
+        guard_checked: false,
+        blocked: None,
     });
     Ok(())
 }
@@ -216,7 +263,7 @@ fn start_full_sync(
 fn run_full_sync(
     p: &dyn Platform,
     config: &Config,
-    graph: Graph<'_>,
+    graph: &Graph<'_>,
     mut state: State,
     budget_ms: u32,
 ) -> CallResult {
@@ -240,10 +287,17 @@ fn run_full_sync(
         }
     };
     if progress.finished {
+        let held = sync.blocked.as_ref().map_or(String::new(), |b| {
+            format!(
+                "; {} DEACTIVATIONS HELD BACK (limit {}): see the error above",
+                b.count, b.limit
+            )
+        });
         let summary = format!(
-            "initial sync {} complete: {} batches in {} calls; {}",
+            "initial sync {} complete: {} batches in {} calls; {}{held}",
             sync.run_id, sync.batches, sync.calls, sync.totals
         );
+        state.blocked = sync.blocked.clone();
         state.last_full_sync = Some(Finished {
             run_id: sync.run_id,
             started_at: sync.started_at,
@@ -275,9 +329,9 @@ fn run_full_sync(
 /// `on-event`.
 pub fn event(p: &dyn Platform, inst: &Instance, event: &Event) -> CallResult {
     match event {
-        Event::Webhook(req) => finish(p, "webhook", on_webhook(p, inst, req)),
-        Event::Resume => finish(p, "resume", on_resume(p, inst)),
-        Event::Schedule => finish(p, "schedule", on_schedule(p, inst)),
+        Event::Webhook(req) => call(p, inst.budget_ms, "webhook", |p| on_webhook(p, inst, req)),
+        Event::Resume => call(p, inst.budget_ms, "resume", |p| on_resume(p, inst)),
+        Event::Schedule => call(p, inst.budget_ms, "schedule", |p| on_schedule(p, inst)),
     }
 }
 
@@ -335,13 +389,7 @@ fn continue_work(
         });
     }
     if state.full_sync.is_some() {
-        return run_full_sync(
-            p,
-            config,
-            Graph::new(p, graph.token().clone()),
-            state,
-            budget_ms,
-        );
+        return run_full_sync(p, config, graph, state, budget_ms);
     }
     Ok(nothing(format!("{what}: no checkpointed work")))
 }
@@ -357,6 +405,21 @@ fn on_schedule(p: &dyn Platform, inst: &Instance) -> CallResult {
     }
     if state.tenant_id.is_none() {
         return Ok(nothing("schedule: instance not deployed".into()));
+    }
+    if let Some(b) = &state.blocked {
+        log.error(
+            "deactivations are still held back by the mass-deactivation guard",
+            &[
+                ("deactivations", &b.count.to_string()),
+                ("limit", &b.limit.to_string()),
+                ("since", &b.since.to_rfc3339()),
+                ("sample_entra_ids", &b.sample.join(",")),
+                (
+                    "fix",
+                    "raise max_deactivations or set allow_mass_deactivation=true and redeploy",
+                ),
+            ],
+        );
     }
     let graph = get_token(p, &config)?;
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
@@ -384,10 +447,46 @@ fn on_schedule(p: &dyn Platform, inst: &Instance) -> CallResult {
             "delta token expired or missing: running a full sync instead of the delta backstop",
             &[],
         );
-        start_full_sync(p, &graph, &mut state, "delta-expired").map_err(|f| keep(&state, f))?;
-        return run_full_sync(p, &config, graph, state, inst.budget_ms);
+        start_full_sync(p, &graph, &mut state, "delta-expired", false)
+            .map_err(|f| keep(&state, f))?;
+        return run_full_sync(p, &config, &graph, state, inst.budget_ms);
     };
-    let users: Vec<String> = user_items.iter().filter_map(item_id).collect();
+    let mut users: Vec<String> = user_items.iter().filter_map(item_id).collect();
+    // The guard also covers the backstop: a round that would deactivate more users than the
+    // limit deactivates none of them (their other changes wait for the admin too).
+    let leaving: Vec<String> = user_items
+        .iter()
+        .filter(|u| {
+            u.get("@removed").is_some() || u.get("accountEnabled") == Some(&Value::Bool(false))
+        })
+        .filter_map(item_id)
+        .collect();
+    if leaving.len() > 10 {
+        let zen = Zenqms::new(p, &config);
+        let linked = zen
+            .count(json!({ "has_external_id": true }))
+            .map_err(|f| keep(&state, f))?;
+        let limit = config.deactivation_limit(linked as usize);
+        if leaving.len() > limit {
+            let sample: Vec<String> = leaving.iter().take(10).cloned().collect();
+            log.error(
+                "mass deactivation blocked: the delta round's leavers were not applied",
+                &[
+                    ("deactivations", &leaving.len().to_string()),
+                    ("limit", &limit.to_string()),
+                    ("sample_entra_ids", &sample.join(",")),
+                    ("fix", "check the directory; if intended, raise max_deactivations or set allow_mass_deactivation=true and redeploy"),
+                ],
+            );
+            users.retain(|u| !leaving.contains(u));
+            state.blocked = Some(Blocked {
+                count: leaving.len(),
+                limit,
+                since: now,
+                sample,
+            });
+        }
+    }
     let groups: Vec<String> = group_items
         .iter()
         .filter(|g| g.get("members@delta").is_some() || g.get("@removed").is_some())
@@ -573,7 +672,7 @@ fn lifecycle_event(
 
 /// `on-delete`: delete our subscriptions and clear every external_id link, changing nothing else.
 pub fn delete(p: &dyn Platform, inst: &Instance) -> CallResult {
-    finish(p, "delete", delete_inner(p, inst))
+    call(p, inst.budget_ms, "delete", |p| delete_inner(p, inst))
 }
 
 fn delete_inner(p: &dyn Platform, inst: &Instance) -> CallResult {

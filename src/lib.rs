@@ -14,6 +14,7 @@ pub mod log;
 pub mod plan;
 pub mod platform;
 pub mod realtime;
+pub mod retry;
 pub mod roles;
 pub mod state;
 pub mod subscriptions;

@@ -96,7 +96,7 @@ impl<'a> Realtime<'a> {
             group_calls.push(r.len());
             reqs.extend(r);
         }
-        let mut answers = self.platform.send_all(reqs).into_iter();
+        let mut answers = self.graph.send_all(reqs).into_iter();
         let mut users = Vec::new();
         for _ in ids {
             let raw = Graph::read_user(answers.next().expect("one answer per request"))?;

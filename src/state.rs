@@ -27,6 +27,8 @@ pub struct State {
     pub delta: Option<DeltaLinks>,
     /// Users and groups whose notifications were accepted but not yet processed.
     pub queue: Queue,
+    /// Deactivations the mass-deactivation guard is holding back, until an admin acts.
+    pub blocked: Option<Blocked>,
 }
 
 /// Stored delta links (opaque Graph URLs) and when they were issued (tokens live 7 days).
@@ -99,6 +101,37 @@ pub struct FullSync {
     /// Handler calls this run has taken so far.
     pub calls: u32,
     pub totals: Counts,
+    /// Deactivations planned so far, held back until the whole run's count is known and
+    /// checked against the mass-deactivation limit.
+    #[serde(default)]
+    pub deferred: Vec<Deferred>,
+    /// Whether this run may exceed the limit (`allow_mass_deactivation` on the deploy).
+    #[serde(default)]
+    pub allow_mass: bool,
+    /// The deferred deactivations passed the check (or were blocked: see `blocked`).
+    #[serde(default)]
+    pub guard_checked: bool,
+    #[serde(default)]
+    pub blocked: Option<Blocked>,
+}
+
+/// A deactivation the full sync plans, applied after the mass-deactivation check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferred {
+    pub zenqms_id: String,
+    pub entra_id: String,
+    pub upn: String,
+    pub reason: String,
+}
+
+/// Deactivations held back by the mass-deactivation guard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub count: usize,
+    pub limit: usize,
+    pub since: DateTime<Utc>,
+    /// Entra ids of a few of them, for the admin.
+    pub sample: Vec<String>,
 }
 
 /// Where a full sync stands. Each phase is safe to repeat from its start.
@@ -107,8 +140,10 @@ pub struct FullSync {
 pub enum Phase {
     /// Planning users page by page; `next` is the Graph URL of the next page to process.
     Users { next: String },
-    /// Deactivating linked ZenQMS users whose Entra object is gone.
+    /// Finding linked ZenQMS users whose Entra object is gone.
     Leavers,
+    /// Applying the deferred deactivations, if the guard allows.
+    Deactivations,
     /// Bringing mapped roles in line with group membership.
     Roles,
 }
@@ -223,6 +258,10 @@ mod tests {
             batches: 2,
             calls: 1,
             totals: Counts::default(),
+            deferred: Vec::new(),
+            allow_mass: false,
+            guard_checked: false,
+            blocked: None,
         });
         assert_eq!(State::parse(Some(&s.to_json())).unwrap(), s);
     }

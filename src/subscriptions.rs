@@ -105,7 +105,7 @@ impl<'a> Subscriptions<'a> {
             Some(body),
         )?;
         let resp = self
-            .platform
+            .graph
             .send(req)
             .map_err(|e| Failure::http("Microsoft Graph", &e))?;
         if resp.status == 409 {
@@ -179,7 +179,7 @@ impl<'a> Subscriptions<'a> {
             Some(json!({ "expirationDateTime": iso(expires) })),
         )?;
         let resp = self
-            .platform
+            .graph
             .send(req)
             .map_err(|e| Failure::http("Microsoft Graph", &e))?;
         if resp.status == 404 {
@@ -216,7 +216,7 @@ impl<'a> Subscriptions<'a> {
         let url = format!("{GRAPH_BASE}/subscriptions/{}", encode(id));
         let req = self.graph.request(Method::Delete, &url, None)?;
         let resp = self
-            .platform
+            .graph
             .send(req)
             .map_err(|e| Failure::http("Microsoft Graph", &e))?;
         if resp.is_success() || resp.status == 404 {

@@ -12,15 +12,50 @@ use crate::entra::EntraUser;
 use crate::failure::Failure;
 use crate::graph::Graph;
 use crate::log::Log;
-use crate::plan::{self, Action, Directory};
+use crate::plan::{self, Action, Directory, Planned, WriteKind};
 use crate::platform::Platform;
 use crate::roles::{self, RoleChange};
-use crate::state::{Counts, FullSync, Phase};
+use crate::state::{Blocked, Counts, Deferred, FullSync, Phase};
 use crate::zenqms::Zenqms;
 use crate::zenqms::api::{self, ZUser};
 
 /// Role writes sent per step (one `send-all`), so the budget is checked between them.
 const ROLE_CHUNK: usize = 200;
+/// Deactivations sent per step.
+const DEACTIVATION_CHUNK: usize = 100;
+
+/// Takes a plan's deactivation (is_active true -> false) out into `deferred`; returns what is
+/// left to apply now, if anything.
+fn defer_deactivation(mut p: Planned, deferred: &mut Vec<Deferred>) -> Option<Planned> {
+    let Action::Write {
+        zenqms_id,
+        kind,
+        changes,
+    } = &mut p.action
+    else {
+        return Some(p);
+    };
+    let Some(pos) = changes
+        .iter()
+        .position(|c| c.field == "is_active" && c.after == serde_json::Value::Bool(false))
+    else {
+        return Some(p);
+    };
+    changes.remove(pos);
+    deferred.push(Deferred {
+        zenqms_id: zenqms_id.clone(),
+        entra_id: p.entra_id.clone(),
+        upn: p.upn.clone(),
+        reason: "disabled in Entra".into(),
+    });
+    if changes.is_empty() {
+        return None;
+    }
+    if *kind == WriteKind::Deactivate {
+        *kind = WriteKind::Update;
+    }
+    Some(p)
+}
 
 /// How one call of a full sync ended.
 pub struct Progress {
@@ -33,7 +68,7 @@ pub struct Progress {
 pub struct Engine<'a> {
     platform: &'a dyn Platform,
     config: &'a Config,
-    graph: Graph<'a>,
+    graph: &'a Graph<'a>,
     out: Applier<'a>,
     budget_ms: u64,
     role_plan: Option<Vec<RoleChange>>,
@@ -44,7 +79,7 @@ impl<'a> Engine<'a> {
     pub fn new(
         platform: &'a dyn Platform,
         config: &'a Config,
-        graph: Graph<'a>,
+        graph: &'a Graph<'a>,
         budget_ms: u64,
         cause: &str,
     ) -> Result<Self, Failure> {
@@ -92,7 +127,7 @@ impl<'a> Engine<'a> {
     fn step_once(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
         match sync.phase.clone() {
             Phase::Users { next } => {
-                let following = self.users_page(&next)?;
+                let following = self.users_page(&next, &mut sync.deferred)?;
                 sync.batches += 1;
                 sync.phase = match following {
                     Some(url) => Phase::Users { next: url },
@@ -101,16 +136,27 @@ impl<'a> Engine<'a> {
                 Ok(false)
             }
             Phase::Leavers => {
-                self.leavers()?;
-                sync.phase = Phase::Roles;
+                self.leavers(&mut sync.deferred)?;
+                sync.phase = Phase::Deactivations;
+                Ok(false)
+            }
+            Phase::Deactivations => {
+                if self.deactivations(sync)? {
+                    sync.phase = Phase::Roles;
+                }
                 Ok(false)
             }
             Phase::Roles => self.roles_chunk(),
         }
     }
 
-    /// One batch: read a page of (up to) 100 users, plan it, apply it.
-    fn users_page(&mut self, url: &str) -> Result<Option<String>, Failure> {
+    /// One batch: read a page of (up to) 100 users, plan it, apply it — except deactivations,
+    /// which are deferred until the run's total is known (the mass-deactivation guard).
+    fn users_page(
+        &mut self,
+        url: &str,
+        deferred: &mut Vec<Deferred>,
+    ) -> Result<Option<String>, Failure> {
         let page = self.graph.page(url, "listing users")?;
         let mut users = Vec::with_capacity(page.items.len());
         for item in &page.items {
@@ -125,15 +171,18 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let plans = plan::plan_batch(&users, &self.out.dir);
+        let plans = plan::plan_batch(&users, &self.out.dir)
+            .into_iter()
+            .filter_map(|p| defer_deactivation(p, deferred))
+            .collect();
         self.out.apply(plans)?;
         Ok(page.next)
     }
 
-    /// Deactivates linked ZenQMS users whose Entra object no longer exists. Each candidate is
-    /// confirmed with its own Graph read (404) first, so a truncated listing cannot turn active
-    /// employees into leavers.
-    fn leavers(&mut self) -> Result<(), Failure> {
+    /// Finds linked ZenQMS users whose Entra object no longer exists and defers their
+    /// deactivation. Each candidate is confirmed with its own Graph read (404) first, so a
+    /// truncated listing cannot turn active employees into leavers.
+    fn leavers(&mut self, deferred: &mut Vec<Deferred>) -> Result<(), Failure> {
         if self.out.dir.linked().next().is_none() {
             return Ok(());
         }
@@ -147,25 +196,81 @@ impl<'a> Engine<'a> {
         }
         let entra_ids: Vec<String> = candidates.iter().filter_map(plan::link_of).collect();
         let exists = self.graph.users_exist(&entra_ids)?;
-        let writes = candidates
+        for ((z, entra_id), still_there) in candidates.iter().zip(entra_ids).zip(exists) {
+            if !still_there && !deferred.iter().any(|d| d.zenqms_id == z.id) {
+                deferred.push(Deferred {
+                    zenqms_id: z.id.clone(),
+                    entra_id,
+                    upn: String::new(),
+                    reason: "no longer in Entra (Graph answers 404)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the run's deferred deactivations against the limit once, then applies them a
+    /// chunk per step. Returns true when none is left (applied, or held back by the guard).
+    fn deactivations(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
+        if !sync.guard_checked {
+            sync.guard_checked = true;
+            let limit = self
+                .config
+                .deactivation_limit(self.out.dir.linked().count());
+            let count = sync.deferred.len();
+            if count > limit && !sync.allow_mass {
+                let sample: Vec<String> = sync
+                    .deferred
+                    .iter()
+                    .take(10)
+                    .map(|d| d.entra_id.clone())
+                    .collect();
+                self.out.log.error(
+                    "mass deactivation blocked: nobody was deactivated",
+                    &[
+                        ("cause", &self.out.cause),
+                        ("deactivations", &count.to_string()),
+                        ("limit", &limit.to_string()),
+                        ("sample_entra_ids", &sample.join(",")),
+                        ("fix", "check the directory; if intended, raise max_deactivations or set allow_mass_deactivation=true and redeploy"),
+                    ],
+                );
+                sync.blocked = Some(Blocked {
+                    count,
+                    limit,
+                    since: self.platform.now(),
+                    sample,
+                });
+                sync.deferred.clear();
+                return Ok(true);
+            }
+            if count > limit {
+                self.out.log.warn(
+                    "mass deactivation allowed by allow_mass_deactivation=true for this deploy; unset it again",
+                    &[("deactivations", &count.to_string()), ("limit", &limit.to_string())],
+                );
+            }
+        }
+        let n = sync.deferred.len().min(DEACTIVATION_CHUNK);
+        let writes = sync.deferred[..n]
             .iter()
-            .zip(entra_ids)
-            .zip(exists)
-            .filter(|(_, still_there)| !still_there)
-            .map(|((z, entra_id), _)| {
+            .filter_map(|d| {
+                let z = self.out.dir.get(&d.zenqms_id).filter(|z| z.is_active)?;
                 let Action::Write { changes, .. } = plan::deactivate(z) else {
                     unreachable!("deactivate plans a write")
                 };
-                Write {
+                Some(Write {
                     call: api::update_user(&z.id, plan::patch_fields(&changes)),
-                    entra_id,
-                    upn: String::new(),
+                    entra_id: d.entra_id.clone(),
+                    upn: d.upn.clone(),
                     kind: "deactivated",
                     changes,
-                }
+                })
             })
             .collect();
-        self.out.write(writes)
+        self.out.write(writes)?;
+        sync.deferred.drain(..n);
+        Ok(sync.deferred.is_empty())
     }
 
     /// Reads the mapped groups' transitive members once per call, then applies one chunk of

@@ -89,7 +89,7 @@ fn deleting_twice_is_a_no_op_that_succeeds() {
 fn a_delete_that_meets_a_zenqms_outage_says_which_users_and_a_retry_finishes() {
     let r = run(world(json!([
         {"deploy": {}},
-        {"zenqms": {"fail_writes": {"status": 503, "count": 2}}},
+        {"zenqms": {"fail_writes": {"status": 500, "count": 2}}},
         {"delete": {}},
         {"delete": {}},
     ])));

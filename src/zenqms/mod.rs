@@ -96,6 +96,25 @@ impl<'a> Zenqms<'a> {
         Ok(api::parse_search(&body).map_err(Failure::transient)?.data)
     }
 
+    /// How many users match `filter` (one request: page 1's `total`).
+    pub fn count(&self, filter: Value) -> Result<u64, Failure> {
+        let first = self
+            .platform
+            .send(self.request(&api::search_users(filter, 1)));
+        let body = Self::read_ok(first, "counting ZenQMS users")?;
+        Ok(api::parse_search(&body).map_err(Failure::transient)?.total)
+    }
+
+    /// Runs single-page searches side by side; each yields its first match, if any.
+    pub fn search_each(&self, searches: &[Call]) -> Vec<Result<Option<ZUser>, Failure>> {
+        let reqs = searches.iter().map(|c| self.request(c)).collect();
+        self.platform
+            .send_all(reqs)
+            .into_iter()
+            .map(|r| Self::read_search(r).map(|users| users.into_iter().next()))
+            .collect()
+    }
+
     /// Every user matching `filter`: page 1 tells the total, the rest are fetched concurrently.
     pub fn search_all(&self, filter: Value) -> Result<Vec<ZUser>, Failure> {
         let what = "searching ZenQMS users";

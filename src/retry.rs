@@ -1,0 +1,376 @@
+//! Retries for transient HTTP failures, as a [`Platform`] wrapper so every client gets them.
+//!
+//! 429 is always retried (the request was refused, not processed). 502/503/504, timeouts and
+//! transport errors are retried only for requests that are safe to repeat: a create that timed
+//! out may have happened, so it is left to the caller, which re-checks before creating again.
+//! Waits honour `Retry-After` (seconds or HTTP date) or use capped exponential backoff with
+//! jitter, and count against the call's budget: a wait that would overrun it is not taken, the
+//! failure is returned, and [`Resilient::out_of_budget`] tells the handler to checkpoint.
+
+use std::cell::Cell;
+
+use chrono::{DateTime, Utc};
+
+use crate::platform::{HttpError, HttpResult, Level, Platform, Request};
+use crate::url::Url;
+
+/// Attempts per request, the first included.
+pub const MAX_ATTEMPTS: u32 = 6;
+const BACKOFF_BASE_MS: u64 = 500;
+const BACKOFF_CAP_MS: u64 = 8_000;
+/// Longest `Retry-After` honoured in one wait.
+const RETRY_AFTER_CAP_MS: u64 = 60_000;
+
+/// A platform whose `send` and `send_all` retry transient failures.
+pub struct Resilient<'a> {
+    inner: &'a dyn Platform,
+    budget_ms: u64,
+    out_of_budget: Cell<bool>,
+    retries: Cell<u32>,
+}
+
+/// Whether repeating this request can do harm (double create).
+pub fn idempotent(req: &Request) -> bool {
+    use crate::platform::Method;
+    if req.method != Method::Post {
+        return true;
+    }
+    let path = Url::parse(&req.url).map(|u| u.path).unwrap_or_default();
+    [
+        "/token",
+        "/search",
+        "/checkMemberGroups",
+        "/getMemberGroups",
+        "/roles/add",
+        "/reauthorize",
+    ]
+    .iter()
+    .any(|end| path.ends_with(end))
+}
+
+/// What a service said about when to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Hint {
+    /// Nothing: use backoff.
+    Backoff,
+    /// `Retry-After: <seconds>`, in milliseconds.
+    After(u64),
+    /// `Retry-After: <HTTP date>`.
+    At(DateTime<Utc>),
+}
+
+/// Why a result is worth retrying, if it is.
+fn transient(result: &HttpResult, safe: bool) -> Option<Hint> {
+    match result {
+        Ok(r) if r.status == 429 => Some(retry_after(r.header("retry-after"))),
+        Ok(r) if matches!(r.status, 502..=504) && safe => {
+            Some(retry_after(r.header("retry-after")))
+        }
+        Err(HttpError::Timeout | HttpError::Transport(_)) if safe => Some(Hint::Backoff),
+        _ => None,
+    }
+}
+
+/// `Retry-After`: delta-seconds or an HTTP date; anything else means backoff.
+fn retry_after(value: Option<&str>) -> Hint {
+    let Some(v) = value.map(str::trim) else {
+        return Hint::Backoff;
+    };
+    if let Ok(secs) = v.parse::<u64>() {
+        return Hint::After(secs.saturating_mul(1000));
+    }
+    DateTime::parse_from_rfc2822(v).map_or(Hint::Backoff, |t| Hint::At(t.with_timezone(&Utc)))
+}
+
+impl<'a> Resilient<'a> {
+    pub fn new(inner: &'a dyn Platform, budget_ms: u32) -> Self {
+        Resilient {
+            inner,
+            budget_ms: u64::from(budget_ms),
+            out_of_budget: Cell::new(false),
+            retries: Cell::new(0),
+        }
+    }
+
+    /// True once a retry was given up because its wait would overrun the budget.
+    pub fn out_of_budget(&self) -> bool {
+        self.out_of_budget.get()
+    }
+
+    /// Retries made so far in this call.
+    pub fn retries(&self) -> u32 {
+        self.retries.get()
+    }
+
+    /// How long to wait before attempt `attempt` (1-based retry number).
+    fn delay_ms(&self, attempt: u32, hint: Hint) -> u64 {
+        match hint {
+            Hint::At(when) => {
+                let ms = (when - self.inner.now()).num_milliseconds().max(0) as u64;
+                ms.min(RETRY_AFTER_CAP_MS)
+            }
+            Hint::After(ms) => ms.min(RETRY_AFTER_CAP_MS),
+            Hint::Backoff => {
+                let ceiling = (BACKOFF_BASE_MS << (attempt - 1).min(10)).min(BACKOFF_CAP_MS);
+                // Jitter: a random point in the upper half, so parallel workers spread out.
+                let r = self.inner.random_bytes(2);
+                let frac = u64::from(u16::from_le_bytes([r[0], r[1]]));
+                ceiling / 2 + (ceiling / 2) * frac / u64::from(u16::MAX)
+            }
+        }
+    }
+
+    /// Waits before a retry if the budget allows; false when it does not.
+    fn pause(&self, attempt: u32, hint: Hint, why: &str) -> bool {
+        let delay = self.delay_ms(attempt, hint);
+        if self.inner.elapsed_ms() + delay > self.budget_ms {
+            self.out_of_budget.set(true);
+            return false;
+        }
+        self.inner.log(
+            Level::Warn,
+            "transient failure: retrying",
+            &[
+                ("cause", why),
+                ("attempt", &(attempt + 1).to_string()),
+                ("wait_ms", &delay.to_string()),
+            ],
+        );
+        self.retries.set(self.retries.get() + 1);
+        self.inner.wait(delay.min(u64::from(u32::MAX)) as u32);
+        true
+    }
+}
+
+/// A short description of a failure for the log (never the URL's query or a header).
+fn describe(req: &Request, result: &HttpResult) -> String {
+    let host = Url::parse(&req.url).map(|u| u.host).unwrap_or_default();
+    match result {
+        Ok(r) => format!("{host} answered {}", r.status),
+        Err(e) => format!("{host}: {e}"),
+    }
+}
+
+impl Platform for Resilient<'_> {
+    fn send(&self, req: Request) -> HttpResult {
+        let safe = idempotent(&req);
+        let mut attempt = 1;
+        loop {
+            let result = self.inner.send(req.clone());
+            let Some(hint) = transient(&result, safe) else {
+                return result;
+            };
+            if attempt >= MAX_ATTEMPTS || !self.pause(attempt, hint, &describe(&req, &result)) {
+                return result;
+            }
+            attempt += 1;
+        }
+    }
+
+    fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+        let mut results = self.inner.send_all(reqs.clone());
+        for attempt in 1..MAX_ATTEMPTS {
+            let again: Vec<(usize, Hint)> = results
+                .iter()
+                .zip(&reqs)
+                .enumerate()
+                .filter_map(|(i, (r, req))| transient(r, idempotent(req)).map(|h| (i, h)))
+                .collect();
+            let Some(&(first, _)) = again.first() else {
+                break;
+            };
+            // One wait for the whole round: the longest the service asked for.
+            let hint = again.iter().map(|(_, h)| *h).max().unwrap_or(Hint::Backoff);
+            let why = format!(
+                "{} requests, e.g. {}",
+                again.len(),
+                describe(&reqs[first], &results[first])
+            );
+            if !self.pause(attempt, hint, &why) {
+                break;
+            }
+            let resend: Vec<Request> = again.iter().map(|(i, _)| reqs[*i].clone()).collect();
+            for ((i, _), r) in again.iter().zip(self.inner.send_all(resend)) {
+                results[*i] = r;
+            }
+        }
+        results
+    }
+
+    fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
+        self.inner.log(level, message, fields);
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.inner.elapsed_ms()
+    }
+
+    fn random_bytes(&self, n: usize) -> Vec<u8> {
+        self.inner.random_bytes(n)
+    }
+
+    fn wait(&self, ms: u32) {
+        self.inner.wait(ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{Method, Response};
+    use std::cell::RefCell;
+
+    /// Answers from a script; records waits.
+    struct Scripted {
+        answers: RefCell<Vec<HttpResult>>,
+        sent: Cell<u32>,
+        waited: Cell<u64>,
+    }
+
+    impl Scripted {
+        fn new(mut answers: Vec<HttpResult>) -> Self {
+            answers.reverse();
+            Scripted {
+                answers: RefCell::new(answers),
+                sent: Cell::new(0),
+                waited: Cell::new(0),
+            }
+        }
+    }
+
+    impl Platform for Scripted {
+        fn send(&self, _: Request) -> HttpResult {
+            self.sent.set(self.sent.get() + 1);
+            self.answers.borrow_mut().pop().expect("scripted answer")
+        }
+        fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+            reqs.into_iter().map(|r| self.send(r)).collect()
+        }
+        fn log(&self, _: Level, _: &str, _: &[(&str, &str)]) {}
+        fn now(&self) -> DateTime<Utc> {
+            "2026-11-28T12:00:00Z".parse().unwrap()
+        }
+        fn elapsed_ms(&self) -> u64 {
+            self.waited.get()
+        }
+        fn random_bytes(&self, n: usize) -> Vec<u8> {
+            vec![0x80; n]
+        }
+        fn wait(&self, ms: u32) {
+            self.waited.set(self.waited.get() + u64::from(ms));
+        }
+    }
+
+    fn status(s: u16, retry_after: Option<&str>) -> HttpResult {
+        let mut r = Response::text(s, "application/json", "{}");
+        if let Some(v) = retry_after {
+            r.headers.push(("Retry-After".into(), v.into()));
+        }
+        Ok(r)
+    }
+
+    fn req(method: Method, url: &str) -> Request {
+        Request {
+            method,
+            url: url.into(),
+            headers: vec![],
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn honours_retry_after_seconds_and_dates() {
+        let p = Scripted::new(vec![
+            status(429, Some("3")),
+            status(429, Some("Sat, 28 Nov 2026 12:00:10 GMT")),
+            status(200, None),
+        ]);
+        let r = Resilient::new(&p, 60_000);
+        let out = r.send(req(Method::Get, "https://graph.microsoft.com/v1.0/users"));
+        assert_eq!(out.unwrap().status, 200);
+        assert_eq!(p.sent.get(), 3);
+        // 3 s, then until 12:00:10 as read at 12:00:00 (the scripted clock does not move).
+        assert_eq!(p.waited.get(), 3_000 + 10_000);
+    }
+
+    #[test]
+    fn a_create_is_not_repeated_after_an_ambiguous_failure() {
+        let p = Scripted::new(vec![status(503, None)]);
+        let r = Resilient::new(&p, 60_000);
+        let out = r.send(req(Method::Post, "https://acme.zenqms.com/v2/users"));
+        assert_eq!(out.unwrap().status, 503);
+        assert_eq!(p.sent.get(), 1);
+        // ...but a 429 (refused, not processed) is.
+        let p = Scripted::new(vec![status(429, Some("1")), status(201, None)]);
+        let out =
+            Resilient::new(&p, 60_000).send(req(Method::Post, "https://acme.zenqms.com/v2/users"));
+        assert_eq!(out.unwrap().status, 201);
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jittered_and_stops_at_the_budget() {
+        let p = Scripted::new(vec![Err(HttpError::Timeout); 6]);
+        let r = Resilient::new(&p, 2_000);
+        let out = r.send(req(Method::Get, "https://graph.microsoft.com/v1.0/users"));
+        assert!(out.is_err());
+        assert!(r.out_of_budget());
+        assert!(p.waited.get() <= 2_000);
+        let p = Scripted::new(vec![Err(HttpError::Timeout); 6]);
+        let r = Resilient::new(&p, 600_000);
+        let _ = r.send(req(Method::Get, "https://graph.microsoft.com/v1.0/users"));
+        assert_eq!(p.sent.get(), MAX_ATTEMPTS);
+        assert_eq!(r.retries(), MAX_ATTEMPTS - 1);
+        assert!(!r.out_of_budget());
+    }
+
+    #[test]
+    fn send_all_retries_only_the_failed_ones() {
+        let p = Scripted::new(vec![
+            status(200, None),
+            status(429, Some("1")),
+            status(404, None),
+            status(200, None),
+        ]);
+        let r = Resilient::new(&p, 60_000);
+        let reqs = vec![
+            req(Method::Get, "https://graph.microsoft.com/a"),
+            req(Method::Get, "https://graph.microsoft.com/b"),
+            req(Method::Get, "https://graph.microsoft.com/c"),
+        ];
+        let out: Vec<u16> = r
+            .send_all(reqs)
+            .into_iter()
+            .map(|x| x.unwrap().status)
+            .collect();
+        assert_eq!(out, vec![200, 200, 404]);
+        assert_eq!(p.sent.get(), 4);
+    }
+
+    #[test]
+    fn idempotency_by_endpoint() {
+        assert!(idempotent(&req(
+            Method::Patch,
+            "https://a.example/v2/users/u-1"
+        )));
+        assert!(idempotent(&req(
+            Method::Post,
+            "https://a.example/v2/users/search"
+        )));
+        assert!(idempotent(&req(
+            Method::Post,
+            "https://a.example/v2/users/u-1/roles/add"
+        )));
+        assert!(!idempotent(&req(
+            Method::Post,
+            "https://a.example/v2/users"
+        )));
+        assert!(!idempotent(&req(
+            Method::Post,
+            "https://graph.microsoft.com/v1.0/subscriptions"
+        )));
+    }
+}
