@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod fake_graph;
 pub mod fake_zenqms;
+pub mod faults;
 pub mod http_types;
 pub mod report;
 pub mod runner;

@@ -36,7 +36,15 @@ pub struct Runner {
 struct CallResult {
     outcome: Option<Outcome>,
     error: Option<String>,
+    /// The component said a retry may succeed.
+    retryable: bool,
 }
+
+/// With injected faults, the platform retries a call that failed retryably (as a real platform
+/// would, and as Graph redelivers a notification answered with 5xx), this many times.
+pub const PLATFORM_RETRIES: u32 = 20;
+/// ...waiting this long (virtual time) before each retry.
+pub const PLATFORM_RETRY_DELAY_MS: u64 = 30_000;
 
 impl Runner {
     pub fn new(runtime: &'static Runtime, scenario: Scenario) -> Self {
@@ -86,6 +94,7 @@ impl Runner {
                 CallResult {
                     outcome: None,
                     error: Some(msg),
+                    retryable: false,
                 }
             }
             Ok(Ok(outcome)) => {
@@ -95,6 +104,7 @@ impl Runner {
                 CallResult {
                     outcome: Some(outcome),
                     error: None,
+                    retryable: false,
                 }
             }
             Ok(Err(WitFailure {
@@ -113,6 +123,7 @@ impl Runner {
                 CallResult {
                     outcome: None,
                     error: Some(format!("{message} ({kind})")),
+                    retryable,
                 }
             }
         }
@@ -131,9 +142,18 @@ impl Runner {
     /// Calls a handler, then `resume` while the component reports pending work.
     fn invoke(&mut self, handler: Handler, rec: &mut StepRecord) -> Option<Outcome> {
         let mut first = None;
-        let mut result = self.call_once(&handler, rec);
+        let mut current = handler;
+        let mut result = self.call_once(&current, rec);
+        let mut retries = 0;
         loop {
             if let Some(e) = result.error {
+                if result.retryable && self.scenario.faults.is_some() && retries < PLATFORM_RETRIES
+                {
+                    retries += 1;
+                    self.world().clock.advance_ms(PLATFORM_RETRY_DELAY_MS);
+                    result = self.call_once(&current, rec);
+                    continue;
+                }
                 rec.error = Some(e);
                 return first;
             }
@@ -150,7 +170,8 @@ impl Runner {
                 rec.error = Some(format!("still pending after {MAX_CALLS_PER_STEP} calls"));
                 return first;
             }
-            result = self.call_once(&Handler::Event(Event::Resume), rec);
+            current = Handler::Event(Event::Resume);
+            result = self.call_once(&current, rec);
         }
     }
 

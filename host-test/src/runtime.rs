@@ -132,14 +132,15 @@ fn to_http(req: Request) -> HttpRequest {
     }
 }
 
-fn from_http(r: Result<HttpResponse, crate::world::Denied>) -> Result<Response, HttpError> {
+fn from_http(r: Result<HttpResponse, crate::world::Refused>) -> Result<Response, HttpError> {
     match r {
         Ok(resp) => Ok(Response {
             status: resp.status,
             headers: resp.headers,
             body: resp.body,
         }),
-        Err(denied) => Err(HttpError::Denied(denied.0)),
+        Err(crate::world::Refused::Denied(why)) => Err(HttpError::Denied(why)),
+        Err(crate::world::Refused::Timeout) => Err(HttpError::Timeout),
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     #[serde(default)]
     pub expect: Expect,
+    /// Injected failures (429, 503, timeouts) on Graph and/or ZenQMS.
+    #[serde(default)]
+    pub faults: Option<crate::faults::FaultSpec>,
 }
 
 fn default_now() -> DateTime<Utc> {

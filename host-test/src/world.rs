@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::clock::VirtualClock;
 use crate::fake_graph::FakeGraph;
 use crate::fake_zenqms::FakeZenqms;
+use crate::faults::{Fault, Faults};
 use crate::http_types::{HttpRequest, HttpResponse};
 use crate::scenario::Scenario;
 
@@ -30,15 +31,22 @@ pub struct HttpStats {
     pub by_target: BTreeMap<Target, u64>,
     /// Virtual time the component spent waiting before retries.
     pub waited_ms: u64,
+    /// Requests that met an injected fault.
+    pub faults: u64,
 }
 
 /// Delivers a request to the instance's webhook as the platform would: to another worker,
 /// i.e. a second instance of the component (used for Graph's validation handshake).
 pub type Webhook = Box<dyn FnMut(HttpRequest) -> HttpResponse + Send>;
 
-/// Why the platform refused a request.
+/// Why a request got no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denied(pub String);
+pub enum Refused {
+    /// The platform refused to send it (host not allowed).
+    Denied(String),
+    /// No response in time (an injected fault).
+    Timeout,
+}
 
 pub struct World {
     pub graph: FakeGraph,
@@ -57,6 +65,8 @@ pub struct World {
     pub zenqms_outage: Option<(u16, u32)>,
     /// Cost of the calls made in this world so far.
     pub metrics: Metrics,
+    /// Injected faults, when the scenario asks for them.
+    pub faults: Option<Faults>,
 }
 
 /// Host-side cost of the component's calls.
@@ -120,6 +130,7 @@ impl World {
             validations: 0,
             zenqms_outage: None,
             metrics: Metrics::default(),
+            faults: scenario.faults.clone().map(Faults::new),
         }
     }
 
@@ -156,7 +167,7 @@ impl World {
     }
 
     /// Serves one request without touching the clock (the caller accounts for rounds).
-    fn serve(&mut self, req: &HttpRequest) -> Result<HttpResponse, Denied> {
+    fn serve(&mut self, req: &HttpRequest) -> Result<HttpResponse, Refused> {
         let target = self.route(&req.url);
         *self
             .stats
@@ -164,6 +175,27 @@ impl World {
             .entry(target.unwrap_or(Target::Denied))
             .or_default() += 1;
         self.stats.requests += 1;
+        if let Some(fault) = target.and_then(|t| self.faults.as_mut()?.draw(t)) {
+            self.stats.faults += 1;
+            return match fault {
+                Fault::Refuse(response) => Ok(response),
+                Fault::Timeout { processed } => {
+                    if processed {
+                        let _ = self.dispatch(target, req);
+                    }
+                    Err(Refused::Timeout)
+                }
+            };
+        }
+        self.dispatch(target, req)
+    }
+
+    /// Hands a request to the service it is for.
+    fn dispatch(
+        &mut self,
+        target: Option<Target>,
+        req: &HttpRequest,
+    ) -> Result<HttpResponse, Refused> {
         let now = self.clock.now();
         if target == Some(Target::Graph)
             && let Some(refusal) = self.validate_subscription(req)
@@ -178,7 +210,7 @@ impl World {
         match target {
             Some(Target::Login | Target::Graph) => Ok(self.graph.handle(req, now)),
             Some(Target::Zenqms) => Ok(self.zenqms.handle(req)),
-            _ => Err(Denied(format!(
+            _ => Err(Refused::Denied(format!(
                 "host not allowed: {}",
                 split_origin(&req.url).map_or("<unparseable URL>".into(), |(o, _)| o)
             ))),
@@ -251,7 +283,7 @@ impl World {
     }
 
     /// One request: one round trip.
-    pub fn send(&mut self, req: &HttpRequest) -> Result<HttpResponse, Denied> {
+    pub fn send(&mut self, req: &HttpRequest) -> Result<HttpResponse, Refused> {
         let out = self.serve(req);
         self.stats.rounds += 1;
         self.clock.advance_ms(self.rtt_ms);
@@ -260,7 +292,7 @@ impl World {
 
     /// Concurrent requests: served in order (their effects are independent by contract),
     /// costing ceil(k / concurrency) rounds.
-    pub fn send_all(&mut self, reqs: &[HttpRequest]) -> Vec<Result<HttpResponse, Denied>> {
+    pub fn send_all(&mut self, reqs: &[HttpRequest]) -> Vec<Result<HttpResponse, Refused>> {
         let out = reqs.iter().map(|r| self.serve(r)).collect();
         let rounds = (reqs.len() as u64).div_ceil(u64::from(self.concurrency));
         self.stats.rounds += rounds;
