@@ -106,7 +106,7 @@ impl Faults {
                 ),
             )),
             _ => Fault::Timeout {
-                processed: self.next() % 2 == 0,
+                processed: self.next().is_multiple_of(2),
             },
         })
     }
