@@ -30,6 +30,8 @@ pub struct Runner {
     world: Option<World>,
     /// The instance state as the platform stores it.
     pub state: Option<String>,
+    /// Every state the component returned, in order (for the secrets test).
+    pub state_history: Vec<String>,
 }
 
 /// What one call returned, seen from the platform.
@@ -55,6 +57,7 @@ impl Runner {
             scenario,
             world: Some(world),
             state: None,
+            state_history: Vec::new(),
         }
     }
 
@@ -100,6 +103,7 @@ impl Runner {
             Ok(Ok(outcome)) => {
                 if let Some(s) = &outcome.state {
                     self.state = Some(s.clone());
+                    self.state_history.push(s.clone());
                 }
                 CallResult {
                     outcome: Some(outcome),
@@ -113,6 +117,7 @@ impl Runner {
                 retryable,
             })) => {
                 if let Some(s) = state {
+                    self.state_history.push(s.clone());
                     self.state = Some(s);
                 }
                 let kind = if retryable {

@@ -67,6 +67,9 @@ pub struct World {
     pub metrics: Metrics,
     /// Injected faults, when the scenario asks for them.
     pub faults: Option<Faults>,
+    /// Test hook: rewrite Graph's `@odata.nextLink`s to point at this origin (a hostile or
+    /// broken Graph), to show the component will not follow them with its token.
+    pub rewrite_next_links: Option<String>,
 }
 
 /// Host-side cost of the component's calls.
@@ -131,6 +134,7 @@ impl World {
             zenqms_outage: None,
             metrics: Metrics::default(),
             faults: scenario.faults.clone().map(Faults::new),
+            rewrite_next_links: None,
         }
     }
 
@@ -208,6 +212,16 @@ impl World {
             return Ok(refusal);
         }
         match target {
+            Some(Target::Graph) if self.rewrite_next_links.is_some() => {
+                let mut resp = self.graph.handle(req, now);
+                let origin = self.rewrite_next_links.clone().unwrap_or_default();
+                let text = String::from_utf8_lossy(&resp.body).replace(
+                    "\"@odata.nextLink\":\"https://graph.microsoft.com",
+                    &format!("\"@odata.nextLink\":\"{origin}"),
+                );
+                resp.body = text.into_bytes();
+                Ok(resp)
+            }
             Some(Target::Login | Target::Graph) => Ok(self.graph.handle(req, now)),
             Some(Target::Zenqms) => Ok(self.zenqms.handle(req)),
             _ => Err(Refused::Denied(format!(
