@@ -161,12 +161,17 @@ fn find<'a>(user: &EntraUser, dir: &'a Directory) -> Match<'a> {
     };
     match dir.by_email(&email).as_slice() {
         [] => Match::None,
-        [z] => match link_of(z) {
-            None => Match::ByEmail(z),
-            Some(other) => Match::Conflict(format!(
+        [z] => match (link_of(z), z.external_id.as_deref().map(str::trim)) {
+            (Some(other), _) => Match::Conflict(format!(
                 "email {email} belongs to ZenQMS user {} already linked to Entra user {other}",
                 z.id
             )),
+            // An external_id from another system is not ours to overwrite.
+            (None, Some(ext)) if !ext.is_empty() => Match::Conflict(format!(
+                "email {email} belongs to ZenQMS user {} whose external_id '{ext}' is not an Entra link",
+                z.id
+            )),
+            (None, _) => Match::ByEmail(z),
         },
         many => Match::Conflict(format!(
             "email {email} matches {} ZenQMS users ({})",

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod fake_graph;
 pub mod fake_zenqms;
 pub mod faults;
+pub mod fuzz;
 pub mod http_types;
 pub mod report;
 pub mod runner;

@@ -245,3 +245,11 @@ fn patch_body_holds_only_changed_fields() {
     assert_eq!(after.title, "Director");
     assert_eq!(after.external_id.as_deref(), Some(A));
 }
+
+#[test]
+fn an_external_id_from_another_system_is_never_overwritten() {
+    // Found by the planner fuzz target: a non-GUID external_id is someone else's link.
+    let dir = Directory::new([z("u1", "ada@x.com", Some("legacy-42"))]);
+    let a = plan_user(&entra(A, Some("ada@x.com"), false), &dir);
+    assert!(matches!(a, Action::Conflict { .. }), "{a:?}");
+}

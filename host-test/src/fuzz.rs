@@ -1,0 +1,410 @@
+//! Property-based fuzzing (proptest, on stable) of the component's input parsers and planner,
+//! run natively against its library: the webhook handler, the config parser, the state parser
+//! and the planner. `cargo test` runs each target briefly; `host-test fuzz --runs N` runs them
+//! for as long as you like (a million executions each takes minutes in release).
+//!
+//! Planner invariants checked: it never targets a ZenQMS user that is neither linked to the Entra
+//! user nor an unlinked email match; it never creates a user whose email ZenQMS already has;
+//! applying a plan and planning again writes nothing; the role plan never touches an unmapped
+//! role or an unlinked user. There is no delete action to plan at all.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use entra_zenqms::config::{self, RoleMapping};
+use entra_zenqms::entra::{EntraUser, normalize_email};
+use entra_zenqms::handlers::{self, Event, Instance};
+use entra_zenqms::plan::{self, Action, Directory, link_of};
+use entra_zenqms::platform::{HttpError, HttpResult, Level, Method, Platform, Request};
+use entra_zenqms::roles::{self, Memberships};
+use entra_zenqms::state::{State, Subscription};
+use entra_zenqms::zenqms::api::ZUser;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+/// A platform with no network: every request is denied. Logs are kept for inspection.
+#[derive(Default)]
+pub struct Offline {
+    pub logs: RefCell<Vec<String>>,
+}
+
+impl Platform for Offline {
+    fn send(&self, _: Request) -> HttpResult {
+        Err(HttpError::Denied("offline".into()))
+    }
+    fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+        reqs.into_iter().map(|r| self.send(r)).collect()
+    }
+    fn log(&self, _: Level, message: &str, _: &[(&str, &str)]) {
+        self.logs.borrow_mut().push(message.to_string());
+    }
+    fn now(&self) -> DateTime<Utc> {
+        "2026-11-28T12:00:00Z".parse().expect("constant")
+    }
+    fn elapsed_ms(&self) -> u64 {
+        0
+    }
+    fn random_bytes(&self, n: usize) -> Vec<u8> {
+        vec![42; n]
+    }
+    fn wait(&self, _: u32) {}
+}
+
+const TENANT: &str = "8c3f3c1e-5d7a-4e38-9b76-2f0a4c1d9e11";
+const SUB: &str = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07";
+
+fn instance(state: Option<String>) -> Instance {
+    let config = [
+        ("entra_tenant_id", TENANT),
+        ("entra_client_id", TENANT),
+        ("entra_client_secret", "s"),
+        ("zenqms_base_url", "https://acme.zenqms.com"),
+        ("zenqms_api_token", "t"),
+    ];
+    Instance {
+        id: "i".into(),
+        webhook_url: "https://hooks.example/i".into(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        state,
+        budget_ms: 20_000,
+    }
+}
+
+fn deployed_state() -> String {
+    let mut s = State::parse(None).expect("fresh");
+    s.tenant_id = Some(TENANT.into());
+    s.subscriptions.push(Subscription {
+        id: SUB.into(),
+        resource: "users".into(),
+        client_state: "c".repeat(64),
+        expires_at: "2026-12-20T00:00:00Z".parse().expect("constant"),
+    });
+    s.to_json()
+}
+
+/// JSON-ish bodies: near-valid notification collections as well as noise.
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    let text = "[ -~]{0,40}";
+    let item = (
+        prop_oneof![Just(SUB.to_string()), text.prop_map(String::from)],
+        prop_oneof![Just("c".repeat(64)), text.prop_map(String::from)],
+        prop_oneof![Just(TENANT.to_string()), text.prop_map(String::from)],
+        prop_oneof![
+            Just("Users/x".to_string()),
+            Just("Groups/y".to_string()),
+            text.prop_map(String::from)
+        ],
+        proptest::option::of(prop_oneof![Just("reauthorizationRequired".to_string()), text.prop_map(String::from)]),
+    )
+        .prop_map(|(sub, cs, tenant, resource, life)| {
+            let mut v = serde_json::json!({"subscriptionId": sub, "clientState": cs, "tenantId": tenant,
+                "changeType": "updated", "resource": resource});
+            if let Some(l) = life {
+                v["lifecycleEvent"] = serde_json::json!(l);
+            }
+            v
+        });
+    prop_oneof![
+        proptest::collection::vec(item, 0..4).prop_map(|items| {
+            serde_json::json!({ "value": items })
+                .to_string()
+                .into_bytes()
+        }),
+        proptest::collection::vec(any::<u8>(), 0..300),
+        "[{}\\[\\]\",:a-z0-9 ]{0,200}".prop_map(String::into_bytes),
+    ]
+}
+
+fn query() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        "validationToken=[ -~]{0,60}".prop_map(String::from),
+        "[ -~]{0,80}".prop_map(String::from),
+        Just(format!("validationToken={}", "a".repeat(1100))),
+    ]
+}
+
+/// Webhook requests never panic; each gets a response with a sensible status.
+pub fn webhook(runner: &mut TestRunner) -> Result<(), String> {
+    let state = deployed_state();
+    let methods = prop_oneof![Just(Method::Post), Just(Method::Get), Just(Method::Put)];
+    runner
+        .run(&(body(), query(), methods), |(body, query, method)| {
+            let url = if query.is_empty() {
+                "https://hooks.example/i".to_string()
+            } else {
+                format!("https://hooks.example/i?{query}")
+            };
+            let req = Request {
+                method,
+                url,
+                headers: vec![],
+                body,
+            };
+            let p = Offline::default();
+            match handlers::event(&p, &instance(Some(state.clone())), &Event::Webhook(req)) {
+                Ok(o) => {
+                    let status = o.response.map_or(0, |r| r.status);
+                    prop_assert!(matches!(status, 200 | 202 | 400 | 405), "status {status}");
+                }
+                // Accepted work needs the network, which this platform denies: that is the only
+                // way such a call may fail.
+                Err(f) => prop_assert!(f.message.contains("offline"), "{}", f.message),
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn config_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(TENANT.to_string()),
+        Just("https://acme.zenqms.com/".to_string()),
+        Just(format!("[{{\"role\":\"r\",\"groups\":[\"{TENANT}\"]}}]")),
+        "[ -~]{0,40}".prop_map(String::from),
+        "\\[\\{\"role\":\"[a-z]{0,3}\",\"groups\":\\[\"[0-9a-f-]{0,40}\"\\]\\}\\]"
+            .prop_map(String::from),
+        "(http|https|ftp)://[a-z.@:0-9/?#]{0,30}".prop_map(String::from),
+    ]
+}
+
+/// The config parser never panics; what it accepts is well-formed.
+pub fn config(runner: &mut TestRunner) -> Result<(), String> {
+    let key = prop_oneof![
+        proptest::sample::select(config::KEYS.to_vec()).prop_map(String::from),
+        "[a-z_]{0,12}".prop_map(String::from),
+    ];
+    runner
+        .run(
+            &proptest::collection::vec((key, config_value()), 0..9),
+            |pairs| {
+                if let Ok(c) = config::parse(&pairs) {
+                    prop_assert!(config::is_guid(&c.tenant_id) && config::is_guid(&c.client_id));
+                    prop_assert!(
+                        c.zenqms_base_url.starts_with("https://")
+                            || c.zenqms_base_url.starts_with("http://127.")
+                            || c.zenqms_base_url.starts_with("http://localhost")
+                    );
+                    prop_assert!(
+                        c.role_mappings
+                            .iter()
+                            .all(|m| m.groups.iter().all(|g| config::is_guid(g)))
+                    );
+                    prop_assert!(
+                        !format!("{c:?}").contains("Secret(\""),
+                        "secrets are redacted in Debug"
+                    );
+                }
+                Ok(())
+            },
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// The state parser never panics on stored text.
+pub fn state(runner: &mut TestRunner) -> Result<(), String> {
+    let good = deployed_state();
+    let text = prop_oneof![
+        "[ -~]{0,200}".prop_map(String::from),
+        (0..good.len()).prop_map(move |cut| good[..cut].to_string()),
+    ];
+    runner
+        .run(&text, |t| {
+            let _ = State::parse(Some(&t));
+            Ok(())
+        })
+        .map_err(|e| e.to_string())
+}
+
+const IDS: [&str; 4] = [
+    "aaaaaaaa-0000-0000-0000-000000000001",
+    "aaaaaaaa-0000-0000-0000-000000000002",
+    "aaaaaaaa-0000-0000-0000-000000000003",
+    "aaaaaaaa-0000-0000-0000-000000000004",
+];
+const EMAILS: [&str; 4] = ["a@x.com", " A@X.com", "b@x.com", "c@x.com"];
+
+fn small_text() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(prop_oneof![
+        Just("Ada".to_string()),
+        Just("  ".to_string()),
+        Just("QA".to_string())
+    ])
+}
+
+fn entra_user() -> impl Strategy<Value = EntraUser> {
+    (
+        proptest::sample::select(IDS.to_vec()),
+        proptest::option::of(proptest::sample::select(EMAILS.to_vec())),
+        small_text(),
+        small_text(),
+        small_text(),
+        proptest::option::of(any::<bool>()),
+    )
+        .prop_map(|(id, mail, g, s, t, enabled)| EntraUser {
+            id: id.to_string(),
+            upn: format!("{id}@x"),
+            mail: mail.map(str::to_string),
+            given_name: g,
+            surname: s,
+            job_title: t,
+            account_enabled: enabled,
+        })
+}
+
+fn zen_user() -> impl Strategy<Value = (String, Option<String>, bool, Vec<String>)> {
+    (
+        proptest::sample::select(EMAILS.to_vec()).prop_map(str::to_string),
+        proptest::option::of(prop_oneof![
+            proptest::sample::select(IDS.to_vec()).prop_map(str::to_string),
+            Just("legacy-42".to_string())
+        ]),
+        any::<bool>(),
+        proptest::sample::subsequence(
+            vec![
+                "r-qa".to_string(),
+                "r-doc".to_string(),
+                "r-admin".to_string(),
+            ],
+            0..3,
+        ),
+    )
+}
+
+/// ZenQMS as ZenQMS keeps it: unique emails (case-insensitive), unique external ids.
+fn directory(raw: Vec<(String, Option<String>, bool, Vec<String>)>) -> Directory {
+    let mut emails = BTreeSet::new();
+    let mut links = BTreeSet::new();
+    let users = raw
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, (email, ext, active, roles))| {
+            if !emails.insert(normalize_email(&email)) {
+                return None;
+            }
+            let ext = ext.filter(|e| links.insert(e.clone()));
+            Some(ZUser {
+                id: format!("u-{i}"),
+                email,
+                first_name: "Ada".into(),
+                last_name: "QA".into(),
+                title: "QA".into(),
+                is_active: active,
+                external_id: ext,
+                roles,
+            })
+        });
+    Directory::new(users.collect::<Vec<_>>())
+}
+
+fn check_plan(users: &[EntraUser], dir: &Directory) -> Result<(), TestCaseError> {
+    let plans = plan::plan_batch(users, dir);
+    let mut after = dir.clone();
+    for (p, u) in plans.iter().zip(users) {
+        match &p.action {
+            Action::Write {
+                zenqms_id, changes, ..
+            } => {
+                let z = dir
+                    .get(zenqms_id)
+                    .ok_or_else(|| TestCaseError::fail("write to unknown user"))?;
+                let linked_here = link_of(z).as_deref() == Some(u.id.as_str());
+                let email_match = z.external_id.is_none()
+                    && u.match_email().as_deref() == Some(normalize_email(&z.email).as_str());
+                prop_assert!(
+                    linked_here || email_match,
+                    "touched an unrelated user {z:?} for {u:?}"
+                );
+                prop_assert!(!changes.iter().any(|c| c.field == "roles"));
+                let current = after.get(zenqms_id).cloned().unwrap_or_else(|| z.clone());
+                after.upsert(plan::apply_changes(&current, changes));
+            }
+            Action::Create(new) => {
+                prop_assert!(
+                    dir.by_email(&new.email).is_empty(),
+                    "create of an existing email"
+                );
+                prop_assert!(
+                    dir.by_external_id(&u.id).is_none(),
+                    "create of a linked user"
+                );
+                after.upsert(plan::expected_user(&format!("new-{}", p.entra_id), new));
+            }
+            _ => {}
+        }
+    }
+    // Applying the plan and planning again writes nothing.
+    for p in plan::plan_batch(users, &after) {
+        prop_assert!(
+            !matches!(p.action, Action::Create(_) | Action::Write { .. }),
+            "second pass still writes: {:?}",
+            p.action
+        );
+    }
+    Ok(())
+}
+
+/// Planner invariants over random users and directories with colliding ids and emails.
+pub fn planner(runner: &mut TestRunner) -> Result<(), String> {
+    let input = (
+        proptest::collection::vec(entra_user(), 0..6),
+        proptest::collection::vec(zen_user(), 0..6),
+        proptest::collection::vec(proptest::sample::subsequence(IDS.to_vec(), 0..4), 2),
+    );
+    runner
+        .run(&input, |(mut users, raw, groups)| {
+            // One Graph page never lists the same object twice.
+            let mut seen = BTreeSet::new();
+            users.retain(|u| seen.insert(u.id.clone()));
+            let dir = directory(raw);
+            check_plan(&users, &dir)?;
+            // Roles: only mapped roles of linked users change.
+            let mappings = vec![
+                RoleMapping {
+                    role: "r-qa".into(),
+                    groups: vec!["g1".into()],
+                },
+                RoleMapping {
+                    role: "r-doc".into(),
+                    groups: vec!["g1".into(), "g2".into()],
+                },
+            ];
+            let members: Memberships = [("g1", &groups[0]), ("g2", &groups[1])]
+                .into_iter()
+                .map(|(g, m)| (g.to_string(), m.iter().map(|s| s.to_string()).collect()))
+                .collect();
+            for c in roles::plan_roles(&mappings, &members, &dir) {
+                let z = dir.get(&c.zenqms_id).expect("planned for a known user");
+                prop_assert!(link_of(z).is_some(), "role change for an unlinked user");
+                for r in c.add.iter().chain(&c.remove) {
+                    prop_assert!(r == "r-qa" || r == "r-doc", "unmapped role {r} touched");
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// A fuzz target: runs its property with the runner's case count.
+pub type Target = fn(&mut TestRunner) -> Result<(), String>;
+
+/// The fuzz targets by name.
+pub const TARGETS: [(&str, Target); 4] = [
+    ("webhook", webhook),
+    ("config", config),
+    ("state", state),
+    ("planner", planner),
+];
+
+/// A runner for `cases` executions, without writing failure files into the repo.
+pub fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
