@@ -20,28 +20,60 @@ fn step(v: Value) -> Step {
 
 #[test]
 fn a_next_link_to_another_host_fails_the_call_without_sending_the_token() {
-    let s = scenario((1..=150).map(entra_user).collect(), json!([]), vec![], json!([]));
+    let s = scenario(
+        (1..=150).map(entra_user).collect(),
+        json!([]),
+        vec![],
+        json!([]),
+    );
     let mut r = runner(&s, Runtime::shared());
     r.world_mut().rewrite_next_links = Some("https://graph.microsoft.com.evil.example".into());
     let rec = r.run_step(0, &step(json!({"deploy": {}})));
     let err = rec.error.clone().expect("the deploy must fail");
-    assert!(err.contains("refusing to send the Graph token to https://graph.microsoft.com.evil.example"), "{err}");
+    assert!(
+        err.contains(
+            "refusing to send the Graph token to https://graph.microsoft.com.evil.example"
+        ),
+        "{err}"
+    );
     assert!(err.contains("not retryable"));
     let report = r.report(vec![rec]);
-    assert_eq!(report.http.by_target.iter().find(|(k, _)| format!("{k:?}") == "Denied").map(|(_, v)| *v), Some(0), "nothing was sent elsewhere");
-    assert_eq!(report.zenqms.users.len(), 100, "the first page was applied, nothing after the bad link");
+    assert_eq!(
+        report
+            .http
+            .by_target
+            .iter()
+            .find(|(k, _)| format!("{k:?}") == "Denied")
+            .map(|(_, v)| *v),
+        Some(0),
+        "nothing was sent elsewhere"
+    );
+    assert_eq!(
+        report.zenqms.users.len(),
+        100,
+        "the first page was applied, nothing after the bad link"
+    );
 }
 
 #[test]
 fn a_sync_outliving_the_access_token_refreshes_it_and_goes_on() {
     // Two minutes per round trip: the 250-user sync takes well over the token's hour.
-    let mut s = scenario((1..=250).map(entra_user).collect(), json!([]), vec![], json!([]));
+    let mut s = scenario(
+        (1..=250).map(entra_user).collect(),
+        json!([]),
+        vec![],
+        json!([]),
+    );
     s["rtt_ms"] = json!(120_000);
     s["budget_ms"] = json!(86_400_000);
     let r = run(s);
     assert_ok(&r);
     assert_eq!(r.zenqms.users.len(), 250);
-    assert!(log_text(&r).contains("Graph access token refreshed after a 401"), "{}", log_text(&r));
+    assert!(
+        log_text(&r).contains("Graph access token refreshed after a 401"),
+        "{}",
+        log_text(&r)
+    );
 }
 
 fn leak_runtime(limits: Limits) -> &'static Runtime {
@@ -50,19 +82,42 @@ fn leak_runtime(limits: Limits) -> &'static Runtime {
 
 #[test]
 fn a_runaway_call_is_stopped_cleanly_and_the_stored_state_survives() {
-    let s = scenario((1..=250).map(entra_user).collect(), json!([]), vec![], json!([]));
+    let s = scenario(
+        (1..=250).map(entra_user).collect(),
+        json!([]),
+        vec![],
+        json!([]),
+    );
     // 10 ms of guest time is far too little for a 250-user sync: the call is interrupted.
-    let tight = leak_runtime(Limits { cpu_ticks: 1, ..Limits::default() });
+    let tight = leak_runtime(Limits {
+        cpu_ticks: 1,
+        ..Limits::default()
+    });
     let mut r = runner(&s, tight);
     let rec = r.run_step(0, &step(json!({"deploy": {}})));
     let err = rec.error.clone().expect("interrupted");
     assert!(err.contains("component trapped"), "{err}");
     // Memory: a 1 MiB-body webhook under a 2 MiB memory cap fails cleanly too.
-    let small = leak_runtime(Limits { memory_bytes: 2 << 20, ..Limits::default() });
+    let small = leak_runtime(Limits {
+        memory_bytes: 2 << 20,
+        ..Limits::default()
+    });
     let mut m = runner(&s, small);
-    let body = format!("{{\"value\": [], \"pad\": \"{}\"}}", "x".repeat(1000 * 1024));
-    let rec = m.run_step(0, &step(json!({"webhook": {"method": "POST", "body_text": body}})));
-    assert!(rec.error.clone().is_some_and(|e| e.contains("component trapped")), "{:?}", rec.error);
+    let body = format!(
+        "{{\"value\": [], \"pad\": \"{}\"}}",
+        "x".repeat(1000 * 1024)
+    );
+    let rec = m.run_step(
+        0,
+        &step(json!({"webhook": {"method": "POST", "body_text": body}})),
+    );
+    assert!(
+        rec.error
+            .clone()
+            .is_some_and(|e| e.contains("component trapped")),
+        "{:?}",
+        rec.error
+    );
     // The platform keeps the state it had; a normal runtime then converges.
     let mut normal = runner(&s, Runtime::shared());
     let rec = normal.run_step(0, &step(json!({"deploy": {}})));
@@ -75,7 +130,10 @@ fn assert_clean(text: &str, secrets: &[String], what: &str) {
     for s in secrets {
         assert!(!text.contains(s.as_str()), "a secret leaked into {what}");
     }
-    assert!(!text.contains("Bearer "), "an Authorization value leaked into {what}");
+    assert!(
+        !text.contains("Bearer "),
+        "an Authorization value leaked into {what}"
+    );
 }
 
 #[test]
@@ -123,7 +181,12 @@ fn mass(disable: u32, extra_config: Value) -> Value {
     users[29]["jobTitle"] = json!("Promoted");
     let zen: Vec<Value> = (1..=30)
         .map(|i| {
-            let mut z = zen_user(&format!("u-{i:02}"), &format!("user{i}@contoso.com"), Some(&uid(i)), &[]);
+            let mut z = zen_user(
+                &format!("u-{i:02}"),
+                &format!("user{i}@contoso.com"),
+                Some(&uid(i)),
+                &[],
+            );
             z["first_name"] = json!(format!("Given{i}"));
             z["last_name"] = json!(format!("Sur{i}"));
             z["title"] = json!("QA Specialist");
@@ -155,17 +218,32 @@ fn a_mass_deactivation_is_refused_until_an_admin_acts() {
     let mut r = runner(&s, Runtime::shared());
     let first = r.run_step(0, &step(json!({"deploy": {}})));
     assert!(first.ok, "{:?}", first.error);
-    let blocked = first.logs.iter().find(|l| l.message.starts_with("mass deactivation blocked")).expect("blocked");
+    let blocked = first
+        .logs
+        .iter()
+        .find(|l| l.message.starts_with("mass deactivation blocked"))
+        .expect("blocked");
     assert_eq!(blocked.level, "error");
     assert_eq!(blocked.fields["deactivations"], "15");
     assert_eq!(blocked.fields["limit"], "10");
     assert!(blocked.fields["sample_entra_ids"].contains(&uid(1)));
-    assert!(first.summary.as_deref().unwrap().contains("15 DEACTIVATIONS HELD BACK"));
+    assert!(
+        first
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("15 DEACTIVATIONS HELD BACK")
+    );
     let records = r.run_steps(|_| {});
     let report = r.report(records);
     // The other changes were applied; the run after raising the limit deactivates.
     assert_ok(&report);
-    assert!(report.steps[2].logs.iter().any(|l| l.message.contains("still held back")));
+    assert!(
+        report.steps[2]
+            .logs
+            .iter()
+            .any(|l| l.message.contains("still held back"))
+    );
     assert_eq!(active(&report), 15);
     assert_eq!(linked(&report, &uid(30)).unwrap().title, "Promoted");
 }
@@ -175,7 +253,11 @@ fn the_guard_blocks_before_deactivating_anyone_and_allow_mass_deactivation_overr
     let r = run(mass(15, json!({})));
     assert_ok(&r);
     assert_eq!(active(&r), 30, "nobody deactivated");
-    assert_eq!(linked(&r, &uid(30)).unwrap().title, "Promoted", "the rest was applied");
+    assert_eq!(
+        linked(&r, &uid(30)).unwrap().title,
+        "Promoted",
+        "the rest was applied"
+    );
     let r = run(mass(15, json!({"allow_mass_deactivation": "true"})));
     assert_ok(&r);
     assert_eq!(active(&r), 15);
@@ -199,7 +281,10 @@ fn single_user_notifications_are_not_blocked_but_a_mass_delta_round_is() {
     s["steps"] = Value::Array(steps);
     let r = run(s);
     assert_ok(&r);
-    assert!(!linked(&r, &uid(1)).unwrap().is_active, "the notified user is deactivated");
+    assert!(
+        !linked(&r, &uid(1)).unwrap().is_active,
+        "the notified user is deactivated"
+    );
     assert_eq!(active(&r), 29, "the 14 others are held back by the guard");
     assert!(log_text(&r).contains("mass deactivation blocked: the delta round"));
 }
