@@ -51,6 +51,12 @@ impl<'a> Applier<'a> {
 
     /// Applies planned actions: logs skips and conflicts, sends the writes side by side.
     pub fn apply(&mut self, plans: Vec<Planned>) -> Result<(), Failure> {
+        let writes = self.prepare(plans);
+        self.write(writes)
+    }
+
+    /// Logs and counts what needs no write; returns the writes.
+    pub fn prepare(&mut self, plans: Vec<Planned>) -> Vec<Write> {
         let mut writes = Vec::new();
         for p in plans {
             match p.action {
@@ -106,7 +112,7 @@ impl<'a> Applier<'a> {
                 }),
             }
         }
-        self.write(writes)
+        writes
     }
 
     /// Sends writes side by side; stops the call (after logging each) if ZenQMS itself fails.
@@ -116,6 +122,15 @@ impl<'a> Applier<'a> {
         }
         let calls: Vec<Call> = writes.iter().map(|w| w.call.clone()).collect();
         let results = self.zen.write_all(&calls);
+        self.absorb(writes, results)
+    }
+
+    /// Takes in the answers to writes sent (possibly in a round shared with other requests).
+    pub fn absorb(
+        &mut self,
+        writes: Vec<Write>,
+        results: Vec<Result<ZUser, WriteError>>,
+    ) -> Result<(), Failure> {
         let results = self.recheck_creates(&writes, results);
         let mut systemic = None;
         for (w, result) in writes.into_iter().zip(results) {
@@ -212,24 +227,23 @@ impl<'a> Applier<'a> {
 
     /// Applies role changes side by side (one add and/or one remove call per user).
     pub fn apply_roles(&mut self, changes: Vec<RoleChange>) -> Result<(), Failure> {
-        let mut calls = Vec::new();
-        let mut about = Vec::new();
-        for change in changes {
-            if !change.add.is_empty() {
-                calls.push(api::add_roles(&change.zenqms_id, &change.add));
-                about.push((change.clone(), true));
-            }
-            if !change.remove.is_empty() {
-                calls.push(api::remove_roles(&change.zenqms_id, &change.remove));
-                about.push((change, false));
-            }
-        }
-        if calls.is_empty() {
+        let about = role_calls(changes);
+        if about.is_empty() {
             return Ok(());
         }
+        let calls: Vec<Call> = about.iter().map(|r| r.call.clone()).collect();
         let results = self.zen.write_all(&calls);
+        self.absorb_roles(about, results)
+    }
+
+    /// Takes in the answers to role calls sent.
+    pub fn absorb_roles(
+        &mut self,
+        about: Vec<RoleCall>,
+        results: Vec<Result<ZUser, WriteError>>,
+    ) -> Result<(), Failure> {
         let mut systemic = None;
-        for ((change, adding), result) in about.into_iter().zip(results) {
+        for (RoleCall { change, adding, .. }, result) in about.into_iter().zip(results) {
             let roles = if adding { &change.add } else { &change.remove };
             let (verb, field) = if adding {
                 ("added", "roles_added")
@@ -278,6 +292,36 @@ impl<'a> Applier<'a> {
             None => Ok(()),
         }
     }
+}
+
+/// One role call and what it is about.
+pub struct RoleCall {
+    pub call: Call,
+    pub change: RoleChange,
+    /// Adding (else removing) the change's roles.
+    pub adding: bool,
+}
+
+/// The calls for role changes: one add and/or one remove per user.
+pub fn role_calls(changes: Vec<RoleChange>) -> Vec<RoleCall> {
+    let mut out = Vec::new();
+    for change in changes {
+        if !change.add.is_empty() {
+            out.push(RoleCall {
+                call: api::add_roles(&change.zenqms_id, &change.add),
+                change: change.clone(),
+                adding: true,
+            });
+        }
+        if !change.remove.is_empty() {
+            out.push(RoleCall {
+                call: api::remove_roles(&change.zenqms_id, &change.remove),
+                change,
+                adding: false,
+            });
+        }
+    }
+    out
 }
 
 /// A create's fields as changes from nothing, for the audit log.

@@ -244,6 +244,12 @@ impl<'a> Graph<'a> {
         }
     }
 
+    /// Reads the answer to a page request sent by the caller (e.g. in a shared round).
+    pub fn read_page(result: HttpResult, what: &str) -> Result<Page, Failure> {
+        let resp = Self::ok(result, what)?;
+        parse_page(&resp.body, what)
+    }
+
     /// Reads one page of a collection from a full URL (a first-page URL or a nextLink).
     pub fn page(&self, url: &str, what: &str) -> Result<Page, Failure> {
         let req = self.request(Method::Get, url, None)?;

@@ -6,15 +6,18 @@
 
 use serde_json::json;
 
-use crate::apply::{Applier, Write};
+use std::collections::BTreeSet;
+
+use crate::apply::{self, Applier, Write};
 use crate::config::Config;
 use crate::entra::EntraUser;
 use crate::failure::Failure;
-use crate::graph::Graph;
+use crate::graph::{Graph, Page};
 use crate::log::Log;
 use crate::plan::{self, Action, Directory, Planned, WriteKind};
+use crate::platform::Method;
 use crate::platform::Platform;
-use crate::roles::{self, RoleChange};
+use crate::roles::{self, Memberships, RoleChange};
 use crate::state::{Blocked, Counts, Deferred, FullSync, Phase};
 use crate::zenqms::Zenqms;
 use crate::zenqms::api::{self, ZUser};
@@ -72,6 +75,12 @@ pub struct Engine<'a> {
     out: Applier<'a>,
     budget_ms: u64,
     role_plan: Option<Vec<RoleChange>>,
+    /// Transitive members of the mapped groups, read once per call.
+    members: Option<Memberships>,
+    /// The next user page, fetched in the same round as the previous batch's writes.
+    prefetched: Option<(String, Page)>,
+    /// Role additions for users created in the last round: they go out with the next one.
+    carry: Vec<RoleChange>,
 }
 
 impl<'a> Engine<'a> {
@@ -92,6 +101,9 @@ impl<'a> Engine<'a> {
             out: Applier::new(zen, Log::new(platform), cause, Directory::new(users)),
             budget_ms,
             role_plan: None,
+            members: None,
+            prefetched: None,
+            carry: Vec::new(),
         })
     }
 
@@ -150,14 +162,44 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// One batch: read a page of (up to) 100 users, plan it, apply it — except deactivations,
-    /// which are deferred until the run's total is known (the mass-deactivation guard).
+    /// Reads the transitive members of the mapped groups, once per call.
+    fn load_members(&mut self) -> Result<(), Failure> {
+        if self.members.is_none() {
+            let groups = self.config.mapped_groups();
+            self.members = Some(self.graph.transitive_members(&groups)?);
+        }
+        Ok(())
+    }
+
+    /// The role change one linked user needs, if any.
+    fn role_change(&mut self, entra_id: &str) -> Result<Option<RoleChange>, Failure> {
+        if self.config.role_mappings.is_empty() {
+            return Ok(None);
+        }
+        self.load_members()?;
+        let members = self.members.as_ref().expect("loaded above");
+        let Some(z) = self.out.dir.by_external_id(entra_id) else {
+            return Ok(None);
+        };
+        let mappings = &self.config.role_mappings;
+        let desired = roles::desired_roles(mappings, members, entra_id);
+        Ok(roles::change_for(z, entra_id, mappings, &desired))
+    }
+
+    /// One batch: a page of (up to) 100 users, planned and written — except deactivations,
+    /// which are deferred until the run's total is known (the mass-deactivation guard). The
+    /// batch's writes, its users' role changes, the previous batch's new users' roles and the
+    /// next page's read all go out in one `send-all`, so Graph's sequential paging overlaps
+    /// with the writes instead of waiting for them.
     fn users_page(
         &mut self,
         url: &str,
         deferred: &mut Vec<Deferred>,
     ) -> Result<Option<String>, Failure> {
-        let page = self.graph.page(url, "listing users")?;
+        let page = match self.prefetched.take() {
+            Some((u, p)) if u == url => p,
+            _ => self.graph.page(url, "listing users")?,
+        };
         let mut users = Vec::with_capacity(page.items.len());
         for item in &page.items {
             match EntraUser::from_json(item) {
@@ -171,11 +213,52 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let plans = plan::plan_batch(&users, &self.out.dir)
+        let plans: Vec<Planned> = plan::plan_batch(&users, &self.out.dir)
             .into_iter()
             .filter_map(|p| defer_deactivation(p, deferred))
             .collect();
-        self.out.apply(plans)?;
+        let writes = self.out.prepare(plans);
+        let creating: BTreeSet<&str> = writes
+            .iter()
+            .filter(|w| w.kind == "created")
+            .map(|w| w.entra_id.as_str())
+            .collect();
+        let mut changes = std::mem::take(&mut self.carry);
+        for u in &users {
+            if !creating.contains(u.id.as_str())
+                && let Some(c) = self.role_change(&u.id)?
+            {
+                changes.push(c);
+            }
+        }
+        let created: Vec<String> = creating.iter().map(|s| s.to_string()).collect();
+        let role_calls = apply::role_calls(changes);
+        let mut reqs = Vec::new();
+        if let Some(next) = &page.next {
+            reqs.push(self.graph.request(Method::Get, next, None)?);
+        }
+        reqs.extend(writes.iter().map(|w| self.out.zen.request(&w.call)));
+        reqs.extend(role_calls.iter().map(|r| self.out.zen.request(&r.call)));
+        let mut answers = self.graph.send_all(reqs).into_iter();
+        if let Some(next) = &page.next {
+            let answer = answers.next().expect("one answer per request");
+            // A failed read is simply read again by the next step (with its own retries).
+            if let Ok(p) = Graph::read_page(answer, "listing users") {
+                self.prefetched = Some((next.clone(), p));
+            }
+        }
+        let write_results = (&mut answers)
+            .take(writes.len())
+            .map(Zenqms::read_write)
+            .collect();
+        let role_results = answers.map(Zenqms::read_write).collect();
+        self.out.absorb(writes, write_results)?;
+        self.out.absorb_roles(role_calls, role_results)?;
+        for id in created {
+            if let Some(c) = self.role_change(&id)? {
+                self.carry.push(c);
+            }
+        }
         Ok(page.next)
     }
 
@@ -280,10 +363,10 @@ impl<'a> Engine<'a> {
             return Ok(true);
         }
         if self.role_plan.is_none() {
-            let members = self
-                .graph
-                .transitive_members(&self.config.mapped_groups())?;
-            let mut plan = roles::plan_roles(&self.config.role_mappings, &members, &self.out.dir);
+            self.carry.clear(); // the full pass below covers them
+            self.load_members()?;
+            let members = self.members.as_ref().expect("loaded above");
+            let mut plan = roles::plan_roles(&self.config.role_mappings, members, &self.out.dir);
             plan.reverse(); // popped from the end, in directory order
             self.role_plan = Some(plan);
         }

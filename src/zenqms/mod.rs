@@ -144,22 +144,27 @@ impl<'a> Zenqms<'a> {
         self.platform
             .send_all(reqs)
             .into_iter()
-            .map(|r| match r {
-                Err(e) => Err(WriteError {
-                    status: None,
-                    message: e.to_string(),
-                }),
-                Ok(resp) if resp.is_success() => {
-                    api::parse_user(&resp.body).map_err(|message| WriteError {
-                        status: Some(resp.status),
-                        message,
-                    })
-                }
-                Ok(resp) => Err(WriteError {
-                    status: Some(resp.status),
-                    message: api::error_text(&resp.body),
-                }),
-            })
+            .map(Self::read_write)
             .collect()
+    }
+
+    /// Reads the answer to a write: the user as ZenQMS now has it, or why it failed.
+    pub fn read_write(r: HttpResult) -> Result<ZUser, WriteError> {
+        match r {
+            Err(e) => Err(WriteError {
+                status: None,
+                message: e.to_string(),
+            }),
+            Ok(resp) if resp.is_success() => {
+                api::parse_user(&resp.body).map_err(|message| WriteError {
+                    status: Some(resp.status),
+                    message,
+                })
+            }
+            Ok(resp) => Err(WriteError {
+                status: Some(resp.status),
+                message: api::error_text(&resp.body),
+            }),
+        }
     }
 }
