@@ -28,6 +28,8 @@ pub struct Applier<'a> {
     pub cause: String,
     pub dir: Directory,
     pub counts: Counts,
+    /// Dry run: log each write as a plan line and simulate its effect; send nothing.
+    pub dry_run: bool,
 }
 
 /// The failure that ends a call when the service, not one user, is failing.
@@ -46,7 +48,60 @@ impl<'a> Applier<'a> {
             cause: cause.to_string(),
             dir,
             counts: Counts::default(),
+            dry_run: false,
         }
+    }
+
+    /// In a dry run: the answers the writes would get (the user as it would be afterwards).
+    pub fn simulate(&self, writes: &[Write]) -> Vec<Result<ZUser, WriteError>> {
+        writes
+            .iter()
+            .map(|w| {
+                let created = w
+                    .call
+                    .body
+                    .clone()
+                    .and_then(|b| serde_json::from_value::<api::NewUser>(b).ok());
+                match (w.kind, created) {
+                    ("created", Some(new)) => {
+                        Ok(plan::expected_user(&format!("(new:{})", w.entra_id), &new))
+                    }
+                    _ => {
+                        let id = w.call.path.trim_start_matches("/v2/users/");
+                        let z = self.dir.get(id).ok_or_else(|| WriteError {
+                            status: None,
+                            message: "dry run: user not in the directory".into(),
+                        })?;
+                        Ok(plan::apply_changes(z, &w.changes))
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// In a dry run: role calls answered with the user as it would be.
+    pub fn simulate_roles(&self, calls: &[RoleCall]) -> Vec<Result<ZUser, WriteError>> {
+        calls
+            .iter()
+            .map(|r| {
+                let mut z =
+                    self.dir
+                        .get(&r.change.zenqms_id)
+                        .cloned()
+                        .ok_or_else(|| WriteError {
+                            status: None,
+                            message: "dry run: user not in the directory".into(),
+                        })?;
+                if r.adding {
+                    z.roles.extend(r.change.add.iter().cloned());
+                } else {
+                    z.roles.retain(|x| !r.change.remove.contains(x));
+                }
+                z.roles.sort();
+                z.roles.dedup();
+                Ok(z)
+            })
+            .collect()
     }
 
     /// Applies planned actions: logs skips and conflicts, sends the writes side by side.
@@ -120,8 +175,12 @@ impl<'a> Applier<'a> {
         if writes.is_empty() {
             return Ok(());
         }
-        let calls: Vec<Call> = writes.iter().map(|w| w.call.clone()).collect();
-        let results = self.zen.write_all(&calls);
+        let results = if self.dry_run {
+            self.simulate(&writes)
+        } else {
+            let calls: Vec<Call> = writes.iter().map(|w| w.call.clone()).collect();
+            self.zen.write_all(&calls)
+        };
         self.absorb(writes, results)
     }
 
@@ -131,7 +190,11 @@ impl<'a> Applier<'a> {
         writes: Vec<Write>,
         results: Vec<Result<ZUser, WriteError>>,
     ) -> Result<(), Failure> {
-        let results = self.recheck_creates(&writes, results);
+        let results = if self.dry_run {
+            results
+        } else {
+            self.recheck_creates(&writes, results)
+        };
         let mut systemic = None;
         for (w, result) in writes.into_iter().zip(results) {
             match result {
@@ -139,8 +202,13 @@ impl<'a> Applier<'a> {
                     let zid = user.id.clone();
                     self.dir.upsert(user);
                     self.count(w.kind);
+                    let message = if self.dry_run {
+                        format!("plan: would be {}", w.kind)
+                    } else {
+                        format!("ZenQMS user {}", w.kind)
+                    };
                     self.log.info(
-                        &format!("ZenQMS user {}", w.kind),
+                        &message,
                         &[
                             ("cause", &self.cause),
                             ("entra_id", &w.entra_id),
@@ -231,8 +299,12 @@ impl<'a> Applier<'a> {
         if about.is_empty() {
             return Ok(());
         }
-        let calls: Vec<Call> = about.iter().map(|r| r.call.clone()).collect();
-        let results = self.zen.write_all(&calls);
+        let results = if self.dry_run {
+            self.simulate_roles(&about)
+        } else {
+            let calls: Vec<Call> = about.iter().map(|r| r.call.clone()).collect();
+            self.zen.write_all(&calls)
+        };
         self.absorb_roles(about, results)
     }
 
@@ -252,6 +324,12 @@ impl<'a> Applier<'a> {
             };
             match result {
                 Ok(user) => {
+                    let before = self
+                        .dir
+                        .get(&user.id)
+                        .map(|z| z.roles.clone())
+                        .unwrap_or_default();
+                    let changes = format!("roles: {before:?} -> {:?}", user.roles);
                     self.dir.upsert(user);
                     let n = roles.len() as u32;
                     if adding {
@@ -259,13 +337,19 @@ impl<'a> Applier<'a> {
                     } else {
                         self.counts.roles_removed += n;
                     }
+                    let message = if self.dry_run {
+                        format!("plan: roles would be {verb}")
+                    } else {
+                        format!("ZenQMS roles {verb}")
+                    };
                     self.log.info(
-                        &format!("ZenQMS roles {verb}"),
+                        &message,
                         &[
                             ("cause", &self.cause),
                             ("entra_id", &change.entra_id),
                             ("zenqms_id", &change.zenqms_id),
                             (field, &roles.join(",")),
+                            ("changes", &changes),
                         ],
                     );
                 }

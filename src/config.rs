@@ -19,6 +19,7 @@ pub const KEYS: &[&str] = &[
     "role_mappings",
     "max_deactivations",
     "allow_mass_deactivation",
+    "dry_run",
 ];
 
 /// A credential. `Debug` is redacted so it cannot slip into a log line or an error by accident.
@@ -64,6 +65,8 @@ pub struct Config {
     pub max_deactivations: Option<u32>,
     /// Lets the next deploy's full sync exceed the limit once.
     pub allow_mass_deactivation: bool,
+    /// Read everything, write nothing: log the plan instead.
+    pub dry_run: bool,
 }
 
 impl Config {
@@ -192,18 +195,16 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             None
         }
     });
-    let allow_mass_deactivation =
-        match get("allow_mass_deactivation").map(|v| v.to_ascii_lowercase()) {
-            None => false,
-            Some(v) if v == "true" => true,
-            Some(v) if v == "false" => false,
-            Some(v) => {
-                problems.push(format!(
-                    "'allow_mass_deactivation' must be true or false, got '{v}'"
-                ));
-                false
-            }
-        };
+    let mut flag = |key: &str| match get(key).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            problems.push(format!("'{key}' must be true or false, got '{v}'"));
+            false
+        }
+    };
+    let allow_mass_deactivation = flag("allow_mass_deactivation");
+    let dry_run = flag("dry_run");
     if problems.is_empty() {
         Ok(Config {
             tenant_id,
@@ -214,6 +215,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             role_mappings,
             max_deactivations,
             allow_mass_deactivation,
+            dry_run,
         })
     } else {
         Err(ConfigErrors(problems))

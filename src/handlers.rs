@@ -175,6 +175,23 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
     if !unknown.is_empty() {
         return Err(Failure::fatal(config::ConfigErrors(unknown).to_string()).into());
     }
+    let graph = Graph::new(p, token, Some(&config));
+    if config.dry_run {
+        if state.full_sync.is_some() {
+            return Err(Failure::fatal(
+                "a sync is in progress: run the dry run when it has finished",
+            )
+            .into());
+        }
+        // Reads everything, writes nothing: no subscriptions, no delta links, no tenant claim.
+        state.full_sync = Some(new_full_sync(p, "dryrun", false));
+        let run = &state.full_sync.as_ref().expect("just set").run_id;
+        log.info(
+            "dry run started: nothing will be written",
+            &[("run_id", run)],
+        );
+        return run_full_sync(p, &config, &graph, state, inst.budget_ms);
+    }
     if let Some(old) = &state.full_sync {
         log.warn(
             "an unfinished initial sync is abandoned; the redeploy starts over",
@@ -185,7 +202,6 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
         );
     }
     state.tenant_id = Some(config.tenant_id.clone());
-    let graph = Graph::new(p, token, Some(&config));
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
     if let Err(f) = subs.ensure(&mut state.subscriptions, TimeDelta::MAX) {
         return Err(keep(&state, f));
@@ -242,7 +258,13 @@ fn start_full_sync(
     });
     // A full sync covers whatever notifications had queued.
     state.queue = Queue::default();
-    state.full_sync = Some(FullSync {
+    state.full_sync = Some(new_full_sync(p, why, allow_mass));
+    Ok(())
+}
+
+fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
+    let now = p.now();
+    FullSync {
         run_id: format!("sync-{}-{why}", now.format("%Y%m%dT%H%M%SZ")),
         started_at: now,
         phase: Phase::Users {
@@ -255,8 +277,7 @@ fn start_full_sync(
         allow_mass,
         guard_checked: false,
         blocked: None,
-    });
-    Ok(())
+    }
 }
 
 /// Continues the checkpointed full sync in `state`.
@@ -293,6 +314,18 @@ fn run_full_sync(
                 b.count, b.limit
             )
         });
+        if config.dry_run {
+            let summary = format!(
+                "dry run {} complete (nothing written): would have {}{held}",
+                sync.run_id, sync.totals
+            );
+            return Ok(Outcome {
+                response: None,
+                state: Some(state.to_json()),
+                pending: false,
+                summary,
+            });
+        }
         let summary = format!(
             "initial sync {} complete: {} batches in {} calls; {}{held}",
             sync.run_id, sync.batches, sync.calls, sync.totals
@@ -405,6 +438,12 @@ fn on_schedule(p: &dyn Platform, inst: &Instance) -> CallResult {
     }
     if state.tenant_id.is_none() {
         return Ok(nothing("schedule: instance not deployed".into()));
+    }
+    if config.dry_run {
+        return Ok(nothing(
+            "schedule: dry_run=true, nothing processed (a dry run is a deploy that writes nothing)"
+                .into(),
+        ));
     }
     if let Some(b) = &state.blocked {
         log.error(
@@ -611,6 +650,12 @@ fn on_webhook(p: &dyn Platform, inst: &Instance, req: &Request) -> CallResult {
             ..nothing(format!("webhook: {total} notifications, all rejected"))
         });
     }
+    if config.dry_run {
+        return Ok(Outcome {
+            response: Some(accepted(202, body)),
+            ..nothing("webhook: dry_run=true, notifications not processed".into())
+        });
+    }
     let graph = get_token(p, &config)?;
     for (sub_id, event) in &lifecycle {
         lifecycle_event(p, &graph, inst, &mut state, sub_id, event).map_err(|f| keep(&state, f))?;
@@ -685,6 +730,9 @@ fn delete_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
             started_at: p.now().to_rfc3339_opts(SecondsFormat::Secs, true),
             cleared: 0,
         });
+    }
+    if config.dry_run {
+        return crate::unlink::run(p, &config, state, inst.budget_ms);
     }
     // Subscriptions first: no notification should re-link anyone while links are cleared.
     let removed = get_token(p, &config).and_then(|graph| {

@@ -43,6 +43,8 @@ impl<'a> Realtime<'a> {
             cause,
             Directory::default(),
         );
+        let mut out = out;
+        out.dry_run = config.dry_run;
         Realtime {
             platform,
             config,

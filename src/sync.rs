@@ -94,11 +94,13 @@ impl<'a> Engine<'a> {
     ) -> Result<Self, Failure> {
         let zen = Zenqms::new(platform, config);
         let users = zen.search_all(json!({}))?;
+        let mut out = Applier::new(zen, Log::new(platform), cause, Directory::new(users));
+        out.dry_run = config.dry_run;
         Ok(Engine {
             platform,
             config,
             graph,
-            out: Applier::new(zen, Log::new(platform), cause, Directory::new(users)),
+            out,
             budget_ms,
             role_plan: None,
             members: None,
@@ -237,8 +239,11 @@ impl<'a> Engine<'a> {
         if let Some(next) = &page.next {
             reqs.push(self.graph.request(Method::Get, next, None)?);
         }
-        reqs.extend(writes.iter().map(|w| self.out.zen.request(&w.call)));
-        reqs.extend(role_calls.iter().map(|r| self.out.zen.request(&r.call)));
+        let dry = self.out.dry_run;
+        if !dry {
+            reqs.extend(writes.iter().map(|w| self.out.zen.request(&w.call)));
+            reqs.extend(role_calls.iter().map(|r| self.out.zen.request(&r.call)));
+        }
         let mut answers = self.graph.send_all(reqs).into_iter();
         if let Some(next) = &page.next {
             let answer = answers.next().expect("one answer per request");
@@ -247,11 +252,18 @@ impl<'a> Engine<'a> {
                 self.prefetched = Some((next.clone(), p));
             }
         }
-        let write_results = (&mut answers)
-            .take(writes.len())
-            .map(Zenqms::read_write)
-            .collect();
-        let role_results = answers.map(Zenqms::read_write).collect();
+        let (write_results, role_results) = if dry {
+            (
+                self.out.simulate(&writes),
+                self.out.simulate_roles(&role_calls),
+            )
+        } else {
+            let w = (&mut answers)
+                .take(writes.len())
+                .map(Zenqms::read_write)
+                .collect();
+            (w, answers.map(Zenqms::read_write).collect())
+        };
         self.out.absorb(writes, write_results)?;
         self.out.absorb_roles(role_calls, role_results)?;
         for id in created {

@@ -34,6 +34,29 @@ pub fn run(
         .search_all(json!({"has_external_id": true}))
         .map_err(|f| keep(&state, f))?;
     let linked: Vec<_> = users.iter().filter(|u| link_of(u).is_some()).collect();
+    if config.dry_run {
+        for u in &linked {
+            let ext = u.external_id.clone().unwrap_or_default();
+            log.info(
+                "plan: would be unlinked",
+                &[
+                    ("cause", "delete (dry run)"),
+                    ("zenqms_id", &u.id),
+                    ("entra_id", &ext),
+                    ("changes", &format!("external_id: \"{ext}\" -> null")),
+                ],
+            );
+        }
+        return Ok(Outcome {
+            response: None,
+            state: None,
+            pending: false,
+            summary: format!(
+                "dry run delete (nothing written): would clear {} external_id links and remove the Graph subscriptions",
+                linked.len()
+            ),
+        });
+    }
     let mut failed = Vec::new();
     let mut done = 0usize;
     let mut longest = 0u64;

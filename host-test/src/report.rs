@@ -81,10 +81,59 @@ pub struct ExpectReport {
     pub failures: Vec<String>,
 }
 
+/// One ZenQMS write (or, in a dry run, one planned write) and why it happened.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditRecord {
+    pub step: usize,
+    /// created, updated, linked, deactivated, unlinked, roles added, roles removed.
+    pub action: String,
+    /// The sync run, notification or delta round (or "delete") that caused it.
+    pub cause: String,
+    pub zenqms_id: String,
+    pub entra_id: String,
+    /// Field-level `field: before -> after; ...`.
+    pub changes: String,
+    /// True for a dry run's planned write (nothing was written).
+    pub planned: bool,
+}
+
+/// The audit trail of a run, from the component's write log lines.
+pub fn audit(steps: &[StepRecord]) -> Vec<AuditRecord> {
+    let mut out = Vec::new();
+    for step in steps {
+        for l in &step.logs {
+            let (action, planned) = if let Some(a) = l.message.strip_prefix("ZenQMS user ") {
+                (a.to_string(), false)
+            } else if let Some(a) = l.message.strip_prefix("ZenQMS roles ") {
+                (format!("roles {a}"), false)
+            } else if let Some(a) = l.message.strip_prefix("plan: would be ") {
+                (a.to_string(), true)
+            } else if let Some(a) = l.message.strip_prefix("plan: roles would be ") {
+                (format!("roles {a}"), true)
+            } else {
+                continue;
+            };
+            let field = |k: &str| l.fields.get(k).cloned().unwrap_or_default();
+            out.push(AuditRecord {
+                step: step.index,
+                action,
+                cause: field("cause"),
+                zenqms_id: field("zenqms_id"),
+                entra_id: field("entra_id"),
+                changes: field("changes"),
+                planned,
+            });
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub description: String,
     pub steps: Vec<StepRecord>,
+    /// Every ZenQMS write with its cause and field-level change (the GxP audit trail).
+    pub audit: Vec<AuditRecord>,
     pub zenqms: ZenqmsReport,
     pub entra: EntraReport,
     pub http: HttpStats,
@@ -121,6 +170,7 @@ pub fn build(scenario: &Scenario, steps: Vec<StepRecord>, world: &World) -> Repo
     let failures = check(scenario, &steps, &users);
     Report {
         description: scenario.description.clone(),
+        audit: audit(&steps),
         steps,
         zenqms: ZenqmsReport {
             users,
@@ -342,9 +392,60 @@ pub fn users_table(users: &[ZenqmsUser]) -> String {
     out
 }
 
+/// A dry run's plan as a table (one row per planned write), with totals.
+pub fn plan_table(audit: &[AuditRecord]) -> String {
+    let rows: Vec<[String; 4]> = audit
+        .iter()
+        .filter(|a| a.planned)
+        .map(|a| {
+            [
+                a.action.clone(),
+                a.entra_id.clone(),
+                a.zenqms_id.clone(),
+                a.changes.clone(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut widths = [6usize, 8, 9, 7];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count().min(60));
+        }
+    }
+    let mut out = format!(
+        "\nDry-run plan ({} writes, nothing was written):\n",
+        rows.len()
+    );
+    let header = ["action", "entra_id", "zenqms_id", "changes"];
+    let line = |cells: [&str; 4]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    out.push_str(&line(header));
+    out.push('\n');
+    for r in &rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3]]));
+        out.push('\n');
+    }
+    let mut totals: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in &rows {
+        *totals.entry(r[0].as_str()).or_default() += 1;
+    }
+    let t: Vec<String> = totals.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    out.push_str(&format!("Totals: {}\n", t.join(", ")));
+    out
+}
+
 /// The closing lines: users, HTTP accounting, clock, verdict.
 pub fn describe_end(report: &Report) -> String {
-    let mut out = String::new();
+    let mut out = plan_table(&report.audit);
     let _ = writeln!(out, "\nFinal ZenQMS users ({}):", report.zenqms.users.len());
     out.push_str(&users_table(&report.zenqms.users));
     let by: Vec<String> = report
