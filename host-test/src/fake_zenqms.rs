@@ -372,10 +372,20 @@ impl FakeZenqms {
     /// Emails are unique case-insensitively (trimmed) across all users, active or not.
     fn ensure_email_free(&self, email: &str, except: Option<&str>) -> ApiResult<()> {
         let wanted = normalize_email(email);
+        // Compared without allocating: this scan runs for every write, so a sync of N users
+        // used to allocate N x M lowercased copies.
+        let same = |e: &str| {
+            let e = e.trim();
+            if e.is_ascii() {
+                e.eq_ignore_ascii_case(&wanted)
+            } else {
+                normalize_email(e) == wanted
+            }
+        };
         match self
             .users
             .values()
-            .find(|u| Some(u.id.as_str()) != except && normalize_email(&u.email) == wanted)
+            .find(|u| Some(u.id.as_str()) != except && same(&u.email))
         {
             Some(other) => Err(ApiError(
                 409,

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run -p host-test -- demo [--verbose] [--report <out.json>]
 //! cargo run -p host-test -- replay <scenario.json> [--report <out.json>] [--verbose]
+//! cargo run --release -p host-test -- bench [--users N] [--groups G] [--rtt-ms 100] [--concurrency 8] [--json <file>]
 //! ```
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -25,8 +26,10 @@ mod cli {
     use host_test::scenario::Scenario;
 
     const USAGE: &str = "usage:
-  host-test demo [--verbose] [--report <out.json>]
-  host-test replay <scenario.json> [--report <out.json>] [--verbose]";
+  host-test demo [--verbose] [--dry-run] [--report <out.json>]
+  host-test replay <scenario.json> [--report <out.json>] [--verbose] [--dry-run]
+  host-test package [--out dist] [--manifest wit/integration.json]
+  host-test bench [--users 10000] [--groups 40] [--rtt-ms 100] [--concurrency 8] [--budget-ms 20000] [--json <file>]";
 
     /// The bundled demo scenario.
     pub fn demo_path() -> PathBuf {
@@ -36,6 +39,7 @@ mod cli {
     struct Options {
         report: Option<PathBuf>,
         verbose: bool,
+        dry_run: bool,
         positional: Vec<String>,
     }
 
@@ -43,6 +47,7 @@ mod cli {
         let mut o = Options {
             report: None,
             verbose: false,
+            dry_run: false,
             positional: Vec::new(),
         };
         let mut it = args.iter();
@@ -53,6 +58,7 @@ mod cli {
                     o.report = Some(PathBuf::from(p));
                 }
                 "--verbose" | "-v" => o.verbose = true,
+                "--dry-run" => o.dry_run = true,
                 flag if flag.starts_with('-') => bail!("unknown option {flag}\n{USAGE}"),
                 _ => o.positional.push(a.clone()),
             }
@@ -61,7 +67,21 @@ mod cli {
     }
 
     fn replay(path: &Path, o: &Options) -> Result<Report> {
-        let scenario = Scenario::load(path)?;
+        let mut scenario = Scenario::load(path)?;
+        if o.dry_run {
+            scenario
+                .instance
+                .config
+                .insert("dry_run".into(), serde_json::Value::String("true".into()));
+            // What the scenario expects of a real run cannot hold for a run that writes nothing,
+            // and steps after the deploy (notifications...) need what a real deploy sets up.
+            scenario.expect = Default::default();
+            scenario
+                .steps
+                .retain(|s| matches!(s, host_test::scenario::Step::Deploy(_)));
+            scenario.steps.truncate(1);
+            println!("Dry run of the deploy: the component reads everything and writes nothing.");
+        }
         println!("Scenario: {}", path.display());
         if !scenario.description.is_empty() {
             println!("  {}", scenario.description);
@@ -76,8 +96,13 @@ mod cli {
             scenario.budget_ms
         );
         let verbose = o.verbose;
-        let report = Runner::new(Runtime::shared(), scenario)
-            .run(|step| print!("{}", report::describe_step(step, verbose)));
+        let steps = scenario.steps.len() as u64;
+        let mut progress = host_test::progress::Progress::new(steps, "replaying");
+        let report = Runner::new(Runtime::shared(), scenario).run(|step| {
+            progress.advance(&format!("step {} ({}) done", step.index, step.kind));
+            print!("{}", report::describe_step(step, verbose));
+        });
+        progress.finish();
         print!("{}", report::describe_end(&report));
         if let Some(out) = &o.report {
             let text = serde_json::to_string_pretty(&report)?;
@@ -87,10 +112,61 @@ mod cli {
         Ok(report)
     }
 
+    /// `bench`: the issue-6 benchmark (see `docs/performance.md`).
+    fn bench(args: &[String]) -> Result<bool> {
+        let (params, json) = host_test::bench::parse_args(args).context(USAGE)?;
+        let command = format!("host-test bench {}", args.join(" "));
+        println!(
+            "Benchmark: {} users, {} groups; wasm and native runs of each phase",
+            params.users, params.groups
+        );
+        let report = host_test::bench::run(&params, command.trim(), |line| println!("{line}"))?;
+        print!("{}", host_test::bench::table::render(&report));
+        if let Some(out) = &json {
+            let text = serde_json::to_string_pretty(&report)?;
+            std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+            println!("JSON written to {}", out.display());
+        }
+        Ok(true)
+    }
+
+    /// `package [--out dist] [--manifest wit/integration.json]`
+    fn package(args: &[String]) -> Result<bool> {
+        let mut out = PathBuf::from("dist");
+        let mut manifest = host_test::package::default_manifest();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--out" => out = PathBuf::from(it.next().context("--out needs a directory")?),
+                "--manifest" => {
+                    manifest = PathBuf::from(it.next().context("--manifest needs a file")?)
+                }
+                other => bail!("unknown option {other}\n{USAGE}"),
+            }
+        }
+        let files = host_test::package::package(&manifest, &out, Runtime::shared())?;
+        for f in files {
+            println!("wrote {}", f.display());
+        }
+        Ok(true)
+    }
+
     fn run(args: &[String]) -> Result<bool> {
         let Some((cmd, rest)) = args.split_first() else {
             bail!("{USAGE}");
         };
+        if cmd == "bench" {
+            return bench(rest);
+        }
+        if cmd == "serve" {
+            return host_test::serve::cli(rest);
+        }
+        if cmd == "run" {
+            return host_test::live::cli(rest);
+        }
+        if cmd == "package" {
+            return package(rest);
+        }
         let o = parse(rest)?;
         let report = match cmd.as_str() {
             "demo" => replay(&demo_path(), &o)?,

@@ -123,7 +123,7 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
-fn to_http(req: Request) -> HttpRequest {
+pub fn to_http(req: Request) -> HttpRequest {
     HttpRequest {
         method: method_name(req.method).into(),
         url: req.url,
@@ -234,6 +234,15 @@ impl Runtime {
         let started = std::time::Instant::now();
         let _ = self.call(world, |_, _| Ok(()));
         started.elapsed()
+    }
+
+    /// The component's exports, by name.
+    pub fn exports(&self) -> Vec<String> {
+        let component = self.pre.instance_pre().component();
+        let ty = component.component_type();
+        ty.exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect()
     }
 
     /// The component's imports, as interface names (for the sandbox test).

@@ -5,13 +5,14 @@
 //! (see `member_of.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use serde_json::{Map, Value, json};
 
 use super::FakeGraph;
 use super::odata::{
-    Ctx, GraphError, GraphResult, Selection, Url, collection, find_name, is_guid, json_body,
-    paginate, parse_query,
+    Ctx, GraphError, GraphResult, Selection, Url, collection, decode_skiptoken, find_name, is_guid,
+    json_body, paginate, parse_query,
 };
 use crate::http_types::{HttpRequest, HttpResponse};
 
@@ -352,9 +353,18 @@ impl FakeGraph {
         let q = parse_query(url, &["select", "top", "skiptoken"])?;
         let sel = Selection::resolve(q.select.as_ref(), "user", |n| self.user_prop(n))?;
         collection_select(&sel)?;
+        // Render only this page and one more item (to know whether a next page exists):
+        // rendering the whole directory per page made a full listing quadratic in N.
+        let after = q
+            .skiptoken
+            .as_deref()
+            .map(|t| decode_skiptoken(t, "users"))
+            .transpose()?;
+        let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         let items = self
             .users
-            .iter()
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(q.top.unwrap_or(100).saturating_add(1))
             .map(|(id, u)| (id.clone(), render(u, Kind::User, &sel)))
             .collect();
         let page = paginate(items, url, &q, "users")?;
