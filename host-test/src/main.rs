@@ -28,6 +28,9 @@ mod cli {
     const USAGE: &str = "usage:
   host-test demo [--verbose] [--dry-run] [--report <out.json>]
   host-test replay <scenario.json> [--report <out.json>] [--verbose] [--dry-run]
+  host-test fuzz [--runs 1000000] [--target webhook|config|state|planner]
+  host-test serve <scenario.json> [--port P] [--requests N] [--seconds S]
+  host-test run --config <file> [--state <file>] [--record <dir>] (deploy|event <request.json>|schedule|delete)
   host-test package [--out dist] [--manifest wit/integration.json]
   host-test bench [--users 10000] [--groups 40] [--rtt-ms 100] [--concurrency 8] [--budget-ms 20000] [--json <file>]";
 
@@ -130,6 +133,39 @@ mod cli {
         Ok(true)
     }
 
+    /// `fuzz [--runs N] [--target webhook|config|state|planner]`: runs the property-based fuzz
+    /// targets natively for N executions each (default 1,000,000) and reports the counts.
+    fn fuzz(args: &[String]) -> Result<bool> {
+        let mut runs: u32 = 1_000_000;
+        let mut only: Option<String> = None;
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--runs" => runs = it.next().context("--runs needs a number")?.parse()?,
+                "--target" => only = Some(it.next().context("--target needs a name")?.clone()),
+                other => bail!("unknown option {other}\n{USAGE}"),
+            }
+        }
+        let mut ok = true;
+        for (name, target) in host_test::fuzz::TARGETS {
+            if only.as_deref().is_some_and(|o| o != name) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let mut runner = host_test::fuzz::runner(runs);
+            let result = target(&mut runner);
+            let secs = started.elapsed().as_secs_f64();
+            match result {
+                Ok(()) => println!("{name}: {runs} executions, no failure ({secs:.1} s)"),
+                Err(e) => {
+                    ok = false;
+                    println!("{name}: FAILED after {secs:.1} s: {e}");
+                }
+            }
+        }
+        Ok(ok)
+    }
+
     /// `package [--out dist] [--manifest wit/integration.json]`
     fn package(args: &[String]) -> Result<bool> {
         let mut out = PathBuf::from("dist");
@@ -166,6 +202,9 @@ mod cli {
         }
         if cmd == "package" {
             return package(rest);
+        }
+        if cmd == "fuzz" {
+            return fuzz(rest);
         }
         let o = parse(rest)?;
         let report = match cmd.as_str() {
