@@ -39,7 +39,8 @@ impl Directory {
         self.users.insert(user.id.clone(), user);
     }
 
-    fn remove(&mut self, id: &str) {
+    /// Removes a user from the directory (and its indexes).
+    pub fn remove(&mut self, id: &str) {
         if let Some(old) = self.users.remove(id) {
             if let Some(ext) = link_of(&old) {
                 self.by_external.remove(&ext);
@@ -312,26 +313,34 @@ fn skip_incomplete(missing: Vec<&'static str>) -> Action {
     }
 }
 
-/// Plans a batch in order. Each decision is applied to a working copy of the directory before
-/// the next user is planned, so two Entra users in one batch cannot claim the same email or
-/// ZenQMS user.
-pub fn plan_batch(users: &[EntraUser], dir: &Directory) -> Vec<Planned> {
-    let mut work = dir.clone();
-    let mut next_temp = 0u64;
-    users
+/// How to take back one planned effect applied to the directory while planning a batch.
+enum Undo {
+    Remove(String),
+    Restore(ZUser),
+}
+
+/// Plans a batch in order. Each decision is applied to the directory before the next user is
+/// planned, so two Entra users in one batch cannot claim the same email or ZenQMS user; the
+/// directory is restored afterwards (cost: the batch, not the directory).
+pub fn plan_batch(users: &[EntraUser], dir: &mut Directory) -> Vec<Planned> {
+    let mut undo = Vec::new();
+    let plans = users
         .iter()
-        .map(|u| {
-            let action = plan_user(u, &work);
+        .enumerate()
+        .map(|(i, u)| {
+            let action = plan_user(u, dir);
             match &action {
                 Action::Create(new) => {
-                    next_temp += 1;
-                    work.upsert(expected_user(&format!("planned-{next_temp}"), new));
+                    let id = format!("(planned {i})");
+                    dir.upsert(expected_user(&id, new));
+                    undo.push(Undo::Remove(id));
                 }
                 Action::Write {
                     zenqms_id, changes, ..
                 } => {
-                    if let Some(z) = work.get(zenqms_id) {
-                        work.upsert(apply_changes(z, changes));
+                    if let Some(z) = dir.get(zenqms_id).cloned() {
+                        dir.upsert(apply_changes(&z, changes));
+                        undo.push(Undo::Restore(z));
                     }
                 }
                 _ => {}
@@ -342,7 +351,14 @@ pub fn plan_batch(users: &[EntraUser], dir: &Directory) -> Vec<Planned> {
                 action,
             }
         })
-        .collect()
+        .collect();
+    for step in undo.into_iter().rev() {
+        match step {
+            Undo::Remove(id) => dir.remove(&id),
+            Undo::Restore(z) => dir.upsert(z),
+        }
+    }
+    plans
 }
 
 /// The user a create is expected to produce.

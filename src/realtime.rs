@@ -138,7 +138,7 @@ impl<'a> Realtime<'a> {
         self.out.dir = Directory::new(found);
         // Plan: present users as the initial sync does; absent ones (404) are leavers.
         let present: Vec<EntraUser> = users.iter().flatten().cloned().collect();
-        let mut plans = plan::plan_batch(&present, &self.out.dir);
+        let mut plans = plan::plan_batch(&present, &mut self.out.dir);
         for (id, user) in ids.iter().zip(&users) {
             if user.is_some() {
                 continue;

@@ -215,7 +215,7 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let plans: Vec<Planned> = plan::plan_batch(&users, &self.out.dir)
+        let plans: Vec<Planned> = plan::plan_batch(&users, &mut self.out.dir)
             .into_iter()
             .filter_map(|p| defer_deactivation(p, deferred))
             .collect();

@@ -29,6 +29,9 @@ pub struct FakeZenqms {
     api_token: String,
     roles: Vec<RoleSpec>,
     users: BTreeMap<String, ZenqmsUser>,
+    /// Normalized email -> ids of the users with it (the uniqueness check runs on every write:
+    /// a scan of all users made a sync of N users O(N x M)).
+    emails: BTreeMap<String, BTreeSet<String>>,
     /// Last number used for a `u-NNNNNN` id.
     last_seq: u64,
     writes: u64,
@@ -87,14 +90,40 @@ impl FakeZenqms {
             .filter_map(|id| id.strip_prefix("u-").and_then(|n| n.parse::<u64>().ok()))
             .max()
             .unwrap_or(0);
+        let mut emails: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for u in users.values() {
+            emails
+                .entry(normalize_email(&u.email))
+                .or_default()
+                .insert(u.id.clone());
+        }
         FakeZenqms {
             base_url: base_url.trim_end_matches('/').to_string(),
             api_token: spec.api_token.clone(),
             roles: spec.roles.clone(),
             users,
+            emails,
             last_seq,
             writes: 0,
         }
+    }
+
+    /// Stores a user (new or changed), keeping the email index in step.
+    fn store(&mut self, user: ZenqmsUser) {
+        if let Some(old) = self.users.get(&user.id) {
+            let key = normalize_email(&old.email);
+            if let Some(ids) = self.emails.get_mut(&key) {
+                ids.remove(&user.id);
+                if ids.is_empty() {
+                    self.emails.remove(&key);
+                }
+            }
+        }
+        self.emails
+            .entry(normalize_email(&user.email))
+            .or_default()
+            .insert(user.id.clone());
+        self.users.insert(user.id.clone(), user);
     }
 
     pub fn handle(&mut self, req: &HttpRequest) -> HttpResponse {
@@ -140,7 +169,7 @@ impl FakeZenqms {
                 .into_iter()
                 .collect();
         }
-        self.users.insert(id.to_string(), user);
+        self.store(user);
         Ok(())
     }
 
@@ -245,16 +274,18 @@ impl FakeZenqms {
             Some(Value::Object(f)) => Filter::parse(f)?,
             Some(_) => return Err(bad_request("field `filter` must be an object")),
         };
-        let matching: Vec<&ZenqmsUser> =
-            self.users.values().filter(|u| filter.matches(u)).collect();
+        // One pass, keeping only the page: a paged read of the whole directory is then
+        // O(M) per page without an M-element allocation each time.
         let skip = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
-        let data: Vec<&ZenqmsUser> = matching
-            .iter()
-            .skip(skip)
-            .take(per_page as usize)
-            .copied()
-            .collect();
-        Ok(json!({"data": data, "page": page, "per_page": per_page, "total": matching.len()}))
+        let mut data: Vec<&ZenqmsUser> = Vec::new();
+        let mut total = 0usize;
+        for u in self.users.values().filter(|u| filter.matches(u)) {
+            if total >= skip && data.len() < per_page as usize {
+                data.push(u);
+            }
+            total += 1;
+        }
+        Ok(json!({"data": data, "page": page, "per_page": per_page, "total": total}))
     }
 
     fn create(&mut self, body: &Map<String, Value>) -> ApiResult<Value> {
@@ -278,7 +309,7 @@ impl FakeZenqms {
         validate_user(&user)?;
         self.ensure_email_free(&user.email, None)?;
         user.id = self.next_id();
-        self.users.insert(user.id.clone(), user.clone());
+        self.store(user.clone());
         self.writes += 1;
         Ok(json!(user))
     }
@@ -287,7 +318,7 @@ impl FakeZenqms {
         self.user(id)?;
         let body = json_object(req)?;
         let user = self.patched(id, &body)?;
-        self.users.insert(id.to_string(), user.clone());
+        self.store(user.clone());
         self.writes += 1;
         Ok(json!(user))
     }
@@ -371,26 +402,15 @@ impl FakeZenqms {
 
     /// Emails are unique case-insensitively (trimmed) across all users, active or not.
     fn ensure_email_free(&self, email: &str, except: Option<&str>) -> ApiResult<()> {
-        let wanted = normalize_email(email);
-        // Compared without allocating: this scan runs for every write, so a sync of N users
-        // used to allocate N x M lowercased copies.
-        let same = |e: &str| {
-            let e = e.trim();
-            if e.is_ascii() {
-                e.eq_ignore_ascii_case(&wanted)
-            } else {
-                normalize_email(e) == wanted
-            }
-        };
-        match self
-            .users
-            .values()
-            .find(|u| Some(u.id.as_str()) != except && same(&u.email))
-        {
+        let other = self
+            .emails
+            .get(&normalize_email(email))
+            .and_then(|ids| ids.iter().find(|i| Some(i.as_str()) != except));
+        match other {
             Some(other) => Err(ApiError(
                 409,
                 "email_taken",
-                format!("email `{email}` is already used by user {}", other.id),
+                format!("email `{email}` is already used by user {other}"),
             )),
             None => Ok(()),
         }

@@ -302,7 +302,9 @@ fn directory(raw: Vec<(String, Option<String>, bool, Vec<String>)>) -> Directory
 }
 
 fn check_plan(users: &[EntraUser], dir: &Directory) -> Result<(), TestCaseError> {
-    let plans = plan::plan_batch(users, dir);
+    let mut scratch = dir.clone();
+    let plans = plan::plan_batch(users, &mut scratch);
+    prop_assert_eq!(scratch.len(), dir.len(), "planning restores the directory");
     let mut after = dir.clone();
     for (p, u) in plans.iter().zip(users) {
         match &p.action {
@@ -338,7 +340,7 @@ fn check_plan(users: &[EntraUser], dir: &Directory) -> Result<(), TestCaseError>
         }
     }
     // Applying the plan and planning again writes nothing.
-    for p in plan::plan_batch(users, &after) {
+    for p in plan::plan_batch(users, &mut after) {
         prop_assert!(
             !matches!(p.action, Action::Create(_) | Action::Write { .. }),
             "second pass still writes: {:?}",

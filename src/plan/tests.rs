@@ -204,7 +204,9 @@ fn batch_does_not_let_two_users_claim_one_email() {
         entra(A, Some("ada@x.com"), true),
         entra(B, Some("ADA@x.com"), true),
     ];
-    let plans = plan_batch(&batch, &Directory::default());
+    let mut dir = Directory::default();
+    let plans = plan_batch(&batch, &mut dir);
+    assert!(dir.is_empty(), "planning leaves the directory as it was");
     assert!(matches!(plans[0].action, Action::Create(_)));
     assert!(matches!(plans[1].action, Action::Conflict { .. }));
 }

@@ -76,7 +76,12 @@ pub fn render(report: &BenchReport) -> String {
             format!("{:.3}", r.wasm_component_s),
             format!("{:.3}", r.native_component_s),
             format!("{:.3}", r.service_cpu_s),
-            format!("{:.2}", r.cpu_ratio),
+            // Below a few ms the subtraction of the services' time is noise, not a ratio.
+            if r.native_component_s < 0.005 {
+                "-".into()
+            } else {
+                format!("{:.2}", r.cpu_ratio)
+            },
             format!("{:.1}", mib(r.peak_memory_bytes)),
         ]);
     }

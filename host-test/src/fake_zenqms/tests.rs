@@ -491,3 +491,28 @@ fn base_url_may_carry_a_path_and_hosts_compare_case_insensitively() {
     assert_eq!(get("https://acme.zenqms.com/v2/roles"), 404);
     assert_eq!(get("https://acme.zenqms.com/apiv2/roles"), 404);
 }
+
+#[test]
+fn an_email_given_up_is_free_again() {
+    let mut z = fake();
+    let moved = json!({"email": "ada.l@example.com"});
+    assert_eq!(
+        call(&mut z, "PATCH", "/v2/users/u-000007", Some(moved)).0,
+        200
+    );
+    // The old address is free for someone else; the new one is taken.
+    let (status, _) = call(
+        &mut z,
+        "PATCH",
+        "/v2/users/u-000002",
+        Some(json!({"email": " ADA@example.com"})),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &mut z,
+        "PATCH",
+        "/v2/users/legacy-1",
+        Some(json!({"email": "Ada.L@example.com"})),
+    );
+    assert_eq!((status, code(&body)), (409, "email_taken"));
+}

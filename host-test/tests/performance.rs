@@ -1,0 +1,84 @@
+//! Deterministic counts of the benchmark at a small size (no timed assertions: CPU and memory
+//! figures vary by machine and are reported by `host-test bench`, see docs/performance.md).
+
+use std::sync::OnceLock;
+
+use host_test::bench::{self, BenchReport, Params};
+
+const USERS: u32 = 300;
+const GROUPS: u32 = 10;
+
+/// One run shared by the tests (the benchmark runs every phase twice: wasm and native).
+fn report() -> &'static BenchReport {
+    static REPORT: OnceLock<BenchReport> = OnceLock::new();
+    REPORT.get_or_init(|| {
+        let p = Params {
+            users: USERS,
+            groups: GROUPS,
+            ..Params::default()
+        };
+        bench::run(&p, "performance test", |_| {}).expect("the benchmark runs")
+    })
+}
+
+#[test]
+fn native_run_makes_the_same_requests_as_wasm() {
+    for phase in &report().phases {
+        assert!(
+            phase.native_matches,
+            "{}: native and wasm differ",
+            phase.name
+        );
+    }
+}
+
+#[test]
+fn resync_with_nothing_changed_writes_nothing() {
+    let resync = &report().phases[1];
+    assert_eq!(resync.zenqms_writes, 0, "{resync:#?}");
+}
+
+#[test]
+fn one_user_notification_takes_at_most_four_rounds() {
+    let user = &report().phases[2];
+    assert_eq!(
+        user.zenqms_writes, 1,
+        "the changed title is written: {user:#?}"
+    );
+    assert!(user.rounds <= 4, "{} rounds", user.rounds);
+}
+
+#[test]
+fn initial_sync_writes_what_the_tenant_needs() {
+    let r = report();
+    let t = &r.tenant;
+    // Every complete, enabled Entra user is created or linked; nobody is created twice.
+    let initial = &r.phases[0];
+    assert!(initial.zenqms_writes > u64::from(t.entra_users - t.incomplete - t.disabled) / 2);
+    assert!(
+        r.zenqms_users_at_resync <= u64::from(t.zenqms_users + t.entra_users),
+        "{r:#?}"
+    );
+    let floor = initial.floor_rounds.expect("a full sync has a floor");
+    assert!(initial.rounds >= floor, "no run beats the floor");
+}
+
+/// The read budget for a re-sync is ceil(N/100) + ceil(M/100) + G. The component misses
+/// it by a fixed set of reads (see docs/performance.md): the ZenQMS role list, the two delta links
+/// taken before the sync, and the id listing of the leaver check (ceil(N/999)). This asserts the
+/// budget plus exactly those, so any further read fails the test.
+#[test]
+fn resync_reads_stay_within_the_formula_plus_the_fixed_reads() {
+    let r = report();
+    let resync = &r.phases[1];
+    let formula = u64::from(USERS).div_ceil(100)
+        + r.zenqms_users_at_resync.div_ceil(100)
+        + u64::from(r.tenant.mapped_groups);
+    let fixed = 1 + 2 + u64::from(USERS).div_ceil(999);
+    assert!(
+        resync.reads <= formula + fixed,
+        "re-sync reads {} > ceil(N/100) + ceil(M/100) + G = {formula} plus {fixed} fixed: {:#?}",
+        resync.reads,
+        resync.read_kinds
+    );
+}
