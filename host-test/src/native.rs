@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::http_types::{HttpRequest, HttpResponse};
 use crate::runner::MAX_CALLS_PER_STEP;
 use crate::runtime::LogLine;
-use crate::scenario::{EntraChange, Scenario, Step};
+use crate::scenario::{Scenario, Step};
 use crate::world::{Refused, Target, Webhook, World};
 
 /// One request the component sent, as the benchmark classifies it.
@@ -305,17 +305,7 @@ impl NativeRunner {
                 self.state = None;
             }
             Step::Advance(a) => self.world().clock.set(a.to)?,
-            Step::Entra(change) => {
-                let now = self.world().clock.now();
-                let g = &mut self.world_mut().graph;
-                g.set_now(now);
-                match change {
-                    EntraChange::UpsertUser(u) => g.upsert_user(u.clone())?,
-                    EntraChange::DeleteUser(id) => g.delete_user(id)?,
-                    EntraChange::AddMember(m) => g.add_member(&m.group, &m.member)?,
-                    EntraChange::RemoveMember(m) => g.remove_member(&m.group, &m.member)?,
-                }
-            }
+            Step::Entra(change) => self.world_mut().apply_entra(change)?,
             Step::Notify(n) => {
                 let req = self.notification(&n.resource, &n.id, &n.change_type)?;
                 let outcome = self.invoke(Handler::Event(Event::Webhook(req)))?;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::http_types::{HttpRequest, HttpResponse};
 use crate::report::{self, Report, ResponseRecord, StepRecord};
 use crate::runtime::{Event, Instance, LogLine, Method, Outcome, Request, Runtime, WitFailure};
-use crate::scenario::{EntraChange, Scenario, Step, WebhookSpec, ZenqmsChange};
+use crate::scenario::{Scenario, Step, WebhookSpec, ZenqmsChange};
 use crate::world::World;
 
 /// Bound on resume calls after one step, so a component that never finishes fails the step.
@@ -266,17 +266,7 @@ impl Runner {
                 }
             }
             Step::Advance(a) => self.world().clock.set(a.to)?,
-            Step::Entra(change) => {
-                let now = self.world().clock.now();
-                let g = &mut self.world_mut().graph;
-                g.set_now(now);
-                match change {
-                    EntraChange::UpsertUser(u) => g.upsert_user(u.clone())?,
-                    EntraChange::DeleteUser(id) => g.delete_user(id)?,
-                    EntraChange::AddMember(m) => g.add_member(&m.group, &m.member)?,
-                    EntraChange::RemoveMember(m) => g.remove_member(&m.group, &m.member)?,
-                }
-            }
+            Step::Entra(change) => self.world_mut().apply_entra(change)?,
             Step::Zenqms(ZenqmsChange::UpdateUser(fields)) => {
                 self.world_mut().zenqms.update_user(fields)?
             }
@@ -409,28 +399,38 @@ fn validation_route(runtime: &'static Runtime, scenario: &Scenario) -> crate::wo
         if !req.url.starts_with(&webhook_url) {
             return HttpResponse::empty(404); // not a URL the platform serves
         }
-        let offline = World::offline(clock_start);
-        let wit_req = Request {
-            method: Method::Post,
-            url: req.url,
-            headers: req.headers,
-            body: req.body,
-        };
-        let (_, _, result) = runtime.call(offline, |b, store| {
-            b.call_on_event(store, &instance, &Event::Webhook(wit_req))
-        });
-        match result {
-            Ok(Ok(Outcome {
-                response: Some(r), ..
-            })) => HttpResponse {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            },
-            Ok(Ok(_)) => HttpResponse::empty(202),
-            _ => HttpResponse::empty(500),
-        }
+        answer_handshake(runtime, &instance, req, World::offline(clock_start))
     })
+}
+
+/// Delivers a request Graph sent to the webhook to a fresh component instance (another worker)
+/// and returns its answer as the platform would relay it.
+pub fn answer_handshake(
+    runtime: &Runtime,
+    instance: &Instance,
+    req: HttpRequest,
+    world: World,
+) -> HttpResponse {
+    let wit_req = Request {
+        method: Method::Post,
+        url: req.url,
+        headers: req.headers,
+        body: req.body,
+    };
+    let (_, _, result) = runtime.call(world, |b, store| {
+        b.call_on_event(store, instance, &Event::Webhook(wit_req))
+    });
+    match result {
+        Ok(Ok(Outcome {
+            response: Some(r), ..
+        })) => HttpResponse {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        },
+        Ok(Ok(_)) => HttpResponse::empty(202),
+        _ => HttpResponse::empty(500),
+    }
 }
 
 fn platform_log(message: &str) -> LogLine {

@@ -21,7 +21,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
 use crate::http_types::{HttpRequest, HttpResponse};
-use crate::runtime::{Event, Instance, Method, Outcome, Request, Runtime};
+use crate::runtime::{Instance, Runtime};
 use crate::scenario::Scenario;
 use crate::world::{Refused, Webhook, World};
 
@@ -218,27 +218,7 @@ fn handshake_route(runtime: &'static Runtime, scenario: &Scenario) -> Webhook {
             state: None,
             budget_ms,
         };
-        let probe = Request {
-            method: Method::Post,
-            url: req.url,
-            headers: req.headers,
-            body: req.body,
-        };
-        let offline = World::offline(Utc::now());
-        let (_, _, result) = runtime.call(offline, |b, store| {
-            b.call_on_event(store, &instance, &Event::Webhook(probe))
-        });
-        match result {
-            Ok(Ok(Outcome {
-                response: Some(r), ..
-            })) => HttpResponse {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            },
-            Ok(Ok(_)) => HttpResponse::empty(202),
-            _ => HttpResponse::empty(500),
-        }
+        crate::runner::answer_handshake(runtime, &instance, req, World::offline(Utc::now()))
     })
 }
 

@@ -290,6 +290,20 @@ impl World {
         ))
     }
 
+    /// Applies a scenario's change to the Entra tenant, stamped with the current virtual time.
+    pub fn apply_entra(&mut self, change: &crate::scenario::EntraChange) -> anyhow::Result<()> {
+        use crate::scenario::EntraChange;
+        let now = self.clock.now();
+        let g = &mut self.graph;
+        g.set_now(now);
+        match change {
+            EntraChange::UpsertUser(u) => g.upsert_user(u.clone()),
+            EntraChange::DeleteUser(id) => g.delete_user(id),
+            EntraChange::AddMember(m) => g.add_member(&m.group, &m.member),
+            EntraChange::RemoveMember(m) => g.remove_member(&m.group, &m.member),
+        }
+    }
+
     /// The component waits (a retry's backoff): virtual time passes, no round trip.
     pub fn wait(&mut self, ms: u32) {
         self.stats.waited_ms += u64::from(ms);
