@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::report::{ResponseRecord, StepRecord};
 use crate::runner::MAX_CALLS_PER_STEP;
-use crate::runtime::{Event, Instance, LogLine, Method, Outcome, Request, WitFailure};
+use crate::runtime::{Event, Instance, LogLine, Outcome, WitFailure};
 use crate::scenario::{InstanceSpec, WebhookSpec};
 pub use net::{LiveRuntime, Net, NetError};
 use record::{CommandEntry, Recorder};
@@ -176,43 +176,6 @@ enum Handler {
     Delete,
 }
 
-/// The inbound request a webhook spec describes, to the instance's webhook URL.
-fn webhook_request(spec: &WebhookSpec, webhook_url: &str) -> Result<Request> {
-    let method = match spec.method.to_ascii_uppercase().as_str() {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        "PUT" => Method::Put,
-        "PATCH" => Method::Patch,
-        "DELETE" => Method::Delete,
-        other => bail!("unsupported webhook method {other}"),
-    };
-    let mut url = webhook_url.to_string();
-    if !spec.query.is_empty() {
-        url = format!("{url}?{}", spec.query.trim_start_matches('?'));
-    }
-    let body = match (&spec.body, &spec.body_text) {
-        (Some(_), Some(_)) => bail!("a webhook request has either body or body_text"),
-        (Some(v), None) => v.to_string().into_bytes(),
-        (None, Some(t)) => t.clone().into_bytes(),
-        (None, None) => Vec::new(),
-    };
-    let mut headers: Vec<(String, String)> = spec.headers.clone().into_iter().collect();
-    if spec.body.is_some()
-        && !spec
-            .headers
-            .keys()
-            .any(|k| k.eq_ignore_ascii_case("content-type"))
-    {
-        headers.push(("content-type".into(), "application/json".into()));
-    }
-    Ok(Request {
-        method,
-        url,
-        headers,
-        body,
-    })
-}
-
 fn platform_log(message: &str) -> LogLine {
     LogLine {
         level: "error".into(),
@@ -270,7 +233,7 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
         Command::Deploy => Handler::Deploy,
         Command::Schedule => Handler::Event(Event::Schedule),
         Command::Delete => Handler::Delete,
-        Command::Event(spec, _) => Handler::Event(Event::Webhook(webhook_request(
+        Command::Event(spec, _) => Handler::Event(Event::Webhook(crate::runner::webhook_request(
             spec,
             &cfg.instance.webhook_url,
         )?)),

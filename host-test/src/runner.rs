@@ -180,46 +180,6 @@ impl Runner {
         }
     }
 
-    fn webhook_request(&self, spec: &WebhookSpec) -> Result<Request> {
-        let method = match spec.method.to_ascii_uppercase().as_str() {
-            "GET" => Method::Get,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "PATCH" => Method::Patch,
-            "DELETE" => Method::Delete,
-            other => bail!("unsupported webhook method {other}"),
-        };
-        let mut url = self.scenario.instance.webhook_url.clone();
-        if !spec.query.is_empty() {
-            url.push('?');
-            url.push_str(spec.query.trim_start_matches('?'));
-        }
-        let body = match (&spec.body, &spec.body_text) {
-            (Some(_), Some(_)) => bail!("a webhook step has either body or body_text"),
-            (Some(v), None) => v.to_string().into_bytes(),
-            (None, Some(t)) => t.clone().into_bytes(),
-            (None, None) => Vec::new(),
-        };
-        let mut headers: Vec<(String, String)> = spec
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if spec.body.is_some()
-            && !headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            headers.push(("content-type".into(), "application/json".into()));
-        }
-        Ok(Request {
-            method,
-            url,
-            headers,
-            body,
-        })
-    }
-
     /// A notification exactly as Graph would build it from the component's subscription.
     fn notification(&self, resource: &str, build: impl Fn(&Value) -> Value) -> Result<Request> {
         let now = self.world().clock.now();
@@ -286,7 +246,7 @@ impl Runner {
                 }
             }
             Step::Webhook(spec) => {
-                let req = self.webhook_request(spec)?;
+                let req = webhook_request(spec, &self.scenario.instance.webhook_url)?;
                 self.deliver(req, rec);
             }
             Step::Notify(n) => {
@@ -380,6 +340,43 @@ impl Runner {
         let records = self.run_steps(on_step);
         self.report(records)
     }
+}
+
+/// The inbound request a webhook spec describes, to the instance's webhook URL.
+pub fn webhook_request(spec: &WebhookSpec, webhook_url: &str) -> Result<Request> {
+    let method = match spec.method.to_ascii_uppercase().as_str() {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "PATCH" => Method::Patch,
+        "DELETE" => Method::Delete,
+        other => bail!("unsupported webhook method {other}"),
+    };
+    let mut url = webhook_url.to_string();
+    if !spec.query.is_empty() {
+        url = format!("{url}?{}", spec.query.trim_start_matches('?'));
+    }
+    let body = match (&spec.body, &spec.body_text) {
+        (Some(_), Some(_)) => bail!("a webhook request has either body or body_text"),
+        (Some(v), None) => v.to_string().into_bytes(),
+        (None, Some(t)) => t.clone().into_bytes(),
+        (None, None) => Vec::new(),
+    };
+    let mut headers: Vec<(String, String)> = spec.headers.clone().into_iter().collect();
+    if spec.body.is_some()
+        && !spec
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(("content-type".into(), "application/json".into()));
+    }
+    Ok(Request {
+        method,
+        url,
+        headers,
+        body,
+    })
 }
 
 /// The platform's route for requests Graph sends to the webhook while the component is busy in
