@@ -17,6 +17,8 @@ use crate::platform::{HttpResult, Method, Platform, Request, Response};
 use crate::roles::Memberships;
 use crate::url::{Url, encode};
 
+mod batch;
+
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
 pub const GRAPH_HOST: &str = "graph.microsoft.com";
 pub const GRAPH_BASE: &str = "https://graph.microsoft.com/v1.0";
@@ -274,16 +276,13 @@ impl<'a> Graph<'a> {
         Ok(ids)
     }
 
-    /// For each id: does Graph still have this user? (404 means no.) Sent concurrently.
+    /// For each id: does Graph still have this user? (404 means no.) Batched, side by side.
     pub fn users_exist(&self, ids: &[String]) -> Result<Vec<bool>, Failure> {
-        let reqs = ids
+        let urls: Vec<String> = ids
             .iter()
-            .map(|id| {
-                let url = format!("{GRAPH_BASE}/users/{}?$select=id", encode(id));
-                self.request(Method::Get, &url, None)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.send_all(reqs)
+            .map(|id| format!("{GRAPH_BASE}/users/{}?$select=id", encode(id)))
+            .collect();
+        self.get_all(&urls)?
             .into_iter()
             .map(|r| match r {
                 Ok(resp) if resp.status == 404 => Ok(false),
@@ -323,7 +322,7 @@ impl<'a> Graph<'a> {
     }
 
     /// Follows several paged listings side by side: each round fetches the next page of every
-    /// listing that has one, so rounds = the longest listing's page count. A 404 (the object is
+    /// listing that has one (20 to a `$batch`), so rounds = the longest listing's page count. A 404 (the object is
     /// gone) yields an empty set.
     fn collect_ids(
         &self,
@@ -336,11 +335,8 @@ impl<'a> Graph<'a> {
             .map(|(k, _)| (k.clone(), BTreeSet::new()))
             .collect();
         while !cursors.is_empty() {
-            let reqs = cursors
-                .iter()
-                .map(|(_, url)| self.request(Method::Get, url, None))
-                .collect::<Result<Vec<_>, _>>()?;
-            let results = self.send_all(reqs);
+            let urls: Vec<String> = cursors.iter().map(|(_, url)| url.clone()).collect();
+            let results = self.get_all(&urls)?;
             let mut next = Vec::new();
             for ((key, _), result) in cursors.into_iter().zip(results) {
                 if matches!(&result, Ok(r) if r.status == 404) {

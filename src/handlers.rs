@@ -6,7 +6,7 @@ use crate::config::{self, Config};
 use crate::failure::Failure;
 use crate::graph::{self, Graph};
 use crate::log::Log;
-use crate::platform::{Platform, Request, Response};
+use crate::platform::{HttpResult, Platform, Request, Response};
 use crate::realtime::Realtime;
 use crate::retry::Resilient;
 use crate::state::{Counts, DeltaLinks, Finished, FullSync, Phase, Queue, State};
@@ -194,7 +194,7 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
             "dry run started: nothing will be written",
             &[("run_id", run)],
         );
-        return run_full_sync(p, &config, &graph, state, inst.budget_ms);
+        return run_full_sync(p, &config, &graph, state, inst.budget_ms, None);
     }
     if let Some(old) = &state.full_sync {
         log.warn(
@@ -245,7 +245,9 @@ fn keep(state: &State, f: Failure) -> CallFailure {
 }
 
 /// Starts a full sync: first delta links "from now", so that nothing changed while the sync
-/// reads users is missed by the backstop afterwards.
+/// reads users is missed by the backstop afterwards. A redeploy keeps links younger than
+/// [`DELTA_REUSE_HOURS`]: an older position in the change stream only replays more changes
+/// (each re-checked against ZenQMS), never fewer, and saves two reads.
 fn start_full_sync(
     p: &dyn Platform,
     graph: &Graph<'_>,
@@ -253,18 +255,29 @@ fn start_full_sync(
     why: &str,
     allow_mass: bool,
 ) -> Result<(), Failure> {
-    let (users, groups) = graph.delta_latest()?;
     let now = p.now();
-    state.delta = Some(DeltaLinks {
-        users,
-        groups,
-        issued_at: now,
-    });
+    let reusable = why == "deploy"
+        && state
+            .delta
+            .as_ref()
+            .is_some_and(|d| now - d.issued_at < TimeDelta::hours(DELTA_REUSE_HOURS));
+    if !reusable {
+        let (users, groups) = graph.delta_latest()?;
+        state.delta = Some(DeltaLinks {
+            users,
+            groups,
+            issued_at: now,
+        });
+    }
     // A full sync covers whatever notifications had queued.
     state.queue = Queue::default();
     state.full_sync = Some(new_full_sync(p, why, allow_mass));
     Ok(())
 }
+
+/// How old a redeploy may find its delta links and keep them (they live 7 days; the hourly
+/// schedule renews them).
+const DELTA_REUSE_HOURS: i64 = 24;
 
 fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
     let now = p.now();
@@ -281,6 +294,7 @@ fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
         allow_mass,
         guard_checked: false,
         blocked: None,
+        unseen: None,
     }
 }
 
@@ -291,11 +305,24 @@ fn run_full_sync(
     graph: &Graph<'_>,
     mut state: State,
     budget_ms: u32,
+    directory_page_1: Option<HttpResult>,
 ) -> CallResult {
     let mut sync = state.full_sync.take().expect("caller checked");
     sync.calls += 1;
-    let progress = Engine::new(p, config, graph, u64::from(budget_ms), &sync.run_id)
-        .and_then(|mut engine| engine.run(&mut sync));
+    let next_page = match &sync.phase {
+        Phase::Users { next } => Some(next.clone()),
+        _ => None,
+    };
+    let progress = Engine::new(
+        p,
+        config,
+        graph,
+        u64::from(budget_ms),
+        &sync.run_id,
+        directory_page_1,
+        next_page.as_deref(),
+    )
+    .and_then(|mut engine| engine.run(&mut sync));
     let progress = match progress {
         Ok(progress) => progress,
         Err(f) => {
@@ -391,6 +418,19 @@ fn on_resume(p: &dyn Platform, inst: &Instance) -> CallResult {
     if state.deleting.is_some() {
         return crate::unlink::run(p, &config, state, inst.budget_ms);
     }
+    if state.queue.is_empty() {
+        // A full sync's call: the token and ZenQMS's first directory page in one round.
+        let zen = Zenqms::new(p, &config);
+        let mut answers = p
+            .send_all(vec![
+                graph::token_request(&config),
+                zen.request(&api::search_users(serde_json::json!({}), 1)),
+            ])
+            .into_iter();
+        let token = graph::parse_token(answers.next().expect("two answers"))?;
+        let graph = Graph::new(p, token, Some(&config));
+        return run_full_sync(p, &config, &graph, state, inst.budget_ms, answers.next());
+    }
     let graph = get_token(p, &config)?;
     continue_work(p, &config, &graph, state, inst.budget_ms, "resume")
 }
@@ -426,7 +466,7 @@ fn continue_work(
         });
     }
     if state.full_sync.is_some() {
-        return run_full_sync(p, config, graph, state, budget_ms);
+        return run_full_sync(p, config, graph, state, budget_ms, None);
     }
     Ok(nothing(format!("{what}: no checkpointed work")))
 }

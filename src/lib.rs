@@ -20,6 +20,7 @@ pub mod state;
 pub mod subscriptions;
 pub mod sync;
 pub mod unlink;
+pub mod unseen;
 pub mod url;
 pub mod webhook;
 pub mod zenqms;
@@ -101,6 +102,10 @@ mod wasm {
                 .into_iter()
                 .map(from_wit_result)
                 .collect()
+        }
+
+        fn concurrency(&self) -> usize {
+            usize::try_from(wit_http::concurrency()).map_or(1, |c| c.max(1))
         }
 
         fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {

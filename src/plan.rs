@@ -2,6 +2,7 @@
 //! "Product decisions". No I/O here; the sync module applies what this decides.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
 use serde_json::{Map, Value};
 
@@ -80,6 +81,24 @@ impl Directory {
 
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+
+    /// Users whose id lies between the bounds, in id order (none when the bounds are crossed).
+    pub fn between<'s>(
+        &'s self,
+        from: Bound<&str>,
+        to: Bound<&str>,
+    ) -> impl DoubleEndedIterator<Item = &'s ZUser> + 's {
+        // BTreeMap::range panics on crossed bounds: check them first.
+        let open = match (from, to) {
+            (Bound::Included(a), Bound::Included(b)) => a <= b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+                a < b
+            }
+            _ => true,
+        };
+        let range = open.then(|| self.users.range::<str, _>((from, to)).map(|(_, u)| u));
+        range.into_iter().flatten()
     }
 
     /// Users linked to an Entra object id (a GUID external_id).

@@ -107,6 +107,11 @@ pub trait Platform {
     fn send(&self, req: Request) -> HttpResult;
     /// Independent requests, sent concurrently by the platform; results in request order.
     fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult>;
+    /// How many requests of one `send_all` are in flight at once (at least 1): a `send_all` of
+    /// k requests costs ceil(k / concurrency) round trips.
+    fn concurrency(&self) -> usize {
+        8
+    }
     fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]);
     /// Wall-clock time.
     fn now(&self) -> DateTime<Utc>;

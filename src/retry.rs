@@ -43,6 +43,8 @@ pub fn idempotent(req: &Request) -> bool {
         "/getMemberGroups",
         "/roles/add",
         "/reauthorize",
+        // Our Graph batches carry only GETs.
+        "/$batch",
     ]
     .iter()
     .any(|end| path.ends_with(end))
@@ -195,6 +197,10 @@ impl Platform for Resilient<'_> {
             }
         }
         results
+    }
+
+    fn concurrency(&self) -> usize {
+        self.inner.concurrency()
     }
 
     fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::unseen::Unseen;
+
 use crate::failure::Failure;
 
 pub const VERSION: u32 = 1;
@@ -113,6 +115,10 @@ pub struct FullSync {
     pub guard_checked: bool,
     #[serde(default)]
     pub blocked: Option<Blocked>,
+    /// Linked users the user pages have not met yet: the leaver candidates at the end.
+    /// None in a checkpoint written before it was kept (the leaver check then lists Entra's ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen: Option<Unseen>,
 }
 
 /// A deactivation the full sync plans, applied after the mass-deactivation check.
@@ -262,6 +268,7 @@ mod tests {
             allow_mass: false,
             guard_checked: false,
             blocked: None,
+            unseen: None,
         });
         assert_eq!(State::parse(Some(&s.to_json())).unwrap(), s);
     }

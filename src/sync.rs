@@ -8,23 +8,24 @@ use serde_json::json;
 
 use std::collections::BTreeSet;
 
-use crate::apply::{self, Applier, Write};
+use crate::apply::{self, Applier, RoleCall, Write};
 use crate::config::Config;
 use crate::entra::EntraUser;
 use crate::failure::Failure;
 use crate::graph::{Graph, Page};
 use crate::log::Log;
 use crate::plan::{self, Action, Directory, Planned, WriteKind};
-use crate::platform::Method;
-use crate::platform::Platform;
+use crate::platform::{HttpResult, Method, Platform};
 use crate::roles::{self, Memberships, RoleChange};
 use crate::state::{Blocked, Counts, Deferred, FullSync, Phase};
+use crate::unseen::Unseen;
 use crate::zenqms::Zenqms;
 use crate::zenqms::api::{self, ZUser};
 
-/// Role writes sent per step (one `send-all`), so the budget is checked between them.
+/// Role calls sent per step (one `send-all`, rounded up to whole waves of the platform's
+/// concurrency), so the budget is checked between them.
 const ROLE_CHUNK: usize = 200;
-/// Deactivations sent per step.
+/// Deactivations sent per step (rounded up the same way).
 const DEACTIVATION_CHUNK: usize = 100;
 
 /// Takes a plan's deactivation (is_active true -> false) out into `deferred`; returns what is
@@ -79,21 +80,39 @@ pub struct Engine<'a> {
     members: Option<Memberships>,
     /// The next user page, fetched in the same round as the previous batch's writes.
     prefetched: Option<(String, Page)>,
-    /// Role additions for users created in the last round: they go out with the next one.
-    carry: Vec<RoleChange>,
+    /// Role calls held for the next round: those of users created in the last one, and those
+    /// held back so that a round is made of whole waves of the platform's concurrency.
+    carry: Vec<RoleCall>,
 }
 
 impl<'a> Engine<'a> {
-    /// Loads the ZenQMS directory once for this call (no per-user lookups).
+    /// Loads the ZenQMS directory once for this call (no per-user lookups). `first` is the
+    /// answer to the directory's first page when the caller sent it beside the token request;
+    /// `next_page` (the sync's next Graph users page) is read beside the directory's other pages.
     pub fn new(
         platform: &'a dyn Platform,
         config: &'a Config,
         graph: &'a Graph<'a>,
         budget_ms: u64,
         cause: &str,
+        first: Option<HttpResult>,
+        next_page: Option<&str>,
     ) -> Result<Self, Failure> {
         let zen = Zenqms::new(platform, config);
-        let users = zen.search_all(json!({}))?;
+        let first =
+            first.unwrap_or_else(|| platform.send(zen.request(&api::search_users(json!({}), 1))));
+        let extra = match next_page {
+            Some(url) => vec![graph.request(Method::Get, url, None)?],
+            None => Vec::new(),
+        };
+        let (users, answers) = zen.search_rest(json!({}), first, extra)?;
+        // A failed read is simply read again by the first step (with its own retries).
+        let prefetched = next_page
+            .zip(answers.into_iter().next())
+            .and_then(|(url, answer)| {
+                let page = Graph::read_page(answer, "listing users").ok()?;
+                Some((url.to_string(), page))
+            });
         let mut out = Applier::new(zen, Log::new(platform), cause, Directory::new(users));
         out.dry_run = config.dry_run;
         Ok(Engine {
@@ -104,9 +123,16 @@ impl<'a> Engine<'a> {
             budget_ms,
             role_plan: None,
             members: None,
-            prefetched: None,
+            prefetched,
             carry: Vec::new(),
         })
+    }
+
+    /// `n` rounded up to whole rounds of the platform's concurrency, so no round goes out
+    /// part-empty.
+    fn whole_rounds(&self, n: usize) -> usize {
+        let c = self.platform.concurrency().max(1);
+        n.div_ceil(c) * c
     }
 
     /// Runs steps until the sync finishes or the budget would run out (always at least one
@@ -141,7 +167,7 @@ impl<'a> Engine<'a> {
     fn step_once(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
         match sync.phase.clone() {
             Phase::Users { next } => {
-                let following = self.users_page(&next, &mut sync.deferred)?;
+                let following = self.users_page(&next, sync)?;
                 sync.batches += 1;
                 sync.phase = match following {
                     Some(url) => Phase::Users { next: url },
@@ -150,7 +176,7 @@ impl<'a> Engine<'a> {
                 Ok(false)
             }
             Phase::Leavers => {
-                self.leavers(&mut sync.deferred)?;
+                self.leavers(sync)?;
                 sync.phase = Phase::Deactivations;
                 Ok(false)
             }
@@ -193,11 +219,10 @@ impl<'a> Engine<'a> {
     /// batch's writes, its users' role changes, the previous batch's new users' roles and the
     /// next page's read all go out in one `send-all`, so Graph's sequential paging overlaps
     /// with the writes instead of waiting for them.
-    fn users_page(
-        &mut self,
-        url: &str,
-        deferred: &mut Vec<Deferred>,
-    ) -> Result<Option<String>, Failure> {
+    fn users_page(&mut self, url: &str, sync: &mut FullSync) -> Result<Option<String>, Failure> {
+        if sync.unseen.is_none() {
+            sync.unseen = Some(Unseen::all(&self.out.dir));
+        }
         let page = match self.prefetched.take() {
             Some((u, p)) if u == url => p,
             _ => self.graph.page(url, "listing users")?,
@@ -217,7 +242,7 @@ impl<'a> Engine<'a> {
         }
         let plans: Vec<Planned> = plan::plan_batch(&users, &mut self.out.dir)
             .into_iter()
-            .filter_map(|p| defer_deactivation(p, deferred))
+            .filter_map(|p| defer_deactivation(p, &mut sync.deferred))
             .collect();
         let writes = self.out.prepare(plans);
         let creating: BTreeSet<&str> = writes
@@ -225,7 +250,7 @@ impl<'a> Engine<'a> {
             .filter(|w| w.kind == "created")
             .map(|w| w.entra_id.as_str())
             .collect();
-        let mut changes = std::mem::take(&mut self.carry);
+        let mut changes = Vec::new();
         for u in &users {
             if !creating.contains(u.id.as_str())
                 && let Some(c) = self.role_change(&u.id)?
@@ -234,10 +259,18 @@ impl<'a> Engine<'a> {
             }
         }
         let created: Vec<String> = creating.iter().map(|s| s.to_string()).collect();
-        let role_calls = apply::role_calls(changes);
+        let mut role_calls = std::mem::take(&mut self.carry);
+        role_calls.extend(apply::role_calls(changes));
         let mut reqs = Vec::new();
         if let Some(next) = &page.next {
             reqs.push(self.graph.request(Method::Get, next, None)?);
+            // Role calls (independent of the next page's plan) that would open a part-empty
+            // last wave wait for the next round, which they fill instead.
+            let total = 1 + writes.len() + role_calls.len();
+            let spare = total % self.platform.concurrency().max(1);
+            if spare <= role_calls.len() && spare < total {
+                self.carry = role_calls.split_off(role_calls.len() - spare);
+            }
         }
         let dry = self.out.dry_run;
         if !dry {
@@ -266,29 +299,41 @@ impl<'a> Engine<'a> {
         };
         self.out.absorb(writes, write_results)?;
         self.out.absorb_roles(role_calls, role_results)?;
+        // After the writes, so that users linked by this batch count as met too.
+        if let Some(unseen) = &mut sync.unseen {
+            for u in &users {
+                if let Some(z) = self.out.dir.by_external_id(&u.id) {
+                    unseen.met(&self.out.dir, &z.id.clone());
+                }
+            }
+        }
         for id in created {
             if let Some(c) = self.role_change(&id)? {
-                self.carry.push(c);
+                self.carry.extend(apply::role_calls(vec![c]));
             }
         }
         Ok(page.next)
     }
 
     /// Finds linked ZenQMS users whose Entra object no longer exists and defers their
-    /// deactivation. Each candidate is confirmed with its own Graph read (404) first, so a
-    /// truncated listing cannot turn active employees into leavers.
-    fn leavers(&mut self, deferred: &mut Vec<Deferred>) -> Result<(), Failure> {
+    /// deactivation: those the user pages never met. Each candidate is confirmed with its own
+    /// Graph read (404) first, so a truncated listing cannot turn active employees into leavers.
+    fn leavers(&mut self, sync: &mut FullSync) -> Result<(), Failure> {
         if self.out.dir.linked().next().is_none() {
             return Ok(());
         }
-        let ids = self.graph.all_user_ids()?;
-        let candidates: Vec<ZUser> = plan::leavers(&self.out.dir, &ids)
-            .into_iter()
-            .cloned()
-            .collect();
+        let candidates: Vec<ZUser> = match &sync.unseen {
+            Some(unseen) => unseen.candidates(&self.out.dir),
+            // A checkpoint from before the met-set was kept: list Entra's ids instead.
+            None => plan::leavers(&self.out.dir, &self.graph.all_user_ids()?),
+        }
+        .into_iter()
+        .cloned()
+        .collect();
         if candidates.is_empty() {
             return Ok(());
         }
+        let deferred = &mut sync.deferred;
         let entra_ids: Vec<String> = candidates.iter().filter_map(plan::link_of).collect();
         let exists = self.graph.users_exist(&entra_ids)?;
         for ((z, entra_id), still_there) in candidates.iter().zip(entra_ids).zip(exists) {
@@ -346,7 +391,10 @@ impl<'a> Engine<'a> {
                 );
             }
         }
-        let n = sync.deferred.len().min(DEACTIVATION_CHUNK);
+        let n = sync
+            .deferred
+            .len()
+            .min(self.whole_rounds(DEACTIVATION_CHUNK));
         let writes = sync.deferred[..n]
             .iter()
             .filter_map(|d| {
@@ -382,8 +430,17 @@ impl<'a> Engine<'a> {
             plan.reverse(); // popped from the end, in directory order
             self.role_plan = Some(plan);
         }
+        // Whole waves of role calls (a change is one add and/or one remove call).
+        let limit = self.whole_rounds(ROLE_CHUNK);
         let plan = self.role_plan.as_mut().expect("set above");
-        let chunk: Vec<RoleChange> = (0..ROLE_CHUNK).map_while(|_| plan.pop()).collect();
+        let mut chunk: Vec<RoleChange> = Vec::new();
+        let mut calls = 0;
+        while calls < limit
+            && let Some(c) = plan.pop()
+        {
+            calls += usize::from(!c.add.is_empty()) + usize::from(!c.remove.is_empty());
+            chunk.push(c);
+        }
         self.out.apply_roles(chunk)?;
         Ok(self.role_plan.as_ref().is_none_or(Vec::is_empty))
     }

@@ -33,6 +33,8 @@ pub struct PhaseResult {
     pub reads: u64,
     /// The reads by kind of request.
     pub read_kinds: BTreeMap<String, u64>,
+    /// Graph requests carried inside `$batch` requests (charged by Graph one by one).
+    pub graph_batched: u64,
     pub zenqms_writes: u64,
     /// For full syncs: max(ceil(N / 100), ceil(W / C)) with W this phase's ZenQMS writes.
     pub floor_rounds: Option<u64>,
@@ -41,9 +43,11 @@ pub struct PhaseResult {
     pub wasm_cpu_s: f64,
     /// Real time inside the native handler calls (services included).
     pub native_cpu_s: f64,
-    /// Of the native time, the simulated services' host code (the same requests cost the same
-    /// host time in the wasm run).
+    /// Of the native time, the simulated services' host code.
     pub service_cpu_s: f64,
+    /// Of the wasm time, the same (measured in that run: time inside the host's `send` and
+    /// `send-all`).
+    pub wasm_service_cpu_s: f64,
     /// The component's own time: the above minus the services' time.
     pub wasm_component_s: f64,
     pub native_component_s: f64,
@@ -239,7 +243,7 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
             && nw.clock.elapsed_ms() - nb.clock_ms == simulated_ms;
         let native_cpu = native.metrics.cpu - nm.cpu;
         let service = native.metrics.service - nm.service;
-        let wasm_component = metrics.cpu.saturating_sub(service);
+        let wasm_component = metrics.cpu.saturating_sub(metrics.service);
         let native_component = native_cpu.saturating_sub(service);
         let floor_rounds = phase.full_sync.then(|| {
             let pages = u64::from(p.users).div_ceil(100);
@@ -257,6 +261,7 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
             rounds,
             by_target,
             reads: read_kinds.values().sum(),
+            graph_batched: sent.iter().filter(|s| s.in_batch).count() as u64,
             read_kinds,
             zenqms_writes: writes,
             floor_rounds,
@@ -264,6 +269,7 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
             wasm_cpu_s: secs(metrics.cpu),
             native_cpu_s: secs(native_cpu),
             service_cpu_s: secs(service),
+            wasm_service_cpu_s: secs(metrics.service),
             wasm_component_s: secs(wasm_component),
             native_component_s: secs(native_component),
             cpu_ratio: secs(wasm_component) / secs(native_component).max(1e-9),

@@ -8,7 +8,8 @@
 //! `fake_graph/token.rs` the token endpoint, `fake_graph/directory.rs` users, groups and
 //! membership, `fake_graph/member_of.rs` memberOf/transitiveMemberOf,
 //! `fake_graph/delta.rs` the change log and `/users/delta`, `/groups/delta`,
-//! `fake_graph/subscriptions.rs` change-notification subscriptions,
+//! `fake_graph/subscriptions.rs` change-notification subscriptions, `fake_graph/batch.rs` JSON
+//! batching (`$batch`),
 //! `fake_graph/odata.rs` shared URL/query/error/paging helpers.
 //!
 //! Soft delete, as in Entra ID: a soft-deleted user answers 404, is left out of every listing
@@ -18,6 +19,7 @@
 //! docs: "soft-deleted users keep their group memberships and don't show as removed until
 //! permanently deleted"); see `delta.rs` for how a restore shows up.
 
+mod batch;
 mod delta;
 #[cfg(test)]
 mod delta_tests;
@@ -323,6 +325,7 @@ impl FakeGraph {
             "users" => self.users_route(req, url, &rest[1..], ctx),
             "groups" => self.groups_route(req, url, &rest[1..], ctx),
             "subscriptions" => self.subscriptions_route(req, url, &rest[1..], ctx),
+            "$batch" if rest.len() == 1 => self.batch(req, ctx),
             "me" | "directoryobjects" | "$batch" | "$metadata" | "serviceprincipals"
             | "applications" | "organization" | "directory" | "devices" | "contacts" => {
                 Err(GraphError::not_implemented(&format!("/v1.0/{}", rest[0])))

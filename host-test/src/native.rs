@@ -27,6 +27,9 @@ pub struct Sent {
     pub method: &'static str,
     pub url: String,
     pub target: Option<Target>,
+    /// A request inside a Graph `$batch` (recorded after the batch itself, which is the HTTP
+    /// request): not a request of its own, but Graph charges it.
+    pub in_batch: bool,
 }
 
 /// The platform for one native call: the world, the call's log, and the time spent serving
@@ -103,12 +106,37 @@ impl NativePlatform {
 
     fn record(&self, world: &World, reqs: &[HttpRequest]) {
         let at_ms = world.clock.elapsed_ms();
-        self.sent.borrow_mut().extend(reqs.iter().map(|r| Sent {
-            at_ms,
-            method: method_from(&r.method).as_str(),
-            url: r.url.clone(),
-            target: world.route(&r.url),
-        }));
+        let mut sent = self.sent.borrow_mut();
+        for r in reqs {
+            let target = world.route(&r.url);
+            sent.push(Sent {
+                at_ms,
+                method: method_from(&r.method).as_str(),
+                url: r.url.clone(),
+                target,
+                in_batch: false,
+            });
+            if target == Some(Target::Graph)
+                && r.url
+                    .split('?')
+                    .next()
+                    .is_some_and(|p| p.ends_with("/$batch"))
+            {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+                let root = r.url.split("/$batch").next().unwrap_or_default();
+                for item in body["requests"].as_array().into_iter().flatten() {
+                    let url = item["url"].as_str().unwrap_or_default();
+                    let sep = if url.starts_with('/') { "" } else { "/" };
+                    sent.push(Sent {
+                        at_ms,
+                        method: method_from(item["method"].as_str().unwrap_or_default()).as_str(),
+                        url: format!("{root}{sep}{url}"),
+                        target,
+                        in_batch: true,
+                    });
+                }
+            }
+        }
     }
 
     /// Runs `f` on the world, counting its time as the services', not the component's.
@@ -177,6 +205,10 @@ impl Platform for NativePlatform {
         }
         out.truncate(n);
         out
+    }
+
+    fn concurrency(&self) -> usize {
+        self.world.borrow().concurrency as usize
     }
 
     fn wait(&self, ms: u32) {
@@ -396,7 +428,7 @@ fn validation_route(scenario: &Scenario) -> Webhook {
 /// Requests by target, as [`crate::world::HttpStats::by_target`] counts them.
 pub fn by_target(sent: &[Sent]) -> BTreeMap<Target, u64> {
     let mut out: BTreeMap<Target, u64> = BTreeMap::new();
-    for s in sent {
+    for s in sent.iter().filter(|s| !s.in_batch) {
         *out.entry(s.target.unwrap_or(Target::Denied)).or_default() += 1;
     }
     out

@@ -148,16 +148,23 @@ impl zenqms::entra_sync::types::Host for CallState {}
 
 impl zenqms::entra_sync::http::Host for CallState {
     fn send(&mut self, req: Request) -> Result<Response, HttpError> {
-        from_http(self.world.send(&to_http(req)))
+        let req = to_http(req);
+        let started = std::time::Instant::now();
+        let answer = self.world.send(&req);
+        self.world.metrics.service += started.elapsed();
+        from_http(answer)
     }
 
     fn send_all(&mut self, reqs: Vec<Request>) -> Vec<Result<Response, HttpError>> {
         let reqs: Vec<HttpRequest> = reqs.into_iter().map(to_http).collect();
-        self.world
-            .send_all(&reqs)
-            .into_iter()
-            .map(from_http)
-            .collect()
+        let started = std::time::Instant::now();
+        let answers = self.world.send_all(&reqs);
+        self.world.metrics.service += started.elapsed();
+        answers.into_iter().map(from_http).collect()
+    }
+
+    fn concurrency(&mut self) -> u32 {
+        self.world.concurrency
     }
 
     fn wait(&mut self, ms: u32) {

@@ -79,6 +79,10 @@ pub struct Metrics {
     /// Real time inside wasmtime calls.
     #[serde(serialize_with = "as_secs")]
     pub cpu: std::time::Duration,
+    /// Of which the host's answers to `send`/`send-all` (the simulated services' code, and the
+    /// validation handshake's second instance): the rest is the component's own time.
+    #[serde(serialize_with = "as_secs")]
+    pub service: std::time::Duration,
     /// Peak guest linear memory over all calls, bytes.
     pub peak_memory: usize,
 }
@@ -191,7 +195,54 @@ impl World {
                 }
             };
         }
-        self.dispatch(target, req)
+        let answer = self.dispatch(target, req)?;
+        let batch = target == Some(Target::Graph)
+            && req.method == "POST"
+            && req
+                .url
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .ends_with("/$batch");
+        Ok(if batch && self.faults.is_some() {
+            self.fault_batch_items(answer)
+        } else {
+            answer
+        })
+    }
+
+    /// Graph evaluates each request of a `$batch` on its own: injected faults hit items (429 with
+    /// its Retry-After, 503, or 504 for a timeout) while the batch itself answers 200.
+    fn fault_batch_items(&mut self, mut resp: HttpResponse) -> HttpResponse {
+        let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&resp.body) else {
+            return resp;
+        };
+        let Some(items) = body["responses"].as_array_mut() else {
+            return resp;
+        };
+        for item in items {
+            let Some(fault) = self.faults.as_mut().and_then(|f| f.draw(Target::Graph)) else {
+                continue;
+            };
+            self.stats.faults += 1;
+            let refusal = match fault {
+                Fault::Refuse(r) => r,
+                Fault::Timeout { .. } => HttpResponse::json(
+                    504,
+                    &serde_json::json!({"error": {"code": "GatewayTimeout", "message": "The request timed out."}}),
+                ),
+            };
+            let headers: serde_json::Map<String, serde_json::Value> = refusal
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            item["status"] = refusal.status.into();
+            item["headers"] = headers.into();
+            item["body"] = serde_json::from_slice(&refusal.body).unwrap_or(serde_json::Value::Null);
+        }
+        resp.body = body.to_string().into_bytes();
+        resp
     }
 
     /// Hands a request to the service it is for.

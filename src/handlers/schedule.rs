@@ -75,7 +75,7 @@ pub(super) fn on_schedule(p: &dyn Platform, inst: &Instance) -> CallResult {
         );
         start_full_sync(p, &graph, &mut state, "delta-expired", false)
             .map_err(|f| keep(&state, f))?;
-        return run_full_sync(p, &config, &graph, state, inst.budget_ms);
+        return run_full_sync(p, &config, &graph, state, inst.budget_ms, None);
     };
     let mut users: Vec<String> = user_items.iter().filter_map(item_id).collect();
     // The guard also covers the backstop: a round that would deactivate more users than the

@@ -117,17 +117,31 @@ impl<'a> Zenqms<'a> {
 
     /// Every user matching `filter`: page 1 tells the total, the rest are fetched concurrently.
     pub fn search_all(&self, filter: Value) -> Result<Vec<ZUser>, Failure> {
-        let what = "searching ZenQMS users";
         let first = self
             .platform
             .send(self.request(&api::search_users(filter.clone(), 1)));
+        Ok(self.search_rest(filter, first, Vec::new())?.0)
+    }
+
+    /// Finishes a search whose first page (`first`, the answer to page 1 of `filter`) was sent
+    /// beforehand, possibly beside other requests: the remaining pages go out together in one
+    /// `send-all`, with `extra` (independent requests of the caller's, answered in order).
+    pub fn search_rest(
+        &self,
+        filter: Value,
+        first: HttpResult,
+        extra: Vec<Request>,
+    ) -> Result<(Vec<ZUser>, Vec<HttpResult>), Failure> {
+        let what = "searching ZenQMS users";
         let page = api::parse_search(&Self::read_ok(first, what)?).map_err(Failure::transient)?;
         let mut users = page.data;
         let pages = page.total.div_ceil(u64::from(api::SEARCH_PAGE_SIZE));
-        let reqs: Vec<Request> = (2..=pages)
-            .map(|p| self.request(&api::search_users(filter.clone(), p)))
-            .collect();
-        for result in self.platform.send_all(reqs) {
+        let n_extra = extra.len();
+        let mut reqs = extra;
+        reqs.extend((2..=pages).map(|p| self.request(&api::search_users(filter.clone(), p))));
+        let mut answers = self.platform.send_all(reqs);
+        let rest = answers.split_off(n_extra.min(answers.len()));
+        for result in rest {
             let page =
                 api::parse_search(&Self::read_ok(result, what)?).map_err(Failure::transient)?;
             users.extend(page.data);
@@ -135,7 +149,7 @@ impl<'a> Zenqms<'a> {
         // Pages fetched side by side can overlap if ZenQMS changed in between: keep one of each.
         users.sort_by(|a, b| a.id.cmp(&b.id));
         users.dedup_by(|a, b| a.id == b.id);
-        Ok(users)
+        Ok((users, answers))
     }
 
     /// Sends independent writes concurrently; each answers with the user as ZenQMS now has it.

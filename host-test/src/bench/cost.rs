@@ -23,6 +23,9 @@ pub fn quota_per_10s(users: u32) -> (u64, &'static str) {
 /// A read: a Graph or ZenQMS request that changes nothing (GETs, ZenQMS searches, Graph's
 /// POST-shaped queries). Token requests are neither reads nor writes.
 pub fn is_read(s: &Sent) -> bool {
+    if s.in_batch {
+        return false; // its batch is the request
+    }
     match s.target {
         Some(Target::Zenqms) => s.method == "GET" || path(&s.url).ends_with("/v2/users/search"),
         Some(Target::Graph) => {
@@ -47,6 +50,7 @@ pub fn read_kind(s: &Sent) -> Option<String> {
     }
     match base_cost(s) {
         Some((kind, _)) => Some(kind.to_string()),
+        None if path(&s.url).ends_with("/$batch") => Some("POST $batch (Graph GETs)".into()),
         None => {
             let p = path(&s.url);
             let tail = p.find("/v2/").map_or(p, |i| &p[i..]);
@@ -70,6 +74,8 @@ fn base_cost(s: &Sent) -> Option<(&'static str, u32)> {
     let get = s.method == "GET";
     Some(match (seg.as_slice(), get) {
         (["subscriptions", ..], _) => return None,
+        // A batch costs what its requests cost (each is recorded after it).
+        (["$batch"], false) => return None,
         (["users"], true) => ("GET users (list)", 2),
         (["users" | "groups", "delta"], true) => ("GET users|groups/delta", 1),
         (["users", _], true) => ("GET users/{id}", 1),
@@ -183,6 +189,7 @@ mod tests {
             method,
             url: url.into(),
             target: Some(Target::Graph),
+            in_batch: false,
         }
     }
 

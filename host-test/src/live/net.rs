@@ -262,6 +262,10 @@ impl http::Host for LiveState {
         self.net.send_all(reqs).into_iter().map(to_wit).collect()
     }
 
+    fn concurrency(&mut self) -> u32 {
+        u32::try_from(self.net.concurrency).unwrap_or(u32::MAX)
+    }
+
     fn wait(&mut self, ms: u32) {
         std::thread::sleep(Duration::from_millis(u64::from(ms)));
     }
