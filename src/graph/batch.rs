@@ -5,6 +5,7 @@
 //! batch (shared/reference/graph/06-throttling-and-batching.md, section 4).
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::{GRAPH_BASE, Graph, check_graph_url};
@@ -29,8 +30,10 @@ struct Answer {
     status: u16,
     #[serde(default)]
     headers: Map<String, Value>,
+    /// Kept as text: it is parsed once, by whoever reads the item (a page of up to 999
+    /// members would otherwise be built as a JSON tree only to be written out again).
     #[serde(default)]
-    body: Value,
+    body: Option<Box<RawValue>>,
 }
 
 impl Answer {
@@ -41,8 +44,8 @@ impl Answer {
             .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
             .collect();
         let body = match self.body {
-            Value::Null => Vec::new(),
-            b => b.to_string().into_bytes(),
+            Some(raw) if raw.get() != "null" => raw.get().as_bytes().to_vec(),
+            _ => Vec::new(),
         };
         Response {
             status: self.status,

@@ -35,6 +35,8 @@ pub fn is_read(s: &Sent) -> bool {
                     "getMemberGroups",
                     "getMemberObjects",
                     "getByIds",
+                    // The component's batches carry only GETs.
+                    "/$batch",
                 ]
                 .iter()
                 .any(|op| path(&s.url).ends_with(op))
@@ -191,6 +193,24 @@ mod tests {
             target: Some(Target::Graph),
             in_batch: false,
         }
+    }
+
+    #[test]
+    fn a_batch_is_one_read_and_costs_what_its_items_cost() {
+        let batch = sent("POST", "https://graph.microsoft.com/v1.0/$batch");
+        assert!(is_read(&batch));
+        assert_eq!(
+            read_kind(&batch).as_deref(),
+            Some("POST $batch (Graph GETs)")
+        );
+        assert_eq!(resource_units(&batch), None);
+        let mut item = sent(
+            "GET",
+            "https://graph.microsoft.com/v1.0/groups/g/transitiveMembers?$select=id",
+        );
+        item.in_batch = true;
+        assert!(!is_read(&item));
+        assert_eq!(resource_units(&item).map(|(_, ru)| ru), Some(4));
     }
 
     #[test]
