@@ -184,9 +184,32 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Runs every phase once on a small tenant, in wasm and natively, and discards the figures: the
+/// first calls in a process pay one-time costs (a growing host heap's page faults, cold caches,
+/// wasmtime's lazy setup) that would otherwise be charged to whichever run goes first.
+fn warm_up(runtime: &'static Runtime, p: &Params) -> Result<()> {
+    let small = Params {
+        users: p.users.min(200),
+        ..*p
+    };
+    let (scenario, _) = tenant::build(&small);
+    let mut wasm = Runner::new(runtime, scenario.clone());
+    let mut native = NativeRunner::new(scenario);
+    for (index, phase) in phases(&small).into_iter().enumerate() {
+        for s in phase.setup.iter().chain(&phase.steps) {
+            if let Some(e) = wasm.run_step(index, s).error {
+                bail!("warm-up, {} (wasm): {e}", phase.name);
+            }
+            native.run_step(s)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs the benchmark. `progress` receives a line as each phase ends.
 pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
     let runtime = Runtime::shared();
+    warm_up(runtime, p)?;
     let (scenario, shape) = tenant::build(p);
     let mut wasm = Runner::new(runtime, scenario.clone());
     let mut native = NativeRunner::new(scenario.clone());
