@@ -305,6 +305,21 @@ fn a_budget_forcing_one_batch_per_call_ends_in_the_same_state_as_one_call() {
         users
     };
     assert_eq!(strip(&whole), strip(&sliced));
+    // The leaver check spans calls (the met-set travels in the checkpoint): the linked user
+    // Entra no longer has is deactivated, the one it still has is not.
+    for r in [&whole, &sliced] {
+        let users = serde_json::to_value(&r.zenqms.users).unwrap();
+        let active = |id: &str| {
+            users
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["id"] == id)
+                .map(|u| u["is_active"].clone())
+        };
+        assert_eq!(active("u-c"), Some(json!(false)), "leaver deactivated");
+        assert_eq!(active("u-b"), Some(json!(true)), "met in page 2, kept");
+    }
     // No user processed twice, none missed: one write log line per created user.
     let logs = log_text(&sliced);
     for i in 1..=250 {

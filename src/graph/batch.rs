@@ -73,8 +73,8 @@ impl Graph<'_> {
     /// GETs Graph URLs side by side, 20 to a `$batch`, and returns each answer in order, as if
     /// each had been sent alone. A single URL goes out as itself. Items throttled or failing
     /// for now inside a batch (429, 503, 504: the batch itself answers 200, so the platform's
-    /// retries never see them) go out again in a later batch after the longest Retry-After
-    /// among them, as Graph advises; after [`ATTEMPTS`] rounds their own answer is returned.
+    /// retries never see them) go out again after the longest Retry-After among them, as Graph
+    /// advises (a lone one as itself); after [`ATTEMPTS`] rounds their own answer is returned.
     pub fn get_all(&self, urls: &[String]) -> Result<Vec<HttpResult>, Failure> {
         for url in urls {
             check_graph_url(url)?;
@@ -89,6 +89,12 @@ impl Graph<'_> {
         let mut results: Vec<Option<HttpResult>> = vec![None; urls.len()];
         let mut todo: Vec<usize> = (0..urls.len()).collect();
         for attempt in 0..ATTEMPTS {
+            if let [i] = todo[..] {
+                // One left: alone, where the platform's own retries apply to it.
+                let req = self.request(Method::Get, &urls[i], None)?;
+                results[i] = self.send_all(vec![req]).pop();
+                break;
+            }
             let chunks: Vec<&[usize]> = todo.chunks(BATCH_MAX).collect();
             let reqs = chunks
                 .iter()
@@ -211,6 +217,72 @@ mod tests {
         );
         assert!(missing[0].1.is_ok());
         assert!(missing[1].1.is_err());
+    }
+
+    /// Answers from a script, in order; records what was sent and how long it waited.
+    struct Scripted {
+        answers: std::cell::RefCell<Vec<HttpResult>>,
+        sent: std::cell::RefCell<Vec<Request>>,
+        waited: std::cell::Cell<u32>,
+    }
+
+    impl crate::platform::Platform for Scripted {
+        fn send(&self, req: Request) -> HttpResult {
+            self.sent.borrow_mut().push(req);
+            self.answers.borrow_mut().remove(0)
+        }
+        fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+            reqs.into_iter().map(|r| self.send(r)).collect()
+        }
+        fn log(&self, _: crate::platform::Level, _: &str, _: &[(&str, &str)]) {}
+        fn now(&self) -> chrono::DateTime<chrono::Utc> {
+            chrono::DateTime::UNIX_EPOCH
+        }
+        fn elapsed_ms(&self) -> u64 {
+            0
+        }
+        fn random_bytes(&self, n: usize) -> Vec<u8> {
+            vec![0; n]
+        }
+        fn wait(&self, ms: u32) {
+            self.waited.set(self.waited.get() + ms);
+        }
+    }
+
+    #[test]
+    fn throttled_items_are_sent_again_after_their_retry_after() {
+        let p = Scripted {
+            answers: std::cell::RefCell::new(vec![
+                ok(json!({"responses": [
+                    {"id": "1", "status": 429, "headers": {"Retry-After": "3"}, "body": {"error": {}}},
+                    {"id": "0", "status": 200, "body": {"value": [{"id": "a"}]}},
+                    {"id": "2", "status": 404, "body": {"error": {"code": "Request_ResourceNotFound"}}},
+                ]})),
+                // The retry is a single request: it goes out as itself, not as a batch.
+                ok(json!({"value": [{"id": "b"}]})),
+            ]),
+            sent: Default::default(),
+            waited: Default::default(),
+        };
+        let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+        let urls: Vec<String> = ["g0", "g1", "g2"]
+            .iter()
+            .map(|g| format!("{GRAPH_BASE}/groups/{g}/transitiveMembers?$select=id"))
+            .collect();
+        let got = graph.get_all(&urls).unwrap();
+        let sent = p.sent.borrow();
+        assert_eq!(sent.len(), 2);
+        assert!(sent[0].url.ends_with("/$batch"));
+        let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
+        assert_eq!(
+            body["requests"][1],
+            json!({"id": "1", "method": "GET", "url": "/groups/g1/transitiveMembers?$select=id"})
+        );
+        assert_eq!(sent[1].url, urls[1]);
+        assert_eq!(p.waited.get(), 3_000);
+        let status = |i: usize| got[i].as_ref().map(|r| r.status).unwrap();
+        assert_eq!((status(0), status(1), status(2)), (200, 200, 404));
+        assert_eq!(got[1].as_ref().unwrap().body, br#"{"value":[{"id":"b"}]}"#);
     }
 
     #[test]
