@@ -121,4 +121,9 @@ pub trait Platform {
     fn random_bytes(&self, n: usize) -> Vec<u8>;
     /// Waits before a retry; counts against the call's budget.
     fn wait(&self, ms: u32);
+    /// Whether a wait of `ms` still fits the call's budget. A caller that gets false gives up
+    /// its retry (the call then checkpoints, see `retry::Resilient`).
+    fn can_wait(&self, _ms: u64) -> bool {
+        true
+    }
 }

@@ -222,6 +222,14 @@ impl Platform for Resilient<'_> {
     fn wait(&self, ms: u32) {
         self.inner.wait(ms);
     }
+
+    fn can_wait(&self, ms: u64) -> bool {
+        let fits = self.inner.elapsed_ms() + ms <= self.budget_ms;
+        if !fits {
+            self.out_of_budget.set(true);
+        }
+        fits
+    }
 }
 
 #[cfg(test)]

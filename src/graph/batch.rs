@@ -100,24 +100,31 @@ impl Graph<'_> {
                 .iter()
                 .map(|chunk| self.batch_request(chunk, urls))
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut again = Vec::new();
+            let mut pending = Vec::new();
             let mut pause = 0;
             for (chunk, answer) in chunks.iter().zip(self.send_all(reqs)) {
                 for (i, result) in unpack(chunk, answer) {
                     match result {
                         Ok(r) if transient(&r) && attempt + 1 < ATTEMPTS => {
                             pause = pause.max(wait_ms(&r, attempt));
-                            again.push(i);
+                            pending.push((i, Ok(r)));
                         }
                         other => results[i] = Some(other),
                     }
                 }
             }
-            if again.is_empty() {
+            if pending.is_empty() {
+                break;
+            }
+            if !self.platform.can_wait(pause) {
+                // Out of budget: their throttled answers stand; the call checkpoints.
+                for (i, r) in pending {
+                    results[i] = Some(r);
+                }
                 break;
             }
             self.platform.wait(u32::try_from(pause).unwrap_or(u32::MAX));
-            todo = again;
+            todo = pending.into_iter().map(|(i, _)| i).collect();
         }
         Ok(results
             .into_iter()
@@ -220,10 +227,13 @@ mod tests {
     }
 
     /// Answers from a script, in order; records what was sent and how long it waited.
+    #[derive(Default)]
     struct Scripted {
         answers: std::cell::RefCell<Vec<HttpResult>>,
         sent: std::cell::RefCell<Vec<Request>>,
         waited: std::cell::Cell<u32>,
+        /// The call's budget is spent: no wait fits.
+        spent: bool,
     }
 
     impl crate::platform::Platform for Scripted {
@@ -247,6 +257,34 @@ mod tests {
         fn wait(&self, ms: u32) {
             self.waited.set(self.waited.get() + ms);
         }
+        fn can_wait(&self, _: u64) -> bool {
+            !self.spent
+        }
+    }
+
+    fn three_groups() -> Vec<String> {
+        ["g0", "g1", "g2"]
+            .iter()
+            .map(|g| format!("{GRAPH_BASE}/groups/{g}/transitiveMembers?$select=id"))
+            .collect()
+    }
+
+    #[test]
+    fn out_of_budget_the_throttled_answer_stands() {
+        let p = Scripted {
+            answers: std::cell::RefCell::new(vec![ok(json!({"responses": [
+                {"id": "0", "status": 200, "body": {"value": []}},
+                {"id": "1", "status": 429, "headers": {"Retry-After": "30"}, "body": {"error": {}}},
+                {"id": "2", "status": 200, "body": {"value": []}},
+            ]}))]),
+            spent: true,
+            ..Scripted::default()
+        };
+        let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+        let got = graph.get_all(&three_groups()).unwrap();
+        assert_eq!(p.sent.borrow().len(), 1, "nothing sent again");
+        assert_eq!(p.waited.get(), 0);
+        assert_eq!(got[1].as_ref().unwrap().status, 429);
     }
 
     #[test]
@@ -261,14 +299,10 @@ mod tests {
                 // The retry is a single request: it goes out as itself, not as a batch.
                 ok(json!({"value": [{"id": "b"}]})),
             ]),
-            sent: Default::default(),
-            waited: Default::default(),
+            ..Scripted::default()
         };
         let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
-        let urls: Vec<String> = ["g0", "g1", "g2"]
-            .iter()
-            .map(|g| format!("{GRAPH_BASE}/groups/{g}/transitiveMembers?$select=id"))
-            .collect();
+        let urls = three_groups();
         let got = graph.get_all(&urls).unwrap();
         let sent = p.sent.borrow();
         assert_eq!(sent.len(), 2);
