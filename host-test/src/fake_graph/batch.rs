@@ -5,7 +5,9 @@
 //! `body` needs `headers` with a `Content-Type`; the outer answer is 200 whenever the batch
 //! parses, and each item carries its own `status`, `headers` and `body`. Answers come back in
 //! an order that differs from the request's (reversed here), so a client must correlate by id.
-//! Items run with the batch's `Authorization`. `dependsOn` is not simulated (a 400 says so).
+//! Items run with the batch's `Authorization`. `dependsOn` is not simulated (a 400 says so), and
+//! a subscription created inside a batch skips the validation handshake (the harness runs it for
+//! top-level creates only; the component batches nothing but GETs).
 
 use std::collections::BTreeSet;
 
