@@ -163,6 +163,9 @@ pub struct Planned {
     pub entra_id: String,
     pub upn: String,
     pub action: Action,
+    /// To be written only after the rest of its batch: it takes an email that another user of
+    /// the batch moves away from (ZenQMS refuses it while the email is taken). See [`staged`].
+    pub after_batch: bool,
 }
 
 enum Match<'a> {
@@ -338,39 +341,65 @@ enum Undo {
     Restore(ZUser),
 }
 
+/// Applies one planned decision to the directory, remembering how to take it back.
+fn apply_planned(i: usize, action: &Action, dir: &mut Directory, undo: &mut Vec<Undo>) {
+    match action {
+        Action::Create(new) => {
+            let id = format!("(planned {i})");
+            dir.upsert(expected_user(&id, new));
+            undo.push(Undo::Remove(id));
+        }
+        Action::Write {
+            zenqms_id, changes, ..
+        } => {
+            if let Some(z) = dir.get(zenqms_id).cloned() {
+                dir.upsert(apply_changes(&z, changes));
+                undo.push(Undo::Restore(z));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Plans a batch in order. Each decision is applied to the directory before the next user is
 /// planned, so two Entra users in one batch cannot claim the same email or ZenQMS user; the
 /// directory is restored afterwards (cost: the batch, not the directory).
+///
+/// A user in conflict over an email that another user of the batch moves away from (an address
+/// given up and reused) is planned again with the whole batch applied; if that resolves it, its
+/// plan is marked `after_batch`, so one sync converges instead of leaving it for the next.
 pub fn plan_batch(users: &[EntraUser], dir: &mut Directory) -> Vec<Planned> {
     let mut undo = Vec::new();
-    let plans = users
+    let mut plans: Vec<Planned> = users
         .iter()
         .enumerate()
         .map(|(i, u)| {
             let action = plan_user(u, dir);
-            match &action {
-                Action::Create(new) => {
-                    let id = format!("(planned {i})");
-                    dir.upsert(expected_user(&id, new));
-                    undo.push(Undo::Remove(id));
-                }
-                Action::Write {
-                    zenqms_id, changes, ..
-                } => {
-                    if let Some(z) = dir.get(zenqms_id).cloned() {
-                        dir.upsert(apply_changes(&z, changes));
-                        undo.push(Undo::Restore(z));
-                    }
-                }
-                _ => {}
-            }
+            apply_planned(i, &action, dir, &mut undo);
             Planned {
                 entra_id: u.id.clone(),
                 upn: u.upn.clone(),
                 action,
+                after_batch: false,
             }
         })
         .collect();
+    let moves_an_email = plans.iter().any(|p| {
+        matches!(&p.action, Action::Write { changes, .. } if changes.iter().any(|c| c.field == "email"))
+    });
+    if moves_an_email {
+        for (i, u) in users.iter().enumerate() {
+            if !matches!(plans[i].action, Action::Conflict { .. }) {
+                continue;
+            }
+            let action = plan_user(u, dir);
+            if !matches!(action, Action::Conflict { .. }) {
+                apply_planned(i, &action, dir, &mut undo);
+                plans[i].action = action;
+                plans[i].after_batch = true;
+            }
+        }
+    }
     for step in undo.into_iter().rev() {
         match step {
             Undo::Remove(id) => dir.remove(&id),
@@ -378,6 +407,13 @@ pub fn plan_batch(users: &[EntraUser], dir: &mut Directory) -> Vec<Planned> {
         }
     }
     plans
+}
+
+/// Splits a batch's plans into those to write now and the Entra ids to plan again (with
+/// [`plan_batch`], against the directory as ZenQMS answered) once those writes are made.
+pub fn staged(plans: Vec<Planned>) -> (Vec<Planned>, BTreeSet<String>) {
+    let (later, now): (Vec<Planned>, Vec<Planned>) = plans.into_iter().partition(|p| p.after_batch);
+    (now, later.into_iter().map(|p| p.entra_id).collect())
 }
 
 /// The user a create is expected to produce.

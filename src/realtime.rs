@@ -138,7 +138,7 @@ impl<'a> Realtime<'a> {
         self.out.dir = Directory::new(found);
         // Plan: present users as the initial sync does; absent ones (404) are leavers.
         let present: Vec<EntraUser> = users.iter().flatten().cloned().collect();
-        let mut plans = plan::plan_batch(&present, &mut self.out.dir);
+        let (mut plans, later) = plan::staged(plan::plan_batch(&present, &mut self.out.dir));
         for (id, user) in ids.iter().zip(&users) {
             if user.is_some() {
                 continue;
@@ -148,6 +148,7 @@ impl<'a> Realtime<'a> {
                     entra_id: id.clone(),
                     upn: String::new(),
                     action: plan::deactivate(z),
+                    after_batch: false,
                 }),
                 Some(_) => {}
                 None => self.out.log.info(
@@ -157,6 +158,16 @@ impl<'a> Realtime<'a> {
             }
         }
         self.out.apply(plans)?;
+        if !later.is_empty() {
+            // Users taking an email another one just gave up: planned against ZenQMS's answers.
+            let again: Vec<EntraUser> = present
+                .iter()
+                .filter(|u| later.contains(&u.id))
+                .cloned()
+                .collect();
+            let plans = plan::plan_batch(&again, &mut self.out.dir);
+            self.out.apply(plans)?;
+        }
         // Mapped roles of the present users, now that every one that can be is linked.
         if self.config.role_mappings.is_empty() {
             return Ok(());

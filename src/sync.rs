@@ -240,7 +240,8 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let plans: Vec<Planned> = plan::plan_batch(&users, &mut self.out.dir)
+        let (plans, later) = plan::staged(plan::plan_batch(&users, &mut self.out.dir));
+        let plans: Vec<Planned> = plans
             .into_iter()
             .filter_map(|p| defer_deactivation(p, &mut sync.deferred))
             .collect();
@@ -258,7 +259,7 @@ impl<'a> Engine<'a> {
                 changes.push(c);
             }
         }
-        let created: Vec<String> = creating.iter().map(|s| s.to_string()).collect();
+        let mut created: Vec<String> = creating.iter().map(|s| s.to_string()).collect();
         let mut role_calls = std::mem::take(&mut self.carry);
         role_calls.extend(apply::role_calls(changes));
         let mut reqs = Vec::new();
@@ -299,6 +300,27 @@ impl<'a> Engine<'a> {
         };
         self.out.absorb(writes, write_results)?;
         self.out.absorb_roles(role_calls, role_results)?;
+        if !later.is_empty() {
+            // Users taking an email another one just gave up: one more round, planned against
+            // ZenQMS's answers (rare: an address reused within one page).
+            let again: Vec<EntraUser> = users
+                .iter()
+                .filter(|u| later.contains(&u.id))
+                .cloned()
+                .collect();
+            let plans: Vec<Planned> = plan::plan_batch(&again, &mut self.out.dir)
+                .into_iter()
+                .filter_map(|p| defer_deactivation(p, &mut sync.deferred))
+                .collect();
+            let writes = self.out.prepare(plans);
+            created.extend(
+                writes
+                    .iter()
+                    .filter(|w| w.kind == "created")
+                    .map(|w| w.entra_id.clone()),
+            );
+            self.out.write(writes)?;
+        }
         // After the writes, so that users linked by this batch count as met too.
         if let Some(unseen) = &mut sync.unseen {
             for u in &users {

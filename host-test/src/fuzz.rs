@@ -307,37 +307,46 @@ fn check_plan(users: &[EntraUser], dir: &Directory) -> Result<(), TestCaseError>
     let plans = plan::plan_batch(users, &mut scratch);
     prop_assert_eq!(scratch.len(), dir.len(), "planning restores the directory");
     let mut after = dir.clone();
-    for (p, u) in plans.iter().zip(users) {
-        match &p.action {
-            Action::Write {
-                zenqms_id, changes, ..
-            } => {
-                let z = dir
-                    .get(zenqms_id)
-                    .ok_or_else(|| TestCaseError::fail("write to unknown user"))?;
-                let linked_here = link_of(z).as_deref() == Some(u.id.as_str());
-                let email_match = z.external_id.is_none()
-                    && u.match_email().as_deref() == Some(normalize_email(&z.email).as_str());
-                prop_assert!(
-                    linked_here || email_match,
-                    "touched an unrelated user {z:?} for {u:?}"
-                );
-                prop_assert!(!changes.iter().any(|c| c.field == "roles"));
-                let current = after.get(zenqms_id).cloned().unwrap_or_else(|| z.clone());
-                after.upsert(plan::apply_changes(&current, changes));
+    // First the batch, then the plans it must be written before (`after_batch`), each checked
+    // against the directory as it stands when it is written.
+    for stage in [false, true] {
+        let base = after.clone();
+        for (p, u) in plans
+            .iter()
+            .zip(users)
+            .filter(|(p, _)| p.after_batch == stage)
+        {
+            match &p.action {
+                Action::Write {
+                    zenqms_id, changes, ..
+                } => {
+                    let z = base
+                        .get(zenqms_id)
+                        .ok_or_else(|| TestCaseError::fail("write to unknown user"))?;
+                    let linked_here = link_of(z).as_deref() == Some(u.id.as_str());
+                    let email_match = z.external_id.is_none()
+                        && u.match_email().as_deref() == Some(normalize_email(&z.email).as_str());
+                    prop_assert!(
+                        linked_here || email_match,
+                        "touched an unrelated user {z:?} for {u:?}"
+                    );
+                    prop_assert!(!changes.iter().any(|c| c.field == "roles"));
+                    let current = after.get(zenqms_id).cloned().unwrap_or_else(|| z.clone());
+                    after.upsert(plan::apply_changes(&current, changes));
+                }
+                Action::Create(new) => {
+                    prop_assert!(
+                        base.by_email(&new.email).is_empty(),
+                        "create of an existing email"
+                    );
+                    prop_assert!(
+                        base.by_external_id(&u.id).is_none(),
+                        "create of a linked user"
+                    );
+                    after.upsert(plan::expected_user(&format!("new-{}", p.entra_id), new));
+                }
+                _ => {}
             }
-            Action::Create(new) => {
-                prop_assert!(
-                    dir.by_email(&new.email).is_empty(),
-                    "create of an existing email"
-                );
-                prop_assert!(
-                    dir.by_external_id(&u.id).is_none(),
-                    "create of a linked user"
-                );
-                after.upsert(plan::expected_user(&format!("new-{}", p.entra_id), new));
-            }
-            _ => {}
         }
     }
     // Applying the plan and planning again writes nothing.

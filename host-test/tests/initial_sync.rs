@@ -358,3 +358,23 @@ fn the_zenqms_directory_is_read_once_per_call_not_per_user() {
         r.http
     );
 }
+
+#[test]
+fn an_email_given_up_and_reused_in_one_page_converges_in_one_sync() {
+    // User 2 moved from user1@contoso.com to user2@contoso.com; new user 1 got the old address.
+    let r = run(scenario(
+        vec![entra_user(1), entra_user(2)],
+        json!([]),
+        vec![zen_user("u-old", "user1@contoso.com", Some(&uid(2)), &[])],
+        json!([]),
+    ));
+    assert_ok(&r);
+    let moved = linked(&r, &uid(2)).expect("user 2 still linked");
+    assert_eq!(moved.id, "u-old");
+    assert_eq!(moved.email, "user2@contoso.com");
+    let new = linked(&r, &uid(1)).expect("user 1 created in the same sync");
+    assert_eq!(new.email, "user1@contoso.com");
+    let logs = log_text(&r);
+    assert!(!logs.contains("user conflict"), "{logs}");
+    assert!(!logs.contains("ZenQMS write failed"), "{logs}");
+}

@@ -255,3 +255,34 @@ fn an_external_id_from_another_system_is_never_overwritten() {
     let a = plan_user(&entra(A, Some("ada@x.com"), false), &dir);
     assert!(matches!(a, Action::Conflict { .. }), "{a:?}");
 }
+
+#[test]
+fn an_email_given_up_in_the_batch_is_taken_after_it() {
+    // Found by the planner fuzz target: B moves from a@x.com to b@x.com while A, new, gets
+    // a@x.com. In page order A comes first and finds the address taken; planned again with
+    // the batch applied, A is created, after B's write (ZenQMS would refuse it before).
+    let dir = Directory::new([z("u1", "a@x.com", Some(B))]);
+    let batch = [
+        entra(A, Some("a@x.com"), true),
+        entra(B, Some("b@x.com"), true),
+    ];
+    let mut scratch = dir.clone();
+    let plans = plan_batch(&batch, &mut scratch);
+    assert_eq!(
+        scratch.len(),
+        dir.len(),
+        "planning leaves the directory as it was"
+    );
+    assert!(matches!(plans[1].action, Action::Write { .. }) && !plans[1].after_batch);
+    assert!(matches!(&plans[0].action, Action::Create(n) if n.email == "a@x.com"));
+    assert!(plans[0].after_batch);
+    let (now, later) = staged(plans);
+    assert_eq!(now.len(), 1);
+    assert_eq!(later, BTreeSet::from([A.to_string()]));
+    // Without a move in the batch, a conflict stays a conflict.
+    let plans = plan_batch(
+        &batch[..1],
+        &mut Directory::new([z("u1", "a@x.com", Some(B))]),
+    );
+    assert!(matches!(plans[0].action, Action::Conflict { .. }) && !plans[0].after_batch);
+}
