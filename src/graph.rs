@@ -322,8 +322,8 @@ impl<'a> Graph<'a> {
     }
 
     /// Follows several paged listings side by side: each round fetches the next page of every
-    /// listing that has one (20 to a `$batch`), so rounds = the longest listing's page count. A 404 (the object is
-    /// gone) yields an empty set.
+    /// listing that has one (20 to a `$batch`), so rounds = the longest listing's page count.
+    /// A 404 (the object is gone) yields an empty set.
     fn collect_ids(
         &self,
         mut cursors: Vec<(String, String)>,

@@ -245,9 +245,10 @@ fn keep(state: &State, f: Failure) -> CallFailure {
 }
 
 /// Starts a full sync: first delta links "from now", so that nothing changed while the sync
-/// reads users is missed by the backstop afterwards. A redeploy keeps links younger than
-/// [`DELTA_REUSE_HOURS`]: an older position in the change stream only replays more changes
-/// (each re-checked against ZenQMS), never fewer, and saves two reads.
+/// reads users is missed by the backstop afterwards. Links in state younger than
+/// [`DELTA_REUSE_HOURS`] are kept (a redeploy): an older position in the change stream only
+/// replays more changes (each re-checked against ZenQMS), never fewer, and saves two reads.
+/// Links Graph refused must be dropped from state before.
 fn start_full_sync(
     p: &dyn Platform,
     graph: &Graph<'_>,
@@ -256,11 +257,10 @@ fn start_full_sync(
     allow_mass: bool,
 ) -> Result<(), Failure> {
     let now = p.now();
-    let reusable = why == "deploy"
-        && state
-            .delta
-            .as_ref()
-            .is_some_and(|d| now - d.issued_at < TimeDelta::hours(DELTA_REUSE_HOURS));
+    let reusable = state
+        .delta
+        .as_ref()
+        .is_some_and(|d| now - d.issued_at < TimeDelta::hours(DELTA_REUSE_HOURS));
     if !reusable {
         let (users, groups) = graph.delta_latest()?;
         state.delta = Some(DeltaLinks {

@@ -409,11 +409,26 @@ pub fn plan_batch(users: &[EntraUser], dir: &mut Directory) -> Vec<Planned> {
     plans
 }
 
-/// Splits a batch's plans into those to write now and the Entra ids to plan again (with
-/// [`plan_batch`], against the directory as ZenQMS answered) once those writes are made.
+/// Splits a batch's plans into those to write now and the Entra ids to plan again with
+/// [`plan_later`] once those writes are made.
 pub fn staged(plans: Vec<Planned>) -> (Vec<Planned>, BTreeSet<String>) {
     let (later, now): (Vec<Planned>, Vec<Planned>) = plans.into_iter().partition(|p| p.after_batch);
     (now, later.into_iter().map(|p| p.entra_id).collect())
+}
+
+/// Plans the users [`staged`] held back, against the directory as ZenQMS answered the rest of
+/// their batch (so a write of theirs that failed makes them a conflict again, never a 409).
+pub fn plan_later(
+    users: &[EntraUser],
+    later: &BTreeSet<String>,
+    dir: &mut Directory,
+) -> Vec<Planned> {
+    let again: Vec<EntraUser> = users
+        .iter()
+        .filter(|u| later.contains(&u.id))
+        .cloned()
+        .collect();
+    plan_batch(&again, dir)
 }
 
 /// The user a create is expected to produce.

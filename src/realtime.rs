@@ -159,13 +159,8 @@ impl<'a> Realtime<'a> {
         }
         self.out.apply(plans)?;
         if !later.is_empty() {
-            // Users taking an email another one just gave up: planned against ZenQMS's answers.
-            let again: Vec<EntraUser> = present
-                .iter()
-                .filter(|u| later.contains(&u.id))
-                .cloned()
-                .collect();
-            let plans = plan::plan_batch(&again, &mut self.out.dir);
+            // Users taking an email another one just gave up.
+            let plans = plan::plan_later(&present, &later, &mut self.out.dir);
             self.out.apply(plans)?;
         }
         // Mapped roles of the present users, now that every one that can be is linked.

@@ -131,8 +131,13 @@ impl<'a> Engine<'a> {
     /// `n` rounded up to whole rounds of the platform's concurrency, so no round goes out
     /// part-empty.
     fn whole_rounds(&self, n: usize) -> usize {
-        let c = self.platform.concurrency().max(1);
+        let c = self.concurrency();
         n.div_ceil(c) * c
+    }
+
+    /// Requests of one `send-all` the platform runs at once.
+    fn concurrency(&self) -> usize {
+        self.platform.concurrency().max(1)
     }
 
     /// Runs steps until the sync finishes or the budget would run out (always at least one
@@ -268,8 +273,8 @@ impl<'a> Engine<'a> {
             // Role calls (independent of the next page's plan) that would open a part-empty
             // last wave wait for the next round, which they fill instead.
             let total = 1 + writes.len() + role_calls.len();
-            let spare = total % self.platform.concurrency().max(1);
-            if spare <= role_calls.len() && spare < total {
+            let spare = total % self.concurrency();
+            if spare <= role_calls.len() {
                 self.carry = role_calls.split_off(role_calls.len() - spare);
             }
         }
@@ -301,14 +306,9 @@ impl<'a> Engine<'a> {
         self.out.absorb(writes, write_results)?;
         self.out.absorb_roles(role_calls, role_results)?;
         if !later.is_empty() {
-            // Users taking an email another one just gave up: one more round, planned against
-            // ZenQMS's answers (rare: an address reused within one page).
-            let again: Vec<EntraUser> = users
-                .iter()
-                .filter(|u| later.contains(&u.id))
-                .cloned()
-                .collect();
-            let plans: Vec<Planned> = plan::plan_batch(&again, &mut self.out.dir)
+            // Users taking an email another one just gave up: one more round (rare: an address
+            // reused within one page).
+            let plans: Vec<Planned> = plan::plan_later(&users, &later, &mut self.out.dir)
                 .into_iter()
                 .filter_map(|p| defer_deactivation(p, &mut sync.deferred))
                 .collect();

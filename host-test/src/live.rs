@@ -303,19 +303,10 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
         std::fs::remove_file(&state_path)?;
     }
     if let Command::Event(..) = o.command {
-        rec.response = Some(match first.and_then(|o| o.response) {
-            Some(r) => ResponseRecord {
-                status: r.status,
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                    .collect(),
-                body: String::from_utf8_lossy(&r.body).into_owned(),
-            },
-            None if rec.error.is_some() => ResponseRecord::plain(500, ""),
-            None => ResponseRecord::plain(202, ""),
-        });
+        let reply = first
+            .and_then(|o| o.response)
+            .map(|r| ResponseRecord::new(r.status, r.headers, &r.body));
+        rec.response = Some(ResponseRecord::answered(reply, rec.error.is_some()));
     }
     if let Some(mut recorder) = net.and_then(|n| n.recorder) {
         recorder.finish_command(CommandEntry {

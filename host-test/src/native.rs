@@ -14,7 +14,7 @@ use entra_zenqms::platform::{self, HttpError, HttpResult, Level, Method, Platfor
 use serde_json::json;
 
 use crate::http_types::{HttpRequest, HttpResponse};
-use crate::runner::MAX_CALLS_PER_STEP;
+use crate::runner::{self, MAX_CALLS_PER_STEP};
 use crate::runtime::LogLine;
 use crate::scenario::{Scenario, Step};
 use crate::world::{Refused, Target, Webhook, World};
@@ -353,29 +353,13 @@ impl NativeRunner {
     /// A change notification exactly as the runner builds it from our subscription.
     fn notification(&self, resource: &str, id: &str, change: &str) -> Result<platform::Request> {
         let resource = resource.trim_start_matches('/').to_ascii_lowercase();
-        let (path, odata_type) = match resource.as_str() {
-            "users" => ("Users", "#Microsoft.Graph.User"),
-            "groups" => ("Groups", "#Microsoft.Graph.Group"),
-            other => bail!("notify: unknown resource '{other}'"),
-        };
+        let kind = runner::notified_kind(&resource)?;
         let subs = self.world().graph.subscriptions(self.world().clock.now());
         let sub = subs
             .iter()
             .find(|s| s["resource"].as_str().map(|r| r.trim_start_matches('/')) == Some(&resource))
             .ok_or_else(|| anyhow!("the component has no active subscription on '{resource}'"))?;
-        let tenant = &self.scenario.entra.tenant_id;
-        let item = json!({
-            "subscriptionId": sub["id"],
-            "subscriptionExpirationDateTime": sub["expirationDateTime"],
-            "clientState": sub["clientState"],
-            "changeType": change,
-            "resource": format!("{path}/{id}"),
-            "tenantId": tenant,
-            "resourceData": {
-                "@odata.type": odata_type, "@odata.id": format!("{path}/{id}"),
-                "id": id, "organizationId": tenant,
-            }
-        });
+        let item = runner::change_item(sub, kind, id, change, &self.scenario.entra.tenant_id);
         Ok(platform::Request {
             method: Method::Post,
             url: self.scenario.instance.webhook_url.clone(),

@@ -20,6 +20,28 @@ pub struct ResponseRecord {
 }
 
 impl ResponseRecord {
+    /// A handler's response as recorded (header names lowercased, body as text).
+    pub fn new(status: u16, headers: Vec<(String, String)>, body: &[u8]) -> Self {
+        ResponseRecord {
+            status,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        }
+    }
+
+    /// What the platform answers an inbound request with: the handler's response, else 202,
+    /// or 500 when the handler failed.
+    pub fn answered(reply: Option<ResponseRecord>, failed: bool) -> Self {
+        match reply {
+            Some(r) => r,
+            None if failed => ResponseRecord::plain(500, ""),
+            None => ResponseRecord::plain(202, ""),
+        }
+    }
+
     pub fn plain(status: u16, body: &str) -> Self {
         ResponseRecord {
             status,

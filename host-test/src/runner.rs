@@ -251,28 +251,9 @@ impl Runner {
             }
             Step::Notify(n) => {
                 let resource = n.resource.trim_start_matches('/').to_ascii_lowercase();
-                let (path, odata_type) = match resource.as_str() {
-                    "users" => ("Users", "#Microsoft.Graph.User"),
-                    "groups" => ("Groups", "#Microsoft.Graph.Group"),
-                    other => bail!("notify: unknown resource '{other}'"),
-                };
-                let id = n.id.clone();
-                let change = n.change_type.clone();
+                let kind = notified_kind(&resource)?;
                 let req = self.notification(&resource, |sub| {
-                    json!({
-                        "subscriptionId": sub["id"],
-                        "subscriptionExpirationDateTime": sub["expirationDateTime"],
-                        "clientState": sub["clientState"],
-                        "changeType": change,
-                        "resource": format!("{path}/{id}"),
-                        "tenantId": tenant,
-                        "resourceData": {
-                            "@odata.type": odata_type,
-                            "@odata.id": format!("{path}/{id}"),
-                            "id": id,
-                            "organizationId": tenant,
-                        }
-                    })
+                    change_item(sub, kind, &n.id, &n.change_type, &tenant)
                 })?;
                 self.deliver(req, rec);
             }
@@ -299,20 +280,10 @@ impl Runner {
     /// Delivers an inbound request to the webhook handler and records the reply.
     fn deliver(&mut self, req: Request, rec: &mut StepRecord) {
         let outcome = self.invoke(Handler::Event(Event::Webhook(req)), rec);
-        rec.response = Some(match outcome.and_then(|o| o.response) {
-            Some(r) => ResponseRecord {
-                status: r.status,
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                    .collect::<BTreeMap<_, _>>(),
-                body: String::from_utf8_lossy(&r.body).into_owned(),
-            },
-            // The platform's answer when the handler gave none, or failed.
-            None if rec.error.is_some() => ResponseRecord::plain(500, ""),
-            None => ResponseRecord::plain(202, ""),
-        });
+        let reply = outcome
+            .and_then(|o| o.response)
+            .map(|r| ResponseRecord::new(r.status, r.headers, &r.body));
+        rec.response = Some(ResponseRecord::answered(reply, rec.error.is_some()));
     }
 
     /// Runs every step in order, reporting each as it ends.
@@ -441,4 +412,37 @@ fn platform_log(message: &str) -> LogLine {
 /// Convenience: run a scenario with the shared runtime.
 pub fn run(scenario: Scenario) -> Report {
     Runner::new(Runtime::shared(), scenario).run(|_| {})
+}
+
+/// The Graph path and `@odata.type` of a notified resource (`users` or `groups`).
+pub fn notified_kind(resource: &str) -> Result<(&'static str, &'static str)> {
+    Ok(match resource {
+        "users" => ("Users", "#Microsoft.Graph.User"),
+        "groups" => ("Groups", "#Microsoft.Graph.Group"),
+        other => bail!("notify: unknown resource '{other}'"),
+    })
+}
+
+/// One change notification exactly as Graph posts it, from our subscription `sub`.
+pub fn change_item(
+    sub: &Value,
+    (path, odata_type): (&str, &str),
+    id: &str,
+    change: &str,
+    tenant: &str,
+) -> Value {
+    json!({
+        "subscriptionId": sub["id"],
+        "subscriptionExpirationDateTime": sub["expirationDateTime"],
+        "clientState": sub["clientState"],
+        "changeType": change,
+        "resource": format!("{path}/{id}"),
+        "tenantId": tenant,
+        "resourceData": {
+            "@odata.type": odata_type,
+            "@odata.id": format!("{path}/{id}"),
+            "id": id,
+            "organizationId": tenant,
+        }
+    })
 }

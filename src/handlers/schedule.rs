@@ -73,6 +73,7 @@ pub(super) fn on_schedule(p: &dyn Platform, inst: &Instance) -> CallResult {
             "delta token expired or missing: running a full sync instead of the delta backstop",
             &[],
         );
+        state.delta = None;
         start_full_sync(p, &graph, &mut state, "delta-expired", false)
             .map_err(|f| keep(&state, f))?;
         return run_full_sync(p, &config, &graph, state, inst.budget_ms, None);
