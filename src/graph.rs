@@ -268,7 +268,11 @@ impl<'a> Graph<'a> {
     pub fn all_user_ids(&self) -> Result<BTreeSet<String>, Failure> {
         let mut ids = BTreeSet::new();
         let mut url = Some(format!("{GRAPH_BASE}/users?$select=id&$top={ID_PAGE}"));
+        let mut followed = BTreeSet::new();
         while let Some(u) = url {
+            if !followed.insert(u.clone()) {
+                return Err(repeated_link("listing user ids"));
+            }
             let page = self.page(&u, "listing user ids")?;
             ids.extend(page.items.iter().filter_map(item_id));
             url = page.next;
@@ -289,6 +293,42 @@ impl<'a> Graph<'a> {
                 other => Self::ok(other, "checking a user").map(|_| true),
             })
             .collect()
+    }
+
+    /// The ids among `groups` that do not exist (Graph answers 404 to `GET /groups/{id}`).
+    ///
+    /// Errors: any other failed read (a group that cannot be read is not declared missing).
+    pub fn missing_groups(&self, groups: &[String]) -> Result<Vec<String>, Failure> {
+        let urls: Vec<String> = groups.iter().map(|g| group_url(g)).collect();
+        let mut gone = Vec::new();
+        for (g, r) in groups.iter().zip(self.get_all(&urls)?) {
+            match r {
+                Ok(resp) if resp.status == 404 => gone.push(g.clone()),
+                other => {
+                    Self::ok(other, "checking a mapped group")?;
+                }
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Requests checking that each group exists (for a round shared with other reads); read
+    /// the answers with [`Graph::read_group_exists`].
+    pub fn group_requests(&self, groups: &[String]) -> Result<Vec<Request>, Failure> {
+        groups
+            .iter()
+            .map(|g| self.request(Method::Get, &group_url(g), None))
+            .collect()
+    }
+
+    /// Whether a group request's answer says the group exists (false only on 404).
+    ///
+    /// Errors: any other failed read.
+    pub fn read_group_exists(result: HttpResult) -> Result<bool, Failure> {
+        match result {
+            Ok(r) if r.status == 404 => Ok(false),
+            other => Self::ok(other, "checking a mapped group").map(|_| true),
+        }
     }
 
     /// Transitive user members of each group.
@@ -323,7 +363,8 @@ impl<'a> Graph<'a> {
 
     /// Follows several paged listings side by side: each round fetches the next page of every
     /// listing that has one (20 to a `$batch`), so rounds = the longest listing's page count.
-    /// A 404 (the object is gone) yields an empty set.
+    /// A 404 (the object is gone) leaves the object OUT of the answer: missing is not empty.
+    /// A listing that hands back a link it already followed is an error (it would never end).
     fn collect_ids(
         &self,
         mut cursors: Vec<(String, String)>,
@@ -334,12 +375,19 @@ impl<'a> Graph<'a> {
             .iter()
             .map(|(k, _)| (k.clone(), BTreeSet::new()))
             .collect();
+        let mut followed: BTreeSet<String> = BTreeSet::new();
         while !cursors.is_empty() {
             let urls: Vec<String> = cursors.iter().map(|(_, url)| url.clone()).collect();
+            for url in &urls {
+                if !followed.insert(url.clone()) {
+                    return Err(repeated_link(what));
+                }
+            }
             let results = self.get_all(&urls)?;
             let mut next = Vec::new();
             for ((key, _), result) in cursors.into_iter().zip(results) {
                 if matches!(&result, Ok(r) if r.status == 404) {
+                    out.remove(&key);
                     continue;
                 }
                 let what = format!("{what} {key}");
@@ -436,13 +484,31 @@ impl<'a> Graph<'a> {
         Ok((users, groups))
     }
 
-    /// One delta round from a stored link: every page, then the next link. `Ok(None)` when the
+    /// One delta round from a stored link: its pages, then the next link. `Ok(None)` when the
     /// token has expired (Graph: 410 Gone, `syncStateNotFound` or `resyncRequired`) and a full
-    /// sync must take over.
-    pub fn delta_round(&self, link: &str) -> Result<Option<(Vec<Value>, String)>, Failure> {
+    /// sync must take over. The round stops early when the next page would overrun
+    /// `budget_ms` (of the call's `elapsed_ms`): then the link returned is the round's
+    /// `@odata.nextLink` (where the next call continues) and `complete` is false.
+    ///
+    /// Errors: a failed read, a page with neither link, or a link that repeats a page of the
+    /// round (a loop).
+    pub fn delta_round(&self, link: &str, budget_ms: u64) -> Result<Option<DeltaRound>, Failure> {
         let mut items = Vec::new();
         let mut url = link.to_string();
+        let mut followed = BTreeSet::new();
+        let mut longest = 0u64;
         loop {
+            if !followed.insert(url.clone()) {
+                return Err(repeated_link("reading delta changes"));
+            }
+            let start = self.platform.elapsed_ms();
+            if followed.len() > 1 && start + longest > budget_ms {
+                return Ok(Some(DeltaRound {
+                    items,
+                    link: url,
+                    complete: false,
+                }));
+            }
             let req = self.request(Method::Get, &url, None)?;
             let result = self.send(req);
             if let Ok(r) = &result {
@@ -459,10 +525,15 @@ impl<'a> Graph<'a> {
             if let Some(page) = v["value"].as_array() {
                 items.extend(page.iter().cloned());
             }
+            longest = longest.max(self.platform.elapsed_ms() - start);
             if let Some(next) = v["@odata.nextLink"].as_str() {
                 url = next.to_string();
             } else if let Some(delta) = v["@odata.deltaLink"].as_str() {
-                return Ok(Some((items, delta.to_string())));
+                return Ok(Some(DeltaRound {
+                    items,
+                    link: delta.to_string(),
+                    complete: true,
+                }));
             } else {
                 return Err(Failure::transient(
                     "delta page without nextLink or deltaLink",
@@ -470,6 +541,29 @@ impl<'a> Graph<'a> {
             }
         }
     }
+}
+
+/// What one call read of a delta round.
+#[derive(Debug, Clone)]
+pub struct DeltaRound {
+    /// The changed objects, as Graph sent them.
+    pub items: Vec<Value>,
+    /// Where the next round starts: the `@odata.deltaLink` when `complete`, else the
+    /// `@odata.nextLink` this call stopped at.
+    pub link: String,
+    pub complete: bool,
+}
+
+fn group_url(id: &str) -> String {
+    format!("{GRAPH_BASE}/groups/{}?$select=id", encode(id))
+}
+
+/// A listing whose next link repeats a page it already read: it would never end. Not
+/// retryable: Graph would send the same loop again.
+pub fn repeated_link(what: &str) -> Failure {
+    Failure::fatal(format!(
+        "{what}: Graph returned a nextLink that repeats an earlier page; the listing would never end"
+    ))
 }
 
 fn parse_page(body: &[u8], what: &str) -> Result<Page, Failure> {

@@ -5,10 +5,10 @@ use chrono::{SecondsFormat, TimeDelta};
 use crate::config::{self, Config};
 use crate::failure::Failure;
 use crate::graph::{self, Graph};
+use crate::guard;
 use crate::log::Log;
-use crate::platform::{HttpResult, Platform, Request, Response};
+use crate::platform::{HttpResult, Platform, Request};
 use crate::realtime::Realtime;
-use crate::retry::Resilient;
 use crate::state::{Counts, DeltaLinks, Finished, FullSync, Phase, Queue, State};
 use crate::subscriptions::Subscriptions;
 use crate::sync::Engine;
@@ -38,85 +38,8 @@ pub enum Event {
     Resume,
 }
 
-/// A successful call's result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub response: Option<Response>,
-    pub state: Option<String>,
-    pub pending: bool,
-    pub summary: String,
-}
-
-/// A failed call's result: the failure and the progress to keep.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallFailure {
-    pub message: String,
-    pub state: Option<String>,
-    pub retryable: bool,
-}
-
-impl From<Failure> for CallFailure {
-    fn from(f: Failure) -> Self {
-        CallFailure {
-            message: f.message,
-            state: None,
-            retryable: f.retryable,
-        }
-    }
-}
-
-type CallResult = Result<Outcome, CallFailure>;
-
-/// Runs a handler over a retrying platform, turns a transient failure that ran out of budget
-/// into a checkpoint (`pending`), and logs the call's one summary line (or its failure).
-fn call(
-    p: &dyn Platform,
-    budget_ms: u32,
-    what: &str,
-    handler: impl FnOnce(&dyn Platform) -> CallResult,
-) -> CallResult {
-    let resilient = Resilient::new(p, budget_ms);
-    let mut result = handler(&resilient);
-    if let Err(f) = &result
-        && f.retryable
-        && resilient.out_of_budget()
-        && let Some(state) = &f.state
-    {
-        result = Ok(Outcome {
-            // A webhook's work is queued in state: Graph need not redeliver it.
-            response: (what == "webhook")
-                .then(|| Response::text(202, "application/json", "{\"queued\": true}")),
-            state: Some(state.clone()),
-            pending: true,
-            summary: format!(
-                "{what}: paused, budget spent waiting on a transient failure ({}); continues on resume",
-                f.message
-            ),
-        });
-    }
-    let log = Log::new(p);
-    if result.is_ok() && resilient.retries() > 0 {
-        log.info(
-            "transient failures retried",
-            &[
-                ("call", what),
-                ("retries", &resilient.retries().to_string()),
-            ],
-        );
-    }
-    match &result {
-        Ok(o) => log.info(&o.summary, &[("call", what), ("status", "ok")]),
-        Err(f) => log.error(
-            &format!("{what} failed: {}", f.message),
-            &[
-                ("call", what),
-                ("status", "failed"),
-                ("retryable", if f.retryable { "true" } else { "false" }),
-            ],
-        ),
-    }
-    result
-}
+pub use crate::call::{CallFailure, CallResult, Outcome, Reply};
+use crate::call::{Slot, Unreadable};
 
 fn parse_config(inst: &Instance) -> Result<Config, Failure> {
     config::parse(&inst.config).map_err(|e| Failure::fatal(e.to_string()))
@@ -129,19 +52,20 @@ fn get_token<'a>(p: &'a dyn Platform, config: &Config) -> Result<Graph<'a>, Fail
 
 /// `on-deploy`: validate, check both connections, (re)start the initial sync.
 pub fn deploy(p: &dyn Platform, inst: &Instance) -> CallResult {
-    call(p, inst.budget_ms, "deploy", |p| deploy_inner(p, inst))
+    crate::call::run(
+        p,
+        inst.state.as_deref(),
+        Unreadable::StartOver,
+        inst.budget_ms,
+        "deploy",
+        |p, slot| deploy_inner(p, inst, slot),
+    )
 }
 
-fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
+fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply, Failure> {
     let log = Log::new(p);
     let config = parse_config(inst)?;
-    let mut state = State::parse(inst.state.as_deref()).unwrap_or_else(|f| {
-        log.warn(
-            "stored state ignored on redeploy",
-            &[("reason", &f.message)],
-        );
-        State::parse(None).expect("fresh state")
-    });
+    let state = slot.get(&log)?;
     if let Some(old) = state
         .tenant_id
         .as_deref()
@@ -150,8 +74,7 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
         return Err(Failure::fatal(format!(
             "entra_tenant_id changed from {old} to {}: delete the instance first (mixing two tenants' links would corrupt ZenQMS)",
             config.tenant_id
-        ))
-        .into());
+        )));
     }
     // Both connections are checked in one round: the token request and the ZenQMS role list.
     let zen = Zenqms::new(p, &config);
@@ -169,23 +92,31 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
             return Err(Failure {
                 message: format!("connection checks failed: {a}; {b}"),
                 retryable: a.retryable && b.retryable,
-            }
-            .into());
+            });
         }
-        (Err(f), _) | (_, Err(f)) => return Err(f.into()),
+        (Err(f), _) | (_, Err(f)) => return Err(f),
     };
     let known = roles.into_iter().map(|r| r.id).collect();
-    let unknown = config::unknown_roles(&config, &known);
-    if !unknown.is_empty() {
-        return Err(Failure::fatal(config::ConfigErrors(unknown).to_string()).into());
-    }
+    let mut problems = config::unknown_roles(&config, &known);
     let graph = Graph::new(p, token, Some(&config));
+    // A mapped group that does not exist is a configuration error, listed with the others:
+    // reading it as "no members" would strip its role from every holder.
+    problems.extend(
+        graph
+            .missing_groups(&config.mapped_groups())?
+            .into_iter()
+            .map(|g| {
+                format!("role_mappings: group {g} does not exist in the Entra tenant (Graph answers 404)")
+            }),
+    );
+    if !problems.is_empty() {
+        return Err(Failure::fatal(config::ConfigErrors(problems).to_string()));
+    }
     if config.dry_run {
         if state.full_sync.is_some() {
             return Err(Failure::fatal(
                 "a sync is in progress: run the dry run when it has finished",
-            )
-            .into());
+            ));
         }
         // Reads everything, writes nothing: no subscriptions, no delta links, no tenant claim.
         state.full_sync = Some(new_full_sync(p, "dryrun", false));
@@ -207,41 +138,18 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
     }
     state.tenant_id = Some(config.tenant_id.clone());
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
-    if let Err(f) = subs.ensure(&mut state.subscriptions, TimeDelta::MAX) {
-        return Err(keep(&state, f));
-    }
-    start_full_sync(
-        p,
-        &graph,
-        &mut state,
-        "deploy",
-        config.allow_mass_deactivation,
-    )
-    .map_err(|f| keep(&state, f))?;
+    subs.ensure(&mut state.subscriptions, TimeDelta::MAX)?;
+    start_full_sync(p, &graph, state, "deploy", config.allow_mass_deactivation)?;
     let run = &state.full_sync.as_ref().expect("just started").run_id;
     log.info(
         "initial sync started",
         &[("run_id", run), ("instance", &inst.id)],
     );
     // Checkpoint now, so the subscription ids are stored before the first notification arrives.
-    Ok(Outcome {
-        response: None,
-        state: Some(state.to_json()),
-        pending: true,
-        summary: format!(
-            "deploy: configuration and both connections ok; {} Graph subscriptions ready; initial sync {run} started",
-            state.subscriptions.len()
-        ),
-    })
-}
-
-/// A failure that keeps the progress in `state` (e.g. subscriptions already created).
-fn keep(state: &State, f: Failure) -> CallFailure {
-    CallFailure {
-        message: f.message,
-        state: Some(state.to_json()),
-        retryable: f.retryable,
-    }
+    Ok(Reply::pending(format!(
+        "deploy: configuration and both connections ok; {} Graph subscriptions ready; initial sync {run} started",
+        state.subscriptions.len()
+    )))
 }
 
 /// Starts a full sync: first delta links "from now", so that nothing changed while the sync
@@ -295,6 +203,7 @@ fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
         guard_checked: false,
         blocked: None,
         unseen: None,
+        recent_links: Vec::new(),
     }
 }
 
@@ -303,11 +212,11 @@ fn run_full_sync(
     p: &dyn Platform,
     config: &Config,
     graph: &Graph<'_>,
-    mut state: State,
+    state: &mut State,
     budget_ms: u32,
     directory_page_1: Option<HttpResult>,
-) -> CallResult {
-    let mut sync = state.full_sync.take().expect("caller checked");
+) -> Result<Reply, Failure> {
+    let sync = state.full_sync.as_mut().expect("caller checked");
     sync.calls += 1;
     let next_page = match &sync.phase {
         Phase::Users { next } => Some(next.clone()),
@@ -322,97 +231,74 @@ fn run_full_sync(
         directory_page_1,
         next_page.as_deref(),
     )
-    .and_then(|mut engine| engine.run(&mut sync));
-    let progress = match progress {
-        Ok(progress) => progress,
-        Err(f) => {
-            let message = format!(
-                "initial sync {} stopped after {} batches: {}",
-                sync.run_id, sync.batches, f.message
-            );
-            state.full_sync = Some(sync);
-            return Err(CallFailure {
-                message,
-                state: Some(state.to_json()),
-                retryable: f.retryable,
-            });
-        }
-    };
-    if progress.finished {
-        let held = sync.blocked.as_ref().map_or(String::new(), |b| {
-            format!(
-                "; {} DEACTIVATIONS HELD BACK (limit {}): see the error above",
-                b.count, b.limit
-            )
-        });
-        if config.dry_run {
-            let summary = format!(
-                "dry run {} complete (nothing written): would have {}{held}",
-                sync.run_id, sync.totals
-            );
-            return Ok(Outcome {
-                response: None,
-                state: Some(state.to_json()),
-                pending: false,
-                summary,
-            });
-        }
-        let summary = format!(
-            "initial sync {} complete: {} batches in {} calls; {}{held}",
-            sync.run_id, sync.batches, sync.calls, sync.totals
-        );
-        state.blocked = sync.blocked.clone();
-        state.last_full_sync = Some(Finished {
-            run_id: sync.run_id,
-            started_at: sync.started_at,
-            finished_at: p.now(),
-            batches: sync.batches,
-            totals: sync.totals,
-        });
-        Ok(Outcome {
-            response: None,
-            state: Some(state.to_json()),
-            pending: false,
-            summary,
-        })
-    } else {
-        let summary = format!(
+    .and_then(|mut engine| engine.run(sync))
+    .map_err(|f| Failure {
+        message: format!(
+            "initial sync {} stopped after {} batches: {}",
+            sync.run_id, sync.batches, f.message
+        ),
+        retryable: f.retryable,
+    })?;
+    if !progress.finished {
+        return Ok(Reply::pending(format!(
             "initial sync {} pending after {} batches (call {}): this call {}",
             sync.run_id, sync.batches, sync.calls, progress.counts
-        );
-        state.full_sync = Some(sync);
-        Ok(Outcome {
-            response: None,
-            state: Some(state.to_json()),
-            pending: true,
-            summary,
-        })
+        )));
     }
+    let sync = state.full_sync.take().expect("checked above");
+    let held = sync.blocked.as_ref().map_or(String::new(), |b| {
+        format!(
+            "; {} DEACTIVATIONS HELD BACK (limit {}): see the error above",
+            b.count, b.limit
+        )
+    });
+    if config.dry_run {
+        return Ok(Reply::done(format!(
+            "dry run {} complete (nothing written): would have {}{held}",
+            sync.run_id, sync.totals
+        )));
+    }
+    let summary = format!(
+        "initial sync {} complete: {} batches in {} calls; {}{held}",
+        sync.run_id, sync.batches, sync.calls, sync.totals
+    );
+    state.blocked = sync.blocked.clone();
+    state.last_full_sync = Some(Finished {
+        run_id: sync.run_id,
+        started_at: sync.started_at,
+        finished_at: p.now(),
+        batches: sync.batches,
+        totals: sync.totals,
+    });
+    Ok(Reply::done(summary))
 }
 
 /// `on-event`.
 pub fn event(p: &dyn Platform, inst: &Instance, event: &Event) -> CallResult {
-    match event {
-        Event::Webhook(req) => call(p, inst.budget_ms, "webhook", |p| on_webhook(p, inst, req)),
-        Event::Resume => call(p, inst.budget_ms, "resume", |p| on_resume(p, inst)),
-        Event::Schedule => call(p, inst.budget_ms, "schedule", |p| on_schedule(p, inst)),
-    }
-}
-
-fn nothing(summary: String) -> Outcome {
-    Outcome {
-        response: None,
-        state: None,
-        pending: false,
-        summary,
-    }
+    let (what, unreadable) = match event {
+        Event::Webhook(_) => ("webhook", Unreadable::Refuse),
+        Event::Resume => ("resume", Unreadable::Refuse),
+        Event::Schedule => ("schedule", Unreadable::Refuse),
+    };
+    crate::call::run(
+        p,
+        inst.state.as_deref(),
+        unreadable,
+        inst.budget_ms,
+        what,
+        |p, slot| match event {
+            Event::Webhook(req) => on_webhook(p, inst, req, slot),
+            Event::Resume => on_resume(p, inst, slot),
+            Event::Schedule => on_schedule(p, inst, slot),
+        },
+    )
 }
 
 /// Continues checkpointed work: a delete, then queued notifications, then a full sync.
-fn on_resume(p: &dyn Platform, inst: &Instance) -> CallResult {
-    let state = State::parse(inst.state.as_deref())?;
-    if state.deleting.is_none() && state.queue.is_empty() && state.full_sync.is_none() {
-        return Ok(nothing("resume: no checkpointed work".into()));
+fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply, Failure> {
+    let state = slot.get(&Log::new(p))?;
+    if !state.has_work() {
+        return Ok(Reply::done("resume: no checkpointed work"));
     }
     let config = parse_config(inst)?;
     if state.deleting.is_some() {
@@ -435,50 +321,92 @@ fn on_resume(p: &dyn Platform, inst: &Instance) -> CallResult {
     continue_work(p, &config, &graph, state, inst.budget_ms, "resume")
 }
 
+/// Runs checkpointed work in order: a due delta round, queued users and groups, a full sync.
 fn continue_work(
     p: &dyn Platform,
     config: &Config,
     graph: &Graph<'_>,
-    mut state: State,
+    state: &mut State,
     budget_ms: u32,
     what: &str,
-) -> CallResult {
+) -> Result<Reply, Failure> {
+    if state.queue.delta_round {
+        match schedule::delta_round(p, config, graph, state, u64::from(budget_ms))? {
+            schedule::Round::Queued => {}
+            schedule::Round::Expired => {
+                return run_full_sync(p, config, graph, state, budget_ms, None);
+            }
+        }
+    }
     if !state.queue.is_empty() {
         let mut queue = std::mem::take(&mut state.queue);
         let mut rt = Realtime::new(p, config, graph, &queue.cause);
+        // The one mass-deactivation guard, over its rolling window (see `guard`).
+        let now = p.now();
+        rt.window = state.recent_deactivations.clone();
         let done = rt.run_queue(&mut queue, u64::from(budget_ms));
         let counts = rt.out.counts;
         state.queue = queue;
-        let done = done.map_err(|f| keep(&state, f))?;
+        guard::record(&mut state.recent_deactivations, rt.deactivated, now);
+        if let (false, Some((limit, _))) = (rt.held.is_empty(), rt.guard) {
+            let held = rt.held.len() + state.blocked.as_ref().map_or(0, |b| b.count);
+            state.blocked = Some(guard::block(
+                &rt.out.log,
+                &format!(
+                    "more than {limit} deactivations by notifications within {} hours; these were not applied",
+                    guard::WINDOW_HOURS
+                ),
+                &rt.out.cause,
+                &rt.held,
+                held,
+                limit,
+                now,
+            ));
+        }
+        let done = done?;
         let left = state.queue.users.len() + state.queue.groups.len();
-        return Ok(Outcome {
+        let summary = format!(
+            "{what}: queued changes {}; {counts}",
+            if done {
+                "done".to_string()
+            } else {
+                format!("pending ({left} left)")
+            }
+        );
+        return Ok(Reply {
             response: None,
-            state: Some(state.to_json()),
             pending: !done || state.full_sync.is_some(),
-            summary: format!(
-                "{what}: queued changes {}; {counts}",
-                if done {
-                    "done".to_string()
-                } else {
-                    format!("pending ({left} left)")
-                }
-            ),
+            summary,
         });
     }
     if state.full_sync.is_some() {
         return run_full_sync(p, config, graph, state, budget_ms, None);
     }
-    Ok(nothing(format!("{what}: no checkpointed work")))
+    Ok(Reply::done(format!("{what}: no checkpointed work")))
 }
 
 /// `on-delete`: delete our subscriptions and clear every external_id link, changing nothing else.
 pub fn delete(p: &dyn Platform, inst: &Instance) -> CallResult {
-    call(p, inst.budget_ms, "delete", |p| delete_inner(p, inst))
+    crate::call::run(
+        p,
+        inst.state.as_deref(),
+        Unreadable::Ignore,
+        inst.budget_ms,
+        "delete",
+        |p, slot| delete_inner(p, inst, slot),
+    )
 }
 
-fn delete_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
+fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply, Failure> {
     let config = parse_config(inst)?;
-    let mut state = State::parse(inst.state.as_deref()).unwrap_or_default();
+    let state = slot.get(&Log::new(p))?;
+    if config.dry_run {
+        // Writes nothing, keeps nothing: the state stays as it was.
+        let mut scratch = state.clone();
+        scratch.full_sync = None;
+        scratch.queue = Queue::default();
+        return crate::unlink::run(p, &config, &mut scratch, inst.budget_ms);
+    }
     state.full_sync = None;
     state.queue = Queue::default();
     if state.deleting.is_none() {
@@ -487,25 +415,17 @@ fn delete_inner(p: &dyn Platform, inst: &Instance) -> CallResult {
             cleared: 0,
         });
     }
-    if config.dry_run {
-        return crate::unlink::run(p, &config, state, inst.budget_ms);
-    }
     // Subscriptions first: no notification should re-link anyone while links are cleared.
-    let removed = get_token(p, &config).and_then(|graph| {
-        Subscriptions::new(&graph, p, &inst.webhook_url).delete_all(&state.subscriptions)
-    });
-    match removed {
-        Ok(_) => state.subscriptions.clear(),
-        Err(f) => {
-            return Err(CallFailure {
-                message: format!(
-                    "delete: could not remove the Graph subscriptions: {}",
-                    f.message
-                ),
-                state: Some(state.to_json()),
-                retryable: f.retryable,
-            });
-        }
-    }
+    let graph = get_token(p, &config)?;
+    Subscriptions::new(&graph, p, &inst.webhook_url)
+        .delete_all(&state.subscriptions)
+        .map_err(|f| Failure {
+            message: format!(
+                "delete: could not remove the Graph subscriptions: {}",
+                f.message
+            ),
+            retryable: f.retryable,
+        })?;
+    state.subscriptions.clear();
     crate::unlink::run(p, &config, state, inst.budget_ms)
 }

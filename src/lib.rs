@@ -5,11 +5,14 @@
 //! plain `cargo test`.
 
 pub mod apply;
+pub mod call;
 pub mod config;
 pub mod entra;
 pub mod failure;
 pub mod graph;
+pub mod guard;
 pub mod handlers;
+pub mod links;
 pub mod log;
 pub mod plan;
 pub mod platform;

@@ -13,11 +13,12 @@ use crate::config::{Config, RoleMapping};
 use crate::entra::EntraUser;
 use crate::failure::Failure;
 use crate::graph::Graph;
+use crate::guard;
 use crate::log::Log;
 use crate::plan::{self, Directory, Planned};
 use crate::platform::Platform;
 use crate::roles;
-use crate::state::Queue;
+use crate::state::{DeactivationWindow, Queue};
 use crate::zenqms::{Zenqms, api};
 
 /// Users handled per round of requests.
@@ -28,6 +29,16 @@ pub struct Realtime<'a> {
     config: &'a Config,
     graph: &'a Graph<'a>,
     pub out: Applier<'a>,
+    /// The guard's rolling window as stored (read when the first deactivation is planned).
+    pub window: Option<DeactivationWindow>,
+    /// The guard's limit and what its window still allows, once a deactivation asked.
+    pub guard: Option<(usize, usize)>,
+    /// Deactivations made this call (to count into the guard's window).
+    pub deactivated: usize,
+    /// Entra ids whose deactivation the guard held back this call.
+    pub held: Vec<String>,
+    /// The call's budget (ms of `elapsed_ms`), for work split into rounds.
+    budget_ms: u64,
 }
 
 impl<'a> Realtime<'a> {
@@ -50,23 +61,65 @@ impl<'a> Realtime<'a> {
             config,
             graph,
             out,
+            window: None,
+            guard: None,
+            deactivated: 0,
+            held: Vec::new(),
+            budget_ms: u64::MAX,
         }
+    }
+
+    /// Passes plans through the mass-deactivation guard: a deactivation beyond what its window
+    /// allows is taken out (the user's other changes stay) and its Entra id is held. The limit
+    /// is looked up only when a deactivation is planned.
+    fn guarded(&mut self, plans: Vec<Planned>) -> Result<Vec<Planned>, Failure> {
+        let mut out = Vec::with_capacity(plans.len());
+        for p in plans {
+            if !guard::deactivates(&p.action) {
+                out.push(p);
+                continue;
+            }
+            let (limit, left) = match self.guard {
+                Some(g) => g,
+                None => {
+                    let linked = guard::linked_count(self.platform, self.config)?;
+                    let limit = self.config.deactivation_limit(linked);
+                    let now = self.platform.now();
+                    (limit, guard::window_left(&self.window, limit, now))
+                }
+            };
+            if left > 0 {
+                self.guard = Some((limit, left - 1));
+                self.deactivated += 1;
+                out.push(p);
+            } else {
+                self.guard = Some((limit, 0));
+                self.held.push(p.entra_id.clone());
+                if let Some(action) = guard::without_deactivation(p.action.clone()) {
+                    out.push(Planned { action, ..p });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Works through the queue until it is empty (true) or the budget would run out (false).
     /// The queue only loses an item once its work is done, so a failure or a pause repeats
     /// nothing that finished and skips nothing that did not.
     pub fn run_queue(&mut self, queue: &mut Queue, budget_ms: u64) -> Result<bool, Failure> {
+        self.budget_ms = budget_ms;
         let mut longest = 0u64;
         let mut steps = 0u32;
-        while !queue.is_empty() {
+        while !queue.users.is_empty() || !queue.groups.is_empty() {
             let start = self.platform.elapsed_ms();
             if steps > 0 && start + longest > budget_ms {
                 return Ok(false);
             }
             if queue.users.is_empty() {
                 let groups = queue.groups.clone();
-                self.sync_groups(&groups)?;
+                if !self.sync_groups(&groups)? {
+                    return Ok(false); // the budget ran out; the next call recomputes and goes on
+                }
                 queue.groups.clear();
             } else {
                 let n = queue.users.len().min(USER_CHUNK);
@@ -98,6 +151,9 @@ impl<'a> Realtime<'a> {
             group_calls.push(r.len());
             reqs.extend(r);
         }
+        // The mapped groups themselves: checkMemberGroups leaves a deleted group out of its
+        // answer, which must not read as "not a member" (missing is not empty).
+        reqs.extend(self.graph.group_requests(&mapped)?);
         let mut answers = self.graph.send_all(reqs).into_iter();
         let mut users = Vec::new();
         for _ in ids {
@@ -119,6 +175,14 @@ impl<'a> Realtime<'a> {
                 )?);
             }
         }
+        let mut gone = BTreeSet::new();
+        for g in &mapped {
+            if !Graph::read_group_exists(answers.next().expect("one answer per request"))? {
+                gone.insert(g.clone());
+            }
+        }
+        let missing = roles::missing(&self.config.role_mappings, |g| !gone.contains(g));
+        roles::log_missing(&self.out.log, &missing);
         // Round 2, only for users not linked yet: candidates by email.
         let linked: BTreeSet<String> = found.iter().filter_map(plan::link_of).collect();
         let email_reqs: Vec<_> = users
@@ -157,14 +221,24 @@ impl<'a> Realtime<'a> {
                 ),
             }
         }
+        let plans = self.guarded(plans)?;
         self.out.apply(plans)?;
         if !later.is_empty() {
             // Users taking an email another one just gave up.
             let plans = plan::plan_later(&present, &later, &mut self.out.dir);
+            let plans = self.guarded(plans)?;
             self.out.apply(plans)?;
         }
-        // Mapped roles of the present users, now that every one that can be is linked.
-        if self.config.role_mappings.is_empty() {
+        // Mapped roles of the present users, now that every one that can be is linked. Roles
+        // mapped to a group that is gone are left as they are.
+        let mappings: Vec<RoleMapping> = self
+            .config
+            .role_mappings
+            .iter()
+            .filter(|m| !m.groups.iter().any(|g| gone.contains(g)))
+            .cloned()
+            .collect();
+        if mappings.is_empty() {
             return Ok(());
         }
         let changes = present
@@ -172,19 +246,22 @@ impl<'a> Realtime<'a> {
             .filter_map(|u| {
                 let z = self.out.dir.by_external_id(&u.id)?;
                 let groups = member_of.get(&u.id)?;
-                let desired = desired_from_groups(&self.config.role_mappings, groups);
-                roles::change_for(z, &u.id, &self.config.role_mappings, &desired)
+                let desired = desired_from_groups(&mappings, groups);
+                roles::change_for(z, &u.id, &mappings, &desired)
             })
             .collect();
         self.out.apply_roles(changes)
     }
 
     /// Recomputes the holders of every role mapped to one of these groups (or to a group that
-    /// contains one of them) and adds/removes those roles for linked users.
-    pub fn sync_groups(&mut self, ids: &[String]) -> Result<(), Failure> {
+    /// contains one of them) and adds/removes those roles for linked users, a round of the
+    /// platform's concurrency at a time while the budget lasts. Returns false when the budget
+    /// ran out first: the next call recomputes (what was written is no longer a change) and
+    /// goes on, so a group of any size never makes one call overrun.
+    pub fn sync_groups(&mut self, ids: &[String]) -> Result<bool, Failure> {
         let mapped: BTreeSet<String> = self.config.mapped_groups().into_iter().collect();
         if mapped.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         // A changed group affects the mappings of itself and of every group that contains it
         // (a mapped group can itself be nested in another mapped group).
@@ -208,7 +285,7 @@ impl<'a> Realtime<'a> {
                 "group change does not touch a mapped group",
                 &[("groups", &ids.join(","))],
             );
-            return Ok(());
+            return Ok(true);
         }
         let groups: Vec<String> = mappings
             .iter()
@@ -217,13 +294,35 @@ impl<'a> Realtime<'a> {
             .into_iter()
             .collect();
         let members = self.graph.transitive_members(&groups)?;
+        let missing = roles::missing(&mappings, |g| members.contains_key(g));
+        roles::log_missing(&self.out.log, &missing);
         let linked = self
             .out
             .zen
             .search_all(json!({ "has_external_id": true }))?;
         self.out.dir = Directory::new(linked);
-        let changes = roles::plan_roles(&mappings, &members, &self.out.dir);
-        self.out.apply_roles(changes)
+        let mut changes = roles::plan_roles(&mappings, &members, &self.out.dir);
+        changes.reverse(); // popped from the end, in directory order
+        let wave = self.platform.concurrency().max(1);
+        let mut longest = 0u64;
+        while !changes.is_empty() {
+            let start = self.platform.elapsed_ms();
+            if start + longest > self.budget_ms {
+                return Ok(false);
+            }
+            // One round: `wave` role calls (a change is one add and/or one remove call).
+            let mut chunk = Vec::new();
+            let mut calls = 0;
+            while calls < wave
+                && let Some(c) = changes.pop()
+            {
+                calls += usize::from(!c.add.is_empty()) + usize::from(!c.remove.is_empty());
+                chunk.push(c);
+            }
+            self.out.apply_roles(chunk)?;
+            longest = longest.max(self.platform.elapsed_ms() - start);
+        }
+        Ok(true)
     }
 }
 

@@ -18,7 +18,48 @@ pub struct RoleChange {
 }
 
 /// Transitive user members of each mapped group (group id -> Entra user ids, lowercase).
+/// A group that could not be read (Graph answers 404: it is gone) has NO entry: missing is not
+/// empty, and a role mapped to it is left as it is (see [`known`]).
 pub type Memberships = BTreeMap<String, BTreeSet<String>>;
+
+/// The mappings whose every group was read, i.e. is a key of `members`. A role mapped to a
+/// group that is gone (or unread) is not managed until the mapping is fixed: its holders keep
+/// it and nobody gains it, because its true membership is unknown.
+pub fn known(mappings: &[RoleMapping], members: &Memberships) -> Vec<RoleMapping> {
+    mappings
+        .iter()
+        .filter(|m| m.groups.iter().all(|g| members.contains_key(g)))
+        .cloned()
+        .collect()
+}
+
+/// `(group, role)` for every mapped group `exists` says is gone.
+pub fn missing(mappings: &[RoleMapping], exists: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for m in mappings {
+        for g in &m.groups {
+            if !exists(g) {
+                out.push((g.clone(), m.role.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The error every run logs while a mapped group is gone: it names the group and the role,
+/// and says the role's holders are left as they are.
+pub fn log_missing(log: &crate::log::Log, missing: &[(String, String)]) {
+    for (group, role) in missing {
+        log.error(
+            "mapped group not found in Entra (Graph answers 404): its role is left as it is until role_mappings is fixed",
+            &[
+                ("group", group),
+                ("role", role),
+                ("fix", "map the role to an existing group (or remove the mapping) and redeploy"),
+            ],
+        );
+    }
+}
 
 /// The mapped roles an Entra user should hold.
 pub fn desired_roles(
@@ -70,6 +111,7 @@ pub fn plan_roles(
     members: &Memberships,
     dir: &Directory,
 ) -> Vec<RoleChange> {
+    let mappings = &known(mappings, members);
     if mappings.is_empty() {
         return Vec::new();
     }
@@ -141,6 +183,26 @@ mod tests {
     fn unlinked_users_never_touched() {
         let dir = Directory::new([user("u1", None, &["qa"])]);
         assert!(plan_roles(&maps(), &members(&[], &[]), &dir).is_empty());
+    }
+
+    #[test]
+    fn a_missing_group_is_not_an_empty_one() {
+        // G2 is gone (no entry): "viewer" (only G2) and "qa" (G1 and G2) are both unknown.
+        let dir = Directory::new([user("u1", Some(U1), &["qa", "viewer"])]);
+        let only_g1 = BTreeMap::from([(G1.to_string(), BTreeSet::new())]);
+        assert!(plan_roles(&maps(), &only_g1, &dir).is_empty());
+        assert!(known(&maps(), &only_g1).is_empty());
+        let gone = missing(&maps(), |g| g == G1);
+        assert_eq!(
+            gone,
+            vec![
+                (G2.to_string(), "qa".to_string()),
+                (G2.to_string(), "viewer".to_string())
+            ]
+        );
+        // Both read, both empty: the roles are removed.
+        let c = plan_roles(&maps(), &members(&[], &[]), &dir);
+        assert_eq!(c[0].remove, vec!["qa", "viewer"]);
     }
 
     #[test]

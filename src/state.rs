@@ -31,6 +31,16 @@ pub struct State {
     pub queue: Queue,
     /// Deactivations the mass-deactivation guard is holding back, until an admin acts.
     pub blocked: Option<Blocked>,
+    /// Deactivations made by notifications and delta rounds in the guard's rolling window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recent_deactivations: Option<DeactivationWindow>,
+}
+
+/// The notification path's deactivations since `since` (the guard's rolling window).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeactivationWindow {
+    pub since: DateTime<Utc>,
+    pub count: usize,
 }
 
 /// Stored delta links (opaque Graph URLs) and when they were issued (tokens live 7 days).
@@ -51,11 +61,16 @@ pub struct Queue {
     pub groups: Vec<String>,
     /// What put them there (notification ids or a delta round), for the audit log.
     pub cause: String,
+    /// A delta round is due now, before the next schedule (Graph's lifecycle `missed`: it
+    /// dropped notifications).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub delta_round: bool,
 }
 
 impl Queue {
+    /// No work: no user, no group, no delta round waiting.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty()
+        self.users.is_empty() && self.groups.is_empty() && !self.delta_round
     }
 
     /// Adds ids not already queued, keeping arrival order.
@@ -119,6 +134,10 @@ pub struct FullSync {
     /// None in a checkpoint written before it was kept (the leaver check then lists Entra's ids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unseen: Option<Unseen>,
+    /// Fingerprints of the last user-page links followed (see `links`): a listing that loops
+    /// back to one of them is an error instead of a sync that never ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_links: Vec<u64>,
 }
 
 /// A deactivation the full sync plans, applied after the mass-deactivation check.
@@ -218,10 +237,7 @@ impl State {
     /// Parses stored state; none means a fresh instance.
     pub fn parse(text: Option<&str>) -> Result<State, Failure> {
         let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-            return Ok(State {
-                version: VERSION,
-                ..State::default()
-            });
+            return Ok(State::fresh());
         };
         let state: State = serde_json::from_str(text).map_err(|e| {
             Failure::fatal(format!(
@@ -235,6 +251,19 @@ impl State {
             )));
         }
         Ok(state)
+    }
+
+    /// A fresh instance's state.
+    pub fn fresh() -> State {
+        State {
+            version: VERSION,
+            ..State::default()
+        }
+    }
+
+    /// Whether checkpointed work waits for `resume`: a delete, queued changes or a full sync.
+    pub fn has_work(&self) -> bool {
+        self.deleting.is_some() || !self.queue.is_empty() || self.full_sync.is_some()
     }
 
     pub fn subscription_ids(&self) -> impl Iterator<Item = &str> {
@@ -269,6 +298,7 @@ mod tests {
             guard_checked: false,
             blocked: None,
             unseen: None,
+            recent_links: Vec::new(),
         });
         assert_eq!(State::parse(Some(&s.to_json())).unwrap(), s);
     }

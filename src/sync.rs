@@ -13,11 +13,13 @@ use crate::config::Config;
 use crate::entra::EntraUser;
 use crate::failure::Failure;
 use crate::graph::{Graph, Page};
+use crate::guard;
+use crate::links;
 use crate::log::Log;
 use crate::plan::{self, Action, Directory, Planned, WriteKind};
 use crate::platform::{HttpResult, Method, Platform};
 use crate::roles::{self, Memberships, RoleChange};
-use crate::state::{Blocked, Counts, Deferred, FullSync, Phase};
+use crate::state::{Counts, Deferred, FullSync, Phase};
 use crate::unseen::Unseen;
 use crate::zenqms::Zenqms;
 use crate::zenqms::api::{self, ZUser};
@@ -174,6 +176,9 @@ impl<'a> Engine<'a> {
             Phase::Users { next } => {
                 let following = self.users_page(&next, sync)?;
                 sync.batches += 1;
+                if let Some(url) = &following {
+                    links::follow(&mut sync.recent_links, url, sync.batches, "listing users")?;
+                }
                 sync.phase = match following {
                     Some(url) => Phase::Users { next: url },
                     None => Phase::Leavers,
@@ -380,29 +385,17 @@ impl<'a> Engine<'a> {
                 .config
                 .deactivation_limit(self.out.dir.linked().count());
             let count = sync.deferred.len();
-            if count > limit && !sync.allow_mass {
-                let sample: Vec<String> = sync
-                    .deferred
-                    .iter()
-                    .take(10)
-                    .map(|d| d.entra_id.clone())
-                    .collect();
-                self.out.log.error(
-                    "mass deactivation blocked: nobody was deactivated",
-                    &[
-                        ("cause", &self.out.cause),
-                        ("deactivations", &count.to_string()),
-                        ("limit", &limit.to_string()),
-                        ("sample_entra_ids", &sample.join(",")),
-                        ("fix", "check the directory; if intended, raise max_deactivations or set allow_mass_deactivation=true and redeploy"),
-                    ],
-                );
-                sync.blocked = Some(Blocked {
+            if guard::exceeds(count, limit, sync.allow_mass) {
+                let ids: Vec<String> = sync.deferred.iter().map(|d| d.entra_id.clone()).collect();
+                sync.blocked = Some(guard::block(
+                    &self.out.log,
+                    "nobody was deactivated",
+                    &self.out.cause,
+                    &ids,
                     count,
                     limit,
-                    since: self.platform.now(),
-                    sample,
-                });
+                    self.platform.now(),
+                ));
                 sync.deferred.clear();
                 return Ok(true);
             }

@@ -5,8 +5,9 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::call::Reply;
 use crate::config::Config;
-use crate::handlers::{CallFailure, Outcome};
+use crate::failure::Failure;
 use crate::log::Log;
 use crate::plan::link_of;
 use crate::platform::Platform;
@@ -20,19 +21,17 @@ const CHUNK: usize = 100;
 pub fn run(
     p: &dyn Platform,
     config: &Config,
-    mut state: State,
+    state: &mut State,
     budget_ms: u32,
-) -> Result<Outcome, CallFailure> {
+) -> Result<Reply, Failure> {
     let log = Log::new(p);
     let zen = Zenqms::new(p, config);
-    let keep = |state: &State, f: crate::failure::Failure| CallFailure {
-        message: format!("delete: {}", f.message),
-        state: Some(state.to_json()),
-        retryable: f.retryable,
-    };
     let users = zen
         .search_all(json!({"has_external_id": true}))
-        .map_err(|f| keep(&state, f))?;
+        .map_err(|f| Failure {
+            message: format!("delete: {}", f.message),
+            retryable: f.retryable,
+        })?;
     let linked: Vec<_> = users.iter().filter(|u| link_of(u).is_some()).collect();
     if config.dry_run {
         for u in &linked {
@@ -47,15 +46,10 @@ pub fn run(
                 ],
             );
         }
-        return Ok(Outcome {
-            response: None,
-            state: None,
-            pending: false,
-            summary: format!(
-                "dry run delete (nothing written): would clear {} external_id links and remove the Graph subscriptions",
-                linked.len()
-            ),
-        });
+        return Ok(Reply::done(format!(
+            "dry run delete (nothing written): would clear {} external_id links and remove the Graph subscriptions",
+            linked.len()
+        )));
     }
     let mut failed = Vec::new();
     let mut done = 0usize;
@@ -109,33 +103,21 @@ pub fn run(
     let cleared = state.deleting.as_ref().map_or(0, |d| d.cleared);
     if !failed.is_empty() {
         let sample: Vec<&str> = failed.iter().take(20).map(String::as_str).collect();
-        return Err(CallFailure {
-            message: format!(
-                "delete: {} ZenQMS users could not be unlinked ({}); retry the delete to finish",
-                failed.len(),
-                sample.join(", ")
-            ),
-            state: Some(state.to_json()),
-            retryable: true,
-        });
+        return Err(Failure::transient(format!(
+            "delete: {} ZenQMS users could not be unlinked ({}); retry the delete to finish",
+            failed.len(),
+            sample.join(", ")
+        )));
     }
     if done < linked.len() {
-        return Ok(Outcome {
-            response: None,
-            state: Some(state.to_json()),
-            pending: true,
-            summary: format!(
-                "delete pending: {cleared} links cleared so far, {} left",
-                linked.len() - done
-            ),
-        });
+        return Ok(Reply::pending(format!(
+            "delete pending: {cleared} links cleared so far, {} left",
+            linked.len() - done
+        )));
     }
-    Ok(Outcome {
-        response: None,
-        state: Some(State::parse(None).expect("fresh").to_json()),
-        pending: false,
-        summary: format!(
-            "delete complete: {cleared} external_id links cleared, nothing else changed"
-        ),
-    })
+    // Done: the instance starts over as a fresh one.
+    *state = State::fresh();
+    Ok(Reply::done(format!(
+        "delete complete: {cleared} external_id links cleared, nothing else changed"
+    )))
 }

@@ -2,85 +2,121 @@
 //! backstop (a full sync when the delta token has expired).
 
 use chrono::TimeDelta;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{
-    CallResult, Instance, continue_work, get_token, keep, nothing, parse_config, run_full_sync,
-    start_full_sync,
-};
+use super::{Instance, Reply, continue_work, get_token, parse_config, start_full_sync};
+use crate::call::Slot;
+use crate::config::Config;
+use crate::failure::Failure;
+use crate::graph::Graph;
+use crate::guard;
 use crate::log::Log;
 use crate::platform::Platform;
-use crate::state::{Blocked, DeltaLinks, State};
+use crate::state::{DeltaLinks, State};
 use crate::subscriptions::{self, Subscriptions};
-use crate::zenqms::Zenqms;
 
 /// The scheduled tick: renew subscriptions, then continue checkpointed work or run the delta
 /// backstop (a full sync when the delta token has expired).
-pub(super) fn on_schedule(p: &dyn Platform, inst: &Instance) -> CallResult {
+pub(super) fn on_schedule(
+    p: &dyn Platform,
+    inst: &Instance,
+    slot: &mut Slot,
+) -> Result<Reply, Failure> {
     let log = Log::new(p);
-    let mut state = State::parse(inst.state.as_deref())?;
+    let state = slot.get(&log)?;
     let config = parse_config(inst)?;
     if state.deleting.is_some() {
         return crate::unlink::run(p, &config, state, inst.budget_ms);
     }
     if state.tenant_id.is_none() {
-        return Ok(nothing("schedule: instance not deployed".into()));
+        return Ok(Reply::done("schedule: instance not deployed"));
     }
     if config.dry_run {
-        return Ok(nothing(
-            "schedule: dry_run=true, nothing processed (a dry run is a deploy that writes nothing)"
-                .into(),
+        return Ok(Reply::done(
+            "schedule: dry_run=true, nothing processed (a dry run is a deploy that writes nothing)",
         ));
     }
     if let Some(b) = &state.blocked {
-        log.error(
-            "deactivations are still held back by the mass-deactivation guard",
-            &[
-                ("deactivations", &b.count.to_string()),
-                ("limit", &b.limit.to_string()),
-                ("since", &b.since.to_rfc3339()),
-                ("sample_entra_ids", &b.sample.join(",")),
-                (
-                    "fix",
-                    "raise max_deactivations or set allow_mass_deactivation=true and redeploy",
-                ),
-            ],
-        );
+        guard::log_still_blocked(&log, b);
     }
     let graph = get_token(p, &config)?;
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
-    if let Err(f) = subs.ensure(&mut state.subscriptions, subscriptions::RENEW_WITHIN) {
-        return Err(keep(&state, f));
-    }
+    subs.ensure(&mut state.subscriptions, subscriptions::RENEW_WITHIN)?;
     if !state.queue.is_empty() || state.full_sync.is_some() {
         return continue_work(p, &config, &graph, state, inst.budget_ms, "schedule");
     }
+    state.queue.delta_round = true;
+    continue_work(p, &config, &graph, state, inst.budget_ms, "schedule")
+}
+
+/// How a delta round ended.
+pub(super) enum Round {
+    /// The changed users and groups are queued (and the delta links advanced).
+    Queued,
+    /// The delta token had expired: a full sync was started in its place.
+    Expired,
+}
+
+/// One delta backstop round: asks `/users/delta` and `/groups/delta` what changed since the
+/// stored links, queues those users and groups, and stores the new links. Deactivations the
+/// round would make are checked against the mass-deactivation guard first. Clears
+/// `queue.delta_round`.
+pub(super) fn delta_round(
+    p: &dyn Platform,
+    config: &Config,
+    graph: &Graph<'_>,
+    state: &mut State,
+    budget_ms: u64,
+) -> Result<Round, Failure> {
+    let log = Log::new(p);
     let now = p.now();
     let fresh = state
         .delta
         .as_ref()
         .filter(|d| now - d.issued_at < TimeDelta::days(DELTA_TOKEN_DAYS));
+    // Users first, then groups, each as far as the budget allows; an unfinished round keeps
+    // its nextLink as the position and stays due (`queue.delta_round`).
     let rounds = match fresh {
         None => None,
         Some(d) => {
-            let users = graph.delta_round(&d.users).map_err(|f| keep(&state, f))?;
-            let groups = graph.delta_round(&d.groups).map_err(|f| keep(&state, f))?;
-            users.zip(groups)
+            let (users_link, groups_link) = (d.users.clone(), d.groups.clone());
+            match graph.delta_round(&users_link, budget_ms)? {
+                None => None,
+                Some(users) if !users.complete => Some((users, None)),
+                Some(users) => graph
+                    .delta_round(&groups_link, budget_ms)?
+                    .map(|groups| (users, Some(groups))),
+            }
         }
     };
-    let Some(((user_items, users_link), (group_items, groups_link))) = rounds else {
+    state.queue.delta_round = false;
+    let Some((users_round, groups_round)) = rounds else {
         log.warn(
             "delta token expired or missing: running a full sync instead of the delta backstop",
             &[],
         );
         state.delta = None;
-        start_full_sync(p, &graph, &mut state, "delta-expired", false)
-            .map_err(|f| keep(&state, f))?;
-        return run_full_sync(p, &config, &graph, state, inst.budget_ms, None);
+        start_full_sync(p, graph, state, "delta-expired", false)?;
+        return Ok(Round::Expired);
+    };
+    let complete = users_round.complete && groups_round.as_ref().is_some_and(|g| g.complete);
+    let user_items = users_round.items;
+    let group_items = groups_round
+        .as_ref()
+        .map(|g| g.items.clone())
+        .unwrap_or_default();
+    let users_link = users_round.link;
+    let groups_link = match groups_round {
+        Some(g) => g.link,
+        None => state
+            .delta
+            .as_ref()
+            .map(|d| d.groups.clone())
+            .unwrap_or_default(),
     };
     let mut users: Vec<String> = user_items.iter().filter_map(item_id).collect();
-    // The guard also covers the backstop: a round that would deactivate more users than the
-    // limit deactivates none of them (their other changes wait for the admin too).
+    // The one mass-deactivation guard: a round that would deactivate more linked users than
+    // the limit deactivates none of them (their other changes wait for the admin too).
     let leaving: Vec<String> = user_items
         .iter()
         .filter(|u| {
@@ -88,31 +124,9 @@ pub(super) fn on_schedule(p: &dyn Platform, inst: &Instance) -> CallResult {
         })
         .filter_map(item_id)
         .collect();
-    if leaving.len() > 10 {
-        let zen = Zenqms::new(p, &config);
-        let linked = zen
-            .count(json!({ "has_external_id": true }))
-            .map_err(|f| keep(&state, f))?;
-        let limit = config.deactivation_limit(linked as usize);
-        if leaving.len() > limit {
-            let sample: Vec<String> = leaving.iter().take(10).cloned().collect();
-            log.error(
-                "mass deactivation blocked: the delta round's leavers were not applied",
-                &[
-                    ("deactivations", &leaving.len().to_string()),
-                    ("limit", &limit.to_string()),
-                    ("sample_entra_ids", &sample.join(",")),
-                    ("fix", "check the directory; if intended, raise max_deactivations or set allow_mass_deactivation=true and redeploy"),
-                ],
-            );
-            users.retain(|u| !leaving.contains(u));
-            state.blocked = Some(Blocked {
-                count: leaving.len(),
-                limit,
-                since: now,
-                sample,
-            });
-        }
+    if let Some(blocked) = guard::check_round(p, config, &leaving, now)? {
+        users.retain(|u| !leaving.contains(u));
+        state.blocked = Some(blocked);
     }
     let groups: Vec<String> = group_items
         .iter()
@@ -133,7 +147,9 @@ pub(super) fn on_schedule(p: &dyn Platform, inst: &Instance) -> CallResult {
     });
     state.queue.push(&users, &groups);
     state.queue.cause = format!("delta-{}", now.format("%Y%m%dT%H%M%SZ"));
-    continue_work(p, &config, &graph, state, inst.budget_ms, "schedule")
+    // An unfinished round stays due: the next call reads on from where this one stopped.
+    state.queue.delta_round = !complete;
+    Ok(Round::Queued)
 }
 
 /// Delta tokens for directory objects live 7 days.

@@ -1,0 +1,207 @@
+//! The call layer: the one place that runs every handler.
+//!
+//! It owns the call's state and its budget. It loads the stored state (lazily, once), hands
+//! the handler a mutable [`Slot`], and afterwards returns the state to the platform whenever it
+//! differs from what came in — for every outcome and every failure. No handler decides whether
+//! to return state: a subscription renewed, a delta link advanced or a queue drained by a call
+//! with nothing else to do is never lost (issue 12, "state that a call changed is lost").
+//!
+//! It also turns a transient failure that ran out of budget into a checkpoint (`pending`), says
+//! `pending` whenever the state holds checkpointed work, and logs the call's one summary line.
+
+use crate::failure::Failure;
+use crate::log::Log;
+use crate::platform::{Platform, Response};
+use crate::retry::Resilient;
+use crate::state::State;
+
+/// A successful call's result, as the platform receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub response: Option<Response>,
+    /// The new state (JSON text) when it differs from the stored one; `None` keeps the old.
+    pub state: Option<String>,
+    pub pending: bool,
+    pub summary: String,
+}
+
+/// A failed call's result: the failure and the state to keep (when it changed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallFailure {
+    pub message: String,
+    pub state: Option<String>,
+    pub retryable: bool,
+}
+
+pub type CallResult = Result<Outcome, CallFailure>;
+
+/// What a handler returns: the webhook reply, whether it left work it knows of, and the
+/// summary line. The state travels in the [`Slot`], not here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub response: Option<Response>,
+    pub pending: bool,
+    pub summary: String,
+}
+
+impl Reply {
+    /// A call that is done.
+    pub fn done(summary: impl Into<String>) -> Self {
+        Reply {
+            response: None,
+            pending: false,
+            summary: summary.into(),
+        }
+    }
+
+    /// A call that checkpointed work and wants `resume`.
+    pub fn pending(summary: impl Into<String>) -> Self {
+        Reply {
+            pending: true,
+            ..Reply::done(summary)
+        }
+    }
+
+    /// The same reply, answering the webhook caller with `response`.
+    pub fn answering(mut self, response: Response) -> Self {
+        self.response = Some(response);
+        self
+    }
+}
+
+/// How to treat stored state that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Refuse the call (events: never act on state we do not understand).
+    Refuse,
+    /// Start from a fresh state, with a warning (a redeploy starts over anyway).
+    StartOver,
+    /// Start from a fresh state silently (delete: finds the links in ZenQMS, not in state).
+    Ignore,
+}
+
+/// The call's state: loaded from the stored text on first use; what the call layer returns.
+pub struct Slot<'a> {
+    stored: Option<&'a str>,
+    unreadable: Unreadable,
+    state: Option<State>,
+    /// The loaded state as it came in, serialised; `None` when the stored text was unreadable
+    /// (then whatever the call leaves differs from it).
+    baseline: Option<String>,
+}
+
+impl<'a> Slot<'a> {
+    pub fn new(stored: Option<&'a str>, unreadable: Unreadable) -> Self {
+        Slot {
+            stored,
+            unreadable,
+            state: None,
+            baseline: None,
+        }
+    }
+
+    /// The call's state, loaded on first use.
+    ///
+    /// Errors: the stored state is unreadable or from a newer version, and this call refuses
+    /// such state ([`Unreadable::Refuse`]).
+    pub fn get(&mut self, log: &Log) -> Result<&mut State, Failure> {
+        if self.state.is_none() {
+            let (state, baseline) = match State::parse(self.stored) {
+                Ok(s) => {
+                    let baseline = s.to_json();
+                    (s, Some(baseline))
+                }
+                Err(f) => match self.unreadable {
+                    Unreadable::Refuse => return Err(f),
+                    Unreadable::StartOver => {
+                        log.warn(
+                            "stored state ignored on redeploy",
+                            &[("reason", &f.message)],
+                        );
+                        (State::fresh(), None)
+                    }
+                    Unreadable::Ignore => (State::fresh(), None),
+                },
+            };
+            self.state = Some(state);
+            self.baseline = baseline;
+        }
+        Ok(self.state.as_mut().expect("loaded above"))
+    }
+
+    /// The state to return: the loaded state when it differs from what came in.
+    fn changed(&self) -> Option<String> {
+        let state = self.state.as_ref()?;
+        let now = state.to_json();
+        (self.baseline.as_deref() != Some(now.as_str())).then_some(now)
+    }
+
+    /// Whether the loaded state holds checkpointed work (`resume` must be called).
+    fn has_work(&self) -> bool {
+        self.state.as_ref().is_some_and(State::has_work)
+    }
+}
+
+/// Runs one handler: over a retrying platform that counts the call's budget, with the state in
+/// a [`Slot`]. Returns the state whenever it changed, on success and on failure alike.
+pub fn run(
+    p: &dyn Platform,
+    stored: Option<&str>,
+    unreadable: Unreadable,
+    budget_ms: u32,
+    what: &str,
+    handler: impl FnOnce(&dyn Platform, &mut Slot) -> Result<Reply, Failure>,
+) -> CallResult {
+    let resilient = Resilient::new(p, budget_ms);
+    let mut slot = Slot::new(stored, unreadable);
+    let result = handler(&resilient, &mut slot);
+    let state = slot.changed();
+    let result = match result {
+        Ok(reply) => Ok(Outcome {
+            pending: reply.pending || slot.has_work(),
+            response: reply.response,
+            state,
+            summary: reply.summary,
+        }),
+        // A transient failure that ran out of budget with work checkpointed: continue on
+        // resume instead of failing.
+        Err(f) if f.retryable && resilient.out_of_budget() && slot.has_work() => Ok(Outcome {
+            // A webhook's work is queued in state: Graph need not redeliver it.
+            response: (what == "webhook")
+                .then(|| Response::text(202, "application/json", "{\"queued\": true}")),
+            state,
+            pending: true,
+            summary: format!(
+                "{what}: paused, budget spent waiting on a transient failure ({}); continues on resume",
+                f.message
+            ),
+        }),
+        Err(f) => Err(CallFailure {
+            message: f.message,
+            state,
+            retryable: f.retryable,
+        }),
+    };
+    let log = Log::new(p);
+    if result.is_ok() && resilient.retries() > 0 {
+        log.info(
+            "transient failures retried",
+            &[
+                ("call", what),
+                ("retries", &resilient.retries().to_string()),
+            ],
+        );
+    }
+    match &result {
+        Ok(o) => log.info(&o.summary, &[("call", what), ("status", "ok")]),
+        Err(f) => log.error(
+            &format!("{what} failed: {}", f.message),
+            &[
+                ("call", what),
+                ("status", "failed"),
+                ("retryable", if f.retryable { "true" } else { "false" }),
+            ],
+        ),
+    }
+    result
+}

@@ -1,0 +1,220 @@
+//! The one mass-deactivation guard. Every path that deactivates ZenQMS users asks it first:
+//! the full sync (all of a run's deactivations, counted before any is applied), a delta round
+//! (all of the round's leavers, before any is queued), and queued notifications (a rolling
+//! 24-hour count of the deactivations they made: a burst of "disabled" notifications — a whole
+//! department switched off by mistake — is held back like a mass change found by a sync).
+//!
+//! The limit is `max_deactivations`, or 10 % of the linked ZenQMS users, at least 10
+//! ([`Config::deactivation_limit`]). Over the limit, nobody on that path is deactivated, an
+//! error names the count, the limit and a sample of Entra ids, and [`Blocked`] is kept in state
+//! so every schedule repeats the error until an admin acts.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::failure::Failure;
+use crate::log::Log;
+use crate::plan::{Action, Change, WriteKind};
+use crate::platform::Platform;
+use crate::state::{Blocked, DeactivationWindow};
+use crate::zenqms::Zenqms;
+
+/// Entra ids named in the error and kept in [`Blocked::sample`].
+const SAMPLE: usize = 10;
+
+/// How long the notification path's deactivations are counted together.
+pub const WINDOW_HOURS: i64 = 24;
+
+/// The guard's verdict on `count` deactivations against `limit`.
+pub fn exceeds(count: usize, limit: usize, allow_mass: bool) -> bool {
+    count > limit && !allow_mass
+}
+
+/// Logs the guard's error and returns what to keep in state.
+pub fn block(
+    log: &Log,
+    what: &str,
+    cause: &str,
+    entra_ids: &[String],
+    count: usize,
+    limit: usize,
+    now: DateTime<Utc>,
+) -> Blocked {
+    let sample: Vec<String> = entra_ids.iter().take(SAMPLE).cloned().collect();
+    log.error(
+        &format!("mass deactivation blocked: {what}"),
+        &[
+            ("cause", cause),
+            ("deactivations", &count.to_string()),
+            ("limit", &limit.to_string()),
+            ("sample_entra_ids", &sample.join(",")),
+            (
+                "fix",
+                "check the directory; if intended, raise max_deactivations or set allow_mass_deactivation=true and redeploy",
+            ),
+        ],
+    );
+    Blocked {
+        count,
+        limit,
+        since: now,
+        sample,
+    }
+}
+
+/// The error each schedule repeats while deactivations are held back.
+pub fn log_still_blocked(log: &Log, b: &Blocked) {
+    log.error(
+        "deactivations are still held back by the mass-deactivation guard",
+        &[
+            ("deactivations", &b.count.to_string()),
+            ("limit", &b.limit.to_string()),
+            ("since", &b.since.to_rfc3339()),
+            ("sample_entra_ids", &b.sample.join(",")),
+            (
+                "fix",
+                "raise max_deactivations or set allow_mass_deactivation=true and redeploy",
+            ),
+        ],
+    );
+}
+
+/// The number of linked ZenQMS users (the base of the default limit).
+///
+/// Errors: ZenQMS could not be read.
+pub fn linked_count(p: &dyn Platform, config: &Config) -> Result<usize, Failure> {
+    if config.max_deactivations.is_some() {
+        return Ok(0); // an explicit limit does not depend on it: spare the request
+    }
+    let zen = Zenqms::new(p, config);
+    Ok(usize::try_from(zen.count(json!({ "has_external_id": true }))?).unwrap_or(usize::MAX))
+}
+
+/// A delta round's check: `leaving` are the Entra ids the round reports disabled or removed.
+/// Counts those that would really be deactivated (linked and active in ZenQMS) and returns the
+/// [`Blocked`] record when they exceed the limit (then none of them may be applied).
+///
+/// Errors: ZenQMS could not be read (the round is not applied: absence of evidence is not
+/// permission).
+pub fn check_round(
+    p: &dyn Platform,
+    config: &Config,
+    leaving: &[String],
+    now: DateTime<Utc>,
+) -> Result<Option<Blocked>, Failure> {
+    if leaving.is_empty() {
+        return Ok(None);
+    }
+    let zen = Zenqms::new(p, config);
+    let linked = zen.search_all(json!({ "has_external_id": true }))?;
+    let limit = config.deactivation_limit(linked.len());
+    let leaving_set: BTreeSet<&str> = leaving.iter().map(String::as_str).collect();
+    let affected: Vec<String> = linked
+        .iter()
+        .filter(|z| z.is_active)
+        .filter_map(|z| {
+            let ext = z.external_id.as_deref()?.trim().to_ascii_lowercase();
+            leaving_set.contains(ext.as_str()).then_some(ext)
+        })
+        .collect();
+    if !exceeds(affected.len(), limit, false) {
+        return Ok(None);
+    }
+    let log = Log::new(p);
+    Ok(Some(block(
+        &log,
+        "the delta round's leavers were not applied",
+        &format!("delta-{}", now.format("%Y%m%dT%H%M%SZ")),
+        &affected,
+        affected.len(),
+        limit,
+        now,
+    )))
+}
+
+/// Whether a planned action sets a user inactive.
+pub fn deactivates(action: &Action) -> bool {
+    matches!(action, Action::Write { changes, .. } if changes.iter().any(is_deactivation))
+}
+
+/// The action without its deactivation (`None` when nothing else is left to write).
+pub fn without_deactivation(action: Action) -> Option<Action> {
+    match action {
+        Action::Write {
+            zenqms_id,
+            mut kind,
+            mut changes,
+        } => {
+            changes.retain(|c| !is_deactivation(c));
+            if changes.is_empty() {
+                return None;
+            }
+            if kind == WriteKind::Deactivate {
+                kind = WriteKind::Update;
+            }
+            Some(Action::Write {
+                zenqms_id,
+                kind,
+                changes,
+            })
+        }
+        other => Some(other),
+    }
+}
+
+fn is_deactivation(c: &Change) -> bool {
+    c.field == "is_active" && c.after == serde_json::Value::Bool(false)
+}
+
+/// How many more deactivations the notification path may make now, given its rolling window.
+pub fn window_left(window: &Option<DeactivationWindow>, limit: usize, now: DateTime<Utc>) -> usize {
+    match window {
+        Some(w) if now - w.since < TimeDelta::hours(WINDOW_HOURS) => limit.saturating_sub(w.count),
+        _ => limit,
+    }
+}
+
+/// Counts `n` deactivations made by the notification path into its rolling window.
+pub fn record(window: &mut Option<DeactivationWindow>, n: usize, now: DateTime<Utc>) {
+    if n == 0 {
+        return;
+    }
+    match window {
+        Some(w) if now - w.since < TimeDelta::hours(WINDOW_HOURS) => w.count += n,
+        _ => {
+            *window = Some(DeactivationWindow {
+                since: now,
+                count: n,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_is_exclusive_and_allow_mass_lifts_it() {
+        assert!(!exceeds(3, 3, false));
+        assert!(exceeds(4, 3, false));
+        assert!(!exceeds(4, 3, true));
+    }
+
+    #[test]
+    fn the_window_counts_for_24_hours() {
+        let t0: DateTime<Utc> = "2026-11-28T12:00:00Z".parse().unwrap();
+        let mut w = None;
+        assert_eq!(window_left(&w, 3, t0), 3);
+        record(&mut w, 2, t0);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(1)), 1);
+        record(&mut w, 1, t0 + TimeDelta::hours(2));
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(3)), 0);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(25)), 3);
+        record(&mut w, 1, t0 + TimeDelta::hours(25));
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(26)), 2);
+    }
+}
