@@ -1,0 +1,203 @@
+//! Issue 12 through wasmtime: state a call changed is never lost, long work ends within the
+//! budget and continues on resume, a missing group is not an empty one, one mass-deactivation
+//! guard on every path, lifecycle `missed` catches up at once.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Users 1-5; g1 QA (1, 2) -> r-qa.
+fn world(steps: Value) -> Value {
+    let users: Vec<Value> = (1..=5).map(entra_user).collect();
+    let groups = json!([{"id": gid(1), "displayName": "QA", "members": [uid(1), uid(2)]}]);
+    let mappings = json!([{"role": "r-qa", "groups": [gid(1)]}]);
+    let mut s = scenario(users, groups, vec![], mappings);
+    let mut all = vec![json!({"deploy": {}})];
+    all.extend(steps.as_array().unwrap().iter().cloned());
+    s["steps"] = Value::Array(all);
+    s
+}
+
+fn changed_title(i: u32, title: &str) -> Value {
+    let mut u = entra_user(i);
+    u["jobTitle"] = json!(title);
+    json!({"entra": {"upsert_user": u}})
+}
+
+fn notify_user(i: u32) -> Value {
+    json!({"notify": {"resource": "users", "id": uid(i), "change_type": "updated"}})
+}
+
+fn count(text: &str, needle: &str) -> usize {
+    text.matches(needle).count()
+}
+
+#[test]
+fn a_subscription_recreated_by_a_lifecycle_event_is_stored() {
+    let r = run(world(json!([
+        {"lifecycle": {"resource": "users", "event": "subscriptionRemoved"}},
+        changed_title(1, "Lead Auditor"),
+        notify_user(1),
+    ])));
+    assert_ok(&r);
+    let reply = r.steps[3].response.as_ref().expect("webhook reply");
+    assert!(
+        reply.body.contains("\"accepted\":1"),
+        "the new subscription's notification is accepted: {}",
+        reply.body
+    );
+    assert_eq!(linked(&r, &uid(1)).unwrap().title, "Lead Auditor");
+}
+
+/// Daily quiet ticks for `days` days from the deploy.
+fn ticks(days: u32) -> Vec<Value> {
+    let mut steps = Vec::new();
+    for d in 1..=days {
+        let day = 28 + d; // from 2026-11-28
+        let date = if day <= 30 {
+            format!("2026-11-{day:02}T12:00:00Z")
+        } else {
+            format!("2026-12-{:02}T12:00:00Z", day - 30)
+        };
+        steps.push(json!({"advance": {"to": date}}));
+        steps.push(json!({"schedule": {}}));
+    }
+    steps
+}
+
+#[test]
+fn quiet_ticks_store_their_delta_links_so_a_manual_edit_survives_a_quiet_week() {
+    let mut steps =
+        vec![json!({"zenqms": {"update_user": {"id": "z-edit", "title": "Edited in ZenQMS"}}})];
+    steps.extend(ticks(9));
+    let mut s = world(Value::Array(steps));
+    // The manual edit targets user 3's account, known after the deploy: link it up front.
+    s["zenqms"]["users"] = json!([zen_user("z-edit", "user3@contoso.com", None, &[])]);
+    let r = run(s);
+    assert_ok(&r);
+    let log = log_text(&r);
+    assert!(
+        !log.contains("delta token expired"),
+        "quiet ticks keep the delta links fresh:\n{log}"
+    );
+    assert_eq!(by_id(&r, "z-edit").title, "Edited in ZenQMS");
+}
+
+#[test]
+fn a_quiet_tick_stores_its_renewal_and_later_ticks_do_not_renew_again() {
+    // Subscriptions expire about 29 days after the deploy; ticks from day 25 on renew once.
+    let mut steps = vec![json!({"advance": {"to": "2026-12-24T12:00:00Z"}})];
+    for h in 0..5 {
+        steps.push(json!({"advance": {"to": format!("2026-12-24T{:02}:00:00Z", 13 + h)}}));
+        steps.push(json!({"schedule": {}}));
+    }
+    steps.push(notify_user(1));
+    let r = run(world(Value::Array(steps)));
+    assert_ok(&r);
+    let log = log_text(&r);
+    // Deploy creates 2; the first tick renews 2; the 4 later ones renew none.
+    assert_eq!(count(&log, "Graph subscription renewed"), 2, "{log}");
+    let reply = r.steps.last().unwrap().response.as_ref().unwrap();
+    assert!(reply.body.contains("\"accepted\":1"), "{}", reply.body);
+    assert_eq!(r.entra.subscriptions.len(), 2);
+}
+
+#[test]
+fn lifecycle_missed_runs_a_delta_round_at_once() {
+    let r = run(world(json!([
+        changed_title(2, "Missed Title"),
+        {"lifecycle": {"resource": "users", "event": "missed"}},
+    ])));
+    assert_ok(&r);
+    assert_eq!(
+        linked(&r, &uid(2)).unwrap().title,
+        "Missed Title",
+        "the change Graph failed to notify is synced by the lifecycle call itself"
+    );
+}
+
+fn disable(i: u32) -> Value {
+    let mut u = entra_user(i);
+    u["accountEnabled"] = json!(false);
+    json!({"entra": {"upsert_user": u}})
+}
+
+fn active(r: &host_test::report::Report) -> usize {
+    r.zenqms.users.iter().filter(|u| u.is_active).count()
+}
+
+#[test]
+fn a_delta_round_over_a_small_limit_deactivates_nobody() {
+    let mut steps: Vec<Value> = (1..=5).map(disable).collect();
+    steps.push(json!({"advance": {"to": "2026-11-28T13:00:00Z"}}));
+    steps.push(json!({"schedule": {}}));
+    let mut s = world(Value::Array(steps));
+    s["instance"]["config"]["max_deactivations"] = json!("3");
+    let r = run(s);
+    assert_ok(&r);
+    assert_eq!(active(&r), 5, "5 leavers > limit 3: nobody deactivated");
+    assert!(log_text(&r).contains("mass deactivation blocked"));
+}
+
+#[test]
+fn notifications_share_the_guard_over_a_rolling_window() {
+    let mut steps = Vec::new();
+    for i in 1..=5 {
+        steps.push(disable(i));
+        steps.push(notify_user(i));
+    }
+    let mut s = world(Value::Array(steps));
+    s["instance"]["config"]["max_deactivations"] = json!("3");
+    let r = run(s);
+    assert_ok(&r);
+    assert_eq!(
+        active(&r),
+        2,
+        "3 deactivated within the window, 2 held back"
+    );
+    let log = log_text(&r);
+    assert!(log.contains("mass deactivation blocked"), "{log}");
+    assert!(log.contains(&uid(4)) && log.contains(&uid(5)), "{log}");
+}
+
+#[test]
+fn a_mapped_group_that_does_not_exist_fails_the_deploy_naming_it() {
+    let mut s = world(json!([]));
+    let ghost = gid(99);
+    s["instance"]["config"]["role_mappings"] =
+        json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [ghost]}]);
+    s["expect"] = json!({"errors": [{"step": 0, "contains": ghost}]});
+    let r = run(s);
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    assert!(r.zenqms.users.is_empty(), "nothing was synced");
+}
+
+#[test]
+fn a_group_notification_on_a_large_mapped_group_spreads_over_calls_within_the_budget() {
+    // 600 linked users join the mapped group at once; a 3 s budget fits a few hundred role
+    // writes per call, so the recompute must pause and resume rather than overrun.
+    let n = 600;
+    let users: Vec<Value> = (1..=n).map(entra_user).collect();
+    let groups = json!([{"id": gid(1), "displayName": "QA", "members": []}]);
+    let mappings = json!([{"role": "r-qa", "groups": [gid(1)]}]);
+    let mut s = scenario(users, groups, vec![], mappings);
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 1..=n {
+        steps.push(json!({"entra": {"add_member": {"group": gid(1), "member": uid(i)}}}));
+    }
+    steps.push(json!({"notify": {"resource": "groups", "id": gid(1), "change_type": "updated"}}));
+    s["steps"] = Value::Array(steps);
+    s["budget_ms"] = json!(3000);
+    let r = run(s);
+    assert_ok(&r);
+    let notify = r.steps.last().unwrap();
+    assert!(notify.calls > 1, "the recompute continued on resume");
+    let with_role = r
+        .zenqms
+        .users
+        .iter()
+        .filter(|u| u.roles.iter().any(|x| x == "r-qa"))
+        .count();
+    assert_eq!(with_role, n as usize);
+}
