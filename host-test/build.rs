@@ -20,6 +20,10 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
+    // A target dir shared by several checkouts (git worktrees) keys this package by its
+    // workspace-relative path, so only the working directory tells them apart: without this,
+    // one checkout's tests would run another checkout's component.
+    println!("cargo:rerun-if-env-changed=PWD");
     let target_dir = root.join("target").join("component");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
