@@ -126,7 +126,7 @@ pub struct Page {
 
 #[derive(Deserialize)]
 struct RawPage {
-    #[serde(default)]
+    /// Required: a page without `value` was cut short, and must not read as "no items".
     value: Vec<Value>,
     #[serde(rename = "@odata.nextLink", default)]
     next: Option<String>,
@@ -448,11 +448,15 @@ impl<'a> Graph<'a> {
             Ok(r) if r.status == 404 => Ok(BTreeSet::new()),
             other => {
                 let resp = Self::ok(other, "checking group membership")?;
-                let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-                Ok(v["value"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                // An answer cut short is an error, never "member of nothing".
+                let v: Value = serde_json::from_slice(&resp.body).map_err(|e| {
+                    Failure::transient(format!("unreadable checkMemberGroups answer: {e}"))
+                })?;
+                let ids = v["value"].as_array().ok_or_else(|| {
+                    Failure::transient("checkMemberGroups answer without a value list")
+                })?;
+                Ok(ids
+                    .iter()
                     .filter_map(Value::as_str)
                     .map(str::to_ascii_lowercase)
                     .collect())

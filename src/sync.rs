@@ -9,7 +9,7 @@ use serde_json::json;
 use std::collections::BTreeSet;
 
 use crate::apply::{self, Applier, RoleCall, Write};
-use crate::config::Config;
+use crate::config::{Config, RoleMapping};
 use crate::entra::EntraUser;
 use crate::failure::Failure;
 use crate::graph::{Graph, Page};
@@ -80,6 +80,8 @@ pub struct Engine<'a> {
     role_plan: Option<Vec<RoleChange>>,
     /// Transitive members of the mapped groups, read once per call.
     members: Option<Memberships>,
+    /// The role mappings whose every group was read (see `roles::known`).
+    known: Vec<RoleMapping>,
     /// The next user page, fetched in the same round as the previous batch's writes.
     prefetched: Option<(String, Page)>,
     /// Role calls held for the next round: those of users created in the last one, and those
@@ -125,6 +127,7 @@ impl<'a> Engine<'a> {
             budget_ms,
             role_plan: None,
             members: None,
+            known: Vec::new(),
             prefetched,
             carry: Vec::new(),
         })
@@ -204,7 +207,16 @@ impl<'a> Engine<'a> {
     fn load_members(&mut self) -> Result<(), Failure> {
         if self.members.is_none() {
             let groups = self.config.mapped_groups();
-            self.members = Some(self.graph.transitive_members(&groups)?);
+            let members = self.graph.transitive_members(&groups)?;
+            // A mapped group that is gone has no entry: its role is left as it is, and every
+            // call of the run says so.
+            let mappings = &self.config.role_mappings;
+            roles::log_missing(
+                &self.out.log,
+                &roles::missing(mappings, |g| members.contains_key(g)),
+            );
+            self.known = roles::known(mappings, &members);
+            self.members = Some(members);
         }
         Ok(())
     }
@@ -219,7 +231,7 @@ impl<'a> Engine<'a> {
         let Some(z) = self.out.dir.by_external_id(entra_id) else {
             return Ok(None);
         };
-        let mappings = &self.config.role_mappings;
+        let mappings = &self.known;
         let desired = roles::desired_roles(mappings, members, entra_id);
         Ok(roles::change_for(z, entra_id, mappings, &desired))
     }

@@ -86,8 +86,10 @@ fn quiet_ticks_store_their_delta_links_so_a_manual_edit_survives_a_quiet_week() 
 
 #[test]
 fn a_quiet_tick_stores_its_renewal_and_later_ticks_do_not_renew_again() {
-    // Subscriptions expire about 29 days after the deploy; ticks from day 25 on renew once.
-    let mut steps = vec![json!({"advance": {"to": "2026-12-24T12:00:00Z"}})];
+    // Subscriptions expire about 29 days after the deploy. Daily quiet ticks until then keep
+    // the delta links fresh (so no full sync stores the state by the way); the hourly ticks
+    // of day 26 are within 3 days of expiry: the first renews, the others must not.
+    let mut steps = ticks(25);
     for h in 0..5 {
         steps.push(json!({"advance": {"to": format!("2026-12-24T{:02}:00:00Z", 13 + h)}}));
         steps.push(json!({"schedule": {}}));

@@ -149,6 +149,16 @@ impl<'a> Zenqms<'a> {
         // Pages fetched side by side can overlap if ZenQMS changed in between: keep one of each.
         users.sort_by(|a, b| a.id.cmp(&b.id));
         users.dedup_by(|a, b| a.id == b.id);
+        // Fewer users than page 1's total: a page came back short (or ZenQMS shifted under
+        // the read). A directory with holes would plan duplicates for users it missed, and a
+        // missing user is not an absent one: read again.
+        if (users.len() as u64) < page.total {
+            return Err(Failure::transient(format!(
+                "{what}: the directory read came back short ({} of {} users); it is read again",
+                users.len(),
+                page.total
+            )));
+        }
         Ok((users, answers))
     }
 
