@@ -634,3 +634,6 @@ mod tests {
         assert!(!f.retryable);
     }
 }
+
+#[cfg(test)]
+mod listing_tests;

@@ -418,7 +418,7 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
     // Subscriptions first: no notification should re-link anyone while links are cleared.
     let graph = get_token(p, &config)?;
     Subscriptions::new(&graph, p, &inst.webhook_url)
-        .delete_all(&state.subscriptions)
+        .delete_all(&mut state.subscriptions)
         .map_err(|f| Failure {
             message: format!(
                 "delete: could not remove the Graph subscriptions: {}",
@@ -426,6 +426,5 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             ),
             retryable: f.retryable,
         })?;
-    state.subscriptions.clear();
     crate::unlink::run(p, &config, state, inst.budget_ms)
 }

@@ -261,25 +261,33 @@ impl<'a> Subscriptions<'a> {
     }
 
     /// Deletes every subscription of this instance: those in state and any other on Graph that
-    /// notifies our webhook URL (left by an earlier deployment).
-    pub fn delete_all(&self, known: &[Subscription]) -> Result<usize, Failure> {
+    /// notifies our webhook URL (left by an earlier deployment). Each one deleted leaves
+    /// `known` at once, so after a failure part-way the state lists exactly the ones left.
+    pub fn delete_all(&self, known: &mut Vec<Subscription>) -> Result<usize, Failure> {
         let page = self.graph.page(
             &format!("{GRAPH_BASE}/subscriptions"),
             "listing subscriptions",
         )?;
-        let mut ids: Vec<String> = known.iter().map(|s| s.id.clone()).collect();
+        let mut strays: Vec<String> = Vec::new();
         for s in &page.items {
             if s["notificationUrl"].as_str() == Some(self.webhook_url)
                 && let Some(id) = s["id"].as_str()
-                && !ids.iter().any(|k| k == id)
+                && !known.iter().any(|k| k.id == id)
             {
-                ids.push(id.to_string());
+                strays.push(id.to_string());
             }
         }
-        for id in &ids {
-            self.delete(id)?;
+        let mut deleted = 0;
+        while let Some(s) = known.first() {
+            self.delete(&s.id.clone())?;
+            known.remove(0);
+            deleted += 1;
         }
-        Ok(ids.len())
+        for id in &strays {
+            self.delete(id)?;
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 }
 

@@ -1,0 +1,164 @@
+//! Listings against a scripted Graph: loops and cut-short answers are errors, never endless
+//! calls and never "no members".
+
+use std::cell::Cell;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::platform::{Level, Response};
+
+/// Answers every GET with `answer(url)`; `$batch` items the same way. Counts requests and
+/// advances a clock of 100 ms per round.
+struct Scripted {
+    answer: fn(&str) -> (u16, Value),
+    requests: Cell<u32>,
+    clock: Cell<u64>,
+}
+
+impl Scripted {
+    fn new(answer: fn(&str) -> (u16, Value)) -> Self {
+        Scripted {
+            answer,
+            requests: Cell::new(0),
+            clock: Cell::new(0),
+        }
+    }
+
+    fn reply(&self, req: &Request) -> HttpResult {
+        self.requests.set(self.requests.get() + 1);
+        if req.url.ends_with("/$batch") {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let responses: Vec<Value> = body["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|item| {
+                    let url = format!("{GRAPH_BASE}{}", item["url"].as_str().unwrap());
+                    let (status, body) = (self.answer)(&url);
+                    json!({"id": item["id"], "status": status, "body": body})
+                })
+                .collect();
+            return Ok(Response::text(
+                200,
+                "application/json",
+                json!({ "responses": responses }).to_string(),
+            ));
+        }
+        let (status, body) = (self.answer)(&req.url);
+        Ok(Response::text(status, "application/json", body.to_string()))
+    }
+}
+
+impl Platform for Scripted {
+    fn send(&self, req: Request) -> HttpResult {
+        self.clock.set(self.clock.get() + 100);
+        self.reply(&req)
+    }
+    fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+        self.clock.set(self.clock.get() + 100);
+        reqs.iter().map(|r| self.reply(r)).collect()
+    }
+    fn log(&self, _: Level, _: &str, _: &[(&str, &str)]) {}
+    fn now(&self) -> DateTime<Utc> {
+        "2026-11-28T12:00:00Z".parse().unwrap()
+    }
+    fn elapsed_ms(&self) -> u64 {
+        self.clock.get()
+    }
+    fn random_bytes(&self, n: usize) -> Vec<u8> {
+        vec![7; n]
+    }
+    fn wait(&self, ms: u32) {
+        self.clock.set(self.clock.get() + u64::from(ms));
+    }
+}
+
+fn graph(p: &Scripted) -> Graph<'_> {
+    Graph::new(p, Secret::new("t"), None)
+}
+
+#[test]
+fn a_members_page_linking_to_itself_is_an_error_not_an_endless_call() {
+    let p = Scripted::new(|url| {
+        (
+            200,
+            json!({"value": [{"id": "u1", "@odata.type": "#microsoft.graph.user"}],
+                     "@odata.nextLink": url}),
+        )
+    });
+    let e = graph(&p).transitive_members(&["g1".into()]).unwrap_err();
+    assert!(!e.retryable && e.message.contains("repeats"), "{e}");
+    assert!(p.requests.get() <= 2, "{} requests", p.requests.get());
+}
+
+#[test]
+fn a_two_page_members_loop_is_caught_too() {
+    let p = Scripted::new(|url| {
+        let other = if url.ends_with("&b") {
+            url.trim_end_matches("&b").to_string()
+        } else {
+            format!("{url}&b")
+        };
+        (200, json!({"value": [], "@odata.nextLink": other}))
+    });
+    let e = graph(&p).transitive_members(&["g1".into()]).unwrap_err();
+    assert!(e.message.contains("repeats"), "{e}");
+}
+
+#[test]
+fn a_delta_page_linking_to_itself_is_an_error() {
+    let p = Scripted::new(|url| (200, json!({"value": [], "@odata.nextLink": url})));
+    let link = format!("{GRAPH_BASE}/users/delta?$deltatoken=abc");
+    let e = graph(&p).delta_round(&link, u64::MAX).unwrap_err();
+    assert!(!e.retryable && e.message.contains("repeats"), "{e}");
+}
+
+#[test]
+fn a_long_delta_round_stops_at_the_budget_and_hands_back_its_position() {
+    let p = Scripted::new(|url| {
+        let n: u32 = url.rsplit('=').next().unwrap().parse().unwrap_or(0);
+        let next = format!("{GRAPH_BASE}/users/delta?$skiptoken={}", n + 1);
+        (
+            200,
+            json!({"value": [{"id": format!("u{n}")}], "@odata.nextLink": next}),
+        )
+    });
+    let link = format!("{GRAPH_BASE}/users/delta?$skiptoken=0");
+    let round = graph(&p).delta_round(&link, 1_000).unwrap().unwrap();
+    assert!(!round.complete);
+    assert!(p.elapsed_ms() <= 1_100, "{} ms", p.elapsed_ms());
+    assert_eq!(round.items.len(), 10);
+    assert!(round.link.ends_with("skiptoken=10"), "{}", round.link);
+}
+
+#[test]
+fn a_deleted_group_is_absent_from_memberships_not_empty() {
+    let p = Scripted::new(|url| {
+        if url.contains("/groups/gone/") {
+            (404, json!({"error": {"code": "Request_ResourceNotFound"}}))
+        } else {
+            (200, json!({"value": []}))
+        }
+    });
+    let m = graph(&p)
+        .transitive_members(&["here".into(), "gone".into()])
+        .unwrap();
+    assert!(m.contains_key("here"));
+    assert!(!m.contains_key("gone"));
+}
+
+#[test]
+fn a_page_without_value_is_an_error_not_an_empty_page() {
+    let p = Scripted::new(|_| (200, json!({"@odata.context": "cut short"})));
+    assert!(graph(&p).transitive_members(&["g".into()]).is_err());
+    let p = Scripted::new(|_| (200, json!({"unexpected": true})));
+    let e = Graph::read_member_groups(p.send(Request {
+        method: Method::Post,
+        url: format!("{GRAPH_BASE}/users/u/checkMemberGroups"),
+        headers: vec![],
+        body: vec![],
+    }));
+    assert!(e.is_err());
+}
