@@ -194,6 +194,7 @@ fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
         started_at: now,
         phase: Phase::Users {
             next: Graph::users_url(),
+            skip: 0,
         },
         batches: 0,
         calls: 0,
@@ -219,7 +220,7 @@ fn run_full_sync(
     let sync = state.full_sync.as_mut().expect("caller checked");
     sync.calls += 1;
     let next_page = match &sync.phase {
-        Phase::Users { next } => Some(next.clone()),
+        Phase::Users { next, .. } => Some(next.clone()),
         _ => None,
     };
     let progress = Engine::new(

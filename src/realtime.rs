@@ -305,11 +305,14 @@ impl<'a> Realtime<'a> {
         changes.reverse(); // popped from the end, in directory order
         let wave = self.platform.concurrency().max(1);
         let mut longest = 0u64;
+        let mut rounds = 0u32;
         while !changes.is_empty() {
             let start = self.platform.elapsed_ms();
-            if start + longest > self.budget_ms {
+            // At least one round per call, so every call makes progress.
+            if rounds > 0 && start + longest > self.budget_ms {
                 return Ok(false);
             }
+            rounds += 1;
             // One round: `wave` role calls (a change is one add and/or one remove call).
             let mut chunk = Vec::new();
             let mut calls = 0;

@@ -163,14 +163,24 @@ pub struct Blocked {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "phase")]
 pub enum Phase {
-    /// Planning users page by page; `next` is the Graph URL of the next page to process.
-    Users { next: String },
+    /// Planning users page by page; `next` is the Graph URL of the next page to process and
+    /// `skip` how many of its users are done (a page longer than asked for takes several
+    /// steps).
+    Users {
+        next: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        skip: usize,
+    },
     /// Finding linked ZenQMS users whose Entra object is gone.
     Leavers,
     /// Applying the deferred deactivations, if the guard allows.
     Deactivations,
     /// Bringing mapped roles in line with group membership.
     Roles,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a run (or one call of it) did.
@@ -289,6 +299,7 @@ mod tests {
             started_at: "2026-11-28T12:00:00Z".parse().unwrap(),
             phase: Phase::Users {
                 next: "https://graph.microsoft.com/v1.0/users".into(),
+                skip: 0,
             },
             batches: 2,
             calls: 1,

@@ -12,7 +12,7 @@ use crate::apply::{self, Applier, RoleCall, Write};
 use crate::config::{Config, RoleMapping};
 use crate::entra::EntraUser;
 use crate::failure::Failure;
-use crate::graph::{Graph, Page};
+use crate::graph::{Graph, Page, USER_PAGE};
 use crate::guard;
 use crate::links;
 use crate::log::Log;
@@ -61,6 +61,14 @@ fn defer_deactivation(mut p: Planned, deferred: &mut Vec<Deferred>) -> Option<Pl
         *kind = WriteKind::Update;
     }
     Some(p)
+}
+
+/// Where a step of the user listing ended.
+enum PageEnd {
+    /// The page is done; the listing's next link, if any.
+    Next(Option<String>),
+    /// The page holds more users from this index on.
+    More(usize),
 }
 
 /// How one call of a full sync ended.
@@ -176,15 +184,16 @@ impl<'a> Engine<'a> {
 
     fn step_once(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
         match sync.phase.clone() {
-            Phase::Users { next } => {
-                let following = self.users_page(&next, sync)?;
+            Phase::Users { next, skip } => {
+                let end = self.users_page(&next, skip, sync)?;
                 sync.batches += 1;
-                if let Some(url) = &following {
-                    links::follow(&mut sync.recent_links, url, sync.batches, "listing users")?;
-                }
-                sync.phase = match following {
-                    Some(url) => Phase::Users { next: url },
-                    None => Phase::Leavers,
+                sync.phase = match end {
+                    PageEnd::More(skip) => Phase::Users { next, skip },
+                    PageEnd::Next(Some(url)) => {
+                        links::follow(&mut sync.recent_links, &url, sync.batches, "listing users")?;
+                        Phase::Users { next: url, skip: 0 }
+                    }
+                    PageEnd::Next(None) => Phase::Leavers,
                 };
                 Ok(false)
             }
@@ -241,7 +250,12 @@ impl<'a> Engine<'a> {
     /// batch's writes, its users' role changes, the previous batch's new users' roles and the
     /// next page's read all go out in one `send-all`, so Graph's sequential paging overlaps
     /// with the writes instead of waiting for them.
-    fn users_page(&mut self, url: &str, sync: &mut FullSync) -> Result<Option<String>, Failure> {
+    fn users_page(
+        &mut self,
+        url: &str,
+        skip: usize,
+        sync: &mut FullSync,
+    ) -> Result<PageEnd, Failure> {
         if sync.unseen.is_none() {
             sync.unseen = Some(Unseen::all(&self.out.dir));
         }
@@ -249,8 +263,14 @@ impl<'a> Engine<'a> {
             Some((u, p)) if u == url => p,
             _ => self.graph.page(url, "listing users")?,
         };
-        let mut users = Vec::with_capacity(page.items.len());
-        for item in &page.items {
+        // A page longer than asked for (Graph decides page sizes) is worked through a batch
+        // of USER_PAGE users per step, so no step's writes outgrow the budget.
+        let total = page.items.len();
+        let end = (skip + USER_PAGE as usize).min(total);
+        let last_slice = end >= total;
+        let page_next = if last_slice { page.next.clone() } else { None };
+        let mut users = Vec::with_capacity(end.saturating_sub(skip));
+        for item in &page.items[skip.min(total)..end] {
             match EntraUser::from_json(item) {
                 Some(u) => users.push(u),
                 None => {
@@ -285,7 +305,7 @@ impl<'a> Engine<'a> {
         let mut role_calls = std::mem::take(&mut self.carry);
         role_calls.extend(apply::role_calls(changes));
         let mut reqs = Vec::new();
-        if let Some(next) = &page.next {
+        if let Some(next) = &page_next {
             reqs.push(self.graph.request(Method::Get, next, None)?);
             // Role calls (independent of the next page's plan) that would open a part-empty
             // last wave wait for the next round, which they fill instead.
@@ -301,7 +321,7 @@ impl<'a> Engine<'a> {
             reqs.extend(role_calls.iter().map(|r| self.out.zen.request(&r.call)));
         }
         let mut answers = self.graph.send_all(reqs).into_iter();
-        if let Some(next) = &page.next {
+        if let Some(next) = &page_next {
             let answer = answers.next().expect("one answer per request");
             // A failed read is simply read again by the next step (with its own retries).
             if let Ok(p) = Graph::read_page(answer, "listing users") {
@@ -351,7 +371,13 @@ impl<'a> Engine<'a> {
                 self.carry.extend(apply::role_calls(vec![c]));
             }
         }
-        Ok(page.next)
+        if last_slice {
+            Ok(PageEnd::Next(page.next))
+        } else {
+            // The rest of this page is the next step's (read again in a later call).
+            self.prefetched = Some((url.to_string(), page));
+            Ok(PageEnd::More(end))
+        }
     }
 
     /// Finds linked ZenQMS users whose Entra object no longer exists and defers their
