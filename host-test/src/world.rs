@@ -352,6 +352,12 @@ impl World {
             EntraChange::DeleteUser(id) => g.delete_user(id),
             EntraChange::AddMember(m) => g.add_member(&m.group, &m.member),
             EntraChange::RemoveMember(m) => g.remove_member(&m.group, &m.member),
+            EntraChange::PurgeUser(id) => g.purge_user(id),
+            EntraChange::DeleteGroup(id) => g.delete_group(id),
+            EntraChange::ExpireDelta(_) => {
+                g.expire_delta();
+                Ok(())
+            }
         }
     }
 
