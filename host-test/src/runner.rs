@@ -314,9 +314,9 @@ impl Runner {
                 "groups.clientState" => ("groups", "clientState"),
                 _ => return Ok(None),
             };
-            let sub = self.active_subscription(resource).with_context(|| {
-                format!("webhook placeholder {{{{{name}}}}} cannot be filled")
-            })?;
+            let sub = self
+                .active_subscription(resource)
+                .with_context(|| format!("webhook placeholder {{{{{name}}}}} cannot be filled"))?;
             Ok(Some(sub[field].as_str().unwrap_or_default().to_string()))
         };
         let mut out = spec.clone();
@@ -686,7 +686,12 @@ pub fn subscription_mismatch(
     let on_graph: BTreeMap<String, Option<DateTime<Utc>>> = graph
         .iter()
         .filter(|s| s["notificationUrl"] == webhook_url)
-        .filter_map(|s| Some((s["id"].as_str()?.to_string(), parse_time(&s["expirationDateTime"]))))
+        .filter_map(|s| {
+            Some((
+                s["id"].as_str()?.to_string(),
+                parse_time(&s["expirationDateTime"]),
+            ))
+        })
         .collect();
     let mut problems = Vec::new();
     let only_state: Vec<&str> = held
@@ -749,7 +754,10 @@ mod tests {
         assert_eq!(subscription_mismatch(None, &[], HOOK, now()), None);
         let g = [graph_sub("a", HOOK, "2026-12-20T12:00:00.0000000Z")];
         let d = subscription_mismatch(None, &g, HOOK, now()).unwrap();
-        assert!(d.contains("Graph has a") && d.contains("state does not hold"), "{d}");
+        assert!(
+            d.contains("Graph has a") && d.contains("state does not hold"),
+            "{d}"
+        );
         let s = state(json!([{"id": "a", "expires_at": "2026-12-20T12:00:00Z"}]));
         let d = subscription_mismatch(Some(&s), &[], HOOK, now()).unwrap();
         assert!(d.contains("state holds a"), "{d}");
@@ -760,7 +768,11 @@ mod tests {
     fn other_webhooks_and_expired_state_entries_do_not_count() {
         let g = [
             graph_sub("a", HOOK, "2026-12-20T12:00:00.0000000Z"),
-            graph_sub("z", "https://hooks.example/other", "2026-12-20T12:00:00.0000000Z"),
+            graph_sub(
+                "z",
+                "https://hooks.example/other",
+                "2026-12-20T12:00:00.0000000Z",
+            ),
         ];
         let s = state(json!([
             {"id": "a", "expires_at": "2026-12-20T12:00:00.0004Z"},
@@ -796,9 +808,15 @@ mod tests {
             fill("{{tenantId}}/{{users.subscriptionId}}{{tenantId}}", &lookup).unwrap(),
             "T/ST"
         );
-        assert_eq!(fill("{{ not a name }} {{", &lookup).unwrap(), "{{ not a name }} {{");
+        assert_eq!(
+            fill("{{ not a name }} {{", &lookup).unwrap(),
+            "{{ not a name }} {{"
+        );
         let err = fill("x {{user.subscriptionId}}", &lookup).unwrap_err();
-        assert!(err.to_string().contains("unknown webhook placeholder"), "{err}");
+        assert!(
+            err.to_string().contains("unknown webhook placeholder"),
+            "{err}"
+        );
         let v = fill_json(&json!({"{{tenantId}}": ["{{tenantId}}", 1]}), &lookup).unwrap();
         assert_eq!(v, json!({"{{tenantId}}": ["T", 1]}));
     }
