@@ -18,6 +18,12 @@
 //! group delta never reports a soft delete or a restore as a membership removal (the delta
 //! docs: "soft-deleted users keep their group memberships and don't show as removed until
 //! permanently deleted"); see `delta.rs` for how a restore shows up.
+//!
+//! Permanent deletes (`purge_user`, `delete_group`) are final: 404, out of every listing and
+//! membership (each reported as a removal in the group delta), `@removed: deleted` in the delta,
+//! the id never reused. Directory objects that are neither users nor groups (devices, service
+//! principals, org contacts: `entra.objects`) exist only as group members, listed with their
+//! `@odata.type`. `expire_delta` makes every delta token issued so far answer like an expired one.
 
 mod batch;
 mod delta;

@@ -401,6 +401,12 @@ impl Runner {
                         "organizationId": tenant,
                     })
                 })?;
+                if l.event == "subscriptionRemoved" {
+                    // Graph sends it once it has removed the subscription.
+                    let sub = self.active_subscription(&resource)?;
+                    let id = sub["id"].as_str().unwrap_or_default();
+                    self.world_mut().graph.remove_subscription(id);
+                }
                 self.deliver(req, rec);
             }
         }

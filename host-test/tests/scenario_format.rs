@@ -372,3 +372,38 @@ fn calls_must_be_at_least_one() {
     let s = big(json!([{"resume": {"calls": 2, "other": 1}}]));
     assert!(Scenario::from_json(&s.to_string()).is_err());
 }
+
+#[test]
+fn subscription_removed_means_graph_removed_it_and_the_component_replaces_it() {
+    let s = world(json!([{"deploy": {}}]));
+    let mut r = runner(&s);
+    let deploy = r.run_step(0, &step(json!({"deploy": {}})));
+    assert!(deploy.ok, "{:?}", deploy.error);
+    let now = r.world().clock.now();
+    let old: Vec<String> = r
+        .world()
+        .graph
+        .subscriptions(now)
+        .iter()
+        .filter(|s| s["resource"] == "users")
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let removed = r.run_step(
+        1,
+        &step(json!({"lifecycle": {"resource": "users", "event": "subscriptionRemoved"}})),
+    );
+    assert!(removed.ok, "{:?}", removed.error);
+    let now = r.world().clock.now();
+    let users: Vec<String> = r
+        .world()
+        .graph
+        .subscriptions(now)
+        .iter()
+        .filter(|s| s["resource"] == "users")
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(users.len(), 1, "replaced");
+    assert_ne!(users, old);
+    let report = finish(r, vec![deploy, removed]);
+    assert_eq!(report.entra.subscriptions.len(), 2);
+}

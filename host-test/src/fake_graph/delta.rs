@@ -9,11 +9,14 @@
 //! in this round and in the next one (Graph's documented "replays"). Pages hold 100 objects,
 //! in id order; a page has either `@odata.nextLink` or `@odata.deltaLink`, never both. Every
 //! token expires 7 days (virtual time) after the response that issued it (skiptokens: after
-//! the round began): `400 syncStateNotFound`, as do tokens from a future the log never reached.
+//! the round began): `400 syncStateNotFound`, as do tokens from a future the log never reached
+//! and tokens issued (each carries the number of the request that issued it) before the last
+//! `expire_delta`.
 //!
 //! Users. Initial round: every live user. Later rounds: each user with a change in the window
 //! at most once, as it is now: the full selected representation for a created, restored or
-//! updated user; `{"id", "@removed": {"reason": "changed"}}` for a soft-deleted one. An update
+//! updated user; `{"id", "@removed": {"reason": "changed"}}` for a soft-deleted one,
+//! `{"id", "@removed": {"reason": "deleted"}}` for a permanently deleted (purged) one. An update
 //! surfaces a user only if a changed property is tracked (the `$select`ed ones, or the default
 //! set without `$select`), as in Graph.
 //!
@@ -22,6 +25,9 @@
 //! current direct live members when it has any. Later rounds: the groups whose direct
 //! membership changed, each member once with the net effect (added: no annotation; removed:
 //! `"@removed": {"reason": "deleted"}`; added and removed again, or the reverse: left out).
+//! A group deleted in the window is `{"id", "@removed": {"reason": "deleted"}}` (security groups
+//! are deleted permanently), tracked members or not, and the groups that contained it report it
+//! removed from their `members@delta`; a purged user is removed from its groups the same way.
 //! A soft delete is not a membership change (docs: soft-deleted users keep their memberships
 //! and are not shown as removed until permanently deleted). DECISION (docs silent): a restore,
 //! which makes the hidden membership visible in `/members` again, is reported as an addition,
