@@ -37,6 +37,8 @@ pub struct Runner {
     invariants: Vec<Violation>,
     /// The index of the step being run (for violations).
     step_index: usize,
+    /// The state last read for the invariant, and the subscriptions it holds.
+    held: Option<(Option<String>, Result<Vec<HeldSubscription>, String>)>,
 }
 
 /// What one call returned, seen from the platform.
@@ -65,6 +67,7 @@ impl Runner {
             state_history: Vec::new(),
             invariants: Vec::new(),
             step_index: 0,
+            held: None,
         }
     }
 
@@ -76,15 +79,28 @@ impl Runner {
     /// Checks the subscription invariant now (see `subscription_mismatch`) and records a
     /// violation, once per step.
     fn check_invariants(&mut self) {
+        // The state is parsed again only when it changed (a long sync makes many calls).
+        let cached = self
+            .held
+            .as_ref()
+            .is_some_and(|(text, _)| *text == self.state);
+        if !cached {
+            let parsed = state_subscriptions(self.state.as_deref());
+            self.held = Some((self.state.clone(), parsed));
+        }
+        let Some((_, held)) = &self.held else {
+            return;
+        };
         let world = self.world();
         let now = world.clock.now();
         let graph = world.graph.subscriptions(now);
-        let Some(detail) = subscription_mismatch(
-            self.state.as_deref(),
-            &graph,
-            &self.scenario.instance.webhook_url,
-            now,
-        ) else {
+        let mismatch = match held {
+            Ok(held) => {
+                compare_subscriptions(held, &graph, &self.scenario.instance.webhook_url, now)
+            }
+            Err(e) => Some(e.clone()),
+        };
+        let Some(detail) = mismatch else {
             return;
         };
         let step = self.step_index;
@@ -669,26 +685,57 @@ pub fn subscription_mismatch(
     webhook_url: &str,
     now: DateTime<Utc>,
 ) -> Option<String> {
-    let parse_time = |v: &Value| {
-        v.as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-    };
-    let mut held: BTreeMap<String, Option<DateTime<Utc>>> = BTreeMap::new();
-    if let Some(text) = state {
-        let Ok(v) = serde_json::from_str::<Value>(text) else {
-            return Some("the stored state is not JSON".into());
-        };
-        for s in v["subscriptions"].as_array().into_iter().flatten() {
-            let Some(id) = s["id"].as_str() else {
-                return Some(format!("a subscription in state has no id: {s}"));
-            };
-            let expires = parse_time(&s["expires_at"]);
-            if expires.is_none_or(|e| e > now) {
-                held.insert(id.to_string(), expires);
-            }
-        }
+    match state_subscriptions(state) {
+        Ok(held) => compare_subscriptions(&held, graph, webhook_url, now),
+        Err(e) => Some(e),
     }
+}
+
+/// A subscription the state holds: id and expiry (`None` if unreadable).
+pub type HeldSubscription = (String, Option<DateTime<Utc>>);
+
+fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The subscriptions a stored state holds (none without state); an error text when the state
+/// is not JSON or names a subscription without an id.
+pub fn state_subscriptions(state: Option<&str>) -> Result<Vec<HeldSubscription>, String> {
+    /// Only the field the invariant reads (the rest is skipped, not built).
+    #[derive(serde::Deserialize)]
+    struct Held {
+        #[serde(default)]
+        subscriptions: Option<Vec<Value>>,
+    }
+    let Some(text) = state else {
+        return Ok(Vec::new());
+    };
+    let held: Held =
+        serde_json::from_str(text).map_err(|_| "the stored state is not JSON".to_string())?;
+    held.subscriptions
+        .unwrap_or_default()
+        .iter()
+        .map(|s| match s["id"].as_str() {
+            Some(id) => Ok((id.to_string(), parse_time(&s["expires_at"]))),
+            None => Err(format!("a subscription in state has no id: {s}")),
+        })
+        .collect()
+}
+
+/// `subscription_mismatch` for subscriptions already read from the state.
+pub fn compare_subscriptions(
+    state: &[HeldSubscription],
+    graph: &[Value],
+    webhook_url: &str,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let held: BTreeMap<String, Option<DateTime<Utc>>> = state
+        .iter()
+        .filter(|(_, expires)| expires.is_none_or(|e| e > now))
+        .cloned()
+        .collect();
     let on_graph: BTreeMap<String, Option<DateTime<Utc>>> = graph
         .iter()
         .filter(|s| s["notificationUrl"] == webhook_url)
