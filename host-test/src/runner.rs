@@ -38,7 +38,7 @@ pub struct Runner {
     /// The index of the step being run (for violations).
     step_index: usize,
     /// The state last read for the invariant, and the subscriptions it holds.
-    held: Option<(Option<String>, Result<Vec<HeldSubscription>, String>)>,
+    held: Option<(Option<String>, HeldOrError)>,
 }
 
 /// What one call returned, seen from the platform.
@@ -694,6 +694,9 @@ pub fn subscription_mismatch(
 /// A subscription the state holds: id and expiry (`None` if unreadable).
 pub type HeldSubscription = (String, Option<DateTime<Utc>>);
 
+/// What `state_subscriptions` reads from a state.
+pub type HeldOrError = Result<Vec<HeldSubscription>, String>;
+
 fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     v.as_str()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
@@ -702,7 +705,7 @@ fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
 
 /// The subscriptions a stored state holds (none without state); an error text when the state
 /// is not JSON or names a subscription without an id.
-pub fn state_subscriptions(state: Option<&str>) -> Result<Vec<HeldSubscription>, String> {
+pub fn state_subscriptions(state: Option<&str>) -> HeldOrError {
     /// Only the field the invariant reads (the rest is skipped, not built).
     #[derive(serde::Deserialize)]
     struct Held {
