@@ -18,6 +18,12 @@
 //! group delta never reports a soft delete or a restore as a membership removal (the delta
 //! docs: "soft-deleted users keep their group memberships and don't show as removed until
 //! permanently deleted"); see `delta.rs` for how a restore shows up.
+//!
+//! Permanent deletes (`purge_user`, `delete_group`) are final: 404, out of every listing and
+//! membership (each reported as a removal in the group delta), `@removed: deleted` in the delta,
+//! the id never reused. Directory objects that are neither users nor groups (devices, service
+//! principals, org contacts: `entra.objects`) exist only as group members, listed with their
+//! `@odata.type`. `expire_delta` makes every delta token issued so far answer like an expired one.
 
 mod batch;
 mod delta;
@@ -26,6 +32,8 @@ mod delta_tests;
 mod directory;
 mod member_of;
 mod odata;
+#[cfg(test)]
+mod removal_tests;
 mod subscriptions;
 #[cfg(test)]
 mod test_support;
@@ -40,7 +48,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::http_types::{HttpRequest, HttpResponse};
-use crate::scenario::EntraSpec;
+use crate::scenario::{EntraSpec, ObjectType};
 use delta::{Change, ChangeKind};
 use directory::Kind;
 use odata::{Ctx, GraphError, GraphResult, Url};
@@ -55,6 +63,13 @@ pub struct FakeGraph {
     /// Soft-deleted users by id: restorable, and still in their groups' `members` (hidden).
     deleted_users: BTreeMap<String, Map<String, Value>>,
     groups: BTreeMap<String, Group>,
+    /// Directory objects that are neither users nor groups (`entra.objects`), by id: members
+    /// of groups, never listed by `/users`.
+    objects: BTreeMap<String, (ObjectType, Map<String, Value>)>,
+    /// Permanently deleted users: their ids are never reused.
+    purged: BTreeSet<String>,
+    /// Delta tokens issued by a request numbered at most this are refused (`expire_delta`).
+    delta_floor: u64,
     /// Issued access tokens and when each expires.
     tokens: Vec<(String, DateTime<Utc>)>,
     subscriptions: BTreeMap<String, Subscription>,
@@ -105,6 +120,13 @@ impl FakeGraph {
             users,
             deleted_users: BTreeMap::new(),
             groups,
+            objects: spec
+                .objects
+                .iter()
+                .map(|o| (o.id.clone(), (o.odata_type, o.properties.clone())))
+                .collect(),
+            purged: BTreeSet::new(),
+            delta_floor: 0,
             tokens: Vec::new(),
             subscriptions: BTreeMap::new(),
             seq: 0,
@@ -161,6 +183,12 @@ impl FakeGraph {
         if id.is_empty() {
             bail!("user id must not be empty");
         }
+        if self.purged.contains(&id) {
+            bail!("user {id:?} was permanently deleted: Entra never reuses an object id");
+        }
+        if self.groups.contains_key(&id) || self.objects.contains_key(&id) {
+            bail!("{id:?} is the id of a group or another directory object");
+        }
         match self.users.insert(id.clone(), user) {
             Some(old) => {
                 let changed = delta::changed_props(&old, &self.users[&id]);
@@ -200,11 +228,66 @@ impl FakeGraph {
         Ok(())
     }
 
-    /// Adds a direct member (a live user or a group); a no-op, recording nothing, if it already
+    /// Permanent delete (a hard delete, or the purge of a soft-deleted user): the user answers
+    /// 404, leaves every group (the group delta reports each membership `@removed`, as Graph
+    /// does once a user is permanently deleted), the users delta reports it
+    /// `@removed: {"reason": "deleted"}`, and its id can never be used again.
+    pub fn purge_user(&mut self, id: &str) -> Result<()> {
+        if self.users.remove(id).is_none() && self.deleted_users.remove(id).is_none() {
+            bail!("cannot purge user {id:?}: no such live or soft-deleted user");
+        }
+        self.purged.insert(id.to_string());
+        let groups: Vec<String> = self
+            .groups
+            .iter_mut()
+            .filter_map(|(gid, g)| g.members.remove(id).then(|| gid.clone()))
+            .collect();
+        for group in groups {
+            self.record_member(&group, id, Kind::User, false);
+        }
+        self.record(ChangeKind::UserPurged(id.to_string()));
+        Ok(())
+    }
+
+    /// Deletes a group. Every simulated group is a security group, which Entra deletes
+    /// permanently (delta docs: "security group deletion ... reason: deleted"): it answers 404
+    /// from then on, leaves the groups that contained it (each reported as a membership removal
+    /// in the group delta), and the groups delta reports it `@removed: {"reason": "deleted"}`.
+    pub fn delete_group(&mut self, id: &str) -> Result<()> {
+        if self.groups.remove(id).is_none() {
+            bail!("cannot delete group {id:?}: no such group");
+        }
+        let parents: Vec<String> = self
+            .groups
+            .iter_mut()
+            .filter_map(|(gid, g)| g.members.remove(id).then(|| gid.clone()))
+            .collect();
+        for group in parents {
+            self.record_member(&group, id, Kind::Group, false);
+        }
+        self.record(ChangeKind::GroupDeleted(id.to_string()));
+        Ok(())
+    }
+
+    /// Graph refuses every delta token (`$deltatoken` and `$skiptoken`, `latest` ones included)
+    /// issued so far, with the answer it gives an expired token (`400 syncStateNotFound`); the
+    /// tokens of later requests are valid.
+    pub fn expire_delta(&mut self) {
+        self.delta_floor = self.seq;
+    }
+
+    /// Removes a subscription as if Graph had dropped it (test hook); false if there was none.
+    pub fn remove_subscription(&mut self, id: &str) -> bool {
+        self.subscriptions.remove(id).is_some()
+    }
+
+    /// Adds a direct member (a live user, a group or a directory object); a no-op, recording nothing, if it already
     /// is one. Records a membership change for the group delta.
     pub fn add_member(&mut self, group: &str, member: &str) -> Result<()> {
         let Some(kind) = self.kind_of(member) else {
-            bail!("cannot add {member:?} to group {group:?}: no such live user or group");
+            bail!(
+                "cannot add {member:?} to group {group:?}: no such live user, group or directory object"
+            );
         };
         let g = self
             .groups
@@ -226,11 +309,7 @@ impl FakeGraph {
                  memberships are kept for a restore); restore it with upsert_user first"
             );
         }
-        let kind = if self.groups.contains_key(member) {
-            Kind::Group
-        } else {
-            Kind::User
-        };
+        let kind = self.kind_of(member).unwrap_or(Kind::User);
         let g = self
             .groups
             .get_mut(group)
@@ -267,7 +346,7 @@ impl FakeGraph {
     }
 
     /// The change log, oldest first, for reports and debugging: `{"seq", "at" (RFC 3339 or
-    /// null), "change": "userCreated"|"userUpdated"|"userDeleted"|"memberAdded"|"memberRemoved",
+    /// null), "change": "userCreated"|"userUpdated"|"userDeleted"|"userPurged"|"groupDeleted"|"memberAdded"|"memberRemoved",
     /// "id" | "group"+"member", "properties" (userUpdated)}`.
     pub fn change_log(&self) -> Vec<Value> {
         self.changes.iter().map(Change::to_json).collect()

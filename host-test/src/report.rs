@@ -60,6 +60,8 @@ pub struct StepRecord {
     pub ok: bool,
     pub error: Option<String>,
     pub summary: Option<String>,
+    /// The step's last call returned `pending` and the step stopped there (`"calls": k`).
+    pub pending: bool,
     pub response: Option<ResponseRecord>,
     pub logs: Vec<LogLine>,
 }
@@ -73,6 +75,7 @@ impl StepRecord {
             ok: true,
             error: None,
             summary: None,
+            pending: false,
             response: None,
             logs: Vec::new(),
         }
@@ -150,10 +153,23 @@ pub fn audit(steps: &[StepRecord]) -> Vec<AuditRecord> {
     out
 }
 
+/// A harness invariant that did not hold (see `fixtures/README.md`, "Invariants").
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Violation {
+    /// The index of the step during (or after) which it was found.
+    pub step: usize,
+    /// Which invariant: `subscriptions`.
+    pub name: String,
+    /// What differs, naming subscription ids (never a clientState).
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub description: String,
     pub steps: Vec<StepRecord>,
+    /// Harness invariants that did not hold; any fails the replay.
+    pub invariants: Vec<Violation>,
     /// Every ZenQMS write with its cause and field-level change (the GxP audit trail).
     pub audit: Vec<AuditRecord>,
     pub zenqms: ZenqmsReport,
@@ -187,20 +203,44 @@ fn subscriptions(world: &World) -> Vec<Value> {
         .collect()
 }
 
-pub fn build(scenario: &Scenario, steps: Vec<StepRecord>, world: &World) -> Report {
+/// The report of a run: `invariants` are the violations the runner found (each also fails the
+/// expectation check).
+pub fn build(
+    scenario: &Scenario,
+    steps: Vec<StepRecord>,
+    world: &World,
+    invariants: Vec<Violation>,
+) -> Report {
     let users = world.zenqms.users();
-    let failures = check(scenario, &steps, &users);
+    let mut failures = check(scenario, &steps, &users);
+    let subscriptions = subscriptions(world);
+    let ours = subscriptions
+        .iter()
+        .filter(|s| s["notificationUrl"] == scenario.instance.webhook_url.as_str())
+        .count();
+    if let Some(n) = scenario.expect.subscriptions
+        && n != ours
+    {
+        failures.push(format!(
+            "expected {n} active Graph subscriptions on the webhook URL, found {ours}"
+        ));
+    }
+    for v in &invariants {
+        failures.push(format!(
+            "invariant '{}' violated at step {}: {}",
+            v.name, v.step, v.detail
+        ));
+    }
     Report {
         description: scenario.description.clone(),
         audit: audit(&steps),
+        invariants,
         steps,
         zenqms: ZenqmsReport {
             users,
             roles: world.zenqms.roles(),
         },
-        entra: EntraReport {
-            subscriptions: subscriptions(world),
-        },
+        entra: EntraReport { subscriptions },
         http: world.stats.clone(),
         clock: ClockReport {
             start: world.clock.start().to_rfc3339(),
@@ -494,6 +534,19 @@ pub fn describe_end(report: &Report) -> String {
         "Active Graph subscriptions: {}",
         report.entra.subscriptions.len()
     );
+    let _ = writeln!(
+        out,
+        "Calls over budget: {} (worst overrun {} ms)",
+        report.http.calls_over_budget, report.http.worst_overrun_ms
+    );
+    if report.invariants.is_empty() {
+        let _ = writeln!(out, "Invariants: ok");
+    } else {
+        let _ = writeln!(out, "Invariants: {} VIOLATED", report.invariants.len());
+        for v in &report.invariants {
+            let _ = writeln!(out, "  - step {} {}: {}", v.step, v.name, v.detail);
+        }
+    }
     if report.expect.ok {
         let _ = writeln!(out, "Expectations: ok");
     } else {

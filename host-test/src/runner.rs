@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::{DateTime, Utc};
 
 use serde_json::{Value, json};
 
 use crate::http_types::{HttpRequest, HttpResponse};
-use crate::report::{self, Report, ResponseRecord, StepRecord};
+use crate::report::{self, Report, ResponseRecord, StepRecord, Violation};
 use crate::runtime::{Event, Instance, LogLine, Method, Outcome, Request, Runtime, WitFailure};
 use crate::scenario::{Scenario, Step, WebhookSpec, ZenqmsChange};
 use crate::world::World;
@@ -32,6 +33,12 @@ pub struct Runner {
     pub state: Option<String>,
     /// Every state the component returned, in order (for the secrets test).
     pub state_history: Vec<String>,
+    /// Invariant violations found so far (at most one per step and invariant).
+    invariants: Vec<Violation>,
+    /// The index of the step being run (for violations).
+    step_index: usize,
+    /// The state last read for the invariant, and the subscriptions it holds.
+    held: Option<(Option<String>, HeldOrError)>,
 }
 
 /// What one call returned, seen from the platform.
@@ -58,6 +65,55 @@ impl Runner {
             world: Some(world),
             state: None,
             state_history: Vec::new(),
+            invariants: Vec::new(),
+            step_index: 0,
+            held: None,
+        }
+    }
+
+    /// The invariant violations found so far.
+    pub fn invariants(&self) -> &[Violation] {
+        &self.invariants
+    }
+
+    /// Checks the subscription invariant now (see `subscription_mismatch`) and records a
+    /// violation, once per step.
+    fn check_invariants(&mut self) {
+        // The state is parsed again only when it changed (a long sync makes many calls).
+        let cached = self
+            .held
+            .as_ref()
+            .is_some_and(|(text, _)| *text == self.state);
+        if !cached {
+            let parsed = state_subscriptions(self.state.as_deref());
+            self.held = Some((self.state.clone(), parsed));
+        }
+        let Some((_, held)) = &self.held else {
+            return;
+        };
+        let world = self.world();
+        let now = world.clock.now();
+        let graph = world.graph.subscriptions(now);
+        let mismatch = match held {
+            Ok(held) => {
+                compare_subscriptions(held, &graph, &self.scenario.instance.webhook_url, now)
+            }
+            Err(e) => Some(e.clone()),
+        };
+        let Some(detail) = mismatch else {
+            return;
+        };
+        let step = self.step_index;
+        if !self
+            .invariants
+            .iter()
+            .any(|v| v.step == step && v.name == "subscriptions")
+        {
+            self.invariants.push(Violation {
+                step,
+                name: "subscriptions".into(),
+                detail,
+            });
         }
     }
 
@@ -80,13 +136,30 @@ impl Runner {
     }
 
     fn call_once(&mut self, handler: &Handler, rec: &mut StepRecord) -> CallResult {
+        let result = self.call_unchecked(handler, rec);
+        // With injected faults a timed-out request can hide from the component what Graph did
+        // (a subscription created, its response lost) until its next call repairs it: the
+        // invariant is then checked at the end of each step only.
+        if self.scenario.faults.is_none() {
+            self.check_invariants();
+        }
+        result
+    }
+
+    fn call_unchecked(&mut self, handler: &Handler, rec: &mut StepRecord) -> CallResult {
         let inst = self.instance();
         let world = self.world.take().expect("world is home");
+        let started_ms = world.clock.elapsed_ms();
         let (world, logs, result) = self.runtime.call(world, |b, store| match handler {
             Handler::Deploy => b.call_on_deploy(store, &inst),
             Handler::Event(e) => b.call_on_event(store, &inst, e),
             Handler::Delete => b.call_on_delete(store, &inst),
         });
+        let mut world = world;
+        let elapsed = world.clock.elapsed_ms().saturating_sub(started_ms);
+        world
+            .stats
+            .record_call(elapsed, self.scenario.budget_ms, self.scenario.rtt_ms);
         self.world = Some(world);
         rec.calls += 1;
         rec.logs.extend(logs);
@@ -137,22 +210,34 @@ impl Runner {
     /// Calls `on-deploy` once, without resuming (to test what happens to a pending sync).
     pub fn deploy_once(&mut self) -> StepRecord {
         let mut rec = StepRecord::new(0, "deploy");
+        self.step_index = 0;
         let result = self.call_once(&Handler::Deploy, &mut rec);
+        self.check_invariants();
         rec.error = result.error;
+        rec.pending = result.outcome.as_ref().is_some_and(|o| o.pending);
         rec.summary = result.outcome.map(|o| o.summary);
         rec.ok = rec.error.is_none();
         rec
     }
 
-    /// Calls a handler, then `resume` while the component reports pending work.
-    fn invoke(&mut self, handler: Handler, rec: &mut StepRecord) -> Option<Outcome> {
+    /// Calls a handler, then `resume` while the component reports pending work, making at most
+    /// `max_calls` calls (platform retries included) when given.
+    fn invoke(
+        &mut self,
+        handler: Handler,
+        rec: &mut StepRecord,
+        max_calls: Option<u32>,
+    ) -> Option<Outcome> {
         let mut first = None;
         let mut current = handler;
         let mut result = self.call_once(&current, rec);
         let mut retries = 0;
         loop {
             if let Some(e) = result.error {
-                if result.retryable && self.scenario.faults.is_some() && retries < PLATFORM_RETRIES
+                if result.retryable
+                    && self.scenario.faults.is_some()
+                    && retries < PLATFORM_RETRIES
+                    && max_calls.is_none_or(|k| rec.calls < k)
                 {
                     retries += 1;
                     self.world().clock.advance_ms(PLATFORM_RETRY_DELAY_MS);
@@ -171,6 +256,10 @@ impl Runner {
             if !pending {
                 return first;
             }
+            if max_calls.is_some_and(|k| rec.calls >= k) {
+                rec.pending = true;
+                return first;
+            }
             if rec.calls >= MAX_CALLS_PER_STEP {
                 rec.error = Some(format!("still pending after {MAX_CALLS_PER_STEP} calls"));
                 return first;
@@ -180,15 +269,34 @@ impl Runner {
         }
     }
 
+    /// The component's active subscription on `resource` (`users` or `groups`) as Graph holds
+    /// it: on the instance's webhook URL, the one the state names if there are several.
+    fn active_subscription(&self, resource: &str) -> Result<Value> {
+        let now = self.world().clock.now();
+        let webhook = self.scenario.instance.webhook_url.as_str();
+        let mut subs: Vec<Value> = self
+            .world()
+            .graph
+            .subscriptions(now)
+            .into_iter()
+            .filter(|s| {
+                s["resource"]
+                    .as_str()
+                    .is_some_and(|r| r.trim_start_matches('/').eq_ignore_ascii_case(resource))
+                    && s["notificationUrl"] == webhook
+            })
+            .collect();
+        let known = state_subscription_ids(self.state.as_deref());
+        subs.sort_by_key(|s| !known.iter().any(|k| s["id"] == k.as_str()));
+        subs.into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("the component has no active subscription on '{resource}'"))
+    }
+
     /// A notification exactly as Graph would build it from the component's subscription.
     fn notification(&self, resource: &str, build: impl Fn(&Value) -> Value) -> Result<Request> {
-        let now = self.world().clock.now();
-        let subs = self.world().graph.subscriptions(now);
-        let sub = subs
-            .iter()
-            .find(|s| s["resource"].as_str().map(|r| r.trim_start_matches('/')) == Some(resource))
-            .ok_or_else(|| anyhow!("the component has no active subscription on '{resource}'"))?;
-        let body = json!({ "value": [build(sub)] });
+        let sub = self.active_subscription(resource)?;
+        let body = json!({ "value": [build(&sub)] });
         Ok(Request {
             method: Method::Post,
             url: self.scenario.instance.webhook_url.clone(),
@@ -200,27 +308,64 @@ impl Runner {
     /// Runs one step (also usable for steps built by a test from what it observed).
     pub fn run_step(&mut self, index: usize, step: &Step) -> StepRecord {
         let mut rec = StepRecord::new(index, step.kind());
+        self.step_index = index;
         if let Err(e) = self.step_inner(step, &mut rec) {
             rec.error = Some(format!("{e:#}"));
         }
+        self.check_invariants();
         rec.ok = rec.error.is_none();
         rec
+    }
+
+    /// A `webhook` step's spec with its `{{...}}` placeholders filled in (see
+    /// `fixtures/README.md`): values in `body` and `body_text` as they are, in `query`
+    /// percent-encoded.
+    fn fill_placeholders(&self, spec: &WebhookSpec) -> Result<WebhookSpec> {
+        let lookup = |name: &str| -> Result<Option<String>> {
+            let (resource, field) = match name {
+                "tenantId" => return Ok(Some(self.scenario.entra.tenant_id.clone())),
+                "users.subscriptionId" => ("users", "id"),
+                "users.clientState" => ("users", "clientState"),
+                "groups.subscriptionId" => ("groups", "id"),
+                "groups.clientState" => ("groups", "clientState"),
+                _ => return Ok(None),
+            };
+            let sub = self
+                .active_subscription(resource)
+                .with_context(|| format!("webhook placeholder {{{{{name}}}}} cannot be filled"))?;
+            Ok(Some(sub[field].as_str().unwrap_or_default().to_string()))
+        };
+        let mut out = spec.clone();
+        out.query = fill(&spec.query, &|n| {
+            Ok(lookup(n)?.map(|v| crate::world::encode_component(&v)))
+        })?;
+        out.body_text = spec
+            .body_text
+            .as_deref()
+            .map(|t| fill(t, &lookup))
+            .transpose()?;
+        out.body = spec
+            .body
+            .as_ref()
+            .map(|b| fill_json(b, &lookup))
+            .transpose()?;
+        Ok(out)
     }
 
     fn step_inner(&mut self, step: &Step, rec: &mut StepRecord) -> Result<()> {
         let tenant = self.scenario.entra.tenant_id.clone();
         match step {
-            Step::Deploy(_) => {
-                self.invoke(Handler::Deploy, rec);
+            Step::Deploy(c) => {
+                self.invoke(Handler::Deploy, rec, c.calls.map(|k| k.get()));
             }
-            Step::Resume(_) => {
-                self.invoke(Handler::Event(Event::Resume), rec);
+            Step::Resume(c) => {
+                self.invoke(Handler::Event(Event::Resume), rec, c.calls.map(|k| k.get()));
             }
             Step::Schedule(_) => {
-                self.invoke(Handler::Event(Event::Schedule), rec);
+                self.invoke(Handler::Event(Event::Schedule), rec, None);
             }
             Step::Delete(_) => {
-                self.invoke(Handler::Delete, rec);
+                self.invoke(Handler::Delete, rec, None);
                 if rec.error.is_none() {
                     self.state = None; // the platform forgets a deleted instance
                 }
@@ -246,7 +391,8 @@ impl Runner {
                 }
             }
             Step::Webhook(spec) => {
-                let req = webhook_request(spec, &self.scenario.instance.webhook_url)?;
+                let spec = self.fill_placeholders(spec)?;
+                let req = webhook_request(&spec, &self.scenario.instance.webhook_url)?;
                 self.deliver(req, rec);
             }
             Step::Notify(n) => {
@@ -271,6 +417,12 @@ impl Runner {
                         "organizationId": tenant,
                     })
                 })?;
+                if l.event == "subscriptionRemoved" {
+                    // Graph sends it once it has removed the subscription.
+                    let sub = self.active_subscription(&resource)?;
+                    let id = sub["id"].as_str().unwrap_or_default();
+                    self.world_mut().graph.remove_subscription(id);
+                }
                 self.deliver(req, rec);
             }
         }
@@ -279,7 +431,7 @@ impl Runner {
 
     /// Delivers an inbound request to the webhook handler and records the reply.
     fn deliver(&mut self, req: Request, rec: &mut StepRecord) {
-        let outcome = self.invoke(Handler::Event(Event::Webhook(req)), rec);
+        let outcome = self.invoke(Handler::Event(Event::Webhook(req)), rec, None);
         let reply = outcome
             .and_then(|o| o.response)
             .map(|r| ResponseRecord::new(r.status, r.headers, &r.body));
@@ -303,7 +455,8 @@ impl Runner {
     /// The report of the steps run (with the expectation check).
     pub fn report(mut self, records: Vec<StepRecord>) -> Report {
         let world = self.world.take().expect("world is home");
-        report::build(&self.scenario, records, &world)
+        let invariants = std::mem::take(&mut self.invariants);
+        report::build(&self.scenario, records, &world, invariants)
     }
 
     /// Runs every step, then builds the report.
@@ -445,4 +598,282 @@ pub fn change_item(
             "organizationId": tenant,
         }
     })
+}
+
+/// The placeholder names a `webhook` step may use.
+pub const PLACEHOLDERS: &[&str] = &[
+    "users.subscriptionId",
+    "users.clientState",
+    "groups.subscriptionId",
+    "groups.clientState",
+    "tenantId",
+];
+
+/// Replaces each `{{name}}` in `text` with `lookup(name)`. A name `lookup` does not know fails,
+/// so a typo cannot send the literal text; `{{` not followed by a name and `}}` is left as it is.
+pub fn fill(text: &str, lookup: &dyn Fn(&str) -> Result<Option<String>>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let name = after.find("}}").map(|end| &after[..end]).filter(|n| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+        });
+        match name {
+            Some(name) => {
+                let value = lookup(name)?.ok_or_else(|| {
+                    anyhow!(
+                        "unknown webhook placeholder {{{{{name}}}}} (known: {})",
+                        PLACEHOLDERS.join(", ")
+                    )
+                })?;
+                out.push_str(&value);
+                rest = &after[name.len() + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `fill` applied to every string (not key) of a JSON value.
+pub fn fill_json(value: &Value, lookup: &dyn Fn(&str) -> Result<Option<String>>) -> Result<Value> {
+    Ok(match value {
+        Value::String(s) => Value::String(fill(s, lookup)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| fill_json(v, lookup))
+                .collect::<Result<_>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), fill_json(v, lookup)?)))
+                .collect::<Result<_>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// The subscription ids the stored state names (any expiry), for choosing among several.
+fn state_subscription_ids(state: Option<&str>) -> Vec<String> {
+    state
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|v| v["subscriptions"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The subscription invariant: the subscriptions the stored state holds (`state.subscriptions`,
+/// see the component's `src/state.rs`; those whose `expires_at` has passed are left out, as
+/// Graph has removed them) are exactly the active subscriptions Graph has whose
+/// `notificationUrl` is the instance's webhook URL: the same ids, each with the same expiry
+/// (within a second). No state (never deployed, or deleted) means none. `graph` is
+/// `FakeGraph::subscriptions(now)`. Returns what differs, or `None` when it holds.
+pub fn subscription_mismatch(
+    state: Option<&str>,
+    graph: &[Value],
+    webhook_url: &str,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    match state_subscriptions(state) {
+        Ok(held) => compare_subscriptions(&held, graph, webhook_url, now),
+        Err(e) => Some(e),
+    }
+}
+
+/// A subscription the state holds: id and expiry (`None` if unreadable).
+pub type HeldSubscription = (String, Option<DateTime<Utc>>);
+
+/// What `state_subscriptions` reads from a state.
+pub type HeldOrError = Result<Vec<HeldSubscription>, String>;
+
+fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The subscriptions a stored state holds (none without state); an error text when the state
+/// is not JSON or names a subscription without an id.
+pub fn state_subscriptions(state: Option<&str>) -> HeldOrError {
+    /// Only the field the invariant reads (the rest is skipped, not built).
+    #[derive(serde::Deserialize)]
+    struct Held {
+        #[serde(default)]
+        subscriptions: Option<Vec<Value>>,
+    }
+    let Some(text) = state else {
+        return Ok(Vec::new());
+    };
+    let held: Held =
+        serde_json::from_str(text).map_err(|_| "the stored state is not JSON".to_string())?;
+    held.subscriptions
+        .unwrap_or_default()
+        .iter()
+        .map(|s| match s["id"].as_str() {
+            Some(id) => Ok((id.to_string(), parse_time(&s["expires_at"]))),
+            None => Err(format!("a subscription in state has no id: {s}")),
+        })
+        .collect()
+}
+
+/// `subscription_mismatch` for subscriptions already read from the state.
+pub fn compare_subscriptions(
+    state: &[HeldSubscription],
+    graph: &[Value],
+    webhook_url: &str,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let held: BTreeMap<String, Option<DateTime<Utc>>> = state
+        .iter()
+        .filter(|(_, expires)| expires.is_none_or(|e| e > now))
+        .cloned()
+        .collect();
+    let on_graph: BTreeMap<String, Option<DateTime<Utc>>> = graph
+        .iter()
+        .filter(|s| s["notificationUrl"] == webhook_url)
+        .filter_map(|s| {
+            Some((
+                s["id"].as_str()?.to_string(),
+                parse_time(&s["expirationDateTime"]),
+            ))
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let only_state: Vec<&str> = held
+        .keys()
+        .filter(|id| !on_graph.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    if !only_state.is_empty() {
+        problems.push(format!(
+            "state holds {} that Graph does not have",
+            only_state.join(", ")
+        ));
+    }
+    let only_graph: Vec<&str> = on_graph
+        .keys()
+        .filter(|id| !held.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    if !only_graph.is_empty() {
+        problems.push(format!(
+            "Graph has {} on the webhook URL that state does not hold",
+            only_graph.join(", ")
+        ));
+    }
+    for (id, state_expiry) in &held {
+        if let Some(graph_expiry) = on_graph.get(id)
+            && let (Some(a), Some(b)) = (state_expiry, graph_expiry)
+            && (*a - *b).num_milliseconds().abs() > 1000
+        {
+            problems.push(format!(
+                "{id} expires at {} in state but at {} on Graph",
+                a.to_rfc3339(),
+                b.to_rfc3339()
+            ));
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-28T12:00:00Z".parse().unwrap()
+    }
+
+    const HOOK: &str = "https://hooks.example/i1";
+
+    fn graph_sub(id: &str, url: &str, expires: &str) -> Value {
+        json!({"id": id, "resource": "users", "notificationUrl": url, "expirationDateTime": expires})
+    }
+
+    fn state(subs: Value) -> String {
+        json!({"version": 1, "subscriptions": subs}).to_string()
+    }
+
+    #[test]
+    fn no_state_and_no_subscription_holds_and_either_alone_does_not() {
+        assert_eq!(subscription_mismatch(None, &[], HOOK, now()), None);
+        let g = [graph_sub("a", HOOK, "2026-12-20T12:00:00.0000000Z")];
+        let d = subscription_mismatch(None, &g, HOOK, now()).unwrap();
+        assert!(
+            d.contains("Graph has a") && d.contains("state does not hold"),
+            "{d}"
+        );
+        let s = state(json!([{"id": "a", "expires_at": "2026-12-20T12:00:00Z"}]));
+        let d = subscription_mismatch(Some(&s), &[], HOOK, now()).unwrap();
+        assert!(d.contains("state holds a"), "{d}");
+        assert_eq!(subscription_mismatch(Some(&s), &g, HOOK, now()), None);
+    }
+
+    #[test]
+    fn other_webhooks_and_expired_state_entries_do_not_count() {
+        let g = [
+            graph_sub("a", HOOK, "2026-12-20T12:00:00.0000000Z"),
+            graph_sub(
+                "z",
+                "https://hooks.example/other",
+                "2026-12-20T12:00:00.0000000Z",
+            ),
+        ];
+        let s = state(json!([
+            {"id": "a", "expires_at": "2026-12-20T12:00:00.0004Z"},
+            {"id": "old", "expires_at": "2026-11-28T12:00:00Z"},
+        ]));
+        assert_eq!(subscription_mismatch(Some(&s), &g, HOOK, now()), None);
+        let empty = json!({"version": 1}).to_string();
+        assert_eq!(subscription_mismatch(Some(&empty), &[], HOOK, now()), None);
+    }
+
+    #[test]
+    fn a_renewal_not_stored_is_a_violation() {
+        let g = [graph_sub("a", HOOK, "2026-12-25T12:00:00.0000000Z")];
+        let s = state(json!([{"id": "a", "expires_at": "2026-12-20T12:00:00Z"}]));
+        let d = subscription_mismatch(Some(&s), &g, HOOK, now()).unwrap();
+        assert!(d.contains("expires at"), "{d}");
+        assert_eq!(
+            subscription_mismatch(Some("not json"), &[], HOOK, now()).as_deref(),
+            Some("the stored state is not JSON")
+        );
+    }
+
+    #[test]
+    fn placeholders_are_filled_and_unknown_names_refused() {
+        let lookup = |n: &str| -> Result<Option<String>> {
+            Ok(match n {
+                "tenantId" => Some("T".into()),
+                "users.subscriptionId" => Some("S".into()),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            fill("{{tenantId}}/{{users.subscriptionId}}{{tenantId}}", &lookup).unwrap(),
+            "T/ST"
+        );
+        assert_eq!(
+            fill("{{ not a name }} {{", &lookup).unwrap(),
+            "{{ not a name }} {{"
+        );
+        let err = fill("x {{user.subscriptionId}}", &lookup).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown webhook placeholder"),
+            "{err}"
+        );
+        let v = fill_json(&json!({"{{tenantId}}": ["{{tenantId}}", 1]}), &lookup).unwrap();
+        assert_eq!(v, json!({"{{tenantId}}": ["T", 1]}));
+    }
 }

@@ -101,6 +101,33 @@ pub struct EntraSpec {
     pub users: Vec<Map<String, Value>>,
     #[serde(default)]
     pub groups: Vec<GroupSpec>,
+    /// Directory objects that are neither users nor groups (devices, service principals,
+    /// organizational contacts): groups may list them as members; `/users` never shows them.
+    #[serde(default)]
+    pub objects: Vec<ObjectSpec>,
+}
+
+/// A non-user, non-group directory object (`entra.objects`): `id`, `@odata.type`, and any other
+/// properties Graph returns for it (`displayName`, `mail`, ...).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObjectSpec {
+    pub id: String,
+    #[serde(rename = "@odata.type")]
+    pub odata_type: ObjectType,
+    /// Every other property, returned as given.
+    #[serde(flatten)]
+    pub properties: Map<String, Value>,
+}
+
+/// The directory object types `entra.objects` may hold, spelled as Graph's `@odata.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ObjectType {
+    #[serde(rename = "#microsoft.graph.device")]
+    Device,
+    #[serde(rename = "#microsoft.graph.servicePrincipal")]
+    ServicePrincipal,
+    #[serde(rename = "#microsoft.graph.orgContact")]
+    OrgContact,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,8 +185,8 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
-    Deploy(Empty),
-    Resume(Empty),
+    Deploy(Calls),
+    Resume(Calls),
     Delete(Empty),
     Schedule(Empty),
     Advance(Advance),
@@ -192,6 +219,15 @@ impl Step {
     }
 }
 
+/// `{}` or `{"calls": k}`: a deploy or resume that makes at most `k` handler calls (the first
+/// one included) and leaves the rest pending; without `calls`, it resumes until done.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calls {
+    #[serde(default)]
+    pub calls: Option<std::num::NonZeroU32>,
+}
+
 /// `{}`: steps that take no argument.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,6 +249,14 @@ pub enum EntraChange {
     DeleteUser(String),
     AddMember(Membership),
     RemoveMember(Membership),
+    /// Permanent delete (or purge of a soft-deleted user): 404 from then on, gone from every
+    /// group, the users delta reports `@removed: {"reason": "deleted"}`; the id is never reused.
+    PurgeUser(String),
+    /// The group is deleted (security groups are deleted permanently): 404 from then on, gone
+    /// from every listing and membership, the groups delta reports it `@removed` (`deleted`).
+    DeleteGroup(String),
+    /// Graph refuses every delta token (deltaLink and nextLink) issued so far.
+    ExpireDelta(Empty),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -300,6 +344,9 @@ pub struct Expect {
     /// Steps expected to fail (an extension: any other failing step fails the scenario).
     #[serde(default)]
     pub errors: Vec<ExpectError>,
+    /// The number of active Graph subscriptions on the instance's webhook URL at the end.
+    #[serde(default)]
+    pub subscriptions: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

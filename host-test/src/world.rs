@@ -33,6 +33,24 @@ pub struct HttpStats {
     pub waited_ms: u64,
     /// Requests that met an injected fault.
     pub faults: u64,
+    /// Handler calls whose virtual time exceeded `budget_ms` plus one round trip (`rtt_ms`).
+    pub calls_over_budget: u64,
+    /// The largest amount, in ms of virtual time, by which a call exceeded `budget_ms + rtt_ms`
+    /// (0 when none did).
+    pub worst_overrun_ms: u64,
+}
+
+impl HttpStats {
+    /// Accounts one handler call that took `elapsed_ms` of virtual time against the budget it
+    /// was given: a call may end one round past its budget (the round in flight when the
+    /// budget ran out), not more.
+    pub fn record_call(&mut self, elapsed_ms: u64, budget_ms: u32, rtt_ms: u64) {
+        let allowed = u64::from(budget_ms) + rtt_ms;
+        if elapsed_ms > allowed {
+            self.calls_over_budget += 1;
+            self.worst_overrun_ms = self.worst_overrun_ms.max(elapsed_ms - allowed);
+        }
+    }
 }
 
 /// Delivers a request to the instance's webhook as the platform would: to another worker,
@@ -352,6 +370,12 @@ impl World {
             EntraChange::DeleteUser(id) => g.delete_user(id),
             EntraChange::AddMember(m) => g.add_member(&m.group, &m.member),
             EntraChange::RemoveMember(m) => g.remove_member(&m.group, &m.member),
+            EntraChange::PurgeUser(id) => g.purge_user(id),
+            EntraChange::DeleteGroup(id) => g.delete_group(id),
+            EntraChange::ExpireDelta(_) => {
+                g.expire_delta();
+                Ok(())
+            }
         }
     }
 
@@ -395,6 +419,22 @@ pub fn encode_component(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_may_end_one_round_past_its_budget_and_no_more() {
+        let mut stats = HttpStats::default();
+        stats.record_call(0, 20_000, 100);
+        stats.record_call(20_100, 20_000, 100);
+        assert_eq!((stats.calls_over_budget, stats.worst_overrun_ms), (0, 0));
+        stats.record_call(20_101, 20_000, 100);
+        stats.record_call(636_000, 20_000, 100);
+        stats.record_call(25_000, 20_000, 100);
+        assert_eq!(stats.calls_over_budget, 3);
+        assert_eq!(stats.worst_overrun_ms, 636_000 - 20_100);
+        let json = serde_json::to_value(&stats).unwrap();
+        assert_eq!(json["calls_over_budget"], 3);
+        assert_eq!(json["worst_overrun_ms"], 615_900);
+    }
 
     fn world(base: &str) -> World {
         let s = Scenario::from_json(&format!(

@@ -92,4 +92,6 @@ fn random_webhook_requests_never_trap_the_component() {
             Ok(())
         })
         .unwrap();
+    let runner = runner.into_inner();
+    assert!(runner.invariants().is_empty(), "{:?}", runner.invariants());
 }

@@ -158,7 +158,7 @@ fn a_redeploy_during_a_pending_initial_sync_starts_over_cleanly() {
         rec.logs
     );
     let tail = runner.run_step(2, &resume);
-    let r = runner.report(vec![rec, tail]);
+    let r = finish(runner, vec![rec, tail]);
     assert_eq!(links(&r), 6);
     assert_eq!(r.zenqms.users.len(), 7, "no duplicates");
     assert_eq!(r.entra.subscriptions.len(), 2);
@@ -261,7 +261,7 @@ fn a_notification_from_a_replaced_subscription_is_rejected() {
             .iter()
             .any(|l| l.message == "notification rejected: unknown subscription")
     );
-    let r = runner.report(vec![rec]);
+    let r = finish(runner, vec![rec]);
     assert_eq!(linked(&r, &uid(1)).unwrap().title, "QA Specialist");
 }
 

@@ -229,7 +229,7 @@ fn live_deploy_against_serve_records_a_scenario_that_replays_the_same() {
     );
     assert_eq!(scenario.zenqms.users.len(), 3);
     assert_eq!(scenario.expect.zenqms_user_count, Some(live_users.len()));
-    let report = host_test::runner::run(scenario);
+    let report = checked(host_test::runner::run(scenario));
     assert_ok(&report);
     assert!(report.expect.ok, "{:?}", report.expect.failures);
     assert_eq!(comparable(&report.zenqms.users), comparable(&live_users));

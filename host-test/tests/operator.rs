@@ -101,7 +101,7 @@ fn every_write_has_an_audit_record_with_its_cause_and_changes() {
         );
         let records = runner.run_steps(|_| {});
         let writes = runner.world().zenqms.writes();
-        let report = runner.report(records);
+        let report = finish(runner, records);
         let audit: Vec<_> = report.audit.iter().filter(|a| !a.planned).collect();
         assert_eq!(
             audit.len() as u64,

@@ -193,7 +193,7 @@ fn no_secret_or_issued_token_appears_in_logs_errors_state_or_report() {
     let tokens = runner.world().graph.issued_tokens();
     assert!(!tokens.is_empty());
     let state = runner.state.clone().expect("state stored");
-    let report = serde_json::to_string(&runner.report(records)).unwrap();
+    let report = serde_json::to_string(&finish(runner, records)).unwrap();
     let mut secrets: Vec<&str> = vec![
         demo["entra"]["client_secret"].as_str().unwrap(),
         demo["zenqms"]["api_token"].as_str().unwrap(),

@@ -268,7 +268,7 @@ fn forged_notifications_change_nothing_and_are_logged() {
         &mut runner,
         json!({"value": [note(&sub, &good, TENANT, &uid(1))]}),
     ));
-    let report = runner.report(records);
+    let report = finish(runner, records);
     assert_eq!(
         linked(&report, &uid(1)).unwrap().last_name,
         "Forged-change",
@@ -294,7 +294,7 @@ fn a_mixed_request_applies_only_its_genuine_items() {
         json!({"value": [note(&sub, &good, TENANT, &uid(1)), note(&sub, "forged", TENANT, &uid(2))]}),
     );
     assert!(rec.ok);
-    let report = runner.report(vec![rec]);
+    let report = finish(runner, vec![rec]);
     assert_eq!(linked(&report, &uid(1)).unwrap().title, "Changed");
     assert_eq!(linked(&report, &uid(2)).unwrap().title, "QA Specialist");
 }

@@ -37,7 +37,7 @@ fn a_next_link_to_another_host_fails_the_call_without_sending_the_token() {
         "{err}"
     );
     assert!(err.contains("not retryable"));
-    let report = r.report(vec![rec]);
+    let report = finish(r, vec![rec]);
     assert_eq!(
         report
             .http
@@ -121,7 +121,7 @@ fn a_runaway_call_is_stopped_cleanly_and_the_stored_state_survives() {
     let mut normal = runner(&s, Runtime::shared());
     let rec = normal.run_step(0, &step(json!({"deploy": {}})));
     assert!(rec.ok, "{:?}", rec.error);
-    assert_eq!(normal.report(vec![rec]).zenqms.users.len(), 250);
+    assert_eq!(finish(normal, vec![rec]).zenqms.users.len(), 250);
 }
 
 /// The values that must never appear: configured secrets, issued tokens, bearer values.
@@ -166,7 +166,7 @@ fn no_secret_reaches_a_log_error_summary_state_or_report_in_any_scenario() {
         for state in &r.state_history {
             assert_clean(state, &secrets, "state");
         }
-        let report = serde_json::to_string(&r.report(records)).unwrap();
+        let report = serde_json::to_string(&finish(r, records)).unwrap();
         assert_clean(&report, &secrets, "the report (logs, errors, summaries)");
     }
 }
@@ -234,7 +234,7 @@ fn a_mass_deactivation_is_refused_until_an_admin_acts() {
             .contains("15 DEACTIVATIONS HELD BACK")
     );
     let records = r.run_steps(|_| {});
-    let report = r.report(records);
+    let report = finish(r, records);
     // The other changes were applied; the run after raising the limit deactivates.
     assert_ok(&report);
     assert!(

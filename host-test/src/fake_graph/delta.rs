@@ -9,11 +9,14 @@
 //! in this round and in the next one (Graph's documented "replays"). Pages hold 100 objects,
 //! in id order; a page has either `@odata.nextLink` or `@odata.deltaLink`, never both. Every
 //! token expires 7 days (virtual time) after the response that issued it (skiptokens: after
-//! the round began): `400 syncStateNotFound`, as do tokens from a future the log never reached.
+//! the round began): `400 syncStateNotFound`, as do tokens from a future the log never reached
+//! and tokens issued (each carries the number of the request that issued it) before the last
+//! `expire_delta`.
 //!
 //! Users. Initial round: every live user. Later rounds: each user with a change in the window
 //! at most once, as it is now: the full selected representation for a created, restored or
-//! updated user; `{"id", "@removed": {"reason": "changed"}}` for a soft-deleted one. An update
+//! updated user; `{"id", "@removed": {"reason": "changed"}}` for a soft-deleted one,
+//! `{"id", "@removed": {"reason": "deleted"}}` for a permanently deleted (purged) one. An update
 //! surfaces a user only if a changed property is tracked (the `$select`ed ones, or the default
 //! set without `$select`), as in Graph.
 //!
@@ -22,6 +25,9 @@
 //! current direct live members when it has any. Later rounds: the groups whose direct
 //! membership changed, each member once with the net effect (added: no annotation; removed:
 //! `"@removed": {"reason": "deleted"}`; added and removed again, or the reverse: left out).
+//! A group deleted in the window is `{"id", "@removed": {"reason": "deleted"}}` (security groups
+//! are deleted permanently), tracked members or not, and the groups that contained it report it
+//! removed from their `members@delta`; a purged user is removed from its groups the same way.
 //! A soft delete is not a membership change (docs: soft-deleted users keep their memberships
 //! and are not shown as removed until permanently deleted). DECISION (docs silent): a restore,
 //! which makes the hidden membership visible in `/members` again, is reported as an addition,
@@ -67,6 +73,10 @@ pub(super) enum ChangeKind {
     UserUpdated(String, BTreeSet<String>),
     /// A soft delete.
     UserDeleted(String),
+    /// A permanent delete (`@removed: deleted`).
+    UserPurged(String),
+    /// A group deleted (security groups: permanently).
+    GroupDeleted(String),
     /// A direct member added to or removed from a group.
     Member {
         group: String,
@@ -88,6 +98,8 @@ impl Change {
                 json!({"change": "userUpdated", "id": id, "properties": props})
             }
             ChangeKind::UserDeleted(id) => json!({"change": "userDeleted", "id": id}),
+            ChangeKind::UserPurged(id) => json!({"change": "userPurged", "id": id}),
+            ChangeKind::GroupDeleted(id) => json!({"change": "groupDeleted", "id": id}),
             ChangeKind::Member {
                 group,
                 member,
@@ -192,7 +204,7 @@ impl FakeGraph {
                 let select = self.resolve_select(resource, q.select.as_ref())?;
                 let mut body = Map::new();
                 body.insert("@odata.context".into(), context(resource, &select, true));
-                let link = delta_link(resource, &select, self.change_seq(), ctx.now);
+                let link = delta_link(resource, &select, self.change_seq(), ctx.now, self.seq);
                 body.insert("@odata.deltaLink".into(), json!(link));
                 body.insert("value".into(), json!([]));
                 return Ok(ctx.json(200, &Value::Object(body)));
@@ -242,11 +254,11 @@ impl FakeGraph {
         );
         match page.last() {
             Some((last, _)) if more => {
-                let link = skip_link(&round, last);
+                let link = skip_link(&round, last, self.seq);
                 body.insert("@odata.nextLink".into(), json!(link));
             }
             _ => {
-                let link = delta_link(resource, &round.select, round.until, ctx.now);
+                let link = delta_link(resource, &round.select, round.until, ctx.now, self.seq);
                 body.insert("@odata.deltaLink".into(), json!(link));
             }
         }
@@ -302,7 +314,9 @@ impl FakeGraph {
         let mut surfaced = BTreeSet::new();
         for change in self.window(since, round.until) {
             match &change.what {
-                ChangeKind::UserCreated(id) | ChangeKind::UserDeleted(id) => {
+                ChangeKind::UserCreated(id)
+                | ChangeKind::UserDeleted(id)
+                | ChangeKind::UserPurged(id) => {
                     surfaced.insert(id.clone());
                 }
                 ChangeKind::UserUpdated(id, props) if props.iter().any(is_tracked) => {
@@ -316,6 +330,9 @@ impl FakeGraph {
             .map(|id| {
                 let value = match self.users.get(&id) {
                     Some(user) => render(user, Kind::User, &sel),
+                    None if self.purged.contains(&id) => {
+                        json!({"id": id, "@removed": {"reason": "deleted"}})
+                    }
                     None => json!({"id": id, "@removed": {"reason": "changed"}}),
                 };
                 ((id, 0), value)
@@ -331,6 +348,17 @@ impl FakeGraph {
             .as_ref()
             .is_none_or(|p| p.iter().any(|n| n == "members"));
         let mut deltas: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        // Groups deleted in the window: reported removed, whatever is tracked.
+        let mut removed: Vec<String> = Vec::new();
+        if let Some(since) = round.since {
+            for change in self.window(since, round.until) {
+                if let ChangeKind::GroupDeleted(id) = &change.what
+                    && !self.groups.contains_key(id)
+                {
+                    removed.push(id.clone());
+                }
+            }
+        }
         match round.since {
             None => {
                 for gid in self.groups.keys() {
@@ -365,7 +393,11 @@ impl FakeGraph {
                 for ((group, member), (first, last, kind)) in net {
                     // Equal first and last: a real change (different: back where it started).
                     // An addition waits while the member is soft-deleted (see module docs).
-                    if first == last && (!last || self.kind_of(member).is_some()) {
+                    // A group deleted since is reported as removed, not with its members.
+                    if first == last
+                        && (!last || self.kind_of(member).is_some())
+                        && self.groups.contains_key(group)
+                    {
                         deltas
                             .entry(group.to_string())
                             .or_default()
@@ -375,6 +407,10 @@ impl FakeGraph {
             }
         }
         let mut items = Vec::new();
+        for gid in removed {
+            let value = json!({"id": gid, "@removed": {"reason": "deleted"}});
+            items.push(((gid, 0), value));
+        }
         for (gid, members) in deltas {
             let base = render(&self.group_object(&gid), Kind::Group, &sel);
             if members.is_empty() {
@@ -387,6 +423,7 @@ impl FakeGraph {
                 items.push(((gid.clone(), slice), value));
             }
         }
+        items.sort_by(|a, b| a.0.cmp(&b.0));
         items
     }
 
@@ -406,9 +443,10 @@ impl FakeGraph {
         let invalid = || invalid_token("$deltatoken", token);
         let payload = unseal(token, DELTA_PREFIX).ok_or_else(invalid)?;
         let parts: Vec<&str> = payload.split(SEP).collect();
-        let ["d", res, select, seq, issued] = parts.as_slice() else {
+        let ["d", res, select, seq, issued, n] = parts.as_slice() else {
             return Err(invalid());
         };
+        self.check_generation(n)?;
         if *res != resource.name() {
             return Err(invalid());
         }
@@ -427,9 +465,10 @@ impl FakeGraph {
         let invalid = || invalid_token("$skiptoken", token);
         let payload = unseal(token, SKIP_PREFIX).ok_or_else(invalid)?;
         let parts: Vec<&str> = payload.split(SEP).collect();
-        let ["s", res, select, since, until, started, last, slice] = parts.as_slice() else {
+        let ["s", res, select, since, until, started, last, slice, n] = parts.as_slice() else {
             return Err(invalid());
         };
+        self.check_generation(n)?;
         if *res != resource.name() {
             return Err(invalid());
         }
@@ -454,12 +493,17 @@ impl FakeGraph {
     /// A token older than 7 days, or naming a change this fake never recorded, has no state.
     fn check_state(&self, seq: u64, issued: DateTime<Utc>, now: DateTime<Utc>) -> GraphResult<()> {
         if now - issued >= Duration::days(TOKEN_LIFETIME_DAYS) || seq > self.change_seq() {
-            return Err(GraphError::bad_request(
-                "syncStateNotFound",
-                "The sync state is not found or has expired. Please restart the sync.",
-            ));
+            return Err(sync_state_not_found());
         }
         Ok(())
+    }
+
+    /// A token issued (by the request numbered `n`) before the last `expire_delta` has no state.
+    fn check_generation(&self, n: &str) -> GraphResult<()> {
+        match n.parse::<u64>() {
+            Ok(n) if n > self.delta_floor => Ok(()),
+            _ => Err(sync_state_not_found()),
+        }
     }
 }
 
@@ -521,11 +565,13 @@ fn parse_millis(text: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(text.parse().ok()?)
 }
 
+/// `n`: the number of the request that issues the link (see `FakeGraph::expire_delta`).
 fn delta_link(
     resource: Resource,
     select: &Option<Vec<String>>,
     seq: u64,
     now: DateTime<Utc>,
+    n: u64,
 ) -> String {
     let payload = [
         "d",
@@ -533,6 +579,7 @@ fn delta_link(
         &select_text(select),
         &seq.to_string(),
         &now.timestamp_millis().to_string(),
+        &n.to_string(),
     ]
     .join(&SEP.to_string());
     format!(
@@ -542,7 +589,7 @@ fn delta_link(
     )
 }
 
-fn skip_link(round: &Round, (last, slice): &(String, usize)) -> String {
+fn skip_link(round: &Round, (last, slice): &(String, usize), n: u64) -> String {
     let since = round.since.map_or_else(|| "-".into(), |s| s.to_string());
     let payload = [
         "s",
@@ -553,12 +600,22 @@ fn skip_link(round: &Round, (last, slice): &(String, usize)) -> String {
         &round.started.timestamp_millis().to_string(),
         last,
         &slice.to_string(),
+        &n.to_string(),
     ]
     .join(&SEP.to_string());
     format!(
         "{GRAPH_ROOT}/{}/delta?$skiptoken={}",
         round.resource.name(),
         seal(SKIP_PREFIX, &payload)
+    )
+}
+
+/// Graph's answer to a delta token whose sync state expired (delta-query-overview: "an expired
+/// token yields a 4xx error with codes such as syncStateNotFound").
+fn sync_state_not_found() -> GraphError {
+    GraphError::bad_request(
+        "syncStateNotFound",
+        "The sync state is not found or has expired. Please restart the sync.",
     )
 }
 

@@ -15,6 +15,7 @@ use super::odata::{
     json_body, paginate, parse_query,
 };
 use crate::http_types::{HttpRequest, HttpResponse};
+use crate::scenario::ObjectType;
 
 /// Properties of `microsoft.graph.user` (v1.0) that `$select` accepts.
 const USER_PROPS: &[&str] = &[
@@ -201,6 +202,8 @@ fn is_delta(segment: &str) -> bool {
 pub(super) enum Kind {
     User,
     Group,
+    /// A device, service principal or org contact (`entra.objects`).
+    Object(ObjectType),
 }
 
 impl Kind {
@@ -208,6 +211,9 @@ impl Kind {
         match self {
             Kind::User => "#microsoft.graph.user",
             Kind::Group => "#microsoft.graph.group",
+            Kind::Object(ObjectType::Device) => "#microsoft.graph.device",
+            Kind::Object(ObjectType::ServicePrincipal) => "#microsoft.graph.servicePrincipal",
+            Kind::Object(ObjectType::OrgContact) => "#microsoft.graph.orgContact",
         }
     }
 }
@@ -441,6 +447,16 @@ impl FakeGraph {
             None => None,
             Some("microsoft.graph.user") => Some(Kind::User),
             Some("microsoft.graph.group") => Some(Kind::Group),
+            Some(
+                "microsoft.graph.device"
+                | "microsoft.graph.serviceprincipal"
+                | "microsoft.graph.orgcontact",
+            ) => {
+                return Err(GraphError::not_implemented(&format!(
+                    "the OData cast '{}' on a membership",
+                    cast.unwrap_or_default()
+                )));
+            }
             Some(_) => return Err(GraphError::segment(cast.unwrap_or_default())),
         };
         let q = parse_query(url, &["select", "top", "skiptoken", "count"])?;
@@ -462,14 +478,22 @@ impl FakeGraph {
         let (type_name, context) = match cast {
             Some(Kind::User) => ("user", "users"),
             Some(Kind::Group) => ("group", "groups"),
-            None => ("directoryObject", "directoryObjects"),
+            Some(Kind::Object(_)) | None => ("directoryObject", "directoryObjects"),
         };
         let sel = Selection::resolve(q.select.as_ref(), type_name, |n| match cast {
             Some(Kind::User) => self.user_prop(n),
             Some(Kind::Group) => find_name(n, GROUP_PROPS.iter().copied()),
-            None => self
+            Some(Kind::Object(_)) | None => self
                 .user_prop(n)
-                .or_else(|| find_name(n, GROUP_PROPS.iter().copied())),
+                .or_else(|| find_name(n, GROUP_PROPS.iter().copied()))
+                .or_else(|| {
+                    find_name(
+                        n,
+                        self.objects
+                            .values()
+                            .flat_map(|(_, o)| o.keys().map(String::as_str)),
+                    )
+                }),
         })?;
         let items: Vec<(String, Value)> = objects
             .into_iter()
@@ -611,7 +635,7 @@ impl FakeGraph {
         } else if self.groups.contains_key(id) {
             Some(Kind::Group)
         } else {
-            None
+            self.objects.get(id).map(|(t, _)| Kind::Object(*t))
         }
     }
 
@@ -658,6 +682,15 @@ impl FakeGraph {
         let object = match kind {
             Kind::User => self.users.get(id).cloned().unwrap_or_default(),
             Kind::Group => self.group_object(id),
+            Kind::Object(_) => {
+                let mut o = self
+                    .objects
+                    .get(id)
+                    .map(|(_, o)| o.clone())
+                    .unwrap_or_default();
+                o.insert("id".into(), json!(id));
+                o
+            }
         };
         let mut value = render(&object, kind, sel);
         if let Value::Object(map) = &mut value {
@@ -706,11 +739,28 @@ fn action_method(req: &HttpRequest) -> GraphResult<()> {
 }
 
 /// Projects a stored object: the type's default set, or the selected properties that exist on
-/// its type (absent ones as null, or `[]` for collections). `id` is always included.
+/// its type (absent ones as null, or `[]` for collections). `id` is always included. A directory
+/// object of `entra.objects` has no schema here: all its properties by default, else the
+/// selected ones it has (the others left out).
 pub(super) fn render(object: &Map<String, Value>, kind: Kind, sel: &Selection) -> Value {
     let defaults = match kind {
         Kind::User => USER_DEFAULT,
         Kind::Group => GROUP_DEFAULT,
+        Kind::Object(_) => {
+            let mut out: Map<String, Value> = object
+                .iter()
+                .filter(|(k, _)| match sel {
+                    Selection::Default => true,
+                    Selection::Props(props) => *k == "id" || props.contains(k),
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            out.insert(
+                "id".into(),
+                object.get("id").cloned().unwrap_or(Value::Null),
+            );
+            return Value::Object(out);
+        }
     };
     let names: Vec<&str> = match sel {
         Selection::Default => defaults.to_vec(),
@@ -721,6 +771,7 @@ pub(super) fn render(object: &Map<String, Value>, kind: Kind, sel: &Selection) -
                 // Custom properties carried by stored users count as user properties.
                 Kind::User => USER_PROPS.contains(p) || !GROUP_PROPS.contains(p),
                 Kind::Group => GROUP_PROPS.contains(p),
+                Kind::Object(_) => false,
             })
             .collect(),
     };

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use host_test::fake_zenqms::ZenqmsUser;
-use host_test::report::Report;
-use host_test::runner;
+use host_test::report::{Report, StepRecord};
+use host_test::runner::{self, Runner};
 use host_test::scenario::Scenario;
 use serde_json::{Value, json};
 
@@ -79,9 +79,55 @@ pub fn scenario(users: Vec<Value>, groups: Value, zen_users: Vec<Value>, mapping
     })
 }
 
+/// Runs a scenario and checks the harness contract (`assert_contract`).
 pub fn run(s: Value) -> Report {
     let scenario = Scenario::from_json(&s.to_string()).expect("valid scenario");
+    checked(runner::run(scenario))
+}
+
+/// Runs a scenario without the contract check: only for tests of the check itself.
+pub fn run_unchecked(s: Value) -> Report {
+    let scenario = Scenario::from_json(&s.to_string()).expect("valid scenario");
     runner::run(scenario)
+}
+
+/// The report of a runner driven step by step, with the contract check (`assert_contract`):
+/// every scenario test that builds its own `Runner` ends with this, not `runner.report`.
+pub fn finish(runner: Runner, records: Vec<StepRecord>) -> Report {
+    checked(runner.report(records))
+}
+
+/// `assert_contract`, passing the report through.
+pub fn checked(r: Report) -> Report {
+    assert_contract(&r);
+    r
+}
+
+/// What every scenario must satisfy whatever it tests: the subscription invariant held after
+/// every call and step, and no call ran more than one round past its budget.
+pub fn contract_failures(r: &Report) -> Vec<String> {
+    let mut out: Vec<String> = r
+        .invariants
+        .iter()
+        .map(|v| format!("step {} invariant '{}': {}", v.step, v.name, v.detail))
+        .collect();
+    if r.http.calls_over_budget != 0 || r.http.worst_overrun_ms != 0 {
+        out.push(format!(
+            "{} calls over budget (budget_ms + rtt_ms), worst overrun {} ms",
+            r.http.calls_over_budget, r.http.worst_overrun_ms
+        ));
+    }
+    out
+}
+
+/// Panics with every contract failure (see `contract_failures`).
+pub fn assert_contract(r: &Report) {
+    let failures = contract_failures(r);
+    assert!(
+        failures.is_empty(),
+        "harness contract violated:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// The final ZenQMS user linked to an Entra id.
