@@ -402,11 +402,17 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
     let config = parse_config(inst)?;
     let state = slot.get(&Log::new(p))?;
     if config.dry_run {
-        // Writes nothing, keeps nothing: the state stays as it was.
+        // Logs the plan and writes nothing. It answers with a failure on purpose: a delete
+        // that succeeds makes the platform forget the instance, which would orphan its live
+        // subscriptions and links. The state stays as it was.
         let mut scratch = state.clone();
         scratch.full_sync = None;
         scratch.queue = Queue::default();
-        return crate::unlink::run(p, &config, &mut scratch, inst.budget_ms);
+        let plan = crate::unlink::run(p, &config, &mut scratch, inst.budget_ms)?;
+        return Err(Failure::fatal(format!(
+            "{}; the instance is kept: set dry_run=false and delete again to delete it",
+            plan.summary
+        )));
     }
     state.full_sync = None;
     state.queue = Queue::default();

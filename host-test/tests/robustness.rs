@@ -203,3 +203,50 @@ fn a_group_notification_on_a_large_mapped_group_spreads_over_calls_within_the_bu
         .count();
     assert_eq!(with_role, n as usize);
 }
+
+#[test]
+fn a_mapped_group_deleted_later_is_logged_every_run_and_its_holders_keep_the_role() {
+    let r = run(world(json!([
+        {"entra": {"delete_group": gid(1)}},
+        {"notify": {"resource": "groups", "id": gid(1), "change_type": "deleted"}},
+        {"advance": {"to": "2026-11-28T13:00:00Z"}},
+        {"schedule": {}},
+        notify_user(1),
+    ])));
+    assert_ok(&r);
+    for i in [1, 2] {
+        let roles = &linked(&r, &uid(i)).unwrap().roles;
+        assert_eq!(
+            roles,
+            &["r-qa"],
+            "user {i} keeps the role of the deleted group"
+        );
+    }
+    // The group notification, the tick's delta round and the user notification each say so.
+    let errors: Vec<usize> = r
+        .steps
+        .iter()
+        .filter(|s| {
+            s.logs.iter().any(|l| {
+                l.level == "error"
+                    && l.message.contains("mapped group not found")
+                    && l.fields.iter().any(|(k, v)| k == "group" && *v == gid(1))
+                    && l.fields.iter().any(|(k, v)| k == "role" && v == "r-qa")
+            })
+        })
+        .map(|s| s.index)
+        .collect();
+    assert_eq!(errors, vec![2, 4, 5], "{}", log_text(&r));
+}
+
+#[test]
+fn a_purged_user_is_deactivated_by_the_delta_round() {
+    let r = run(world(json!([
+        {"entra": {"purge_user": uid(3)}},
+        {"advance": {"to": "2026-11-28T13:00:00Z"}},
+        {"schedule": {}},
+    ])));
+    assert_ok(&r);
+    assert!(!linked(&r, &uid(3)).unwrap().is_active);
+    assert!(linked(&r, &uid(4)).unwrap().is_active);
+}

@@ -77,7 +77,7 @@ fn a_genuine_notification_among_forged_ones_gets_a_bounded_cause() {
     }
     let rec = post(&mut runner, json!({ "value": items }).to_string());
     assert!(rec.ok, "{:?}", rec.error);
-    let report = runner.report(vec![rec]);
+    let report = finish(runner, vec![rec]);
     assert_eq!(linked(&report, &uid(1)).unwrap().title, "Changed");
     let audit = report
         .audit
