@@ -8,6 +8,7 @@ pub mod apply;
 pub mod call;
 pub mod config;
 pub mod entra;
+pub mod escape;
 pub mod failure;
 pub mod graph;
 pub mod guard;

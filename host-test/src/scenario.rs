@@ -213,6 +213,8 @@ pub enum EntraChange {
     DeleteUser(String),
     AddMember(Membership),
     RemoveMember(Membership),
+    /// Extension: the next `count` token requests answer `status` (and `body`, if given).
+    FailToken(FailWrites),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -237,6 +239,14 @@ pub struct FailWrites {
     #[serde(default = "unavailable")]
     pub status: u16,
     pub count: u32,
+    /// The reply's body: a string is sent as that text, anything else as its JSON text. None:
+    /// the service's usual error JSON.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// The reply's content type; by default `text/plain` for a string body, else
+    /// `application/json`.
+    #[serde(default)]
+    pub content_type: Option<String>,
 }
 
 fn unavailable() -> u16 {
