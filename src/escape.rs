@@ -26,6 +26,8 @@ use std::fmt::Write as _;
 pub const MESSAGE_CAP: usize = 2_048;
 /// Longest log field value, in characters.
 pub const FIELD_CAP: usize = 1_024;
+/// Longest summary or failure message a call returns.
+pub const OUTCOME_CAP: usize = 8_192;
 /// Longest field key (keys are the component's own words; the cap is only a backstop).
 pub const KEY_CAP: usize = 64;
 /// Smallest cap [`escape`] honours (room for the `…[+N chars]` marker).

@@ -60,6 +60,12 @@ fn hostile_users() -> Vec<Value> {
     users[3]["jobTitle"] = json!("Lead\u{2028}error deploy failed\u{2029}\r\n");
     users[4]["givenName"] = json!("C1\u{85}\u{9b}31m\u{7f}");
     users[5]["jobTitle"] = json!("T".repeat(100_000));
+    // Incomplete: skipped, and the skip line names its UPN.
+    let mut skipped = entra_user(7);
+    skipped["givenName"] = json!(null);
+    skipped["userPrincipalName"] =
+        json!("x@contoso.com\nwarn  ZenQMS user deactivated zenqms_id=u-ceo\u{1b}[2J");
+    users.push(skipped);
     users
 }
 
@@ -75,7 +81,13 @@ fn hostile_entra_fields_are_escaped_and_capped_in_every_log_line() {
         text.contains("QA\\ninfo  ZenQMS user deactivated"),
         "{text}"
     );
-    assert!(text.contains("\\u{1b}[2J"));
+    assert!(text.contains("Lead\\u{2028}error deploy failed"), "{text}");
+    assert!(
+        text.contains(
+            "upn=x@contoso.com\\nwarn  ZenQMS user deactivated zenqms_id=u-ceo\\u{1b}[2J"
+        ),
+        "{text}"
+    );
     assert!(text.contains("Smith\\u{202e}nimda"));
     assert!(text.contains("…[+"), "the 100,000-character title is cut");
     // No line claims a deactivation that did not happen.
