@@ -463,7 +463,10 @@ impl<'a> Graph<'a> {
                 let resp = Self::ok(other, "checking group membership")?;
                 // An answer cut short is an error, never "member of nothing".
                 let v: Value = serde_json::from_slice(&resp.body).map_err(|e| {
-                    Failure::transient(format!("unreadable checkMemberGroups answer: {e}"))
+                    Failure::transient(format!(
+                        "unreadable checkMemberGroups answer: {}",
+                        upstream::json_problem(&e)
+                    ))
                 })?;
                 let ids = v["value"].as_array().ok_or_else(|| {
                     Failure::transient("checkMemberGroups answer without a value list")
