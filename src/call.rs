@@ -144,8 +144,12 @@ impl<'a> Slot<'a> {
 
 /// Runs one handler: over a retrying platform that counts the call's budget, with the state in
 /// a [`Slot`]. Returns the state whenever it changed, on success and on failure alike.
+///
+/// `config` is the instance's raw configuration: its secrets are registered before anything
+/// runs, so every log line, summary and failure message of the call is scrubbed of them.
 pub fn run(
     p: &dyn Platform,
+    config: &[(String, String)],
     stored: Option<&str>,
     unreadable: Unreadable,
     budget_ms: u32,
@@ -153,6 +157,7 @@ pub fn run(
     handler: impl FnOnce(&dyn Platform, &mut Slot) -> Result<Reply, Failure>,
 ) -> CallResult {
     let resilient = Resilient::new(p, budget_ms);
+    crate::config::register_secrets(config, &resilient);
     let mut slot = Slot::new(stored, unreadable);
     let result = handler(&resilient, &mut slot);
     let state = slot.changed();
@@ -182,7 +187,19 @@ pub fn run(
             retryable: f.retryable,
         }),
     };
-    let log = Log::new(p);
+    // Nothing leaves with a secret in it: summaries and failure messages are scrubbed like
+    // every log line (which the call's platform scrubs and escapes itself).
+    let result = match result {
+        Ok(mut o) => {
+            o.summary = resilient.scrub(&o.summary);
+            Ok(o)
+        }
+        Err(mut f) => {
+            f.message = resilient.scrub(&f.message);
+            Err(f)
+        }
+    };
+    let log = Log::new(&resilient);
     if result.is_ok() && resilient.retries() > 0 {
         log.info(
             "transient failures retried",

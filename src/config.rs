@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
+use crate::platform::Platform;
 use crate::url::Url;
 
 /// Config keys the component reads (the README documents each).
@@ -21,6 +22,20 @@ pub const KEYS: &[&str] = &[
     "allow_mass_deactivation",
     "dry_run",
 ];
+
+/// The keys whose values are credentials: registered as the call's secrets
+/// ([`register_secrets`]) and never shown.
+pub const SECRET_KEYS: &[&str] = &["entra_client_secret", "zenqms_api_token"];
+
+/// Registers the credential values among the platform's raw config pairs with `p` (before
+/// parsing, so even a configuration that does not parse cannot show them).
+pub fn register_secrets(pairs: &[(String, String)], p: &dyn Platform) {
+    for (k, v) in pairs {
+        if SECRET_KEYS.contains(&k.as_str()) {
+            p.add_secret(v);
+        }
+    }
+}
 
 /// A credential. `Debug` is redacted so it cannot slip into a log line or an error by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,6 +85,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Registers this configuration's credentials with `p` as the call's secrets.
+    pub fn register_secrets(&self, p: &dyn Platform) {
+        p.add_secret(self.client_secret.expose());
+        p.add_secret(self.zenqms_api_token.expose());
+    }
+
     /// Every group id named by a mapping, deduplicated and sorted.
     pub fn mapped_groups(&self) -> Vec<String> {
         let set: BTreeSet<&String> = self.role_mappings.iter().flat_map(|m| &m.groups).collect();
@@ -143,7 +164,8 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
     for (k, _) in pairs {
         if !KEYS.contains(&k.as_str()) {
             problems.push(format!(
-                "unknown key '{k}' (known keys: {})",
+                "unknown key '{}' (known keys: {})",
+                key_name(k),
                 KEYS.join(", ")
             ));
         }
@@ -167,7 +189,8 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
     ] {
         if !value.is_empty() && !is_guid(value) {
             problems.push(format!(
-                "'{key}' must be a GUID like 00000000-0000-0000-0000-000000000000, got '{value}'"
+                "'{key}' must be a GUID like 00000000-0000-0000-0000-000000000000 ({})",
+                shape(value)
             ));
         }
     }
@@ -190,7 +213,9 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
         Ok(n) => Some(n),
         Err(_) => {
             problems.push(format!(
-                "'max_deactivations' must be a whole number of users, got '{v}'"
+                "'max_deactivations' must be a whole number of users from 0 to {} ({})",
+                u32::MAX,
+                shape(&v)
             ));
             None
         }
@@ -199,7 +224,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
         None | Some("false") => false,
         Some("true") => true,
         Some(v) => {
-            problems.push(format!("'{key}' must be true or false, got '{v}'"));
+            problems.push(format!("'{key}' must be true or false ({})", shape(v)));
             false
         }
     };
@@ -223,7 +248,13 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
 }
 
 fn check_base_url(text: &str) -> Result<String, String> {
-    let url = Url::parse(text).map_err(|e| format!("is not a valid URL ({e})"))?;
+    // The parser's reason may quote the text: not shown.
+    let url = Url::parse(text).map_err(|_| {
+        format!(
+            "is not a valid absolute URL like https://host[:port][/path] ({})",
+            shape(text)
+        )
+    })?;
     if url.scheme != "https" && !url.is_loopback() {
         return Err("must use https".into());
     }
@@ -239,7 +270,8 @@ fn parse_mappings(text: &str, problems: &mut Vec<String>) -> Vec<RoleMapping> {
         Ok(v) => v,
         Err(e) => {
             problems.push(format!(
-                "'role_mappings' is not valid JSON of the form [{{\"role\": \"<ZenQMS role id>\", \"groups\": [\"<Entra group id>\"]}}]: {e}"
+                "'role_mappings' is not valid JSON of the form [{{\"role\": \"<ZenQMS role id>\", \"groups\": [\"<Entra group id>\"]}}]: {}",
+                crate::upstream::json_problem(&e)
             ));
             return Vec::new();
         }
@@ -254,21 +286,22 @@ fn parse_mappings(text: &str, problems: &mut Vec<String>) -> Vec<RoleMapping> {
         }
         if !seen.insert(role.clone()) {
             problems.push(format!(
-                "'role_mappings' maps role '{role}' twice: list all its groups in one entry"
+                "'role_mappings'[{i}] maps a role an earlier entry maps: list all its groups in one entry"
             ));
             continue;
         }
         if m.groups.is_empty() {
-            problems.push(format!("'role_mappings' role '{role}' has no groups"));
+            problems.push(format!("'role_mappings'[{i}] has no groups"));
         }
         let mut groups = BTreeSet::new();
-        for g in &m.groups {
+        for (j, g) in m.groups.iter().enumerate() {
             let g = g.trim();
             if is_guid(g) {
                 groups.insert(g.to_ascii_lowercase());
             } else {
                 problems.push(format!(
-                    "'role_mappings' role '{role}': group id '{g}' is not a GUID"
+                    "'role_mappings'[{i}].groups[{j}] is not a GUID ({})",
+                    shape(g)
                 ));
             }
         }
@@ -280,14 +313,59 @@ fn parse_mappings(text: &str, problems: &mut Vec<String>) -> Vec<RoleMapping> {
     out
 }
 
-/// Mapped role ids that ZenQMS does not know, as config problems.
+/// Mapped role ids that ZenQMS does not know, as config problems (by position: the id may be
+/// anything an admin pasted).
 pub fn unknown_roles(config: &Config, known: &BTreeSet<String>) -> Vec<String> {
     config
-        .mapped_roles()
-        .into_iter()
-        .filter(|r| !known.contains(r))
-        .map(|r| format!("'role_mappings' names role '{r}', which ZenQMS does not have"))
+        .role_mappings
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !known.contains(&m.role))
+        .map(|(i, _)| {
+            format!(
+                "'role_mappings'[{i}] names a role id that ZenQMS does not have (see GET /v2/roles)"
+            )
+        })
         .collect()
+}
+
+/// What is wrong with a value, without the value: its length and the kinds of characters in it.
+/// An admin can tell a pasted secret (`40 characters: letters, digits, symbols`) from a typo,
+/// and nothing of it shows.
+fn shape(value: &str) -> String {
+    let n = value.chars().count();
+    let mut kinds = Vec::new();
+    if value.chars().any(char::is_alphabetic) {
+        kinds.push("letters");
+    }
+    if value.chars().any(|c| c.is_ascii_digit()) {
+        kinds.push("digits");
+    }
+    if value.chars().any(char::is_whitespace) {
+        kinds.push("spaces");
+    }
+    if value
+        .chars()
+        .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
+    {
+        kinds.push("symbols");
+    }
+    format!("the value given has {n} characters: {}", kinds.join(", "))
+}
+
+/// An unknown key as it may be shown: keys are names, but a pasted value can land in one, so a
+/// key that does not look like a name is described instead.
+fn key_name(key: &str) -> String {
+    let name_like = !key.is_empty()
+        && key.len() <= 40
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if name_like {
+        key.to_string()
+    } else {
+        format!("<{}>", shape(key))
+    }
 }
 
 #[cfg(test)]
@@ -347,7 +425,7 @@ mod tests {
             "missing key 'zenqms_api_token'",
             "'entra_tenant_id' must be a GUID",
             "must use https",
-            "group id 'nope' is not a GUID",
+            "'role_mappings'[0].groups[0] is not a GUID",
         ] {
             assert!(text.contains(needle), "{needle} not in {text}");
         }
@@ -413,6 +491,90 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
+    }
+
+    /// Hostile inputs: a credential pasted into each key that shows its problem.
+    #[test]
+    fn a_pasted_secret_is_never_echoed() {
+        const S: &str = "Zx9~q8Q~secretValueFromEntra.abcd1234";
+        let json_type_error = format!("[{{\"role\": 5, \"groups\": [\"{S}\"]}}]");
+        let json_string_error = format!("[{{\"role\": \"r\", \"groups\": \"{S}\"}}]");
+        let json_syntax_error = format!("[{{\"role\": \"{S}\" \"groups\"}}]");
+        let bad_group = format!("[{{\"role\": \"r\", \"groups\": [\"{S}\"]}}]");
+        let cases: Vec<(&str, String)> = vec![
+            ("entra_tenant_id", S.into()),
+            ("entra_client_id", S.into()),
+            ("zenqms_base_url", S.into()),
+            ("zenqms_base_url", format!("https://acme.zenqms.com:{S}")),
+            ("zenqms_base_url", format!("{S}://acme.zenqms.com")),
+            ("zenqms_base_url", format!("http://{S}.example")),
+            ("zenqms_base_url", format!("https://acme.zenqms.com/?{S}")),
+            ("max_deactivations", S.into()),
+            ("allow_mass_deactivation", S.into()),
+            ("dry_run", S.into()),
+            ("role_mappings", S.into()),
+            ("role_mappings", json_type_error),
+            ("role_mappings", json_string_error),
+            ("role_mappings", json_syntax_error),
+            ("role_mappings", bad_group),
+            (S, "x".into()),
+        ];
+        for (key, value) in &cases {
+            let e = parse(&pairs(&[(key, value)])).unwrap_err().to_string();
+            assert!(!e.contains(S), "{key}: {e}");
+            assert!(!e.contains("Zx9"), "{key}: {e}");
+            if *key != S {
+                assert!(e.contains(&format!("'{key}'")), "{key}: {e}");
+            }
+        }
+        // A role id ZenQMS does not know is named by its position.
+        let json = format!("[{{\"role\":\"{S}\",\"groups\":[\"{G}\"]}}]");
+        let c = parse(&pairs(&[("role_mappings", &json)])).unwrap();
+        let unknown = unknown_roles(&c, &BTreeSet::new());
+        assert_eq!(unknown.len(), 1);
+        assert!(!unknown[0].contains(S) && unknown[0].contains("'role_mappings'[0]"));
+        // What is said instead: length and kinds of characters.
+        let e = parse(&pairs(&[("max_deactivations", S)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("37 characters: letters, digits, symbols"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_registered_from_raw_pairs_and_from_a_config() {
+        #[derive(Default)]
+        struct Keep(std::cell::RefCell<Vec<String>>);
+        impl Platform for Keep {
+            fn send(&self, _: crate::platform::Request) -> crate::platform::HttpResult {
+                unreachable!()
+            }
+            fn send_all(
+                &self,
+                _: Vec<crate::platform::Request>,
+            ) -> Vec<crate::platform::HttpResult> {
+                unreachable!()
+            }
+            fn log(&self, _: crate::platform::Level, _: &str, _: &[(&str, &str)]) {}
+            fn now(&self) -> chrono::DateTime<chrono::Utc> {
+                chrono::DateTime::UNIX_EPOCH
+            }
+            fn elapsed_ms(&self) -> u64 {
+                0
+            }
+            fn random_bytes(&self, n: usize) -> Vec<u8> {
+                vec![0; n]
+            }
+            fn wait(&self, _: u32) {}
+            fn add_secret(&self, s: &str) {
+                self.0.borrow_mut().push(s.to_string());
+            }
+        }
+        let p = Keep::default();
+        register_secrets(&pairs(&[("entra_client_id", "not-a-secret")]), &p);
+        assert_eq!(*p.0.borrow(), ["s3cret", "tok"]);
+        let p = Keep::default();
+        parse(&pairs(&[])).unwrap().register_secrets(&p);
+        assert_eq!(*p.0.borrow(), ["s3cret", "tok"]);
     }
 
     #[test]

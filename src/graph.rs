@@ -15,6 +15,7 @@ use crate::failure::Failure;
 use crate::log::Log;
 use crate::platform::{HttpResult, Method, Platform, Request, Response};
 use crate::roles::Memberships;
+use crate::upstream;
 use crate::url::{Url, encode};
 
 mod batch;
@@ -55,14 +56,11 @@ struct TokenOk {
     access_token: String,
 }
 
-#[derive(Deserialize)]
-struct TokenErr {
-    error: String,
-    #[serde(default)]
-    error_description: String,
-}
-
-/// Reads the token endpoint's answer. Errors name the AADSTS code and what it usually means.
+/// Reads the token endpoint's answer. Errors name the OAuth error, the AADSTS code and what it
+/// usually means, with the first line of `error_description` (bounded, see
+/// [`upstream::oauth_error`]); a body that is not an OAuth error is described by its content
+/// type and size only. The description can quote what was sent (the client id, even the secret):
+/// the call's last filter ([`Platform::scrub`]) removes the secret before anything is shown.
 pub fn parse_token(result: HttpResult) -> Result<Secret, Failure> {
     let resp = result.map_err(|e| Failure::http("Entra token endpoint", &e))?;
     if resp.is_success() {
@@ -70,16 +68,20 @@ pub fn parse_token(result: HttpResult) -> Result<Secret, Failure> {
             .map(|t| Secret::new(t.access_token))
             .map_err(|_| Failure::transient("Entra token endpoint returned an unreadable token"));
     }
-    let Ok(err) = serde_json::from_slice::<TokenErr>(&resp.body) else {
+    let Some((error, first)) = upstream::oauth_error(&resp.body) else {
         return Err(Failure::status(
             "Entra token endpoint",
             resp.status,
-            "no OAuth error body",
+            &upstream::opaque(&resp),
         ));
     };
     // The first line of error_description is "AADSTSnnnn: text"; the rest is trace noise.
-    let first = err.error_description.lines().next().unwrap_or_default();
-    let code = first.split(':').next().unwrap_or_default().trim();
+    let code = first
+        .split(':')
+        .next()
+        .and_then(upstream::code)
+        .filter(|c| c.starts_with("AADSTS"))
+        .unwrap_or_default();
     let hint = match code {
         "AADSTS7000215" => "the client secret is wrong: check entra_client_secret",
         "AADSTS7000222" => "the client secret has expired: create a new one",
@@ -90,7 +92,7 @@ pub fn parse_token(result: HttpResult) -> Result<Secret, Failure> {
     let mut failure = Failure::status(
         "Entra token endpoint",
         resp.status,
-        &format!("{} {code} ({hint}): {first}", err.error),
+        &format!("{error} {code} ({hint}): {first}"),
     );
     failure.retryable = resp.status >= 500 || resp.status == 429;
     Err(failure)
@@ -132,16 +134,23 @@ struct RawPage {
     next: Option<String>,
 }
 
-/// The `code: message` of a Graph error body.
+/// The `code: message` of a Graph error body (bounded, see [`upstream::json_error`]), or
+/// `unknown: no error details (N bytes)` for any other body: never the body itself.
 pub fn error_text(body: &[u8]) -> String {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let code = v["error"]["code"].as_str().unwrap_or("unknown");
-    let msg = v["error"]["message"].as_str().unwrap_or_default();
-    format!("{code}: {msg}")
+    match upstream::json_error(body) {
+        Some((code, message)) => format!("{code}: {message}"),
+        None => format!("unknown: no error details ({} bytes)", body.len()),
+    }
 }
 
 impl<'a> Graph<'a> {
+    /// A client for `token`; with `config`, it can refresh the token. The token (and the
+    /// configured credentials) are registered as the call's secrets.
     pub fn new(platform: &'a dyn Platform, token: Secret, config: Option<&Config>) -> Self {
+        platform.add_secret(token.expose());
+        if let Some(c) = config {
+            c.register_secrets(platform);
+        }
         Graph {
             platform,
             token: RefCell::new(token),
@@ -166,6 +175,7 @@ impl<'a> Graph<'a> {
         self.refreshed.set(true);
         match parse_token(self.platform.send(req)) {
             Ok(t) => {
+                self.platform.add_secret(t.expose());
                 *self.token.borrow_mut() = t;
                 Log::new(self.platform).info("Graph access token refreshed after a 401", &[]);
                 true
@@ -240,7 +250,7 @@ impl<'a> Graph<'a> {
         if resp.is_success() {
             Ok(resp)
         } else {
-            let mut f = Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body));
+            let mut f = Failure::status("Microsoft Graph", resp.status, &upstream::describe(&resp));
             f.message = format!("{what}: {}", f.message);
             Err(f)
         }
@@ -420,9 +430,12 @@ impl<'a> Graph<'a> {
             Ok(r) if r.status == 404 => Ok(None),
             other => {
                 let resp = Self::ok(other, "reading a user")?;
-                serde_json::from_slice(&resp.body)
-                    .map(Some)
-                    .map_err(|e| Failure::transient(format!("unreadable Graph user: {e}")))
+                serde_json::from_slice(&resp.body).map(Some).map_err(|e| {
+                    Failure::transient(format!(
+                        "unreadable Graph user: {}",
+                        upstream::json_problem(&e)
+                    ))
+                })
             }
         }
     }
@@ -450,7 +463,10 @@ impl<'a> Graph<'a> {
                 let resp = Self::ok(other, "checking group membership")?;
                 // An answer cut short is an error, never "member of nothing".
                 let v: Value = serde_json::from_slice(&resp.body).map_err(|e| {
-                    Failure::transient(format!("unreadable checkMemberGroups answer: {e}"))
+                    Failure::transient(format!(
+                        "unreadable checkMemberGroups answer: {}",
+                        upstream::json_problem(&e)
+                    ))
                 })?;
                 let ids = v["value"].as_array().ok_or_else(|| {
                     Failure::transient("checkMemberGroups answer without a value list")
@@ -524,8 +540,12 @@ impl<'a> Graph<'a> {
                 }
             }
             let resp = Self::ok(result, "reading delta changes")?;
-            let v: Value = serde_json::from_slice(&resp.body)
-                .map_err(|e| Failure::transient(format!("unreadable delta page: {e}")))?;
+            let v: Value = serde_json::from_slice(&resp.body).map_err(|e| {
+                Failure::transient(format!(
+                    "unreadable delta page: {}",
+                    upstream::json_problem(&e)
+                ))
+            })?;
             if let Some(page) = v["value"].as_array() {
                 items.extend(page.iter().cloned());
             }
@@ -571,8 +591,12 @@ pub fn repeated_link(what: &str) -> Failure {
 }
 
 fn parse_page(body: &[u8], what: &str) -> Result<Page, Failure> {
-    let raw: RawPage = serde_json::from_slice(body)
-        .map_err(|e| Failure::transient(format!("{what}: unreadable Graph page: {e}")))?;
+    let raw: RawPage = serde_json::from_slice(body).map_err(|e| {
+        Failure::transient(format!(
+            "{what}: unreadable Graph page: {}",
+            upstream::json_problem(&e)
+        ))
+    })?;
     Ok(Page {
         items: raw.value,
         next: raw.next,
@@ -615,6 +639,80 @@ mod tests {
         ] {
             assert!(check_graph_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn upstream_bodies_that_are_not_the_error_shape_are_never_copied() {
+        let echo = "<html><pre>POST /token\r\nclient_secret=s3cret-4711&Authorization: Bearer eyJ0</pre></html>";
+        let n = echo.len();
+        let html = || Ok(Response::text(400, "text/html; charset=utf-8", echo));
+        let f = parse_token(html()).unwrap_err();
+        assert_eq!(
+            f.message,
+            format!("Entra token endpoint answered 400: no error details (text/html, {n} bytes)")
+        );
+        let f = Graph::ok(html(), "reading users").unwrap_err();
+        assert_eq!(
+            f.message,
+            format!(
+                "reading users: Microsoft Graph answered 400: no error details (text/html, {n} bytes)"
+            )
+        );
+        assert_eq!(
+            error_text(echo.as_bytes()),
+            format!("unknown: no error details ({n} bytes)")
+        );
+        // The documented shape: code and a bounded message, nothing else of the body.
+        let body = serde_json::json!({"error": {"code": "Request_BadRequest",
+            "message": format!("bad {}", "word ".repeat(100)), "innerError": {"echo": "s3cret-4711"}}});
+        let f = Graph::ok(
+            Ok(Response::text(400, "application/json", body.to_string())),
+            "reading users",
+        )
+        .unwrap_err();
+        assert!(
+            f.message.contains("Request_BadRequest: bad word"),
+            "{}",
+            f.message
+        );
+        assert!(
+            !f.message.contains("s3cret") && f.message.len() < 400,
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn token_error_descriptions_keep_their_first_line_bounded() {
+        let body = serde_json::json!({
+            "error": "invalid_request",
+            "error_description": format!("AADSTS900144: {} client_secret=s3cret-4711\r\nTrace ID: x", "w ".repeat(200)),
+        });
+        let f = parse_token(Ok(Response::text(
+            400,
+            "application/json",
+            body.to_string(),
+        )))
+        .unwrap_err();
+        assert!(
+            f.message.contains("invalid_request AADSTS900144"),
+            "{}",
+            f.message
+        );
+        assert!(
+            !f.message.contains("s3cret") && !f.message.contains("Trace"),
+            "{}",
+            f.message
+        );
+        // A forged code is not taken for one.
+        let body = serde_json::json!({"error": "invalid_client\nforged", "error_description": "x"});
+        let f = parse_token(Ok(Response::text(
+            401,
+            "application/json",
+            body.to_string(),
+        )))
+        .unwrap_err();
+        assert!(f.message.contains("no error details"), "{}", f.message);
     }
 
     #[test]

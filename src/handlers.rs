@@ -54,6 +54,7 @@ fn get_token<'a>(p: &'a dyn Platform, config: &Config) -> Result<Graph<'a>, Fail
 pub fn deploy(p: &dyn Platform, inst: &Instance) -> CallResult {
     crate::call::run(
         p,
+        &inst.config,
         inst.state.as_deref(),
         Unreadable::StartOver,
         inst.budget_ms,
@@ -283,6 +284,7 @@ pub fn event(p: &dyn Platform, inst: &Instance, event: &Event) -> CallResult {
     };
     crate::call::run(
         p,
+        &inst.config,
         inst.state.as_deref(),
         unreadable,
         inst.budget_ms,
@@ -390,6 +392,7 @@ fn continue_work(
 pub fn delete(p: &dyn Platform, inst: &Instance) -> CallResult {
     crate::call::run(
         p,
+        &inst.config,
         inst.state.as_deref(),
         Unreadable::Ignore,
         inst.budget_ms,

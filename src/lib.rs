@@ -8,6 +8,7 @@ pub mod apply;
 pub mod call;
 pub mod config;
 pub mod entra;
+pub mod escape;
 pub mod failure;
 pub mod graph;
 pub mod guard;
@@ -17,6 +18,7 @@ pub mod log;
 pub mod plan;
 pub mod platform;
 pub mod realtime;
+pub mod redact;
 pub mod retry;
 pub mod roles;
 pub mod state;
@@ -24,6 +26,7 @@ pub mod subscriptions;
 pub mod sync;
 pub mod unlink;
 pub mod unseen;
+pub mod upstream;
 pub mod url;
 pub mod webhook;
 pub mod zenqms;
@@ -34,8 +37,9 @@ mod wasm {
 
     use chrono::{DateTime, Utc};
 
-    use crate::handlers;
     use crate::platform::{self, HttpResult, Level, Platform};
+    use crate::redact::Secrets;
+    use crate::{config, escape, handlers};
 
     wit_bindgen::generate!({ world: "integration", path: "wit" });
 
@@ -43,9 +47,11 @@ mod wasm {
     use zenqms::entra_sync::log as wit_log;
     use zenqms::entra_sync::types as wit;
 
-    /// The platform as the component sees it inside one call.
+    /// The platform as the component sees it inside one call. Every log line, failure message
+    /// and summary leaves through it: scrubbed of the call's secrets, then escaped and capped.
     struct Host {
         started: Instant,
+        secrets: Secrets,
     }
 
     fn to_wit_request(r: platform::Request) -> wit::Request {
@@ -112,17 +118,22 @@ mod wasm {
         }
 
         fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
+            let (message, fields) = crate::log::sanitize(self, message, fields);
             let level = match level {
                 Level::Debug => wit_log::Level::Debug,
                 Level::Info => wit_log::Level::Info,
                 Level::Warn => wit_log::Level::Warn,
                 Level::Error => wit_log::Level::Error,
             };
-            let fields: Vec<(String, String)> = fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            wit_log::write(level, message, &fields);
+            wit_log::write(level, &message, &fields);
+        }
+
+        fn add_secret(&self, secret: &str) {
+            self.secrets.add(secret);
+        }
+
+        fn scrub(&self, text: &str) -> String {
+            self.secrets.scrub(text)
         }
 
         fn now(&self) -> DateTime<Utc> {
@@ -152,7 +163,15 @@ mod wasm {
         }
     }
 
-    fn convert(r: Result<handlers::Outcome, handlers::CallFailure>) -> Result<Outcome, Failure> {
+    /// A summary or failure message as it leaves the component.
+    fn safe(host: &Host, text: &str) -> String {
+        escape::escape(&host.scrub(text), escape::OUTCOME_CAP)
+    }
+
+    fn convert(
+        host: &Host,
+        r: Result<handlers::Outcome, handlers::CallFailure>,
+    ) -> Result<Outcome, Failure> {
         match r {
             Ok(o) => Ok(Outcome {
                 response: o.response.map(|r| wit::Response {
@@ -162,27 +181,32 @@ mod wasm {
                 }),
                 state: o.state,
                 pending: o.pending,
-                summary: o.summary,
+                summary: safe(host, &o.summary),
             }),
             Err(f) => Err(Failure {
-                message: f.message,
+                message: safe(host, &f.message),
                 state: f.state,
                 retryable: f.retryable,
             }),
         }
     }
 
-    fn host() -> Host {
-        Host {
+    /// The platform for one call, knowing the instance's configured secrets from the start.
+    fn host(i: &Instance) -> Host {
+        let host = Host {
             started: Instant::now(),
-        }
+            secrets: Secrets::default(),
+        };
+        config::register_secrets(&i.config, &host);
+        host
     }
 
     struct Component;
 
     impl Guest for Component {
         fn on_deploy(i: Instance) -> Result<Outcome, Failure> {
-            convert(handlers::deploy(&host(), &instance(i)))
+            let host = host(&i);
+            convert(&host, handlers::deploy(&host, &instance(i)))
         }
 
         fn on_event(i: Instance, event: Event) -> Result<Outcome, Failure> {
@@ -191,11 +215,13 @@ mod wasm {
                 Event::Schedule => handlers::Event::Schedule,
                 Event::Resume => handlers::Event::Resume,
             };
-            convert(handlers::event(&host(), &instance(i), &event))
+            let host = host(&i);
+            convert(&host, handlers::event(&host, &instance(i), &event))
         }
 
         fn on_delete(i: Instance) -> Result<Outcome, Failure> {
-            convert(handlers::delete(&host(), &instance(i)))
+            let host = host(&i);
+            convert(&host, handlers::delete(&host, &instance(i)))
         }
     }
 

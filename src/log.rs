@@ -1,6 +1,27 @@
 //! Structured log lines through the platform's `log` import.
+//!
+//! Call sites write plain text; the platform layer makes every line safe to show
+//! ([`sanitize`]: secrets scrubbed, then control, bidi and separator characters escaped and each
+//! value capped), so no call site can forget it.
 
+use crate::escape;
 use crate::platform::{Level, Platform};
+
+/// One log line as it may leave the component: every registered secret of `p` scrubbed, then the
+/// message and each field key and value escaped and capped ([`escape::message`],
+/// [`escape::field`]). Applying it again changes nothing.
+pub fn sanitize(
+    p: &dyn Platform,
+    message: &str,
+    fields: &[(&str, &str)],
+) -> (String, Vec<(String, String)>) {
+    let message = escape::message(&p.scrub(message));
+    let fields = fields
+        .iter()
+        .map(|(k, v)| (escape::key(&p.scrub(k)), escape::field(&p.scrub(v))))
+        .collect();
+    (message, fields)
+}
 
 /// A thin writer over the platform log.
 #[derive(Clone, Copy)]

@@ -112,7 +112,19 @@ pub trait Platform {
     fn concurrency(&self) -> usize {
         8
     }
+    /// Writes one log line. Implementations that hand the line on to a person (the WIT glue,
+    /// [`crate::retry::Resilient`]) scrub it ([`Platform::scrub`]) and then escape and cap the
+    /// message and every field ([`crate::escape`]).
     fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]);
+    /// Registers a secret of this call (a configured credential, an access token issued in the
+    /// call): from now on [`Platform::scrub`] removes it. Platforms that keep no secrets ignore
+    /// it; wrappers pass it on to the platform they wrap.
+    fn add_secret(&self, _secret: &str) {}
+    /// `text` with every registered secret replaced by [`crate::redact::REDACTED`]. Every log
+    /// line, failure message and summary goes through it before it leaves the component.
+    fn scrub(&self, text: &str) -> String {
+        text.to_string()
+    }
     /// Wall-clock time.
     fn now(&self) -> DateTime<Utc>;
     /// Milliseconds since this call started (monotonic).

@@ -12,6 +12,7 @@ use std::cell::Cell;
 use chrono::{DateTime, Utc};
 
 use crate::platform::{HttpError, HttpResult, Level, Platform, Request};
+use crate::redact::Secrets;
 use crate::url::Url;
 
 /// Attempts per request, the first included.
@@ -21,12 +22,15 @@ const BACKOFF_CAP_MS: u64 = 8_000;
 /// Longest `Retry-After` honoured in one wait.
 const RETRY_AFTER_CAP_MS: u64 = 60_000;
 
-/// A platform whose `send` and `send_all` retry transient failures.
+/// A platform whose `send` and `send_all` retry transient failures. It is also the call's
+/// last filter for log lines: every line written through it is scrubbed of the call's secrets
+/// ([`Platform::add_secret`]) and escaped ([`crate::log::sanitize`]).
 pub struct Resilient<'a> {
     inner: &'a dyn Platform,
     budget_ms: u64,
     out_of_budget: Cell<bool>,
     retries: Cell<u32>,
+    secrets: Secrets,
 }
 
 /// Whether repeating this request can do harm (double create).
@@ -91,6 +95,7 @@ impl<'a> Resilient<'a> {
             budget_ms: u64::from(budget_ms),
             out_of_budget: Cell::new(false),
             retries: Cell::new(0),
+            secrets: Secrets::default(),
         }
     }
 
@@ -129,7 +134,7 @@ impl<'a> Resilient<'a> {
             self.out_of_budget.set(true);
             return false;
         }
-        self.inner.log(
+        self.log(
             Level::Warn,
             "transient failure: retrying",
             &[
@@ -204,7 +209,21 @@ impl Platform for Resilient<'_> {
     }
 
     fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
-        self.inner.log(level, message, fields);
+        let (message, fields) = crate::log::sanitize(self, message, fields);
+        let fields: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.inner.log(level, &message, &fields);
+    }
+
+    fn add_secret(&self, secret: &str) {
+        self.secrets.add(secret);
+        self.inner.add_secret(secret);
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        self.inner.scrub(&self.secrets.scrub(text))
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -362,6 +381,59 @@ mod tests {
             .collect();
         assert_eq!(out, vec![200, 200, 404]);
         assert_eq!(p.sent.get(), 4);
+    }
+
+    /// Keeps the lines it is given.
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<String>>);
+
+    impl Platform for Recorder {
+        fn send(&self, _: Request) -> HttpResult {
+            Err(HttpError::Denied("offline".into()))
+        }
+        fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+            reqs.into_iter().map(|r| self.send(r)).collect()
+        }
+        fn log(&self, _: Level, message: &str, fields: &[(&str, &str)]) {
+            let f: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            self.0
+                .borrow_mut()
+                .push(format!("{message} {}", f.join(" ")));
+        }
+        fn now(&self) -> DateTime<Utc> {
+            DateTime::UNIX_EPOCH
+        }
+        fn elapsed_ms(&self) -> u64 {
+            0
+        }
+        fn random_bytes(&self, n: usize) -> Vec<u8> {
+            vec![0; n]
+        }
+        fn wait(&self, _: u32) {}
+    }
+
+    #[test]
+    fn every_line_is_scrubbed_then_escaped_and_capped() {
+        let rec = Recorder::default();
+        let r = Resilient::new(&rec, 1_000);
+        r.add_secret("zq-api-token-4711");
+        r.add_secret("client~secret");
+        r.log(
+            Level::Error,
+            "ZenQMS answered 400: Authorization: Bearer zq-api-token-4711\nerror forged",
+            &[
+                ("error", "client%7Esecret\u{202e}"),
+                ("title", &"t".repeat(5_000)),
+            ],
+        );
+        let lines = rec.0.borrow();
+        let line = &lines[0];
+        assert!(line.starts_with(
+            "ZenQMS answered 400: Authorization: Bearer [redacted]\\nerror forged error=[redacted]\\u{202e} title=ttt"
+        ), "{line}");
+        assert!(line.ends_with("…[+3990 chars]"), "{line}");
+        assert!(!line.contains('\n'));
+        assert_eq!(r.scrub("a client~secret b"), "a [redacted] b");
     }
 
     #[test]

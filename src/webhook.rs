@@ -48,12 +48,24 @@ pub enum Inbound {
     Notifications(Vec<Notification>),
 }
 
+/// A plain-text reply. Every reply carries `X-Content-Type-Options: nosniff`: the handshake
+/// echoes text chosen by whoever calls the URL, and no browser may read it as anything but text.
 fn plain(status: u16, body: &str) -> Response {
-    Response::text(
+    let mut r = Response::text(
         status,
         "text/plain; charset=utf-8",
         body.as_bytes().to_vec(),
-    )
+    );
+    r.headers
+        .push(("x-content-type-options".into(), "nosniff".into()));
+    r
+}
+
+/// 405 for anything but POST, with the `Allow` header RFC 9110 asks for.
+fn post_only() -> Response {
+    let mut r = plain(405, "only POST is accepted");
+    r.headers.push(("allow".into(), "POST".into()));
+    r
 }
 
 /// Classifies an inbound request; malformed ones get their 4xx here.
@@ -62,6 +74,15 @@ pub fn read(req: &Request, log: &Log) -> Inbound {
         return Inbound::Reply(plain(400, "bad request URL"));
     };
     if let Some(token) = url.query_param("validationToken") {
+        // Graph sends the handshake as POST (shared/reference/graph, change notifications):
+        // any other method is not Graph, and its token is not echoed.
+        if req.method != Method::Post {
+            log.warn(
+                "webhook validation refused: the handshake is answered for POST only",
+                &[("method", req.method.as_str())],
+            );
+            return Inbound::Reply(post_only());
+        }
         if token.len() > MAX_TOKEN || token.chars().any(char::is_control) || token.is_empty() {
             log.warn(
                 "webhook validation refused: token empty, over 1 KiB or with control characters",
@@ -73,7 +94,7 @@ pub fn read(req: &Request, log: &Log) -> Inbound {
         return Inbound::Reply(plain(200, &token));
     }
     if req.method != Method::Post {
-        return Inbound::Reply(plain(405, "only POST is accepted"));
+        return Inbound::Reply(post_only());
     }
     if req.body.len() > MAX_BODY {
         log.warn(
@@ -87,7 +108,7 @@ pub fn read(req: &Request, log: &Log) -> Inbound {
         Err(e) => {
             log.warn(
                 "webhook refused: not a notification collection",
-                &[("error", &e.to_string())],
+                &[("error", &crate::upstream::json_problem(&e))],
             );
             Inbound::Reply(plain(400, "malformed notification body"))
         }
@@ -138,6 +159,22 @@ mod tests {
         };
         assert_eq!((r.status, r.body.as_slice()), (200, b"a+b c=".as_slice()));
         assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    }
+
+    #[test]
+    fn the_handshake_is_answered_for_post_only() {
+        let log = Log::new(&Quiet);
+        for method in [Method::Get, Method::Delete, Method::Put, Method::Patch] {
+            let mut r = req("?validationToken=%3Cscript%3Ealert(1)%3C%2Fscript%3E", b"");
+            r.method = method;
+            let Inbound::Reply(reply) = read(&r, &log) else {
+                panic!("{method:?}")
+            };
+            assert_eq!(reply.status, 405, "{method:?}");
+            assert_eq!(reply.header("allow"), Some("POST"));
+            assert!(!String::from_utf8_lossy(&reply.body).contains("script"));
+        }
     }
 
     #[test]

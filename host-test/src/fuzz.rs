@@ -459,16 +459,167 @@ pub fn unseen(runner: &mut TestRunner) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Text that stresses a log escaper: any Unicode, and mixes of the characters it must escape
+/// with ASCII and with characters it must keep.
+fn hostile_text() -> impl Strategy<Value = String> {
+    let tricky = prop_oneof![
+        any::<char>(),
+        proptest::char::range('\u{0}', '\u{a0}'),
+        proptest::sample::select(vec![
+            '\u{61c}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{202a}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{feff}',
+            '\u{e0041}',
+            '\\',
+            '…',
+            '[',
+            '+',
+            'é',
+            '日',
+        ]),
+    ];
+    prop_oneof![
+        any::<String>(),
+        proptest::collection::vec(tricky, 0..400).prop_map(|c| c.into_iter().collect()),
+        ("[ -~]{0,40}", 0usize..5_000).prop_map(|(s, n)| s.repeat(n.min(200))),
+    ]
+}
+
+/// The log escaper, alone and as the platform layer applies it after scrubbing: never panics,
+/// lets no control, bidi or separator character through, stays within its cap, changes no
+/// short printable ASCII, is idempotent, and no registered secret survives it.
+pub fn log_escape(runner: &mut TestRunner) -> Result<(), String> {
+    use entra_zenqms::escape::{self, MIN_CAP, must_escape};
+    use entra_zenqms::log::Log;
+    use entra_zenqms::retry::Resilient;
+    let secret = "[A-Za-z0-9~._-]{16,40}";
+    runner
+        .run(
+            &(hostile_text(), 0usize..3_000, secret, 0usize..100),
+            |(text, cap, secret, at)| {
+                let out = escape::escape(&text, cap);
+                prop_assert!(!out.chars().any(must_escape), "raw character in {out:?}");
+                prop_assert!(out.chars().count() <= cap.max(MIN_CAP));
+                prop_assert_eq!(escape::escape(&out, cap), out.clone(), "not idempotent");
+                let plain = text.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+                if plain && text.len() <= cap.max(MIN_CAP) {
+                    prop_assert_eq!(&out, &text);
+                }
+                // Through the call's platform: the secret goes, then the line is escaped.
+                let split = text
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .nth(at)
+                    .unwrap_or(text.len());
+                let line = format!("{}{secret}{}", &text[..split], &text[split..]);
+                let sink = Recorder::default();
+                let p = Resilient::new(&sink, 1_000);
+                p.add_secret(&secret);
+                Log::new(&p).warn(&line, &[("field", &line), (&line, "v")]);
+                for logged in sink.0.borrow().iter() {
+                    prop_assert!(!logged.contains(&secret), "secret in {logged:?}");
+                    prop_assert!(!logged.chars().any(must_escape));
+                }
+                Ok(())
+            },
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// Keeps every message, key and value it is given, one string each.
+#[derive(Default)]
+struct Recorder(RefCell<Vec<String>>);
+
+impl Platform for Recorder {
+    fn send(&self, _: Request) -> HttpResult {
+        Err(HttpError::Denied("offline".into()))
+    }
+    fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+        reqs.into_iter().map(|r| self.send(r)).collect()
+    }
+    fn log(&self, _: Level, message: &str, fields: &[(&str, &str)]) {
+        let mut all = self.0.borrow_mut();
+        all.push(message.to_string());
+        for (k, v) in fields {
+            all.push(k.to_string());
+            all.push(v.to_string());
+        }
+    }
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::UNIX_EPOCH
+    }
+    fn elapsed_ms(&self) -> u64 {
+        0
+    }
+    fn random_bytes(&self, n: usize) -> Vec<u8> {
+        vec![0; n]
+    }
+    fn wait(&self, _: u32) {}
+}
+
+/// Configuration errors never show a value: a credential-like value put under any key (or as a
+/// key) is absent from the error text.
+pub fn config_errors(runner: &mut TestRunner) -> Result<(), String> {
+    let key = prop_oneof![
+        proptest::sample::select(config::KEYS.to_vec()).prop_map(String::from),
+        "[A-Za-z0-9_~.-]{0,40}".prop_map(String::from),
+    ];
+    let value = "[A-Za-z0-9~._/:?&=+-]{20,60}";
+    let wrap = prop_oneof![
+        Just("{}".to_string()),
+        Just("https://acme.zenqms.com:{}".to_string()),
+        Just("{}://acme.zenqms.com".to_string()),
+        Just("[{{\"role\": \"r\", \"groups\": [\"{}\"]}}]".to_string()),
+        Just("[{{\"role\": 1, \"groups\": \"{}\"}}]".to_string()),
+        Just("[{{\"role\": \"{}\" ]".to_string()),
+    ];
+    runner
+        .run(
+            &proptest::collection::vec((key, value, wrap), 1..6),
+            |entries| {
+                let pairs: Vec<(String, String)> = entries
+                    .iter()
+                    .map(|(k, v, w)| {
+                        (
+                            k.clone(),
+                            w.replace("{}", v).replace("{{", "{").replace("}}", "}"),
+                        )
+                    })
+                    .collect();
+                if let Err(e) = config::parse(&pairs) {
+                    let text = e.to_string();
+                    for (k, v, _) in &entries {
+                        prop_assert!(!text.contains(v.as_str()), "{k}: {v} shown in {text}");
+                    }
+                }
+                Ok(())
+            },
+        )
+        .map_err(|e| e.to_string())
+}
+
 /// A fuzz target: runs its property with the runner's case count.
 pub type Target = fn(&mut TestRunner) -> Result<(), String>;
 
 /// The fuzz targets by name.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("webhook", webhook),
     ("config", config),
     ("state", state),
     ("planner", planner),
     ("unseen", unseen),
+    ("log_escape", log_escape),
+    ("config_errors", config_errors),
 ];
 
 /// A runner for `cases` executions, without writing failure files into the repo.

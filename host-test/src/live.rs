@@ -326,17 +326,19 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
 pub fn cli(args: &[String]) -> Result<bool> {
     let o = parse_args(args)?;
     let rec = execute(&o)?;
+    // What the component returned is printed escaped and capped (report::shown).
+    use entra_zenqms::escape::OUTCOME_CAP;
     let status = match &rec.error {
         None => "ok".to_string(),
-        Some(e) => format!("FAILED: {e}"),
+        Some(e) => format!("FAILED: {}", crate::report::shown(e, OUTCOME_CAP)),
     };
     println!("{} - {} call(s) - {status}", rec.kind, rec.calls);
     if let Some(s) = &rec.summary {
-        println!("  summary: {s}");
+        println!("  summary: {}", crate::report::shown(s, OUTCOME_CAP));
     }
     if let Some(r) = &rec.response {
         println!("  response: {} {:?}", r.status, r.headers);
-        println!("  {}", r.body);
+        println!("  {}", crate::report::shown(&r.body, OUTCOME_CAP));
     }
     if let Some(dir) = &o.record {
         println!(

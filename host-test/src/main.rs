@@ -28,7 +28,7 @@ mod cli {
     const USAGE: &str = "usage:
   host-test demo [--verbose] [--dry-run] [--report <out.json>]
   host-test replay <scenario.json> [--report <out.json>] [--verbose] [--dry-run]
-  host-test fuzz [--runs 1000000] [--target webhook|config|state|planner|unseen]
+  host-test fuzz [--runs 1000000] [--target webhook|config|state|planner|unseen|log_escape|config_errors]
   host-test serve <scenario.json> [--port P] [--requests N] [--seconds S]
   host-test run --config <file> [--state <file>] [--record <dir>] (deploy|event <request.json>|schedule|delete)
   host-test package [--out dist] [--manifest wit/integration.json]
@@ -133,7 +133,7 @@ mod cli {
         Ok(true)
     }
 
-    /// `fuzz [--runs N] [--target webhook|config|state|planner|unseen]`: runs the property-based fuzz
+    /// `fuzz [--runs N] [--target webhook|config|state|planner|unseen|log_escape|config_errors]`: runs the property-based fuzz
     /// targets natively for N executions each (default 1,000,000) and reports the counts.
     fn fuzz(args: &[String]) -> Result<bool> {
         let mut runs: u32 = 1_000_000;

@@ -351,13 +351,24 @@ pub fn check(scenario: &Scenario, steps: &[StepRecord], users: &[ZenqmsUser]) ->
     failures
 }
 
+/// Text from the component (or a scenario) as the CLI prints it: control, bidi and separator
+/// characters escaped and at most `cap` characters (the component's own escaper, applied again:
+/// the host does not trust what it is given). Never panics.
+pub fn shown(text: &str, cap: usize) -> String {
+    entra_zenqms::escape::escape(text, cap)
+}
+
+/// Widest table cell, in characters.
+const CELL_MAX: usize = 60;
+
 /// A readable account of one step: status, summary, and the lines worth a human's attention
 /// (warnings, errors and per-call summaries; every line with `verbose`).
 pub fn describe_step(step: &StepRecord, verbose: bool) -> String {
+    use entra_zenqms::escape::{FIELD_CAP, KEY_CAP, MESSAGE_CAP, OUTCOME_CAP};
     let mut out = String::new();
     let status = match &step.error {
         None => "ok".to_string(),
-        Some(e) => format!("FAILED: {e}"),
+        Some(e) => format!("FAILED: {}", shown(e, OUTCOME_CAP)),
     };
     let _ = writeln!(
         out,
@@ -368,14 +379,24 @@ pub fn describe_step(step: &StepRecord, verbose: bool) -> String {
         if step.calls == 1 { "" } else { "s" }
     );
     if let Some(r) = &step.response {
-        let _ = writeln!(out, "    response: {} {}", r.status, truncate(&r.body, 120));
+        let _ = writeln!(out, "    response: {} {}", r.status, shown(&r.body, 120));
     }
     let mut quiet = 0;
     for l in &step.logs {
         let is_summary = l.fields.contains_key("call");
         if verbose || l.level == "warn" || l.level == "error" || is_summary {
-            let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ = writeln!(out, "    {:<5} {} {}", l.level, l.message, fields.join(" "));
+            let fields: Vec<String> = l
+                .fields
+                .iter()
+                .map(|(k, v)| format!("{}={}", shown(k, KEY_CAP), shown(v, FIELD_CAP)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "    {:<5} {} {}",
+                shown(&l.level, KEY_CAP),
+                shown(&l.message, MESSAGE_CAP),
+                fields.join(" ")
+            );
         } else {
             quiet += 1;
         }
@@ -384,14 +405,6 @@ pub fn describe_step(step: &StepRecord, verbose: bool) -> String {
         let _ = writeln!(out, "    ({quiet} more info lines: use --verbose)");
     }
     out
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}...", s.chars().take(n).collect::<String>())
-    }
 }
 
 /// The final ZenQMS users as a table.
@@ -419,6 +432,7 @@ pub fn users_table(users: &[ZenqmsUser]) -> String {
                 u.external_id.clone().unwrap_or_else(|| "-".into()),
                 u.roles.join(","),
             ]
+            .map(|c| shown(&c, CELL_MAX))
         })
         .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -466,6 +480,7 @@ pub fn plan_table(audit: &[AuditRecord]) -> String {
                 a.zenqms_id.clone(),
                 a.changes.clone(),
             ]
+            .map(|c| shown(&c, CELL_MAX))
         })
         .collect();
     if rows.is_empty() {
@@ -474,7 +489,7 @@ pub fn plan_table(audit: &[AuditRecord]) -> String {
     let mut widths = [6usize, 8, 9, 7];
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count().min(60));
+            *w = (*w).max(c.chars().count());
         }
     }
     let mut out = format!(

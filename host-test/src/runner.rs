@@ -376,7 +376,8 @@ impl Runner {
                 self.world_mut().zenqms.update_user(fields)?
             }
             Step::Zenqms(ZenqmsChange::FailWrites(f)) => {
-                self.world_mut().zenqms_outage = Some((f.status, f.count));
+                let usual = serde_json::json!({"error": {"code": "unavailable", "message": "simulated outage"}});
+                self.world_mut().zenqms_outage = Some(crate::world::Outage::new(f, usual));
             }
             Step::Configure(changes) => {
                 for (key, value) in changes {

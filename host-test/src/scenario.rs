@@ -257,6 +257,8 @@ pub enum EntraChange {
     DeleteGroup(String),
     /// Graph refuses every delta token (deltaLink and nextLink) issued so far.
     ExpireDelta(Empty),
+    /// Extension: the next `count` token requests answer `status` (and `body`, if given).
+    FailToken(FailWrites),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,6 +283,14 @@ pub struct FailWrites {
     #[serde(default = "unavailable")]
     pub status: u16,
     pub count: u32,
+    /// The reply's body: a string is sent as that text, anything else as its JSON text. None:
+    /// the service's usual error JSON.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// The reply's content type; by default `text/plain` for a string body, else
+    /// `application/json`.
+    #[serde(default)]
+    pub content_type: Option<String>,
 }
 
 fn unavailable() -> u16 {

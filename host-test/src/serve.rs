@@ -251,7 +251,13 @@ pub fn cli(args: &[String]) -> Result<bool> {
     println!("  Graph           {base}/graph/v1.0/…");
     println!("  ZenQMS          {base}/zenqms  (use it as zenqms_base_url)");
     println!("  clock: real time (the scenario's `now` is not used)");
-    let world = server.run(&bound, |line| println!("{line}"))?;
+    // The request lines come from whoever calls the server: printed escaped and capped.
+    let world = server.run(&bound, |line| {
+        println!(
+            "{}",
+            crate::report::shown(line, entra_zenqms::escape::MESSAGE_CAP)
+        )
+    })?;
     println!(
         "Stopped after {} requests; {} ZenQMS users",
         world.stats.requests,

@@ -79,8 +79,10 @@ pub struct World {
     pub webhook: Option<Webhook>,
     /// Handshakes performed (count), for tests.
     pub validations: u64,
-    /// A ZenQMS write outage: the next `count` writes answer `status`.
-    pub zenqms_outage: Option<(u16, u32)>,
+    /// A ZenQMS write outage: the next writes get its reply.
+    pub zenqms_outage: Option<Outage>,
+    /// A token endpoint outage: the next token requests get its reply.
+    pub token_outage: Option<Outage>,
     /// Cost of the calls made in this world so far.
     pub metrics: Metrics,
     /// Injected faults, when the scenario asks for them.
@@ -88,6 +90,43 @@ pub struct World {
     /// Test hook: rewrite Graph's `@odata.nextLink`s to point at this origin (a hostile or
     /// broken Graph), to show the component will not follow them with its token.
     pub rewrite_next_links: Option<String>,
+}
+
+/// A canned failure (`fail_writes`, `fail_token`): the next `left` requests it applies to answer
+/// `status` with `body` (the service's usual error JSON when none is given).
+#[derive(Debug, Clone)]
+pub struct Outage {
+    pub status: u16,
+    pub left: u32,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl Outage {
+    /// From a scenario step: a string body is sent as text, anything else as its JSON text.
+    pub fn new(spec: &crate::scenario::FailWrites, default_body: serde_json::Value) -> Self {
+        let (content_type, body) = match &spec.body {
+            Some(serde_json::Value::String(text)) => ("text/plain", text.clone().into_bytes()),
+            Some(other) => ("application/json", other.to_string().into_bytes()),
+            None => ("application/json", default_body.to_string().into_bytes()),
+        };
+        Outage {
+            status: spec.status,
+            left: spec.count,
+            content_type: spec.content_type.as_deref().unwrap_or(content_type).into(),
+            body,
+        }
+    }
+
+    /// The reply for one more request, while the outage lasts.
+    pub fn take(&mut self) -> Option<HttpResponse> {
+        self.left = self.left.checked_sub(1)?;
+        Some(HttpResponse {
+            status: self.status,
+            headers: vec![("content-type".into(), self.content_type.clone())],
+            body: self.body.clone(),
+        })
+    }
 }
 
 /// Host-side cost of the component's calls.
@@ -154,6 +193,7 @@ impl World {
             webhook: None,
             validations: 0,
             zenqms_outage: None,
+            token_outage: None,
             metrics: Metrics::default(),
             faults: scenario.faults.clone().map(Faults::new),
             rewrite_next_links: None,
@@ -280,6 +320,11 @@ impl World {
         {
             return Ok(refusal);
         }
+        if target == Some(Target::Login)
+            && let Some(refusal) = self.token_outage.as_mut().and_then(Outage::take)
+        {
+            return Ok(refusal);
+        }
         match target {
             Some(Target::Graph) if self.rewrite_next_links.is_some() => {
                 let mut resp = self.graph.handle(req, now);
@@ -345,18 +390,13 @@ impl World {
         None
     }
 
-    /// Answers a ZenQMS write with the outage's status while an outage lasts.
+    /// Answers a ZenQMS write with the outage's reply while an outage lasts.
     fn outage(&mut self, req: &HttpRequest) -> Option<HttpResponse> {
-        let (status, left) = self.zenqms_outage?;
         let is_write = req.method != "GET" && !req.url.contains("/v2/users/search");
-        if !is_write || left == 0 {
+        if !is_write {
             return None;
         }
-        self.zenqms_outage = Some((status, left - 1));
-        Some(HttpResponse::json(
-            status,
-            &serde_json::json!({"error": {"code": "unavailable", "message": "simulated outage"}}),
-        ))
+        self.zenqms_outage.as_mut()?.take()
     }
 
     /// Applies a scenario's change to the Entra tenant, stamped with the current virtual time.
@@ -374,6 +414,12 @@ impl World {
             EntraChange::DeleteGroup(id) => g.delete_group(id),
             EntraChange::ExpireDelta(_) => {
                 g.expire_delta();
+                Ok(())
+            }
+            EntraChange::FailToken(f) => {
+                let oauth = serde_json::json!({"error": "temporarily_unavailable",
+                    "error_description": "AADSTS50000: simulated outage"});
+                self.token_outage = Some(Outage::new(f, oauth));
                 Ok(())
             }
         }

@@ -78,8 +78,8 @@ fn invalid_configuration_lists_every_problem_and_sends_nothing() {
     for needle in [
         "missing key 'entra_client_secret'",
         "'entra_tenant_id' must be a GUID",
-        "'zenqms_base_url' is not a valid URL",
-        "group id 'sales' is not a GUID",
+        "'zenqms_base_url' is not a valid absolute URL",
+        "'role_mappings'[0].groups[0] is not a GUID",
         "4 problems",
     ] {
         assert!(err.contains(needle), "{needle} missing from {err}");
@@ -102,7 +102,7 @@ fn a_role_unknown_to_zenqms_fails_the_deploy_and_writes_nothing() {
     let r = run(scenario(vec![entra_user(1)], json!([]), vec![], mappings));
     let err = deploy_error(&r);
     assert!(
-        err.contains("names role 'r-nope', which ZenQMS does not have"),
+        err.contains("'role_mappings'[0] names a role id that ZenQMS does not have"),
         "{err}"
     );
     assert!(r.zenqms.users.is_empty());

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::platform::Method;
+use crate::platform::{Method, Response};
+use crate::upstream;
 
 /// Largest page `POST /v2/users/search` serves.
 pub const SEARCH_PAGE_SIZE: u32 = 100;
@@ -57,18 +58,6 @@ struct Roles {
 pub struct SearchPage {
     pub data: Vec<ZUser>,
     pub total: u64,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    #[serde(default)]
-    message: String,
 }
 
 /// A request before the client adds the base URL and credentials.
@@ -132,27 +121,37 @@ pub fn remove_roles(id: &str, roles: &[String]) -> Call {
 pub fn parse_roles(body: &[u8]) -> Result<Vec<Role>, String> {
     serde_json::from_slice::<Roles>(body)
         .map(|r| r.data)
-        .map_err(|e| format!("unexpected ZenQMS roles response: {e}"))
+        .map_err(|e| {
+            format!(
+                "unexpected ZenQMS roles response: {}",
+                upstream::json_problem(&e)
+            )
+        })
 }
 
 pub fn parse_search(body: &[u8]) -> Result<SearchPage, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected ZenQMS search response: {e}"))
+    serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "unexpected ZenQMS search response: {}",
+            upstream::json_problem(&e)
+        )
+    })
 }
 
 pub fn parse_user(body: &[u8]) -> Result<ZUser, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected ZenQMS user response: {e}"))
+    serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "unexpected ZenQMS user response: {}",
+            upstream::json_problem(&e)
+        )
+    })
 }
 
-/// `code: message` from a ZenQMS error body, or a short excerpt of whatever came back.
-pub fn error_text(body: &[u8]) -> String {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(e) if e.error.message.is_empty() => e.error.code,
-        Ok(e) => format!("{}: {}", e.error.code, e.error.message),
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            text.chars().take(200).collect()
-        }
-    }
+/// `code: message` from a ZenQMS error body (docs/zenqms-api.md, "Errors"), bounded; any other
+/// body is described by its content type and size only (it may echo the request's
+/// `Authorization` header). See [`upstream::describe`].
+pub fn error_text(resp: &Response) -> String {
+    upstream::describe(resp)
 }
 
 #[cfg(test)]
@@ -169,10 +168,26 @@ mod tests {
     }
 
     #[test]
-    fn error_text_prefers_the_documented_shape() {
-        let body = br#"{"error":{"code":"email_taken","message":"in use"}}"#;
-        assert_eq!(error_text(body), "email_taken: in use");
-        assert_eq!(error_text(b"<html>"), "<html>");
+    fn error_text_keeps_the_documented_shape_only() {
+        let json = |b: &str| Response::text(409, "application/json", b.as_bytes().to_vec());
+        let body = r#"{"error":{"code":"email_taken","message":"in use"}}"#;
+        assert_eq!(error_text(&json(body)), "email_taken: in use");
+        let echo = "<html>Authorization: Bearer zq-api-token</html>";
+        let html = Response::text(400, "text/html", echo.as_bytes().to_vec());
+        assert_eq!(
+            error_text(&html),
+            format!("no error details (text/html, {} bytes)", echo.len())
+        );
+    }
+
+    #[test]
+    fn unexpected_answers_are_described_without_quoting_them() {
+        let e = parse_user(br#"{"id": 5, "email": "Bearer zq-api-token"}"#).unwrap_err();
+        assert!(!e.contains("zq-api-token"), "{e}");
+        assert!(
+            e.starts_with("unexpected ZenQMS user response: unexpected JSON shape"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub struct Zenqms<'a> {
 }
 
 impl<'a> Zenqms<'a> {
+    /// A client for the configured ZenQMS; its API token is registered as the call's secret.
     pub fn new(platform: &'a dyn Platform, config: &Config) -> Self {
+        platform.add_secret(config.zenqms_api_token.expose());
         Zenqms {
             platform,
             base_url: config.zenqms_base_url.clone(),
@@ -76,7 +78,7 @@ impl<'a> Zenqms<'a> {
         if resp.is_success() {
             return Ok(resp.body);
         }
-        let mut f = Failure::status("ZenQMS", resp.status, &api::error_text(&resp.body));
+        let mut f = Failure::status("ZenQMS", resp.status, &api::error_text(&resp));
         if resp.status == 401 {
             f.message.push_str(" (check zenqms_api_token)");
         }
@@ -187,7 +189,7 @@ impl<'a> Zenqms<'a> {
             }
             Ok(resp) => Err(WriteError {
                 status: Some(resp.status),
-                message: api::error_text(&resp.body),
+                message: api::error_text(&resp),
             }),
         }
     }

@@ -279,8 +279,18 @@ impl log::Host for LiveState {
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        let text: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("{level:<5} {message} {}", text.join(" "));
+        // Printed escaped and capped, whatever the component sent (report::shown).
+        use crate::report::shown;
+        use entra_zenqms::escape::{FIELD_CAP, KEY_CAP, MESSAGE_CAP};
+        let text: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", shown(k, KEY_CAP), shown(v, FIELD_CAP)))
+            .collect();
+        println!(
+            "{level:<5} {} {}",
+            shown(&message, MESSAGE_CAP),
+            text.join(" ")
+        );
         self.logs.push(LogLine {
             level: level.into(),
             message,

@@ -1,0 +1,250 @@
+//! What the component logs and returns is safe to show (issue 11, sections 2, 3 and 5), through
+//! wasmtime: hostile Entra fields, webhook fields and upstream error bodies cannot forge a log
+//! line, flood it or carry a secret out; the validation handshake answers POST only.
+
+mod common;
+
+use common::*;
+use entra_zenqms::escape::{FIELD_CAP, MESSAGE_CAP, must_escape};
+use host_test::report::{self, Report};
+use host_test::runner::Runner;
+use host_test::runtime::Runtime;
+use host_test::scenario::Scenario;
+use serde_json::{Value, json};
+
+fn runner(s: &Value) -> Runner {
+    Runner::new(
+        Runtime::shared(),
+        Scenario::from_json(&s.to_string()).unwrap(),
+    )
+}
+
+/// Every log line, summary and error of the run is escaped and within the caps.
+fn assert_displayable(r: &Report) {
+    let raw = |t: &str| t.chars().find(|c| must_escape(*c));
+    for s in &r.steps {
+        for l in &s.logs {
+            assert_eq!(raw(&l.message), None, "raw character in {:?}", l.message);
+            assert!(l.message.chars().count() <= MESSAGE_CAP);
+            for (k, v) in &l.fields {
+                assert_eq!(raw(k), None, "raw character in key {k:?}");
+                assert_eq!(raw(v), None, "raw character in {k}={v:?}");
+                assert!(v.chars().count() <= FIELD_CAP, "{k} is {} long", v.len());
+            }
+        }
+        for text in s.summary.iter().chain(&s.error) {
+            assert_eq!(raw(text), None, "raw character in {text:?}");
+        }
+    }
+}
+
+/// Each value in `secrets` is absent from every log line, summary, error and state of the run.
+fn assert_no_secret(states: &[String], report: &Report, secrets: &[&str]) {
+    let text = serde_json::to_string(report).unwrap();
+    for s in secrets {
+        assert!(!text.contains(s), "{s} leaked into the report");
+        for state in states {
+            assert!(!state.contains(s), "{s} leaked into the state");
+        }
+    }
+    assert!(!text.contains("Bearer "), "an Authorization value leaked");
+}
+
+/// Entra fields with line breaks, ANSI escapes, bidi overrides, separators and C1 controls.
+fn hostile_users() -> Vec<Value> {
+    let mut users: Vec<Value> = (1..=6).map(entra_user).collect();
+    users[0]["jobTitle"] =
+        json!("QA\ninfo  ZenQMS user deactivated zenqms_id=u-ceo cause=notification");
+    users[1]["givenName"] = json!("\u{1b}[2J\u{1b}[HEve");
+    users[2]["surname"] = json!("Smith\u{202e}nimda");
+    users[3]["jobTitle"] = json!("Lead\u{2028}error deploy failed\u{2029}\r\n");
+    users[4]["givenName"] = json!("C1\u{85}\u{9b}31m\u{7f}");
+    users[5]["jobTitle"] = json!("T".repeat(100_000));
+    // Incomplete: skipped, and the skip line names its UPN.
+    let mut skipped = entra_user(7);
+    skipped["givenName"] = json!(null);
+    skipped["userPrincipalName"] =
+        json!("x@contoso.com\nwarn  ZenQMS user deactivated zenqms_id=u-ceo\u{1b}[2J");
+    users.push(skipped);
+    users
+}
+
+#[test]
+fn hostile_entra_fields_are_escaped_and_capped_in_every_log_line() {
+    let s = scenario(hostile_users(), json!([]), vec![], json!([]));
+    let report = runner(&s).run(|_| {});
+    assert_ok(&report);
+    assert_displayable(&report);
+    // The forged text is there, visibly escaped, inside the real line's field.
+    let text = log_text(&report);
+    assert!(
+        text.contains("QA\\ninfo  ZenQMS user deactivated"),
+        "{text}"
+    );
+    assert!(text.contains("Lead\\u{2028}error deploy failed"), "{text}");
+    assert!(
+        text.contains(
+            "upn=x@contoso.com\\nwarn  ZenQMS user deactivated zenqms_id=u-ceo\\u{1b}[2J"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Smith\\u{202e}nimda"));
+    assert!(text.contains("…[+"), "the 100,000-character title is cut");
+    // No line claims a deactivation that did not happen.
+    assert!(
+        report
+            .steps
+            .iter()
+            .flat_map(|s| &s.logs)
+            .all(|l| l.message != "ZenQMS user deactivated")
+    );
+}
+
+#[test]
+fn replay_prints_a_100000_character_title_without_panicking() {
+    let s = scenario(hostile_users(), json!([]), vec![], json!([]));
+    let report = runner(&s).run(|_| {});
+    let mut printed = String::new();
+    for step in &report.steps {
+        printed.push_str(&report::describe_step(step, true));
+    }
+    printed.push_str(&report::describe_end(&report));
+    // The ZenQMS user really has the long title: the table had to cope with it.
+    assert!(report.zenqms.users.iter().any(|u| u.title.len() == 100_000));
+    for line in printed.lines() {
+        assert!(line.chars().count() < 4_000, "a line of {}", line.len());
+        assert!(!line.chars().any(must_escape), "raw character in {line:?}");
+    }
+    // One line per row: the title's newline did not split a row.
+    assert!(!printed.contains("\ninfo  ZenQMS user deactivated"));
+}
+
+#[test]
+fn hostile_webhook_fields_are_escaped_in_the_rejection_lines() {
+    let mut s = scenario(vec![entra_user(1)], json!([]), vec![], json!([]));
+    s["steps"] = json!([
+        {"deploy": {}},
+        {"webhook": {"body": {"value": [
+            {"subscriptionId": "x\nerror ZenQMS user deactivated", "clientState": "c",
+             "tenantId": "t\u{2029}", "resource": "Users/\u{1b}]0;owned\u{7}", "changeType": "updated"},
+            {"subscriptionId": "\u{202e}evil", "tenantId": "\u{2066}", "resource": "Groups/\u{85}"},
+        ]}}},
+    ]);
+    let report = runner(&s).run(|_| {});
+    assert_ok(&report);
+    assert_displayable(&report);
+}
+
+#[test]
+fn a_zenqms_html_error_echoing_the_authorization_header_leaks_nothing() {
+    let mut s = scenario(
+        vec![entra_user(1), entra_user(2)],
+        json!([]),
+        vec![],
+        json!([]),
+    );
+    let html = format!(
+        "<html><body><h1>400 Bad Request</h1><pre>POST /v2/users HTTP/1.1\r\nAuthorization: Bearer {API_TOKEN}\r\n</pre></body></html>"
+    );
+    s["steps"] = json!([
+        {"zenqms": {"fail_writes": {"status": 400, "count": 2, "content_type": "text/html", "body": html}}},
+        {"deploy": {}},
+    ]);
+    let mut r = runner(&s);
+    let records = r.run_steps(|_| {});
+    let states = r.state_history.clone();
+    let report = r.report(records);
+    assert_no_secret(&states, &report, &[API_TOKEN, SECRET]);
+    assert_displayable(&report);
+    // What is left: the status and the content type.
+    let text = log_text(&report);
+    assert!(text.contains("400"), "{text}");
+    assert!(text.contains("text/html"), "{text}");
+}
+
+#[test]
+fn a_zenqms_json_error_message_carrying_the_token_is_scrubbed() {
+    let mut s = scenario(vec![entra_user(1)], json!([]), vec![], json!([]));
+    let body = json!({"error": {"code": "invalid_request",
+        "message": format!("token {API_TOKEN} is not allowed\nerror deploy failed")}});
+    s["steps"] = json!([
+        {"zenqms": {"fail_writes": {"status": 400, "count": 1, "body": body}}},
+        {"deploy": {}},
+    ]);
+    let mut r = runner(&s);
+    let records = r.run_steps(|_| {});
+    let report = r.report(records);
+    let text = log_text(&report);
+    assert!(!text.contains(API_TOKEN), "{text}");
+    assert!(text.contains("invalid_request"), "{text}");
+    assert!(text.contains("[redacted]"), "{text}");
+    assert_displayable(&report);
+}
+
+#[test]
+fn a_token_error_description_carrying_the_secret_leaks_nothing() {
+    for body in [
+        json!({"error": "invalid_client",
+            "error_description": format!("AADSTS7000215: Invalid client secret provided: '{SECRET}'.\r\nTrace ID: 1")}),
+        json!(format!("<html>client_secret={SECRET}</html>")),
+    ] {
+        let mut s = scenario(vec![entra_user(1)], json!([]), vec![], json!([]));
+        s["steps"] = json!([
+            {"entra": {"fail_token": {"status": 401, "count": 1, "body": body}}},
+            {"deploy": {}},
+        ]);
+        s["expect"] = json!({"errors": [{"step": 1, "contains": "401"}]});
+        let mut r = runner(&s);
+        let records = r.run_steps(|_| {});
+        let states = r.state_history.clone();
+        let err = records[1].error.clone().expect("the deploy fails");
+        let report = r.report(records);
+        assert!(!err.contains(SECRET), "{err}");
+        assert_no_secret(&states, &report, &[SECRET, API_TOKEN]);
+        assert_displayable(&report);
+        if body.is_object() {
+            assert!(err.contains("AADSTS7000215"), "{err}");
+            assert!(err.contains("invalid_client"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn the_validation_handshake_answers_post_only_with_nosniff() {
+    let mut s = scenario(vec![entra_user(1)], json!([]), vec![], json!([]));
+    let token = "<script>alert(1)</script>";
+    let q = format!("validationToken={}", "%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    s["steps"] = json!([
+        {"webhook": {"method": "GET", "query": q}},
+        {"webhook": {"method": "DELETE", "query": q}},
+        {"webhook": {"method": "POST", "query": q}},
+    ]);
+    let report = runner(&s).run(|_| {});
+    for i in 0..2 {
+        let r = report.steps[i].response.as_ref().unwrap();
+        assert_eq!(r.status, 405, "step {i}");
+        assert!(!r.body.contains(token), "step {i} echoed the token");
+    }
+    let r = report.steps[2].response.as_ref().unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, token));
+    assert_eq!(
+        r.headers.get("x-content-type-options").map(String::as_str),
+        Some("nosniff")
+    );
+}
+
+#[test]
+fn a_secret_pasted_into_another_key_is_not_echoed() {
+    let mut s = scenario(vec![entra_user(1)], json!([]), vec![], json!([]));
+    s["instance"]["config"]["entra_client_id"] = json!(SECRET);
+    s["instance"]["config"]["max_deactivations"] = json!(API_TOKEN);
+    s["expect"] = json!({"errors": [{"step": 0, "contains": "entra_client_id"}]});
+    let mut r = runner(&s);
+    let records = r.run_steps(|_| {});
+    let err = records[0].error.clone().expect("the deploy fails");
+    assert!(err.contains("max_deactivations"), "{err}");
+    let report = r.report(records);
+    assert!(report.expect.ok, "{:?}", report.expect.failures);
+    let text = serde_json::to_string(&report).unwrap();
+    assert!(!text.contains(SECRET) && !text.contains(API_TOKEN), "{err}");
+}

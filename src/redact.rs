@@ -1,0 +1,89 @@
+//! The last filter before text leaves the component: every configured secret and every access
+//! token issued in the call, registered with [`crate::platform::Platform::add_secret`], is
+//! replaced by [`REDACTED`] in every log line, failure message and summary.
+//!
+//! Registered forms of a secret: as it is, percent-encoded (as it travels in the token request's
+//! form body; also with `~` encoded and with `+` for a space, as other encoders write it) and
+//! JSON-escaped (as a JSON error body would echo it). Longer secrets are replaced
+//! first, so a secret that contains another disappears whole.
+
+use std::cell::RefCell;
+
+use crate::url::encode;
+
+/// What a secret is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// The secrets of one call.
+#[derive(Debug, Default)]
+pub struct Secrets(RefCell<Vec<String>>);
+
+impl Secrets {
+    /// Registers `secret` (surrounding whitespace ignored; an empty one is ignored).
+    pub fn add(&self, secret: &str) {
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return;
+        }
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let json = json.trim_matches('"').to_string();
+        let encoded = encode(secret);
+        let forms = [
+            secret.to_string(),
+            encoded.replace('~', "%7E"),
+            encoded.replace("%20", "+"),
+            encoded,
+            json,
+        ];
+        let mut list = self.0.borrow_mut();
+        for form in forms {
+            if !form.is_empty() && !list.contains(&form) {
+                list.push(form);
+            }
+        }
+        list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// `text` with every registered secret replaced by [`REDACTED`].
+    pub fn scrub(&self, text: &str) -> String {
+        let list = self.0.borrow();
+        let mut out = text.to_string();
+        for s in list.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+
+    /// True when nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.0.borrow().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_of_every_secret_is_replaced() {
+        let s = Secrets::default();
+        s.add("client-secret~Zx9/te st+");
+        s.add("  ");
+        s.add("eyJ0eXAi.token\"quoted");
+        let text = "a client-secret~Zx9/te st+ b client-secret%7EZx9%2Fte%20st%2B \
+                    c {\"t\":\"eyJ0eXAi.token\\\"quoted\"} d eyJ0eXAi.token\"quoted";
+        let out = s.scrub(text);
+        assert_eq!(out.matches(REDACTED).count(), 4, "{out}");
+        assert!(!out.contains("Zx9") && !out.contains("eyJ0"), "{out}");
+    }
+
+    #[test]
+    fn a_secret_inside_another_goes_whole() {
+        let s = Secrets::default();
+        s.add("abcdef");
+        s.add("xxabcdefyy");
+        assert_eq!(s.scrub("[xxabcdefyy]"), "[[redacted]]");
+    }
+}
