@@ -394,6 +394,100 @@ mod tests {
         assert_eq!(c.zenqms_base_url, "http://127.0.0.1:8088");
     }
 
+    /// Plain http only for loopback: a host that is an IP address in 127.0.0.0/8 or `::1`
+    /// (written plainly), or exactly `localhost`. Everything else of the kind is refused with
+    /// an error that names the key and never echoes the value.
+    #[test]
+    fn plain_http_only_for_loopback_and_the_value_never_echoed() {
+        for ok in [
+            "http://127.0.0.1:8088",
+            "http://127.255.3.4/zenqms",
+            "http://localhost:9000",
+            "http://LOCALHOST:9000/",
+            "http://[::1]:8080",
+            "https://acme.zenqms.com/",
+            "https://public-api.zenqms.com",
+        ] {
+            assert!(
+                parse(&pairs(&[("zenqms_base_url", ok)])).is_ok(),
+                "{ok} refused"
+            );
+        }
+        for bad in [
+            "http://127.attacker.example",
+            "http://127.0.0.1.nip.io",
+            "http://localhost.evil.example",
+            "http://localhost@evil.example",
+            "http://127.0.0.1@evil.example",
+            "http://evil.example@localhost",
+            "http://localhost:8080@evil.example",
+            "http://user:pass@localhost",
+            "https://user:pass@acme.zenqms.com",
+            "http://0x7f.1",
+            "http://127.1",
+            "http://2130706433",
+            "http://0177.0.0.1",
+            "http://127.000.000.001",
+            "http://loc%61lhost",
+            "http://127.0.0.1%2eevil.example",
+            "http://localhost.",
+            "http://127.0.0.1.",
+            "http://[::ffff:127.0.0.1]",
+            "http://[0:0:0:0:0:0:0:1]",
+            "http://[::1].evil.example",
+            "http://127.0.0.1\\@evil.example",
+            "http:\\\\localhost",
+            "http:/localhost",
+            "http:localhost",
+            "http://127.0.0.1 .evil.example",
+            "http://127.0.0.1\t.evil.example",
+            "http://127.0.0.1\n.evil.example",
+            "http://\u{ff4c}ocalhost",
+            "http://127.0.0.1#@evil.example",
+            "http://127.0.0.1?@evil.example",
+            "http://acme.zenqms.com",
+            "ftp://localhost",
+            "javascript:alert(1)",
+            "//localhost",
+        ] {
+            let e = parse(&pairs(&[("zenqms_base_url", bad)])).unwrap_err();
+            let text = e.to_string();
+            assert_eq!(e.0.len(), 1, "{bad}: {text}");
+            assert!(text.contains("'zenqms_base_url'"), "{bad}: {text}");
+            assert!(
+                !text.contains("evil") && !text.contains("attacker") && !text.contains(bad),
+                "{bad}: value echoed in {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn zenqms_environment_maps_to_the_documented_hosts() {
+        let without = |extra: &[(&str, &str)]| {
+            let mut p = pairs(extra);
+            p.retain(|(k, _)| k != "zenqms_base_url");
+            parse(&p)
+        };
+        let c = without(&[]).unwrap();
+        assert_eq!(c.zenqms_base_url, "https://public-api.zenqms.com");
+        let c = without(&[("zenqms_environment", "production")]).unwrap();
+        assert_eq!(c.zenqms_base_url, "https://public-api.zenqms.com");
+        let c = without(&[("zenqms_environment", " Sandbox ")]).unwrap();
+        assert_eq!(c.zenqms_base_url, "https://public-api-sandbox.zenqms.com");
+        // The override wins (test servers; every scenario that sets it keeps working).
+        let c = parse(&pairs(&[("zenqms_environment", "sandbox")])).unwrap();
+        assert_eq!(c.zenqms_base_url, "https://acme.zenqms.com");
+        for bad in ["staging", "https://app.zenqms.com", "PRODUCTIONS"] {
+            let e = without(&[("zenqms_environment", bad)]).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains("'zenqms_environment' must be production or sandbox")
+                    && !text.contains(bad),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn deactivation_limit_defaults_to_ten_percent_at_least_ten() {
         let c = parse(&pairs(&[])).unwrap();
