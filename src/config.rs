@@ -14,6 +14,7 @@ pub const KEYS: &[&str] = &[
     "entra_tenant_id",
     "entra_client_id",
     "entra_client_secret",
+    "zenqms_environment",
     "zenqms_base_url",
     "zenqms_api_token",
     "role_mappings",
@@ -21,6 +22,30 @@ pub const KEYS: &[&str] = &[
     "allow_mass_deactivation",
     "dry_run",
 ];
+
+/// ZenQMS's public API, production and sandbox (ZenQMS help center, "ZenQMS API
+/// Configuration"; docs/zenqms-api.md). The API token goes here unless `zenqms_base_url`
+/// overrides it.
+pub const ZENQMS_PRODUCTION_API: &str = "https://public-api.zenqms.com";
+pub const ZENQMS_SANDBOX_API: &str = "https://public-api-sandbox.zenqms.com";
+
+/// The config key `zenqms_environment`: which documented ZenQMS API the token goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ZenqmsEnvironment {
+    #[default]
+    Production,
+    Sandbox,
+}
+
+impl ZenqmsEnvironment {
+    /// The environment's API base URL, without a trailing slash.
+    pub fn api_base(self) -> &'static str {
+        match self {
+            ZenqmsEnvironment::Production => ZENQMS_PRODUCTION_API,
+            ZenqmsEnvironment::Sandbox => ZENQMS_SANDBOX_API,
+        }
+    }
+}
 
 /// A credential. `Debug` is redacted so it cannot slip into a log line or an error by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -57,8 +82,12 @@ pub struct Config {
     pub tenant_id: String,
     pub client_id: String,
     pub client_secret: Secret,
-    /// Without a trailing slash.
+    pub zenqms_environment: ZenqmsEnvironment,
+    /// Where ZenQMS requests go, without a trailing slash: the environment's API, or the
+    /// `zenqms_base_url` override (https, or plain http to loopback).
     pub zenqms_base_url: String,
+    /// True when `zenqms_base_url` set the base.
+    pub zenqms_base_overridden: bool,
     pub zenqms_api_token: Secret,
     pub role_mappings: Vec<RoleMapping>,
     /// Most deactivations one run may make; none: 10% of linked users, at least 10.
@@ -70,6 +99,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// The warning a deploy logs when `zenqms_base_url` sends the API token to a host that is
+    /// neither one of ZenQMS's documented API hosts nor loopback (it names that host).
+    pub fn base_url_warning(&self) -> Option<String> {
+        let url = Url::parse(&self.zenqms_base_url).ok()?;
+        let documented =
+            [ZENQMS_PRODUCTION_API, ZENQMS_SANDBOX_API].contains(&url.origin().as_str());
+        (self.zenqms_base_overridden && !documented && !url.is_loopback()).then(|| {
+            format!(
+                "zenqms_base_url sends the ZenQMS API token to {}, an undocumented host (ZenQMS documents public-api.zenqms.com and public-api-sandbox.zenqms.com)",
+                url.host
+            )
+        })
+    }
+
     /// Every group id named by a mapping, deduplicated and sorted.
     pub fn mapped_groups(&self) -> Vec<String> {
         let set: BTreeSet<&String> = self.role_mappings.iter().flat_map(|m| &m.groups).collect();
@@ -158,7 +201,6 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
     let tenant_id = required("entra_tenant_id").to_ascii_lowercase();
     let client_id = required("entra_client_id").to_ascii_lowercase();
     let client_secret = Secret::new(required("entra_client_secret"));
-    let base_url = required("zenqms_base_url");
     let zenqms_api_token = Secret::new(required("zenqms_api_token"));
 
     for (key, value) in [
@@ -171,15 +213,23 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             ));
         }
     }
-    let zenqms_base_url = if base_url.is_empty() {
-        String::new()
-    } else {
-        match check_base_url(&base_url) {
-            Ok(url) => url,
-            Err(why) => {
-                problems.push(format!("'zenqms_base_url' {why}"));
-                String::new()
-            }
+    let zenqms_environment = match get("zenqms_environment").map(|v| v.to_ascii_lowercase()) {
+        None => ZenqmsEnvironment::Production,
+        Some(v) if v == "production" => ZenqmsEnvironment::Production,
+        Some(v) if v == "sandbox" => ZenqmsEnvironment::Sandbox,
+        Some(_) => {
+            problems.push("'zenqms_environment' must be production or sandbox".into());
+            ZenqmsEnvironment::Production
+        }
+    };
+    let base_url = get("zenqms_base_url");
+    let zenqms_base_overridden = base_url.is_some();
+    let zenqms_base_url = match base_url.as_deref().map(check_base_url) {
+        None => zenqms_environment.api_base().to_string(),
+        Some(Ok(url)) => url,
+        Some(Err(why)) => {
+            problems.push(format!("'zenqms_base_url' {why}"));
+            String::new()
         }
     };
     let role_mappings = match get("role_mappings") {
@@ -210,7 +260,9 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             tenant_id,
             client_id,
             client_secret,
+            zenqms_environment,
             zenqms_base_url,
+            zenqms_base_overridden,
             zenqms_api_token,
             role_mappings,
             max_deactivations,
@@ -222,10 +274,15 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// The override's base (origin and path, no trailing slash). Plain http only to loopback.
+/// Errors never repeat the value (it might be a pasted secret).
 fn check_base_url(text: &str) -> Result<String, String> {
-    let url = Url::parse(text).map_err(|e| format!("is not a valid URL ({e})"))?;
+    let url = Url::parse(text).map_err(|e| format!("is not a valid URL: it {e}"))?;
     if url.scheme != "https" && !url.is_loopback() {
-        return Err("must use https".into());
+        return Err(
+            "must use https (plain http only to a loopback test server: 127.x.x.x, [::1] or localhost)"
+                .into(),
+        );
     }
     if url.query.is_some() {
         return Err("must not have a query string".into());
