@@ -501,7 +501,7 @@ mod tests {
             for key in ["@odata.nextLink", "@odata.deltaLink"] {
                 let p = scripted(vec![ok(json!({"value": [], key: bad}))]);
                 let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
-                let f = graph.delta_round(&link, u64::MAX).err().expect("refused");
+                let f = graph.delta_round(&link, u64::MAX).expect_err("refused");
                 assert_refused(&f, &bad, key, named);
                 assert_eq!(p.sent.borrow().len(), 1);
             }
@@ -513,14 +513,14 @@ mod tests {
                 good,
             ]);
             let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
-            let f = graph.delta_latest().err().expect("refused");
+            let f = graph.delta_latest().expect_err("refused");
             assert_refused(&f, &bad, "@odata.deltaLink", named);
         }
         // The users round's link may not continue another resource.
         let p = scripted(vec![ok(json!({"value": [],
             "@odata.deltaLink": format!("{GRAPH_BASE}/groups/delta?$deltatoken=z")}))]);
         let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
-        let f = graph.delta_round(&link, u64::MAX).err().expect("refused");
+        let f = graph.delta_round(&link, u64::MAX).expect_err("refused");
         assert_refused(&f, "groups", "@odata.deltaLink", "/v1.0/users/delta");
     }
 
@@ -535,7 +535,7 @@ mod tests {
         ]}))]);
         let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
         let groups = vec!["g0".to_string(), "g1".into(), "g2".into()];
-        let f = graph.transitive_members(&groups).err().expect("refused");
+        let f = graph.transitive_members(&groups).expect_err("refused");
         assert_refused(&f, "batch", "@odata.nextLink", "U+000D");
         assert_eq!(p.sent.borrow().len(), 1, "nothing followed");
         // g2's link continues g1's listing: refused too.
@@ -546,7 +546,7 @@ mod tests {
                 "@odata.nextLink": "https://graph.microsoft.com/v1.0/groups/g1/transitiveMembers?$skiptoken=b"}},
         ]}))]);
         let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
-        let f = graph.transitive_members(&groups).err().expect("refused");
+        let f = graph.transitive_members(&groups).expect_err("refused");
         assert_refused(
             &f,
             "batch",
