@@ -15,6 +15,7 @@ pub const KEYS: &[&str] = &[
     "entra_tenant_id",
     "entra_client_id",
     "entra_client_secret",
+    "zenqms_environment",
     "zenqms_base_url",
     "zenqms_api_token",
     "role_mappings",
@@ -33,6 +34,30 @@ pub fn register_secrets(pairs: &[(String, String)], p: &dyn Platform) {
     for (k, v) in pairs {
         if SECRET_KEYS.contains(&k.as_str()) {
             p.add_secret(v);
+        }
+    }
+}
+
+/// ZenQMS's public API, production and sandbox (ZenQMS help center, "ZenQMS API
+/// Configuration"; docs/zenqms-api.md). The API token goes here unless `zenqms_base_url`
+/// overrides it.
+pub const ZENQMS_PRODUCTION_API: &str = "https://public-api.zenqms.com";
+pub const ZENQMS_SANDBOX_API: &str = "https://public-api-sandbox.zenqms.com";
+
+/// The config key `zenqms_environment`: which documented ZenQMS API the token goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ZenqmsEnvironment {
+    #[default]
+    Production,
+    Sandbox,
+}
+
+impl ZenqmsEnvironment {
+    /// The environment's API base URL, without a trailing slash.
+    pub fn api_base(self) -> &'static str {
+        match self {
+            ZenqmsEnvironment::Production => ZENQMS_PRODUCTION_API,
+            ZenqmsEnvironment::Sandbox => ZENQMS_SANDBOX_API,
         }
     }
 }
@@ -72,8 +97,12 @@ pub struct Config {
     pub tenant_id: String,
     pub client_id: String,
     pub client_secret: Secret,
-    /// Without a trailing slash.
+    pub zenqms_environment: ZenqmsEnvironment,
+    /// Where ZenQMS requests go, without a trailing slash: the environment's API, or the
+    /// `zenqms_base_url` override (https, or plain http to loopback).
     pub zenqms_base_url: String,
+    /// True when `zenqms_base_url` set the base.
+    pub zenqms_base_overridden: bool,
     pub zenqms_api_token: Secret,
     pub role_mappings: Vec<RoleMapping>,
     /// Most deactivations one run may make; none: 10% of linked users, at least 10.
@@ -89,6 +118,20 @@ impl Config {
     pub fn register_secrets(&self, p: &dyn Platform) {
         p.add_secret(self.client_secret.expose());
         p.add_secret(self.zenqms_api_token.expose());
+    }
+
+    /// The warning a deploy logs when `zenqms_base_url` sends the API token to a host that is
+    /// neither one of ZenQMS's documented API hosts nor loopback (it names that host).
+    pub fn base_url_warning(&self) -> Option<String> {
+        let url = Url::parse(&self.zenqms_base_url).ok()?;
+        let documented =
+            [ZENQMS_PRODUCTION_API, ZENQMS_SANDBOX_API].contains(&url.origin().as_str());
+        (self.zenqms_base_overridden && !documented && !url.is_loopback()).then(|| {
+            format!(
+                "zenqms_base_url sends the ZenQMS API token to {}, an undocumented host (ZenQMS documents public-api.zenqms.com and public-api-sandbox.zenqms.com)",
+                url.host
+            )
+        })
     }
 
     /// Every group id named by a mapping, deduplicated and sorted.
@@ -180,7 +223,6 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
     let tenant_id = required("entra_tenant_id").to_ascii_lowercase();
     let client_id = required("entra_client_id").to_ascii_lowercase();
     let client_secret = Secret::new(required("entra_client_secret"));
-    let base_url = required("zenqms_base_url");
     let zenqms_api_token = Secret::new(required("zenqms_api_token"));
 
     for (key, value) in [
@@ -194,15 +236,23 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             ));
         }
     }
-    let zenqms_base_url = if base_url.is_empty() {
-        String::new()
-    } else {
-        match check_base_url(&base_url) {
-            Ok(url) => url,
-            Err(why) => {
-                problems.push(format!("'zenqms_base_url' {why}"));
-                String::new()
-            }
+    let zenqms_environment = match get("zenqms_environment").map(|v| v.to_ascii_lowercase()) {
+        None => ZenqmsEnvironment::Production,
+        Some(v) if v == "production" => ZenqmsEnvironment::Production,
+        Some(v) if v == "sandbox" => ZenqmsEnvironment::Sandbox,
+        Some(_) => {
+            problems.push("'zenqms_environment' must be production or sandbox".into());
+            ZenqmsEnvironment::Production
+        }
+    };
+    let base_url = get("zenqms_base_url");
+    let zenqms_base_overridden = base_url.is_some();
+    let zenqms_base_url = match base_url.as_deref().map(check_base_url) {
+        None => zenqms_environment.api_base().to_string(),
+        Some(Ok(url)) => url,
+        Some(Err(why)) => {
+            problems.push(format!("'zenqms_base_url' {why}"));
+            String::new()
         }
     };
     let role_mappings = match get("role_mappings") {
@@ -235,7 +285,9 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             tenant_id,
             client_id,
             client_secret,
+            zenqms_environment,
             zenqms_base_url,
+            zenqms_base_overridden,
             zenqms_api_token,
             role_mappings,
             max_deactivations,
@@ -247,16 +299,15 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// The override's base (origin and path, no trailing slash). Plain http only to loopback.
+/// Errors never repeat the value (it might be a pasted secret).
 fn check_base_url(text: &str) -> Result<String, String> {
-    // The parser's reason may quote the text: not shown.
-    let url = Url::parse(text).map_err(|_| {
-        format!(
-            "is not a valid absolute URL like https://host[:port][/path] ({})",
-            shape(text)
-        )
-    })?;
+    let url = Url::parse(text).map_err(|e| format!("is not a valid URL: it {e}"))?;
     if url.scheme != "https" && !url.is_loopback() {
-        return Err("must use https".into());
+        return Err(
+            "must use https (plain http only to a loopback test server: 127.x.x.x, [::1] or localhost)"
+                .into(),
+        );
     }
     if url.query.is_some() {
         return Err("must not have a query string".into());
@@ -470,6 +521,100 @@ mod tests {
     fn loopback_http_allowed_for_local_testing() {
         let c = parse(&pairs(&[("zenqms_base_url", "http://127.0.0.1:8088")])).unwrap();
         assert_eq!(c.zenqms_base_url, "http://127.0.0.1:8088");
+    }
+
+    /// Plain http only for loopback: a host that is an IP address in 127.0.0.0/8 or `::1`
+    /// (written plainly), or exactly `localhost`. Everything else of the kind is refused with
+    /// an error that names the key and never echoes the value.
+    #[test]
+    fn plain_http_only_for_loopback_and_the_value_never_echoed() {
+        for ok in [
+            "http://127.0.0.1:8088",
+            "http://127.255.3.4/zenqms",
+            "http://localhost:9000",
+            "http://LOCALHOST:9000/",
+            "http://[::1]:8080",
+            "https://acme.zenqms.com/",
+            "https://public-api.zenqms.com",
+        ] {
+            assert!(
+                parse(&pairs(&[("zenqms_base_url", ok)])).is_ok(),
+                "{ok} refused"
+            );
+        }
+        for bad in [
+            "http://127.attacker.example",
+            "http://127.0.0.1.nip.io",
+            "http://localhost.evil.example",
+            "http://localhost@evil.example",
+            "http://127.0.0.1@evil.example",
+            "http://evil.example@localhost",
+            "http://localhost:8080@evil.example",
+            "http://user:pass@localhost",
+            "https://user:pass@acme.zenqms.com",
+            "http://0x7f.1",
+            "http://127.1",
+            "http://2130706433",
+            "http://0177.0.0.1",
+            "http://127.000.000.001",
+            "http://loc%61lhost",
+            "http://127.0.0.1%2eevil.example",
+            "http://localhost.",
+            "http://127.0.0.1.",
+            "http://[::ffff:127.0.0.1]",
+            "http://[0:0:0:0:0:0:0:1]",
+            "http://[::1].evil.example",
+            "http://127.0.0.1\\@evil.example",
+            "http:\\\\localhost",
+            "http:/localhost",
+            "http:localhost",
+            "http://127.0.0.1 .evil.example",
+            "http://127.0.0.1\t.evil.example",
+            "http://127.0.0.1\n.evil.example",
+            "http://\u{ff4c}ocalhost",
+            "http://127.0.0.1#@evil.example",
+            "http://127.0.0.1?@evil.example",
+            "http://acme.zenqms.com",
+            "ftp://localhost",
+            "javascript:alert(1)",
+            "//localhost",
+        ] {
+            let e = parse(&pairs(&[("zenqms_base_url", bad)])).unwrap_err();
+            let text = e.to_string();
+            assert_eq!(e.0.len(), 1, "{bad}: {text}");
+            assert!(text.contains("'zenqms_base_url'"), "{bad}: {text}");
+            assert!(
+                !text.contains("evil") && !text.contains("attacker") && !text.contains(bad),
+                "{bad}: value echoed in {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn zenqms_environment_maps_to_the_documented_hosts() {
+        let without = |extra: &[(&str, &str)]| {
+            let mut p = pairs(extra);
+            p.retain(|(k, _)| k != "zenqms_base_url");
+            parse(&p)
+        };
+        let c = without(&[]).unwrap();
+        assert_eq!(c.zenqms_base_url, "https://public-api.zenqms.com");
+        let c = without(&[("zenqms_environment", "production")]).unwrap();
+        assert_eq!(c.zenqms_base_url, "https://public-api.zenqms.com");
+        let c = without(&[("zenqms_environment", " Sandbox ")]).unwrap();
+        assert_eq!(c.zenqms_base_url, "https://public-api-sandbox.zenqms.com");
+        // The override wins (test servers; every scenario that sets it keeps working).
+        let c = parse(&pairs(&[("zenqms_environment", "sandbox")])).unwrap();
+        assert_eq!(c.zenqms_base_url, "https://acme.zenqms.com");
+        for bad in ["staging", "https://app.zenqms.com", "PRODUCTIONS"] {
+            let e = without(&[("zenqms_environment", bad)]).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains("'zenqms_environment' must be production or sandbox")
+                    && !text.contains(bad),
+                "{text}"
+            );
+        }
     }
 
     #[test]

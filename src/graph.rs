@@ -1,7 +1,9 @@
 //! Microsoft Graph client: the client-credentials token and the reads the sync needs.
 //!
 //! Credentials only ever go to `login.microsoftonline.com` and `graph.microsoft.com` over https:
-//! every URL Graph hands back (`@odata.nextLink`) is checked before the bearer token is attached.
+//! every link Graph hands back (`@odata.nextLink`, `@odata.deltaLink`) is checked when it arrives
+//! ([`check_link`]), before it is followed or stored, and every URL again before the bearer token
+//! is attached.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -16,7 +18,7 @@ use crate::log::Log;
 use crate::platform::{HttpResult, Method, Platform, Request, Response};
 use crate::roles::Memberships;
 use crate::upstream;
-use crate::url::{Url, encode};
+use crate::url::{Url, encode, shown};
 
 mod batch;
 
@@ -109,8 +111,8 @@ pub struct Graph<'a> {
 
 /// Checks that a URL may receive the Graph bearer token.
 pub fn check_graph_url(url: &str) -> Result<(), Failure> {
-    let parsed =
-        Url::parse(url).map_err(|e| Failure::fatal(format!("refusing Graph URL with {e}")))?;
+    let parsed = Url::parse(url)
+        .map_err(|e| Failure::fatal(format!("refusing a Graph URL that {e}: {}", shown(url))))?;
     if parsed.scheme != "https" || parsed.host != GRAPH_HOST || parsed.port.is_some() {
         return Err(Failure::fatal(format!(
             "refusing to send the Graph token to {}",
@@ -118,6 +120,49 @@ pub fn check_graph_url(url: &str) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Checks a link Graph handed out in answer to `request` (`key`: `@odata.nextLink` or
+/// `@odata.deltaLink`) before it is followed or stored: printable ASCII only (no CR/LF, space,
+/// control or non-ASCII character), origin `https://graph.microsoft.com`, path under `/v1.0/`,
+/// and the same resource path as the request (compared ignoring ASCII case and a trailing
+/// `()`). Returns the link as the URL standard writes it: what is then sent and stored.
+/// A bad link fails the read, not retryable (a retry gets the same link), with a message
+/// naming what was wrong and the link escaped and cut to 120 characters.
+pub fn check_link(link: &str, request: &str, key: &str, what: &str) -> Result<String, Failure> {
+    link_problem(link, request).map_err(|why| {
+        Failure::fatal(format!(
+            "{what}: Graph sent an {key} that is refused ({why}): {}",
+            shown(link)
+        ))
+    })
+}
+
+fn link_problem(link: &str, request: &str) -> Result<String, String> {
+    let url = Url::parse(link).map_err(|e| format!("it {e}"))?;
+    if url.scheme != "https" || url.host != GRAPH_HOST || url.port.is_some() {
+        return Err(format!(
+            "refusing to send the Graph token to {}",
+            url.origin()
+        ));
+    }
+    if !url.path.starts_with("/v1.0/") {
+        return Err("its path is not under /v1.0/".into());
+    }
+    let resource = |path: &str| {
+        path.trim_end_matches('/')
+            .trim_end_matches("()")
+            .to_string()
+    };
+    let expected = Url::parse(request)
+        .map(|u| resource(&u.path))
+        .unwrap_or_default();
+    if !resource(&url.path).eq_ignore_ascii_case(&expected) {
+        return Err(format!(
+            "its path does not continue {expected}, the resource the request read"
+        ));
+    }
+    Ok(url.as_str().to_string())
 }
 
 /// A page of a Graph collection.
@@ -256,17 +301,18 @@ impl<'a> Graph<'a> {
         }
     }
 
-    /// Reads the answer to a page request sent by the caller (e.g. in a shared round).
-    pub fn read_page(result: HttpResult, what: &str) -> Result<Page, Failure> {
+    /// Reads the answer to a page request for `url` sent by the caller (e.g. in a shared
+    /// round); its nextLink is checked ([`check_link`]).
+    pub fn read_page(result: HttpResult, url: &str, what: &str) -> Result<Page, Failure> {
         let resp = Self::ok(result, what)?;
-        parse_page(&resp.body, what)
+        parse_page(&resp.body, url, what)
     }
 
     /// Reads one page of a collection from a full URL (a first-page URL or a nextLink).
     pub fn page(&self, url: &str, what: &str) -> Result<Page, Failure> {
         let req = self.request(Method::Get, url, None)?;
         let resp = Self::ok(self.send(req), what)?;
-        parse_page(&resp.body, what)
+        parse_page(&resp.body, url, what)
     }
 
     /// The first page URL of the user listing the sync plans from.
@@ -395,14 +441,14 @@ impl<'a> Graph<'a> {
             }
             let results = self.get_all(&urls)?;
             let mut next = Vec::new();
-            for ((key, _), result) in cursors.into_iter().zip(results) {
+            for ((key, url), result) in cursors.into_iter().zip(results) {
                 if matches!(&result, Ok(r) if r.status == 404) {
                     out.remove(&key);
                     continue;
                 }
                 let what = format!("{what} {key}");
                 let resp = Self::ok(result, &what)?;
-                let page = parse_page(&resp.body, &what)?;
+                let page = parse_page(&resp.body, &url, &what)?;
                 let set = out.entry(key.clone()).or_default();
                 set.extend(page.items.iter().filter(|i| keep(i)).filter_map(item_id));
                 if let Some(n) = page.next {
@@ -491,13 +537,14 @@ impl<'a> Graph<'a> {
             .map(|u| self.request(Method::Get, u, None))
             .collect::<Result<Vec<_>, _>>()?;
         let mut links = Vec::new();
-        for result in self.send_all(reqs) {
-            let resp = Self::ok(result, "starting delta tracking")?;
+        for (result, url) in self.send_all(reqs).into_iter().zip(&urls) {
+            let what = "starting delta tracking";
+            let resp = Self::ok(result, what)?;
             let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
             let link = v["@odata.deltaLink"]
                 .as_str()
                 .ok_or_else(|| Failure::transient("Graph returned no deltaLink"))?;
-            links.push(link.to_string());
+            links.push(check_link(link, url, "@odata.deltaLink", what)?);
         }
         let groups = links.pop().unwrap_or_default();
         let users = links.pop().unwrap_or_default();
@@ -550,12 +597,13 @@ impl<'a> Graph<'a> {
                 items.extend(page.iter().cloned());
             }
             longest = longest.max(self.platform.elapsed_ms() - start);
+            let what = "reading delta changes";
             if let Some(next) = v["@odata.nextLink"].as_str() {
-                url = next.to_string();
+                url = check_link(next, link, "@odata.nextLink", what)?;
             } else if let Some(delta) = v["@odata.deltaLink"].as_str() {
                 return Ok(Some(DeltaRound {
                     items,
-                    link: delta.to_string(),
+                    link: check_link(delta, link, "@odata.deltaLink", what)?,
                     complete: true,
                 }));
             } else {
@@ -590,16 +638,20 @@ pub fn repeated_link(what: &str) -> Failure {
     ))
 }
 
-fn parse_page(body: &[u8], what: &str) -> Result<Page, Failure> {
+fn parse_page(body: &[u8], url: &str, what: &str) -> Result<Page, Failure> {
     let raw: RawPage = serde_json::from_slice(body).map_err(|e| {
         Failure::transient(format!(
             "{what}: unreadable Graph page: {}",
             upstream::json_problem(&e)
         ))
     })?;
+    let next = raw
+        .next
+        .map(|n| check_link(&n, url, "@odata.nextLink", what))
+        .transpose()?;
     Ok(Page {
         items: raw.value,
-        next: raw.next,
+        next,
     })
 }
 

@@ -66,6 +66,9 @@ pub fn deploy(p: &dyn Platform, inst: &Instance) -> CallResult {
 fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply, Failure> {
     let log = Log::new(p);
     let config = parse_config(inst)?;
+    if let Some(warning) = config.base_url_warning() {
+        log.warn(&warning, &[]);
+    }
     let state = slot.get(&log)?;
     if let Some(old) = state
         .tenant_id

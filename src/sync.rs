@@ -122,7 +122,7 @@ impl<'a> Engine<'a> {
         let prefetched = next_page
             .zip(answers.into_iter().next())
             .and_then(|(url, answer)| {
-                let page = Graph::read_page(answer, "listing users").ok()?;
+                let page = Graph::read_page(answer, url, "listing users").ok()?;
                 Some((url.to_string(), page))
             });
         let mut out = Applier::new(zen, Log::new(platform), cause, Directory::new(users));
@@ -324,7 +324,7 @@ impl<'a> Engine<'a> {
         if let Some(next) = &page_next {
             let answer = answers.next().expect("one answer per request");
             // A failed read is simply read again by the next step (with its own retries).
-            if let Ok(p) = Graph::read_page(answer, "listing users") {
+            if let Ok(p) = Graph::read_page(answer, next, "listing users") {
                 self.prefetched = Some((next.clone(), p));
             }
         }

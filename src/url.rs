@@ -1,9 +1,19 @@
-//! A deliberately strict URL parser and percent-encoding helpers.
+//! URLs: parsed by the `url` crate (the WHATWG URL Standard, as HTTP clients parse them), with
+//! this component's rules on top, and percent-encoding helpers.
 //!
 //! The component only talks to a few well-known hosts, so it parses URLs to *check* them (which
-//! host will receive our credentials?) rather than to accept everything RFC 3986 allows: user
-//! info, odd schemes and non-ASCII hosts are refused instead of interpreted. That keeps a forged
-//! `@odata.nextLink` such as `https://graph.microsoft.com@evil.example/` from fooling the check.
+//! host will receive our credentials?) rather than to accept everything the standard allows.
+//! [`Url::parse`] refuses, with a reason that never repeats the text:
+//! - any character outside printable ASCII (controls, space, DEL, non-ASCII) and `\` (which
+//!   the standard reads as `/`): what is checked is what an HTTP client receives;
+//! - anything but an absolute `http://` or `https://` URL written with `//`;
+//! - user info (`https://graph.microsoft.com@evil.example/`) and fragments;
+//! - a host not written in its plain form: the standard turns `0x7f.1`, `127.1`, `2130706433`
+//!   and `loc%61lhost` into `127.0.0.1` and `localhost`, but another client might resolve them
+//!   as names, so the text must already be what it means.
+//!
+//! Plain `http` is only for loopback ([`Url::is_loopback`]): an IP address in 127.0.0.0/8, `::1`,
+//! or exactly `localhost`.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
@@ -14,72 +24,68 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// A parsed absolute URL.
+/// The most characters of a rejected URL an error message shows ([`shown`]).
+pub const SHOWN_MAX: usize = 120;
+
+/// A checked absolute http(s) URL, in the standard's serialisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// `http` or `https`.
     pub scheme: String,
-    /// Lowercase host name or IPv4 address.
+    /// Lowercase host name, IPv4 address, or bracketed IPv6 address (`[::1]`).
     pub host: String,
+    /// Explicit port, `None` for the scheme's default (an explicit `:443` on https is `None`).
     pub port: Option<u16>,
-    /// Path, starting with `/` (empty path normalised to `/`).
+    /// Path, starting with `/` (empty path normalised to `/`; dot segments resolved).
     pub path: String,
-    /// Raw query without `?`.
+    /// Query without `?`, percent-encoded as sent.
     pub query: Option<String>,
+    parsed: url::Url,
 }
 
 impl Url {
+    /// Parses and checks `text` (rules in the module docs). The error says what is wrong and
+    /// never quotes the text, so it may name a config key whose value is a secret.
     pub fn parse(text: &str) -> Result<Url, String> {
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| "not an absolute URL".to_string())?;
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "https" && scheme != "http" {
-            return Err(format!("scheme '{scheme}' is not http(s)"));
+        if let Some((i, c)) = text
+            .char_indices()
+            .find(|(_, c)| !c.is_ascii_graphic() || *c == '\\')
+        {
+            return Err(match c {
+                '\\' => format!("has a backslash at character {}", i + 1),
+                c => format!("has {} at character {}", describe_char(c), i + 1),
+            });
         }
-        if rest.contains('#') {
-            return Err("URL has a fragment".into());
-        }
-        let (authority, path_query) = match rest.find(['/', '?']) {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err("is not an absolute http(s) URL".into());
         };
-        if authority.contains('@') {
-            return Err("URL carries user info".into());
+        if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
+            return Err(
+                "is not an absolute http(s) URL (the scheme is neither https nor http)".into(),
+            );
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => {
-                let port = p.parse::<u16>().map_err(|_| format!("bad port '{p}'"))?;
-                (h, Some(port))
-            }
-            None => (authority, None),
-        };
-        let valid_host = !host.is_empty()
-            && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-            && !host.starts_with(['.', '-'])
-            && !host.ends_with('-');
-        if !valid_host {
-            return Err("bad host name".into());
+        let parsed = url::Url::parse(text).map_err(|e| format!("cannot be parsed ({e})"))?;
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if authority.contains('@') || !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("carries user info (name@host)".into());
         }
-        let (path, query) = match path_query.split_once('?') {
-            Some((p, q)) => (p, Some(q.to_string())),
-            None => (path_query, None),
-        };
-        if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Err("path contains spaces or control characters".into());
+        if parsed.fragment().is_some() {
+            return Err("has a fragment".into());
+        }
+        let host = parsed.host_str().unwrap_or_default().to_string();
+        if host.is_empty() || !raw_host(authority).eq_ignore_ascii_case(&host) {
+            return Err(
+                "has a host that is not written plainly (e.g. an encoded or shortened address)"
+                    .into(),
+            );
         }
         Ok(Url {
-            scheme,
-            host: host.to_ascii_lowercase(),
-            port,
-            path: if path.is_empty() {
-                "/".into()
-            } else {
-                path.into()
-            },
-            query,
+            scheme: parsed.scheme().to_string(),
+            host,
+            port: parsed.port(),
+            path: parsed.path().to_string(),
+            query: parsed.query().map(str::to_string),
+            parsed,
         })
     }
 
@@ -91,15 +97,74 @@ impl Url {
         }
     }
 
-    /// True for hosts that only exist on this machine (allowed over plain http for local testing).
+    /// The whole URL in the standard's serialisation: what to send.
+    pub fn as_str(&self) -> &str {
+        self.parsed.as_str()
+    }
+
+    /// True for hosts that only exist on this machine (plain http is allowed to them, for
+    /// local test servers): an IPv4 address in 127.0.0.0/8, `[::1]`, or exactly `localhost`.
+    /// `parse` already refused other spellings (`127.1`, `0x7f.1`, `localhost.`).
     pub fn is_loopback(&self) -> bool {
-        self.host == "localhost" || self.host == "127.0.0.1" || self.host.starts_with("127.")
+        match self.parsed.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        }
     }
 
     /// The decoded value of the first query parameter with this name.
     pub fn query_param(&self, name: &str) -> Option<String> {
         query_param(self.query.as_deref()?, name)
     }
+}
+
+/// The host as written in an authority (`host[:port]`, user info already refused).
+fn raw_host(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.find(']').map_or(authority, |i| &authority[..=i]);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+/// `U+000D (a control character)` and the like: names a character without printing it.
+pub fn describe_char(c: char) -> String {
+    let kind = match c {
+        ' ' => "a space",
+        c if c.is_control() => "a control character",
+        c if c.is_ascii() => "a character not allowed here",
+        _ => "a non-ASCII character",
+    };
+    format!("U+{:04X} ({kind})", c as u32)
+}
+
+/// Text from outside (a rejected URL) made safe to put in a message: quoted, everything but
+/// printable ASCII escaped (`\r`, `\u{202e}`), cut after [`SHOWN_MAX`] characters of output
+/// with the original length said.
+pub fn shown(text: &str) -> String {
+    let mut out = String::from("\"");
+    let mut taken = 0;
+    for c in text.chars() {
+        if out.len() >= SHOWN_MAX {
+            break;
+        }
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c == ' ' || c.is_ascii_graphic() => out.push(c),
+            c => out.extend(c.escape_default()),
+        }
+        taken += 1;
+    }
+    out.push('"');
+    let n = text.chars().count();
+    if taken < n {
+        out.push_str(&format!(" (first {taken} of {n} characters)"));
+    }
+    out
 }
 
 /// The decoded value of the first `name=value` pair in a raw query string (`+` means space).
@@ -133,16 +198,28 @@ mod tests {
         assert_eq!(u.path, "/v1.0/users");
         assert_eq!(u.query.as_deref(), Some("$top=100"));
         assert_eq!(u.origin(), "https://graph.microsoft.com");
+        assert_eq!(
+            u.as_str(),
+            "https://graph.microsoft.com/v1.0/users?$top=100"
+        );
     }
 
     #[test]
     fn refuses_userinfo_and_fragments() {
-        assert!(Url::parse("https://graph.microsoft.com@evil.example/v1.0").is_err());
-        assert!(Url::parse("https://a.example/#x").is_err());
-        assert!(Url::parse("ftp://a.example/").is_err());
-        assert!(Url::parse("https://").is_err());
-        assert!(Url::parse("https://a b/").is_err());
-        assert!(Url::parse("graph.microsoft.com/v1.0").is_err());
+        for bad in [
+            "https://graph.microsoft.com@evil.example/v1.0",
+            "https://@graph.microsoft.com/v1.0",
+            "https://a.example/#x",
+            "ftp://a.example/",
+            "https://",
+            "https://a b/",
+            "graph.microsoft.com/v1.0",
+            "https:graph.microsoft.com/v1.0",
+            "https:/graph.microsoft.com/v1.0",
+        ] {
+            let e = Url::parse(bad).unwrap_err();
+            assert!(!e.contains("graph") && !e.contains("a.example"), "{e}");
+        }
     }
 
     #[test]
@@ -152,6 +229,67 @@ mod tests {
         assert_eq!(u.path, "/");
         assert!(u.is_loopback());
         assert!(Url::parse("http://127.0.0.1:99999/").is_err());
+        assert_eq!(Url::parse("https://a.example:443/").unwrap().port, None);
+    }
+
+    #[test]
+    fn loopback_means_127_slash_8_ipv6_one_or_localhost() {
+        for ok in [
+            "http://127.0.0.1",
+            "http://127.9.8.7:1",
+            "http://localhost",
+            "http://LocalHost:80/x",
+            "http://[::1]:8080",
+        ] {
+            let u = Url::parse(ok).unwrap();
+            assert!(u.is_loopback(), "{ok}");
+        }
+        for not in [
+            "http://127.attacker.example",
+            "http://127.0.0.1.nip.io",
+            "http://localhost.evil.example",
+            "http://128.0.0.1",
+            "http://[::2]",
+            "http://localhost.",
+        ] {
+            assert!(Url::parse(not).is_ok_and(|u| !u.is_loopback()), "{not}");
+        }
+        // Other spellings of 127.0.0.1 are refused outright (decision: only the plain form).
+        for spelled in [
+            "http://0x7f.1",
+            "http://127.1",
+            "http://2130706433",
+            "http://0177.0.0.1",
+            "http://127.0.0.01",
+            "http://loc%61lhost",
+            "http://[0:0:0:0:0:0:0:1]",
+        ] {
+            let e = Url::parse(spelled).unwrap_err();
+            assert!(e.contains("not written plainly"), "{spelled}: {e}");
+        }
+    }
+
+    #[test]
+    fn characters_are_named_not_printed() {
+        let e = Url::parse("https://a.example/x?y=1\r\nHost: b").unwrap_err();
+        assert_eq!(e, "has U+000D (a control character) at character 24");
+        let e = Url::parse("https://a.example/\u{202e}").unwrap_err();
+        assert!(e.contains("U+202E (a non-ASCII character)"), "{e}");
+        assert!(
+            Url::parse("https://a.example/a\\b")
+                .unwrap_err()
+                .contains("backslash")
+        );
+    }
+
+    #[test]
+    fn shown_escapes_and_caps() {
+        assert_eq!(shown("a\r\n\"b\u{202e}"), "\"a\\r\\n\\\"b\\u{202e}\"");
+        let long = shown(&"x".repeat(500));
+        assert!(long.ends_with("(first 119 of 500 characters)"), "{long}");
+        let long = shown(&"\u{202e}".repeat(500));
+        assert!(long.ends_with("(first 15 of 500 characters)"), "{long}");
+        assert!(long.len() < 200);
     }
 
     #[test]

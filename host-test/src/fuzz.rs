@@ -185,11 +185,7 @@ pub fn config(runner: &mut TestRunner) -> Result<(), String> {
             |pairs| {
                 if let Ok(c) = config::parse(&pairs) {
                     prop_assert!(config::is_guid(&c.tenant_id) && config::is_guid(&c.client_id));
-                    prop_assert!(
-                        c.zenqms_base_url.starts_with("https://")
-                            || c.zenqms_base_url.starts_with("http://127.")
-                            || c.zenqms_base_url.starts_with("http://localhost")
-                    );
+                    prop_assert!(plain_http_only_to_loopback(&c.zenqms_base_url));
                     prop_assert!(
                         c.role_mappings
                             .iter()
@@ -608,11 +604,168 @@ pub fn config_errors(runner: &mut TestRunner) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The oracle for plain http, independent of the component's URL code: an `http://` base's
+/// host is `localhost`, `[::1]`, or an IPv4 address in 127.0.0.0/8 as std parses it (dotted
+/// decimal only), and nothing in the base is outside printable ASCII or carries user info.
+fn plain_http_only_to_loopback(base: &str) -> bool {
+    let authority = |rest: &str| {
+        rest.split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let clean = base.bytes().all(|b| b.is_ascii_graphic())
+        && !base.contains('\\')
+        && !authority(base.split_once("://").map_or("@", |(_, r)| r)).contains('@');
+    let Some(rest) = base.strip_prefix("http://") else {
+        return clean && base.starts_with("https://");
+    };
+    let authority = authority(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or_default()),
+        None => authority.split(':').next().unwrap_or_default().to_string(),
+    };
+    clean
+        && (host == "localhost"
+            || host == "[::1]"
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.octets()[0] == 127))
+}
+
+/// Pieces that hostile URLs are made of: loopback look-alikes, other spellings of an address,
+/// user info, separators the URL standard reads in surprising ways, and raw characters.
+fn url_text() -> impl Strategy<Value = String> {
+    let piece = proptest::sample::select(vec![
+        "http://",
+        "https://",
+        "HTTP://",
+        "http:",
+        "//",
+        "127.",
+        "127.0.0.1",
+        "0x7f",
+        "0177",
+        "2130706433",
+        ".1",
+        "localhost",
+        "LOCALHOST",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "[0::1]",
+        "::1",
+        ".",
+        "..",
+        "%2e",
+        "%61",
+        "@",
+        ":",
+        ":8080",
+        ":443",
+        "/",
+        "\\",
+        "#",
+        "?",
+        "&",
+        "evil.example",
+        "nip.io",
+        "graph.microsoft.com",
+        "/v1.0/",
+        "users",
+        "/v1.0/users",
+        "$skiptoken=",
+        " ",
+        "\t",
+        "\r\n",
+        "\u{0}",
+        "\u{85}",
+        "\u{202e}",
+        "\u{ff0e}",
+        "\u{ff4c}",
+        "é",
+        "xn--",
+        "()",
+        "delta",
+    ]);
+    prop_oneof![
+        proptest::collection::vec(piece, 0..9).prop_map(|p| p.concat()),
+        any::<String>(),
+        "(http|https)://[ -~]{0,40}".prop_map(String::from),
+    ]
+}
+
+/// URLs: arbitrary text never panics the parser, the loopback rule, the config or the Graph
+/// link check, and only the allowed forms pass each of them.
+pub fn urls(runner: &mut TestRunner) -> Result<(), String> {
+    use entra_zenqms::graph::{GRAPH_BASE, check_link};
+    use entra_zenqms::url::Url;
+    let request = format!("{GRAPH_BASE}/users?$select=id&$top=100");
+    runner
+        .run(&url_text(), |text| {
+            if let Ok(u) = Url::parse(&text) {
+                prop_assert!(text.bytes().all(|b| b.is_ascii_graphic()), "{text:?}");
+                let http = format!("http://{}", u.host);
+                prop_assert_eq!(
+                    u.is_loopback(),
+                    plain_http_only_to_loopback(&http),
+                    "{:?}",
+                    text
+                );
+            }
+            let mut pairs = vec![
+                ("entra_tenant_id".to_string(), TENANT.to_string()),
+                ("entra_client_id".into(), TENANT.into()),
+                ("entra_client_secret".into(), "s".into()),
+                ("zenqms_api_token".into(), "t".into()),
+                ("zenqms_base_url".into(), text.clone()),
+            ];
+            match config::parse(&pairs) {
+                Ok(c) => prop_assert!(plain_http_only_to_loopback(&c.zenqms_base_url), "{text:?}"),
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(msg.contains("'zenqms_base_url'"), "{msg}");
+                    // The value is never echoed (short texts could be a word of the message).
+                    prop_assert!(
+                        text.trim().len() < 12 || !msg.contains(text.trim()),
+                        "{msg}"
+                    );
+                }
+            }
+            pairs[4] = ("zenqms_environment".into(), text.clone());
+            if config::parse(&pairs).is_ok() {
+                let env = text.trim().to_ascii_lowercase();
+                prop_assert!(env.is_empty() || env == "production" || env == "sandbox");
+            }
+            match check_link(&text, &request, "@odata.nextLink", "fuzzing") {
+                Ok(link) => {
+                    prop_assert!(text.bytes().all(|b| b.is_ascii_graphic() && b != b'\\'));
+                    prop_assert!(
+                        link.to_ascii_lowercase()
+                            .starts_with("https://graph.microsoft.com/v1.0/users"),
+                        "{link}"
+                    );
+                    let rest = &link["https://graph.microsoft.com/v1.0/users".len()..];
+                    prop_assert!(
+                        rest.is_empty() || rest.starts_with(['?', '/', '(']),
+                        "{link}"
+                    );
+                }
+                Err(f) => {
+                    prop_assert!(!f.retryable);
+                    prop_assert!(f.message.bytes().all(|b| b == b' ' || b.is_ascii_graphic()));
+                    prop_assert!(f.message.len() < 1_000, "{}", f.message);
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())
+}
+
 /// A fuzz target: runs its property with the runner's case count.
 pub type Target = fn(&mut TestRunner) -> Result<(), String>;
 
 /// The fuzz targets by name.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("webhook", webhook),
     ("config", config),
     ("state", state),
@@ -620,6 +773,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("unseen", unseen),
     ("log_escape", log_escape),
     ("config_errors", config_errors),
+    ("urls", urls),
 ];
 
 /// A runner for `cases` executions, without writing failure files into the repo.

@@ -35,7 +35,8 @@ pub struct LiveConfig {
     pub instance: InstanceSpec,
     #[serde(default = "default_budget")]
     pub budget_ms: u32,
-    /// The ZenQMS base URL the platform lets the instance reach; default: the configured one.
+    /// The ZenQMS base URL the platform lets the instance reach; default: the configured one
+    /// (`zenqms_base_url`, else the documented host of `zenqms_environment`).
     /// (The simulator likewise fixes it when the world is built.)
     #[serde(default)]
     pub allowed_zenqms_base_url: Option<String>,
@@ -218,7 +219,7 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
     let allowed = cfg
         .allowed_zenqms_base_url
         .clone()
-        .unwrap_or_else(|| cfg.text("zenqms_base_url"));
+        .unwrap_or_else(|| crate::world::zenqms_api_base(&cfg.instance.config));
     let mut net = Some(Net::new(
         allowed.trim(),
         o.graph_url.clone(),

@@ -22,6 +22,8 @@ struct Manifest {
     world: WorldSpec,
     config_wizard: Wizard,
     permissions: serde_json::Value,
+    /// Outbound origins the platform should allow.
+    network: Vec<String>,
     webhook: serde_json::Value,
     schedule: serde_json::Value,
 }
@@ -49,6 +51,9 @@ struct Field {
     key: String,
     required: bool,
     secret: bool,
+    /// The values a choice field offers.
+    #[serde(default, rename = "enum")]
+    choices: Vec<String>,
 }
 
 /// The manifest source, next to the WIT world it describes.
@@ -79,6 +84,7 @@ fn sample_value(key: &str) -> String {
     match key {
         "entra_tenant_id" | "entra_client_id" => "00000000-0000-0000-0000-000000000001".into(),
         "zenqms_base_url" => "https://acme.zenqms.com".into(),
+        "zenqms_environment" => "production".into(),
         "role_mappings" => "[]".into(),
         "max_deactivations" => "10".into(),
         "allow_mass_deactivation" | "dry_run" => "false".into(),
@@ -114,6 +120,21 @@ pub fn validate(manifest_path: &Path, runtime: &Runtime) -> Result<Vec<String>> 
     for scope in ["User.Read.All", "Group.Read.All", "GroupMember.Read.All"] {
         ensure!(graph.iter().any(|s| s == scope), "permissions lack {scope}");
     }
+    // Outbound hosts: exactly the services the component talks to, as plain https origins (no
+    // wildcard from the config: the ZenQMS token goes to ZenQMS's documented API hosts).
+    let wanted = [
+        "https://login.microsoftonline.com",
+        "https://graph.microsoft.com",
+        entra_zenqms::config::ZENQMS_PRODUCTION_API,
+        entra_zenqms::config::ZENQMS_SANDBOX_API,
+    ];
+    let declared: BTreeSet<&str> = m.network.iter().map(String::as_str).collect();
+    ensure!(
+        declared == wanted.into_iter().collect(),
+        "'network' must list exactly {wanted:?}, it lists {:?}",
+        m.network
+    );
+    checked.push(format!("network: {}", m.network.join(", ")));
     ensure!(
         m.config_wizard.pages.len() == 2,
         "the wizard has two pages (connections, role mapping)"
@@ -185,6 +206,35 @@ pub fn validate(manifest_path: &Path, runtime: &Runtime) -> Result<Vec<String>> 
             f.secret == looks_secret,
             "field {} must be marked secret={looks_secret}",
             f.key
+        );
+    }
+    // The ZenQMS environment is a choice of exactly the values the component accepts.
+    let env = fields
+        .iter()
+        .find(|f| f.key == "zenqms_environment")
+        .context("the wizard must ask for zenqms_environment")?;
+    ensure!(
+        env.choices == ["production", "sandbox"],
+        "zenqms_environment must offer production and sandbox, it offers {:?}",
+        env.choices
+    );
+    for (value, accepted) in [("production", true), ("sandbox", true), ("staging", false)] {
+        let config = fields
+            .iter()
+            .map(|f| {
+                let v = if f.key == env.key {
+                    value.into()
+                } else {
+                    sample_value(&f.key)
+                };
+                (f.key.clone(), v)
+            })
+            .collect();
+        let refused = deploy_error(runtime, config)?.contains("'zenqms_environment'");
+        ensure!(
+            refused != accepted,
+            "the component {} zenqms_environment={value}",
+            if accepted { "refuses" } else { "accepts" }
         );
     }
     checked.push(format!(

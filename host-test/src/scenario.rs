@@ -259,6 +259,20 @@ pub enum EntraChange {
     ExpireDelta(Empty),
     /// Extension: the next `count` token requests answer `status` (and `body`, if given).
     FailToken(FailWrites),
+    /// Extension, a hostile or broken Graph: from now on every Graph answer that carries an
+    /// `@odata.nextLink` / `@odata.deltaLink` (at any depth, `$batch` items included) carries
+    /// the given text instead (`null` or absent: Graph's own link again).
+    ServeLinks(ServeLinks),
+}
+
+/// The links a [`EntraChange::ServeLinks`] step makes Graph hand out, verbatim.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeLinks {
+    #[serde(default)]
+    pub next_link: Option<String>,
+    #[serde(default)]
+    pub delta_link: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

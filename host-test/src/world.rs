@@ -90,6 +90,8 @@ pub struct World {
     /// Test hook: rewrite Graph's `@odata.nextLink`s to point at this origin (a hostile or
     /// broken Graph), to show the component will not follow them with its token.
     pub rewrite_next_links: Option<String>,
+    /// The scenario's `serve_links` step: links every Graph answer carries instead of its own.
+    pub served_links: crate::scenario::ServeLinks,
 }
 
 /// A canned failure (`fail_writes`, `fail_token`): the next `left` requests it applies to answer
@@ -163,13 +165,31 @@ fn split_origin(url: &str) -> Option<(String, &str)> {
     ))
 }
 
+/// ZenQMS's documented public API hosts (help center, "ZenQMS API Configuration").
+pub const ZENQMS_PRODUCTION_API: &str = "https://public-api.zenqms.com";
+pub const ZENQMS_SANDBOX_API: &str = "https://public-api-sandbox.zenqms.com";
+
+/// Where a config sends the ZenQMS API token, so the simulated ZenQMS answers there: the
+/// `zenqms_base_url` override when set, else the documented host of `zenqms_environment`
+/// (`sandbox`, or production for anything else: the component refuses other values).
+pub fn zenqms_api_base(config: &std::collections::BTreeMap<String, serde_json::Value>) -> String {
+    let text = |key: &str| {
+        config
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    match (text("zenqms_base_url"), text("zenqms_environment")) {
+        (Some(base), _) => base.to_string(),
+        (None, Some(env)) if env.eq_ignore_ascii_case("sandbox") => ZENQMS_SANDBOX_API.into(),
+        (None, _) => ZENQMS_PRODUCTION_API.into(),
+    }
+}
+
 impl World {
     pub fn new(scenario: &Scenario) -> Self {
-        let base = scenario
-            .instance
-            .config
-            .get("zenqms_base_url")
-            .and_then(|v| v.as_str())
+        let base = Some(zenqms_api_base(&scenario.instance.config))
             .map(|s| s.trim().trim_end_matches('/').to_string())
             .filter(|s| split_origin(s).is_some());
         let zenqms = FakeZenqms::new(
@@ -197,6 +217,7 @@ impl World {
             metrics: Metrics::default(),
             faults: scenario.faults.clone().map(Faults::new),
             rewrite_next_links: None,
+            served_links: Default::default(),
         }
     }
 
@@ -209,6 +230,7 @@ impl World {
         )
         .expect("constant scenario");
         let mut w = World::new(&empty);
+        w.zenqms_base = None;
         w.clock = VirtualClock::new(now);
         w
     }
@@ -336,6 +358,17 @@ impl World {
                 resp.body = text.into_bytes();
                 Ok(resp)
             }
+            Some(Target::Graph)
+                if self.served_links.next_link.is_some()
+                    || self.served_links.delta_link.is_some() =>
+            {
+                let mut resp = self.graph.handle(req, now);
+                if let Ok(mut body) = serde_json::from_slice(&resp.body) {
+                    serve_links(&mut body, &self.served_links);
+                    resp.body = body.to_string().into_bytes();
+                }
+                Ok(resp)
+            }
             Some(Target::Login | Target::Graph) => Ok(self.graph.handle(req, now)),
             Some(Target::Zenqms) => Ok(self.zenqms.handle(req)),
             _ => Err(Refused::Denied(format!(
@@ -422,6 +455,10 @@ impl World {
                 self.token_outage = Some(Outage::new(f, oauth));
                 Ok(())
             }
+            EntraChange::ServeLinks(links) => {
+                self.served_links = links.clone();
+                Ok(())
+            }
         }
     }
 
@@ -447,6 +484,30 @@ impl World {
         self.stats.rounds += rounds;
         self.clock.advance_ms(rounds * self.rtt_ms);
         out
+    }
+}
+
+/// Replaces every `@odata.nextLink` / `@odata.deltaLink` value in a Graph answer (at any
+/// depth: `$batch` items carry their own) with the scenario's.
+fn serve_links(body: &mut serde_json::Value, links: &crate::scenario::ServeLinks) {
+    match body {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                let link = match key.as_str() {
+                    "@odata.nextLink" => &links.next_link,
+                    "@odata.deltaLink" => &links.delta_link,
+                    _ => {
+                        serve_links(value, links);
+                        continue;
+                    }
+                };
+                if let Some(link) = link {
+                    *value = serde_json::Value::String(link.clone());
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| serve_links(v, links)),
+        _ => {}
     }
 }
 

@@ -40,6 +40,20 @@ fn a_manifest_that_disagrees_with_the_component_is_refused() {
         text.replace("\"required\": true, \"secret\": true}", "\"required\": true, \"secret\": false}"),
         // A world the component does not export.
         text.replace("\"on-delete\"]", "\"on-delete\", \"on-pause\"]"),
+        // The ZenQMS token allowed to any configured host again.
+        text.replace(
+            "\"https://public-api-sandbox.zenqms.com\"]",
+            "\"https://public-api-sandbox.zenqms.com\", \"config:zenqms_base_url\"]",
+        ),
+        // A documented ZenQMS host missing from the outbound hosts.
+        text.replace(", \"https://public-api-sandbox.zenqms.com\"]", "]"),
+        // The environment offered with a value the component refuses.
+        text.replace(
+            "\"enum\": [\"production\", \"sandbox\"]",
+            "\"enum\": [\"production\", \"staging\"]",
+        ),
+        // The wizard asking for the URL instead of the environment.
+        text.replace("\"key\": \"zenqms_environment\"", "\"key\": \"zenqms_environment_url\""),
     ];
     let dir = temp("bad");
     for (i, bad) in cases.iter().enumerate() {

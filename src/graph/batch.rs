@@ -319,6 +319,242 @@ mod tests {
         assert_eq!(got[1].as_ref().unwrap().body, br#"{"value":[{"id":"b"}]}"#);
     }
 
+    fn scripted(answers: Vec<HttpResult>) -> Scripted {
+        Scripted {
+            answers: std::cell::RefCell::new(answers),
+            ..Scripted::default()
+        }
+    }
+
+    /// Links a hostile or broken Graph might hand out for `/v1.0/users`, with what the
+    /// failure must name. Each is refused when it arrives: not followed, not retryable.
+    const HOSTILE: &[(&str, &str)] = &[
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=a\r\nHost: evil.example",
+            "U+000D",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=a\nb",
+            "U+000A",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=a b",
+            "U+0020",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=a\tb",
+            "U+0009",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=\u{0}",
+            "U+0000",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=\u{7f}",
+            "U+007F",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=\u{85}",
+            "U+0085",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=\u{e9}",
+            "U+00E9",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=\u{202e}x",
+            "U+202E",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=\u{2028}x",
+            "U+2028",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=\u{200b}x",
+            "U+200B",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users\\..\\..\\me",
+            "backslash",
+        ),
+        (
+            "https://evil.example/v1.0/users?$skiptoken=x",
+            "https://evil.example",
+        ),
+        (
+            "http://graph.microsoft.com/v1.0/users?$skiptoken=x",
+            "http://graph.microsoft.com",
+        ),
+        (
+            "https://graph.microsoft.com.evil.example/v1.0/users",
+            "https://graph.microsoft.com.evil.example",
+        ),
+        (
+            "https://graph.microsoft.com@evil.example/v1.0/users",
+            "user info",
+        ),
+        (
+            "https://evil.example@graph.microsoft.com/v1.0/users",
+            "user info",
+        ),
+        (
+            "https://graph.microsoft.com:8443/v1.0/users",
+            "https://graph.microsoft.com:8443",
+        ),
+        ("https://graph%2emicrosoft.com/v1.0/users", "host"),
+        ("https://\u{ff47}raph.microsoft.com/v1.0/users", "U+FF47"),
+        (
+            "https://graph.microsoft.com/beta/users?$skiptoken=x",
+            "/v1.0/",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/groups?$skiptoken=x",
+            "/v1.0/users",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users/../groups?$skiptoken=x",
+            "/v1.0/users",
+        ),
+        (
+            "https://graph.microsoft.com/v1.0/users/x?$skiptoken=x",
+            "/v1.0/users",
+        ),
+        ("https://graph.microsoft.com/v1.0/users#x", "fragment"),
+        ("/v1.0/users?$skiptoken=x", "absolute"),
+        ("graph.microsoft.com/v1.0/users", "absolute"),
+        ("", "absolute"),
+        ("javascript:alert(1)", "absolute"),
+    ];
+
+    fn users_page(next: &str) -> HttpResult {
+        ok(json!({"value": [{"id": "a"}], "@odata.nextLink": next}))
+    }
+
+    fn assert_refused(f: &Failure, link: &str, key: &str, named: &str) {
+        assert!(!f.retryable, "{link:?}: {}", f.message);
+        assert!(f.message.contains(key), "{link:?}: {}", f.message);
+        assert!(
+            f.message.contains(named),
+            "{link:?}: {named} not in {}",
+            f.message
+        );
+        assert!(
+            f.message.chars().all(|c| c == ' ' || c.is_ascii_graphic()),
+            "{link:?}: raw characters in {:?}",
+            f.message
+        );
+        assert!(f.message.len() < 600, "{link:?}: {}", f.message);
+    }
+
+    #[test]
+    fn a_hostile_next_link_fails_the_page_when_it_arrives() {
+        let first = format!("{GRAPH_BASE}/users?$select=id&$top=100");
+        for (link, named) in HOSTILE {
+            let p = scripted(vec![users_page(link)]);
+            let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+            let Err(f) = graph.page(&first, "listing users") else {
+                panic!("{link:?} accepted");
+            };
+            assert_refused(&f, link, "@odata.nextLink", named);
+            assert_eq!(p.sent.borrow().len(), 1, "{link:?} was followed");
+            // The same answer read by a caller that sent the request itself.
+            let Err(f) = Graph::read_page(users_page(link), &first, "listing users") else {
+                panic!("{link:?} accepted by read_page");
+            };
+            assert_refused(&f, link, "@odata.nextLink", named);
+        }
+        let long = format!(
+            "https://evil.example/v1.0/users?$skiptoken={}",
+            "\r".repeat(50_000)
+        );
+        let p = scripted(vec![users_page(&long)]);
+        let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+        let f = graph.page(&first, "listing users").err().unwrap();
+        assert_refused(&f, "long", "@odata.nextLink", "50043 characters");
+    }
+
+    #[test]
+    fn graphs_own_links_pass_and_are_kept() {
+        let first = format!("{GRAPH_BASE}/users?$select=id&$top=100");
+        for link in [
+            "https://graph.microsoft.com/v1.0/users?$select=id&$top=100&$skiptoken=RFNwdAIAAQAAAD8",
+            "https://graph.microsoft.com/v1.0/Users?$skiptoken=a-b_c~d%2Fe%3D",
+            "https://GRAPH.microsoft.com:443/v1.0/users?$skiptoken=x",
+        ] {
+            let p = scripted(vec![users_page(link)]);
+            let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+            let page = graph.page(&first, "listing users").unwrap();
+            let next = page.next.unwrap();
+            assert!(
+                next.starts_with("https://graph.microsoft.com/v1.0/"),
+                "{next}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_delta_links_are_refused_and_never_returned() {
+        let link = format!("{GRAPH_BASE}/users/delta?$deltatoken=abc");
+        for (bad, named) in HOSTILE.iter().take(12) {
+            let bad = bad.replace("/users", "/users/delta");
+            // In the middle of a round (nextLink) and at its end (deltaLink).
+            for key in ["@odata.nextLink", "@odata.deltaLink"] {
+                let p = scripted(vec![ok(json!({"value": [], key: bad}))]);
+                let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+                let f = graph.delta_round(&link, u64::MAX).expect_err("refused");
+                assert_refused(&f, &bad, key, named);
+                assert_eq!(p.sent.borrow().len(), 1);
+            }
+            // Starting delta tracking (the links deploy stores).
+            let good =
+                ok(json!({"@odata.deltaLink": format!("{GRAPH_BASE}/groups/delta?$deltatoken=z")}));
+            let p = scripted(vec![
+                ok(json!({"value": [], "@odata.deltaLink": bad})),
+                good,
+            ]);
+            let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+            let f = graph.delta_latest().expect_err("refused");
+            assert_refused(&f, &bad, "@odata.deltaLink", named);
+        }
+        // The users round's link may not continue another resource.
+        let p = scripted(vec![ok(json!({"value": [],
+            "@odata.deltaLink": format!("{GRAPH_BASE}/groups/delta?$deltatoken=z")}))]);
+        let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+        let f = graph.delta_round(&link, u64::MAX).expect_err("refused");
+        assert_refused(&f, "groups", "@odata.deltaLink", "/v1.0/users/delta");
+    }
+
+    #[test]
+    fn a_hostile_next_link_inside_a_batch_fails_the_listing() {
+        let p = scripted(vec![ok(json!({"responses": [
+            {"id": "0", "status": 200, "body": {"value": []}},
+            {"id": "1", "status": 200, "body": {"value": [],
+                "@odata.nextLink": "https://graph.microsoft.com/v1.0/groups/g1/transitiveMembers?$skiptoken=a\r\nb"}},
+            {"id": "2", "status": 200, "body": {"value": [],
+                "@odata.nextLink": "https://graph.microsoft.com/v1.0/groups/g1/transitiveMembers?$skiptoken=b"}},
+        ]}))]);
+        let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+        let groups = vec!["g0".to_string(), "g1".into(), "g2".into()];
+        let f = graph.transitive_members(&groups).expect_err("refused");
+        assert_refused(&f, "batch", "@odata.nextLink", "U+000D");
+        assert_eq!(p.sent.borrow().len(), 1, "nothing followed");
+        // g2's link continues g1's listing: refused too.
+        let p = scripted(vec![ok(json!({"responses": [
+            {"id": "0", "status": 200, "body": {"value": []}},
+            {"id": "1", "status": 200, "body": {"value": []}},
+            {"id": "2", "status": 200, "body": {"value": [],
+                "@odata.nextLink": "https://graph.microsoft.com/v1.0/groups/g1/transitiveMembers?$skiptoken=b"}},
+        ]}))]);
+        let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+        let f = graph.transitive_members(&groups).expect_err("refused");
+        assert_refused(
+            &f,
+            "batch",
+            "@odata.nextLink",
+            "/v1.0/groups/g2/transitiveMembers",
+        );
+    }
+
     #[test]
     fn waits_follow_retry_after_with_a_cap() {
         let r = |h: &str| Response {
