@@ -251,7 +251,10 @@ mod tests {
         let a = parse("  QMS.Admin@Vendor-Support.example ").unwrap();
         assert_eq!(a.as_str(), "qms.admin@vendor-support.example");
         assert_eq!(a.domain(), "vendor-support.example");
-        assert_eq!(fold(" First.Last@Contoso.Example "), "first.last@contoso.example");
+        assert_eq!(
+            fold(" First.Last@Contoso.Example "),
+            "first.last@contoso.example"
+        );
         // Unicode lowercasing would turn U+212A into `k`; ASCII folding leaves it alone.
         assert_eq!(fold("\u{212A}.admin@x.com"), "\u{212A}.admin@x.com");
     }
