@@ -474,7 +474,7 @@ mod tests {
             "k\u{212A}.example",
             "contoso.com\u{200B}",
         ] {
-            let e = parse(&pairs(&[("email_match_domains", &bad)])).unwrap_err();
+            let e = parse(&pairs(&[("email_match_domains", bad)])).unwrap_err();
             let text = e.to_string();
             assert!(text.contains("'email_match_domains'"), "{text}");
             if !bad.contains(",,") {

@@ -258,7 +258,10 @@ fn one_users_zenqms_failure_is_logged_and_the_sync_goes_on() {
     assert_eq!(r.zenqms.users.len(), 2);
     let logs = log_text(&r);
     // The address rule refuses it before anything is sent (ZenQMS's 422 is not relied on).
-    assert!(logs.contains("mail is not an address local@domain"), "{logs}");
+    assert!(
+        logs.contains("mail is not an address local@domain"),
+        "{logs}"
+    );
     assert!(!logs.contains("ZenQMS write failed"), "{logs}");
     assert!(logs.contains("skipped 1"), "{logs}");
 }

@@ -409,7 +409,7 @@ fn an_address_outside_the_verified_domains_never_links() {
     assert!(matches!(a, Action::Conflict { .. }), "{a:?}");
     assert!(reason(&a).contains("vendor.example"), "{a:?}");
     assert!(
-        plan::link_candidates(&[mallory.clone()], &dir, &trust.domains).is_empty(),
+        plan::link_candidates(std::slice::from_ref(&mallory), &dir, &trust.domains).is_empty(),
         "no Graph question for an address that cannot link"
     );
     // An admin who lists the domain lets it link (configured replaces learned).
