@@ -22,6 +22,7 @@ pub const KEYS: &[&str] = &[
     "max_deactivations",
     "allow_mass_deactivation",
     "dry_run",
+    "email_match_domains",
 ];
 
 /// The keys whose values are credentials: registered as the call's secrets
@@ -111,6 +112,9 @@ pub struct Config {
     pub allow_mass_deactivation: bool,
     /// Read everything, write nothing: log the plan instead.
     pub dry_run: bool,
+    /// The domains in which an address may link an existing ZenQMS account, when the admin set
+    /// them (lowercase); none: the domains learned from member users' UPN suffixes.
+    pub email_match_domains: Option<BTreeSet<String>>,
 }
 
 impl Config {
@@ -280,6 +284,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
     };
     let allow_mass_deactivation = flag("allow_mass_deactivation");
     let dry_run = flag("dry_run");
+    let email_match_domains = get("email_match_domains").map(|v| parse_domains(&v, &mut problems));
     if problems.is_empty() {
         Ok(Config {
             tenant_id,
@@ -293,10 +298,41 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             max_deactivations,
             allow_mass_deactivation,
             dry_run,
+            email_match_domains,
         })
     } else {
         Err(ConfigErrors(problems))
     }
+}
+
+/// Most domains `email_match_domains` may list.
+const MAX_MATCH_DOMAINS: usize = 500;
+
+/// `email_match_domains`: comma-separated domain names (ASCII; an internationalised domain in
+/// its `xn--` form), case-insensitive. Problems name the key and the item's position, never
+/// the value (an admin may paste a secret into the wrong field).
+fn parse_domains(text: &str, problems: &mut Vec<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let items: Vec<&str> = text.split(',').collect();
+    if items.len() > MAX_MATCH_DOMAINS {
+        problems.push(format!(
+            "'email_match_domains' lists {} domains; at most {MAX_MATCH_DOMAINS}",
+            items.len()
+        ));
+        return out;
+    }
+    for (i, item) in items.iter().enumerate() {
+        let domain = item.trim().to_ascii_lowercase();
+        if crate::address::is_domain(&domain) {
+            out.insert(domain);
+        } else {
+            problems.push(format!(
+                "'email_match_domains' item {} is not a domain name: use comma-separated names like contoso.com, ASCII only (xn-- form for an internationalised domain), no @, no spaces inside",
+                i + 1
+            ));
+        }
+    }
+    out
 }
 
 /// The override's base (origin and path, no trailing slash). Plain http only to loopback.
@@ -720,6 +756,38 @@ mod tests {
         let p = Keep::default();
         parse(&pairs(&[])).unwrap().register_secrets(&p);
         assert_eq!(*p.0.borrow(), ["s3cret", "tok"]);
+    }
+
+    #[test]
+    fn email_match_domains_are_validated_without_echoing_the_value() {
+        let c = parse(&pairs(&[(
+            "email_match_domains",
+            " Contoso.com, fabrikam.example ",
+        )]))
+        .unwrap();
+        assert_eq!(
+            c.email_match_domains,
+            Some(BTreeSet::from([
+                "contoso.com".to_string(),
+                "fabrikam.example".to_string()
+            ]))
+        );
+        assert_eq!(parse(&pairs(&[])).unwrap().email_match_domains, None);
+        for bad in [
+            "contoso.com,,fabrikam.com",
+            "@contoso.com",
+            "s3cret-value",
+            "cont oso.com",
+            "k\u{212A}.example",
+            "contoso.com\u{200B}",
+        ] {
+            let e = parse(&pairs(&[("email_match_domains", bad)])).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("'email_match_domains'"), "{text}");
+            if !bad.contains(",,") {
+                assert!(!text.contains(bad), "value echoed: {text}");
+            }
+        }
     }
 
     #[test]

@@ -2,8 +2,12 @@
 
 use serde_json::Value;
 
+use crate::address::{self, Address, AddressError};
+
 /// The user properties the sync reads; every Graph user read uses exactly this `$select`.
-pub const USER_SELECT: &str = "id,mail,givenName,surname,jobTitle,accountEnabled,userPrincipalName";
+/// `userType` tells members (whose UPN suffixes are verified domains) from guests.
+pub const USER_SELECT: &str =
+    "id,mail,givenName,surname,jobTitle,accountEnabled,userPrincipalName,userType";
 
 /// An Entra user, parsed leniently: a property Graph left out or returned as null is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +20,8 @@ pub struct EntraUser {
     pub surname: Option<String>,
     pub job_title: Option<String>,
     pub account_enabled: Option<bool>,
+    /// `Member` or `Guest` (Graph); `None` when not returned.
+    pub user_type: Option<String>,
 }
 
 /// The ZenQMS fields an Entra user maps to, normalised (trimmed; email lowercase).
@@ -42,6 +48,7 @@ impl EntraUser {
             surname: text("surname"),
             job_title: text("jobTitle"),
             account_enabled: value.get("accountEnabled").and_then(Value::as_bool),
+            user_type: text("userType"),
             id,
         })
     }
@@ -63,32 +70,50 @@ impl EntraUser {
         missing
     }
 
-    /// The normalised ZenQMS values, when every required field is present.
+    /// The normalised ZenQMS values, when every required field is present and `mail` passes
+    /// the address rule ([`address::parse`]).
     pub fn mapped(&self) -> Option<Mapped> {
         if !self.missing_fields().is_empty() {
             return None;
         }
+        let email = self.address()?.ok()?;
         let t = |v: &Option<String>| v.as_deref().unwrap_or_default().trim().to_string();
         Some(Mapped {
-            email: normalize_email(self.mail.as_deref().unwrap_or_default()),
+            email: email.as_str().to_string(),
             first_name: t(&self.given_name),
             last_name: t(&self.surname),
             title: t(&self.job_title),
         })
     }
 
-    /// The email used for matching, when `mail` is present.
-    pub fn match_email(&self) -> Option<String> {
+    /// `mail` under the address rule; `None` when `mail` is missing or blank.
+    pub fn address(&self) -> Option<Result<Address, AddressError>> {
         self.mail
             .as_deref()
-            .map(normalize_email)
-            .filter(|e| !e.is_empty())
+            .filter(|m| !m.trim().is_empty())
+            .map(address::parse)
+    }
+
+    /// Why `mail` is refused by the address rule, if it is.
+    pub fn address_error(&self) -> Option<AddressError> {
+        self.address().and_then(Result::err)
+    }
+
+    /// The address used for matching: `mail` when it passes the address rule.
+    pub fn match_address(&self) -> Option<Address> {
+        self.address().and_then(Result::ok)
+    }
+
+    /// The verified domain this user's UPN proves, when it is a member (not a guest).
+    pub fn member_domain(&self) -> Option<String> {
+        address::upn_domain(&self.upn, self.user_type.as_deref())
     }
 }
 
-/// Emails compare equal ignoring case and surrounding spaces.
+/// How a stored (ZenQMS) email is compared: surrounding spaces trimmed, ASCII case folded,
+/// nothing else ([`address::fold`]).
 pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+    address::fold(email)
 }
 
 #[cfg(test)]

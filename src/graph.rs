@@ -6,11 +6,12 @@
 //! is attached.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::address::Address;
 use crate::config::{Config, Secret};
 use crate::entra::USER_SELECT;
 use crate::failure::Failure;
@@ -387,6 +388,27 @@ impl<'a> Graph<'a> {
         }
     }
 
+    /// For each address, the ids (lowercase) of the Entra users whose `mail` it is:
+    /// `GET /users?$filter=mail eq '…'&$select=id` (an apostrophe doubled as OData requires,
+    /// the clause URL-encoded), 20 to a `$batch`. Graph compares `mail` case-insensitively
+    /// (shared/reference/graph/03-users-list.md). A read that failed fails the call: it never
+    /// counts as "nobody holds it". Only the first page is read: two holders already decide.
+    pub fn mail_holders(
+        &self,
+        addresses: &[Address],
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, Failure> {
+        let urls: Vec<String> = addresses.iter().map(mail_filter_url).collect();
+        let mut out = BTreeMap::new();
+        for ((address, url), result) in addresses.iter().zip(&urls).zip(self.get_all(&urls)?) {
+            let what = "asking Graph which users have an email";
+            let resp = Self::ok(result, what)?;
+            let page = parse_page(&resp.body, url, what)?;
+            let ids = page.items.iter().filter_map(item_id).collect();
+            out.insert(address.as_str().to_string(), ids);
+        }
+        Ok(out)
+    }
+
     /// Transitive user members of each group.
     pub fn transitive_members(&self, groups: &[String]) -> Result<Memberships, Failure> {
         let cursors = groups
@@ -638,6 +660,14 @@ pub fn repeated_link(what: &str) -> Failure {
     ))
 }
 
+/// The URL that lists the Entra users whose `mail` is `address` (ids only).
+pub fn mail_filter_url(address: &Address) -> String {
+    format!(
+        "{GRAPH_BASE}/users?$filter={}&$select=id",
+        encode(&address.mail_filter())
+    )
+}
+
 fn parse_page(body: &[u8], url: &str, what: &str) -> Result<Page, Failure> {
     let raw: RawPage = serde_json::from_slice(body).map_err(|e| {
         Failure::transient(format!(
@@ -765,6 +795,16 @@ mod tests {
         )))
         .unwrap_err();
         assert!(f.message.contains("no error details"), "{}", f.message);
+    }
+
+    #[test]
+    fn mail_filter_is_odata_quoted_and_url_encoded() {
+        let a = crate::address::parse("O'Brien+QA@Contoso.com").unwrap();
+        assert_eq!(
+            mail_filter_url(&a),
+            "https://graph.microsoft.com/v1.0/users?$filter=mail%20eq%20%27o%27%27brien%2Bqa%40contoso.com%27&$select=id"
+        );
+        assert!(check_graph_url(&mail_filter_url(&a)).is_ok());
     }
 
     #[test]

@@ -209,6 +209,7 @@ fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
         blocked: None,
         unseen: None,
         recent_links: Vec::new(),
+        email_domains: Default::default(),
     }
 }
 
@@ -236,7 +237,10 @@ fn run_full_sync(
         directory_page_1,
         next_page.as_deref(),
     )
-    .and_then(|mut engine| engine.run(sync))
+    .and_then(|mut engine| {
+        engine.learned_domains = state.email_domains.clone();
+        engine.run(sync)
+    })
     .map_err(|f| Failure {
         message: format!(
             "initial sync {} stopped after {} batches: {}",
@@ -250,7 +254,9 @@ fn run_full_sync(
             sync.run_id, sync.batches, sync.calls, progress.counts
         )));
     }
-    let sync = state.full_sync.take().expect("checked above");
+    let mut sync = state.full_sync.take().expect("checked above");
+    // The run listed every user: its member domains are the tenant's verified ones now.
+    state.email_domains = std::mem::take(&mut sync.email_domains);
     let held = sync.blocked.as_ref().map_or(String::new(), |b| {
         format!(
             "; {} DEACTIVATIONS HELD BACK (limit {}): see the error above",
@@ -350,8 +356,10 @@ fn continue_work(
         // The one mass-deactivation guard, over its rolling window (see `guard`).
         let now = p.now();
         rt.window = state.recent_deactivations.clone();
+        rt.learned_domains = state.email_domains.clone();
         let done = rt.run_queue(&mut queue, u64::from(budget_ms));
         let counts = rt.out.counts;
+        state.email_domains = std::mem::take(&mut rt.learned_domains);
         state.queue = queue;
         guard::record(&mut state.recent_deactivations, rt.deactivated, now);
         if let (false, Some((limit, _))) = (rt.held.is_empty(), rt.guard) {

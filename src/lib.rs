@@ -4,6 +4,7 @@
 //! handlers and converts back. Everything else runs natively too, so it is unit-tested with a
 //! plain `cargo test`.
 
+pub mod address;
 pub mod apply;
 pub mod call;
 pub mod config;

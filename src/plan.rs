@@ -6,9 +6,41 @@ use std::ops::Bound;
 
 use serde_json::{Map, Value};
 
+use crate::address::{Address, Domains};
 use crate::config::is_guid;
 use crate::entra::{EntraUser, normalize_email};
 use crate::zenqms::api::{NewUser, ZUser};
+
+/// What linking an existing ZenQMS account by email needs beyond the directory (the trust
+/// rule, README "What the sync does"): the domains the tenant has verified, and for each
+/// candidate address the Entra users Graph says hold it (`GET /users?$filter=mail eq '…'`).
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    pub domains: Domains,
+    /// Candidate address -> ids (lowercase) of the Entra users whose `mail` it is.
+    pub holders: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The addresses whose holders Graph must be asked for before `users` are planned: those of
+/// users not linked yet whose (valid) address belongs to exactly one ZenQMS user with no
+/// external_id, and who pass the other linking conditions (complete; a verified domain).
+pub fn link_candidates(
+    users: &[EntraUser],
+    dir: &Directory,
+    domains: &Domains,
+) -> BTreeSet<Address> {
+    users
+        .iter()
+        .filter(|u| u.account_enabled.is_some() && u.mapped().is_some())
+        .filter(|u| dir.by_external_id(&u.id).is_none())
+        .filter_map(EntraUser::match_address)
+        .filter(|a| domains.verified(a.domain()))
+        .filter(|a| match dir.by_email(a.as_str()).as_slice() {
+            [z] => z.external_id.as_deref().is_none_or(|e| e.trim().is_empty()),
+            _ => false,
+        })
+        .collect()
+}
 
 /// The ZenQMS users, indexed the two ways the matching rule needs.
 #[derive(Debug, Clone, Default)]
@@ -179,10 +211,10 @@ fn find<'a>(user: &EntraUser, dir: &'a Directory) -> Match<'a> {
     if let Some(z) = dir.by_external_id(&user.id) {
         return Match::Linked(z);
     }
-    let Some(email) = user.match_email() else {
+    let Some(email) = user.match_address() else {
         return Match::None;
     };
-    match dir.by_email(&email).as_slice() {
+    match dir.by_email(email.as_str()).as_slice() {
         [] => Match::None,
         [z] => match (link_of(z), z.external_id.as_deref().map(str::trim)) {
             (Some(other), _) => Match::Conflict(format!(
@@ -217,8 +249,8 @@ fn change(changes: &mut Vec<Change>, field: &'static str, before: Value, after: 
     }
 }
 
-/// Plans one Entra user against the directory.
-pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
+/// Plans one Entra user against the directory, under the linking rule of `trust`.
+pub fn plan_user(user: &EntraUser, dir: &Directory, trust: &Trust) -> Action {
     let matched = find(user, dir);
     if let Match::Conflict(reason) = matched {
         return Action::Conflict { reason };
@@ -229,10 +261,14 @@ pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
             missing: vec!["accountEnabled"],
         };
     };
-    let missing = user.missing_fields();
     let (zuser, linking) = match matched {
         Match::Linked(z) => (z, false),
-        Match::ByEmail(z) => (z, true),
+        Match::ByEmail(z) => {
+            if let Some(refused) = refuse_link(user, z, trust) {
+                return refused;
+            }
+            (z, true)
+        }
         Match::Conflict(_) => unreachable!("handled above"),
         Match::None => {
             return match user.mapped() {
@@ -240,7 +276,7 @@ pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
                     reason: "disabled in Entra and not in ZenQMS".into(),
                     missing: Vec::new(),
                 },
-                None => skip_incomplete(missing),
+                None => skip_incomplete(user, ""),
                 Some(m) => Action::Create(NewUser {
                     email: m.email,
                     first_name: m.first_name,
@@ -263,7 +299,8 @@ pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
     }
     match user.mapped() {
         Some(m) => {
-            if normalize_email(&zuser.email) != m.email {
+            // Written whenever the stored value differs at all (padding and case included).
+            if zuser.email != m.email {
                 if let Some(owner) = dir
                     .by_email(&m.email)
                     .into_iter()
@@ -297,8 +334,8 @@ pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
                 enabled.into(),
             );
         }
-        // Incomplete: only a leaver's deactivation (and its link) may still be written.
-        None if !enabled && (zuser.is_active || linking) => {
+        // Incomplete (or a refused address): only a linked leaver's deactivation is written.
+        None if !enabled && zuser.is_active && !linking => {
             change(
                 &mut changes,
                 "is_active",
@@ -306,7 +343,7 @@ pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
                 false.into(),
             );
         }
-        None => return skip_incomplete(missing),
+        None => return skip_incomplete(user, ""),
     }
     let kind = if linking {
         WriteKind::Link
@@ -328,11 +365,103 @@ pub fn plan_user(user: &EntraUser, dir: &Directory) -> Action {
     }
 }
 
-fn skip_incomplete(missing: Vec<&'static str>) -> Action {
+/// Why `user` may not link the unlinked ZenQMS user `z` its address matches, if it may not:
+/// it is incomplete, the address's domain is not verified, or Graph does not confirm that
+/// this user alone holds the address.
+fn refuse_link(user: &EntraUser, z: &ZUser, trust: &Trust) -> Option<Action> {
+    let not_linked = format!("ZenQMS user {} not linked", z.id);
+    if user.mapped().is_none() {
+        let why = format!("an incomplete Entra user never links an existing account: {not_linked}");
+        return Some(skip_incomplete(user, &why));
+    }
+    let address = user.match_address()?;
+    let domain = address.domain();
+    if !trust.domains.verified(domain) {
+        return Some(Action::Conflict {
+            reason: format!(
+                "email domain {domain} is not a verified domain of the tenant (from {}): {not_linked}",
+                trust.domains.source()
+            ),
+        });
+    }
+    let Some(holders) = trust.holders.get(address.as_str()) else {
+        return Some(Action::Conflict {
+            reason: format!(
+                "Graph was not asked which Entra users hold email {address}: {not_linked}"
+            ),
+        });
+    };
+    let others: Vec<&str> = holders
+        .iter()
+        .map(String::as_str)
+        .filter(|h| *h != user.id)
+        .collect();
+    if others.is_empty() {
+        return None;
+    }
+    Some(Action::Conflict {
+        reason: format!(
+            "email {address} is the mail of {} Entra users ({}, {}): {not_linked}",
+            others.len() + 1,
+            user.id,
+            others.join(", ")
+        ),
+    })
+}
+
+/// The skip for a user missing required fields or whose mail the address rule refuses.
+fn skip_incomplete(user: &EntraUser, then: &str) -> Action {
+    let missing = user.missing_fields();
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing required fields: {}", missing.join(", ")));
+    }
+    if let Some(e) = user.address_error() {
+        parts.push(e.to_string());
+    }
+    if !then.is_empty() {
+        parts.push(then.to_string());
+    }
     Action::Skip {
-        reason: format!("missing required fields: {}", missing.join(", ")),
+        reason: parts.join("; "),
         missing,
     }
+}
+
+/// The conflict lines for the other holders of an address that made a batch user's link a
+/// conflict, when they are not in the batch themselves ("logged for both").
+fn other_holders(users: &[EntraUser], plans: &[Planned], trust: &Trust) -> Vec<Planned> {
+    let in_batch: BTreeSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    let mut reported = BTreeSet::new();
+    let mut out = Vec::new();
+    for (u, p) in users.iter().zip(plans) {
+        if !matches!(p.action, Action::Conflict { .. }) {
+            continue;
+        }
+        let Some(address) = u.match_address() else {
+            continue;
+        };
+        let Some(holders) = trust.holders.get(address.as_str()) else {
+            continue;
+        };
+        for other in holders {
+            if in_batch.contains(other.as_str()) || !reported.insert(other.clone()) {
+                continue;
+            }
+            out.push(Planned {
+                entra_id: other.clone(),
+                upn: String::new(),
+                action: Action::Conflict {
+                    reason: format!(
+                        "email {address} is also the mail of Entra user {}: nothing linked for either",
+                        u.id
+                    ),
+                },
+                after_batch: false,
+            });
+        }
+    }
+    out
 }
 
 /// How to take back one planned effect applied to the directory while planning a batch.
@@ -368,13 +497,16 @@ fn apply_planned(i: usize, action: &Action, dir: &mut Directory, undo: &mut Vec<
 /// A user in conflict over an email that another user of the batch moves away from (an address
 /// given up and reused) is planned again with the whole batch applied; if that resolves it, its
 /// plan is marked `after_batch`, so one sync converges instead of leaving it for the next.
-pub fn plan_batch(users: &[EntraUser], dir: &mut Directory) -> Vec<Planned> {
+///
+/// Other holders of an address whose link `trust` refused are appended as conflicts of their
+/// own (not `after_batch`) when they are not in the batch.
+pub fn plan_batch(users: &[EntraUser], dir: &mut Directory, trust: &Trust) -> Vec<Planned> {
     let mut undo = Vec::new();
     let mut plans: Vec<Planned> = users
         .iter()
         .enumerate()
         .map(|(i, u)| {
-            let action = plan_user(u, dir);
+            let action = plan_user(u, dir, trust);
             apply_planned(i, &action, dir, &mut undo);
             Planned {
                 entra_id: u.id.clone(),
@@ -392,7 +524,7 @@ pub fn plan_batch(users: &[EntraUser], dir: &mut Directory) -> Vec<Planned> {
             if !matches!(plans[i].action, Action::Conflict { .. }) {
                 continue;
             }
-            let action = plan_user(u, dir);
+            let action = plan_user(u, dir, trust);
             if !matches!(action, Action::Conflict { .. }) {
                 apply_planned(i, &action, dir, &mut undo);
                 plans[i].action = action;
@@ -406,6 +538,8 @@ pub fn plan_batch(users: &[EntraUser], dir: &mut Directory) -> Vec<Planned> {
             Undo::Restore(z) => dir.upsert(z),
         }
     }
+    let others = other_holders(users, &plans, trust);
+    plans.extend(others);
     plans
 }
 
@@ -422,13 +556,14 @@ pub fn plan_later(
     users: &[EntraUser],
     later: &BTreeSet<String>,
     dir: &mut Directory,
+    trust: &Trust,
 ) -> Vec<Planned> {
     let again: Vec<EntraUser> = users
         .iter()
         .filter(|u| later.contains(&u.id))
         .cloned()
         .collect();
-    plan_batch(&again, dir)
+    plan_batch(&again, dir, trust)
 }
 
 /// The user a create is expected to produce.

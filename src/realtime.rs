@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
+use crate::address::{self, Domains};
 use crate::apply::Applier;
 use crate::config::{Config, RoleMapping};
 use crate::entra::EntraUser;
@@ -15,7 +16,7 @@ use crate::failure::Failure;
 use crate::graph::Graph;
 use crate::guard;
 use crate::log::Log;
-use crate::plan::{self, Directory, Planned};
+use crate::plan::{self, Directory, Planned, Trust};
 use crate::platform::Platform;
 use crate::roles;
 use crate::state::{DeactivationWindow, Queue};
@@ -39,6 +40,9 @@ pub struct Realtime<'a> {
     pub held: Vec<String>,
     /// The call's budget (ms of `elapsed_ms`), for work split into rounds.
     budget_ms: u64,
+    /// The verified domains learned so far (the state's `email_domains`): the member users
+    /// this call reads are added, and the caller stores the set back.
+    pub learned_domains: BTreeSet<String>,
 }
 
 impl<'a> Realtime<'a> {
@@ -66,6 +70,7 @@ impl<'a> Realtime<'a> {
             deactivated: 0,
             held: Vec::new(),
             budget_ms: u64::MAX,
+            learned_domains: BTreeSet::new(),
         }
     }
 
@@ -183,13 +188,26 @@ impl<'a> Realtime<'a> {
         }
         let missing = roles::missing(&self.config.role_mappings, |g| !gone.contains(g));
         roles::log_missing(&self.out.log, &missing);
-        // Round 2, only for users not linked yet: candidates by email.
-        let linked: BTreeSet<String> = found.iter().filter_map(plan::link_of).collect();
-        let email_reqs: Vec<_> = users
+        for domain in users.iter().flatten().filter_map(EntraUser::member_domain) {
+            address::learn(&mut self.learned_domains, domain);
+        }
+        // Round 2: ZenQMS searched for every address a write may set (a user not linked yet:
+        // its match or a create; a linked one whose stored email differs at all: a rename),
+        // so that the planner sees every other ZenQMS user holding it.
+        let stored: BTreeMap<String, &str> = found
+            .iter()
+            .filter_map(|z| plan::link_of(z).map(|l| (l, z.email.as_str())))
+            .collect();
+        let emails: BTreeSet<String> = users
             .iter()
             .flatten()
-            .filter(|u| !linked.contains(&u.id))
-            .filter_map(EntraUser::match_email)
+            .filter_map(|u| {
+                let a = u.match_address()?;
+                (stored.get(&u.id) != Some(&a.as_str())).then(|| a.as_str().to_string())
+            })
+            .collect();
+        let email_reqs: Vec<_> = emails
+            .iter()
             .map(|email| {
                 self.out
                     .zen
@@ -200,9 +218,24 @@ impl<'a> Realtime<'a> {
             found.extend(Zenqms::read_search(result)?);
         }
         self.out.dir = Directory::new(found);
-        // Plan: present users as the initial sync does; absent ones (404) are leavers.
         let present: Vec<EntraUser> = users.iter().flatten().cloned().collect();
-        let (mut plans, later) = plan::staged(plan::plan_batch(&present, &mut self.out.dir));
+        // Round 3, only when a user may link an existing account: who holds its address.
+        let domains = Domains {
+            configured: self.config.email_match_domains.clone(),
+            learned: self.learned_domains.clone(),
+        };
+        let candidates: Vec<_> = plan::link_candidates(&present, &self.out.dir, &domains)
+            .into_iter()
+            .collect();
+        let holders = if candidates.is_empty() {
+            Default::default()
+        } else {
+            self.graph.mail_holders(&candidates)?
+        };
+        let trust = Trust { domains, holders };
+        // Plan: present users as the initial sync does; absent ones (404) are leavers.
+        let (mut plans, later) =
+            plan::staged(plan::plan_batch(&present, &mut self.out.dir, &trust));
         for (id, user) in ids.iter().zip(&users) {
             if user.is_some() {
                 continue;
@@ -225,7 +258,7 @@ impl<'a> Realtime<'a> {
         self.out.apply(plans)?;
         if !later.is_empty() {
             // Users taking an email another one just gave up.
-            let plans = plan::plan_later(&present, &later, &mut self.out.dir);
+            let plans = plan::plan_later(&present, &later, &mut self.out.dir, &trust);
             let plans = self.guarded(plans)?;
             self.out.apply(plans)?;
         }

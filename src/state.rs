@@ -1,6 +1,8 @@
 //! What the component keeps between calls (the WIT `state` string). Never holds a secret or an
 //! access token: the platform stores it as plain data.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +36,12 @@ pub struct State {
     /// Deactivations made by notifications and delta rounds in the guard's rolling window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recent_deactivations: Option<DeactivationWindow>,
+    /// The tenant's verified domains, learned from member users' UPN suffixes (lowercase; at
+    /// most `address::MAX_LEARNED_DOMAINS`): replaced by each finished full sync's complete
+    /// listing, added to by every user a notification or delta round reads. Linking by email
+    /// needs the address's domain here (or in `email_match_domains`).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub email_domains: BTreeSet<String>,
 }
 
 /// The notification path's deactivations since `since` (the guard's rolling window).
@@ -138,6 +146,10 @@ pub struct FullSync {
     /// back to one of them is an error instead of a sync that never ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_links: Vec<u64>,
+    /// Verified domains this run's user pages proved so far (member UPN suffixes, bounded);
+    /// the state's `email_domains` when the run finishes.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub email_domains: BTreeSet<String>,
 }
 
 /// A deactivation the full sync plans, applied after the mass-deactivation check.
@@ -310,7 +322,9 @@ mod tests {
             blocked: None,
             unseen: None,
             recent_links: Vec::new(),
+            email_domains: BTreeSet::from(["contoso.com".to_string()]),
         });
+        s.email_domains = BTreeSet::from(["contoso.com".to_string()]);
         assert_eq!(State::parse(Some(&s.to_json())).unwrap(), s);
     }
 

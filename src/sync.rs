@@ -8,6 +8,7 @@ use serde_json::json;
 
 use std::collections::BTreeSet;
 
+use crate::address::{self, Domains};
 use crate::apply::{self, Applier, RoleCall, Write};
 use crate::config::{Config, RoleMapping};
 use crate::entra::EntraUser;
@@ -16,7 +17,7 @@ use crate::graph::{Graph, Page, USER_PAGE};
 use crate::guard;
 use crate::links;
 use crate::log::Log;
-use crate::plan::{self, Action, Directory, Planned, WriteKind};
+use crate::plan::{self, Action, Directory, Planned, Trust, WriteKind};
 use crate::platform::{HttpResult, Method, Platform};
 use crate::roles::{self, Memberships, RoleChange};
 use crate::state::{Counts, Deferred, FullSync, Phase};
@@ -95,6 +96,8 @@ pub struct Engine<'a> {
     /// Role calls held for the next round: those of users created in the last one, and those
     /// held back so that a round is made of whole waves of the platform's concurrency.
     carry: Vec<RoleCall>,
+    /// The verified domains learned before this run (the state's `email_domains`).
+    pub learned_domains: BTreeSet<String>,
 }
 
 impl<'a> Engine<'a> {
@@ -138,6 +141,7 @@ impl<'a> Engine<'a> {
             known: Vec::new(),
             prefetched,
             carry: Vec::new(),
+            learned_domains: BTreeSet::new(),
         })
     }
 
@@ -282,7 +286,8 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let (plans, later) = plan::staged(plan::plan_batch(&users, &mut self.out.dir));
+        let trust = self.trust(&users, sync)?;
+        let (plans, later) = plan::staged(plan::plan_batch(&users, &mut self.out.dir, &trust));
         let plans: Vec<Planned> = plans
             .into_iter()
             .filter_map(|p| defer_deactivation(p, &mut sync.deferred))
@@ -345,7 +350,7 @@ impl<'a> Engine<'a> {
         if !later.is_empty() {
             // Users taking an email another one just gave up: one more round (rare: an address
             // reused within one page).
-            let plans: Vec<Planned> = plan::plan_later(&users, &later, &mut self.out.dir)
+            let plans: Vec<Planned> = plan::plan_later(&users, &later, &mut self.out.dir, &trust)
                 .into_iter()
                 .filter_map(|p| defer_deactivation(p, &mut sync.deferred))
                 .collect();
@@ -378,6 +383,32 @@ impl<'a> Engine<'a> {
             self.prefetched = Some((url.to_string(), page));
             Ok(PageEnd::More(end))
         }
+    }
+
+    /// The linking rule's facts for one page: its member users' UPN suffixes are learned first
+    /// (kept in the checkpoint), then Graph is asked who holds each link candidate's address
+    /// (one round, only when the page has candidates).
+    fn trust(&mut self, users: &[EntraUser], sync: &mut FullSync) -> Result<Trust, Failure> {
+        for domain in users.iter().filter_map(EntraUser::member_domain) {
+            address::learn(&mut sync.email_domains, domain);
+        }
+        let domains = Domains {
+            configured: self.config.email_match_domains.clone(),
+            learned: self
+                .learned_domains
+                .union(&sync.email_domains)
+                .cloned()
+                .collect(),
+        };
+        let candidates: Vec<_> = plan::link_candidates(users, &self.out.dir, &domains)
+            .into_iter()
+            .collect();
+        let holders = if candidates.is_empty() {
+            Default::default()
+        } else {
+            self.graph.mail_holders(&candidates)?
+        };
+        Ok(Trust { domains, holders })
     }
 
     /// Finds linked ZenQMS users whose Entra object no longer exists and defers their

@@ -10,7 +10,8 @@
 //! `fake_graph/delta.rs` the change log and `/users/delta`, `/groups/delta`,
 //! `fake_graph/subscriptions.rs` change-notification subscriptions, `fake_graph/batch.rs` JSON
 //! batching (`$batch`),
-//! `fake_graph/odata.rs` shared URL/query/error/paging helpers.
+//! `fake_graph/odata.rs` shared URL/query/error/paging helpers, `fake_graph/filter.rs` the
+//! `$filter=mail eq '…'` clause on `/users`.
 //!
 //! Soft delete, as in Entra ID: a soft-deleted user answers 404, is left out of every listing
 //! (`/users`, `/members`, `/transitiveMembers`, `checkMemberGroups`, ...) but KEEPS its direct
@@ -30,6 +31,7 @@ mod delta;
 #[cfg(test)]
 mod delta_tests;
 mod directory;
+mod filter;
 mod member_of;
 mod odata;
 #[cfg(test)]

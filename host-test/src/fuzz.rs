@@ -223,7 +223,18 @@ const IDS: [&str; 4] = [
     "aaaaaaaa-0000-0000-0000-000000000003",
     "aaaaaaaa-0000-0000-0000-000000000004",
 ];
-const EMAILS: [&str; 4] = ["a@x.com", " A@X.com", "b@x.com", "c@x.com"];
+/// With look-alikes (U+212A KELVIN SIGN, Cyrillic а, a zero-width space) and an address in a
+/// domain the tenant has not verified (y.com).
+const EMAILS: [&str; 8] = [
+    "a@x.com",
+    " A@X.com",
+    "b@x.com",
+    "c@x.com",
+    "\u{212A}@x.com",
+    "\u{430}@x.com",
+    "a\u{200B}@x.com",
+    "a@y.com",
+];
 
 fn small_text() -> impl Strategy<Value = Option<String>> {
     proptest::option::of(prop_oneof![
@@ -250,7 +261,24 @@ fn entra_user() -> impl Strategy<Value = EntraUser> {
             surname: s,
             job_title: t,
             account_enabled: enabled,
+            user_type: None,
         })
+}
+
+/// The trust Graph would give the batch: x.com verified, each address held by the batch users
+/// whose mail it is.
+fn batch_trust(users: &[EntraUser]) -> plan::Trust {
+    let mut t = plan::Trust::default();
+    t.domains.learned.insert("x.com".into());
+    for u in users {
+        if let Some(a) = u.match_address() {
+            t.holders
+                .entry(a.as_str().to_string())
+                .or_default()
+                .insert(u.id.clone());
+        }
+    }
+    t
 }
 
 fn zen_user() -> impl Strategy<Value = (String, Option<String>, bool, Vec<String>)> {
@@ -300,7 +328,8 @@ fn directory(raw: Vec<(String, Option<String>, bool, Vec<String>)>) -> Directory
 
 fn check_plan(users: &[EntraUser], dir: &Directory) -> Result<(), TestCaseError> {
     let mut scratch = dir.clone();
-    let plans = plan::plan_batch(users, &mut scratch);
+    let trust = batch_trust(users);
+    let plans = plan::plan_batch(users, &mut scratch, &trust);
     prop_assert_eq!(scratch.len(), dir.len(), "planning restores the directory");
     let mut after = dir.clone();
     // First the batch, then the plans it must be written before (`after_batch`), each checked
@@ -320,12 +349,21 @@ fn check_plan(users: &[EntraUser], dir: &Directory) -> Result<(), TestCaseError>
                         .get(zenqms_id)
                         .ok_or_else(|| TestCaseError::fail("write to unknown user"))?;
                     let linked_here = link_of(z).as_deref() == Some(u.id.as_str());
+                    let address = u.match_address();
                     let email_match = z.external_id.is_none()
-                        && u.match_email().as_deref() == Some(normalize_email(&z.email).as_str());
+                        && address.as_ref().map(|a| a.as_str())
+                            == Some(normalize_email(&z.email).as_str());
                     prop_assert!(
                         linked_here || email_match,
                         "touched an unrelated user {z:?} for {u:?}"
                     );
+                    if !linked_here {
+                        // A link: complete, verified domain, the only holder of the address.
+                        let a = address.expect("matched by address");
+                        prop_assert!(u.mapped().is_some(), "incomplete user linked: {u:?}");
+                        prop_assert_eq!(a.domain(), "x.com");
+                        prop_assert_eq!(trust.holders[a.as_str()].len(), 1);
+                    }
                     prop_assert!(!changes.iter().any(|c| c.field == "roles"));
                     let current = after.get(zenqms_id).cloned().unwrap_or_else(|| z.clone());
                     after.upsert(plan::apply_changes(&current, changes));
@@ -335,6 +373,7 @@ fn check_plan(users: &[EntraUser], dir: &Directory) -> Result<(), TestCaseError>
                         base.by_email(&new.email).is_empty(),
                         "create of an existing email"
                     );
+                    prop_assert!(new.email.bytes().all(|b| b.is_ascii_graphic()));
                     prop_assert!(
                         base.by_external_id(&u.id).is_none(),
                         "create of a linked user"
@@ -346,7 +385,7 @@ fn check_plan(users: &[EntraUser], dir: &Directory) -> Result<(), TestCaseError>
         }
     }
     // Applying the plan and planning again writes nothing.
-    for p in plan::plan_batch(users, &mut after) {
+    for p in plan::plan_batch(users, &mut after, &trust) {
         prop_assert!(
             !matches!(p.action, Action::Create(_) | Action::Write { .. }),
             "second pass still writes: {:?}",

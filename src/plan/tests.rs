@@ -4,6 +4,29 @@ use serde_json::json;
 const A: &str = "aaaaaaaa-0000-0000-0000-000000000001";
 const B: &str = "bbbbbbbb-0000-0000-0000-000000000002";
 
+/// The trust a batch earns when x.com is verified and each user alone holds its address.
+fn trusted(users: &[EntraUser]) -> Trust {
+    let mut t = Trust::default();
+    t.domains.learned.insert("x.com".into());
+    for u in users {
+        if let Some(a) = u.match_address() {
+            t.holders
+                .entry(a.as_str().to_string())
+                .or_default()
+                .insert(u.id.clone());
+        }
+    }
+    t
+}
+
+fn plan_user(u: &EntraUser, dir: &Directory) -> Action {
+    super::plan_user(u, dir, &trusted(std::slice::from_ref(u)))
+}
+
+fn plan_batch(users: &[EntraUser], dir: &mut Directory) -> Vec<Planned> {
+    super::plan_batch(users, dir, &trusted(users))
+}
+
 fn entra(id: &str, mail: Option<&str>, enabled: bool) -> EntraUser {
     EntraUser {
         id: id.into(),
@@ -13,6 +36,7 @@ fn entra(id: &str, mail: Option<&str>, enabled: bool) -> EntraUser {
         surname: Some("Lovelace".into()),
         job_title: Some("QA".into()),
         account_enabled: Some(enabled),
+        user_type: None,
     }
 }
 
@@ -79,7 +103,8 @@ fn unlinked_email_match_is_linked_ignoring_case_and_spaces() {
         ),
         "{a:?}"
     );
-    assert_eq!(fields(&a), vec!["external_id"]);
+    // The stored address differs (case): the normalised one is written with the link.
+    assert_eq!(fields(&a), vec!["external_id", "email"]);
 }
 
 #[test]
@@ -285,4 +310,212 @@ fn an_email_given_up_in_the_batch_is_taken_after_it() {
         &mut Directory::new([z("u1", "a@x.com", Some(B))]),
     );
     assert!(matches!(plans[0].action, Action::Conflict { .. }) && !plans[0].after_batch);
+}
+
+// ---- The email-linking trust rule (issue 11 section 1; issue 12 section 5) ----
+
+const M: &str = "cccccccc-0000-0000-0000-000000000003";
+
+fn plan(u: &EntraUser, dir: &Directory) -> Action {
+    plan_user(u, dir)
+}
+
+use super as plan;
+
+fn is_link(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::Write {
+            kind: WriteKind::Link,
+            ..
+        }
+    )
+}
+
+fn reason(a: &Action) -> String {
+    match a {
+        Action::Skip { reason, .. } | Action::Conflict { reason } => reason.clone(),
+        other => panic!("expected a skip or conflict, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_incomplete_disabled_object_never_links_or_deactivates_an_account() {
+    let dir = Directory::new([z("u-ceo", "ceo@x.com", None)]);
+    let mut stub = entra(M, Some("ceo@x.com"), false);
+    stub.given_name = None;
+    stub.surname = None;
+    stub.job_title = None;
+    let a = plan(&stub, &dir);
+    assert!(matches!(a, Action::Skip { .. }), "{a:?}");
+}
+
+#[test]
+fn kelvin_sign_never_folds_onto_an_ascii_k() {
+    let dir = Directory::new([z("u-k", "k.admin@x.com", None)]);
+    let a = plan(&entra(M, Some("\u{212A}.admin@x.com"), true), &dir);
+    assert!(matches!(a, Action::Skip { .. }), "{a:?}");
+    assert!(reason(&a).contains("U+212A"), "{a:?}");
+    // And the other way round: a ZenQMS address with the sign is not an ASCII k.
+    let dir = Directory::new([z("u-k", "\u{212A}.admin@x.com", None)]);
+    let a = plan(&entra(M, Some("k.admin@x.com"), true), &dir);
+    assert!(!is_link(&a), "{a:?}");
+}
+
+#[test]
+fn look_alike_and_invisible_addresses_are_neither_matched_nor_created() {
+    for (mail, cp) in [
+        ("\u{430}dmin@x.com", "U+0430"),
+        ("ad\u{200B}min@x.com", "U+200B"),
+        ("admin@x.com\u{202E}", "U+202E"),
+        ("admin@x.com\u{3000}", "U+3000"),
+    ] {
+        let a = plan(&entra(M, Some(mail), true), &Directory::default());
+        assert!(matches!(a, Action::Skip { .. }), "{mail:?}: {a:?}");
+        assert!(reason(&a).contains(cp), "{mail:?}: {a:?}");
+    }
+}
+
+#[test]
+fn a_linked_user_with_a_refused_address_is_skipped_but_a_leaver_still_deactivated() {
+    let dir = Directory::new([z("u1", "ada@x.com", Some(A))]);
+    let a = plan(&entra(A, Some("ad\u{200B}a@x.com"), true), &dir);
+    assert!(matches!(a, Action::Skip { .. }), "{a:?}");
+    let a = plan(&entra(A, Some("ad\u{200B}a@x.com"), false), &dir);
+    assert_eq!(fields(&a), vec!["is_active"], "{a:?}");
+}
+
+#[test]
+fn linking_writes_the_normalised_address() {
+    let dir = Directory::new([z("u-40", " Ada.Lovelace@X.com ", None)]);
+    let a = plan(&entra(A, Some("ada.lovelace@x.com"), true), &dir);
+    assert!(is_link(&a), "{a:?}");
+    assert_eq!(fields(&a), vec!["external_id", "email"], "{a:?}");
+}
+
+#[test]
+fn a_linked_users_stored_address_is_rewritten_when_it_differs_at_all() {
+    let dir = Directory::new([z("u1", "Ada@X.com", Some(A))]);
+    let a = plan(&entra(A, Some("ada@x.com"), true), &dir);
+    assert_eq!(fields(&a), vec!["email"], "{a:?}");
+}
+
+#[test]
+fn an_address_outside_the_verified_domains_never_links() {
+    let dir = Directory::new([z("u-admin", "qms.admin@vendor.example", None)]);
+    let mallory = entra(M, Some(" QMS.Admin@Vendor.example "), true);
+    let mut trust = trusted(std::slice::from_ref(&mallory));
+    let a = super::plan_user(&mallory, &dir, &trust);
+    assert!(matches!(a, Action::Conflict { .. }), "{a:?}");
+    assert!(reason(&a).contains("vendor.example"), "{a:?}");
+    assert!(
+        plan::link_candidates(std::slice::from_ref(&mallory), &dir, &trust.domains).is_empty(),
+        "no Graph question for an address that cannot link"
+    );
+    // An admin who lists the domain lets it link (configured replaces learned).
+    trust.domains.configured = Some(BTreeSet::from(["vendor.example".to_string()]));
+    assert!(is_link(&super::plan_user(&mallory, &dir, &trust)));
+    trust.domains.learned.insert("vendor.example".into());
+    trust.domains.configured = Some(BTreeSet::from(["x.com".to_string()]));
+    assert!(!is_link(&super::plan_user(&mallory, &dir, &trust)));
+}
+
+#[test]
+fn two_entra_users_with_one_address_link_neither_and_both_are_logged() {
+    let dir = Directory::new([z("u1", "ada@x.com", None)]);
+    let a = entra(A, Some("ada@x.com"), true);
+    let mut trust = trusted(std::slice::from_ref(&a));
+    trust
+        .holders
+        .get_mut("ada@x.com")
+        .unwrap()
+        .insert(B.to_string());
+    let plans = super::plan_batch(std::slice::from_ref(&a), &mut dir.clone(), &trust);
+    assert_eq!(plans.len(), 2, "{plans:?}");
+    assert!(
+        matches!(plans[0].action, Action::Conflict { .. }),
+        "{plans:?}"
+    );
+    assert!(reason(&plans[0].action).contains(B));
+    assert_eq!(plans[1].entra_id, B);
+    assert!(reason(&plans[1].action).contains(A));
+    // Both in the batch: each gets its own conflict, no extra line.
+    let b = entra(B, Some("ADA@x.com"), true);
+    let plans = super::plan_batch(&[a.clone(), b], &mut dir.clone(), &trust);
+    assert_eq!(plans.len(), 2);
+    assert!(
+        plans
+            .iter()
+            .all(|p| matches!(p.action, Action::Conflict { .. }))
+    );
+    // Graph not asked (or the address missing from its answers): no link either.
+    let unasked = Trust {
+        holders: Default::default(),
+        ..trust
+    };
+    assert!(!is_link(&super::plan_user(&a, &dir, &unasked)));
+}
+
+#[test]
+fn candidates_are_unlinked_complete_verified_single_matches() {
+    let dir = Directory::new([
+        z("u1", "ada@x.com", None),
+        z("u2", "bob@x.com", Some(B)),
+        z("u3", "cy@x.com", Some("legacy-7")),
+        z("u4", "dee@y.com", None),
+    ]);
+    let mut incomplete = entra(M, Some("ada@x.com"), true);
+    incomplete.surname = None;
+    let users = [
+        entra(A, Some("Ada@X.com"), true),
+        entra(
+            "dddddddd-0000-0000-0000-000000000004",
+            Some("bob@x.com"),
+            true,
+        ),
+        entra(
+            "eeeeeeee-0000-0000-0000-000000000005",
+            Some("cy@x.com"),
+            true,
+        ),
+        entra(
+            "ffffffff-0000-0000-0000-000000000006",
+            Some("dee@y.com"),
+            true,
+        ),
+        entra(
+            "abababab-0000-0000-0000-000000000007",
+            Some("new@x.com"),
+            true,
+        ),
+        incomplete,
+    ];
+    let got: Vec<String> = plan::link_candidates(&users, &dir, &trusted(&[]).domains)
+        .into_iter()
+        .map(|a| a.as_str().to_string())
+        .collect();
+    assert_eq!(got, vec!["ada@x.com"]);
+}
+
+#[test]
+fn a_rename_onto_a_colleagues_address_is_a_conflict() {
+    let dir = Directory::new([
+        z("u1", "ada@x.com", Some(A)),
+        z("u2", "Bob@X.com ", Some(B)),
+    ]);
+    let a = plan_user(&entra(A, Some("bob@x.com"), true), &dir);
+    assert!(matches!(a, Action::Conflict { .. }), "{a:?}");
+    assert!(reason(&a).contains("u2"));
+}
+
+#[test]
+fn a_guest_with_an_external_address_proves_no_domain() {
+    let mut guest = entra(M, Some("ext@partner.example"), true);
+    guest.upn = "ext_partner.example#EXT#@x.onmicrosoft.com".into();
+    assert_eq!(guest.member_domain(), None);
+    guest.upn = "ext@partner.example".into();
+    guest.user_type = Some("Guest".into());
+    assert_eq!(guest.member_domain(), None);
+    guest.user_type = Some("Member".into());
+    assert_eq!(guest.member_domain().as_deref(), Some("partner.example"));
 }

@@ -356,7 +356,8 @@ impl FakeGraph {
     }
 
     fn list_users(&self, url: &Url) -> GraphResult<Value> {
-        let q = parse_query(url, &["select", "top", "skiptoken"])?;
+        let q = parse_query(url, &["select", "top", "skiptoken", "filter"])?;
+        let filter = super::filter::user_filter(url, |n| self.user_prop(n).is_some())?;
         let sel = Selection::resolve(q.select.as_ref(), "user", |n| self.user_prop(n))?;
         collection_select(&sel)?;
         // Render only this page and one more item (to know whether a next page exists):
@@ -370,6 +371,7 @@ impl FakeGraph {
         let items = self
             .users
             .range::<str, _>((from, Bound::Unbounded))
+            .filter(|(_, u)| filter.as_ref().is_none_or(|f| f.matches(u)))
             .take(q.top.unwrap_or(100).saturating_add(1))
             .map(|(id, u)| (id.clone(), render(u, Kind::User, &sel)))
             .collect();
