@@ -17,9 +17,11 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     assert!(sums.contains("  entra_zenqms.wasm") && sums.contains("  integration.json"));
     let wasm = std::fs::read(out.join("entra_zenqms.wasm")).unwrap();
+    // 1.25 MiB: the 1 MiB target of docs/performance.md was given up for the `url` crate and
+    // the security rules of issue 11 (see docs/performance.md, "Component size").
     assert!(
-        wasm.len() < 1 << 20,
-        "component under 1 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 18),
+        "component under 1.25 MiB: {} bytes",
         wasm.len()
     );
     std::fs::remove_dir_all(&out).ok();

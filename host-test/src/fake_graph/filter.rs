@@ -90,6 +90,21 @@ pub(super) fn user_filter(
         return Err(invalid(clause, i));
     }
     skip_spaces(&mut i);
+    // Only `mail eq '…'` is simulated; any other well-formed clause is one real Graph may
+    // answer, so it fails loudly instead of pretending to be a syntax error.
+    if !property.eq_ignore_ascii_case("mail") || operator != "eq" {
+        if !is_property(&property) {
+            return Err(GraphError::bad_request(
+                "Request_BadRequest",
+                format!(
+                    "Could not find a property named '{property}' on type 'microsoft.graph.user'."
+                ),
+            ));
+        }
+        return Err(GraphError::not_implemented(&format!(
+            "$filter on users other than mail eq '…' (got {property} {operator})"
+        )));
+    }
     if i >= chars.len() || chars[i] != '\'' {
         return Err(invalid(clause, i));
     }
@@ -115,17 +130,6 @@ pub(super) fn user_filter(
     skip_spaces(&mut i);
     if i != chars.len() {
         return Err(invalid(clause, i));
-    }
-    if !is_property(&property) {
-        return Err(GraphError::bad_request(
-            "Request_BadRequest",
-            format!("Could not find a property named '{property}' on type 'microsoft.graph.user'."),
-        ));
-    }
-    if !property.eq_ignore_ascii_case("mail") || operator != "eq" {
-        return Err(GraphError::not_implemented(&format!(
-            "$filter on users other than mail eq '…' (got {property} {operator})"
-        )));
     }
     Ok(Some(UserFilter::MailEq(literal)))
 }
