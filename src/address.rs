@@ -104,7 +104,7 @@ impl std::fmt::Display for AddressError {
 /// Characters that render as nothing or as a blank (besides controls): non-ASCII spaces and
 /// line/paragraph separators (Unicode `White_Space`), format characters (`Cf`: zero-width,
 /// bidi controls, soft hyphen, BOM, tags), fillers and variation selectors.
-fn is_invisible(c: char) -> bool {
+pub fn is_invisible(c: char) -> bool {
     matches!(c as u32,
         0x00A0 | 0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x1680 | 0x17B4 | 0x17B5
         | 0x180B..=0x180F | 0x2000..=0x200F | 0x2028..=0x202F | 0x205F..=0x206F | 0x2800

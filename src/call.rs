@@ -192,6 +192,13 @@ pub fn run(
     let result = match result {
         Ok(mut o) => {
             o.summary = resilient.scrub(&o.summary);
+            // Every webhook reply says what it is and must not be sniffed as anything else.
+            if let Some(r) = o.response.as_mut()
+                && r.header("x-content-type-options").is_none()
+            {
+                r.headers
+                    .push(("X-Content-Type-Options".into(), "nosniff".into()));
+            }
             Ok(o)
         }
         Err(mut f) => {

@@ -55,7 +55,14 @@ impl EntraUser {
 
     /// Required Graph properties that are missing or blank, in Graph's names.
     pub fn missing_fields(&self) -> Vec<&'static str> {
-        let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+        // Blank also when only invisible characters are left (a zero-width space, a BOM, a
+        // Hangul filler): such a name is not a name, and an incomplete user never links.
+        let blank = |v: &Option<String>| {
+            v.as_deref().is_none_or(|s| {
+                s.chars()
+                    .all(|c| c.is_whitespace() || c.is_control() || crate::address::is_invisible(c))
+            })
+        };
         let mut missing = Vec::new();
         for (name, v) in [
             ("mail", &self.mail),
@@ -151,5 +158,23 @@ mod tests {
         assert!(EntraUser::from_json(&json!({"mail": "a@b.c"})).is_none());
         assert!(EntraUser::from_json(&json!({"id": 5})).is_none());
         assert!(EntraUser::from_json(&json!("text")).is_none());
+    }
+
+    #[test]
+    fn names_of_invisible_characters_are_blank() {
+        for blank in [
+            "\u{200b}",
+            "\u{feff}",
+            "\u{3164}",
+            " \u{00a0}\t",
+            "\u{0}",
+            "\u{2028}",
+        ] {
+            let mut v = serde_json::json!({"id": "u1", "mail": "a@contoso.com", "givenName": "G",
+                "surname": "S", "jobTitle": "T", "accountEnabled": false});
+            v["givenName"] = serde_json::json!(blank);
+            let u = EntraUser::from_json(&v).unwrap();
+            assert_eq!(u.missing_fields(), vec!["givenName"], "{blank:?}");
+        }
     }
 }

@@ -14,6 +14,26 @@ use crate::url::encode;
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
+/// `haystack` with every match of `needle` (ignoring ASCII case) replaced by `with`. ASCII
+/// case changes keep byte offsets, so matches found in the lowered copy are cut from the
+/// original.
+fn replace_ignore_ascii_case(haystack: &str, needle: &str, with: &str) -> String {
+    if needle.is_empty() {
+        return haystack.to_string();
+    }
+    let lower = haystack.to_ascii_lowercase();
+    let needle = needle.to_ascii_lowercase();
+    let mut out = String::with_capacity(haystack.len());
+    let mut at = 0;
+    while let Some(i) = lower[at..].find(&needle) {
+        out.push_str(&haystack[at..at + i]);
+        out.push_str(with);
+        at += i + needle.len();
+    }
+    out.push_str(&haystack[at..]);
+    out
+}
+
 /// The secrets of one call.
 #[derive(Debug, Default)]
 pub struct Secrets(RefCell<Vec<String>>);
@@ -44,14 +64,14 @@ impl Secrets {
         list.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
-    /// `text` with every registered secret replaced by [`REDACTED`].
+    /// `text` with every registered secret replaced by [`REDACTED`]. Matching ignores ASCII
+    /// case: percent-encoding's hex digits may be written either way (`%7e`), and an echo may
+    /// have upper-cased the whole value.
     pub fn scrub(&self, text: &str) -> String {
         let list = self.0.borrow();
         let mut out = text.to_string();
         for s in list.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), REDACTED);
-            }
+            out = replace_ignore_ascii_case(&out, s, REDACTED);
         }
         out
     }
@@ -85,5 +105,15 @@ mod tests {
         s.add("abcdef");
         s.add("xxabcdefyy");
         assert_eq!(s.scrub("[xxabcdefyy]"), "[[redacted]]");
+    }
+
+    #[test]
+    fn percent_encoding_and_case_variants_are_scrubbed() {
+        let s = Secrets::default();
+        s.add("client-secret~Zx9");
+        let text = "a client-secret%7eZx9 b CLIENT-SECRET~ZX9 c client-secret%7EZx9 d";
+        let out = s.scrub(text);
+        assert!(!out.to_ascii_lowercase().contains("zx9"), "{out}");
+        assert_eq!(out.matches(REDACTED).count(), 3, "{out}");
     }
 }

@@ -33,6 +33,10 @@ pub struct Resilient<'a> {
     secrets: Secrets,
 }
 
+/// The most of its budget a call keeps back from retry waits for the rest of its step (a
+/// quarter of the budget when that is less).
+const WAIT_RESERVE_MS: u64 = 2_000;
+
 /// Whether repeating this request can do harm (double create).
 pub fn idempotent(req: &Request) -> bool {
     use crate::platform::Method;
@@ -127,10 +131,18 @@ impl<'a> Resilient<'a> {
         }
     }
 
+    /// Whether a wait of `ms` still leaves the call the rest of its step: the retried request
+    /// is only part of a step, and a wait that ends right at the budget would make the step's
+    /// other requests overrun it.
+    fn wait_fits(&self, ms: u64) -> bool {
+        let reserve = (self.budget_ms / 4).min(WAIT_RESERVE_MS);
+        self.inner.elapsed_ms() + ms + reserve <= self.budget_ms
+    }
+
     /// Waits before a retry if the budget allows; false when it does not.
     fn pause(&self, attempt: u32, hint: Hint, why: &str) -> bool {
         let delay = self.delay_ms(attempt, hint);
-        if self.inner.elapsed_ms() + delay > self.budget_ms {
+        if !self.wait_fits(delay) {
             self.out_of_budget.set(true);
             return false;
         }
@@ -243,7 +255,7 @@ impl Platform for Resilient<'_> {
     }
 
     fn can_wait(&self, ms: u64) -> bool {
-        let fits = self.inner.elapsed_ms() + ms <= self.budget_ms;
+        let fits = self.wait_fits(ms);
         if !fits {
             self.out_of_budget.set(true);
         }

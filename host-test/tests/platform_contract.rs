@@ -78,7 +78,7 @@ fn invalid_configuration_lists_every_problem_and_sends_nothing() {
     for needle in [
         "missing key 'entra_client_secret'",
         "'entra_tenant_id' must be a GUID",
-        "'zenqms_base_url' is not a valid absolute URL",
+        "'zenqms_base_url' is not a valid URL",
         "'role_mappings'[0].groups[0] is not a GUID",
         "4 problems",
     ] {

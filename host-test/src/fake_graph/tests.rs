@@ -273,10 +273,7 @@ fn unsupported_query_options_fail_loudly() {
     ] {
         let (status, body) = get(&mut g, &t, &format!("{U}/users?{option}"));
         assert_eq!(status, 400, "{option}");
-        assert!(
-            message(&body).contains("not implemented by the fake Graph"),
-            "{body}"
-        );
+        assert!(message(&body).contains("not implement"), "{body}");
     }
     let (status, body) = get(&mut g, &t, &format!("{U}/users?$bogus=1"));
     assert_eq!(
