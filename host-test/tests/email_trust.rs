@@ -366,3 +366,35 @@ fn an_address_with_an_apostrophe_is_asked_about_with_odata_quoting() {
         Some(uid(1).as_str())
     );
 }
+
+/// Found by the red-team pass: names made only of invisible characters are blank, so such an
+/// object is incomplete and never links (or deactivates) an account, on any path.
+#[test]
+fn names_of_invisible_characters_do_not_make_a_user_complete() {
+    for (field, blank) in [
+        ("givenName", "\u{200b}"),
+        ("surname", "\u{feff}"),
+        ("jobTitle", "\u{3164}"),
+    ] {
+        let users: Vec<Value> = (1..=3).map(entra_user).collect();
+        let zen = vec![zen_user("u-ceo", "ceo@contoso.com", None, &["r-admin"])];
+        let mut s = scenario(users, json!([]), zen, json!([]));
+        let mut claimer = entra_user(9);
+        claimer["mail"] = json!("ceo@contoso.com");
+        claimer["accountEnabled"] = json!(false);
+        claimer[field] = json!(blank);
+        s["steps"] = json!([
+            {"deploy": {}},
+            {"entra": {"upsert_user": claimer}},
+            {"notify": {"resource": "users", "id": uid(9), "change_type": "updated"}},
+            {"advance": {"to": "2026-11-28T13:30:00Z"}},
+            {"schedule": {}},
+            {"deploy": {}},
+        ]);
+        let r = run(s);
+        assert_ok(&r);
+        let ceo = by_id(&r, "u-ceo");
+        assert_eq!(ceo.external_id, None, "{field}: not claimed");
+        assert!(ceo.is_active, "{field}: not deactivated");
+    }
+}

@@ -288,7 +288,7 @@ fn paged_tenant(budget_ms: u32) -> Value {
 #[test]
 fn a_budget_forcing_one_batch_per_call_ends_in_the_same_state_as_one_call() {
     let whole = run(paged_tenant(600_000));
-    let sliced = run(paged_tenant(3_000));
+    let sliced = run(paged_tenant(2_000));
     assert_ok(&whole);
     assert_ok(&sliced);
     // The deploy checkpoints once set-up is done; one resume then does the whole sync.

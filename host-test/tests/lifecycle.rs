@@ -139,7 +139,7 @@ fn redeploying_twice_in_a_row_duplicates_nothing() {
 #[test]
 fn a_redeploy_during_a_pending_initial_sync_starts_over_cleanly() {
     let mut s = world(json!([]));
-    s["budget_ms"] = json!(1_500);
+    s["budget_ms"] = json!(2_000);
     let mut runner = Runner::new(
         Runtime::shared(),
         Scenario::from_json(&s.to_string()).unwrap(),
