@@ -346,16 +346,9 @@ impl<'a> Realtime<'a> {
                 return Ok(false);
             }
             rounds += 1;
-            // One round: `wave` role calls (a change is one add and/or one remove call).
-            let mut chunk = Vec::new();
-            let mut calls = 0;
-            while calls < wave
-                && let Some(c) = changes.pop()
-            {
-                calls += usize::from(!c.add.is_empty()) + usize::from(!c.remove.is_empty());
-                chunk.push(c);
-            }
-            self.out.apply_roles(chunk)?;
+            // One round: `wave` role calls.
+            self.out
+                .apply_roles(roles::take_calls(&mut changes, wave))?;
             longest = longest.max(self.platform.elapsed_ms() - start);
         }
         Ok(true)

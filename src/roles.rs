@@ -105,6 +105,21 @@ pub fn change_for(
     })
 }
 
+/// Takes changes from the end of `plan` (a plan reversed, so popped in directory order) until
+/// they make `calls` role calls (a change is one add and/or one remove call), or the plan is
+/// empty.
+pub fn take_calls(plan: &mut Vec<RoleChange>, calls: usize) -> Vec<RoleChange> {
+    let mut chunk = Vec::new();
+    let mut taken = 0;
+    while taken < calls
+        && let Some(c) = plan.pop()
+    {
+        taken += usize::from(!c.add.is_empty()) + usize::from(!c.remove.is_empty());
+        chunk.push(c);
+    }
+    chunk
+}
+
 /// Role changes for every linked user in the directory.
 pub fn plan_roles(
     mappings: &[RoleMapping],

@@ -517,14 +517,7 @@ impl<'a> Engine<'a> {
         // Whole waves of role calls (a change is one add and/or one remove call).
         let limit = self.whole_rounds(ROLE_CHUNK);
         let plan = self.role_plan.as_mut().expect("set above");
-        let mut chunk: Vec<RoleChange> = Vec::new();
-        let mut calls = 0;
-        while calls < limit
-            && let Some(c) = plan.pop()
-        {
-            calls += usize::from(!c.add.is_empty()) + usize::from(!c.remove.is_empty());
-            chunk.push(c);
-        }
+        let chunk = roles::take_calls(plan, limit);
         self.out.apply_roles(chunk)?;
         Ok(self.role_plan.as_ref().is_none_or(Vec::is_empty))
     }

@@ -5,8 +5,7 @@ mod common;
 use common::*;
 use host_test::report::StepRecord;
 use host_test::runner::Runner;
-use host_test::runtime::Runtime;
-use host_test::scenario::{Scenario, Step};
+use host_test::scenario::Step;
 use serde_json::{Value, json};
 
 /// Users 1-6 (6 is not in the tenant yet), groups: g1 QA (1, g3), g2 Docs (2), g3 Leads (3,
@@ -198,19 +197,7 @@ fn duplicate_and_reordered_notifications_reach_the_same_end_state() {
 
 /// Deploys, then returns the runner and the users subscription as Graph holds it.
 fn deployed() -> (Runner, Value) {
-    let s = Scenario::from_json(&world().to_string()).unwrap();
-    let mut runner = Runner::new(Runtime::shared(), s);
-    let steps = runner.run_steps(|_| {});
-    assert!(steps.iter().all(|s| s.ok), "{steps:?}");
-    let now = runner.world().clock.now();
-    let sub = runner
-        .world()
-        .graph
-        .subscriptions(now)
-        .into_iter()
-        .find(|s| s["resource"] == "users")
-        .unwrap();
-    (runner, sub)
+    deployed_with(world())
 }
 
 fn raw(runner: &mut Runner, body: Value) -> StepRecord {

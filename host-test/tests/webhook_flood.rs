@@ -6,26 +6,12 @@ mod common;
 use common::*;
 use host_test::report::StepRecord;
 use host_test::runner::Runner;
-use host_test::runtime::Runtime;
-use host_test::scenario::{Scenario, Step};
+use host_test::scenario::Step;
 use serde_json::{Value, json};
 
 fn deployed() -> (Runner, Value) {
     let users: Vec<Value> = (1..=3).map(entra_user).collect();
-    let s = scenario(users, json!([]), vec![], json!([]));
-    let s = Scenario::from_json(&s.to_string()).unwrap();
-    let mut runner = Runner::new(Runtime::shared(), s);
-    let steps = runner.run_steps(|_| {});
-    assert!(steps.iter().all(|s| s.ok), "{steps:?}");
-    let now = runner.world().clock.now();
-    let sub = runner
-        .world()
-        .graph
-        .subscriptions(now)
-        .into_iter()
-        .find(|s| s["resource"] == "users")
-        .unwrap();
-    (runner, sub)
+    deployed_with(scenario(users, json!([]), vec![], json!([])))
 }
 
 fn post(runner: &mut Runner, body_text: String) -> StepRecord {

@@ -163,3 +163,21 @@ pub fn assert_ok(r: &Report) {
         assert!(s.ok, "step {} ({}) failed: {:?}", s.index, s.kind, s.error);
     }
 }
+
+/// Deploys scenario `s` and returns the runner and the users subscription as Graph holds it
+/// (for raw webhook requests built by a test).
+pub fn deployed_with(s: Value) -> (host_test::runner::Runner, Value) {
+    let s = Scenario::from_json(&s.to_string()).unwrap();
+    let mut runner = host_test::runner::Runner::new(host_test::runtime::Runtime::shared(), s);
+    let steps = runner.run_steps(|_| {});
+    assert!(steps.iter().all(|s| s.ok), "{steps:?}");
+    let now = runner.world().clock.now();
+    let sub = runner
+        .world()
+        .graph
+        .subscriptions(now)
+        .into_iter()
+        .find(|s| s["resource"] == "users")
+        .unwrap();
+    (runner, sub)
+}
