@@ -250,3 +250,85 @@ fn a_purged_user_is_deactivated_by_the_delta_round() {
     assert!(!linked(&r, &uid(3)).unwrap().is_active);
     assert!(linked(&r, &uid(4)).unwrap().is_active);
 }
+
+/// A Graph that answers every page with the same `@odata.nextLink`, from `step` on.
+fn serve_next_link(link: &str) -> Value {
+    json!({"entra": {"serve_links": {"next_link": link}}})
+}
+
+/// The paging-loop examples of issue 12 as scenarios: a page that links to itself ends the
+/// listing with a clear, not retryable error within the budget, however it is read.
+fn assert_loop_refused(r: &host_test::report::Report, step: usize) {
+    let rec = &r.steps[step];
+    let err = rec.error.clone().unwrap_or_default();
+    assert!(!rec.ok, "step {step} should fail");
+    assert!(err.contains("repeats"), "step {step}: {err}");
+    assert!(err.contains("not retryable"), "step {step}: {err}");
+    assert!(rec.calls <= 3, "step {step}: {} calls", rec.calls);
+}
+
+#[test]
+fn a_users_page_that_links_to_itself_fails_the_sync_within_the_budget() {
+    let users: Vec<Value> = (1..=150).map(entra_user).collect();
+    let mut s = scenario(users, json!([]), vec![], json!([]));
+    let own = "https://graph.microsoft.com/v1.0/users?$select=id,mail,givenName,surname,jobTitle,accountEnabled,userPrincipalName,userType&$top=100";
+    s["steps"] = json!([serve_next_link(own), {"deploy": {}}]);
+    let r = run(s);
+    assert_loop_refused(&r, 1);
+    assert!(
+        r.zenqms.users.len() <= 100,
+        "only the first page was worked"
+    );
+}
+
+#[test]
+fn a_delta_page_that_links_to_itself_fails_the_round_within_the_budget() {
+    let users: Vec<Value> = (1..=5).map(entra_user).collect();
+    let mut s = scenario(users, json!([]), vec![], json!([]));
+    let mut steps = vec![json!({"deploy": {}})];
+    // 150 new users: the delta round has two pages.
+    for i in 6..=155 {
+        steps.push(json!({"entra": {"upsert_user": entra_user(i)}}));
+    }
+    let own = "https://graph.microsoft.com/v1.0/users/delta?$select=id,mail,givenName,surname,jobTitle,accountEnabled,userPrincipalName,userType";
+    steps.push(serve_next_link(own));
+    steps.push(json!({"advance": {"to": "2026-11-28T13:00:00Z"}}));
+    steps.push(json!({"schedule": {}}));
+    let last = steps.len() - 1;
+    s["steps"] = Value::Array(steps);
+    let r = run(s);
+    assert_loop_refused(&r, last);
+}
+
+#[test]
+fn a_transitive_members_page_that_links_to_itself_fails_within_the_budget() {
+    // 60 users and 1,000 devices in the mapped group: only the member listing (999 ids a page)
+    // has a second page.
+    let users: Vec<Value> = (1..=60).map(entra_user).collect();
+    let devices: Vec<Value> = (1..=1000)
+        .map(|i| json!({"id": format!("dev-{i:04}"), "@odata.type": "#microsoft.graph.device"}))
+        .collect();
+    let mut members: Vec<String> = (1..=60).map(uid).collect();
+    members.extend((1..=1000).map(|i| format!("dev-{i:04}")));
+    let groups = json!([{"id": gid(1), "displayName": "QA", "members": members}]);
+    let mappings = json!([{"role": "r-qa", "groups": [gid(1)]}]);
+    let mut s = scenario(users, groups, vec![], mappings);
+    s["entra"]["objects"] = Value::Array(devices);
+    let own = format!(
+        "https://graph.microsoft.com/v1.0/groups/{}/transitiveMembers?$select=id&$top=999",
+        gid(1)
+    );
+    // At deploy (the full sync reads the group) and later on a group notification.
+    s["steps"] = json!([serve_next_link(&own), {"deploy": {}}]);
+    let r = run(s.clone());
+    assert_loop_refused(&r, 1);
+
+    s["steps"] = json!([
+        {"deploy": {}},
+        serve_next_link(&own),
+        {"notify": {"resource": "groups", "id": gid(1), "change_type": "updated"}},
+    ]);
+    let r = run(s);
+    let log = log_text(&r);
+    assert!(log.contains("repeats"), "{log}");
+}
