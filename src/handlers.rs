@@ -129,7 +129,7 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             "dry run started: nothing will be written",
             &[("run_id", run)],
         );
-        return run_full_sync(p, &config, &graph, state, inst.budget_ms, None);
+        return run_full_sync(p, &config, &graph, state, None);
     }
     if let Some(old) = &state.full_sync {
         log.warn(
@@ -219,7 +219,6 @@ fn run_full_sync(
     config: &Config,
     graph: &Graph<'_>,
     state: &mut State,
-    budget_ms: u32,
     directory_page_1: Option<HttpResult>,
 ) -> Result<Reply, Failure> {
     let sync = state.full_sync.as_mut().expect("caller checked");
@@ -232,7 +231,6 @@ fn run_full_sync(
         p,
         config,
         graph,
-        u64::from(budget_ms),
         &sync.run_id,
         directory_page_1,
         next_page.as_deref(),
@@ -327,7 +325,7 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
             .into_iter();
         let token = graph::parse_token(answers.next().expect("two answers"))?;
         let graph = Graph::new(p, token, Some(&config));
-        return run_full_sync(p, &config, &graph, state, inst.budget_ms, answers.next());
+        return run_full_sync(p, &config, &graph, state, answers.next());
     }
     let graph = get_token(p, &config)?;
     continue_work(p, &config, &graph, state, inst.budget_ms, "resume")
@@ -346,8 +344,14 @@ fn continue_work(
         match schedule::delta_round(p, config, graph, state, u64::from(budget_ms))? {
             schedule::Round::Queued => {}
             schedule::Round::Expired => {
-                return run_full_sync(p, config, graph, state, budget_ms, None);
+                return run_full_sync(p, config, graph, state, None);
             }
+        }
+        // The round made progress; what it queued waits for the next call if no step fits.
+        if !crate::budget::fits(p, crate::budget::MIN_STEP_ROUNDS) {
+            return Ok(Reply::pending(format!(
+                "{what}: delta round done; queued changes continue on resume"
+            )));
         }
     }
     if !state.queue.is_empty() {
@@ -357,7 +361,7 @@ fn continue_work(
         let now = p.now();
         rt.window = state.recent_deactivations.clone();
         rt.learned_domains = state.email_domains.clone();
-        let done = rt.run_queue(&mut queue, u64::from(budget_ms));
+        let done = rt.run_queue(&mut queue);
         let counts = rt.out.counts;
         state.email_domains = std::mem::take(&mut rt.learned_domains);
         state.queue = queue;
@@ -394,7 +398,7 @@ fn continue_work(
         });
     }
     if state.full_sync.is_some() {
-        return run_full_sync(p, config, graph, state, budget_ms, None);
+        return run_full_sync(p, config, graph, state, None);
     }
     Ok(Reply::done(format!("{what}: no checkpointed work")))
 }

@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod apply;
+pub mod budget;
 pub mod call;
 pub mod config;
 pub mod entra;

@@ -138,4 +138,10 @@ pub trait Platform {
     fn can_wait(&self, _ms: u64) -> bool {
         true
     }
+    /// How many more rounds (a `send`, or one wave of `concurrency` requests of a `send_all`)
+    /// fit in the call's budget, judged by the longest round of this call so far. Platforms
+    /// that keep no budget say `u64::MAX`; see [`crate::budget`] for how steps use it.
+    fn rounds_left(&self) -> u64 {
+        u64::MAX
+    }
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::address::{self, Domains};
 use crate::apply::Applier;
+use crate::budget;
 use crate::config::{Config, RoleMapping};
 use crate::entra::EntraUser;
 use crate::failure::Failure;
@@ -38,8 +39,6 @@ pub struct Realtime<'a> {
     pub deactivated: usize,
     /// Entra ids whose deactivation the guard held back this call.
     pub held: Vec<String>,
-    /// The call's budget (ms of `elapsed_ms`), for work split into rounds.
-    budget_ms: u64,
     /// The verified domains learned so far (the state's `email_domains`): the member users
     /// this call reads are added, and the caller stores the set back.
     pub learned_domains: BTreeSet<String>,
@@ -69,7 +68,6 @@ impl<'a> Realtime<'a> {
             guard: None,
             deactivated: 0,
             held: Vec::new(),
-            budget_ms: u64::MAX,
             learned_domains: BTreeSet::new(),
         }
     }
@@ -111,13 +109,11 @@ impl<'a> Realtime<'a> {
     /// Works through the queue until it is empty (true) or the budget would run out (false).
     /// The queue only loses an item once its work is done, so a failure or a pause repeats
     /// nothing that finished and skips nothing that did not.
-    pub fn run_queue(&mut self, queue: &mut Queue, budget_ms: u64) -> Result<bool, Failure> {
-        self.budget_ms = budget_ms;
-        let mut longest = 0u64;
+    pub fn run_queue(&mut self, queue: &mut Queue) -> Result<bool, Failure> {
         let mut steps = 0u32;
         while !queue.users.is_empty() || !queue.groups.is_empty() {
-            let start = self.platform.elapsed_ms();
-            if steps > 0 && start + longest > budget_ms {
+            // At least one step per call (progress), then as long as a step still fits.
+            if steps > 0 && !budget::fits(self.platform, budget::MIN_STEP_ROUNDS) {
                 return Ok(false);
             }
             if queue.users.is_empty() {
@@ -127,13 +123,15 @@ impl<'a> Realtime<'a> {
                 }
                 queue.groups.clear();
             } else {
-                let n = queue.users.len().min(USER_CHUNK);
+                // A user costs about 6 requests over the step's rounds (reads, the address
+                // search, the write, role calls); the step has 4 rounds of its own.
+                let fit = budget::items_that_fit(self.platform, 4, 6, 1, USER_CHUNK);
+                let n = queue.users.len().min(fit);
                 let chunk: Vec<String> = queue.users[..n].to_vec();
                 self.sync_users(&chunk)?;
                 queue.users.drain(..n);
             }
             steps += 1;
-            longest = longest.max(self.platform.elapsed_ms() - start);
         }
         Ok(true)
     }
@@ -337,19 +335,16 @@ impl<'a> Realtime<'a> {
         let mut changes = roles::plan_roles(&mappings, &members, &self.out.dir);
         changes.reverse(); // popped from the end, in directory order
         let wave = self.platform.concurrency().max(1);
-        let mut longest = 0u64;
         let mut rounds = 0u32;
         while !changes.is_empty() {
-            let start = self.platform.elapsed_ms();
             // At least one round per call, so every call makes progress.
-            if rounds > 0 && start + longest > self.budget_ms {
+            if rounds > 0 && !budget::fits(self.platform, 1) {
                 return Ok(false);
             }
             rounds += 1;
             // One round: `wave` role calls.
             self.out
                 .apply_roles(roles::take_calls(&mut changes, wave))?;
-            longest = longest.max(self.platform.elapsed_ms() - start);
         }
         Ok(true)
     }

@@ -31,6 +31,9 @@ pub struct Resilient<'a> {
     out_of_budget: Cell<bool>,
     retries: Cell<u32>,
     secrets: Secrets,
+    /// The longest round of this call so far (ms): a `send`, or one wave of a `send_all`,
+    /// waits before retries excluded. The unit of [`Platform::rounds_left`].
+    round_ms: Cell<u64>,
 }
 
 /// The most of its budget a call keeps back from retry waits for the rest of its step (a
@@ -100,6 +103,7 @@ impl<'a> Resilient<'a> {
             out_of_budget: Cell::new(false),
             retries: Cell::new(0),
             secrets: Secrets::default(),
+            round_ms: Cell::new(0),
         }
     }
 
@@ -111,6 +115,16 @@ impl<'a> Resilient<'a> {
     /// Retries made so far in this call.
     pub fn retries(&self) -> u32 {
         self.retries.get()
+    }
+
+    /// Runs one request or one `send_all` of `n` requests and keeps the longest round seen.
+    fn timed<T>(&self, n: usize, send: impl FnOnce() -> T) -> T {
+        let start = self.inner.elapsed_ms();
+        let out = send();
+        let waves = n.div_ceil(self.inner.concurrency().max(1)).max(1) as u64;
+        let round = self.inner.elapsed_ms().saturating_sub(start) / waves;
+        self.round_ms.set(self.round_ms.get().max(round));
+        out
     }
 
     /// How long to wait before attempt `attempt` (1-based retry number).
@@ -175,7 +189,7 @@ impl Platform for Resilient<'_> {
         let safe = idempotent(&req);
         let mut attempt = 1;
         loop {
-            let result = self.inner.send(req.clone());
+            let result = self.timed(1, || self.inner.send(req.clone()));
             let Some(hint) = transient(&result, safe) else {
                 return result;
             };
@@ -187,7 +201,7 @@ impl Platform for Resilient<'_> {
     }
 
     fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
-        let mut results = self.inner.send_all(reqs.clone());
+        let mut results = self.timed(reqs.len(), || self.inner.send_all(reqs.clone()));
         for attempt in 1..MAX_ATTEMPTS {
             let again: Vec<(usize, Hint)> = results
                 .iter()
@@ -209,7 +223,11 @@ impl Platform for Resilient<'_> {
                 break;
             }
             let resend: Vec<Request> = again.iter().map(|(i, _)| reqs[*i].clone()).collect();
-            for ((i, _), r) in again.iter().zip(self.inner.send_all(resend)) {
+            let n = resend.len();
+            for ((i, _), r) in again
+                .iter()
+                .zip(self.timed(n, || self.inner.send_all(resend)))
+            {
                 results[*i] = r;
             }
         }
@@ -260,6 +278,11 @@ impl Platform for Resilient<'_> {
             self.out_of_budget.set(true);
         }
         fits
+    }
+
+    fn rounds_left(&self) -> u64 {
+        let left = self.budget_ms.saturating_sub(self.inner.elapsed_ms());
+        left / self.round_ms.get().max(1)
     }
 }
 

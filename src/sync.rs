@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use crate::address::{self, Domains};
 use crate::apply::{self, Applier, RoleCall, Write};
+use crate::budget;
 use crate::config::{Config, RoleMapping};
 use crate::entra::EntraUser;
 use crate::failure::Failure;
@@ -85,7 +86,6 @@ pub struct Engine<'a> {
     config: &'a Config,
     graph: &'a Graph<'a>,
     out: Applier<'a>,
-    budget_ms: u64,
     role_plan: Option<Vec<RoleChange>>,
     /// Transitive members of the mapped groups, read once per call.
     members: Option<Memberships>,
@@ -108,7 +108,6 @@ impl<'a> Engine<'a> {
         platform: &'a dyn Platform,
         config: &'a Config,
         graph: &'a Graph<'a>,
-        budget_ms: u64,
         cause: &str,
         first: Option<HttpResult>,
         next_page: Option<&str>,
@@ -135,7 +134,6 @@ impl<'a> Engine<'a> {
             config,
             graph,
             out,
-            budget_ms,
             role_plan: None,
             members: None,
             known: Vec::new(),
@@ -161,11 +159,10 @@ impl<'a> Engine<'a> {
     /// step, so every call makes progress). `sync` is checkpointed after each step.
     pub fn run(&mut self, sync: &mut FullSync) -> Result<Progress, Failure> {
         let mut counts = Counts::default();
-        let mut longest = 0u64;
         let mut steps = 0u32;
         loop {
-            let start = self.platform.elapsed_ms();
-            if steps > 0 && start + longest > self.budget_ms {
+            // At least one step per call (progress), then as long as a step still fits.
+            if steps > 0 && !budget::fits(self.platform, budget::MIN_STEP_ROUNDS) {
                 return Ok(Progress {
                     finished: false,
                     counts,
@@ -176,7 +173,6 @@ impl<'a> Engine<'a> {
             counts.add(&self.out.counts);
             sync.totals.add(&self.out.counts);
             steps += 1;
-            longest = longest.max(self.platform.elapsed_ms() - start);
             if finished {
                 return Ok(Progress {
                     finished: true,
@@ -267,10 +263,21 @@ impl<'a> Engine<'a> {
             Some((u, p)) if u == url => p,
             _ => self.graph.page(url, "listing users")?,
         };
-        // A page longer than asked for (Graph decides page sizes) is worked through a batch
-        // of USER_PAGE users per step, so no step's writes outgrow the budget.
+        // A step works as many of the page's users as its writes fit in the rounds left (a
+        // write and a role call each; the address look-up, a second write round and the role
+        // calls carried from the last step are the step's own), USER_PAGE at most: a page longer than asked for (Graph decides page
+        // sizes) or a budget nearly spent is worked a slice per step, never past the budget.
+        // The role calls carried from the last step go out in this step's writes round too.
+        let carried = self.carry.len().div_ceil(self.concurrency()) as u64;
+        let slice = budget::items_that_fit(
+            self.platform,
+            2 + carried,
+            2,
+            (self.concurrency() / 2).max(1),
+            USER_PAGE as usize,
+        );
         let total = page.items.len();
-        let end = (skip + USER_PAGE as usize).min(total);
+        let end = (skip + slice).min(total);
         let last_slice = end >= total;
         let page_next = if last_slice { page.next.clone() } else { None };
         let mut users = Vec::with_capacity(end.saturating_sub(skip));
@@ -475,10 +482,14 @@ impl<'a> Engine<'a> {
                 );
             }
         }
-        let n = sync
-            .deferred
-            .len()
-            .min(self.whole_rounds(DEACTIVATION_CHUNK));
+        let fit = budget::items_that_fit(
+            self.platform,
+            1,
+            1,
+            self.concurrency(),
+            self.whole_rounds(DEACTIVATION_CHUNK),
+        );
+        let n = sync.deferred.len().min(fit);
         let writes = sync.deferred[..n]
             .iter()
             .filter_map(|d| {
@@ -515,7 +526,13 @@ impl<'a> Engine<'a> {
             self.role_plan = Some(plan);
         }
         // Whole waves of role calls (a change is one add and/or one remove call).
-        let limit = self.whole_rounds(ROLE_CHUNK);
+        let limit = budget::items_that_fit(
+            self.platform,
+            1,
+            1,
+            self.concurrency(),
+            self.whole_rounds(ROLE_CHUNK),
+        );
         let plan = self.role_plan.as_mut().expect("set above");
         let chunk = roles::take_calls(plan, limit);
         self.out.apply_roles(chunk)?;

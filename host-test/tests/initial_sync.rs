@@ -288,13 +288,13 @@ fn paged_tenant(budget_ms: u32) -> Value {
 #[test]
 fn a_budget_forcing_one_batch_per_call_ends_in_the_same_state_as_one_call() {
     let whole = run(paged_tenant(600_000));
-    let sliced = run(paged_tenant(3_000));
+    let sliced = run(paged_tenant(1_500));
     assert_ok(&whole);
     assert_ok(&sliced);
     // The deploy checkpoints once set-up is done; one resume then does the whole sync.
     assert_eq!(whole.steps[0].calls, 2);
-    // Set-up, then 3 user batches, leavers and roles spread over several calls, each within
-    // its budget (3 s: measured 4 calls, none over budget).
+    // Set-up, then 3 user pages (in slices sized to the rounds left), leavers and roles
+    // spread over several calls, each within one round of its budget (1.5 s = 15 rounds).
     assert!(
         sliced.steps[0].calls >= 4,
         "calls: {}",

@@ -332,3 +332,51 @@ fn a_transitive_members_page_that_links_to_itself_fails_within_the_budget() {
     let log = log_text(&r);
     assert!(log.contains("repeats"), "{log}");
 }
+
+/// Small budgets: steps size themselves to the rounds left (`budget`), so an initial sync, a
+/// large group change, a burst of 200 user notifications and a redeploy all end every call
+/// within one round of a 1 s budget (10 round trips), and still finish.
+#[test]
+fn every_call_ends_within_one_round_of_a_small_budget() {
+    let n = 300;
+    let users: Vec<Value> = (1..=n).map(entra_user).collect();
+    let groups = json!([{"id": gid(1), "displayName": "QA", "members": (1..=100).map(uid).collect::<Vec<_>>()}]);
+    let mappings = json!([{"role": "r-qa", "groups": [gid(1)]}]);
+    let mut s = scenario(users, groups, vec![], mappings);
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 101..=n {
+        steps.push(json!({"entra": {"add_member": {"group": gid(1), "member": uid(i)}}}));
+    }
+    steps.push(json!({"notify": {"resource": "groups", "id": gid(1), "change_type": "updated"}}));
+    let mut items = Vec::new();
+    for i in 1..=200 {
+        steps.push(changed_title(i, "Changed"));
+        items.push(json!({
+            "subscriptionId": "{{users.subscriptionId}}", "clientState": "{{users.clientState}}",
+            "changeType": "updated", "resource": format!("Users/{}", uid(i)),
+            "tenantId": "{{tenantId}}",
+            "resourceData": {"@odata.type": "#Microsoft.Graph.User", "id": uid(i)},
+        }));
+    }
+    steps.push(json!({"webhook": {"method": "POST", "body": {"value": items}}}));
+    steps.push(json!({"deploy": {}}));
+    s["steps"] = Value::Array(steps);
+    s["budget_ms"] = json!(1000);
+    let r = run(s);
+    assert_ok(&r);
+    let with_role = r
+        .zenqms
+        .users
+        .iter()
+        .filter(|u| u.roles.iter().any(|x| x == "r-qa"))
+        .count();
+    assert_eq!(with_role, n as usize);
+    let changed = r
+        .zenqms
+        .users
+        .iter()
+        .filter(|u| u.title == "Changed")
+        .count();
+    assert_eq!(changed, 200);
+    assert!(r.steps[0].calls > 3, "the initial sync spread over calls");
+}

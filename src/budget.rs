@@ -1,0 +1,84 @@
+//! The call's budget as the steps of long work see it: in rounds, not milliseconds.
+//!
+//! A call may end at most one round past its budget (the round in flight when it ran out).
+//! So work is cut into steps whose size follows what is left: before each step, a loop asks
+//! whether a step still fits ([`fits`]), and a step sizes itself to the rounds left
+//! ([`items_that_fit`]). A round is measured, not assumed: [`Platform::rounds_left`] divides
+//! the time left by the longest round of the call so far (`retry::Resilient` keeps it).
+//!
+//! Every call still does at least one small step (the first step of a loop always runs, at
+//! its minimum size), so an instance makes progress at any budget; at budgets smaller than
+//! that minimum (about 5 rounds) a call can overrun by the difference.
+
+use crate::platform::Platform;
+
+/// Rounds the smallest step of any loop needs: a read, the writes it leads to, and one more
+/// (a look-up or the role calls of the writes).
+pub const MIN_STEP_ROUNDS: u64 = 3;
+
+/// Whether a step of `rounds` rounds still fits in the call's budget.
+pub fn fits(p: &dyn Platform, rounds: u64) -> bool {
+    p.rounds_left() >= rounds
+}
+
+/// How many items (users, role calls, deactivations) the next step may take, when each costs
+/// `per_item` requests and the step has `fixed` rounds of its own (reads that do not grow
+/// with the items): the waves left after `fixed`, times the platform's concurrency, divided
+/// by `per_item`; never less than `min` (progress) nor more than `max` (the step's own cap).
+pub fn items_that_fit(
+    p: &dyn Platform,
+    fixed: u64,
+    per_item: usize,
+    min: usize,
+    max: usize,
+) -> usize {
+    let waves = p.rounds_left().saturating_sub(fixed);
+    let requests = waves.saturating_mul(p.concurrency().max(1) as u64);
+    let n = requests / per_item.max(1) as u64;
+    usize::try_from(n)
+        .unwrap_or(usize::MAX)
+        .clamp(min, max.max(min))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{HttpResult, Level, Request};
+    use chrono::{DateTime, Utc};
+
+    struct Left(u64);
+
+    impl Platform for Left {
+        fn send(&self, _: Request) -> HttpResult {
+            unreachable!()
+        }
+        fn send_all(&self, _: Vec<Request>) -> Vec<HttpResult> {
+            unreachable!()
+        }
+        fn log(&self, _: Level, _: &str, _: &[(&str, &str)]) {}
+        fn now(&self) -> DateTime<Utc> {
+            DateTime::UNIX_EPOCH
+        }
+        fn elapsed_ms(&self) -> u64 {
+            0
+        }
+        fn random_bytes(&self, n: usize) -> Vec<u8> {
+            vec![0; n]
+        }
+        fn wait(&self, _: u32) {}
+        fn rounds_left(&self) -> u64 {
+            self.0
+        }
+    }
+
+    #[test]
+    fn items_follow_the_rounds_left_within_their_bounds() {
+        // 10 rounds, 2 fixed: 8 waves of 8 = 64 requests, 2 each = 32 items.
+        assert_eq!(items_that_fit(&Left(10), 2, 2, 4, 100), 32);
+        assert_eq!(items_that_fit(&Left(1_000), 2, 2, 4, 100), 100);
+        assert_eq!(items_that_fit(&Left(0), 2, 2, 4, 100), 4);
+        assert_eq!(items_that_fit(&Left(u64::MAX), 0, 1, 1, 20), 20);
+        assert!(fits(&Left(3), MIN_STEP_ROUNDS));
+        assert!(!fits(&Left(2), MIN_STEP_ROUNDS));
+    }
+}
