@@ -1,4 +1,4 @@
-//! Builds the component (release, wasm32-wasip2) so `cargo test` at the root tests the real
+//! Builds the component (`--profile component`, wasm32-wasip2) so `cargo test` at the root tests the real
 //! `.wasm`. A nested cargo with its own target dir: sharing the outer one deadlocks on its lock.
 
 use std::env;
@@ -30,7 +30,8 @@ fn main() {
     cmd.current_dir(&root)
         .args([
             "build",
-            "--release",
+            "--profile",
+            "component",
             "--target",
             "wasm32-wasip2",
             "-p",
@@ -55,6 +56,6 @@ fn main() {
     }
     let status = cmd.status().expect("running the nested cargo build");
     assert!(status.success(), "building the component failed");
-    let wasm = target_dir.join("wasm32-wasip2/release/entra_zenqms.wasm");
+    let wasm = target_dir.join("wasm32-wasip2/component/entra_zenqms.wasm");
     println!("cargo:rustc-env=COMPONENT_WASM={}", wasm.display());
 }

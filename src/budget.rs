@@ -12,9 +12,9 @@
 
 use crate::platform::Platform;
 
-/// Rounds the smallest step of any loop needs: a read, the writes it leads to, and one more
-/// (a look-up or the role calls of the writes).
-pub const MIN_STEP_ROUNDS: u64 = 3;
+/// Rounds the smallest step of the full sync needs: a page read, the address look-up, the
+/// writes and role calls of a few users (three requests each, at concurrency 1 too), one more.
+pub const MIN_STEP_ROUNDS: u64 = 5;
 
 /// Whether a step of `rounds` rounds still fits in the call's budget.
 pub fn fits(p: &dyn Platform, rounds: u64) -> bool {
@@ -38,6 +38,13 @@ pub fn items_that_fit(
     usize::try_from(n)
         .unwrap_or(usize::MAX)
         .clamp(min, max.max(min))
+}
+
+/// Whether a step of one item still fits: its `fixed` rounds and the waves of that item's
+/// `per_item` requests (see [`items_that_fit`]).
+pub fn one_fits(p: &dyn Platform, fixed: u64, per_item: usize) -> bool {
+    let waves = per_item.div_ceil(p.concurrency().max(1)) as u64;
+    fits(p, fixed + waves)
 }
 
 #[cfg(test)]
@@ -78,7 +85,10 @@ mod tests {
         assert_eq!(items_that_fit(&Left(1_000), 2, 2, 4, 100), 100);
         assert_eq!(items_that_fit(&Left(0), 2, 2, 4, 100), 4);
         assert_eq!(items_that_fit(&Left(u64::MAX), 0, 1, 1, 20), 20);
-        assert!(fits(&Left(3), MIN_STEP_ROUNDS));
-        assert!(!fits(&Left(2), MIN_STEP_ROUNDS));
+        assert!(fits(&Left(5), MIN_STEP_ROUNDS));
+        assert!(!fits(&Left(4), MIN_STEP_ROUNDS));
+        // 8 requests at concurrency 8: one wave after 6 fixed rounds.
+        assert!(one_fits(&Left(7), 6, 8));
+        assert!(!one_fits(&Left(6), 6, 8));
     }
 }

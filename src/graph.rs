@@ -22,6 +22,7 @@ use crate::upstream;
 use crate::url::{Url, encode, shown};
 
 mod batch;
+pub use batch::BATCH_MAX;
 
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
 pub const GRAPH_HOST: &str = "graph.microsoft.com";
@@ -575,27 +576,30 @@ impl<'a> Graph<'a> {
 
     /// One delta round from a stored link: its pages, then the next link. `Ok(None)` when the
     /// token has expired (Graph: 410 Gone, `syncStateNotFound` or `resyncRequired`) and a full
-    /// sync must take over. The round stops early when the next page would overrun
-    /// `budget_ms` (of the call's `elapsed_ms`): then the link returned is the round's
-    /// `@odata.nextLink` (where the next call continues) and `complete` is false.
+    /// sync must take over. The round stops early when the next page no longer fits with
+    /// a step's reserve for what the caller does with the round (`budget::MIN_STEP_ROUNDS`
+    /// rounds left): then the link returned is the round's `@odata.nextLink` (where the next
+    /// call continues) and `complete` is false.
     ///
     /// Errors: a failed read, a page with neither link, or a link that repeats a page of the
     /// round (a loop).
-    pub fn delta_round(&self, link: &str, budget_ms: u64) -> Result<Option<DeltaRound>, Failure> {
+    pub fn delta_round(&self, link: &str) -> Result<Option<DeltaRound>, Failure> {
         let mut items = Vec::new();
         let mut url = link.to_string();
         let mut followed = BTreeSet::new();
-        let mut longest = 0u64;
         loop {
             if !followed.insert(url.clone()) {
                 return Err(repeated_link("reading delta changes"));
             }
-            let start = self.platform.elapsed_ms();
-            if followed.len() > 1 && start + longest > budget_ms {
+            // At least one page per call (progress); then a page and the reserve must fit.
+            if followed.len() > 1
+                && !crate::budget::fits(self.platform, 1 + crate::budget::MIN_STEP_ROUNDS)
+            {
                 return Ok(Some(DeltaRound {
                     items,
                     link: url,
                     complete: false,
+                    pages: followed.len() as u32 - 1,
                 }));
             }
             let req = self.request(Method::Get, &url, None)?;
@@ -618,7 +622,6 @@ impl<'a> Graph<'a> {
             if let Some(page) = v["value"].as_array() {
                 items.extend(page.iter().cloned());
             }
-            longest = longest.max(self.platform.elapsed_ms() - start);
             let what = "reading delta changes";
             if let Some(next) = v["@odata.nextLink"].as_str() {
                 url = check_link(next, link, "@odata.nextLink", what)?;
@@ -627,6 +630,7 @@ impl<'a> Graph<'a> {
                     items,
                     link: check_link(delta, link, "@odata.deltaLink", what)?,
                     complete: true,
+                    pages: followed.len() as u32,
                 }));
             } else {
                 return Err(Failure::transient(
@@ -646,6 +650,8 @@ pub struct DeltaRound {
     /// `@odata.nextLink` this call stopped at.
     pub link: String,
     pub complete: bool,
+    /// Pages read in this call (the caller bounds a round read over several calls).
+    pub pages: u32,
 }
 
 fn group_url(id: &str) -> String {

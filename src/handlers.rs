@@ -328,7 +328,7 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
         return run_full_sync(p, &config, &graph, state, answers.next());
     }
     let graph = get_token(p, &config)?;
-    continue_work(p, &config, &graph, state, inst.budget_ms, "resume")
+    continue_work(p, &config, &graph, state, "resume")
 }
 
 /// Runs checkpointed work in order: a due delta round, queued users and groups, a full sync.
@@ -337,20 +337,25 @@ fn continue_work(
     config: &Config,
     graph: &Graph<'_>,
     state: &mut State,
-    budget_ms: u32,
     what: &str,
 ) -> Result<Reply, Failure> {
     if state.queue.delta_round {
-        match schedule::delta_round(p, config, graph, state, u64::from(budget_ms))? {
+        match schedule::delta_round(p, config, graph, state)? {
             schedule::Round::Queued => {}
             schedule::Round::Expired => {
                 return run_full_sync(p, config, graph, state, None);
             }
         }
-        // The round made progress; what it queued waits for the next call if no step fits.
-        if !crate::budget::fits(p, crate::budget::MIN_STEP_ROUNDS) {
+        // The round made progress; what it queued waits for the next call if no step fits,
+        // and for the rest of the round if it is not complete (the guard judges it whole).
+        if state.queue.delta_round || !crate::budget::fits(p, crate::budget::MIN_STEP_ROUNDS) {
+            let read = if state.queue.delta_round {
+                "read in part"
+            } else {
+                "done"
+            };
             return Ok(Reply::pending(format!(
-                "{what}: delta round done; queued changes continue on resume"
+                "{what}: delta round {read}; queued changes continue on resume"
             )));
         }
     }

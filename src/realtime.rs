@@ -111,9 +111,19 @@ impl<'a> Realtime<'a> {
     /// nothing that finished and skips nothing that did not.
     pub fn run_queue(&mut self, queue: &mut Queue) -> Result<bool, Failure> {
         let mut steps = 0u32;
+        // A queued user's step: its sequential rounds (reads, address search, holders, writes,
+        // a second write round, role calls) and the mapped groups read in the first; per
+        // user: the Graph and ZenQMS reads, one checkMemberGroups per 20 mapped groups, the
+        // address search, a write, a role added and one removed.
+        let groups = self.config.mapped_groups().len();
+        let fixed = 6 + groups.div_ceil(self.platform.concurrency().max(1)) as u64;
+        let per_user = 6 + groups.div_ceil(20);
         while !queue.users.is_empty() || !queue.groups.is_empty() {
             // At least one step per call (progress), then as long as a step still fits.
-            if steps > 0 && !budget::fits(self.platform, budget::MIN_STEP_ROUNDS) {
+            if steps > 0
+                && !(budget::fits(self.platform, budget::MIN_STEP_ROUNDS)
+                    && (queue.users.is_empty() || budget::one_fits(self.platform, fixed, per_user)))
+            {
                 return Ok(false);
             }
             if queue.users.is_empty() {
@@ -123,9 +133,7 @@ impl<'a> Realtime<'a> {
                 }
                 queue.groups.clear();
             } else {
-                // A user costs about 6 requests over the step's rounds (reads, the address
-                // search, the write, role calls); the step has 4 rounds of its own.
-                let fit = budget::items_that_fit(self.platform, 4, 6, 1, USER_CHUNK);
+                let fit = budget::items_that_fit(self.platform, fixed, per_user, 1, USER_CHUNK);
                 let n = queue.users.len().min(fit);
                 let chunk: Vec<String> = queue.users[..n].to_vec();
                 self.sync_users(&chunk)?;

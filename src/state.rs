@@ -73,6 +73,19 @@ pub struct Queue {
     /// dropped notifications).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub delta_round: bool,
+    /// The linked users a delta round still being read (over several calls) would deactivate
+    /// so far: the guard judges the whole round once it is complete, and no queued work runs
+    /// before that, so splitting a round over calls never lets a mass deactivation through.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub round_leaving: Vec<String>,
+    /// Pages of the delta round being read so far, over its calls: a round that passes
+    /// `links::MAX_PAGES` is not ending and fails (listings are bounded).
+    #[serde(skip_serializing_if = "is_no_page")]
+    pub round_pages: u32,
+}
+
+fn is_no_page(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Queue {

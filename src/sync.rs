@@ -198,8 +198,9 @@ impl<'a> Engine<'a> {
                 Ok(false)
             }
             Phase::Leavers => {
-                self.leavers(sync)?;
-                sync.phase = Phase::Deactivations;
+                if self.leavers(sync)? {
+                    sync.phase = Phase::Deactivations;
+                }
                 Ok(false)
             }
             Phase::Deactivations => {
@@ -264,15 +265,19 @@ impl<'a> Engine<'a> {
             _ => self.graph.page(url, "listing users")?,
         };
         // A step works as many of the page's users as its writes fit in the rounds left (a
-        // write and a role call each; the address look-up, a second write round and the role
+        // write, a role added and a role removed each at most; the address look-up, a second write round and the role
         // calls carried from the last step are the step's own), USER_PAGE at most: a page longer than asked for (Graph decides page
         // sizes) or a budget nearly spent is worked a slice per step, never past the budget.
+        // The mapped groups' members are read before the slice is sized (once per call).
+        if !self.config.role_mappings.is_empty() {
+            self.load_members()?;
+        }
         // The role calls carried from the last step go out in this step's writes round too.
         let carried = self.carry.len().div_ceil(self.concurrency()) as u64;
         let slice = budget::items_that_fit(
             self.platform,
             2 + carried,
-            2,
+            3,
             (self.concurrency() / 2).max(1),
             USER_PAGE as usize,
         );
@@ -421,11 +426,15 @@ impl<'a> Engine<'a> {
     /// Finds linked ZenQMS users whose Entra object no longer exists and defers their
     /// deactivation: those the user pages never met. Each candidate is confirmed with its own
     /// Graph read (404) first, so a truncated listing cannot turn active employees into leavers.
-    fn leavers(&mut self, sync: &mut FullSync) -> Result<(), Failure> {
+    ///
+    /// The candidates are checked as many as fit in the rounds left (20 to a Graph `$batch`);
+    /// each checked one counts as met, so the next step goes on with the rest. Returns true
+    /// when none is left.
+    fn leavers(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
         if self.out.dir.linked().next().is_none() {
-            return Ok(());
+            return Ok(true);
         }
-        let candidates: Vec<ZUser> = match &sync.unseen {
+        let mut candidates: Vec<ZUser> = match &sync.unseen {
             Some(unseen) => unseen.candidates(&self.out.dir),
             // A checkpoint from before the met-set was kept: list Entra's ids instead.
             None => plan::leavers(&self.out.dir, &self.graph.all_user_ids()?),
@@ -434,11 +443,27 @@ impl<'a> Engine<'a> {
         .cloned()
         .collect();
         if candidates.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
-        let deferred = &mut sync.deferred;
+        let mut done = true;
+        if sync.unseen.is_some() {
+            let requests =
+                budget::items_that_fit(self.platform, 1, 1, self.concurrency(), usize::MAX / 20);
+            let n = requests.saturating_mul(crate::graph::BATCH_MAX);
+            if candidates.len() > n {
+                candidates.truncate(n);
+                done = false;
+            }
+        }
         let entra_ids: Vec<String> = candidates.iter().filter_map(plan::link_of).collect();
         let exists = self.graph.users_exist(&entra_ids)?;
+        // Only once the check has answered: a failed check leaves them candidates.
+        if let Some(unseen) = &mut sync.unseen {
+            for z in &candidates {
+                unseen.met(&self.out.dir, &z.id);
+            }
+        }
+        let deferred = &mut sync.deferred;
         for ((z, entra_id), still_there) in candidates.iter().zip(entra_ids).zip(exists) {
             if !still_there && !deferred.iter().any(|d| d.zenqms_id == z.id) {
                 deferred.push(Deferred {
@@ -449,7 +474,7 @@ impl<'a> Engine<'a> {
                 });
             }
         }
-        Ok(())
+        Ok(done)
     }
 
     /// Checks the run's deferred deactivations against the limit once, then applies them a

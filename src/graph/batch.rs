@@ -501,7 +501,7 @@ mod tests {
             for key in ["@odata.nextLink", "@odata.deltaLink"] {
                 let p = scripted(vec![ok(json!({"value": [], key: bad}))]);
                 let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
-                let f = graph.delta_round(&link, u64::MAX).expect_err("refused");
+                let f = graph.delta_round(&link).expect_err("refused");
                 assert_refused(&f, &bad, key, named);
                 assert_eq!(p.sent.borrow().len(), 1);
             }
@@ -520,7 +520,7 @@ mod tests {
         let p = scripted(vec![ok(json!({"value": [],
             "@odata.deltaLink": format!("{GRAPH_BASE}/groups/delta?$deltatoken=z")}))]);
         let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
-        let f = graph.delta_round(&link, u64::MAX).expect_err("refused");
+        let f = graph.delta_round(&link).expect_err("refused");
         assert_refused(&f, "groups", "@odata.deltaLink", "/v1.0/users/delta");
     }
 

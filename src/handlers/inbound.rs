@@ -127,7 +127,7 @@ pub(super) fn on_webhook(
     if !users.is_empty() || !groups.is_empty() {
         state.queue.cause = notification_cause(&accepted_ids, p);
     }
-    let reply = continue_work(p, &config, &graph, state, inst.budget_ms, "webhook")?;
+    let reply = continue_work(p, &config, &graph, state, "webhook")?;
     Ok(Reply {
         response: Some(accepted(202, body)),
         pending: reply.pending,

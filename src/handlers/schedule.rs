@@ -43,10 +43,10 @@ pub(super) fn on_schedule(
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
     subs.ensure(&mut state.subscriptions, subscriptions::RENEW_WITHIN)?;
     if !state.queue.is_empty() || state.full_sync.is_some() {
-        return continue_work(p, &config, &graph, state, inst.budget_ms, "schedule");
+        return continue_work(p, &config, &graph, state, "schedule");
     }
     state.queue.delta_round = true;
-    continue_work(p, &config, &graph, state, inst.budget_ms, "schedule")
+    continue_work(p, &config, &graph, state, "schedule")
 }
 
 /// How a delta round ended.
@@ -66,7 +66,6 @@ pub(super) fn delta_round(
     config: &Config,
     graph: &Graph<'_>,
     state: &mut State,
-    budget_ms: u64,
 ) -> Result<Round, Failure> {
     let log = Log::new(p);
     let now = p.now();
@@ -80,11 +79,11 @@ pub(super) fn delta_round(
         None => None,
         Some(d) => {
             let (users_link, groups_link) = (d.users.clone(), d.groups.clone());
-            match graph.delta_round(&users_link, budget_ms)? {
+            match graph.delta_round(&users_link)? {
                 None => None,
                 Some(users) if !users.complete => Some((users, None)),
                 Some(users) => graph
-                    .delta_round(&groups_link, budget_ms)?
+                    .delta_round(&groups_link)?
                     .map(|groups| (users, Some(groups))),
             }
         }
@@ -100,6 +99,19 @@ pub(super) fn delta_round(
         return Ok(Round::Expired);
     };
     let complete = users_round.complete && groups_round.as_ref().is_some_and(|g| g.complete);
+    // A round read over several calls is bounded like any listing.
+    let pages = users_round.pages + groups_round.as_ref().map_or(0, |g| g.pages);
+    state.queue.round_pages = state.queue.round_pages.saturating_add(pages);
+    if state.queue.round_pages > crate::links::MAX_PAGES {
+        state.queue.round_pages = 0;
+        return Err(Failure::fatal(format!(
+            "reading delta changes: more than {} pages; the delta round is not ending",
+            crate::links::MAX_PAGES
+        )));
+    }
+    if complete {
+        state.queue.round_pages = 0;
+    }
     let user_items = users_round.items;
     let group_items = groups_round
         .as_ref()
@@ -114,7 +126,7 @@ pub(super) fn delta_round(
             .map(|d| d.groups.clone())
             .unwrap_or_default(),
     };
-    let mut users: Vec<String> = user_items.iter().filter_map(item_id).collect();
+    let users: Vec<String> = user_items.iter().filter_map(item_id).collect();
     // The one mass-deactivation guard: a round that would deactivate more linked users than
     // the limit deactivates none of them (their other changes wait for the admin too).
     let leaving: Vec<String> = user_items
@@ -124,9 +136,10 @@ pub(super) fn delta_round(
         })
         .filter_map(item_id)
         .collect();
-    if let Some(blocked) = guard::check_round(p, config, &leaving, now)? {
-        users.retain(|u| !leaving.contains(u));
-        state.blocked = Some(blocked);
+    for id in leaving {
+        if !state.queue.round_leaving.contains(&id) {
+            state.queue.round_leaving.push(id);
+        }
     }
     let groups: Vec<String> = group_items
         .iter()
@@ -149,6 +162,16 @@ pub(super) fn delta_round(
     state.queue.cause = format!("delta-{}", now.format("%Y%m%dT%H%M%SZ"));
     // An unfinished round stays due: the next call reads on from where this one stopped.
     state.queue.delta_round = !complete;
+    if complete {
+        // The one mass-deactivation guard, over the whole round however many calls read it:
+        // a round that would deactivate more linked users than the limit deactivates none
+        // of them (their other changes wait for the admin too).
+        let leaving = std::mem::take(&mut state.queue.round_leaving);
+        if let Some(blocked) = guard::check_round(p, config, &leaving, now)? {
+            state.queue.users.retain(|u| !leaving.contains(u));
+            state.blocked = Some(blocked);
+        }
+    }
     Ok(Round::Queued)
 }
 

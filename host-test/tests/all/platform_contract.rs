@@ -1,9 +1,7 @@
 //! The platform contract: sandbox imports, configuration errors, connection checks, webhooks,
 //! secrets, and the replay CLI and report.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_test::runtime::Runtime;
 use serde_json::{Value, json};
 

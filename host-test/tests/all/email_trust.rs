@@ -3,9 +3,7 @@
 //! delta round); look-alike addresses are neither matched nor created; every email write is
 //! checked against the other ZenQMS users first.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_test::report::Report;
 use host_test::scenario::Scenario;
 use serde_json::{Value, json};

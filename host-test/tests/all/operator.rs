@@ -1,10 +1,8 @@
 //! Operator tooling: dry run and the audit trail.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use host_test::runner::Runner;
 use host_test::runtime::Runtime;
 use host_test::scenario::Scenario;

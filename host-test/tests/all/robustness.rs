@@ -2,9 +2,7 @@
 //! budget and continues on resume, a missing group is not an empty one, one mass-deactivation
 //! guard on every path, lifecycle `missed` catches up at once.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// Users 1-5; g1 QA (1, 2) -> r-qa.
@@ -379,4 +377,34 @@ fn every_call_ends_within_one_round_of_a_small_budget() {
         .count();
     assert_eq!(changed, 200);
     assert!(r.steps[0].calls > 3, "the initial sync spread over calls");
+}
+
+/// A delta round read over several calls (a small budget) is judged by the guard as a whole:
+/// its first pages' leavers are not deactivated before the rest of the round is known (they
+/// used to be, up to the limit, because each call's share was checked alone).
+#[test]
+fn a_delta_round_split_over_calls_is_guarded_as_a_whole() {
+    let n = 400;
+    let users: Vec<Value> = (1..=n).map(entra_user).collect();
+    let mut s = scenario(users, json!([]), vec![], json!([]));
+    let mut steps = vec![json!({"deploy": {}})];
+    steps.extend((1..=n).map(disable));
+    steps.push(json!({"advance": {"to": "2026-11-28T13:00:00Z"}}));
+    steps.push(json!({"schedule": {}}));
+    let tick = steps.len() - 1;
+    s["steps"] = Value::Array(steps);
+    s["instance"]["config"]["max_deactivations"] = json!("50");
+    s["budget_ms"] = json!(1000);
+    let r = run(s);
+    assert_ok(&r);
+    assert!(
+        r.steps[tick].calls > 1,
+        "the round was read over several calls"
+    );
+    assert_eq!(
+        active(&r),
+        n as usize,
+        "400 leavers > limit 50: nobody deactivated"
+    );
+    assert!(log_text(&r).contains("mass deactivation blocked"));
 }

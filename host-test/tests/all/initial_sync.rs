@@ -1,8 +1,6 @@
 //! Scenario tests through wasmtime (the real component) for every initial-sync rule.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn no_groups() -> Value {

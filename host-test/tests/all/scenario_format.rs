@@ -1,9 +1,7 @@
 //! The scenario format's additions (issue 12 §6) and the harness contract every scenario is
 //! held to: the subscription invariant and the call budget (see `fixtures/README.md`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_test::runner::Runner;
 use host_test::runtime::Runtime;
 use host_test::scenario::{Scenario, Step};

@@ -1,9 +1,7 @@
 //! The fuzz targets of `host_test::fuzz`, briefly (the `fuzz` command runs them for millions of
 //! executions), plus random webhook requests through the real component in wasmtime.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_test::fuzz::{self, TARGETS};
 use host_test::runner::Runner;
 use host_test::runtime::Runtime;

@@ -2,9 +2,7 @@
 //! wasmtime: hostile Entra fields, webhook fields and upstream error bodies cannot forge a log
 //! line, flood it or carry a secret out; the validation handshake answers POST only.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use entra_zenqms::escape::{FIELD_CAP, MESSAGE_CAP, must_escape};
 use host_test::report::{self, Report};
 use host_test::runner::Runner;

@@ -1,8 +1,6 @@
 //! Real time through wasmtime: subscriptions, notifications, lifecycle, renewal, delta backstop.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_test::report::StepRecord;
 use host_test::runner::Runner;
 use host_test::scenario::Step;

@@ -1,9 +1,7 @@
 //! Hostile webhook volume through wasmtime: a request's rejected items cost one log line, and
 //! the audit cause of a genuine write is built from accepted items only, bounded.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_test::report::StepRecord;
 use host_test::runner::Runner;
 use host_test::scenario::Step;

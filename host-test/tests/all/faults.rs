@@ -2,11 +2,9 @@
 //! on Graph and ZenQMS) converge to the fault-free end state. `FAULT_SEEDS` sets the number of
 //! seeds (default 100).
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use host_test::report::Report;
 use serde_json::{Value, json};
 

@@ -1,8 +1,6 @@
 //! Instance lifecycle through wasmtime: delete, redeploy, pause and resume, configuration changes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_test::fake_zenqms::ZenqmsUser;
 use host_test::report::Report;
 use host_test::runner::Runner;

@@ -1,14 +1,12 @@
 //! Live mode against `serve` (in-process, loopback only, bounded), the recording, and the
 //! offline replay of the rebuilt scenario.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use common::*;
+use crate::common::*;
 use host_test::fake_zenqms::ZenqmsUser;
 use host_test::live::{self, Command, Options};
 use host_test::scenario::Scenario;

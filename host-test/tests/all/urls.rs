@@ -2,9 +2,7 @@
 //! Graph hands out checked when it arrives, the ZenQMS token only to ZenQMS's documented hosts
 //! unless an override says otherwise (and then with a warning).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_test::runner::Runner;
 use host_test::runtime::Runtime;
 use host_test::scenario::{Scenario, Step};

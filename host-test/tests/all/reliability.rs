@@ -1,9 +1,7 @@
 //! Reliability and security through wasmtime: credentials never leave their hosts, tokens are
 //! refreshed, runaway calls are stopped, secrets never leak, mass deactivations are refused.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_test::report::Report;
 use host_test::runner::Runner;
 use host_test::runtime::{Limits, Runtime};

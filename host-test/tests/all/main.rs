@@ -1,0 +1,23 @@
+//! The scenario tests: one binary (as wasmtime's own crates lay theirs out), so the component
+//! is compiled by wasmtime once per `cargo test` rather than once per test file.
+
+mod common;
+
+mod address_props;
+mod email_trust;
+mod faults;
+mod fuzz_props;
+mod initial_sync;
+mod lifecycle;
+mod live;
+mod log_safety;
+mod operator;
+mod package;
+mod performance;
+mod platform_contract;
+mod realtime;
+mod reliability;
+mod robustness;
+mod scenario_format;
+mod urls;
+mod webhook_flood;
