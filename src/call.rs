@@ -229,3 +229,145 @@ pub fn run(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Response;
+    use crate::testkit::Offline;
+
+    const SECRET: &str = "zq-token-4711";
+
+    fn config() -> Vec<(String, String)> {
+        vec![("zenqms_api_token".into(), SECRET.into())]
+    }
+
+    fn call(
+        p: &Offline,
+        stored: Option<&str>,
+        unreadable: Unreadable,
+        handler: impl FnOnce(&dyn Platform, &mut Slot) -> Result<Reply, Failure>,
+    ) -> CallResult {
+        run(p, &config(), stored, unreadable, 20_000, "resume", handler)
+    }
+
+    fn stored_with_queue() -> String {
+        let mut s = State::fresh();
+        s.queue.users.push("u1".into());
+        s.to_json()
+    }
+
+    #[test]
+    fn a_state_the_handler_changed_is_returned_and_an_unchanged_one_is_not() {
+        let p = Offline::default();
+        let stored = State::fresh().to_json();
+        let o = call(&p, Some(&stored), Unreadable::Refuse, |p, slot| {
+            slot.get(&Log::new(p))?.queue.delta_round = true;
+            Ok(Reply::done("changed"))
+        })
+        .unwrap();
+        assert!(o.state.as_deref().unwrap().contains("delta_round"));
+        // Work left in the state makes the call pending whatever the handler said.
+        assert!(o.pending);
+
+        let o = call(&p, Some(&stored), Unreadable::Refuse, |p, slot| {
+            slot.get(&Log::new(p))?;
+            Ok(Reply::done("read only"))
+        })
+        .unwrap();
+        assert_eq!(o.state, None);
+        assert!(!o.pending);
+    }
+
+    #[test]
+    fn a_failure_keeps_what_the_call_changed_before_it() {
+        let p = Offline::default();
+        let stored = State::fresh().to_json();
+        let f = call(&p, Some(&stored), Unreadable::Refuse, |p, slot| {
+            slot.get(&Log::new(p))?.queue.users.push("u9".into());
+            Err(Failure::fatal("broke after a change"))
+        })
+        .unwrap_err();
+        assert!(f.state.as_deref().unwrap().contains("u9"));
+        assert!(!f.retryable);
+    }
+
+    #[test]
+    fn unreadable_state_is_refused_or_started_over_as_the_call_asks() {
+        let p = Offline::default();
+        let f = call(&p, Some("{not json"), Unreadable::Refuse, |p, slot| {
+            slot.get(&Log::new(p))?;
+            Ok(Reply::done("never"))
+        })
+        .unwrap_err();
+        assert!(f.message.contains("unreadable"), "{}", f.message);
+        assert_eq!(f.state, None, "the stored text is left as it is");
+
+        let o = call(&p, Some("{not json"), Unreadable::StartOver, |p, slot| {
+            slot.get(&Log::new(p))?;
+            Ok(Reply::done("fresh"))
+        })
+        .unwrap();
+        assert!(
+            o.state.is_some(),
+            "a fresh state replaces the unreadable one"
+        );
+        assert!(
+            p.log_text().contains("stored state ignored"),
+            "{}",
+            p.log_text()
+        );
+    }
+
+    #[test]
+    fn a_transient_failure_out_of_budget_with_work_checkpointed_is_a_pause() {
+        let p = Offline::default();
+        let stored = stored_with_queue();
+        let o = run(
+            &p,
+            &config(),
+            Some(&stored),
+            Unreadable::Refuse,
+            1_000,
+            "webhook",
+            |p, slot| {
+                slot.get(&Log::new(p))?;
+                // A retry wait that does not fit marks the call out of budget.
+                assert!(!p.can_wait(5_000));
+                Err(Failure::transient("ZenQMS answered 503"))
+            },
+        )
+        .unwrap();
+        assert!(o.pending);
+        assert_eq!(
+            o.response.as_ref().unwrap().status,
+            202,
+            "a webhook's work is queued"
+        );
+        assert!(o.summary.contains("paused"), "{}", o.summary);
+    }
+
+    #[test]
+    fn secrets_never_leave_in_a_summary_or_a_failure_and_replies_are_nosniff() {
+        let p = Offline::default();
+        let o = call(&p, None, Unreadable::Refuse, |_, _| {
+            Ok(
+                Reply::done(format!("token {SECRET} echoed")).answering(Response::text(
+                    200,
+                    "text/plain",
+                    "ok",
+                )),
+            )
+        })
+        .unwrap();
+        assert!(!o.summary.contains(SECRET), "{}", o.summary);
+        let reply = o.response.unwrap();
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        let f = call(&p, None, Unreadable::Refuse, |_, _| {
+            Err(Failure::fatal(format!("ZenQMS refused {SECRET}")))
+        })
+        .unwrap_err();
+        assert!(!f.message.contains(SECRET), "{}", f.message);
+        assert!(!p.log_text().contains(SECRET), "{}", p.log_text());
+    }
+}

@@ -33,6 +33,9 @@ pub mod url;
 pub mod webhook;
 pub mod zenqms;
 
+#[cfg(test)]
+mod testkit;
+
 #[cfg(target_arch = "wasm32")]
 mod wasm {
     use std::time::{Instant, SystemTime};

@@ -2,20 +2,14 @@
 //! tenant (Graph) and a simulated ZenQMS answer its HTTP; scenarios drive it on a virtual clock.
 #![cfg(not(target_arch = "wasm32"))]
 
-pub mod bench;
-pub mod clock;
-pub mod fake_graph;
-pub mod fake_zenqms;
-pub mod faults;
-pub mod fuzz;
-pub mod http_types;
-pub mod live;
-pub mod native;
-pub mod package;
-pub mod progress;
-pub mod report;
-pub mod runner;
-pub mod runtime;
+// Layers, each importing only from the ones declared before it.
+pub mod host;
 pub mod scenario;
-pub mod serve;
-pub mod world;
+pub mod sim;
+pub mod tools;
+
+// The paths these modules had before the layers (used by tests and tools outside the crate).
+pub use host::runtime;
+pub use scenario::{report, runner};
+pub use sim::{clock, fake_graph, fake_zenqms, faults, http_types, world};
+pub use tools::{bench, fuzz, live, native, package, progress, serve};

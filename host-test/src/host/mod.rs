@@ -1,0 +1,4 @@
+//! The wasmtime host: loads the component and runs its calls over a network (the simulated
+//! world).
+
+pub mod runtime;

@@ -1,0 +1,186 @@
+//! What a simulated world starts from and the changes a step makes to it: the seed types the
+//! fakes take. The scenario format (`crate::scenario`) embeds them; the simulator never reads
+//! a scenario file's own types.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::sim::faults::FaultSpec;
+
+/// Everything a [`crate::sim::world::World`] is built from.
+#[derive(Debug, Clone)]
+pub struct WorldSeed<'a> {
+    pub entra: &'a EntraSpec,
+    pub zenqms: &'a ZenqmsSpec,
+    /// The ZenQMS API base URL the instance is configured with (where the fake ZenQMS
+    /// answers); `None` when it has none that parses (every ZenQMS request is then denied).
+    pub zenqms_api: Option<String>,
+    /// Virtual clock start.
+    pub now: DateTime<Utc>,
+    /// Simulated round-trip time of one request, and of one round of a `send-all`.
+    pub rtt_ms: u64,
+    /// Requests of one `send-all` in flight at once.
+    pub concurrency: u32,
+    pub faults: Option<FaultSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntraSpec {
+    /// What the token endpoint accepts.
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// User objects exactly as Graph returns them (any properties; `id` required).
+    #[serde(default)]
+    pub users: Vec<Map<String, Value>>,
+    #[serde(default)]
+    pub groups: Vec<GroupSpec>,
+    /// Directory objects that are neither users nor groups (devices, service principals,
+    /// organizational contacts): groups may list them as members; `/users` never shows them.
+    #[serde(default)]
+    pub objects: Vec<ObjectSpec>,
+}
+
+/// A non-user, non-group directory object (`entra.objects`): `id`, `@odata.type`, and any other
+/// properties Graph returns for it (`displayName`, `mail`, ...).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObjectSpec {
+    pub id: String,
+    #[serde(rename = "@odata.type")]
+    pub odata_type: ObjectType,
+    /// Every other property, returned as given.
+    #[serde(flatten)]
+    pub properties: Map<String, Value>,
+}
+
+/// The directory object types `entra.objects` may hold, spelled as Graph's `@odata.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ObjectType {
+    #[serde(rename = "#microsoft.graph.device")]
+    Device,
+    #[serde(rename = "#microsoft.graph.servicePrincipal")]
+    ServicePrincipal,
+    #[serde(rename = "#microsoft.graph.orgContact")]
+    OrgContact,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    pub id: String,
+    #[serde(default, rename = "displayName")]
+    pub display_name: String,
+    /// Direct members: user or group ids.
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZenqmsSpec {
+    pub api_token: String,
+    #[serde(default)]
+    pub roles: Vec<RoleSpec>,
+    #[serde(default)]
+    pub users: Vec<ZenqmsUserSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZenqmsUserSpec {
+    pub id: String,
+    pub email: String,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `{}`: steps that take no argument.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum EntraChange {
+    /// Insert or replace a user object (matched by `id`).
+    UpsertUser(Map<String, Value>),
+    /// Soft delete: the user answers 404 from then on and is hidden from group listings (Entra
+    /// keeps the memberships, which come back if the user is restored by `upsert_user`).
+    DeleteUser(String),
+    AddMember(Membership),
+    RemoveMember(Membership),
+    /// Permanent delete (or purge of a soft-deleted user): 404 from then on, gone from every
+    /// group, the users delta reports `@removed: {"reason": "deleted"}`; the id is never reused.
+    PurgeUser(String),
+    /// The group is deleted (security groups are deleted permanently): 404 from then on, gone
+    /// from every listing and membership, the groups delta reports it `@removed` (`deleted`).
+    DeleteGroup(String),
+    /// Graph refuses every delta token (deltaLink and nextLink) issued so far.
+    ExpireDelta(Empty),
+    /// Extension: the next `count` token requests answer `status` (and `body`, if given).
+    FailToken(FailWrites),
+    /// Extension, a hostile or broken Graph: from now on every Graph answer that carries an
+    /// `@odata.nextLink` / `@odata.deltaLink` (at any depth, `$batch` items included) carries
+    /// the given text instead (`null` or absent: Graph's own link again).
+    ServeLinks(ServeLinks),
+}
+
+/// The links a [`EntraChange::ServeLinks`] step makes Graph hand out, verbatim.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeLinks {
+    #[serde(default)]
+    pub next_link: Option<String>,
+    #[serde(default)]
+    pub delta_link: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    pub group: String,
+    pub member: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailWrites {
+    #[serde(default = "unavailable")]
+    pub status: u16,
+    pub count: u32,
+    /// The reply's body: a string is sent as that text, anything else as its JSON text. None:
+    /// the service's usual error JSON.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// The reply's content type; by default `text/plain` for a string body, else
+    /// `application/json`.
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+fn unavailable() -> u16 {
+    503
+}

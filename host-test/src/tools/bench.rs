@@ -1,0 +1,369 @@
+//! The benchmark (`host-test bench`): a synthetic tenant, five phases of the component's life,
+//! each run twice on identical fresh worlds (through wasmtime, and natively), with request,
+//! round, simulated-time, CPU and memory figures, and the targets of issue 6 checked beside them.
+
+pub mod cost;
+pub mod table;
+pub mod tenant;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::host::runtime::{COMPONENT_WASM, Runtime};
+use crate::scenario::Step;
+use crate::scenario::runner::Runner;
+use crate::sim::world::{Metrics, Target, World};
+use crate::tools::native::{self, NativeRunner};
+pub use tenant::Params;
+
+/// Figures of one phase. Counts come from the wasm run; the native run must match them.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseResult {
+    pub name: String,
+    /// Handler calls, resumes included.
+    pub calls: u64,
+    pub requests: u64,
+    pub rounds: u64,
+    pub by_target: BTreeMap<Target, u64>,
+    /// Graph and ZenQMS requests that change nothing (see [`cost::is_read`]).
+    pub reads: u64,
+    /// The reads by kind of request.
+    pub read_kinds: BTreeMap<String, u64>,
+    /// Graph requests carried inside `$batch` requests (charged by Graph one by one).
+    pub graph_batched: u64,
+    pub zenqms_writes: u64,
+    /// For full syncs: max(ceil(N / 100), ceil(W / C)) with W this phase's ZenQMS writes.
+    pub floor_rounds: Option<u64>,
+    pub simulated_ms: u64,
+    /// Real time inside wasmtime calls (the simulated services' host code included).
+    pub wasm_cpu_s: f64,
+    /// Real time inside the native handler calls (services included).
+    pub native_cpu_s: f64,
+    /// Of the native time, the simulated services' host code.
+    pub service_cpu_s: f64,
+    /// Of the wasm time, the same (measured in that run: time inside the host's `send` and
+    /// `send-all`).
+    pub wasm_service_cpu_s: f64,
+    /// The component's own time: the above minus the services' time.
+    pub wasm_component_s: f64,
+    pub native_component_s: f64,
+    /// wasm_component_s / native_component_s.
+    pub cpu_ratio: f64,
+    pub peak_memory_bytes: usize,
+    /// Resource units this phase spent against Graph's directory budget.
+    pub graph_ru: u64,
+    /// The native run made the same requests, rounds and writes.
+    pub native_matches: bool,
+}
+
+/// A target of issue 6 and how the run compares.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub target: String,
+    pub measured: String,
+    pub pass: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub command: String,
+    pub params: Params,
+    pub tenant: tenant::Shape,
+    pub phases: Vec<PhaseResult>,
+    pub component_bytes: u64,
+    /// Median of repeated instantiations of the pre-instantiated component, microseconds.
+    pub instantiate_us: f64,
+    pub instantiate_min_us: f64,
+    /// M in the re-sync read formula: ZenQMS users when the re-sync starts.
+    pub zenqms_users_at_resync: u64,
+    /// The initial sync against Graph's per-tenant read budget.
+    pub initial_sync_graph_cost: cost::GraphCost,
+    pub checks: Vec<Check>,
+}
+
+/// One measured phase: unmeasured setup (changes in Entra), then the measured steps.
+struct Phase {
+    name: &'static str,
+    setup: Vec<Step>,
+    steps: Vec<Step>,
+    full_sync: bool,
+}
+
+fn step(v: serde_json::Value) -> Step {
+    serde_json::from_value(v).expect("constant step")
+}
+
+fn phases(p: &Params) -> Vec<Phase> {
+    let n = p.users.max(1);
+    let steady = tenant::steady_user(n);
+    let mut changed = tenant::entra_user(steady);
+    changed["jobTitle"] = json!("Head of Validation");
+    // Keep group 0 at its size: one member leaves, one joins (a user not in it yet).
+    let members = tenant::group_users(0, n);
+    let leaving = members[0];
+    let joining = (1..=n).find(|i| !members.contains(i) && i % 10 == 1);
+    let mut group_setup = vec![step(
+        json!({"entra": {"remove_member": {"group": tenant::gid(0), "member": tenant::uid(leaving)}}}),
+    )];
+    if let Some(j) = joining {
+        group_setup.push(step(
+            json!({"entra": {"add_member": {"group": tenant::gid(0), "member": tenant::uid(j)}}}),
+        ));
+    }
+    vec![
+        Phase {
+            name: "initial sync",
+            setup: vec![],
+            steps: vec![step(json!({"deploy": {}}))],
+            full_sync: true,
+        },
+        Phase {
+            name: "re-sync, nothing changed",
+            setup: vec![],
+            steps: vec![step(json!({"deploy": {}}))],
+            full_sync: true,
+        },
+        Phase {
+            name: "one user notification",
+            setup: vec![step(json!({"entra": {"upsert_user": changed}}))],
+            steps: vec![step(
+                json!({"notify": {"resource": "users", "id": tenant::uid(steady)}}),
+            )],
+            full_sync: false,
+        },
+        Phase {
+            name: "group notification (1,000 members)",
+            setup: group_setup,
+            steps: vec![step(
+                json!({"notify": {"resource": "groups", "id": tenant::gid(0)}}),
+            )],
+            full_sync: false,
+        },
+        Phase {
+            name: "delete",
+            setup: vec![],
+            steps: vec![step(json!({"delete": {}}))],
+            full_sync: false,
+        },
+    ]
+}
+
+/// Counters of a world before a phase.
+struct Mark {
+    requests: u64,
+    rounds: u64,
+    by_target: BTreeMap<Target, u64>,
+    writes: u64,
+    clock_ms: u64,
+}
+
+fn mark(w: &World) -> Mark {
+    Mark {
+        requests: w.stats.requests,
+        rounds: w.stats.rounds,
+        by_target: w.stats.by_target.clone(),
+        writes: w.zenqms.writes(),
+        clock_ms: w.clock.elapsed_ms(),
+    }
+}
+
+fn by_target_delta(w: &World, m: &Mark) -> BTreeMap<Target, u64> {
+    w.stats
+        .by_target
+        .iter()
+        .map(|(t, n)| (*t, n - m.by_target.get(t).copied().unwrap_or(0)))
+        .collect()
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Runs every phase once on a small tenant, in wasm and natively, and discards the figures: the
+/// first calls in a process pay one-time costs (a growing host heap's page faults, cold caches,
+/// wasmtime's lazy setup) that would otherwise be charged to whichever run goes first.
+fn warm_up(runtime: &'static Runtime, p: &Params) -> Result<()> {
+    let small = Params {
+        users: p.users.min(200),
+        ..*p
+    };
+    let (scenario, _) = tenant::build(&small);
+    let mut wasm = Runner::new(runtime, scenario.clone());
+    let mut native = NativeRunner::new(scenario);
+    for (index, phase) in phases(&small).into_iter().enumerate() {
+        for s in phase.setup.iter().chain(&phase.steps) {
+            if let Some(e) = wasm.run_step(index, s).error {
+                bail!("warm-up, {} (wasm): {e}", phase.name);
+            }
+            native.run_step(s)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the benchmark. `progress` receives a line as each phase ends.
+pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
+    let runtime = Runtime::shared();
+    warm_up(runtime, p)?;
+    let (scenario, shape) = tenant::build(p);
+    let mut wasm = Runner::new(runtime, scenario.clone());
+    let mut native = NativeRunner::new(scenario.clone());
+    let mut results = Vec::new();
+    let mut initial_sent = Vec::new();
+    let mut zenqms_users_at_resync = 0;
+    for (index, phase) in phases(p).into_iter().enumerate() {
+        for s in &phase.setup {
+            let rec = wasm.run_step(index, s);
+            if let Some(e) = rec.error {
+                bail!("{} (setup): {e}", phase.name);
+            }
+            native.run_step(s)?;
+        }
+        if index == 1 {
+            zenqms_users_at_resync = wasm.world().zenqms.users().len() as u64;
+        }
+        let before = mark(wasm.world());
+        wasm.world_mut().metrics = Metrics::default();
+        for s in &phase.steps {
+            let rec = wasm.run_step(index, s);
+            if let Some(e) = rec.error {
+                let why: Vec<String> = rec
+                    .logs
+                    .iter()
+                    .filter(|l| l.level == "error")
+                    .take(3)
+                    .map(|l| format!("{} {:?}", l.message, l.fields))
+                    .collect();
+                bail!("{} (wasm): {e}; {}", phase.name, why.join("; "));
+            }
+        }
+        let w = wasm.world();
+        let metrics = w.metrics;
+        let by_target = by_target_delta(w, &before);
+        let requests = w.stats.requests - before.requests;
+        let rounds = w.stats.rounds - before.rounds;
+        let writes = w.zenqms.writes() - before.writes;
+        let simulated_ms = w.clock.elapsed_ms() - before.clock_ms;
+
+        let nb = mark(native.world());
+        let nm = native.metrics;
+        native.take_sent();
+        for s in &phase.steps {
+            native
+                .run_step(s)
+                .map_err(|e| e.context(format!("{} (native)", phase.name)))?;
+        }
+        let sent = native.take_sent();
+        let nw = native.world();
+        let native_matches = native::by_target(&sent) == nonzero(&by_target)
+            && nw.stats.rounds - nb.rounds == rounds
+            && nw.zenqms.writes() - nb.writes == writes
+            && nw.clock.elapsed_ms() - nb.clock_ms == simulated_ms;
+        let native_cpu = native.metrics.cpu - nm.cpu;
+        let service = native.metrics.service - nm.service;
+        let wasm_component = metrics.cpu.saturating_sub(metrics.service);
+        let native_component = native_cpu.saturating_sub(service);
+        let floor_rounds = phase.full_sync.then(|| {
+            let pages = u64::from(p.users).div_ceil(100);
+            pages.max(writes.div_ceil(u64::from(p.concurrency.max(1))))
+        });
+        let graph_ru = cost::graph_cost(&sent, p.users).total_ru;
+        let mut read_kinds: BTreeMap<String, u64> = BTreeMap::new();
+        for kind in sent.iter().filter_map(cost::read_kind) {
+            *read_kinds.entry(kind).or_default() += 1;
+        }
+        let r = PhaseResult {
+            name: phase.name.into(),
+            calls: metrics.calls,
+            requests,
+            rounds,
+            by_target,
+            reads: read_kinds.values().sum(),
+            graph_batched: sent.iter().filter(|s| s.in_batch).count() as u64,
+            read_kinds,
+            zenqms_writes: writes,
+            floor_rounds,
+            simulated_ms,
+            wasm_cpu_s: secs(metrics.cpu),
+            native_cpu_s: secs(native_cpu),
+            service_cpu_s: secs(service),
+            wasm_service_cpu_s: secs(metrics.service),
+            wasm_component_s: secs(wasm_component),
+            native_component_s: secs(native_component),
+            cpu_ratio: secs(wasm_component) / secs(native_component).max(1e-9),
+            peak_memory_bytes: metrics.peak_memory,
+            graph_ru,
+            native_matches,
+        };
+        progress(&table::phase_line(&r));
+        if index == 0 {
+            initial_sent = sent;
+        }
+        results.push(r);
+    }
+    let component_bytes = std::fs::metadata(COMPONENT_WASM).map_or(0, |m| m.len());
+    let (instantiate_us, instantiate_min_us) = instantiate(runtime, scenario.now);
+    let mut report = BenchReport {
+        command: command.into(),
+        params: *p,
+        tenant: shape,
+        phases: results,
+        component_bytes,
+        instantiate_us,
+        instantiate_min_us,
+        zenqms_users_at_resync,
+        initial_sync_graph_cost: cost::graph_cost(&initial_sent, p.users),
+        checks: Vec::new(),
+    };
+    report.checks = table::checks(&report);
+    Ok(report)
+}
+
+fn nonzero(m: &BTreeMap<Target, u64>) -> BTreeMap<Target, u64> {
+    m.iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(t, n)| (*t, *n))
+        .collect()
+}
+
+/// Median and minimum of repeated instantiations, microseconds (after a warm-up).
+fn instantiate(runtime: &Runtime, now: chrono::DateTime<chrono::Utc>) -> (f64, f64) {
+    let _ = runtime.instantiate_time(World::offline(now));
+    let mut us: Vec<f64> = (0..51)
+        .map(|_| runtime.instantiate_time(World::offline(now)).as_secs_f64() * 1e6)
+        .collect();
+    us.sort_by(f64::total_cmp);
+    (us[us.len() / 2], us[0])
+}
+
+/// `bench` command-line options: the parameters and where to write the JSON report.
+pub fn parse_args(args: &[String]) -> Result<(Params, Option<std::path::PathBuf>)> {
+    let mut p = Params::default();
+    let mut json = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
+                .cloned()
+        };
+        match a.as_str() {
+            "--users" => p.users = value()?.replace('_', "").parse()?,
+            "--groups" => p.groups = value()?.parse()?,
+            "--rtt-ms" => p.rtt_ms = value()?.parse()?,
+            "--concurrency" => p.concurrency = value()?.parse()?,
+            "--budget-ms" => p.budget_ms = value()?.parse()?,
+            "--json" => json = Some(value()?.into()),
+            other => bail!("unknown bench option {other}"),
+        }
+    }
+    if p.users == 0 || p.groups == 0 || p.concurrency == 0 {
+        bail!("--users, --groups and --concurrency must be at least 1");
+    }
+    Ok((p, json))
+}

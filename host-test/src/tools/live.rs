@@ -1,0 +1,355 @@
+//! Live mode: the real component, the real network. `host-test run --config <file> …` plays
+//! the platform for one command (deploy, a webhook event, a schedule tick, delete), resuming
+//! while the component reports pending work, with state kept in a file between runs.
+//!
+//! The platform rules are the simulator's: only the token endpoint, Graph and the ZenQMS base
+//! URL the platform allows are reachable (anything else is `denied`). `--graph-url` and
+//! `--login-url` re-route the component's Graph and token requests (test-only, e.g. to `serve`);
+//! the component still sees and checks the real URLs.
+
+mod exchange;
+mod net;
+pub mod rebuild;
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::host::runtime::{Event, Instance, LogLine, Outcome, WitFailure};
+use crate::scenario::report::{ResponseRecord, StepRecord};
+use crate::scenario::runner::MAX_CALLS_PER_STEP;
+use crate::scenario::{InstanceSpec, WebhookSpec};
+pub use net::{LiveRuntime, Net, NetError};
+use record::{CommandEntry, Recorder};
+
+const USAGE: &str = "usage: host-test run --config <file> [--state <file>] [--graph-url <url>] [--login-url <url>] [--record <dir>] [--concurrency 8] (deploy | event <request.json> | schedule | delete)";
+
+/// The live configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    /// `id`, `webhook_url`, `config` (as in a scenario: strings, or JSON passed as its text).
+    pub instance: InstanceSpec,
+    #[serde(default = "default_budget")]
+    pub budget_ms: u32,
+    /// The ZenQMS base URL the platform lets the instance reach; default: the configured one
+    /// (`zenqms_base_url`, else the documented host of `zenqms_environment`).
+    /// (The simulator likewise fixes it when the world is built.)
+    #[serde(default)]
+    pub allowed_zenqms_base_url: Option<String>,
+}
+
+fn default_budget() -> u32 {
+    20_000
+}
+
+impl LiveConfig {
+    pub fn load(path: &Path) -> Result<LiveConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    fn text(&self, key: &str) -> String {
+        self.instance
+            .config
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Deploy,
+    /// A webhook request (the file's JSON is kept to record it as a scenario step).
+    Event(WebhookSpec, Value),
+    Schedule,
+    Delete,
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Deploy => "deploy",
+            Command::Event(..) => "event",
+            Command::Schedule => "schedule",
+            Command::Delete => "delete",
+        }
+    }
+
+    /// The scenario step that replays it.
+    fn step(&self) -> Value {
+        match self {
+            Command::Deploy => serde_json::json!({"deploy": {}}),
+            Command::Event(_, raw) => serde_json::json!({ "webhook": raw }),
+            Command::Schedule => serde_json::json!({"schedule": {}}),
+            Command::Delete => serde_json::json!({"delete": {}}),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    /// Default: `<config stem>.state.json` next to the config.
+    pub state: Option<PathBuf>,
+    pub graph_url: Option<String>,
+    pub login_url: Option<String>,
+    pub record: Option<PathBuf>,
+    pub concurrency: usize,
+    pub command: Command,
+}
+
+impl Options {
+    pub fn new(config: &Path, command: Command) -> Options {
+        Options {
+            config: config.to_path_buf(),
+            state: None,
+            graph_url: None,
+            login_url: None,
+            record: None,
+            concurrency: 8,
+            command,
+        }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.state.clone().unwrap_or_else(|| {
+            let stem = self
+                .config
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy();
+            self.config.with_file_name(format!("{stem}.state.json"))
+        })
+    }
+}
+
+pub fn parse_args(args: &[String]) -> Result<Options> {
+    let mut o = Options::new(Path::new(""), Command::Deploy);
+    let mut config = None;
+    let mut command = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--config" => config = Some(PathBuf::from(value(a)?)),
+            "--state" => o.state = Some(PathBuf::from(value(a)?)),
+            "--graph-url" => o.graph_url = Some(value(a)?),
+            "--login-url" => o.login_url = Some(value(a)?),
+            "--record" => o.record = Some(PathBuf::from(value(a)?)),
+            "--concurrency" => o.concurrency = value(a)?.parse().context("--concurrency")?,
+            "deploy" if command.is_none() => command = Some(Command::Deploy),
+            "schedule" if command.is_none() => command = Some(Command::Schedule),
+            "delete" if command.is_none() => command = Some(Command::Delete),
+            "event" if command.is_none() => {
+                let path = value("event")?;
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading webhook request {path}"))?;
+                let raw: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("parsing webhook request {path}"))?;
+                let spec = serde_json::from_value(raw.clone())
+                    .with_context(|| format!("webhook request {path}"))?;
+                command = Some(Command::Event(spec, raw));
+            }
+            other => bail!("unexpected argument {other}\n{USAGE}"),
+        }
+    }
+    o.config = config.with_context(|| format!("--config is required\n{USAGE}"))?;
+    o.command = command.with_context(|| format!("no command given\n{USAGE}"))?;
+    Ok(o)
+}
+
+/// Which export to call.
+enum Handler {
+    Deploy,
+    Event(Event),
+    Delete,
+}
+
+fn platform_log(message: &str) -> LogLine {
+    LogLine {
+        level: "error".into(),
+        message: message.into(),
+        fields: BTreeMap::from([("source".to_string(), "platform".to_string())]),
+    }
+}
+
+/// Runs one command to completion (resuming while pending); the record says how it went.
+pub fn execute(o: &Options) -> Result<StepRecord> {
+    let cfg = LiveConfig::load(&o.config)?;
+    let state_path = o.state_path();
+    let mut state = match std::fs::read_to_string(&state_path) {
+        Ok(s) => Some(s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", state_path.display())),
+    };
+    for (flag, url, real) in [
+        ("--graph-url", &o.graph_url, "https://graph.microsoft.com"),
+        (
+            "--login-url",
+            &o.login_url,
+            "https://login.microsoftonline.com",
+        ),
+    ] {
+        if let Some(url) = url {
+            eprintln!("warning: {flag}: test-only routing, requests to {real} go to {url}");
+        }
+    }
+    let recorder = match &o.record {
+        Some(dir) => Some(Recorder::open(
+            dir,
+            vec![
+                cfg.text("entra_client_secret"),
+                cfg.text("zenqms_api_token"),
+            ],
+        )?),
+        None => None,
+    };
+    let allowed = cfg
+        .allowed_zenqms_base_url
+        .clone()
+        .unwrap_or_else(|| crate::sim::world::zenqms_api_base(&cfg.instance.config));
+    let mut net = Some(Net::new(
+        allowed.trim(),
+        o.graph_url.clone(),
+        o.login_url.clone(),
+        o.concurrency,
+        recorder,
+    )?);
+    let runtime = LiveRuntime::shared()?;
+    let started = chrono::Utc::now();
+    let mut rec = StepRecord::new(0, o.command.name());
+    let mut handler = match &o.command {
+        Command::Deploy => Handler::Deploy,
+        Command::Schedule => Handler::Event(Event::Schedule),
+        Command::Delete => Handler::Delete,
+        Command::Event(spec, _) => Handler::Event(Event::Webhook(
+            crate::scenario::runner::webhook_request(spec, &cfg.instance.webhook_url)?,
+        )),
+    };
+    let mut first: Option<Outcome> = None;
+    loop {
+        let inst = Instance {
+            id: cfg.instance.id.clone(),
+            webhook_url: cfg.instance.webhook_url.clone(),
+            config: cfg.instance.config_pairs(),
+            state: state.clone(),
+            budget_ms: cfg.budget_ms,
+        };
+        let (back, logs, result) =
+            runtime.call(net.take().expect("net is home"), |b, s| match &handler {
+                Handler::Deploy => b.call_on_deploy(s, &inst),
+                Handler::Event(e) => b.call_on_event(s, &inst, e),
+                Handler::Delete => b.call_on_delete(s, &inst),
+            });
+        net = Some(back);
+        rec.calls += 1;
+        rec.logs.extend(logs);
+        let (new_state, pending) = match result {
+            Err(trap) => {
+                let msg = format!("component trapped: {trap:#}");
+                rec.logs.push(platform_log(&msg));
+                rec.error = Some(msg);
+                (None, false)
+            }
+            Ok(Err(WitFailure {
+                message,
+                state,
+                retryable,
+            })) => {
+                let kind = if retryable {
+                    "retryable"
+                } else {
+                    "not retryable"
+                };
+                rec.error = Some(format!("{message} ({kind})"));
+                (state, false)
+            }
+            Ok(Ok(outcome)) => {
+                rec.summary = Some(outcome.summary.clone());
+                let out = (outcome.state.clone(), outcome.pending);
+                first.get_or_insert(outcome);
+                out
+            }
+        };
+        if let Some(s) = new_state {
+            std::fs::write(&state_path, &s)
+                .with_context(|| format!("writing {}", state_path.display()))?;
+            state = Some(s);
+        }
+        if !pending {
+            break;
+        }
+        if rec.calls >= MAX_CALLS_PER_STEP {
+            rec.error = Some(format!("still pending after {MAX_CALLS_PER_STEP} calls"));
+            break;
+        }
+        handler = Handler::Event(Event::Resume);
+    }
+    rec.ok = rec.error.is_none();
+    if rec.ok && matches!(o.command, Command::Delete) && state_path.exists() {
+        // The platform forgets a deleted instance.
+        std::fs::remove_file(&state_path)?;
+    }
+    if let Command::Event(..) = o.command {
+        let reply = first
+            .and_then(|o| o.response)
+            .map(|r| ResponseRecord::new(r.status, r.headers, &r.body));
+        rec.response = Some(ResponseRecord::answered(reply, rec.error.is_some()));
+    }
+    if let Some(mut recorder) = net.and_then(|n| n.recorder) {
+        recorder.finish_command(CommandEntry {
+            at: started.to_rfc3339(),
+            step: o.command.step(),
+            ok: rec.ok,
+        })?;
+        let scenario = rebuild::scenario(&recorder.dir, &cfg, o.concurrency)?;
+        let path = recorder.dir.join("scenario.json");
+        std::fs::write(&path, recorder.scrub(&scenario)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(rec)
+}
+
+/// `host-test run …`: exit status 0 when the command succeeded.
+pub fn cli(args: &[String]) -> Result<bool> {
+    let o = parse_args(args)?;
+    let rec = execute(&o)?;
+    // What the component returned is printed escaped and capped (report::shown).
+    use entra_zenqms::escape::OUTCOME_CAP;
+    let status = match &rec.error {
+        None => "ok".to_string(),
+        Some(e) => format!("FAILED: {}", crate::scenario::report::shown(e, OUTCOME_CAP)),
+    };
+    println!("{} - {} call(s) - {status}", rec.kind, rec.calls);
+    if let Some(s) = &rec.summary {
+        println!(
+            "  summary: {}",
+            crate::scenario::report::shown(s, OUTCOME_CAP)
+        );
+    }
+    if let Some(r) = &rec.response {
+        println!("  response: {} {:?}", r.status, r.headers);
+        println!("  {}", crate::scenario::report::shown(&r.body, OUTCOME_CAP));
+    }
+    if let Some(dir) = &o.record {
+        println!(
+            "Recorded to {}; replay offline with: host-test replay {}",
+            dir.display(),
+            dir.join("scenario.json").display()
+        );
+    }
+    Ok(rec.ok)
+}

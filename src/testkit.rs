@@ -1,0 +1,60 @@
+//! Test equipment for the component's unit tests: a platform with no network that keeps its
+//! log lines and secrets, on a fixed clock. (Tests with scripted HTTP keep their own scripts.)
+
+use std::cell::{Cell, RefCell};
+
+use chrono::{DateTime, Utc};
+
+use crate::platform::{HttpResult, Level, Platform, Request};
+
+/// A platform with no network (a request is a test failure), a fixed clock and a log.
+#[derive(Default)]
+pub struct Offline {
+    /// Every line logged, as `LEVEL message k=v ...`.
+    pub lines: RefCell<Vec<String>>,
+    /// Every secret registered.
+    pub secrets: RefCell<Vec<String>>,
+    /// Milliseconds since the call started (tests move it).
+    pub elapsed: Cell<u64>,
+}
+
+impl Offline {
+    /// The log, one line per entry.
+    pub fn log_text(&self) -> String {
+        self.lines.borrow().join("\n")
+    }
+}
+
+impl Platform for Offline {
+    fn send(&self, req: Request) -> HttpResult {
+        panic!(
+            "no network in this test: {} {}",
+            req.method.as_str(),
+            req.url
+        )
+    }
+    fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+        reqs.into_iter().map(|r| self.send(r)).collect()
+    }
+    fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
+        let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.lines
+            .borrow_mut()
+            .push(format!("{level:?} {message} {}", fields.join(" ")));
+    }
+    fn add_secret(&self, secret: &str) {
+        self.secrets.borrow_mut().push(secret.to_string());
+    }
+    fn now(&self) -> DateTime<Utc> {
+        "2026-11-28T12:00:00Z".parse().expect("constant date")
+    }
+    fn elapsed_ms(&self) -> u64 {
+        self.elapsed.get()
+    }
+    fn random_bytes(&self, n: usize) -> Vec<u8> {
+        vec![0x5a; n]
+    }
+    fn wait(&self, ms: u32) {
+        self.elapsed.set(self.elapsed.get() + u64::from(ms));
+    }
+}
