@@ -46,7 +46,13 @@ mod wasm {
     use crate::redact::Secrets;
     use crate::{config, escape, handlers};
 
-    wit_bindgen::generate!({ world: "integration", path: "wit" });
+    // `wasi:random/random` is generated here too (its one function), so the component needs
+    // no second bindings crate for it.
+    wit_bindgen::generate!({
+        world: "integration",
+        path: "wit",
+        with: { "wasi:random/random@0.2.12": generate },
+    });
 
     use zenqms::entra_sync::http as wit_http;
     use zenqms::entra_sync::log as wit_log;

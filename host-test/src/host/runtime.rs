@@ -12,7 +12,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::sim::http_types::{HttpRequest, HttpResponse};
 use crate::sim::world::World;
 
-wasmtime::component::bindgen!({ world: "integration", path: "../wit" });
+// `wasi:random/random` is WASI's own: wasmtime-wasi implements it (added with the rest of
+// WASI 0.2 below), so the bindings reuse its types instead of generating a second copy.
+wasmtime::component::bindgen!({
+    world: "integration",
+    path: "../wit",
+    with: { "wasi:random/random": wasmtime_wasi::p2::bindings::random::random },
+});
 
 pub use exports::Failure as WitFailure;
 pub use zenqms::entra_sync::http::HttpError;
@@ -220,7 +226,9 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("loading component {path}: {e:?}"))?;
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Integration::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        // The platform's own interfaces; `wasi:random/random` came with WASI above.
+        zenqms::entra_sync::http::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        zenqms::entra_sync::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let pre = IntegrationPre::new(linker.instantiate_pre(&component)?)?;
         Ok(Runtime {
             engine,

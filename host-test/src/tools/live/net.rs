@@ -302,7 +302,15 @@ impl LiveRuntime {
             .map_err(|e| anyhow!("loading component {COMPONENT_WASM}: {e:?}"))?;
         let mut linker = Linker::<LiveState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Integration::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        // The platform's own interfaces; `wasi:random/random` came with WASI above.
+        crate::host::runtime::zenqms::entra_sync::http::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )?;
+        crate::host::runtime::zenqms::entra_sync::log::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )?;
         let pre = IntegrationPre::new(linker.instantiate_pre(&component)?)?;
         Ok(LIVE.get_or_init(|| LiveRuntime { engine, pre }))
     }
