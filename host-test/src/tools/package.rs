@@ -1,6 +1,6 @@
 //! `host-test package`: the marketplace bundle. Validates `wit/integration.json` against the
 //! built component — the world it exports and imports, and the config keys it actually reads
-//! (learned by asking the component itself) — then writes `dist/` with the release `.wasm`, the
+//! (learned by asking the component itself) — then writes `dist/` with the `.wasm` (built with `--profile component`), the
 //! manifest and SHA-256 sums.
 
 use std::collections::BTreeSet;
