@@ -1,9 +1,14 @@
-//! `host-test` CLI: replay a scenario against the real component, or run the bundled demo.
+//! `host-test` CLI: the platform simulator's tools (`host-test --help`, and `--help` on each
+//! command).
 //!
 //! ```text
-//! cargo run -p host-test -- demo [--verbose] [--report <out.json>]
-//! cargo run -p host-test -- replay <scenario.json> [--report <out.json>] [--verbose]
-//! cargo run --release -p host-test -- bench [--users N] [--groups G] [--rtt-ms 100] [--concurrency 8] [--json <file>]
+//! cargo run -p host-test -- demo [--verbose] [--dry-run] [--report <out.json>]
+//! cargo run -p host-test -- replay <scenario.json> [--report <out.json>] [--verbose] [--dry-run]
+//! cargo run -p host-test -- fuzz [--runs 1000000] [--target <name>]
+//! cargo run -p host-test -- serve <scenario.json> [--port 0] [--requests N] [--seconds S]
+//! cargo run -p host-test -- run --config <file> [--state <file>] [--record <dir>] (deploy | event <request.json> | schedule | delete)
+//! cargo run -p host-test -- package [--out dist] [--manifest wit/integration.json]
+//! cargo run --release -p host-test -- bench [--users N] [--groups G] [--rtt-ms 100] [--concurrency 8] [--budget-ms 20000] [--json <file>]
 //! ```
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -19,57 +24,79 @@ mod cli {
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
 
-    use anyhow::{Context, Result, bail};
+    use anyhow::{Context, Result};
+    use clap::{Parser, Subcommand};
     use host_test::report::{self, Report};
     use host_test::runner::Runner;
     use host_test::runtime::Runtime;
     use host_test::scenario::Scenario;
 
-    const USAGE: &str = "usage:
-  host-test demo [--verbose] [--dry-run] [--report <out.json>]
-  host-test replay <scenario.json> [--report <out.json>] [--verbose] [--dry-run]
-  host-test fuzz [--runs 1000000] [--target webhook|config|state|planner|unseen|log_escape|config_errors]
-  host-test serve <scenario.json> [--port P] [--requests N] [--seconds S]
-  host-test run --config <file> [--state <file>] [--record <dir>] (deploy|event <request.json>|schedule|delete)
-  host-test package [--out dist] [--manifest wit/integration.json]
-  host-test bench [--users 10000] [--groups 40] [--rtt-ms 100] [--concurrency 8] [--budget-ms 20000] [--json <file>]";
+    /// The platform simulator: replay scenarios against the real component in wasmtime, run it
+    /// live, benchmark, fuzz, package.
+    #[derive(Debug, Parser)]
+    #[command(name = "host-test", version)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Cmd,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Cmd {
+        /// Replay the bundled fixtures/demo.json (250 users) and print the ZenQMS users.
+        Demo(ReplayOptions),
+        /// Replay a scenario file (fixtures/README.md); exit 1 when an expectation fails.
+        Replay {
+            /// The scenario file.
+            scenario: PathBuf,
+            #[command(flatten)]
+            options: ReplayOptions,
+        },
+        /// Run the property-based fuzz targets natively.
+        Fuzz {
+            /// Executions per target.
+            #[arg(long, default_value_t = 1_000_000)]
+            runs: u32,
+            /// Only this target.
+            #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+                host_test::fuzz::TARGETS.iter().map(|(name, _)| *name)))]
+            target: Option<String>,
+        },
+        /// Serve a scenario's simulated Graph and ZenQMS over HTTP (real time).
+        Serve(host_test::serve::ServeArgs),
+        /// Run the component live against real services, state kept in a file.
+        Run(host_test::live::RunArgs),
+        /// Write the marketplace bundle (the .wasm, the manifest, SHA-256 sums).
+        Package {
+            /// Output directory.
+            #[arg(long, default_value = "dist")]
+            out: PathBuf,
+            /// The manifest to validate against the component.
+            #[arg(long)]
+            manifest: Option<PathBuf>,
+        },
+        /// The benchmark (docs/performance.md): counts, rounds, CPU, memory per phase.
+        Bench(host_test::bench::BenchArgs),
+    }
 
     /// The bundled demo scenario.
     pub fn demo_path() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/demo.json")
     }
 
-    struct Options {
+    #[derive(Debug, clap::Args)]
+    struct ReplayOptions {
+        /// Write the full report as JSON to this file.
+        #[arg(long)]
         report: Option<PathBuf>,
+        /// Print every log line.
+        #[arg(long, short)]
         verbose: bool,
+        /// Run only the deploy, with dry_run=true: read everything, write nothing.
+        #[arg(long = "dry-run")]
         dry_run: bool,
-        positional: Vec<String>,
     }
 
-    fn parse(args: &[String]) -> Result<Options> {
-        let mut o = Options {
-            report: None,
-            verbose: false,
-            dry_run: false,
-            positional: Vec::new(),
-        };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--report" => {
-                    let p = it.next().context("--report needs a file name")?;
-                    o.report = Some(PathBuf::from(p));
-                }
-                "--verbose" | "-v" => o.verbose = true,
-                "--dry-run" => o.dry_run = true,
-                flag if flag.starts_with('-') => bail!("unknown option {flag}\n{USAGE}"),
-                _ => o.positional.push(a.clone()),
-            }
-        }
-        Ok(o)
-    }
-
-    fn replay(path: &Path, o: &Options) -> Result<Report> {
+    fn replay(path: &Path, o: &ReplayOptions) -> Result<Report> {
         let mut scenario = Scenario::load(path)?;
         if o.dry_run {
             scenario
@@ -115,10 +142,11 @@ mod cli {
         Ok(report)
     }
 
-    /// `bench`: the issue-6 benchmark (see `docs/performance.md`).
-    fn bench(args: &[String]) -> Result<bool> {
-        let (params, json) = host_test::bench::parse_args(args).context(USAGE)?;
-        let command = format!("host-test bench {}", args.join(" "));
+    /// `bench`: the benchmark (see `docs/performance.md`).
+    fn bench(args: &host_test::bench::BenchArgs) -> Result<bool> {
+        let (params, json) = args.params();
+        let argv: Vec<String> = std::env::args().skip(2).collect();
+        let command = format!("host-test bench {}", argv.join(" "));
         println!(
             "Benchmark: {} users, {} groups; wasm and native runs of each phase",
             params.users, params.groups
@@ -135,20 +163,10 @@ mod cli {
 
     /// `fuzz [--runs N] [--target webhook|config|state|planner|unseen|log_escape|config_errors]`: runs the property-based fuzz
     /// targets natively for N executions each (default 1,000,000) and reports the counts.
-    fn fuzz(args: &[String]) -> Result<bool> {
-        let mut runs: u32 = 1_000_000;
-        let mut only: Option<String> = None;
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--runs" => runs = it.next().context("--runs needs a number")?.parse()?,
-                "--target" => only = Some(it.next().context("--target needs a name")?.clone()),
-                other => bail!("unknown option {other}\n{USAGE}"),
-            }
-        }
+    fn fuzz(runs: u32, only: Option<&str>) -> Result<bool> {
         let mut ok = true;
         for (name, target) in host_test::fuzz::TARGETS {
-            if only.as_deref().is_some_and(|o| o != name) {
+            if only.is_some_and(|o| o != name) {
                 continue;
             }
             let started = std::time::Instant::now();
@@ -166,67 +184,34 @@ mod cli {
         Ok(ok)
     }
 
-    /// `package [--out dist] [--manifest wit/integration.json]`
-    fn package(args: &[String]) -> Result<bool> {
-        let mut out = PathBuf::from("dist");
-        let mut manifest = host_test::package::default_manifest();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--out" => out = PathBuf::from(it.next().context("--out needs a directory")?),
-                "--manifest" => {
-                    manifest = PathBuf::from(it.next().context("--manifest needs a file")?)
-                }
-                other => bail!("unknown option {other}\n{USAGE}"),
-            }
-        }
-        let files = host_test::package::package(&manifest, &out, Runtime::shared())?;
+    /// `package`: the marketplace bundle.
+    fn package(out: &Path, manifest: Option<&Path>) -> Result<bool> {
+        let manifest =
+            manifest.map_or_else(host_test::package::default_manifest, Path::to_path_buf);
+        let files = host_test::package::package(&manifest, out, Runtime::shared())?;
         for f in files {
             println!("wrote {}", f.display());
         }
         Ok(true)
     }
 
-    fn run(args: &[String]) -> Result<bool> {
-        let Some((cmd, rest)) = args.split_first() else {
-            bail!("{USAGE}");
-        };
-        if cmd == "bench" {
-            return bench(rest);
-        }
-        if cmd == "serve" {
-            return host_test::serve::cli(rest);
-        }
-        if cmd == "run" {
-            return host_test::live::cli(rest);
-        }
-        if cmd == "package" {
-            return package(rest);
-        }
-        if cmd == "fuzz" {
-            return fuzz(rest);
-        }
-        let o = parse(rest)?;
-        let report = match cmd.as_str() {
-            "demo" => replay(&demo_path(), &o)?,
-            "replay" => {
-                let [path] = o.positional.as_slice() else {
-                    bail!("replay needs one scenario file\n{USAGE}");
-                };
-                replay(Path::new(path), &o)?
-            }
-            "help" | "--help" | "-h" => {
-                println!("{USAGE}");
-                return Ok(true);
-            }
-            other => bail!("unknown command {other}\n{USAGE}"),
+    fn run(cli: Cli) -> Result<bool> {
+        let report = match &cli.command {
+            Cmd::Bench(args) => return bench(args),
+            Cmd::Serve(args) => return host_test::serve::cli(args),
+            Cmd::Run(args) => return host_test::live::cli(args),
+            Cmd::Package { out, manifest } => return package(out, manifest.as_deref()),
+            Cmd::Fuzz { runs, target } => return fuzz(*runs, target.as_deref()),
+            Cmd::Demo(o) => replay(&demo_path(), o)?,
+            Cmd::Replay { scenario, options } => replay(scenario, options)?,
         };
         Ok(report.expect.ok)
     }
 
     pub fn main() -> ExitCode {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        match run(&args) {
+        // Usage errors exit 2 with clap's message; `--help` and `--version` exit 0.
+        let cli = Cli::parse();
+        match run(cli) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {

@@ -341,29 +341,47 @@ fn instantiate(runtime: &Runtime, now: chrono::DateTime<chrono::Utc>) -> (f64, f
     (us[us.len() / 2], us[0])
 }
 
-/// `bench` command-line options: the parameters and where to write the JSON report.
-pub fn parse_args(args: &[String]) -> Result<(Params, Option<std::path::PathBuf>)> {
-    let mut p = Params::default();
-    let mut json = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
-                .cloned()
+/// `host-test bench` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Entra users in the generated tenant (`10_000` is accepted).
+    #[arg(long, default_value = "10000", value_parser = count)]
+    pub users: u32,
+    /// Entra groups in the generated tenant.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub groups: u32,
+    /// Simulated round trip per request (and per round of a send-all), ms.
+    #[arg(long = "rtt-ms", default_value_t = 100)]
+    pub rtt_ms: u64,
+    /// Requests of one send-all in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// The budget given to every call, ms.
+    #[arg(long = "budget-ms", default_value_t = 20_000)]
+    pub budget_ms: u32,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// A count of at least 1, `_` allowed as a digit separator.
+fn count(text: &str) -> std::result::Result<u32, String> {
+    match text.replace('_', "").parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
+    }
+}
+
+impl BenchArgs {
+    /// The run's parameters and where to write the JSON.
+    pub fn params(&self) -> (Params, Option<std::path::PathBuf>) {
+        let p = Params {
+            users: self.users,
+            groups: self.groups,
+            rtt_ms: self.rtt_ms,
+            concurrency: self.concurrency,
+            budget_ms: self.budget_ms,
         };
-        match a.as_str() {
-            "--users" => p.users = value()?.replace('_', "").parse()?,
-            "--groups" => p.groups = value()?.parse()?,
-            "--rtt-ms" => p.rtt_ms = value()?.parse()?,
-            "--concurrency" => p.concurrency = value()?.parse()?,
-            "--budget-ms" => p.budget_ms = value()?.parse()?,
-            "--json" => json = Some(value()?.into()),
-            other => bail!("unknown bench option {other}"),
-        }
+        (p, self.json.clone())
     }
-    if p.users == 0 || p.groups == 0 || p.concurrency == 0 {
-        bail!("--users, --groups and --concurrency must be at least 1");
-    }
-    Ok((p, json))
 }

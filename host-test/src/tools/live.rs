@@ -15,7 +15,7 @@ pub mod record;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -26,7 +26,54 @@ use crate::scenario::{InstanceSpec, WebhookSpec};
 pub use net::{LiveRuntime, Net, NetError};
 use record::{CommandEntry, Recorder};
 
-const USAGE: &str = "usage: host-test run --config <file> [--state <file>] [--graph-url <url>] [--login-url <url>] [--record <dir>] [--concurrency 8] (deploy | event <request.json> | schedule | delete)";
+/// `host-test run` arguments: options, then the command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The live configuration file (see README, "Live mode").
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The state file (default: `<config stem>.state.json` next to the config).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Test only: send Graph requests here instead of https://graph.microsoft.com.
+    #[arg(long = "graph-url")]
+    pub graph_url: Option<String>,
+    /// Test only: send token requests here instead of https://login.microsoftonline.com.
+    #[arg(long = "login-url")]
+    pub login_url: Option<String>,
+    /// Record every exchange (secrets removed) to this directory, with a scenario replaying it.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Requests of one send-all in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: u64,
+    #[command(subcommand)]
+    pub command: RunCommand,
+}
+
+/// Which export `run` calls.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum RunCommand {
+    /// `on-deploy`, resuming while pending.
+    Deploy,
+    /// `on-event` with a webhook request read from a JSON file (a scenario's `webhook` step).
+    Event {
+        /// The request: `{"method", "query", "headers", "body" | "body_text"}`.
+        request: PathBuf,
+    },
+    /// `on-event(schedule)`, the hourly tick.
+    Schedule,
+    /// `on-delete`.
+    Delete,
+}
+
+/// The parser `host-test run` uses, for callers holding the arguments as strings.
+#[derive(Debug, clap::Parser)]
+#[command(name = "host-test run")]
+struct RunCli {
+    #[command(flatten)]
+    args: RunArgs,
+}
 
 /// The live configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -133,42 +180,42 @@ impl Options {
 }
 
 pub fn parse_args(args: &[String]) -> Result<Options> {
-    let mut o = Options::new(Path::new(""), Command::Deploy);
-    let mut config = None;
-    let mut command = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        match a.as_str() {
-            "--config" => config = Some(PathBuf::from(value(a)?)),
-            "--state" => o.state = Some(PathBuf::from(value(a)?)),
-            "--graph-url" => o.graph_url = Some(value(a)?),
-            "--login-url" => o.login_url = Some(value(a)?),
-            "--record" => o.record = Some(PathBuf::from(value(a)?)),
-            "--concurrency" => o.concurrency = value(a)?.parse().context("--concurrency")?,
-            "deploy" if command.is_none() => command = Some(Command::Deploy),
-            "schedule" if command.is_none() => command = Some(Command::Schedule),
-            "delete" if command.is_none() => command = Some(Command::Delete),
-            "event" if command.is_none() => {
-                let path = value("event")?;
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading webhook request {path}"))?;
-                let raw: Value = serde_json::from_str(&text)
-                    .with_context(|| format!("parsing webhook request {path}"))?;
-                let spec = serde_json::from_value(raw.clone())
-                    .with_context(|| format!("webhook request {path}"))?;
-                command = Some(Command::Event(spec, raw));
-            }
-            other => bail!("unexpected argument {other}\n{USAGE}"),
+    options(&run_args(args)?)
+}
+
+/// `host-test run`'s arguments parsed from strings (without the `run` itself).
+pub fn run_args(args: &[String]) -> Result<RunArgs> {
+    use clap::Parser;
+    let argv = std::iter::once("run".to_string()).chain(args.iter().cloned());
+    Ok(RunCli::try_parse_from(argv)?.args)
+}
+
+/// The options `execute` takes, from parsed arguments (reads an event's request file).
+pub fn options(a: &RunArgs) -> Result<Options> {
+    let command = match &a.command {
+        RunCommand::Deploy => Command::Deploy,
+        RunCommand::Schedule => Command::Schedule,
+        RunCommand::Delete => Command::Delete,
+        RunCommand::Event { request } => {
+            let path = request.display();
+            let text = std::fs::read_to_string(request)
+                .with_context(|| format!("reading webhook request {path}"))?;
+            let raw: Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing webhook request {path}"))?;
+            let spec = serde_json::from_value(raw.clone())
+                .with_context(|| format!("webhook request {path}"))?;
+            Command::Event(spec, raw)
         }
-    }
-    o.config = config.with_context(|| format!("--config is required\n{USAGE}"))?;
-    o.command = command.with_context(|| format!("no command given\n{USAGE}"))?;
-    Ok(o)
+    };
+    Ok(Options {
+        config: a.config.clone(),
+        state: a.state.clone(),
+        graph_url: a.graph_url.clone(),
+        login_url: a.login_url.clone(),
+        record: a.record.clone(),
+        concurrency: usize::try_from(a.concurrency).unwrap_or(usize::MAX),
+        command,
+    })
 }
 
 /// Which export to call.
@@ -324,8 +371,8 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
 }
 
 /// `host-test run …`: exit status 0 when the command succeeded.
-pub fn cli(args: &[String]) -> Result<bool> {
-    let o = parse_args(args)?;
+pub fn cli(args: &RunArgs) -> Result<bool> {
+    let o = options(args)?;
     let rec = execute(&o)?;
     // What the component returned is printed escaped and capped (report::shown).
     use entra_zenqms::escape::OUTCOME_CAP;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
@@ -30,8 +30,21 @@ const MAX_BODY: u64 = 16 << 20;
 /// How often the loop looks at its bounds while idle.
 const POLL: Duration = Duration::from_millis(50);
 
-const USAGE: &str =
-    "usage: host-test serve <scenario.json> [--port 0] [--requests N] [--seconds S]";
+/// `host-test serve` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The scenario whose world is served.
+    pub scenario: std::path::PathBuf,
+    /// Port on 127.0.0.1 (0: any free port, printed at start).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Stop after this many requests.
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Stop after this many seconds of real time.
+    #[arg(long)]
+    pub seconds: Option<u64>,
+}
 
 /// When `run` stops by itself (all `None`: only Ctrl-C stops it).
 #[derive(Debug, Clone, Default)]
@@ -228,26 +241,15 @@ fn handshake_route(runtime: &'static Runtime, scenario: &Scenario) -> Webhook {
 }
 
 /// `host-test serve <scenario.json> [--port P] [--requests N] [--seconds S]`.
-pub fn cli(args: &[String]) -> Result<bool> {
-    let mut scenario_path = None;
-    let mut port = 0u16;
-    let mut bound = Bound::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
-        match a.as_str() {
-            "--port" => port = value("--port")?.parse().context("--port")?,
-            "--requests" => {
-                bound.requests = Some(value("--requests")?.parse().context("--requests")?)
-            }
-            "--seconds" => bound.seconds = Some(value("--seconds")?.parse().context("--seconds")?),
-            flag if flag.starts_with('-') => bail!("unknown option {flag}\n{USAGE}"),
-            path if scenario_path.is_none() => scenario_path = Some(path.to_string()),
-            _ => bail!("serve takes one scenario file\n{USAGE}"),
-        }
-    }
-    let path = scenario_path.context(USAGE)?;
-    let scenario = Scenario::load(std::path::Path::new(&path))?;
+pub fn cli(args: &ServeArgs) -> Result<bool> {
+    let bound = Bound {
+        requests: args.requests,
+        seconds: args.seconds,
+        ..Bound::default()
+    };
+    let port = args.port;
+    let path = args.scenario.display().to_string();
+    let scenario = Scenario::load(&args.scenario)?;
     let tenant = scenario.entra.tenant_id.clone();
     let server = Server::bind(scenario, port)?;
     let base = server.base_url().to_string();

@@ -189,7 +189,8 @@ fn live_deploy_against_serve_records_a_scenario_that_replays_the_same() {
         (response.status, response.body.as_str()),
         (200, "hello there")
     );
-    assert!(live::cli(&args(&["schedule".into()])).expect("live schedule runs"));
+    let schedule = live::run_args(&args(&["schedule".into()])).unwrap();
+    assert!(live::cli(&schedule).expect("live schedule runs"));
     let live_users = served.finish();
 
     // The live run did the work: link, create, leaver deactivated, nested group's role.
