@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use serde_json::{Value, json};
 
+use crate::host::driver::{self, CallEnd, Policy};
 use crate::host::runtime::{
     Event, Instance, LogLine, Method, Outcome, Request, Runtime, WitFailure,
 };
@@ -17,9 +18,10 @@ use crate::sim::http_types::{HttpRequest, HttpResponse};
 use crate::sim::world::World;
 
 /// Bound on resume calls after one step, so a component that never finishes fails the step.
-pub const MAX_CALLS_PER_STEP: u32 = 10_000;
+pub use crate::host::driver::MAX_CALLS_PER_STEP;
 
 /// Which export to call.
+#[derive(Clone)]
 enum Handler {
     Deploy,
     Event(Event),
@@ -230,45 +232,46 @@ impl Runner {
         rec: &mut StepRecord,
         max_calls: Option<u32>,
     ) -> Option<Outcome> {
-        let mut first = None;
-        let mut current = handler;
-        let mut result = self.call_once(&current, rec);
-        let mut retries = 0;
-        loop {
-            if let Some(e) = result.error {
-                if result.retryable
-                    && self.scenario.faults.is_some()
-                    && retries < PLATFORM_RETRIES
-                    && max_calls.is_none_or(|k| rec.calls < k)
-                {
-                    retries += 1;
-                    self.world().clock.advance_ms(PLATFORM_RETRY_DELAY_MS);
-                    result = self.call_once(&current, rec);
-                    continue;
+        let policy = Policy {
+            retries: if self.scenario.faults.is_some() {
+                PLATFORM_RETRIES
+            } else {
+                0
+            },
+            max_calls,
+        };
+        let world = std::cell::RefCell::new(self);
+        let driven = driver::drive(
+            handler,
+            Handler::Event(Event::Resume),
+            policy,
+            |o: &Outcome| o.pending,
+            |h| {
+                let result = world.borrow_mut().call_once(h, rec);
+                match (result.outcome, result.error) {
+                    (Some(o), _) => {
+                        rec.summary = Some(o.summary.clone());
+                        CallEnd::Done(o)
+                    }
+                    (None, e) => CallEnd::Failed {
+                        message: e.unwrap_or_default(),
+                        retryable: result.retryable,
+                    },
                 }
-                rec.error = Some(e);
-                return first;
-            }
-            let outcome = result.outcome.expect("no error means an outcome");
-            rec.summary = Some(outcome.summary.clone());
-            let pending = outcome.pending;
-            if first.is_none() {
-                first = Some(outcome);
-            }
-            if !pending {
-                return first;
-            }
-            if max_calls.is_some_and(|k| rec.calls >= k) {
-                rec.pending = true;
-                return first;
-            }
-            if rec.calls >= MAX_CALLS_PER_STEP {
-                rec.error = Some(format!("still pending after {MAX_CALLS_PER_STEP} calls"));
-                return first;
-            }
-            current = Handler::Event(Event::Resume);
-            result = self.call_once(&current, rec);
+            },
+            || {
+                world
+                    .borrow_mut()
+                    .world()
+                    .clock
+                    .advance_ms(PLATFORM_RETRY_DELAY_MS)
+            },
+        );
+        if driven.error.is_some() {
+            rec.error = driven.error;
         }
+        rec.pending |= driven.pending;
+        driven.first
     }
 
     /// The component's active subscription on `resource` (`users` or `groups`) as Graph holds

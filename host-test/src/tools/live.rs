@@ -19,9 +19,9 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::host::driver::{self, CallEnd, Policy};
 use crate::host::runtime::{Event, Instance, LogLine, Outcome, WitFailure};
 use crate::scenario::report::{ResponseRecord, StepRecord};
-use crate::scenario::runner::MAX_CALLS_PER_STEP;
 use crate::scenario::{InstanceSpec, WebhookSpec};
 pub use net::{LiveRuntime, Net, NetError};
 use record::{CommandEntry, Recorder};
@@ -219,6 +219,7 @@ pub fn options(a: &RunArgs) -> Result<Options> {
 }
 
 /// Which export to call.
+#[derive(Clone)]
 enum Handler {
     Deploy,
     Event(Event),
@@ -278,7 +279,7 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
     let runtime = LiveRuntime::shared()?;
     let started = chrono::Utc::now();
     let mut rec = StepRecord::new(0, o.command.name());
-    let mut handler = match &o.command {
+    let handler = match &o.command {
         Command::Deploy => Handler::Deploy,
         Command::Schedule => Handler::Event(Event::Schedule),
         Command::Delete => Handler::Delete,
@@ -286,65 +287,84 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
             crate::scenario::runner::webhook_request(spec, &cfg.instance.webhook_url)?,
         )),
     };
-    let mut first: Option<Outcome> = None;
-    loop {
-        let inst = Instance {
-            id: cfg.instance.id.clone(),
-            webhook_url: cfg.instance.webhook_url.clone(),
-            config: cfg.instance.config_pairs(),
-            state: state.clone(),
-            budget_ms: cfg.budget_ms,
-        };
-        let (back, logs, result) =
-            runtime.call(net.take().expect("net is home"), |b, s| match &handler {
-                Handler::Deploy => b.call_on_deploy(s, &inst),
-                Handler::Event(e) => b.call_on_event(s, &inst, e),
-                Handler::Delete => b.call_on_delete(s, &inst),
-            });
-        net = Some(back);
-        rec.calls += 1;
-        rec.logs.extend(logs);
-        let (new_state, pending) = match result {
-            Err(trap) => {
-                let msg = format!("component trapped: {trap:#}");
-                rec.logs.push(platform_log(&msg));
-                rec.error = Some(msg);
-                (None, false)
+    // The state file is written after every call that returned state; a failure to write
+    // it ends the command with that error.
+    let mut io_error: Option<anyhow::Error> = None;
+    let driven = driver::drive(
+        handler,
+        Handler::Event(Event::Resume),
+        Policy::default(),
+        |o: &Outcome| o.pending,
+        |handler| {
+            let inst = Instance {
+                id: cfg.instance.id.clone(),
+                webhook_url: cfg.instance.webhook_url.clone(),
+                config: cfg.instance.config_pairs(),
+                state: state.clone(),
+                budget_ms: cfg.budget_ms,
+            };
+            let (back, logs, result) =
+                runtime.call(net.take().expect("net is home"), |b, s| match handler {
+                    Handler::Deploy => b.call_on_deploy(s, &inst),
+                    Handler::Event(e) => b.call_on_event(s, &inst, e),
+                    Handler::Delete => b.call_on_delete(s, &inst),
+                });
+            net = Some(back);
+            rec.calls += 1;
+            rec.logs.extend(logs);
+            let (new_state, end) = match result {
+                Err(trap) => {
+                    let msg = format!("component trapped: {trap:#}");
+                    rec.logs.push(platform_log(&msg));
+                    let end = CallEnd::Failed {
+                        message: msg,
+                        retryable: false,
+                    };
+                    (None, end)
+                }
+                Ok(Err(WitFailure {
+                    message,
+                    state,
+                    retryable,
+                })) => {
+                    let kind = if retryable {
+                        "retryable"
+                    } else {
+                        "not retryable"
+                    };
+                    let end = CallEnd::Failed {
+                        message: format!("{message} ({kind})"),
+                        retryable,
+                    };
+                    (state, end)
+                }
+                Ok(Ok(outcome)) => {
+                    rec.summary = Some(outcome.summary.clone());
+                    (outcome.state.clone(), CallEnd::Done(outcome))
+                }
+            };
+            if let Some(s) = new_state {
+                if let Err(e) = std::fs::write(&state_path, &s) {
+                    let e =
+                        anyhow::Error::new(e).context(format!("writing {}", state_path.display()));
+                    let message = format!("{e:#}");
+                    io_error = Some(e);
+                    return CallEnd::Failed {
+                        message,
+                        retryable: false,
+                    };
+                }
+                state = Some(s);
             }
-            Ok(Err(WitFailure {
-                message,
-                state,
-                retryable,
-            })) => {
-                let kind = if retryable {
-                    "retryable"
-                } else {
-                    "not retryable"
-                };
-                rec.error = Some(format!("{message} ({kind})"));
-                (state, false)
-            }
-            Ok(Ok(outcome)) => {
-                rec.summary = Some(outcome.summary.clone());
-                let out = (outcome.state.clone(), outcome.pending);
-                first.get_or_insert(outcome);
-                out
-            }
-        };
-        if let Some(s) = new_state {
-            std::fs::write(&state_path, &s)
-                .with_context(|| format!("writing {}", state_path.display()))?;
-            state = Some(s);
-        }
-        if !pending {
-            break;
-        }
-        if rec.calls >= MAX_CALLS_PER_STEP {
-            rec.error = Some(format!("still pending after {MAX_CALLS_PER_STEP} calls"));
-            break;
-        }
-        handler = Handler::Event(Event::Resume);
+            end
+        },
+        || {},
+    );
+    if let Some(e) = io_error {
+        return Err(e);
     }
+    rec.error = driven.error;
+    let first = driven.first;
     rec.ok = rec.error.is_none();
     if rec.ok && matches!(o.command, Command::Delete) && state_path.exists() {
         // The platform forgets a deleted instance.

@@ -13,8 +13,9 @@ use entra_zenqms::handlers::{self, CallFailure, Event, Instance, Outcome};
 use entra_zenqms::platform::{self, HttpError, HttpResult, Level, Method, Platform};
 use serde_json::json;
 
+use crate::host::driver::{self, CallEnd, Policy};
 use crate::host::runtime::LogLine;
-use crate::scenario::runner::{self, MAX_CALLS_PER_STEP};
+use crate::scenario::runner;
 use crate::scenario::{Scenario, Step};
 use crate::sim::http_types::{HttpRequest, HttpResponse};
 use crate::sim::world::{Refused, Target, Webhook, World};
@@ -226,6 +227,7 @@ pub struct NativeMetrics {
     pub service: Duration,
 }
 
+#[derive(Clone)]
 enum Handler {
     Deploy,
     Event(Event),
@@ -303,21 +305,25 @@ impl NativeRunner {
 
     /// Calls a handler, then `resume` while pending; the first outcome (for its response).
     fn invoke(&mut self, handler: Handler) -> Result<Outcome> {
-        let fail = |f: CallFailure| anyhow!("{} (retryable: {})", f.message, f.retryable);
-        let first = self.call_once(&handler).map_err(fail)?;
-        let mut pending = first.pending;
-        let mut calls = 1;
-        while pending {
-            if calls >= MAX_CALLS_PER_STEP {
-                bail!("still pending after {MAX_CALLS_PER_STEP} calls");
-            }
-            pending = self
-                .call_once(&Handler::Event(Event::Resume))
-                .map_err(fail)?
-                .pending;
-            calls += 1;
+        let driven = driver::drive(
+            handler,
+            Handler::Event(Event::Resume),
+            Policy::default(),
+            |o: &Outcome| o.pending,
+            |h| match self.call_once(h) {
+                Ok(o) => CallEnd::Done(o),
+                Err(f) => CallEnd::Failed {
+                    message: format!("{} (retryable: {})", f.message, f.retryable),
+                    retryable: f.retryable,
+                },
+            },
+            || {},
+        );
+        match (driven.error, driven.first) {
+            (Some(e), _) => bail!("{e}"),
+            (None, Some(first)) => Ok(first),
+            (None, None) => bail!("no outcome"),
         }
-        Ok(first)
     }
 
     /// Runs one step; a failing call is an error.
