@@ -15,6 +15,7 @@ use crate::address::Address;
 use crate::config::{Config, Secret};
 use crate::entra::USER_SELECT;
 use crate::failure::Failure;
+use crate::links::repeated_link;
 use crate::log::Log;
 use crate::platform::{HttpResult, Method, Platform, Request, Response};
 use crate::roles::Memberships;
@@ -656,14 +657,6 @@ pub struct DeltaRound {
 
 fn group_url(id: &str) -> String {
     format!("{GRAPH_BASE}/groups/{}?$select=id", encode(id))
-}
-
-/// A listing whose next link repeats a page it already read: it would never end. Not
-/// retryable: Graph would send the same loop again.
-pub fn repeated_link(what: &str) -> Failure {
-    Failure::fatal(format!(
-        "{what}: Graph returned a nextLink that repeats an earlier page; the listing would never end"
-    ))
 }
 
 /// The URL that lists the Entra users whose `mail` is `address` (ids only).

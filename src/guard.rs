@@ -12,15 +12,12 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde_json::json;
 
 use crate::config::Config;
-use crate::failure::Failure;
 use crate::log::Log;
 use crate::plan::{Action, Change, WriteKind};
-use crate::platform::Platform;
 use crate::state::{Blocked, DeactivationWindow};
-use crate::zenqms::Zenqms;
+use crate::zenqms::api::ZUser;
 
 /// Entra ids named in the error and kept in [`Blocked::sample`].
 const SAMPLE: usize = 10;
@@ -82,34 +79,21 @@ pub fn log_still_blocked(log: &Log, b: &Blocked) {
     );
 }
 
-/// The number of linked ZenQMS users (the base of the default limit).
-///
-/// Errors: ZenQMS could not be read.
-pub fn linked_count(p: &dyn Platform, config: &Config) -> Result<usize, Failure> {
-    if config.max_deactivations.is_some() {
-        return Ok(0); // an explicit limit does not depend on it: spare the request
-    }
-    let zen = Zenqms::new(p, config);
-    Ok(usize::try_from(zen.count(json!({ "has_external_id": true }))?).unwrap_or(usize::MAX))
-}
-
-/// A delta round's check: `leaving` are the Entra ids the round reports disabled or removed.
-/// Counts those that would really be deactivated (linked and active in ZenQMS) and returns the
-/// [`Blocked`] record when they exceed the limit (then none of them may be applied).
-///
-/// Errors: ZenQMS could not be read (the round is not applied: absence of evidence is not
-/// permission).
+/// A delta round's check: `leaving` are the Entra ids the round reports disabled or removed,
+/// `linked` the linked ZenQMS users as read now. Counts those that would really be deactivated
+/// (linked and active) and returns the [`Blocked`] record when they exceed the limit (then none
+/// of them may be applied). Pure: the caller reads ZenQMS (and a failed read is never "nobody
+/// linked": absence of evidence is not permission).
 pub fn check_round(
-    p: &dyn Platform,
+    log: &Log,
     config: &Config,
+    linked: &[ZUser],
     leaving: &[String],
     now: DateTime<Utc>,
-) -> Result<Option<Blocked>, Failure> {
+) -> Option<Blocked> {
     if leaving.is_empty() {
-        return Ok(None);
+        return None;
     }
-    let zen = Zenqms::new(p, config);
-    let linked = zen.search_all(json!({ "has_external_id": true }))?;
     let limit = config.deactivation_limit(linked.len());
     let leaving_set: BTreeSet<&str> = leaving.iter().map(String::as_str).collect();
     let affected: Vec<String> = linked
@@ -121,18 +105,17 @@ pub fn check_round(
         })
         .collect();
     if !exceeds(affected.len(), limit, false) {
-        return Ok(None);
+        return None;
     }
-    let log = Log::new(p);
-    Ok(Some(block(
-        &log,
+    Some(block(
+        log,
         "the delta round's leavers were not applied",
         &format!("delta-{}", now.format("%Y%m%dT%H%M%SZ")),
         &affected,
         affected.len(),
         limit,
         now,
-    )))
+    ))
 }
 
 /// Whether a planned action sets a user inactive.

@@ -7,7 +7,6 @@
 //! hundred bytes), and the listing is capped at [`MAX_PAGES`] pages.
 
 use crate::failure::Failure;
-use crate::graph::repeated_link;
 
 /// Link fingerprints a full sync's checkpoint keeps.
 pub const RECENT: usize = 32;
@@ -44,6 +43,14 @@ pub fn follow(recent: &mut Vec<u64>, link: &str, pages: u32, what: &str) -> Resu
         recent.remove(0);
     }
     Ok(())
+}
+
+/// A listing whose next link repeats a page it already read: it would never end. Not
+/// retryable: Graph would send the same loop again.
+pub fn repeated_link(what: &str) -> Failure {
+    Failure::fatal(format!(
+        "{what}: Graph returned a nextLink that repeats an earlier page; the listing would never end"
+    ))
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ impl<'a> Realtime<'a> {
             let (limit, left) = match self.guard {
                 Some(g) => g,
                 None => {
-                    let linked = guard::linked_count(self.platform, self.config)?;
+                    let linked = linked_count(self.platform, self.config)?;
                     let limit = self.config.deactivation_limit(linked);
                     let now = self.platform.now();
                     (limit, guard::window_left(&self.window, limit, now))
@@ -356,6 +356,17 @@ impl<'a> Realtime<'a> {
         }
         Ok(true)
     }
+}
+
+/// The number of linked ZenQMS users (the base of the default limit).
+///
+/// Errors: ZenQMS could not be read.
+pub fn linked_count(p: &dyn Platform, config: &Config) -> Result<usize, Failure> {
+    if config.max_deactivations.is_some() {
+        return Ok(0); // an explicit limit does not depend on it: spare the request
+    }
+    let zen = Zenqms::new(p, config);
+    Ok(usize::try_from(zen.count(json!({ "has_external_id": true }))?).unwrap_or(usize::MAX))
 }
 
 /// The mapped roles whose groups include one of `groups`.

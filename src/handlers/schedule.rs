@@ -2,7 +2,7 @@
 //! backstop (a full sync when the delta token has expired).
 
 use chrono::TimeDelta;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{Instance, Reply, continue_work, get_token, parse_config, start_full_sync};
 use crate::call::Slot;
@@ -167,7 +167,12 @@ pub(super) fn delta_round(
         // a round that would deactivate more linked users than the limit deactivates none
         // of them (their other changes wait for the admin too).
         let leaving = std::mem::take(&mut state.queue.round_leaving);
-        if let Some(blocked) = guard::check_round(p, config, &leaving, now)? {
+        let linked = if leaving.is_empty() {
+            Vec::new()
+        } else {
+            crate::zenqms::Zenqms::new(p, config).search_all(json!({ "has_external_id": true }))?
+        };
+        if let Some(blocked) = guard::check_round(&log, config, &linked, &leaving, now) {
             state.queue.users.retain(|u| !leaving.contains(u));
             state.blocked = Some(blocked);
         }

@@ -4,6 +4,7 @@
 mod common;
 
 mod address_props;
+mod architecture;
 mod email_trust;
 mod faults;
 mod fuzz_props;
