@@ -50,45 +50,20 @@ pub fn one_fits(p: &dyn Platform, fixed: u64, per_item: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::{HttpResult, Level, Request};
-    use chrono::{DateTime, Utc};
-
-    struct Left(u64);
-
-    impl Platform for Left {
-        fn send(&self, _: Request) -> HttpResult {
-            unreachable!()
-        }
-        fn send_all(&self, _: Vec<Request>) -> Vec<HttpResult> {
-            unreachable!()
-        }
-        fn log(&self, _: Level, _: &str, _: &[(&str, &str)]) {}
-        fn now(&self) -> DateTime<Utc> {
-            DateTime::UNIX_EPOCH
-        }
-        fn elapsed_ms(&self) -> u64 {
-            0
-        }
-        fn random_bytes(&self, n: usize) -> Vec<u8> {
-            vec![0; n]
-        }
-        fn wait(&self, _: u32) {}
-        fn rounds_left(&self) -> u64 {
-            self.0
-        }
-    }
+    use crate::testkit::Offline;
 
     #[test]
     fn items_follow_the_rounds_left_within_their_bounds() {
+        let left = Offline::with_rounds;
         // 10 rounds, 2 fixed: 8 waves of 8 = 64 requests, 2 each = 32 items.
-        assert_eq!(items_that_fit(&Left(10), 2, 2, 4, 100), 32);
-        assert_eq!(items_that_fit(&Left(1_000), 2, 2, 4, 100), 100);
-        assert_eq!(items_that_fit(&Left(0), 2, 2, 4, 100), 4);
-        assert_eq!(items_that_fit(&Left(u64::MAX), 0, 1, 1, 20), 20);
-        assert!(fits(&Left(5), MIN_STEP_ROUNDS));
-        assert!(!fits(&Left(4), MIN_STEP_ROUNDS));
+        assert_eq!(items_that_fit(&left(10), 2, 2, 4, 100), 32);
+        assert_eq!(items_that_fit(&left(1_000), 2, 2, 4, 100), 100);
+        assert_eq!(items_that_fit(&left(0), 2, 2, 4, 100), 4);
+        assert_eq!(items_that_fit(&Offline::default(), 0, 1, 1, 20), 20);
+        assert!(fits(&left(5), MIN_STEP_ROUNDS));
+        assert!(!fits(&left(4), MIN_STEP_ROUNDS));
         // 8 requests at concurrency 8: one wave after 6 fixed rounds.
-        assert!(one_fits(&Left(7), 6, 8));
-        assert!(!one_fits(&Left(6), 6, 8));
+        assert!(one_fits(&left(7), 6, 8));
+        assert!(!one_fits(&left(6), 6, 8));
     }
 }

@@ -723,39 +723,12 @@ mod tests {
 
     #[test]
     fn secrets_are_registered_from_raw_pairs_and_from_a_config() {
-        #[derive(Default)]
-        struct Keep(std::cell::RefCell<Vec<String>>);
-        impl Platform for Keep {
-            fn send(&self, _: crate::platform::Request) -> crate::platform::HttpResult {
-                unreachable!()
-            }
-            fn send_all(
-                &self,
-                _: Vec<crate::platform::Request>,
-            ) -> Vec<crate::platform::HttpResult> {
-                unreachable!()
-            }
-            fn log(&self, _: crate::platform::Level, _: &str, _: &[(&str, &str)]) {}
-            fn now(&self) -> chrono::DateTime<chrono::Utc> {
-                chrono::DateTime::UNIX_EPOCH
-            }
-            fn elapsed_ms(&self) -> u64 {
-                0
-            }
-            fn random_bytes(&self, n: usize) -> Vec<u8> {
-                vec![0; n]
-            }
-            fn wait(&self, _: u32) {}
-            fn add_secret(&self, s: &str) {
-                self.0.borrow_mut().push(s.to_string());
-            }
-        }
-        let p = Keep::default();
+        let p = crate::testkit::Offline::default();
         register_secrets(&pairs(&[("entra_client_id", "not-a-secret")]), &p);
-        assert_eq!(*p.0.borrow(), ["s3cret", "tok"]);
-        let p = Keep::default();
+        assert_eq!(*p.secrets.borrow(), ["s3cret", "tok"]);
+        let p = crate::testkit::Offline::default();
         parse(&pairs(&[])).unwrap().register_secrets(&p);
-        assert_eq!(*p.0.borrow(), ["s3cret", "tok"]);
+        assert_eq!(*p.secrets.borrow(), ["s3cret", "tok"]);
     }
 
     #[test]

@@ -80,8 +80,9 @@ pub fn log_still_blocked(log: &Log, b: &Blocked) {
 }
 
 /// A delta round's check: `leaving` are the Entra ids the round reports disabled or removed,
-/// `linked` the linked ZenQMS users as read now. Counts those that would really be deactivated
-/// (linked and active) and returns the [`Blocked`] record when they exceed the limit (then none
+/// `linked` the linked ZenQMS users as read now, `window` the notification path's rolling
+/// window. Counts those that would really be deactivated (linked and active) and returns the
+/// [`Blocked`] record when they exceed what the window still allows under the limit (then none
 /// of them may be applied). Pure: the caller reads ZenQMS (and a failed read is never "nobody
 /// linked": absence of evidence is not permission).
 pub fn check_round(
@@ -89,12 +90,16 @@ pub fn check_round(
     config: &Config,
     linked: &[ZUser],
     leaving: &[String],
+    window: &Option<DeactivationWindow>,
     now: DateTime<Utc>,
 ) -> Option<Blocked> {
     if leaving.is_empty() {
         return None;
     }
     let limit = config.deactivation_limit(linked.len());
+    // The round's deactivations are applied by the queue, inside the rolling window: a round
+    // the window cannot take whole is held whole (never applied in part).
+    let left = window_left(window, limit, now);
     let leaving_set: BTreeSet<&str> = leaving.iter().map(String::as_str).collect();
     let affected: Vec<String> = linked
         .iter()
@@ -104,7 +109,7 @@ pub fn check_round(
             leaving_set.contains(ext.as_str()).then_some(ext)
         })
         .collect();
-    if !exceeds(affected.len(), limit, false) {
+    if !exceeds(affected.len(), left, false) {
         return None;
     }
     Some(block(

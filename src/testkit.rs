@@ -16,6 +16,17 @@ pub struct Offline {
     pub secrets: RefCell<Vec<String>>,
     /// Milliseconds since the call started (tests move it).
     pub elapsed: Cell<u64>,
+    /// What `rounds_left` answers (`None`: no budget kept, `u64::MAX`).
+    pub rounds: Cell<Option<u64>>,
+}
+
+impl Offline {
+    /// A platform whose budget has `rounds` rounds left.
+    pub fn with_rounds(rounds: u64) -> Self {
+        let p = Offline::default();
+        p.rounds.set(Some(rounds));
+        p
+    }
 }
 
 impl Offline {
@@ -56,5 +67,8 @@ impl Platform for Offline {
     }
     fn wait(&self, ms: u32) {
         self.elapsed.set(self.elapsed.get() + u64::from(ms));
+    }
+    fn rounds_left(&self) -> u64 {
+        self.rounds.get().unwrap_or(u64::MAX)
     }
 }

@@ -118,29 +118,7 @@ pub fn read(req: &Request, log: &Log) -> Inbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::{HttpResult, Level, Platform};
-    use chrono::{DateTime, Utc};
-
-    struct Quiet;
-    impl Platform for Quiet {
-        fn send(&self, _: Request) -> HttpResult {
-            unreachable!()
-        }
-        fn send_all(&self, _: Vec<Request>) -> Vec<HttpResult> {
-            unreachable!()
-        }
-        fn log(&self, _: Level, _: &str, _: &[(&str, &str)]) {}
-        fn now(&self) -> DateTime<Utc> {
-            DateTime::UNIX_EPOCH
-        }
-        fn elapsed_ms(&self) -> u64 {
-            0
-        }
-        fn random_bytes(&self, n: usize) -> Vec<u8> {
-            vec![7; n]
-        }
-        fn wait(&self, _: u32) {}
-    }
+    use crate::testkit::Offline;
 
     fn req(query: &str, body: &[u8]) -> Request {
         Request {
@@ -153,7 +131,8 @@ mod tests {
 
     #[test]
     fn handshake_echoes_decoded_token() {
-        let log = Log::new(&Quiet);
+        let p = Offline::default();
+        let log = Log::new(&p);
         let Inbound::Reply(r) = read(&req("?validationToken=a%2Bb+c%3D", b""), &log) else {
             panic!()
         };
@@ -164,7 +143,8 @@ mod tests {
 
     #[test]
     fn the_handshake_is_answered_for_post_only() {
-        let log = Log::new(&Quiet);
+        let p = Offline::default();
+        let log = Log::new(&p);
         for method in [Method::Get, Method::Delete, Method::Put, Method::Patch] {
             let mut r = req("?validationToken=%3Cscript%3Ealert(1)%3C%2Fscript%3E", b"");
             r.method = method;
@@ -179,7 +159,8 @@ mod tests {
 
     #[test]
     fn bad_tokens_and_bodies_get_400() {
-        let log = Log::new(&Quiet);
+        let p = Offline::default();
+        let log = Log::new(&p);
         let long = format!("?validationToken={}", "a".repeat(1025));
         for (q, body) in [
             (long.as_str(), &b""[..]),
@@ -198,7 +179,8 @@ mod tests {
 
     #[test]
     fn parses_collections() {
-        let log = Log::new(&Quiet);
+        let p = Offline::default();
+        let log = Log::new(&p);
         let body = br#"{"value":[{"subscriptionId":"s","clientState":"c","changeType":"updated","resource":"Users/x","tenantId":"t"}]}"#;
         let Inbound::Notifications(n) = read(&req("", body), &log) else {
             panic!()

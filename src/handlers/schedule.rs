@@ -90,6 +90,11 @@ pub(super) fn delta_round(
     };
     state.queue.delta_round = false;
     let Some((users_round, groups_round)) = rounds else {
+        // A round abandoned part-read: its leavers are not applied from the queue (the full
+        // sync that takes over finds them, under its own guard), and its counts start over.
+        let abandoned = std::mem::take(&mut state.queue.round_leaving);
+        state.queue.users.retain(|u| !abandoned.contains(u));
+        state.queue.round_pages = 0;
         log.warn(
             "delta token expired or missing: running a full sync instead of the delta backstop",
             &[],
@@ -172,7 +177,8 @@ pub(super) fn delta_round(
         } else {
             crate::zenqms::Zenqms::new(p, config).search_all(json!({ "has_external_id": true }))?
         };
-        if let Some(blocked) = guard::check_round(&log, config, &linked, &leaving, now) {
+        let window = &state.recent_deactivations;
+        if let Some(blocked) = guard::check_round(&log, config, &linked, &leaving, window, now) {
             state.queue.users.retain(|u| !leaving.contains(u));
             state.blocked = Some(blocked);
         }

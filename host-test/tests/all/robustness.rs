@@ -408,3 +408,29 @@ fn a_delta_round_split_over_calls_is_guarded_as_a_whole() {
     );
     assert!(log_text(&r).contains("mass deactivation blocked"));
 }
+
+/// A delta round is held whole when the notification path's rolling window cannot take all of
+/// it: never applied in part (it used to pass the round's own check and then lose its last
+/// deactivations to the window one by one).
+#[test]
+fn a_delta_round_the_window_cannot_take_whole_is_held_whole() {
+    let mut steps = vec![disable(1), notify_user(1)];
+    steps.extend((2..=4).map(disable));
+    steps.push(json!({"advance": {"to": "2026-11-28T13:00:00Z"}}));
+    steps.push(json!({"schedule": {}}));
+    let mut s = world(Value::Array(steps));
+    s["instance"]["config"]["max_deactivations"] = json!("3");
+    let r = run(s);
+    assert_ok(&r);
+    assert!(
+        !linked(&r, &uid(1)).unwrap().is_active,
+        "the notification's deactivation"
+    );
+    for i in 2..=4 {
+        assert!(
+            linked(&r, &uid(i)).unwrap().is_active,
+            "user {i}: the round is held whole"
+        );
+    }
+    assert!(log_text(&r).contains("the delta round's leavers were not applied"));
+}
