@@ -33,7 +33,9 @@ fn with_steps(mut s: Value, steps: Value) -> Value {
 /// Runs a scenario file and checks its own `expect` block.
 fn run_case(path: &str) -> Report {
     let text = std::fs::read_to_string(path).expect("case file");
-    let r = host_test::runner::run(Scenario::from_json(&text).expect("valid scenario"));
+    let r = checked(host_test::runner::run(
+        Scenario::from_json(&text).expect("valid scenario"),
+    ));
     assert_ok(&r);
     assert!(r.expect.ok, "{path}: {:?}", r.expect.failures);
     r

@@ -151,7 +151,7 @@ fn a_zenqms_html_error_echoing_the_authorization_header_leaks_nothing() {
     let mut r = runner(&s);
     let records = r.run_steps(|_| {});
     let states = r.state_history.clone();
-    let report = r.report(records);
+    let report = finish(r, records);
     assert_no_secret(&states, &report, &[API_TOKEN, SECRET]);
     assert_displayable(&report);
     // What is left: the status and the content type.
@@ -171,7 +171,7 @@ fn a_zenqms_json_error_message_carrying_the_token_is_scrubbed() {
     ]);
     let mut r = runner(&s);
     let records = r.run_steps(|_| {});
-    let report = r.report(records);
+    let report = finish(r, records);
     let text = log_text(&report);
     assert!(!text.contains(API_TOKEN), "{text}");
     assert!(text.contains("invalid_request"), "{text}");
@@ -196,7 +196,7 @@ fn a_token_error_description_carrying_the_secret_leaks_nothing() {
         let records = r.run_steps(|_| {});
         let states = r.state_history.clone();
         let err = records[1].error.clone().expect("the deploy fails");
-        let report = r.report(records);
+        let report = finish(r, records);
         assert!(!err.contains(SECRET), "{err}");
         assert_no_secret(&states, &report, &[SECRET, API_TOKEN]);
         assert_displayable(&report);
@@ -241,7 +241,7 @@ fn a_secret_pasted_into_another_key_is_not_echoed() {
     let records = r.run_steps(|_| {});
     let err = records[0].error.clone().expect("the deploy fails");
     assert!(err.contains("max_deactivations"), "{err}");
-    let report = r.report(records);
+    let report = finish(r, records);
     assert!(report.expect.ok, "{:?}", report.expect.failures);
     let text = serde_json::to_string(&report).unwrap();
     assert!(!text.contains(SECRET) && !text.contains(API_TOKEN), "{err}");

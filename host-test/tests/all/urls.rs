@@ -153,7 +153,7 @@ fn a_hostile_next_link_fails_the_read_not_retryable() {
         );
         // The call that reads the page fails (a deploy checkpoints once before the pages).
         assert!(rec.calls <= 2, "{link:?}: {} calls", rec.calls);
-        let report = r.report(vec![rec]);
+        let report = finish(r, vec![rec]);
         assert_eq!(report.http.by_target[&host_test::world::Target::Denied], 0);
         // The first page may be written (it was fine); nothing after the refused link is.
         assert!(report.zenqms.users.len() <= 100, "{link:?}");
