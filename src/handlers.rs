@@ -398,7 +398,8 @@ fn continue_work(
         );
         return Ok(Reply {
             response: None,
-            pending: !done || state.full_sync.is_some(),
+            // A checkpointed full sync makes the call pending too (the call layer derives it).
+            pending: !done,
             summary,
         });
     }

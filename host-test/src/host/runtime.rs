@@ -180,17 +180,24 @@ impl zenqms::entra_sync::http::Host for CallState {
 
 impl zenqms::entra_sync::log::Host for CallState {
     fn write(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        self.logs.push(LogLine::new(level, message, fields));
+    }
+}
+
+impl LogLine {
+    /// A line as the component wrote it through the WIT `log` import.
+    pub fn new(level: Level, message: String, fields: Vec<(String, String)>) -> Self {
         let level = match level {
             Level::Debug => "debug",
             Level::Info => "info",
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        self.logs.push(LogLine {
+        LogLine {
             level: level.into(),
             message,
             fields: fields.into_iter().collect(),
-        });
+        }
     }
 }
 

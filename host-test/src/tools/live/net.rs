@@ -252,29 +252,22 @@ impl http::Host for LiveState {
 
 impl log::Host for LiveState {
     fn write(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
-        let level = match level {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
-        // Printed escaped and capped, whatever the component sent (report::shown).
+        // Printed escaped and capped, whatever the component sent (report::shown), fields in
+        // the order the component wrote them.
         use crate::scenario::report::shown;
         use entra_zenqms::escape::{FIELD_CAP, KEY_CAP, MESSAGE_CAP};
         let text: Vec<String> = fields
             .iter()
             .map(|(k, v)| format!("{}={}", shown(k, KEY_CAP), shown(v, FIELD_CAP)))
             .collect();
+        let line = LogLine::new(level, message, fields);
         println!(
-            "{level:<5} {} {}",
-            shown(&message, MESSAGE_CAP),
+            "{:<5} {} {}",
+            line.level,
+            shown(&line.message, MESSAGE_CAP),
             text.join(" ")
         );
-        self.logs.push(LogLine {
-            level: level.into(),
-            message,
-            fields: fields.into_iter().collect(),
-        });
+        self.logs.push(line);
     }
 }
 
