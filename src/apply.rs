@@ -15,8 +15,11 @@ use crate::zenqms::{WriteError, Zenqms};
 pub struct Write {
     pub call: Call,
     pub entra_id: String,
+    /// The Entra user's UPN; empty where the write is not about one (an unlink).
     pub upn: String,
-    pub kind: &'static str,
+    /// The ZenQMS user written; none for a create.
+    pub zenqms_id: Option<String>,
+    pub kind: WriteKind,
     pub changes: Vec<plan::Change>,
 }
 
@@ -30,6 +33,9 @@ pub struct Applier<'a> {
     pub counts: Counts,
     /// Dry run: log each write as a plan line and simulate its effect; send nothing.
     pub dry_run: bool,
+    /// The ZenQMS ids (the Entra id for a create) of writes that failed, for a caller that
+    /// names them in its failure.
+    pub failed: Vec<String>,
 }
 
 /// The failure that ends a call when the service, not one user, is failing.
@@ -49,6 +55,7 @@ impl<'a> Applier<'a> {
             dir,
             counts: Counts::default(),
             dry_run: false,
+            failed: Vec::new(),
         }
     }
 
@@ -63,11 +70,11 @@ impl<'a> Applier<'a> {
                     .clone()
                     .and_then(|b| serde_json::from_value::<api::NewUser>(b).ok());
                 match (w.kind, created) {
-                    ("created", Some(new)) => {
+                    (WriteKind::Create, Some(new)) => {
                         Ok(plan::expected_user(&format!("(new:{})", w.entra_id), &new))
                     }
                     _ => {
-                        let id = w.call.path.trim_start_matches("/v2/users/");
+                        let id = w.zenqms_id.as_deref().unwrap_or_default();
                         let z = self.dir.get(id).ok_or_else(|| WriteError {
                             status: None,
                             message: "dry run: user not in the directory".into(),
@@ -146,7 +153,8 @@ impl<'a> Applier<'a> {
                         call: api::create_user(&new),
                         entra_id: p.entra_id,
                         upn: p.upn,
-                        kind: "created",
+                        zenqms_id: None,
+                        kind: WriteKind::Create,
                         changes,
                     });
                 }
@@ -158,11 +166,8 @@ impl<'a> Applier<'a> {
                     call: api::update_user(&zenqms_id, plan::patch_fields(&changes)),
                     entra_id: p.entra_id,
                     upn: p.upn,
-                    kind: match kind {
-                        WriteKind::Link => "linked",
-                        WriteKind::Update => "updated",
-                        WriteKind::Deactivate => "deactivated",
-                    },
+                    zenqms_id: Some(zenqms_id),
+                    kind,
                     changes,
                 }),
             }
@@ -203,33 +208,34 @@ impl<'a> Applier<'a> {
                     self.dir.upsert(user);
                     self.count(w.kind);
                     let message = if self.dry_run {
-                        format!("plan: would be {}", w.kind)
+                        format!("plan: would be {}", w.kind.done())
                     } else {
-                        format!("ZenQMS user {}", w.kind)
+                        format!("ZenQMS user {}", w.kind.done())
                     };
-                    self.log.info(
-                        &message,
-                        &[
-                            ("cause", &self.cause),
-                            ("entra_id", &w.entra_id),
-                            ("upn", &w.upn),
-                            ("zenqms_id", &zid),
-                            ("changes", &describe(&w.changes)),
-                        ],
-                    );
+                    let changes = describe(&w.changes);
+                    let mut fields =
+                        vec![("cause", self.cause.as_str()), ("entra_id", &w.entra_id)];
+                    if w.kind != WriteKind::Unlink {
+                        fields.push(("upn", &w.upn));
+                    }
+                    fields.extend([("zenqms_id", zid.as_str()), ("changes", &changes)]);
+                    self.log.info(&message, &fields);
                 }
                 Err(e) => {
                     self.counts.failed += 1;
-                    self.log.error(
-                        "ZenQMS write failed",
-                        &[
-                            ("cause", &self.cause),
-                            ("entra_id", &w.entra_id),
-                            ("upn", &w.upn),
-                            ("action", w.kind),
-                            ("error", &e.to_string()),
-                        ],
-                    );
+                    let error = e.to_string();
+                    let mut fields =
+                        vec![("cause", self.cause.as_str()), ("entra_id", &w.entra_id)];
+                    // An unlink is about a ZenQMS user, not an Entra one (the other kinds' lines
+                    // keep the fields they have always had).
+                    match (&w.zenqms_id, w.kind) {
+                        (Some(zid), WriteKind::Unlink) => fields.push(("zenqms_id", zid)),
+                        _ => fields.push(("upn", &w.upn)),
+                    }
+                    fields.extend([("action", w.kind.done()), ("error", &error)]);
+                    self.log.error("ZenQMS write failed", &fields);
+                    self.failed
+                        .push(w.zenqms_id.clone().unwrap_or_else(|| w.entra_id.clone()));
                     if e.is_systemic() && systemic.is_none() {
                         systemic = Some(e);
                     }
@@ -243,14 +249,14 @@ impl<'a> Applier<'a> {
         }
     }
 
-    fn count(&mut self, kind: &str) {
+    fn count(&mut self, kind: WriteKind) {
         let c = &mut self.counts;
         match kind {
-            "created" => c.created += 1,
-            "linked" => c.linked += 1,
-            "updated" => c.updated += 1,
-            "deactivated" => c.deactivated += 1,
-            _ => {}
+            WriteKind::Create => c.created += 1,
+            WriteKind::Link => c.linked += 1,
+            WriteKind::Update => c.updated += 1,
+            WriteKind::Deactivate => c.deactivated += 1,
+            WriteKind::Unlink => c.unlinked += 1,
         }
     }
 
@@ -266,7 +272,8 @@ impl<'a> Applier<'a> {
             .zip(&results)
             .enumerate()
             .filter(|(_, (w, r))| {
-                w.kind == "created" && matches!(r, Err(e) if e.status.is_none_or(|s| s >= 500))
+                w.kind == WriteKind::Create
+                    && matches!(r, Err(e) if e.status.is_none_or(|s| s >= 500))
             })
             .map(|(i, _)| i)
             .collect();
@@ -440,4 +447,198 @@ pub fn describe(changes: &[plan::Change]) -> String {
         .map(|c| format!("{}: {} -> {}", c.field, c.before, c.after))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Config};
+    use crate::platform::{HttpResult, Method, Response};
+    use crate::testkit::Offline;
+
+    const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn config() -> Config {
+        let pairs: Vec<(String, String)> = [
+            ("entra_tenant_id", TENANT),
+            ("entra_client_id", TENANT),
+            ("entra_client_secret", "s3cret"),
+            ("zenqms_base_url", "https://acme.zenqms.com/"),
+            ("zenqms_api_token", "tok"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        config::parse(&pairs).unwrap()
+    }
+
+    fn user(id: &str, email: &str, external_id: Option<&str>) -> ZUser {
+        ZUser {
+            id: id.into(),
+            email: email.into(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            title: String::new(),
+            is_active: true,
+            external_id: external_id.map(str::to_string),
+            roles: Vec::new(),
+        }
+    }
+
+    fn answer(status: u16, body: serde_json::Value) -> HttpResult {
+        Ok(Response {
+            status,
+            headers: Vec::new(),
+            body: body.to_string().into_bytes(),
+        })
+    }
+
+    fn link(z: &ZUser, entra_id: &str) -> Planned {
+        Planned {
+            entra_id: entra_id.into(),
+            upn: z.email.clone(),
+            action: Action::Write {
+                zenqms_id: z.id.clone(),
+                kind: WriteKind::Link,
+                changes: vec![plan::Change {
+                    field: "external_id",
+                    before: Value::Null,
+                    after: Value::String(entra_id.into()),
+                }],
+            },
+            after_batch: false,
+        }
+    }
+
+    #[test]
+    fn a_dry_run_sends_nothing_and_logs_what_it_would_write() {
+        // `Offline` without a responder fails the test on any request.
+        let p = Offline::default();
+        let config = config();
+        let z = user("z1", "ada@acme.com", None);
+        let mut out = Applier::new(
+            Zenqms::new(&p, &config),
+            Log::new(&p),
+            "run-1",
+            Directory::new([z.clone()]),
+        );
+        out.dry_run = true;
+        out.apply(vec![link(&z, "e1")]).unwrap();
+        assert_eq!(out.counts.linked, 1);
+        assert_eq!(
+            out.dir.get("z1").unwrap().external_id.as_deref(),
+            Some("e1")
+        );
+        let log = p.log_text();
+        assert!(log.contains("plan: would be linked"), "{log}");
+        assert!(log.contains("external_id: null -> \"e1\""), "{log}");
+    }
+
+    #[test]
+    fn each_write_is_counted_and_logged_and_one_users_failure_does_not_stop_the_rest() {
+        // z1's write succeeds; z2's is refused (422, about that user alone).
+        let p = Offline::answering(|req| {
+            assert_eq!(req.method, Method::Patch);
+            if req.url.ends_with("/z1") {
+                answer(
+                    200,
+                    serde_json::json!({"id": "z1", "email": "a@acme.com",
+                    "is_active": true, "external_id": "e1"}),
+                )
+            } else {
+                answer(422, serde_json::json!({"error": "invalid"}))
+            }
+        });
+        let config = config();
+        let (z1, z2) = (
+            user("z1", "a@acme.com", None),
+            user("z2", "b@acme.com", None),
+        );
+        let mut out = Applier::new(
+            Zenqms::new(&p, &config),
+            Log::new(&p),
+            "run-1",
+            Directory::new([z1.clone(), z2.clone()]),
+        );
+        out.apply(vec![link(&z1, "e1"), link(&z2, "e2")]).unwrap();
+        assert_eq!((out.counts.linked, out.counts.failed), (1, 1));
+        assert_eq!(out.failed, vec!["z2".to_string()]);
+        let log = p.log_text();
+        assert!(
+            log.contains("ZenQMS user linked cause=run-1 entra_id=e1"),
+            "{log}"
+        );
+        assert!(log.contains("ZenQMS write failed"), "{log}");
+        assert!(log.contains("action=linked"), "{log}");
+        assert_eq!(p.sent.borrow().len(), 2);
+    }
+
+    #[test]
+    fn a_failing_service_stops_the_call_after_every_answer_is_logged() {
+        let p = Offline::answering(|_| answer(503, serde_json::json!({})));
+        let config = config();
+        let (z1, z2) = (
+            user("z1", "a@acme.com", None),
+            user("z2", "b@acme.com", None),
+        );
+        let mut out = Applier::new(
+            Zenqms::new(&p, &config),
+            Log::new(&p),
+            "run-1",
+            Directory::new([z1.clone(), z2.clone()]),
+        );
+        let err = out
+            .apply(vec![link(&z1, "e1"), link(&z2, "e2")])
+            .unwrap_err();
+        assert!(err.retryable, "{}", err.message);
+        assert_eq!(out.counts.failed, 2);
+        assert_eq!(p.log_text().matches("ZenQMS write failed").count(), 2);
+    }
+
+    #[test]
+    fn an_ambiguous_create_is_looked_up_before_it_is_sent_again() {
+        // The create times out, but ZenQMS made the user: the look-up by external_id finds
+        // it, and the create is not sent a second time.
+        let p = Offline::answering(|req| match req.method {
+            Method::Post if req.url.ends_with("/v2/users") => {
+                Err(crate::platform::HttpError::Timeout)
+            }
+            _ => answer(
+                200,
+                serde_json::json!({"data": [{"id": "z9", "email": "n@acme.com",
+                "is_active": true, "external_id": "e9"}], "total": 1}),
+            ),
+        });
+        let config = config();
+        let mut out = Applier::new(
+            Zenqms::new(&p, &config),
+            Log::new(&p),
+            "run-1",
+            Directory::default(),
+        );
+        let new = api::NewUser {
+            email: "n@acme.com".into(),
+            first_name: "New".into(),
+            last_name: "Hire".into(),
+            title: String::new(),
+            is_active: true,
+            external_id: Some("e9".into()),
+        };
+        out.apply(vec![Planned {
+            entra_id: "e9".into(),
+            upn: "n@acme.com".into(),
+            action: Action::Create(new),
+            after_batch: false,
+        }])
+        .unwrap();
+        assert_eq!((out.counts.created, out.counts.failed), (1, 0));
+        let creates = p
+            .sent
+            .borrow()
+            .iter()
+            .filter(|r| r.method == Method::Post && r.url.ends_with("/v2/users"))
+            .count();
+        assert_eq!(creates, 1, "the create was sent once");
+        assert!(out.dir.get("z9").is_some());
+    }
 }

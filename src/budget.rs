@@ -47,10 +47,73 @@ pub fn one_fits(p: &dyn Platform, fixed: u64, per_item: usize) -> bool {
     fits(p, fixed + waves)
 }
 
+/// What one step of long work says of what is left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// More steps to do.
+    More,
+    /// The work is finished.
+    Done,
+    /// Stop for this call (the step found the budget spent, or a failure it recorded):
+    /// the work goes on in a later call.
+    Paused,
+}
+
+/// The one loop of the call's long work (the full sync's steps, the notification queue, the
+/// delete's unlinking): runs `step` until it says done or paused, always once per call (so an
+/// instance makes progress at any budget), then only while `next_fits` says another step
+/// still fits the budget. Ok(true) when the work finished in this call.
+///
+/// Errors: the first `Err` a step returns ends the loop and is returned.
+pub fn run_steps<E>(
+    mut next_fits: impl FnMut() -> bool,
+    mut step: impl FnMut() -> Result<Step, E>,
+) -> Result<bool, E> {
+    let mut first = true;
+    loop {
+        if !first && !next_fits() {
+            return Ok(false);
+        }
+        first = false;
+        match step()? {
+            Step::More => {}
+            Step::Done => return Ok(true),
+            Step::Paused => return Ok(false),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testkit::Offline;
+
+    #[test]
+    fn the_loop_runs_one_step_always_then_while_one_fits() {
+        // Nothing fits: one step all the same.
+        let mut n = 0;
+        let r: Result<bool, ()> = run_steps(
+            || false,
+            || {
+                n += 1;
+                Ok(Step::More)
+            },
+        );
+        assert_eq!((r, n), (Ok(false), 1));
+        // Room for everything: runs to done.
+        let mut left = 3;
+        let r: Result<bool, ()> = run_steps(
+            || true,
+            || {
+                left -= 1;
+                Ok(if left == 0 { Step::Done } else { Step::More })
+            },
+        );
+        assert_eq!((r, left), (Ok(true), 0));
+        // Paused and failed end it at once.
+        assert_eq!(run_steps::<()>(|| true, || Ok(Step::Paused)), Ok(false));
+        assert_eq!(run_steps(|| true, || Err::<Step, _>("down")), Err("down"));
+    }
 
     #[test]
     fn items_follow_the_rounds_left_within_their_bounds() {

@@ -9,6 +9,7 @@ use crate::guard;
 use crate::log::Log;
 use crate::platform::{HttpResult, Platform, Request};
 use crate::realtime::Realtime;
+use crate::round::Round;
 use crate::state::{Counts, DeltaLinks, Finished, FullSync, Phase, Queue, State};
 use crate::subscriptions::Subscriptions;
 use crate::sync::Engine;
@@ -82,14 +83,12 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
     }
     // Both connections are checked in one round: the token request and the ZenQMS role list.
     let zen = Zenqms::new(p, &config);
-    let mut answers = p
-        .send_all(vec![
-            graph::token_request(&config),
-            zen.request(&api::list_roles()),
-        ])
-        .into_iter();
-    let token = graph::parse_token(answers.next().expect("two answers"));
-    let roles = Zenqms::parse_roles(answers.next().expect("two answers"));
+    let mut round = Round::new();
+    let token_slot = round.add(graph::token_request(&config));
+    let roles_slot = round.add(zen.request(&api::list_roles()));
+    let mut answers = round.send(|reqs| p.send_all(reqs));
+    let token = graph::parse_token(answers.take(token_slot));
+    let roles = Zenqms::parse_roles(answers.take(roles_slot));
     let (token, roles) = match (token, roles) {
         (Ok(t), Ok(r)) => (t, r),
         (Err(a), Err(b)) => {
@@ -312,20 +311,18 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
     }
     let config = parse_config(inst)?;
     if state.deleting.is_some() {
-        return crate::unlink::run(p, &config, state, inst.budget_ms);
+        return crate::unlink::run(p, &config, state);
     }
     if state.queue.is_empty() {
         // A full sync's call: the token and ZenQMS's first directory page in one round.
         let zen = Zenqms::new(p, &config);
-        let mut answers = p
-            .send_all(vec![
-                graph::token_request(&config),
-                zen.request(&api::search_users(serde_json::json!({}), 1)),
-            ])
-            .into_iter();
-        let token = graph::parse_token(answers.next().expect("two answers"))?;
+        let mut round = Round::new();
+        let token_slot = round.add(graph::token_request(&config));
+        let first_page = round.add(zen.request(&api::search_users(serde_json::json!({}), 1)));
+        let mut answers = round.send(|reqs| p.send_all(reqs));
+        let token = graph::parse_token(answers.take(token_slot))?;
         let graph = Graph::new(p, token, Some(&config));
-        return run_full_sync(p, &config, &graph, state, answers.next());
+        return run_full_sync(p, &config, &graph, state, Some(answers.take(first_page)));
     }
     let graph = get_token(p, &config)?;
     continue_work(p, &config, &graph, state, "resume")
@@ -432,7 +429,7 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
         let mut scratch = state.clone();
         scratch.full_sync = None;
         scratch.queue = Queue::default();
-        let plan = crate::unlink::run(p, &config, &mut scratch, inst.budget_ms)?;
+        let plan = crate::unlink::run(p, &config, &mut scratch)?;
         return Err(Failure::fatal(format!(
             "{}; the instance is kept: set dry_run=false and delete again to delete it",
             plan.summary
@@ -457,5 +454,5 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             ),
             retryable: f.retryable,
         })?;
-    crate::unlink::run(p, &config, state, inst.budget_ms)
+    crate::unlink::run(p, &config, state)
 }

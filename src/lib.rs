@@ -23,6 +23,7 @@ pub mod realtime;
 pub mod redact;
 pub mod retry;
 pub mod roles;
+pub mod round;
 pub mod state;
 pub mod subscriptions;
 pub mod sync;

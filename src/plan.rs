@@ -155,15 +155,34 @@ pub struct Change {
     pub after: Value,
 }
 
-/// What kind of write a planned change is.
+/// What kind of write a ZenQMS user write is (the planner plans `Link`, `Update` and
+/// `Deactivate`; `Create` and `Unlink` are written by their own paths).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteKind {
+    /// Create a user for an Entra user with no ZenQMS account.
+    Create,
     /// Set external_id on a user matched by email (and bring its fields in line).
     Link,
     /// Change mapped fields of a linked user.
     Update,
     /// Set a linked user inactive (disabled, deleted or gone from Entra).
     Deactivate,
+    /// Clear a user's external_id (`on-delete`).
+    Unlink,
+}
+
+impl WriteKind {
+    /// The word the audit log uses for a write of this kind that happened: "ZenQMS user
+    /// created", "plan: would be linked", `action=deactivated`.
+    pub fn done(self) -> &'static str {
+        match self {
+            WriteKind::Create => "created",
+            WriteKind::Link => "linked",
+            WriteKind::Update => "updated",
+            WriteKind::Deactivate => "deactivated",
+            WriteKind::Unlink => "unlinked",
+        }
+    }
 }
 
 /// The planner's decision for one Entra user.

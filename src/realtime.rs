@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::address::{self, Domains};
 use crate::apply::Applier;
-use crate::budget;
+use crate::budget::{self, Step};
 use crate::config::{Config, RoleMapping};
 use crate::entra::EntraUser;
 use crate::failure::Failure;
@@ -20,6 +20,7 @@ use crate::log::Log;
 use crate::plan::{self, Directory, Planned, Trust};
 use crate::platform::Platform;
 use crate::roles;
+use crate::round::{Round, Slot};
 use crate::state::{DeactivationWindow, Queue};
 use crate::zenqms::{Zenqms, api};
 
@@ -110,7 +111,6 @@ impl<'a> Realtime<'a> {
     /// The queue only loses an item once its work is done, so a failure or a pause repeats
     /// nothing that finished and skips nothing that did not.
     pub fn run_queue(&mut self, queue: &mut Queue) -> Result<bool, Failure> {
-        let mut steps = 0u32;
         // A queued user's step: its sequential rounds (reads, address search, holders, writes,
         // a second write round, role calls) and the mapped groups read in the first; per
         // user: the Graph and ZenQMS reads, one checkMemberGroups per 20 mapped groups, the
@@ -118,77 +118,79 @@ impl<'a> Realtime<'a> {
         let groups = self.config.mapped_groups().len();
         let fixed = 6 + groups.div_ceil(self.platform.concurrency().max(1)) as u64;
         let per_user = 6 + groups.div_ceil(20);
-        while !queue.users.is_empty() || !queue.groups.is_empty() {
-            // At least one step per call (progress), then as long as a step still fits.
-            if steps > 0
-                && !(budget::fits(self.platform, budget::MIN_STEP_ROUNDS)
-                    && (queue.users.is_empty() || budget::one_fits(self.platform, fixed, per_user)))
-            {
-                return Ok(false);
-            }
-            if queue.users.is_empty() {
-                let groups = queue.groups.clone();
-                if !self.sync_groups(&groups)? {
-                    return Ok(false); // the budget ran out; the next call recomputes and goes on
+        let platform = self.platform;
+        let users_left = std::cell::Cell::new(!queue.users.is_empty());
+        budget::run_steps(
+            || {
+                budget::fits(platform, budget::MIN_STEP_ROUNDS)
+                    && (!users_left.get() || budget::one_fits(platform, fixed, per_user))
+            },
+            || {
+                if queue.users.is_empty() && queue.groups.is_empty() {
+                    return Ok(Step::Done);
                 }
-                queue.groups.clear();
-            } else {
-                let fit = budget::items_that_fit(self.platform, fixed, per_user, 1, USER_CHUNK);
-                let n = queue.users.len().min(fit);
-                let chunk: Vec<String> = queue.users[..n].to_vec();
-                self.sync_users(&chunk)?;
-                queue.users.drain(..n);
-            }
-            steps += 1;
-        }
-        Ok(true)
+                if queue.users.is_empty() {
+                    let groups = queue.groups.clone();
+                    if !self.sync_groups(&groups)? {
+                        // The budget ran out; the next call recomputes and goes on.
+                        return Ok(Step::Paused);
+                    }
+                    queue.groups.clear();
+                } else {
+                    let fit = budget::items_that_fit(platform, fixed, per_user, 1, USER_CHUNK);
+                    let n = queue.users.len().min(fit);
+                    let chunk: Vec<String> = queue.users[..n].to_vec();
+                    self.sync_users(&chunk)?;
+                    queue.users.drain(..n);
+                    users_left.set(!queue.users.is_empty());
+                }
+                let empty = queue.users.is_empty() && queue.groups.is_empty();
+                Ok(if empty { Step::Done } else { Step::More })
+            },
+        )
     }
 
     /// Re-reads users and brings their ZenQMS account and mapped roles in line.
     pub fn sync_users(&mut self, ids: &[String]) -> Result<(), Failure> {
         let mapped = self.config.mapped_groups();
         // Round 1: each user from Graph, its ZenQMS account by external_id, its mapped groups.
-        let mut reqs = self.graph.user_requests(ids)?;
-        for id in ids {
-            reqs.push(
-                self.out
-                    .zen
-                    .request(&api::search_users(json!({ "external_id": id }), 1)),
-            );
-        }
-        let mut group_calls = Vec::new();
+        let mut round = Round::new();
+        let user_slots = round.add_all(self.graph.user_requests(ids)?);
+        let account_slots: Vec<Slot> = ids
+            .iter()
+            .map(|id| {
+                let search = api::search_users(json!({ "external_id": id }), 1);
+                round.add(self.out.zen.request(&search))
+            })
+            .collect();
+        let mut group_slots = Vec::new();
         for id in ids {
             let r = self.graph.member_group_requests(id, &mapped)?;
-            group_calls.push(r.len());
-            reqs.extend(r);
+            group_slots.push((id, round.add_all(r)));
         }
         // The mapped groups themselves: checkMemberGroups leaves a deleted group out of its
         // answer, which must not read as "not a member" (missing is not empty).
-        reqs.extend(self.graph.group_requests(&mapped)?);
-        let mut answers = self.graph.send_all(reqs).into_iter();
+        let exists_slots = round.add_all(self.graph.group_requests(&mapped)?);
+        let mut answers = round.send(|reqs| self.graph.send_all(reqs));
         let mut users = Vec::new();
-        for _ in ids {
-            let raw = Graph::read_user(answers.next().expect("one answer per request"))?;
+        for slot in user_slots {
+            let raw = Graph::read_user(answers.take(slot))?;
             users.push(raw.as_ref().and_then(EntraUser::from_json));
         }
         let mut found = Vec::new();
-        for _ in ids {
-            found.extend(Zenqms::read_search(
-                answers.next().expect("one answer per request"),
-            )?);
+        for slot in account_slots {
+            found.extend(Zenqms::read_search(answers.take(slot))?);
         }
         let mut member_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (id, n) in ids.iter().zip(group_calls) {
+        for (id, slots) in group_slots {
             let set = member_of.entry(id.clone()).or_default();
-            for _ in 0..n {
-                set.extend(Graph::read_member_groups(
-                    answers.next().expect("one answer per request"),
-                )?);
+            for slot in slots {
+                set.extend(Graph::read_member_groups(answers.take(slot))?);
             }
         }
         let mut gone = BTreeSet::new();
-        for g in &mapped {
-            if !Graph::read_group_exists(answers.next().expect("one answer per request"))? {
+        for (g, slot) in mapped.iter().zip(exists_slots) {
+            if !Graph::read_group_exists(answers.take(slot))? {
                 gone.insert(g.clone());
             }
         }

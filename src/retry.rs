@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::platform::{HttpError, HttpResult, Level, Platform, Request};
 use crate::redact::Secrets;
+use crate::round;
 use crate::url::Url;
 
 /// Attempts per request, the first included.
@@ -201,7 +202,10 @@ impl Platform for Resilient<'_> {
     }
 
     fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
-        let mut results = self.timed(reqs.len(), || self.inner.send_all(reqs.clone()));
+        // Whatever the platform answers, one result per request (a missing one is a transport
+        // error of that request): no caller mispairs or reads past the end.
+        let n = reqs.len();
+        let mut results = round::fitted(self.timed(n, || self.inner.send_all(reqs.clone())), n);
         for attempt in 1..MAX_ATTEMPTS {
             let again: Vec<(usize, Hint)> = results
                 .iter()
@@ -224,10 +228,8 @@ impl Platform for Resilient<'_> {
             }
             let resend: Vec<Request> = again.iter().map(|(i, _)| reqs[*i].clone()).collect();
             let n = resend.len();
-            for ((i, _), r) in again
-                .iter()
-                .zip(self.timed(n, || self.inner.send_all(resend)))
-            {
+            let answers = round::fitted(self.timed(n, || self.inner.send_all(resend)), n);
+            for ((i, _), r) in again.iter().zip(answers) {
                 results[*i] = r;
             }
         }

@@ -222,6 +222,13 @@ pub struct Counts {
     pub failed: u32,
     pub roles_added: u32,
     pub roles_removed: u32,
+    /// Links cleared (`on-delete` only; absent from stored state when zero).
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub unlinked: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Counts {
@@ -236,6 +243,7 @@ impl Counts {
         self.failed += other.failed;
         self.roles_added += other.roles_added;
         self.roles_removed += other.roles_removed;
+        self.unlinked += other.unlinked;
     }
 }
 

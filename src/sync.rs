@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use crate::address::{self, Domains};
 use crate::apply::{self, Applier, RoleCall, Write};
-use crate::budget;
+use crate::budget::{self, Step};
 use crate::config::{Config, RoleMapping};
 use crate::entra::EntraUser;
 use crate::failure::Failure;
@@ -21,6 +21,7 @@ use crate::log::Log;
 use crate::plan::{self, Action, Directory, Planned, Trust, WriteKind};
 use crate::platform::{HttpResult, Method, Platform};
 use crate::roles::{self, Memberships, RoleChange};
+use crate::round::{self, Round};
 use crate::state::{Counts, Deferred, FullSync, Phase};
 use crate::unseen::Unseen;
 use crate::zenqms::Zenqms;
@@ -159,27 +160,18 @@ impl<'a> Engine<'a> {
     /// step, so every call makes progress). `sync` is checkpointed after each step.
     pub fn run(&mut self, sync: &mut FullSync) -> Result<Progress, Failure> {
         let mut counts = Counts::default();
-        let mut steps = 0u32;
-        loop {
-            // At least one step per call (progress), then as long as a step still fits.
-            if steps > 0 && !budget::fits(self.platform, budget::MIN_STEP_ROUNDS) {
-                return Ok(Progress {
-                    finished: false,
-                    counts,
-                });
-            }
-            self.out.counts = Counts::default();
-            let finished = self.step_once(sync)?;
-            counts.add(&self.out.counts);
-            sync.totals.add(&self.out.counts);
-            steps += 1;
-            if finished {
-                return Ok(Progress {
-                    finished: true,
-                    counts,
-                });
-            }
-        }
+        let platform = self.platform;
+        let finished = budget::run_steps(
+            || budget::fits(platform, budget::MIN_STEP_ROUNDS),
+            || {
+                self.out.counts = Counts::default();
+                let finished = self.step_once(sync)?;
+                counts.add(&self.out.counts);
+                sync.totals.add(&self.out.counts);
+                Ok::<_, Failure>(if finished { Step::Done } else { Step::More })
+            },
+        )?;
+        Ok(Progress { finished, counts })
     }
 
     fn step_once(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
@@ -307,7 +299,7 @@ impl<'a> Engine<'a> {
         let writes = self.out.prepare(plans);
         let creating: BTreeSet<&str> = writes
             .iter()
-            .filter(|w| w.kind == "created")
+            .filter(|w| w.kind == WriteKind::Create)
             .map(|w| w.entra_id.as_str())
             .collect();
         let mut changes = Vec::new();
@@ -321,9 +313,10 @@ impl<'a> Engine<'a> {
         let mut created: Vec<String> = creating.iter().map(|s| s.to_string()).collect();
         let mut role_calls = std::mem::take(&mut self.carry);
         role_calls.extend(apply::role_calls(changes));
-        let mut reqs = Vec::new();
+        let mut round = Round::new();
+        let mut next_slot = None;
         if let Some(next) = &page_next {
-            reqs.push(self.graph.request(Method::Get, next, None)?);
+            next_slot = Some(round.add(self.graph.request(Method::Get, next, None)?));
             // Role calls (independent of the next page's plan) that would open a part-empty
             // last wave wait for the next round, which they fill instead.
             let total = 1 + writes.len() + role_calls.len();
@@ -333,15 +326,15 @@ impl<'a> Engine<'a> {
             }
         }
         let dry = self.out.dry_run;
+        let (mut write_slots, mut role_slots) = (Vec::new(), Vec::new());
         if !dry {
-            reqs.extend(writes.iter().map(|w| self.out.zen.request(&w.call)));
-            reqs.extend(role_calls.iter().map(|r| self.out.zen.request(&r.call)));
+            write_slots = round.add_all(writes.iter().map(|w| self.out.zen.request(&w.call)));
+            role_slots = round.add_all(role_calls.iter().map(|r| self.out.zen.request(&r.call)));
         }
-        let mut answers = self.graph.send_all(reqs).into_iter();
-        if let Some(next) = &page_next {
-            let answer = answers.next().expect("one answer per request");
+        let mut answers = round.send(|reqs| self.graph.send_all(reqs));
+        if let (Some(next), Some(slot)) = (&page_next, next_slot) {
             // A failed read is simply read again by the next step (with its own retries).
-            if let Ok(p) = Graph::read_page(answer, next, "listing users") {
+            if let Ok(p) = Graph::read_page(answers.take(slot), next, "listing users") {
                 self.prefetched = Some((next.clone(), p));
             }
         }
@@ -351,11 +344,17 @@ impl<'a> Engine<'a> {
                 self.out.simulate_roles(&role_calls),
             )
         } else {
-            let w = (&mut answers)
-                .take(writes.len())
-                .map(Zenqms::read_write)
-                .collect();
-            (w, answers.map(Zenqms::read_write).collect())
+            let read = |slots: Vec<_>, answers: &mut round::Answers| {
+                answers
+                    .take_all(&slots)
+                    .into_iter()
+                    .map(Zenqms::read_write)
+                    .collect()
+            };
+            (
+                read(write_slots, &mut answers),
+                read(role_slots, &mut answers),
+            )
         };
         self.out.absorb(writes, write_results)?;
         self.out.absorb_roles(role_calls, role_results)?;
@@ -370,7 +369,7 @@ impl<'a> Engine<'a> {
             created.extend(
                 writes
                     .iter()
-                    .filter(|w| w.kind == "created")
+                    .filter(|w| w.kind == WriteKind::Create)
                     .map(|w| w.entra_id.clone()),
             );
             self.out.write(writes)?;
@@ -526,7 +525,8 @@ impl<'a> Engine<'a> {
                     call: api::update_user(&z.id, plan::patch_fields(&changes)),
                     entra_id: d.entra_id.clone(),
                     upn: d.upn.clone(),
-                    kind: "deactivated",
+                    zenqms_id: Some(z.id.clone()),
+                    kind: WriteKind::Deactivate,
                     changes,
                 })
             })

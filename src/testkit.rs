@@ -1,5 +1,5 @@
-//! Test equipment for the component's unit tests: a platform with no network that keeps its
-//! log lines and secrets, on a fixed clock. (Tests with scripted HTTP keep their own scripts.)
+//! Test equipment for the component's unit tests: a platform that keeps its log lines and
+//! secrets, on a fixed clock, with no network unless a test scripts one ([`Offline::answering`]).
 
 use std::cell::{Cell, RefCell};
 
@@ -7,9 +7,17 @@ use chrono::{DateTime, Utc};
 
 use crate::platform::{HttpResult, Level, Platform, Request};
 
-/// A platform with no network (a request is a test failure), a fixed clock and a log.
+/// Answers a request (a test's script of the services).
+pub type Responder = Box<dyn Fn(&Request) -> HttpResult>;
+
+/// A platform with no network (a request is a test failure unless a responder is set), a
+/// fixed clock and a log.
 #[derive(Default)]
 pub struct Offline {
+    /// Answers requests when set; every request sent is kept in `sent`.
+    pub responder: Option<Responder>,
+    /// Requests sent, in order.
+    pub sent: RefCell<Vec<Request>>,
     /// Every line logged, as `LEVEL message k=v ...`.
     pub lines: RefCell<Vec<String>>,
     /// Every secret registered.
@@ -30,6 +38,14 @@ impl Offline {
 }
 
 impl Offline {
+    /// A platform whose requests `answer` answers.
+    pub fn answering(answer: impl Fn(&Request) -> HttpResult + 'static) -> Self {
+        Offline {
+            responder: Some(Box::new(answer)),
+            ..Offline::default()
+        }
+    }
+
     /// The log, one line per entry.
     pub fn log_text(&self) -> String {
         self.lines.borrow().join("\n")
@@ -38,11 +54,16 @@ impl Offline {
 
 impl Platform for Offline {
     fn send(&self, req: Request) -> HttpResult {
-        panic!(
-            "no network in this test: {} {}",
-            req.method.as_str(),
-            req.url
-        )
+        let Some(answer) = &self.responder else {
+            panic!(
+                "no network in this test: {} {}",
+                req.method.as_str(),
+                req.url
+            )
+        };
+        let result = answer(&req);
+        self.sent.borrow_mut().push(req);
+        result
     }
     fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
         reqs.into_iter().map(|r| self.send(r)).collect()

@@ -1,30 +1,48 @@
 //! `on-delete`: clear every external_id link this tenant made, and change nothing else.
 //!
 //! The links are found by searching ZenQMS (not from our state), so links made by an earlier
-//! deployment are cleared too. Resumable and idempotent: a repeated delete finds nothing left.
+//! deployment are cleared too. The clearing writes take the one write path ([`Applier`]):
+//! logged with cause and before -> after, simulated in a dry run. Resumable and idempotent: a
+//! repeated delete finds nothing left.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use crate::apply::{Applier, Write};
+use crate::budget::{self, Step};
 use crate::call::Reply;
 use crate::config::Config;
 use crate::failure::Failure;
 use crate::log::Log;
-use crate::plan::link_of;
+use crate::plan::{self, Change, Directory, WriteKind, link_of};
 use crate::platform::Platform;
 use crate::state::State;
 use crate::zenqms::Zenqms;
-use crate::zenqms::api::{self, Call};
+use crate::zenqms::api::{self, ZUser};
 
-/// Links cleared per `send-all`, so the budget is checked between chunks.
+/// Most links cleared in one step (one `send-all`); fewer when fewer rounds are left.
 const CHUNK: usize = 100;
 
-pub fn run(
-    p: &dyn Platform,
-    config: &Config,
-    state: &mut State,
-    budget_ms: u32,
-) -> Result<Reply, Failure> {
-    let log = Log::new(p);
+/// The write that clears `u`'s link.
+fn unlink_write(u: &ZUser) -> Write {
+    let ext = u.external_id.clone().unwrap_or_default();
+    let changes = vec![Change {
+        field: "external_id",
+        before: Value::String(ext.clone()),
+        after: Value::Null,
+    }];
+    Write {
+        call: api::update_user(&u.id, plan::patch_fields(&changes)),
+        entra_id: ext,
+        upn: String::new(),
+        zenqms_id: Some(u.id.clone()),
+        kind: WriteKind::Unlink,
+        changes,
+    }
+}
+
+/// Clears the links, as many as the call's budget takes; `state.deleting.cleared` counts them
+/// across calls. A dry run logs each as a plan line and writes nothing.
+pub fn run(p: &dyn Platform, config: &Config, state: &mut State) -> Result<Reply, Failure> {
     let zen = Zenqms::new(p, config);
     let users = zen
         .search_all(json!({"has_external_id": true}))
@@ -32,87 +50,59 @@ pub fn run(
             message: format!("delete: {}", f.message),
             retryable: f.retryable,
         })?;
-    let linked: Vec<_> = users.iter().filter(|u| link_of(u).is_some()).collect();
+    let linked: Vec<ZUser> = users.into_iter().filter(|u| link_of(u).is_some()).collect();
+    let total = linked.len();
+    let cause = if config.dry_run {
+        "delete (dry run)"
+    } else {
+        "delete"
+    };
+    let mut out = Applier::new(zen, Log::new(p), cause, Directory::default());
+    out.dry_run = config.dry_run;
+    let mut done = 0usize;
+    let finished = budget::run_steps(
+        || budget::fits(p, 1),
+        || {
+            if done == total {
+                return Ok(Step::Done);
+            }
+            let n = budget::items_that_fit(p, 0, 1, 1, CHUNK).min(total - done);
+            let chunk = &linked[done..done + n];
+            let writes = chunk.iter().map(unlink_write).collect();
+            // The writer's directory holds only the step's users (what a dry run simulates
+            // from), so memory does not grow with the tenant.
+            out.dir = Directory::new(chunk.iter().cloned());
+            let written = out.write(writes);
+            done += n;
+            // A user whose write failed is left for the retry; a failing ZenQMS stops here.
+            Ok(if written.is_err() {
+                Step::Paused
+            } else {
+                Step::More
+            })
+        },
+    )?;
+    if let Some(d) = state.deleting.as_mut() {
+        d.cleared += out.counts.unlinked;
+    }
     if config.dry_run {
-        for u in &linked {
-            let ext = u.external_id.clone().unwrap_or_default();
-            log.info(
-                "plan: would be unlinked",
-                &[
-                    ("cause", "delete (dry run)"),
-                    ("zenqms_id", &u.id),
-                    ("entra_id", &ext),
-                    ("changes", &format!("external_id: \"{ext}\" -> null")),
-                ],
-            );
-        }
         return Ok(Reply::done(format!(
-            "dry run delete (nothing written): would clear {} external_id links and remove the Graph subscriptions",
-            linked.len()
+            "dry run delete (nothing written): would clear {total} external_id links and remove the Graph subscriptions"
         )));
     }
-    let mut failed = Vec::new();
-    let mut done = 0usize;
-    let mut longest = 0u64;
-    for chunk in linked.chunks(CHUNK) {
-        let start = p.elapsed_ms();
-        if done > 0 && start + longest > u64::from(budget_ms) {
-            break;
-        }
-        let calls: Vec<Call> = chunk
-            .iter()
-            .map(|u| {
-                let mut clear = Map::new();
-                clear.insert("external_id".into(), Value::Null);
-                api::update_user(&u.id, clear)
-            })
-            .collect();
-        for (u, result) in chunk.iter().zip(zen.write_all(&calls)) {
-            let ext = u.external_id.clone().unwrap_or_default();
-            match result {
-                Ok(_) => {
-                    if let Some(d) = state.deleting.as_mut() {
-                        d.cleared += 1;
-                    }
-                    log.info(
-                        "ZenQMS user unlinked",
-                        &[
-                            ("cause", "delete"),
-                            ("zenqms_id", &u.id),
-                            ("entra_id", &ext),
-                            ("changes", &format!("external_id: \"{ext}\" -> null")),
-                        ],
-                    );
-                }
-                Err(e) => {
-                    failed.push(u.id.clone());
-                    log.error(
-                        "could not unlink ZenQMS user",
-                        &[
-                            ("cause", "delete"),
-                            ("zenqms_id", &u.id),
-                            ("error", &e.to_string()),
-                        ],
-                    );
-                }
-            }
-        }
-        done += chunk.len();
-        longest = longest.max(p.elapsed_ms() - start);
-    }
     let cleared = state.deleting.as_ref().map_or(0, |d| d.cleared);
-    if !failed.is_empty() {
-        let sample: Vec<&str> = failed.iter().take(20).map(String::as_str).collect();
+    if !out.failed.is_empty() {
+        let sample: Vec<&str> = out.failed.iter().take(20).map(String::as_str).collect();
         return Err(Failure::transient(format!(
             "delete: {} ZenQMS users could not be unlinked ({}); retry the delete to finish",
-            failed.len(),
+            out.failed.len(),
             sample.join(", ")
         )));
     }
-    if done < linked.len() {
+    if !finished {
         return Ok(Reply::pending(format!(
             "delete pending: {cleared} links cleared so far, {} left",
-            linked.len() - done
+            total - done
         )));
     }
     // Done: the instance starts over as a fresh one.

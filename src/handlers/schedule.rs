@@ -26,7 +26,7 @@ pub(super) fn on_schedule(
     let state = slot.get(&log)?;
     let config = parse_config(inst)?;
     if state.deleting.is_some() {
-        return crate::unlink::run(p, &config, state, inst.budget_ms);
+        return crate::unlink::run(p, &config, state);
     }
     if state.tenant_id.is_none() {
         return Ok(Reply::done("schedule: instance not deployed"));

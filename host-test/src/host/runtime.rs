@@ -1,13 +1,16 @@
-//! The wasmtime side of the platform: the component compiled once per process and
-//! pre-instantiated, a fresh instance per call (the platform keeps nothing in memory between
-//! calls), and the `http` and `log` imports served from the simulated [`World`].
+//! The wasmtime side of the platform, one runtime for every host: the component compiled once
+//! per process and pre-instantiated, a fresh instance per call (the platform keeps nothing in
+//! memory between calls), the call's memory and CPU limited, and the `http` and `log` imports
+//! served by a [`Network`] — the simulated [`World`] (scenarios, bench, serve) or real HTTP
+//! (live `run`, in `tools::live`).
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use anyhow::Result;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::sim::http_types::{HttpRequest, HttpResponse};
 use crate::sim::world::World;
@@ -32,6 +35,68 @@ mod exports {
 /// The `.wasm` the build script produced.
 pub const COMPONENT_WASM: &str = env!("COMPONENT_WASM");
 
+/// What a call's `http` import reaches, and what else of the call the host keeps: the
+/// simulated world, or the real network.
+pub trait Network: Send + 'static {
+    /// Sends one request and waits for its answer.
+    fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let no_answer = || HttpError::Transport("no answer".into());
+        self.send_all(vec![req])
+            .pop()
+            .unwrap_or_else(|| Err(no_answer()))
+    }
+    /// Sends requests at most [`Network::concurrency`] at a time; one result per request, in
+    /// request order.
+    fn send_all(&mut self, reqs: Vec<HttpRequest>) -> Vec<Result<HttpResponse, HttpError>>;
+    /// The `concurrency` the platform announces (at least 1).
+    fn concurrency(&self) -> u32;
+    /// A retry's wait: virtual time passes, or the thread sleeps.
+    fn wait(&mut self, ms: u32);
+    /// The guest's wall and monotonic clocks, when they are not the real ones.
+    fn clocks(&self) -> Option<crate::sim::clock::VirtualClock> {
+        None
+    }
+    /// A log line the component wrote, and its fields in the order written (a live host
+    /// prints it).
+    fn logged(&mut self, _line: &LogLine, _fields: &[(String, String)]) {}
+    /// After each call: its host time and the guest's peak memory.
+    fn call_ended(&mut self, _cpu: Duration, _peak_memory: usize) {}
+}
+
+impl Network for World {
+    fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let started = std::time::Instant::now();
+        let answer = World::send(self, &req);
+        self.metrics.service += started.elapsed();
+        from_refused(answer)
+    }
+
+    fn send_all(&mut self, reqs: Vec<HttpRequest>) -> Vec<Result<HttpResponse, HttpError>> {
+        let started = std::time::Instant::now();
+        let answers = World::send_all(self, &reqs);
+        self.metrics.service += started.elapsed();
+        answers.into_iter().map(from_refused).collect()
+    }
+
+    fn concurrency(&self) -> u32 {
+        self.concurrency
+    }
+
+    fn wait(&mut self, ms: u32) {
+        World::wait(self, ms);
+    }
+
+    fn clocks(&self) -> Option<crate::sim::clock::VirtualClock> {
+        Some(self.clock.clone())
+    }
+
+    fn call_ended(&mut self, cpu: Duration, peak_memory: usize) {
+        self.metrics.calls += 1;
+        self.metrics.cpu += cpu;
+        self.metrics.peak_memory = self.metrics.peak_memory.max(peak_memory);
+    }
+}
+
 /// One log line the component wrote.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LogLine {
@@ -40,12 +105,12 @@ pub struct LogLine {
     pub fields: std::collections::BTreeMap<String, String>,
 }
 
-/// Per-call store data: WASI (clocks only in practice), the world, the call's log, and the
+/// Per-call store data: WASI (clocks only in practice), the network, the call's log, and the
 /// memory limiter.
-pub struct CallState {
+pub struct CallState<N: Network> {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub world: World,
+    pub net: N,
     pub logs: Vec<LogLine>,
     limiter: MemoryLimiter,
 }
@@ -90,7 +155,7 @@ pub struct Limits {
 }
 
 /// The epoch tick: a background thread advances the engine's epoch this often.
-pub const TICK: std::time::Duration = std::time::Duration::from_millis(10);
+pub const TICK: Duration = Duration::from_millis(10);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -101,16 +166,7 @@ impl Default for Limits {
     }
 }
 
-/// What one call cost the host.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CallMetrics {
-    /// Real time spent in the call (guest code plus the simulated services' host code).
-    pub cpu: std::time::Duration,
-    /// Peak guest linear memory, bytes.
-    pub peak_memory: usize,
-}
-
-impl WasiView for CallState {
+impl<N: Network> WasiView for CallState<N> {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -138,49 +194,50 @@ pub fn to_http(req: Request) -> HttpRequest {
     }
 }
 
-fn from_http(r: Result<HttpResponse, crate::sim::world::Refused>) -> Result<Response, HttpError> {
-    match r {
-        Ok(resp) => Ok(Response {
-            status: resp.status,
-            headers: resp.headers,
-            body: resp.body,
-        }),
-        Err(crate::sim::world::Refused::Denied(why)) => Err(HttpError::Denied(why)),
-        Err(crate::sim::world::Refused::Timeout) => Err(HttpError::Timeout),
-    }
+fn from_refused(
+    r: Result<HttpResponse, crate::sim::world::Refused>,
+) -> Result<HttpResponse, HttpError> {
+    r.map_err(|e| match e {
+        crate::sim::world::Refused::Denied(why) => HttpError::Denied(why),
+        crate::sim::world::Refused::Timeout => HttpError::Timeout,
+    })
 }
 
-impl zenqms::entra_sync::types::Host for CallState {}
+fn to_wit(r: Result<HttpResponse, HttpError>) -> Result<Response, HttpError> {
+    r.map(|resp| Response {
+        status: resp.status,
+        headers: resp.headers,
+        body: resp.body,
+    })
+}
 
-impl zenqms::entra_sync::http::Host for CallState {
+impl<N: Network> zenqms::entra_sync::types::Host for CallState<N> {}
+
+impl<N: Network> zenqms::entra_sync::http::Host for CallState<N> {
     fn send(&mut self, req: Request) -> Result<Response, HttpError> {
-        let req = to_http(req);
-        let started = std::time::Instant::now();
-        let answer = self.world.send(&req);
-        self.world.metrics.service += started.elapsed();
-        from_http(answer)
+        let answer = self.net.send(to_http(req));
+        to_wit(answer)
     }
 
     fn send_all(&mut self, reqs: Vec<Request>) -> Vec<Result<Response, HttpError>> {
         let reqs: Vec<HttpRequest> = reqs.into_iter().map(to_http).collect();
-        let started = std::time::Instant::now();
-        let answers = self.world.send_all(&reqs);
-        self.world.metrics.service += started.elapsed();
-        answers.into_iter().map(from_http).collect()
+        self.net.send_all(reqs).into_iter().map(to_wit).collect()
     }
 
     fn concurrency(&mut self) -> u32 {
-        self.world.concurrency
+        self.net.concurrency().max(1)
     }
 
     fn wait(&mut self, ms: u32) {
-        self.world.wait(ms);
+        self.net.wait(ms);
     }
 }
 
-impl zenqms::entra_sync::log::Host for CallState {
+impl<N: Network> zenqms::entra_sync::log::Host for CallState<N> {
     fn write(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
-        self.logs.push(LogLine::new(level, message, fields));
+        let line = LogLine::new(level, message, fields.clone());
+        self.net.logged(&line, &fields);
+        self.logs.push(line);
     }
 }
 
@@ -201,22 +258,54 @@ impl LogLine {
     }
 }
 
-/// The compiled component, linked and ready to instantiate.
-pub struct Runtime {
+/// The compiled component, linked against a [`Network`] and ready to instantiate.
+pub struct Runtime<N: Network = World> {
     engine: Engine,
-    pre: IntegrationPre<CallState>,
+    pre: IntegrationPre<CallState<N>>,
     pub limits: Limits,
 }
 
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static RUNTIME: OnceLock<Runtime<World>> = OnceLock::new();
 
-impl Runtime {
-    /// The process-wide runtime: compiling the component takes seconds, so it happens once.
-    pub fn shared() -> &'static Runtime {
+impl Runtime<World> {
+    /// The process-wide simulator runtime: compiling the component takes seconds, so it
+    /// happens once.
+    pub fn shared() -> &'static Runtime<World> {
         RUNTIME.get_or_init(|| Runtime::load(COMPONENT_WASM).expect("loading the component"))
     }
 
-    pub fn load(path: &str) -> Result<Runtime> {
+    /// A runtime of its own with other limits (compiles the component again).
+    pub fn with_limits(limits: Limits) -> Result<Runtime<World>> {
+        let mut r = Runtime::load(COMPONENT_WASM)?;
+        r.limits = limits;
+        Ok(r)
+    }
+
+    /// Time to instantiate the pre-instantiated component once (for the benchmark).
+    pub fn instantiate_time(&self, world: World) -> Duration {
+        let started = std::time::Instant::now();
+        let _ = self.call(world, |_, _| Ok(()));
+        started.elapsed()
+    }
+}
+
+impl<N: Network> Runtime<N> {
+    /// One runtime per network type per process, compiled on first use: `cell` is that
+    /// type's static. A lock makes threads asking at once (tests) wait for one compile.
+    pub fn shared_in(cell: &'static OnceLock<Runtime<N>>) -> Result<&'static Runtime<N>>
+    where
+        Runtime<N>: Sync + Send,
+    {
+        static COMPILING: Mutex<()> = Mutex::new(());
+        let _guard = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = cell.get() {
+            return Ok(r);
+        }
+        let r = Runtime::load(COMPONENT_WASM)?;
+        Ok(cell.get_or_init(|| r))
+    }
+
+    pub fn load(path: &str) -> Result<Runtime<N>> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -231,7 +320,7 @@ impl Runtime {
         });
         let component = Component::from_file(&engine, path)
             .map_err(|e| anyhow::anyhow!("loading component {path}: {e:?}"))?;
-        let mut linker = Linker::<CallState>::new(&engine);
+        let mut linker = Linker::<CallState<N>>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         // The platform's own interfaces; `wasi:random/random` came with WASI above.
         zenqms::entra_sync::http::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -242,20 +331,6 @@ impl Runtime {
             pre,
             limits: Limits::default(),
         })
-    }
-
-    /// A runtime of its own with other limits (compiles the component again).
-    pub fn with_limits(limits: Limits) -> Result<Runtime> {
-        let mut r = Runtime::load(COMPONENT_WASM)?;
-        r.limits = limits;
-        Ok(r)
-    }
-
-    /// Time to instantiate the pre-instantiated component once (for the benchmark).
-    pub fn instantiate_time(&self, world: World) -> std::time::Duration {
-        let started = std::time::Instant::now();
-        let _ = self.call(world, |_, _| Ok(()));
-        started.elapsed()
     }
 
     /// The component's exports, by name.
@@ -276,25 +351,27 @@ impl Runtime {
             .collect()
     }
 
-    /// Runs one handler call on a fresh instance. The world moves into the store for the call
-    /// and comes back with the call's log lines, whatever the outcome.
+    /// Runs one handler call on a fresh instance. The network moves into the store for the
+    /// call and comes back with the call's log lines, whatever the outcome.
     pub fn call<R>(
         &self,
-        world: World,
-        f: impl FnOnce(&Integration, &mut Store<CallState>) -> wasmtime::Result<R>,
-    ) -> (World, Vec<LogLine>, Result<R>) {
-        // No preopens, no environment, no args, no network: clocks are the virtual clock.
-        let mut builder = WasiCtx::builder();
+        net: N,
+        f: impl FnOnce(&Integration, &mut Store<CallState<N>>) -> wasmtime::Result<R>,
+    ) -> (N, Vec<LogLine>, Result<R>) {
+        // No preopens, no environment, no args, no network: the clocks are the network's
+        // (virtual in the simulator) or the real ones.
+        let mut builder = WasiCtxBuilder::new();
+        if let Some(clock) = net.clocks() {
+            builder.wall_clock(clock.clone()).monotonic_clock(clock);
+        }
         builder
-            .wall_clock(world.clock.clone())
-            .monotonic_clock(world.clock.clone())
             .allow_ip_name_lookup(false)
             .allow_tcp(false)
             .allow_udp(false);
         let state = CallState {
             wasi: builder.build(),
             table: ResourceTable::new(),
-            world,
+            net,
             logs: Vec::new(),
             limiter: MemoryLimiter {
                 limit: self.limits.memory_bytes,
@@ -312,11 +389,9 @@ impl Runtime {
             .and_then(|bindings| f(&bindings, &mut store));
         let cpu = started.elapsed();
         let mut data = store.into_data();
-        data.world.metrics.calls += 1;
-        data.world.metrics.cpu += cpu;
-        data.world.metrics.peak_memory = data.world.metrics.peak_memory.max(data.limiter.peak);
+        data.net.call_ended(cpu, data.limiter.peak);
         (
-            data.world,
+            data.net,
             data.logs,
             result.map_err(|e| anyhow::anyhow!("{e:?}")),
         )

@@ -23,7 +23,7 @@ use crate::host::driver::{self, CallEnd, Policy};
 use crate::host::runtime::{Event, Instance, LogLine, Outcome, WitFailure};
 use crate::scenario::report::{ResponseRecord, StepRecord};
 use crate::scenario::{InstanceSpec, WebhookSpec};
-pub use net::{LiveRuntime, Net, NetError};
+pub use net::{LiveRuntime, Net, NetError, live_runtime};
 use record::{CommandEntry, Recorder};
 
 /// `host-test run` arguments: options, then the command.
@@ -276,7 +276,7 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
         o.concurrency,
         recorder,
     )?);
-    let runtime = LiveRuntime::shared()?;
+    let runtime = live_runtime()?;
     let started = chrono::Utc::now();
     let mut rec = StepRecord::new(0, o.command.name());
     let handler = match &o.command {

@@ -244,6 +244,9 @@ pub struct NativeRunner {
     /// Every request sent since the last [`NativeRunner::take_sent`].
     sent: Vec<Sent>,
     pub logs: Vec<LogLine>,
+    /// Every call's end, in order: the state it returned (none: kept the stored one) and
+    /// whether it was pending (a failure: false).
+    pub trace: Vec<(Option<String>, bool)>,
 }
 
 impl NativeRunner {
@@ -257,6 +260,7 @@ impl NativeRunner {
             metrics: NativeMetrics::default(),
             sent: Vec::new(),
             logs: Vec::new(),
+            trace: Vec::new(),
         }
     }
 
@@ -293,10 +297,11 @@ impl NativeRunner {
         self.metrics.service += parts.service;
         self.sent.extend(parts.sent);
         self.logs.extend(parts.logs);
-        let kept = match &result {
-            Ok(o) => o.state.clone(),
-            Err(f) => f.state.clone(),
+        let (kept, pending) = match &result {
+            Ok(o) => (o.state.clone(), o.pending),
+            Err(f) => (f.state.clone(), false),
         };
+        self.trace.push((kept.clone(), pending));
         if kept.is_some() {
             self.state = kept;
         }

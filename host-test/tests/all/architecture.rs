@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 /// builders, no I/O) sits with the domain; `zenqms` itself is the client.
 const COMPONENT: &[&[&str]] = &[
     &[
-        "platform", "failure", "log", "escape", "redact", "url", "upstream", "budget", "testkit",
+        "platform", "failure", "log", "escape", "redact", "url", "upstream", "budget", "round",
+        "testkit",
     ],
     &[
         "address",

@@ -20,5 +20,6 @@ mod realtime;
 mod reliability;
 mod robustness;
 mod scenario_format;
+mod sync_lifecycle;
 mod urls;
 mod webhook_flood;

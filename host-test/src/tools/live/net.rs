@@ -2,22 +2,15 @@
 //! simulator's host allowlist), whose `wait` really sleeps and whose `log` prints, and the
 //! compiled component linked against it.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use chrono::Utc;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use super::exchange::{Exchange, NetError};
 use super::record::Recorder;
-use crate::host::runtime::zenqms::entra_sync::{http, log, types};
-use crate::host::runtime::{
-    COMPONENT_WASM, HttpError, Integration, IntegrationPre, Level, LogLine, Request, Response,
-    to_http,
-};
+use crate::host::runtime::{HttpError, LogLine, Network, Runtime};
 use crate::scenario::Scenario;
 use crate::sim::http_types::{HttpRequest, HttpResponse};
 use crate::sim::world::{Target, World};
@@ -199,59 +192,33 @@ fn transmit(agent: &ureq::Agent, url: &str, req: &HttpRequest) -> Result<HttpRes
     })
 }
 
-/// Per-call store data of a live call.
-pub struct LiveState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    pub net: Net,
-    pub logs: Vec<LogLine>,
-}
-
-impl WasiView for LiveState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+fn to_http_error(e: NetError) -> HttpError {
+    match e {
+        NetError::Denied(why) => HttpError::Denied(why),
+        NetError::Timeout => HttpError::Timeout,
+        NetError::Transport(why) => HttpError::Transport(why),
     }
 }
 
-fn to_wit(r: Result<HttpResponse, NetError>) -> Result<Response, HttpError> {
-    match r {
-        Ok(resp) => Ok(Response {
-            status: resp.status,
-            headers: resp.headers,
-            body: resp.body,
-        }),
-        Err(NetError::Denied(why)) => Err(HttpError::Denied(why)),
-        Err(NetError::Timeout) => Err(HttpError::Timeout),
-        Err(NetError::Transport(why)) => Err(HttpError::Transport(why)),
-    }
-}
-
-impl types::Host for LiveState {}
-
-impl http::Host for LiveState {
-    fn send(&mut self, req: Request) -> Result<Response, HttpError> {
-        to_wit(self.net.send(to_http(req)))
+/// Live calls run on the one runtime with this network: real HTTP, real sleeps, real clocks,
+/// and every log line printed as it comes.
+impl Network for Net {
+    fn send_all(&mut self, reqs: Vec<HttpRequest>) -> Vec<Result<HttpResponse, HttpError>> {
+        Net::send_all(self, reqs)
+            .into_iter()
+            .map(|r| r.map_err(to_http_error))
+            .collect()
     }
 
-    fn send_all(&mut self, reqs: Vec<Request>) -> Vec<Result<Response, HttpError>> {
-        let reqs = reqs.into_iter().map(to_http).collect();
-        self.net.send_all(reqs).into_iter().map(to_wit).collect()
-    }
-
-    fn concurrency(&mut self) -> u32 {
-        u32::try_from(self.net.concurrency).unwrap_or(u32::MAX)
+    fn concurrency(&self) -> u32 {
+        u32::try_from(self.concurrency).unwrap_or(u32::MAX)
     }
 
     fn wait(&mut self, ms: u32) {
         std::thread::sleep(Duration::from_millis(u64::from(ms)));
     }
-}
 
-impl log::Host for LiveState {
-    fn write(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+    fn logged(&mut self, line: &LogLine, fields: &[(String, String)]) {
         // Printed escaped and capped, whatever the component sent (report::shown), fields in
         // the order the component wrote them.
         use crate::scenario::report::shown;
@@ -260,80 +227,23 @@ impl log::Host for LiveState {
             .iter()
             .map(|(k, v)| format!("{}={}", shown(k, KEY_CAP), shown(v, FIELD_CAP)))
             .collect();
-        let line = LogLine::new(level, message, fields);
         println!(
             "{:<5} {} {}",
             line.level,
             shown(&line.message, MESSAGE_CAP),
             text.join(" ")
         );
-        self.logs.push(line);
     }
 }
 
-/// The component linked against [`LiveState`].
-pub struct LiveRuntime {
-    engine: Engine,
-    pre: IntegrationPre<LiveState>,
-}
+/// The one runtime, linked against the real network.
+pub type LiveRuntime = Runtime<Net>;
 
 static LIVE: OnceLock<LiveRuntime> = OnceLock::new();
 
-impl LiveRuntime {
-    /// Compiled once per process (it takes seconds).
-    pub fn shared() -> Result<&'static LiveRuntime> {
-        // One compile even when several threads (tests) ask at once.
-        static COMPILING: Mutex<()> = Mutex::new(());
-        let _guard = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = LIVE.get() {
-            return Ok(r);
-        }
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config)?;
-        let component = Component::from_file(&engine, COMPONENT_WASM)
-            .map_err(|e| anyhow!("loading component {COMPONENT_WASM}: {e:?}"))?;
-        let mut linker = Linker::<LiveState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        // The platform's own interfaces; `wasi:random/random` came with WASI above.
-        crate::host::runtime::zenqms::entra_sync::http::add_to_linker::<_, HasSelf<_>>(
-            &mut linker,
-            |s| s,
-        )?;
-        crate::host::runtime::zenqms::entra_sync::log::add_to_linker::<_, HasSelf<_>>(
-            &mut linker,
-            |s| s,
-        )?;
-        let pre = IntegrationPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(LIVE.get_or_init(|| LiveRuntime { engine, pre }))
-    }
-
-    /// One handler call on a fresh instance with the real clocks and no WASI network; the
-    /// network comes back with the call's log lines, whatever the outcome.
-    pub fn call<R>(
-        &self,
-        net: Net,
-        f: impl FnOnce(&Integration, &mut Store<LiveState>) -> wasmtime::Result<R>,
-    ) -> (Net, Vec<LogLine>, Result<R>) {
-        let mut builder = WasiCtx::builder();
-        builder
-            .allow_ip_name_lookup(false)
-            .allow_tcp(false)
-            .allow_udp(false);
-        let state = LiveState {
-            wasi: builder.build(),
-            table: ResourceTable::new(),
-            net,
-            logs: Vec::new(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|bindings| f(&bindings, &mut store));
-        let data = store.into_data();
-        (data.net, data.logs, result.map_err(|e| anyhow!("{e:?}")))
-    }
+/// The process's live runtime, compiled on first use (it takes seconds).
+pub fn live_runtime() -> Result<&'static LiveRuntime> {
+    Runtime::shared_in(&LIVE)
 }
 
 #[cfg(test)]
