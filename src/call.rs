@@ -8,8 +8,13 @@
 //!
 //! It also turns a transient failure that ran out of budget into a checkpoint (`pending`), says
 //! `pending` whenever the state holds checkpointed work, and logs the call's one summary line.
+//!
+//! And it takes in the instance's inbox (WIT 0.2.0): before a serialized call's handler runs,
+//! every inbox item is merged into the state's queue and reported `taken`; every state returned
+//! carries the next revision. A webhook call reads the state but never changes it.
 
 use crate::failure::Failure;
+use crate::inbox::InboxItem;
 use crate::log::Log;
 use crate::platform::{Platform, Response};
 use crate::retry::Resilient;
@@ -23,6 +28,12 @@ pub struct Outcome {
     pub state: Option<String>,
     pub pending: bool,
     pub summary: String,
+    /// A webhook's accepted items, for the platform to append to the inbox.
+    pub inbox: Vec<String>,
+    /// The inbox `seq`s this call took in.
+    pub taken: Vec<u64>,
+    /// The revision of `state`, when there is one.
+    pub state_revision: Option<u64>,
 }
 
 /// A failed call's result: the failure and the state to keep (when it changed).
@@ -31,6 +42,9 @@ pub struct CallFailure {
     pub message: String,
     pub state: Option<String>,
     pub retryable: bool,
+    /// The inbox `seq`s taken into the state (the stored one, or `state`).
+    pub taken: Vec<u64>,
+    pub state_revision: Option<u64>,
 }
 
 pub type CallResult = Result<Outcome, CallFailure>;
@@ -42,6 +56,8 @@ pub struct Reply {
     pub response: Option<Response>,
     pub pending: bool,
     pub summary: String,
+    /// A webhook's accepted items for the inbox.
+    pub inbox: Vec<String>,
 }
 
 impl Reply {
@@ -51,6 +67,7 @@ impl Reply {
             response: None,
             pending: false,
             summary: summary.into(),
+            inbox: Vec::new(),
         }
     }
 
@@ -129,11 +146,44 @@ impl<'a> Slot<'a> {
         Ok(self.state.as_mut().expect("loaded above"))
     }
 
-    /// The state to return: the loaded state when it differs from what came in.
-    fn changed(&self) -> Option<String> {
-        let state = self.state.as_ref()?;
+    /// The state to return, and its revision: the loaded state when it differs from what came
+    /// in, one revision higher than the stored state.
+    fn changed(&mut self) -> Option<(String, u64)> {
+        let state = self.state.as_mut()?;
         let now = state.to_json();
-        (self.baseline.as_deref() != Some(now.as_str())).then_some(now)
+        if self.baseline.as_deref() == Some(now.as_str()) {
+            return None;
+        }
+        let stored = self
+            .baseline
+            .as_deref()
+            .and_then(|b| State::parse(Some(b)).ok())
+            .map_or(0, |s| s.revision);
+        state.revision = stored.max(state.revision) + 1;
+        Some((state.to_json(), state.revision))
+    }
+
+    /// Merges the inbox into the state's queue; the `seq`s taken (an unreadable item too:
+    /// logged and dropped, so it is not offered again).
+    ///
+    /// Errors: the stored state cannot be read (nothing is taken then).
+    fn take_inbox(&mut self, log: &Log, inbox: &[(u64, String)]) -> Result<Vec<u64>, Failure> {
+        if inbox.is_empty() {
+            return Ok(Vec::new());
+        }
+        let state = self.get(log)?;
+        let mut taken = Vec::with_capacity(inbox.len());
+        for (seq, text) in inbox {
+            match InboxItem::decode(text) {
+                Ok(item) => item.merge_into(&mut state.queue),
+                Err(why) => log.warn(
+                    "inbox item unreadable, dropped",
+                    &[("seq", &seq.to_string()), ("reason", &why)],
+                ),
+            }
+            taken.push(*seq);
+        }
+        Ok(taken)
     }
 
     /// Whether the loaded state holds checkpointed work (`resume` must be called).
@@ -147,10 +197,12 @@ impl<'a> Slot<'a> {
 ///
 /// `config` is the instance's raw configuration: its secrets are registered before anything
 /// runs, so every log line, summary and failure message of the call is scrubbed of them.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     p: &dyn Platform,
     config: &[(String, String)],
     stored: Option<&str>,
+    inbox: &[(u64, String)],
     unreadable: Unreadable,
     budget_ms: u32,
     what: &str,
@@ -159,14 +211,24 @@ pub fn run(
     let resilient = Resilient::new(p, budget_ms);
     crate::config::register_secrets(config, &resilient);
     let mut slot = Slot::new(stored, unreadable);
-    let result = handler(&resilient, &mut slot);
-    let state = slot.changed();
+    // A webhook call never reads the inbox (it may run beside the call that does).
+    let inbox = if what == "webhook" { &[][..] } else { inbox };
+    let (taken, result) = match slot.take_inbox(&Log::new(&resilient), inbox) {
+        Ok(taken) => (taken, handler(&resilient, &mut slot)),
+        Err(f) => (Vec::new(), Err(f)),
+    };
+    let changed = slot.changed();
+    let state_revision = changed.as_ref().map(|(_, r)| *r);
+    let state = changed.map(|(s, _)| s);
     let result = match result {
         Ok(reply) => Ok(Outcome {
             pending: reply.pending || slot.has_work(),
             response: reply.response,
             state,
             summary: reply.summary,
+            inbox: reply.inbox,
+            taken,
+            state_revision,
         }),
         // A transient failure that ran out of budget with work checkpointed: continue on
         // resume instead of failing.
@@ -180,11 +242,16 @@ pub fn run(
                 "{what}: paused, budget spent waiting on a transient failure ({}); continues on resume",
                 f.message
             ),
+            inbox: Vec::new(),
+            taken,
+            state_revision,
         }),
         Err(f) => Err(CallFailure {
             message: f.message,
             state,
             retryable: f.retryable,
+            taken,
+            state_revision,
         }),
     };
     // Nothing leaves with a secret in it: summaries and failure messages are scrubbed like
@@ -248,7 +315,16 @@ mod tests {
         unreadable: Unreadable,
         handler: impl FnOnce(&dyn Platform, &mut Slot) -> Result<Reply, Failure>,
     ) -> CallResult {
-        run(p, &config(), stored, unreadable, 20_000, "resume", handler)
+        run(
+            p,
+            &config(),
+            stored,
+            &[],
+            unreadable,
+            20_000,
+            "resume",
+            handler,
+        )
     }
 
     fn stored_with_queue() -> String {
@@ -327,6 +403,7 @@ mod tests {
             &p,
             &config(),
             Some(&stored),
+            &[],
             Unreadable::Refuse,
             1_000,
             "webhook",

@@ -16,6 +16,7 @@ use crate::sync::Engine;
 use crate::zenqms::{Zenqms, api};
 
 mod inbound;
+mod lifecycle;
 mod schedule;
 
 use inbound::on_webhook;
@@ -29,6 +30,8 @@ pub struct Instance {
     pub config: Vec<(String, String)>,
     pub state: Option<String>,
     pub budget_ms: u32,
+    /// The instance's inbox (`seq`, item) as the call starts; empty for webhook calls.
+    pub inbox: Vec<(u64, String)>,
 }
 
 /// Why `on-event` was called.
@@ -57,6 +60,7 @@ pub fn deploy(p: &dyn Platform, inst: &Instance) -> CallResult {
         p,
         &inst.config,
         inst.state.as_deref(),
+        &inst.inbox,
         Unreadable::StartOver,
         inst.budget_ms,
         "deploy",
@@ -292,6 +296,7 @@ pub fn event(p: &dyn Platform, inst: &Instance, event: &Event) -> CallResult {
         p,
         &inst.config,
         inst.state.as_deref(),
+        &inst.inbox,
         unreadable,
         inst.budget_ms,
         what,
@@ -325,6 +330,7 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
         return run_full_sync(p, &config, &graph, state, Some(answers.take(first_page)));
     }
     let graph = get_token(p, &config)?;
+    lifecycle::apply(p, &graph, &inst.webhook_url, state)?;
     continue_work(p, &config, &graph, state, "resume")
 }
 
@@ -398,6 +404,7 @@ fn continue_work(
             // A checkpointed full sync makes the call pending too (the call layer derives it).
             pending: !done,
             summary,
+            inbox: Vec::new(),
         });
     }
     if state.full_sync.is_some() {
@@ -412,6 +419,7 @@ pub fn delete(p: &dyn Platform, inst: &Instance) -> CallResult {
         p,
         &inst.config,
         inst.state.as_deref(),
+        &inst.inbox,
         Unreadable::Ignore,
         inst.budget_ms,
         "delete",

@@ -15,6 +15,7 @@ pub mod failure;
 pub mod graph;
 pub mod guard;
 pub mod handlers;
+pub mod inbox;
 pub mod links;
 pub mod log;
 pub mod plan;
@@ -172,6 +173,7 @@ mod wasm {
             config: i.config,
             state: i.state,
             budget_ms: i.budget_ms,
+            inbox: i.inbox.into_iter().map(|x| (x.seq, x.item)).collect(),
         }
     }
 
@@ -194,11 +196,16 @@ mod wasm {
                 state: o.state,
                 pending: o.pending,
                 summary: safe(host, &o.summary),
+                inbox: o.inbox,
+                taken: o.taken,
+                state_revision: o.state_revision,
             }),
             Err(f) => Err(Failure {
                 message: safe(host, &f.message),
                 state: f.state,
                 retryable: f.retryable,
+                taken: f.taken,
+                state_revision: f.state_revision,
             }),
         }
     }

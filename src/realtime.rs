@@ -24,8 +24,12 @@ use crate::round::{Round, Slot};
 use crate::state::{DeactivationWindow, Queue};
 use crate::zenqms::{Zenqms, api};
 
-/// Users handled per round of requests.
-const USER_CHUNK: usize = 20;
+/// Most users handled in one step: 300 are one `$batch` of `id in` reads (20 × 15).
+const USER_CHUNK: usize = 300;
+
+/// Up to this many users a step asks Graph `checkMemberGroups` per user; above it reads the
+/// mapped groups' members once.
+const CHECK_MEMBER_GROUPS_UP_TO: usize = 20;
 
 pub struct Realtime<'a> {
     platform: &'a dyn Platform,
@@ -115,8 +119,12 @@ impl<'a> Realtime<'a> {
         // a second write round, role calls) and the mapped groups read in the first; per
         // user: the Graph and ZenQMS reads, one checkMemberGroups per 20 mapped groups, the
         // address search, a write, a role added and one removed.
+        // A step of more than `CHECK_MEMBER_GROUPS_UP_TO` users reads them in a round of its
+        // own (`$batch`) and the mapped groups' members (a round per page of 999): two rounds
+        // more, for far fewer requests.
         let groups = self.config.mapped_groups().len();
         let fixed = 6 + groups.div_ceil(self.platform.concurrency().max(1)) as u64;
+        let fixed_batched = fixed + 2;
         let per_user = 6 + groups.div_ceil(20);
         let platform = self.platform;
         let users_left = std::cell::Cell::new(!queue.users.is_empty());
@@ -137,7 +145,18 @@ impl<'a> Realtime<'a> {
                     }
                     queue.groups.clear();
                 } else {
-                    let fit = budget::items_that_fit(platform, fixed, per_user, 1, USER_CHUNK);
+                    let small = CHECK_MEMBER_GROUPS_UP_TO;
+                    let mut fit = budget::items_that_fit(platform, fixed, per_user, 1, small);
+                    if fit == small && queue.users.len() > small {
+                        let more = budget::items_that_fit(
+                            platform,
+                            fixed_batched,
+                            per_user,
+                            small,
+                            USER_CHUNK,
+                        );
+                        fit = more;
+                    }
                     let n = queue.users.len().min(fit);
                     let chunk: Vec<String> = queue.users[..n].to_vec();
                     self.sync_users(&chunk)?;
@@ -153,45 +172,98 @@ impl<'a> Realtime<'a> {
     /// Re-reads users and brings their ZenQMS account and mapped roles in line.
     pub fn sync_users(&mut self, ids: &[String]) -> Result<(), Failure> {
         let mapped = self.config.mapped_groups();
-        // Round 1: each user from Graph, its ZenQMS account by external_id, its mapped groups.
+        let per_user = ids.len() <= CHECK_MEMBER_GROUPS_UP_TO;
+        // A burst: the users from Graph first, 15 to an `id in` filter and 20 filters to a
+        // `$batch` (a request per 300 users, not one per user).
+        let batched = if per_user {
+            None
+        } else {
+            Some(self.graph.users_by_ids(ids)?)
+        };
+        // One round: the users (a few: each read alone), their ZenQMS accounts (100 to a
+        // search), and their mapped groups: for a few users, checkMemberGroups each; for more,
+        // the mapped groups' transitive members read once after it (cheaper than a request per
+        // user once a step holds more than a few).
         let mut round = Round::new();
-        let user_slots = round.add_all(self.graph.user_requests(ids)?);
-        let account_slots: Vec<Slot> = ids
+        let user_slots = if per_user {
+            round.add_all(self.graph.user_requests(ids)?)
+        } else {
+            Vec::new()
+        };
+        let id_chunks: Vec<&[String]> = ids.chunks(api::MAX_FILTER_IDS).collect();
+        let account_slots: Vec<Slot> = id_chunks
             .iter()
-            .map(|id| {
-                let search = api::search_users(json!({ "external_id": id }), 1);
+            .map(|c| {
+                let search = api::search_users(api::with_external_ids(c), 1);
                 round.add(self.out.zen.request(&search))
             })
             .collect();
         let mut group_slots = Vec::new();
-        for id in ids {
-            let r = self.graph.member_group_requests(id, &mapped)?;
-            group_slots.push((id, round.add_all(r)));
+        let mut exists_slots = Vec::new();
+        if per_user && !mapped.is_empty() {
+            for id in ids {
+                let r = self.graph.member_group_requests(id, &mapped)?;
+                group_slots.push((id, round.add_all(r)));
+            }
+            // The mapped groups themselves: checkMemberGroups leaves a deleted group out of
+            // its answer, which must not read as "not a member" (missing is not empty).
+            exists_slots = round.add_all(self.graph.group_requests(&mapped)?);
         }
-        // The mapped groups themselves: checkMemberGroups leaves a deleted group out of its
-        // answer, which must not read as "not a member" (missing is not empty).
-        let exists_slots = round.add_all(self.graph.group_requests(&mapped)?);
         let mut answers = round.send(|reqs| self.graph.send_all(reqs));
-        let mut users = Vec::new();
-        for slot in user_slots {
-            let raw = Graph::read_user(answers.take(slot))?;
-            users.push(raw.as_ref().and_then(EntraUser::from_json));
-        }
+        let users: Vec<Option<EntraUser>> = match &batched {
+            Some(read) => ids
+                .iter()
+                .map(|id| read.get(id).and_then(EntraUser::from_json))
+                .collect(),
+            None => {
+                let mut users = Vec::with_capacity(ids.len());
+                for slot in user_slots {
+                    let raw = Graph::read_user(answers.take(slot))?;
+                    users.push(raw.as_ref().and_then(EntraUser::from_json));
+                }
+                users
+            }
+        };
         let mut found = Vec::new();
-        for slot in account_slots {
-            found.extend(Zenqms::read_search(answers.take(slot))?);
+        for (chunk, slot) in id_chunks.iter().zip(account_slots) {
+            let filter = api::with_external_ids(chunk);
+            found.extend(
+                self.out
+                    .zen
+                    .search_rest(filter, answers.take(slot), Vec::new())?
+                    .0,
+            );
         }
         let mut member_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (id, slots) in group_slots {
-            let set = member_of.entry(id.clone()).or_default();
-            for slot in slots {
-                set.extend(Graph::read_member_groups(answers.take(slot))?);
-            }
-        }
         let mut gone = BTreeSet::new();
-        for (g, slot) in mapped.iter().zip(exists_slots) {
-            if !Graph::read_group_exists(answers.take(slot))? {
-                gone.insert(g.clone());
+        if per_user {
+            for (id, slots) in group_slots {
+                let set = member_of.entry(id.clone()).or_default();
+                for slot in slots {
+                    set.extend(Graph::read_member_groups(answers.take(slot))?);
+                }
+            }
+            for (g, slot) in mapped.iter().zip(exists_slots) {
+                if !Graph::read_group_exists(answers.take(slot))? {
+                    gone.insert(g.clone());
+                }
+            }
+        } else if !mapped.is_empty() {
+            let members = self.graph.transitive_members(&mapped)?;
+            for g in &mapped {
+                match members.get(g) {
+                    None => {
+                        gone.insert(g.clone());
+                    }
+                    Some(set) => {
+                        for id in ids.iter().filter(|id| set.contains(*id)) {
+                            member_of.entry(id.clone()).or_default().insert(g.clone());
+                        }
+                    }
+                }
+            }
+            for id in ids {
+                member_of.entry(id.clone()).or_default();
             }
         }
         let missing = roles::missing(&self.config.role_mappings, |g| !gone.contains(g));
@@ -337,11 +409,24 @@ impl<'a> Realtime<'a> {
         let members = self.graph.transitive_members(&groups)?;
         let missing = roles::missing(&mappings, |g| members.contains_key(g));
         roles::log_missing(&self.out.log, &missing);
-        let linked = self
-            .out
-            .zen
-            .search_all(json!({ "has_external_id": true }))?;
-        self.out.dir = Directory::new(linked);
+        // Only the users whose roles can change: the roles' holders and the members' linked
+        // accounts. Reads in proportion to the groups, never to the ZenQMS directory.
+        let roles: BTreeSet<&String> = mappings.iter().map(|m| &m.role).collect();
+        let member_ids: Vec<String> = members
+            .values()
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut filters: Vec<_> = roles.into_iter().map(|r| api::holding_role(r)).collect();
+        filters.extend(
+            member_ids
+                .chunks(api::MAX_FILTER_IDS)
+                .map(api::with_external_ids),
+        );
+        let accounts = self.out.zen.search_many(filters)?;
+        self.out.dir = Directory::new(accounts);
         let mut changes = roles::plan_roles(&mappings, &members, &self.out.dir);
         changes.reverse(); // popped from the end, in directory order
         let wave = self.platform.concurrency().max(1);

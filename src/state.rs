@@ -17,6 +17,11 @@ pub const VERSION: u32 = 1;
 #[serde(default)]
 pub struct State {
     pub version: u32,
+    /// One higher in every state a call returns than in the state it was given (the call
+    /// layer sets it): a platform storing state with compare-and-swap on it notices a lost
+    /// update (WIT `state-revision`).
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub revision: u64,
     /// The tenant this instance's links belong to.
     pub tenant_id: Option<String>,
     /// A full sync in progress (checkpoint), if any.
@@ -82,6 +87,23 @@ pub struct Queue {
     /// `links::MAX_PAGES` is not ending and fails (listings are bounded).
     #[serde(skip_serializing_if = "is_no_page")]
     pub round_pages: u32,
+    /// Lifecycle notifications to act on, in arrival order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<LifecycleItem>,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A lifecycle notification accepted by a webhook, acted on by the next serialized call:
+/// `reauthorizationRequired` renews, `subscriptionRemoved` re-creates, `missed` runs a delta
+/// round (Graph's lifecycle events, shared/reference/graph/02-lifecycle.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleItem {
+    pub subscription_id: String,
+    pub event: String,
 }
 
 fn is_no_page(n: &u32) -> bool {
@@ -89,23 +111,27 @@ fn is_no_page(n: &u32) -> bool {
 }
 
 impl Queue {
-    /// No work: no user, no group, no delta round waiting.
+    /// No work: no user, no group, no lifecycle event, no delta round waiting.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty() && !self.delta_round
+        self.users.is_empty()
+            && self.groups.is_empty()
+            && !self.delta_round
+            && self.lifecycle.is_empty()
     }
 
-    /// Adds ids not already queued, keeping arrival order.
+    /// Adds ids not already queued, keeping arrival order (a user notified many times in a
+    /// burst is queued, and read, once).
     pub fn push(&mut self, users: &[String], groups: &[String]) {
-        for u in users {
-            if !self.users.contains(u) {
-                self.users.push(u.clone());
+        fn add(queued: &mut Vec<String>, new: &[String]) {
+            let mut seen: std::collections::HashSet<String> = queued.iter().cloned().collect();
+            for id in new {
+                if seen.insert(id.clone()) {
+                    queued.push(id.clone());
+                }
             }
         }
-        for g in groups {
-            if !self.groups.contains(g) {
-                self.groups.push(g.clone());
-            }
-        }
+        add(&mut self.users, users);
+        add(&mut self.groups, groups);
     }
 }
 

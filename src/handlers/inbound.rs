@@ -1,17 +1,20 @@
 //! `on-event(webhook)`: Graph's validation handshake, change notifications and lifecycle
 //! notifications. An item counts only if its subscription is ours, its clientState matches
-//! (constant time) and its tenant is the configured one.
+//! (constant time) and its tenant is the configured one. Accepted items go to the instance's
+//! inbox (WIT 0.2.0); the reply goes back at once (Graph allows 3 s, and marks an endpoint slow
+//! or drops its notifications when replies are late: graph/01-subscriptions-and-notifications.md
+//! section 7).
 
 use serde_json::{Value, json};
 
-use super::{Instance, Reply, continue_work, get_token, parse_config};
+use super::{Instance, Reply, parse_config};
 use crate::call::Slot;
 use crate::failure::Failure;
-use crate::graph::Graph;
+use crate::inbox::{CAUSE_IDS, InboxItem, MAX_ID};
 use crate::log::Log;
 use crate::platform::{Platform, Request, Response};
-use crate::state::State;
-use crate::subscriptions::{self, Subscriptions};
+use crate::state::{LifecycleItem, Queue, State};
+use crate::subscriptions;
 use crate::webhook::{self, Inbound, Notification};
 
 /// Why a notification item was not accepted.
@@ -45,7 +48,8 @@ fn resource_target(n: &Notification) -> Option<(bool, String)> {
     let resource = n.resource.as_deref()?.trim_start_matches('/');
     let (kind, id) = resource.split_once('/')?;
     let id = id.trim().to_ascii_lowercase();
-    if id.is_empty() || id.contains('/') {
+    // An id longer than any Graph id is not one (and would not fit an inbox item).
+    if id.is_empty() || id.contains('/') || id.len() > MAX_ID {
         return None;
     }
     match kind.to_ascii_lowercase().as_str() {
@@ -57,9 +61,10 @@ fn resource_target(n: &Notification) -> Option<(bool, String)> {
 
 /// Rejected items named one by one in the log; the rest are counted in one line.
 const REJECTED_SAMPLES: usize = 3;
-/// Accepted notification ids named in the audit cause of the writes they lead to.
-const CAUSE_IDS: usize = 10;
 
+/// Answers the webhook at once: the handshake, or the notifications authenticated against
+/// the state given (read only) and returned as one inbox item. No outbound request, no state
+/// change: the work happens in the next serialized call, after Graph has its reply.
 pub(super) fn on_webhook(
     p: &dyn Platform,
     inst: &Instance,
@@ -77,11 +82,14 @@ pub(super) fn on_webhook(
         Inbound::Notifications(n) => n,
     };
     let config = parse_config(inst)?;
-    let state = slot.get(&log)?;
-    let (mut users, mut groups, mut lifecycle) = (Vec::new(), Vec::new(), Vec::new());
-    let mut accepted_ids = Vec::new();
+    let state: &State = slot.get(&log)?;
+    let mut item = InboxItem {
+        received_at: p.now().format("%Y%m%dT%H%M%SZ").to_string(),
+        ..InboxItem::default()
+    };
     // Rejections: counted by reason, a few samples logged, however many items the body held.
     let mut rejected: Vec<(&'static str, &Notification)> = Vec::new();
+    let mut lifecycle = 0usize;
     for n in &notifications {
         let reason = rejection(n, state, &config.tenant_id).or(
             match (&n.lifecycle_event, resource_target(n)) {
@@ -93,13 +101,29 @@ pub(super) fn on_webhook(
             rejected.push((reason, n));
             continue;
         }
-        if let Some(id) = &n.id {
-            accepted_ids.push(id.clone());
+        if let Some(id) =
+            n.id.as_ref()
+                .filter(|id| !id.is_empty() && id.len() <= MAX_ID)
+        {
+            if item.notifications.len() < CAUSE_IDS {
+                item.notifications.push(id.clone());
+            } else {
+                item.more_notifications += 1;
+            }
         }
         match (&n.lifecycle_event, resource_target(n)) {
-            (Some(ev), _) => lifecycle.push((n.subscription_id.clone(), ev.clone())),
-            (None, Some((true, id))) => users.push(id),
-            (None, Some((false, id))) => groups.push(id),
+            (Some(ev), _) => {
+                lifecycle += 1;
+                let l = LifecycleItem {
+                    subscription_id: n.subscription_id.clone(),
+                    event: ev.chars().take(MAX_ID).collect(),
+                };
+                if !item.lifecycle.contains(&l) {
+                    item.lifecycle.push(l);
+                }
+            }
+            (None, Some((true, id))) => item.users.push(id),
+            (None, Some((false, id))) => item.groups.push(id),
             (None, None) => {}
         }
     }
@@ -119,41 +143,23 @@ pub(super) fn on_webhook(
                 .answering(accepted(202, body)),
         );
     }
-    let graph = get_token(p, &config)?;
-    for (sub_id, event) in &lifecycle {
-        lifecycle_event(p, &graph, inst, state, sub_id, event)?;
+    // Each id once (a burst names a user many times); order kept.
+    let mut queue = Queue::default();
+    queue.push(&item.users, &item.groups);
+    let (users, groups) = (queue.users, queue.groups);
+    let summary = format!(
+        "webhook: {total} notifications accepted for the inbox ({} users, {} groups, {lifecycle} lifecycle, {rejected} rejected)",
+        users.len(),
+        groups.len(),
+    );
+    item.users = users;
+    item.groups = groups;
+    let mut reply = Reply::done(summary).answering(accepted(202, body));
+    reply.pending = !item.is_empty();
+    if !item.is_empty() {
+        reply.inbox.push(item.encode());
     }
-    state.queue.push(&users, &groups);
-    if !users.is_empty() || !groups.is_empty() {
-        state.queue.cause = notification_cause(&accepted_ids, p);
-    }
-    let reply = continue_work(p, &config, &graph, state, "webhook")?;
-    Ok(Reply {
-        response: Some(accepted(202, body)),
-        pending: reply.pending,
-        summary: format!(
-            "webhook: {total} notifications ({} users, {} groups, {} lifecycle, {rejected} rejected); {}",
-            users.len(),
-            groups.len(),
-            lifecycle.len(),
-            reply.summary.trim_start_matches("webhook: ")
-        ),
-    })
-}
-
-/// The audit cause of the writes accepted notifications lead to: their ids (a bounded few,
-/// then how many more), or the time when they carry none.
-fn notification_cause(ids: &[String], p: &dyn Platform) -> String {
-    if ids.is_empty() {
-        return format!("notification {}", p.now().format("%Y%m%dT%H%M%SZ"));
-    }
-    let shown: Vec<&str> = ids.iter().take(CAUSE_IDS).map(String::as_str).collect();
-    let more = ids.len().saturating_sub(CAUSE_IDS);
-    if more == 0 {
-        format!("notification {}", shown.join(","))
-    } else {
-        format!("notification {} (+{more} more)", shown.join(","))
-    }
+    Ok(reply)
 }
 
 /// One warning for all the rejected items of a request: counts per reason and a few samples.
@@ -195,47 +201,4 @@ fn log_rejections(log: &Log, rejected: &[(&'static str, &Notification)], total: 
             ("samples", &samples.join(" ")),
         ],
     );
-}
-
-/// `reauthorizationRequired`: renew (which reauthorizes); `subscriptionRemoved`: create anew;
-/// `missed` (Graph dropped notifications): a delta round is queued now, not at the next tick.
-fn lifecycle_event(
-    p: &dyn Platform,
-    graph: &Graph<'_>,
-    inst: &Instance,
-    state: &mut State,
-    sub_id: &str,
-    event: &str,
-) -> Result<(), Failure> {
-    let log = Log::new(p);
-    let subs = Subscriptions::new(graph, p, &inst.webhook_url);
-    let Some(pos) = state.subscriptions.iter().position(|s| s.id == sub_id) else {
-        return Ok(());
-    };
-    log.info(
-        "lifecycle notification",
-        &[("event", event), ("subscription_id", sub_id)],
-    );
-    match event {
-        "reauthorizationRequired" => {
-            let renewed = subs.renew(&state.subscriptions[pos])?;
-            state.subscriptions[pos] = renewed;
-        }
-        "subscriptionRemoved" => {
-            let resource = state.subscriptions[pos].resource.clone();
-            state.subscriptions[pos] = subs.create(&resource)?;
-        }
-        "missed" => {
-            log.warn(
-                "Graph reports missed notifications: a delta round runs now to catch up",
-                &[("subscription_id", sub_id)],
-            );
-            state.queue.delta_round = true;
-        }
-        _ => log.warn(
-            "unknown lifecycle event noted; the next delta round catches up",
-            &[("event", event)],
-        ),
-    }
-    Ok(())
 }

@@ -42,6 +42,7 @@ pub(super) fn on_schedule(
     let graph = get_token(p, &config)?;
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
     subs.ensure(&mut state.subscriptions, subscriptions::RENEW_WITHIN)?;
+    super::lifecycle::apply(p, &graph, &inst.webhook_url, state)?;
     if !state.queue.is_empty() || state.full_sync.is_some() {
         return continue_work(p, &config, &graph, state, "schedule");
     }

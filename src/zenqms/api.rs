@@ -76,6 +76,19 @@ pub fn list_roles() -> Call {
     }
 }
 
+/// Most ids one `external_ids` filter takes (docs/zenqms-api.md).
+pub const MAX_FILTER_IDS: usize = 100;
+
+/// The filter for users linked to any of `ids` (at most [`MAX_FILTER_IDS`]).
+pub fn with_external_ids(ids: &[String]) -> Value {
+    json!({ "external_ids": ids })
+}
+
+/// The filter for the holders of a role.
+pub fn holding_role(role_id: &str) -> Value {
+    json!({ "role_id": role_id })
+}
+
 /// One page of users matching `filter` (a JSON object of the documented filter keys).
 pub fn search_users(filter: Value, page: u64) -> Call {
     Call {

@@ -117,6 +117,60 @@ impl<'a> Zenqms<'a> {
             .collect()
     }
 
+    /// The ZenQMS users linked to any of `ids`: one search per 100 ids, side by side (a page
+    /// holds 100, so one page each unless two accounts share a link). Reads in proportion to
+    /// `ids`, never to the directory.
+    ///
+    /// Errors: a search failed.
+    pub fn linked_to(&self, ids: &[String]) -> Result<Vec<ZUser>, Failure> {
+        let filters = ids
+            .chunks(api::MAX_FILTER_IDS)
+            .map(api::with_external_ids)
+            .collect();
+        self.search_many(filters)
+    }
+
+    /// Every user matching any of `filters` (duplicates kept once): the first pages of all in
+    /// one round, then the remaining pages of all in one more.
+    ///
+    /// Errors: a search failed, or came back short.
+    pub fn search_many(&self, filters: Vec<Value>) -> Result<Vec<ZUser>, Failure> {
+        let what = "searching ZenQMS users";
+        let firsts = filters
+            .iter()
+            .map(|f| self.request(&api::search_users(f.clone(), 1)))
+            .collect();
+        let mut users = Vec::new();
+        let mut rest = Vec::new();
+        let mut expected = Vec::new();
+        for (filter, answer) in filters.iter().zip(self.platform.send_all(firsts)) {
+            let page =
+                api::parse_search(&Self::read_ok(answer, what)?).map_err(Failure::transient)?;
+            let pages = page.total.div_ceil(u64::from(api::SEARCH_PAGE_SIZE));
+            expected.push((page.total, page.data.len() as u64));
+            users.extend(page.data);
+            for p in 2..=pages {
+                rest.push(self.request(&api::search_users(filter.clone(), p)));
+            }
+        }
+        for answer in self.platform.send_all(rest) {
+            let page =
+                api::parse_search(&Self::read_ok(answer, what)?).map_err(Failure::transient)?;
+            users.extend(page.data);
+        }
+        let total: u64 = expected.iter().map(|(t, _)| t).sum();
+        let read = users.len() as u64;
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        users.dedup_by(|a, b| a.id == b.id);
+        // A page that came back short is not "fewer users": read again.
+        if read < total {
+            return Err(Failure::transient(format!(
+                "{what}: the read came back short ({read} of {total} users); it is read again"
+            )));
+        }
+        Ok(users)
+    }
+
     /// Every user matching `filter`: page 1 tells the total, the rest are fetched concurrently.
     pub fn search_all(&self, filter: Value) -> Result<Vec<ZUser>, Failure> {
         let first = self

@@ -184,9 +184,28 @@ fn post() -> String {
 #[serde(deny_unknown_fields)]
 pub struct NotifySpec {
     pub resource: String,
-    pub id: String,
+    /// The object changed (one notification)…
+    #[serde(default)]
+    pub id: Option<String>,
+    /// …or several, sent together in one POST (Graph batches notifications in `value`): a
+    /// burst arriving at once.
+    #[serde(default)]
+    pub ids: Vec<String>,
     #[serde(default = "updated")]
     pub change_type: String,
+}
+
+impl NotifySpec {
+    /// The ids notified, in order.
+    ///
+    /// Errors: neither `id` nor `ids`, or both.
+    pub fn objects(&self) -> anyhow::Result<Vec<String>> {
+        match (&self.id, self.ids.is_empty()) {
+            (Some(id), true) => Ok(vec![id.clone()]),
+            (None, false) => Ok(self.ids.clone()),
+            _ => anyhow::bail!("a notify step names `id` or `ids` (one of them)"),
+        }
+    }
 }
 
 fn updated() -> String {

@@ -64,6 +64,19 @@ pub struct StepRecord {
     pub pending: bool,
     pub response: Option<ResponseRecord>,
     pub logs: Vec<LogLine>,
+    /// Virtual time the step took, ms: its calls' round trips and waits (an `advance`: the
+    /// jump, with any notification deliveries due in it).
+    pub elapsed_ms: u64,
+    /// Steps that deliver a webhook: virtual time from the request to the reply, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_ms: Option<u64>,
+    /// Steps that deliver a webhook: requests the component sent before it replied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_before_reply: Option<u64>,
+    /// `notify` and `lifecycle` steps: what Graph's delivery did with the notification
+    /// (`delivered`, `retrying`, `delayed`, `dropped`; see fixtures/README.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 impl StepRecord {
@@ -78,6 +91,10 @@ impl StepRecord {
             pending: false,
             response: None,
             logs: Vec::new(),
+            elapsed_ms: 0,
+            reply_ms: None,
+            requests_before_reply: None,
+            delivery: None,
         }
     }
 }
@@ -91,6 +108,9 @@ pub struct ZenqmsReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct EntraReport {
     pub subscriptions: Vec<Value>,
+    /// What Graph's delivery did with the notifications it sent (`notify` and `lifecycle`
+    /// steps, and their retries): see `sim::delivery`.
+    pub notifications: crate::sim::delivery::DeliveryStats,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -240,7 +260,10 @@ pub fn build(
             users,
             roles: world.zenqms.roles(),
         },
-        entra: EntraReport { subscriptions },
+        entra: EntraReport {
+            subscriptions,
+            notifications: world.delivery.report(),
+        },
         http: world.stats.clone(),
         clock: ClockReport {
             start: world.clock.start().to_rfc3339(),

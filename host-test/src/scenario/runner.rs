@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 
 use crate::host::driver::{self, CallEnd, Policy};
 use crate::host::runtime::{
-    Event, Instance, LogLine, Method, Outcome, Request, Runtime, WitFailure,
+    Event, InboxItem, Instance, LogLine, Method, Outcome, Request, Runtime, WitFailure,
 };
 use crate::scenario::report::{self, Report, ResponseRecord, StepRecord, Violation};
 use crate::scenario::{Scenario, Step, WebhookSpec, ZenqmsChange};
+use crate::sim::delivery::{Admission, Later};
 use crate::sim::http_types::{HttpRequest, HttpResponse};
 use crate::sim::world::World;
 
@@ -43,6 +44,19 @@ pub struct Runner {
     step_index: usize,
     /// The state last read for the invariant, and the subscriptions it holds.
     held: Option<(Option<String>, HeldOrError)>,
+    /// The instance's inbox, as the platform keeps it (WIT 0.2.0): what webhook calls
+    /// accepted, until a serialized call reports it taken.
+    pub inbox: Vec<InboxItem>,
+    /// The `seq` the next inbox item gets.
+    next_seq: u64,
+    /// The last state revision stored: every state returned must be one higher (a lost
+    /// update otherwise).
+    revision: u64,
+    /// Test-only: virtual time added before every webhook reply, to play a handler that works
+    /// before it answers (it shows what Graph's delivery rules do to such an endpoint).
+    pub reply_delay_ms: u64,
+    /// Real time spent in webhook calls (the reply path), for the benchmark.
+    pub webhook_cpu: std::time::Duration,
 }
 
 /// What one call returned, seen from the platform.
@@ -72,6 +86,11 @@ impl Runner {
             invariants: Vec::new(),
             step_index: 0,
             held: None,
+            inbox: Vec::new(),
+            next_seq: 1,
+            revision: 0,
+            reply_delay_ms: 0,
+            webhook_cpu: std::time::Duration::ZERO,
         }
     }
 
@@ -129,13 +148,56 @@ impl Runner {
         self.world.as_mut().expect("world is home between calls")
     }
 
-    fn instance(&self) -> Instance {
+    fn instance(&self, webhook: bool) -> Instance {
         Instance {
             id: self.scenario.instance.id.clone(),
             webhook_url: self.scenario.instance.webhook_url.clone(),
             config: self.scenario.instance.config_pairs(),
             state: self.state.clone(),
             budget_ms: self.scenario.budget_ms,
+            // A webhook call may run beside the serialized ones: it is not given the inbox.
+            inbox: if webhook {
+                Vec::new()
+            } else {
+                self.inbox.clone()
+            },
+        }
+    }
+
+    /// What the platform does with a call's inbox fields: drops exactly the items taken,
+    /// appends a webhook's accepted items, and checks the state revision.
+    fn keep_inbox(&mut self, taken: &[u64], accepted: Vec<String>, revision: Option<u64>) {
+        self.inbox.retain(|i| !taken.contains(&i.seq));
+        for item in accepted {
+            self.inbox.push(InboxItem {
+                seq: self.next_seq,
+                item,
+            });
+            self.next_seq += 1;
+        }
+        if let Some(r) = revision {
+            if r != self.revision + 1 && self.revision != 0 {
+                self.platform_violation(
+                    "revision",
+                    format!("state revision {r} returned over stored {}", self.revision),
+                );
+            }
+            self.revision = r;
+        }
+    }
+
+    fn platform_violation(&mut self, name: &str, detail: String) {
+        let step = self.step_index;
+        if !self
+            .invariants
+            .iter()
+            .any(|v| v.step == step && v.name == name)
+        {
+            self.invariants.push(Violation {
+                step,
+                name: name.into(),
+                detail,
+            });
         }
     }
 
@@ -144,16 +206,26 @@ impl Runner {
         // With injected faults a timed-out request can hide from the component what Graph did
         // (a subscription created, its response lost) until its next call repairs it: the
         // invariant is then checked at the end of each step only.
-        if self.scenario.faults.is_none() {
+        // Between a webhook and the call that takes in its inbox item, state may lag what
+        // Graph did (a `subscriptionRemoved` acted on by that next call): checked once the
+        // inbox is empty, and at the end of the step.
+        if self.scenario.faults.is_none() && self.inbox.is_empty() {
             self.check_invariants();
         }
         result
     }
 
     fn call_unchecked(&mut self, handler: &Handler, rec: &mut StepRecord) -> CallResult {
-        let inst = self.instance();
+        let webhook = matches!(handler, Handler::Event(Event::Webhook(_)));
+        let inst = self.instance(webhook);
         let world = self.world.take().expect("world is home");
         let started_ms = world.clock.elapsed_ms();
+        let requests_before = world.stats.requests;
+        let cpu_before = world.metrics.cpu;
+        if webhook {
+            // A handler that works before it answers (test-only): the reply is that late.
+            world.clock.advance_ms(self.reply_delay_ms);
+        }
         let (world, logs, result) = self.runtime.call(world, |b, store| match handler {
             Handler::Deploy => b.call_on_deploy(store, &inst),
             Handler::Event(e) => b.call_on_event(store, &inst, e),
@@ -164,6 +236,22 @@ impl Runner {
         world
             .stats
             .record_call(elapsed, self.scenario.budget_ms, self.scenario.rtt_ms);
+        if webhook {
+            self.webhook_cpu += world.metrics.cpu.saturating_sub(cpu_before);
+        }
+        if webhook && rec.reply_ms.is_none() {
+            rec.reply_ms = Some(elapsed);
+            rec.requests_before_reply = Some(world.stats.requests - requests_before);
+            if elapsed > 0 || world.stats.requests > requests_before {
+                let detail = format!(
+                    "a webhook reply took {elapsed} ms and {} requests",
+                    world.stats.requests - requests_before
+                );
+                self.world = Some(world);
+                self.platform_violation("webhook-reply", detail);
+                world = self.world.take().expect("world is home");
+            }
+        }
         self.world = Some(world);
         rec.calls += 1;
         rec.logs.extend(logs);
@@ -177,11 +265,19 @@ impl Runner {
                     retryable: false,
                 }
             }
-            Ok(Ok(outcome)) => {
+            Ok(Ok(mut outcome)) => {
+                if webhook && outcome.state.is_some() {
+                    self.platform_violation(
+                        "webhook-reply",
+                        "a webhook call returned state".into(),
+                    );
+                }
                 if let Some(s) = &outcome.state {
                     self.state = Some(s.clone());
                     self.state_history.push(s.clone());
                 }
+                let accepted = std::mem::take(&mut outcome.inbox);
+                self.keep_inbox(&outcome.taken, accepted, outcome.state_revision);
                 CallResult {
                     outcome: Some(outcome),
                     error: None,
@@ -192,11 +288,14 @@ impl Runner {
                 message,
                 state,
                 retryable,
+                taken,
+                state_revision,
             })) => {
                 if let Some(s) = state {
                     self.state_history.push(s.clone());
                     self.state = Some(s);
                 }
+                self.keep_inbox(&taken, Vec::new(), state_revision);
                 let kind = if retryable {
                     "retryable"
                 } else {
@@ -300,8 +399,17 @@ impl Runner {
 
     /// A notification exactly as Graph would build it from the component's subscription.
     fn notification(&self, resource: &str, build: impl Fn(&Value) -> Value) -> Result<Request> {
+        self.notifications(resource, |sub| vec![build(sub)])
+    }
+
+    /// Notifications sent together in one POST, as Graph builds them.
+    fn notifications(
+        &self,
+        resource: &str,
+        build: impl Fn(&Value) -> Vec<Value>,
+    ) -> Result<Request> {
         let sub = self.active_subscription(resource)?;
-        let body = json!({ "value": [build(&sub)] });
+        let body = json!({ "value": build(&sub) });
         Ok(Request {
             method: Method::Post,
             url: self.scenario.instance.webhook_url.clone(),
@@ -310,13 +418,51 @@ impl Runner {
         })
     }
 
+    /// A notification body of user changes as Graph would send it, of at most `max_bytes`
+    /// (none before the component has a users subscription).
+    pub fn burst_body(&self, max_bytes: usize) -> Option<Vec<u8>> {
+        let tenant = self.scenario.entra.tenant_id.clone();
+        let sub = self.active_subscription("users").ok()?;
+        let kind = notified_kind("users").ok()?;
+        let mut items = Vec::new();
+        let mut size = 16;
+        for i in 0u32.. {
+            let id = format!("{i:08x}-0000-4000-8000-{i:012x}");
+            let item = change_item(&sub, kind, &id, "updated", &tenant);
+            size += item.to_string().len() + 1;
+            if size > max_bytes {
+                break;
+            }
+            items.push(item);
+        }
+        Some(json!({ "value": items }).to_string().into_bytes())
+    }
+
+    /// One webhook call with `body`, as the platform runs it beside the serialized calls: the
+    /// stored state, no inbox, no network. Nothing it returns is kept (for the benchmark).
+    pub fn webhook_alone(&self, runtime: &Runtime, body: Vec<u8>) {
+        let instance = self.instance(true);
+        let req = Request {
+            method: Method::Post,
+            url: self.scenario.instance.webhook_url.clone(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+        };
+        let world = World::offline(self.world().clock.now());
+        let _ = runtime.call(world, |b, store| {
+            b.call_on_event(store, &instance, &Event::Webhook(req))
+        });
+    }
+
     /// Runs one step (also usable for steps built by a test from what it observed).
     pub fn run_step(&mut self, index: usize, step: &Step) -> StepRecord {
         let mut rec = StepRecord::new(index, step.kind());
         self.step_index = index;
+        let started_ms = self.world().clock.elapsed_ms();
         if let Err(e) = self.step_inner(step, &mut rec) {
             rec.error = Some(format!("{e:#}"));
         }
+        rec.elapsed_ms = self.world().clock.elapsed_ms().saturating_sub(started_ms);
         self.check_invariants();
         rec.ok = rec.error.is_none();
         rec
@@ -372,10 +518,13 @@ impl Runner {
             Step::Delete(_) => {
                 self.invoke(Handler::Delete, rec, None);
                 if rec.error.is_none() {
-                    self.state = None; // the platform forgets a deleted instance
+                    // The platform forgets a deleted instance: its state and its inbox.
+                    self.state = None;
+                    self.revision = 0;
+                    self.inbox.clear();
                 }
             }
-            Step::Advance(a) => self.world().clock.set(a.to)?,
+            Step::Advance(a) => self.advance_to(a.to, rec)?,
             Step::Entra(change) => self.world_mut().apply_entra(change)?,
             Step::Zenqms(ZenqmsChange::UpdateUser(fields)) => {
                 self.world_mut().zenqms.update_user(fields)?
@@ -404,10 +553,13 @@ impl Runner {
             Step::Notify(n) => {
                 let resource = n.resource.trim_start_matches('/').to_ascii_lowercase();
                 let kind = notified_kind(&resource)?;
-                let req = self.notification(&resource, |sub| {
-                    change_item(sub, kind, &n.id, &n.change_type, &tenant)
+                let ids = n.objects()?;
+                let req = self.notifications(&resource, |sub| {
+                    ids.iter()
+                        .map(|id| change_item(sub, kind, id, &n.change_type, &tenant))
+                        .collect()
                 })?;
-                self.deliver(req, rec);
+                self.graph_sends(req, rec);
             }
             Step::Lifecycle(l) => {
                 let resource = l.resource.trim_start_matches('/').to_ascii_lowercase();
@@ -429,19 +581,99 @@ impl Runner {
                     let id = sub["id"].as_str().unwrap_or_default();
                     self.world_mut().graph.remove_subscription(id);
                 }
-                self.deliver(req, rec);
+                self.graph_sends(req, rec);
             }
         }
         Ok(())
     }
 
-    /// Delivers an inbound request to the webhook handler and records the reply.
-    fn deliver(&mut self, req: Request, rec: &mut StepRecord) {
+    /// Graph sends a notification it just built: at once, later (the endpoint is marked slow)
+    /// or never (marked drop); a late or failed reply is retried (see `sim::delivery`).
+    fn graph_sends(&mut self, req: Request, rec: &mut StepRecord) {
+        let now = self.world().clock.elapsed_ms();
+        let what = match self.world_mut().delivery.admit(now) {
+            Admission::Drop => "dropped",
+            Admission::Delay(due_ms) => {
+                self.world_mut().delivery.later.push(Later {
+                    due_ms,
+                    first_ms: now,
+                    attempts: 0,
+                    body: req.body,
+                });
+                "delayed"
+            }
+            Admission::Send => {
+                if self.graph_send_once(req.body, now, 0, rec) {
+                    "delivered"
+                } else {
+                    "retrying"
+                }
+            }
+        };
+        rec.delivery = Some(what.into());
+    }
+
+    /// One send of a notification body by Graph: delivered (true), or scheduled again.
+    fn graph_send_once(
+        &mut self,
+        body: Vec<u8>,
+        first_ms: u64,
+        attempts: u32,
+        rec: &mut StepRecord,
+    ) -> bool {
+        let req = Request {
+            method: Method::Post,
+            url: self.scenario.instance.webhook_url.clone(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.clone(),
+        };
+        let sent_at = self.world().clock.elapsed_ms();
+        let (reply_ms, status) = self.deliver(req, rec);
+        let attempts = attempts + 1;
+        let delivery = &mut self.world_mut().delivery;
+        let delivered = delivery.judge(sent_at, attempts, status, reply_ms);
+        if !delivered {
+            delivery.retry(sent_at + reply_ms, first_ms, attempts, body);
+        }
+        delivered
+    }
+
+    /// Moves the clock to `to`, sending every notification Graph has due on the way, each at
+    /// its time.
+    fn advance_to(&mut self, to: DateTime<Utc>, rec: &mut StepRecord) -> Result<()> {
+        let start = self.world().clock.start();
+        let until = u64::try_from((to - start).num_milliseconds()).unwrap_or(0);
+        while let Some(later) = self.world_mut().delivery.next_due(until) {
+            let due = start + chrono::TimeDelta::milliseconds(later.due_ms as i64);
+            if due > self.world().clock.now() {
+                self.world().clock.set(due)?;
+            }
+            self.graph_send_once(later.body, later.first_ms, later.attempts, rec);
+        }
+        self.world().clock.set(to)
+    }
+
+    /// Delivers an inbound request to the webhook handler and records the reply; returns the
+    /// reply's time (virtual ms) and status (none when the call failed without one).
+    fn deliver(&mut self, req: Request, rec: &mut StepRecord) -> (u64, Option<u16>) {
+        // A step may deliver several times (Graph's retries during an `advance`): the reply
+        // figures are the first delivery's, or the worst one's.
+        let (reply_ms, requests) = (rec.reply_ms.take(), rec.requests_before_reply.take());
         let outcome = self.invoke(Handler::Event(Event::Webhook(req)), rec, None);
         let reply = outcome
             .and_then(|o| o.response)
             .map(|r| ResponseRecord::new(r.status, r.headers, &r.body));
-        rec.response = Some(ResponseRecord::answered(reply, rec.error.is_some()));
+        let answered = ResponseRecord::answered(reply, rec.error.is_some());
+        let this_ms = rec.reply_ms.unwrap_or(0);
+        rec.reply_ms = Some(reply_ms.unwrap_or(0).max(this_ms));
+        rec.requests_before_reply = Some(
+            requests
+                .unwrap_or(0)
+                .max(rec.requests_before_reply.unwrap_or(0)),
+        );
+        let status = (rec.error.is_none() || answered.status != 500).then_some(answered.status);
+        rec.response = Some(answered);
+        (this_ms, status)
     }
 
     /// Runs every step in order, reporting each as it ends.
@@ -520,6 +752,7 @@ fn validation_route(runtime: &'static Runtime, scenario: &Scenario) -> crate::si
         config: scenario.instance.config_pairs(),
         state: None,
         budget_ms: scenario.budget_ms,
+        inbox: Vec::new(),
     };
     let clock_start = scenario.now;
     Box::new(move |req: HttpRequest| {

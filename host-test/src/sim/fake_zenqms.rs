@@ -59,7 +59,17 @@ const USER_FIELDS: &[&str] = &[
     "is_active",
     "external_id",
 ];
-const FILTER_KEYS: &[&str] = &["external_id", "email", "is_active", "has_external_id"];
+const FILTER_KEYS: &[&str] = &[
+    "external_id",
+    "external_ids",
+    "email",
+    "is_active",
+    "has_external_id",
+    "role_id",
+];
+
+/// Most values an `external_ids` filter takes (docs/zenqms-api.md).
+pub const MAX_FILTER_IDS: usize = 100;
 
 impl FakeZenqms {
     /// `base_url`: e.g. "https://acme.zenqms.com" (no trailing slash); requests carry full URLs.
@@ -435,6 +445,10 @@ struct Filter {
     email: Option<String>,
     is_active: Option<bool>,
     has_external_id: Option<bool>,
+    /// Any of these external_ids.
+    external_ids: Option<std::collections::HashSet<String>>,
+    /// Holds this role.
+    role_id: Option<String>,
 }
 
 impl Filter {
@@ -458,6 +472,25 @@ impl Filter {
                 .get("has_external_id")
                 .map(|v| as_bool(v, &field("has_external_id")))
                 .transpose()?,
+            external_ids: f
+                .get("external_ids")
+                .map(|v| {
+                    let name = field("external_ids");
+                    let list = v
+                        .as_array()
+                        .filter(|l| !l.is_empty() && l.len() <= MAX_FILTER_IDS)
+                        .ok_or_else(|| {
+                            bad_request(format!(
+                                "field `{name}` must be an array of 1 to {MAX_FILTER_IDS} strings"
+                            ))
+                        })?;
+                    list.iter().map(|v| as_string(v, &name)).collect()
+                })
+                .transpose()?,
+            role_id: f
+                .get("role_id")
+                .map(|v| as_string(v, &field("role_id")))
+                .transpose()?,
         })
     }
 
@@ -473,6 +506,14 @@ impl Filter {
             && self
                 .has_external_id
                 .is_none_or(|h| u.external_id.is_some() == h)
+            && self
+                .external_ids
+                .as_ref()
+                .is_none_or(|ids| u.external_id.as_ref().is_some_and(|e| ids.contains(e)))
+            && self
+                .role_id
+                .as_ref()
+                .is_none_or(|r| u.roles.iter().any(|x| x == r))
     }
 }
 

@@ -3,6 +3,7 @@
 //! from the scenario format above it.
 
 pub mod clock;
+pub mod delivery;
 pub mod fake_graph;
 pub mod fake_zenqms;
 pub mod faults;

@@ -69,6 +69,8 @@ pub struct World {
     pub stats: HttpStats,
     /// Routes Graph's validation requests to the component; `None`: validation fails.
     pub webhook: Option<Webhook>,
+    /// Graph's delivery of notifications to the instance's webhook endpoint.
+    pub delivery: crate::sim::delivery::Endpoint,
     /// Handshakes performed (count), for tests.
     pub validations: u64,
     /// A ZenQMS write outage: the next writes get its reply.
@@ -205,6 +207,7 @@ impl World {
                 ..HttpStats::default()
             },
             webhook: None,
+            delivery: Default::default(),
             validations: 0,
             zenqms_outage: None,
             token_outage: None,

@@ -58,6 +58,15 @@ pub struct PhaseResult {
     pub graph_ru: u64,
     /// The native run made the same requests, rounds and writes.
     pub native_matches: bool,
+    /// Graph read requests as HTTP requests (a `$batch` counts once; the requests inside it
+    /// are in `graph_batched`).
+    pub graph_reads: u64,
+    /// The largest webhook reply time of the phase, ms of virtual time (0: no webhook).
+    pub max_reply_ms: u64,
+    /// Requests sent before a webhook reply, at most (0: none, as it must be).
+    pub max_requests_before_reply: u64,
+    /// Real time inside the phase's webhook calls (the reply path alone).
+    pub webhook_cpu_s: f64,
 }
 
 /// A target of issue 6 and how the run compares.
@@ -83,6 +92,9 @@ pub struct BenchReport {
     pub zenqms_users_at_resync: u64,
     /// The initial sync against Graph's per-tenant read budget.
     pub initial_sync_graph_cost: cost::GraphCost,
+    /// A webhook call with a 1 MiB body of notifications: the median of repeated calls'
+    /// real time in wasmtime, milliseconds.
+    pub webhook_1mib_ms: f64,
     pub checks: Vec<Check>,
 }
 
@@ -145,12 +157,47 @@ fn phases(p: &Params) -> Vec<Phase> {
             full_sync: false,
         },
         Phase {
+            name: "notification burst",
+            setup: burst_setup(n),
+            steps: vec![
+                step(json!({"notify": {"resource": "users", "ids": burst_ids(n)}})),
+                step(json!({"notify": {"resource": "groups", "id": tenant::gid(0)}})),
+            ],
+            full_sync: false,
+        },
+        Phase {
             name: "delete",
             setup: vec![],
             steps: vec![step(json!({"delete": {}}))],
             full_sync: false,
         },
     ]
+}
+
+/// Users in the notification burst (an HR import editing them all within a minute).
+pub const BURST: u32 = 1_000;
+
+fn burst_ids(n: u32) -> Vec<String> {
+    (1..=n.min(BURST)).map(tenant::uid).collect()
+}
+
+/// The burst's changes in Entra: every burst user's title, and one more member of the big
+/// mapped group.
+fn burst_setup(n: u32) -> Vec<Step> {
+    let mut out: Vec<Step> = (1..=n.min(BURST))
+        .map(|i| {
+            let mut u = tenant::entra_user(i);
+            u["jobTitle"] = json!("Imported");
+            step(json!({"entra": {"upsert_user": u}}))
+        })
+        .collect();
+    let members = tenant::group_users(0, n);
+    if let Some(j) = (1..=n).rev().find(|i| !members.contains(i)) {
+        out.push(step(
+            json!({"entra": {"add_member": {"group": tenant::gid(0), "member": tenant::uid(j)}}}),
+        ));
+    }
+    out
 }
 
 /// Counters of a world before a phase.
@@ -229,8 +276,13 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
         }
         let before = mark(wasm.world());
         wasm.world_mut().metrics = Metrics::default();
+        let webhook_cpu = wasm.webhook_cpu;
+        let (mut max_reply_ms, mut max_requests_before_reply) = (0, 0);
         for s in &phase.steps {
             let rec = wasm.run_step(index, s);
+            max_reply_ms = max_reply_ms.max(rec.reply_ms.unwrap_or(0));
+            max_requests_before_reply =
+                max_requests_before_reply.max(rec.requests_before_reply.unwrap_or(0));
             if let Some(e) = rec.error {
                 let why: Vec<String> = rec
                     .logs
@@ -299,6 +351,13 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
             peak_memory_bytes: metrics.peak_memory,
             graph_ru,
             native_matches,
+            graph_reads: sent
+                .iter()
+                .filter(|s| s.target == Some(Target::Graph) && !s.in_batch && cost::is_read(s))
+                .count() as u64,
+            max_reply_ms,
+            max_requests_before_reply,
+            webhook_cpu_s: secs(wasm.webhook_cpu - webhook_cpu),
         };
         progress(&table::phase_line(&r));
         if index == 0 {
@@ -306,6 +365,7 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
         }
         results.push(r);
     }
+    let webhook_1mib_ms = webhook_1mib(runtime, &wasm);
     let component_bytes = std::fs::metadata(COMPONENT_WASM).map_or(0, |m| m.len());
     let (instantiate_us, instantiate_min_us) = instantiate(runtime, scenario.now);
     let mut report = BenchReport {
@@ -318,6 +378,7 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
         instantiate_min_us,
         zenqms_users_at_resync,
         initial_sync_graph_cost: cost::graph_cost(&initial_sent, p.users),
+        webhook_1mib_ms,
         checks: Vec::new(),
     };
     report.checks = table::checks(&report);
@@ -329,6 +390,24 @@ fn nonzero(m: &BTreeMap<Target, u64>) -> BTreeMap<Target, u64> {
         .filter(|(_, n)| **n > 0)
         .map(|(t, n)| (*t, *n))
         .collect()
+}
+
+/// The reply path's CPU at its largest: a webhook call with a 1 MiB body of user
+/// notifications (authenticated against the deployed instance's state), on a world with no
+/// network, as the platform would run it beside a long call. Median of 11, milliseconds.
+fn webhook_1mib(runtime: &Runtime, deployed: &Runner) -> f64 {
+    let Some(body) = deployed.burst_body(1 << 20) else {
+        return f64::NAN;
+    };
+    let mut ms: Vec<f64> = (0..11)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            deployed.webhook_alone(runtime, body.clone());
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms[ms.len() / 2]
 }
 
 /// Median and minimum of repeated instantiations, microseconds (after a warm-up).

@@ -72,6 +72,7 @@ fn instance(state: Option<String>) -> Instance {
             .collect(),
         state,
         budget_ms: 20_000,
+        inbox: Vec::new(),
     }
 }
 

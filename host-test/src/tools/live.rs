@@ -11,6 +11,7 @@ mod exchange;
 mod net;
 pub mod rebuild;
 pub mod record;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,11 +21,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::host::driver::{self, CallEnd, Policy};
-use crate::host::runtime::{Event, Instance, LogLine, Outcome, WitFailure};
+use crate::host::runtime::{Event, InboxItem, Instance, LogLine, Outcome, WitFailure};
 use crate::scenario::report::{ResponseRecord, StepRecord};
 use crate::scenario::{InstanceSpec, WebhookSpec};
 pub use net::{LiveRuntime, Net, NetError, live_runtime};
 use record::{CommandEntry, Recorder};
+use store::Store;
 
 /// `host-test run` arguments: options, then the command.
 #[derive(Debug, Clone, clap::Args)]
@@ -63,6 +65,8 @@ pub enum RunCommand {
     },
     /// `on-event(schedule)`, the hourly tick.
     Schedule,
+    /// `on-event(resume)`: continue checkpointed work and take in the inbox.
+    Resume,
     /// `on-delete`.
     Delete,
 }
@@ -118,6 +122,7 @@ pub enum Command {
     /// A webhook request (the file's JSON is kept to record it as a scenario step).
     Event(WebhookSpec, Value),
     Schedule,
+    Resume,
     Delete,
 }
 
@@ -127,6 +132,7 @@ impl Command {
             Command::Deploy => "deploy",
             Command::Event(..) => "event",
             Command::Schedule => "schedule",
+            Command::Resume => "resume",
             Command::Delete => "delete",
         }
     }
@@ -137,6 +143,7 @@ impl Command {
             Command::Deploy => serde_json::json!({"deploy": {}}),
             Command::Event(_, raw) => serde_json::json!({ "webhook": raw }),
             Command::Schedule => serde_json::json!({"schedule": {}}),
+            Command::Resume => serde_json::json!({"resume": {}}),
             Command::Delete => serde_json::json!({"delete": {}}),
         }
     }
@@ -195,6 +202,7 @@ pub fn options(a: &RunArgs) -> Result<Options> {
     let command = match &a.command {
         RunCommand::Deploy => Command::Deploy,
         RunCommand::Schedule => Command::Schedule,
+        RunCommand::Resume => Command::Resume,
         RunCommand::Delete => Command::Delete,
         RunCommand::Event { request } => {
             let path = request.display();
@@ -237,12 +245,7 @@ fn platform_log(message: &str) -> LogLine {
 /// Runs one command to completion (resuming while pending); the record says how it went.
 pub fn execute(o: &Options) -> Result<StepRecord> {
     let cfg = LiveConfig::load(&o.config)?;
-    let state_path = o.state_path();
-    let mut state = match std::fs::read_to_string(&state_path) {
-        Ok(s) => Some(s),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", state_path.display())),
-    };
+    let store = Store::new(o.state_path());
     for (flag, url, real) in [
         ("--graph-url", &o.graph_url, "https://graph.microsoft.com"),
         (
@@ -282,93 +285,144 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
     let handler = match &o.command {
         Command::Deploy => Handler::Deploy,
         Command::Schedule => Handler::Event(Event::Schedule),
+        Command::Resume => Handler::Event(Event::Resume),
         Command::Delete => Handler::Delete,
         Command::Event(spec, _) => Handler::Event(Event::Webhook(
             crate::scenario::runner::webhook_request(spec, &cfg.instance.webhook_url)?,
         )),
     };
-    // The state file is written after every call that returned state; a failure to write
-    // it ends the command with that error.
-    let mut io_error: Option<anyhow::Error> = None;
-    let driven = driver::drive(
-        handler,
-        Handler::Event(Event::Resume),
-        Policy::default(),
-        |o: &Outcome| o.pending,
-        |handler| {
-            let inst = Instance {
-                id: cfg.instance.id.clone(),
-                webhook_url: cfg.instance.webhook_url.clone(),
-                config: cfg.instance.config_pairs(),
-                state: state.clone(),
-                budget_ms: cfg.budget_ms,
-            };
-            let (back, logs, result) =
-                runtime.call(net.take().expect("net is home"), |b, s| match handler {
-                    Handler::Deploy => b.call_on_deploy(s, &inst),
-                    Handler::Event(e) => b.call_on_event(s, &inst, e),
-                    Handler::Delete => b.call_on_delete(s, &inst),
-                });
-            net = Some(back);
-            rec.calls += 1;
-            rec.logs.extend(logs);
-            let (new_state, end) = match result {
-                Err(trap) => {
-                    let msg = format!("component trapped: {trap:#}");
-                    rec.logs.push(platform_log(&msg));
-                    let end = CallEnd::Failed {
-                        message: msg,
-                        retryable: false,
-                    };
-                    (None, end)
+    let webhook = matches!(handler, Handler::Event(Event::Webhook(_)));
+    // One call on the real network; the store keeps what it returned (state, inbox).
+    let mut call = |handler: &Handler, rec: &mut StepRecord| -> Result<CallEnd<Outcome>> {
+        let is_webhook = matches!(handler, Handler::Event(Event::Webhook(_)));
+        let inst = Instance {
+            id: cfg.instance.id.clone(),
+            webhook_url: cfg.instance.webhook_url.clone(),
+            config: cfg.instance.config_pairs(),
+            state: store.state()?,
+            budget_ms: cfg.budget_ms,
+            // A webhook call may run beside the serialized ones: it is not given the inbox.
+            inbox: if is_webhook {
+                Vec::new()
+            } else {
+                store
+                    .inbox()?
+                    .into_iter()
+                    .map(|(seq, item)| InboxItem { seq, item })
+                    .collect()
+            },
+        };
+        let (back, logs, result) =
+            runtime.call(net.take().expect("net is home"), |b, s| match handler {
+                Handler::Deploy => b.call_on_deploy(s, &inst),
+                Handler::Event(e) => b.call_on_event(s, &inst, e),
+                Handler::Delete => b.call_on_delete(s, &inst),
+            });
+        net = Some(back);
+        rec.calls += 1;
+        rec.logs.extend(logs);
+        Ok(match result {
+            Err(trap) => {
+                let msg = format!("component trapped: {trap:#}");
+                rec.logs.push(platform_log(&msg));
+                CallEnd::Failed {
+                    message: msg,
+                    retryable: false,
                 }
-                Ok(Err(WitFailure {
-                    message,
-                    state,
+            }
+            Ok(Err(WitFailure {
+                message,
+                state,
+                retryable,
+                taken,
+                ..
+            })) => {
+                store.commit(state.as_deref(), &taken)?;
+                let kind = if retryable {
+                    "retryable"
+                } else {
+                    "not retryable"
+                };
+                CallEnd::Failed {
+                    message: format!("{message} ({kind})"),
                     retryable,
-                })) => {
-                    let kind = if retryable {
-                        "retryable"
-                    } else {
-                        "not retryable"
-                    };
-                    let end = CallEnd::Failed {
-                        message: format!("{message} ({kind})"),
-                        retryable,
-                    };
-                    (state, end)
                 }
-                Ok(Ok(outcome)) => {
-                    rec.summary = Some(outcome.summary.clone());
-                    (outcome.state.clone(), CallEnd::Done(outcome))
+            }
+            Ok(Ok(mut outcome)) => {
+                rec.summary = Some(outcome.summary.clone());
+                if is_webhook {
+                    // Appended atomically; a webhook never stores state.
+                    store.append(std::mem::take(&mut outcome.inbox))?;
+                } else {
+                    store.commit(outcome.state.as_deref(), &outcome.taken)?;
                 }
-            };
-            if let Some(s) = new_state {
-                if let Err(e) = std::fs::write(&state_path, &s) {
-                    let e =
-                        anyhow::Error::new(e).context(format!("writing {}", state_path.display()));
+                CallEnd::Done(outcome)
+            }
+        })
+    };
+    let mut first = None;
+    let mut io_error: Option<anyhow::Error> = None;
+    // A serialized command waits for the call lock; a webhook answers without it, then works
+    // off the inbox only if no other call of the instance is running (that one takes it in).
+    let mut lock = if webhook {
+        let started = std::time::Instant::now();
+        match call(&handler, &mut rec)? {
+            CallEnd::Done(o) => first = Some(o),
+            CallEnd::Failed { message, .. } => rec.error = Some(message),
+        }
+        rec.reply_ms = Some(started.elapsed().as_millis() as u64);
+        if rec.error.is_none() {
+            store.try_serialize()?
+        } else {
+            None
+        }
+    } else {
+        Some(store.serialize()?)
+    };
+    let mut start = if webhook {
+        Handler::Event(Event::Resume)
+    } else {
+        handler
+    };
+    while lock.is_some() {
+        let driven = driver::drive(
+            start.clone(),
+            Handler::Event(Event::Resume),
+            Policy::default(),
+            |o: &Outcome| o.pending || !store.inbox().unwrap_or_default().is_empty(),
+            |h| match call(h, &mut rec) {
+                Ok(end) => end,
+                Err(e) => {
                     let message = format!("{e:#}");
                     io_error = Some(e);
-                    return CallEnd::Failed {
+                    CallEnd::Failed {
                         message,
                         retryable: false,
-                    };
+                    }
                 }
-                state = Some(s);
-            }
-            end
-        },
-        || {},
-    );
-    if let Some(e) = io_error {
-        return Err(e);
+            },
+            || {},
+        );
+        if let Some(e) = io_error.take() {
+            return Err(e);
+        }
+        if first.is_none() {
+            first = driven.first;
+        }
+        if rec.error.is_none() {
+            rec.error = driven.error;
+        }
+        // Released, then the inbox looked at again: an item a webhook appended while the
+        // lock was held is taken in here (that webhook could not take the lock).
+        lock = None;
+        if rec.error.is_none() && !store.inbox()?.is_empty() {
+            lock = store.try_serialize()?;
+        }
+        start = Handler::Event(Event::Resume);
     }
-    rec.error = driven.error;
-    let first = driven.first;
     rec.ok = rec.error.is_none();
-    if rec.ok && matches!(o.command, Command::Delete) && state_path.exists() {
-        // The platform forgets a deleted instance.
-        std::fs::remove_file(&state_path)?;
+    if rec.ok && matches!(o.command, Command::Delete) {
+        store.forget()?; // the platform forgets a deleted instance
     }
     if let Command::Event(..) = o.command {
         let reply = first

@@ -247,6 +247,9 @@ pub struct NativeRunner {
     /// Every call's end, in order: the state it returned (none: kept the stored one) and
     /// whether it was pending (a failure: false).
     pub trace: Vec<(Option<String>, bool)>,
+    /// The instance's inbox (`seq`, item), kept as the platform keeps it (WIT 0.2.0).
+    pub inbox: Vec<(u64, String)>,
+    next_seq: u64,
 }
 
 impl NativeRunner {
@@ -261,6 +264,8 @@ impl NativeRunner {
             sent: Vec::new(),
             logs: Vec::new(),
             trace: Vec::new(),
+            inbox: Vec::new(),
+            next_seq: 1,
         }
     }
 
@@ -276,12 +281,16 @@ impl NativeRunner {
         std::mem::take(&mut self.sent)
     }
 
-    fn instance(&self) -> Instance {
-        instance(&self.scenario, self.state.clone())
+    fn instance(&self, webhook: bool) -> Instance {
+        let mut inst = instance(&self.scenario, self.state.clone());
+        if !webhook {
+            inst.inbox = self.inbox.clone();
+        }
+        inst
     }
 
     fn call_once(&mut self, handler: &Handler) -> Result<Outcome, CallFailure> {
-        let inst = self.instance();
+        let inst = self.instance(matches!(handler, Handler::Event(Event::Webhook(_))));
         let p = NativePlatform::new(self.world.take().expect("world is home"));
         let started = Instant::now();
         let result = match handler {
@@ -301,6 +310,16 @@ impl NativeRunner {
             Ok(o) => (o.state.clone(), o.pending),
             Err(f) => (f.state.clone(), false),
         };
+        // The platform's inbox: drop what was taken, append what a webhook accepted.
+        let (taken, accepted) = match &result {
+            Ok(o) => (o.taken.clone(), o.inbox.clone()),
+            Err(f) => (f.taken.clone(), Vec::new()),
+        };
+        self.inbox.retain(|(seq, _)| !taken.contains(seq));
+        for item in accepted {
+            self.inbox.push((self.next_seq, item));
+            self.next_seq += 1;
+        }
         self.trace.push((kept.clone(), pending));
         if kept.is_some() {
             self.state = kept;
@@ -350,7 +369,7 @@ impl NativeRunner {
             Step::Advance(a) => self.world().clock.set(a.to)?,
             Step::Entra(change) => self.world_mut().apply_entra(change)?,
             Step::Notify(n) => {
-                let req = self.notification(&n.resource, &n.id, &n.change_type)?;
+                let req = self.notification(&n.resource, &n.objects()?, &n.change_type)?;
                 let outcome = self.invoke(Handler::Event(Event::Webhook(req)))?;
                 if let Some(r) = outcome.response.filter(|r| !r.is_success()) {
                     bail!("webhook answered {}", r.status);
@@ -362,7 +381,12 @@ impl NativeRunner {
     }
 
     /// A change notification exactly as the runner builds it from our subscription.
-    fn notification(&self, resource: &str, id: &str, change: &str) -> Result<platform::Request> {
+    fn notification(
+        &self,
+        resource: &str,
+        ids: &[String],
+        change: &str,
+    ) -> Result<platform::Request> {
         let resource = resource.trim_start_matches('/').to_ascii_lowercase();
         let kind = runner::notified_kind(&resource)?;
         let subs = self.world().graph.subscriptions(self.world().clock.now());
@@ -370,12 +394,16 @@ impl NativeRunner {
             .iter()
             .find(|s| s["resource"].as_str().map(|r| r.trim_start_matches('/')) == Some(&resource))
             .ok_or_else(|| anyhow!("the component has no active subscription on '{resource}'"))?;
-        let item = runner::change_item(sub, kind, id, change, &self.scenario.entra.tenant_id);
+        let tenant = &self.scenario.entra.tenant_id;
+        let items: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| runner::change_item(sub, kind, id, change, tenant))
+            .collect();
         Ok(platform::Request {
             method: Method::Post,
             url: self.scenario.instance.webhook_url.clone(),
             headers: vec![("content-type".into(), "application/json".into())],
-            body: json!({ "value": [item] }).to_string().into_bytes(),
+            body: json!({ "value": items }).to_string().into_bytes(),
         })
     }
 }
@@ -387,6 +415,7 @@ fn instance(scenario: &Scenario, state: Option<String>) -> Instance {
         config: scenario.instance.config_pairs(),
         state,
         budget_ms: scenario.budget_ms,
+        inbox: Vec::new(),
     }
 }
 

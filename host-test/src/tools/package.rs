@@ -69,6 +69,7 @@ fn deploy_error(runtime: &Runtime, config: Vec<(String, String)>) -> Result<Stri
         config,
         state: None,
         budget_ms: 1_000,
+        inbox: Vec::new(),
     };
     let (_, _, result) = runtime.call(World::offline(chrono::Utc::now()), |b, store| {
         b.call_on_deploy(store, &instance)

@@ -230,6 +230,7 @@ fn handshake_route(runtime: &'static Runtime, scenario: &Scenario) -> Webhook {
             config: config.clone(),
             state: None,
             budget_ms,
+            inbox: Vec::new(),
         };
         crate::scenario::runner::answer_handshake(
             runtime,

@@ -22,6 +22,7 @@ const COMPONENT: &[&[&str]] = &[
         "links",
         "config",
         "state",
+        "inbox",
         "zenqms::api",
     ],
     &["retry", "graph", "zenqms", "subscriptions"],

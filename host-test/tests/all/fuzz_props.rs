@@ -44,6 +44,7 @@ fn regression_corpus() {
             config: vec![],
             state: Some("{\"version\": 1}".into()),
             budget_ms: 1000,
+            inbox: Vec::new(),
         };
         let _ =
             entra_zenqms::handlers::event(&p, &inst, &entra_zenqms::handlers::Event::Webhook(req));

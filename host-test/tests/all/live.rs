@@ -307,3 +307,98 @@ fn serve_answers_plain_http_clients() {
     assert_eq!(nowhere.status().as_u16(), 404);
     served.finish();
 }
+
+/// The platform side of WIT 0.2.0 over real HTTP: while a serialized call holds the
+/// instance (as a long resume does), two webhooks are answered at once and their items wait in
+/// the inbox file; the next serialized call takes both in and does their work. Neither is lost
+/// nor waits behind the call.
+#[test]
+fn webhooks_during_a_long_call_are_answered_at_once_and_taken_in_by_the_next() {
+    let served = serve(&world());
+    let dir = temp_dir("inbox");
+    let config = write_config(&dir, &served, json!({}));
+    let mut o = options(&config, &served, &dir.join("rec"));
+    o.record = None;
+    o.state = Some(dir.join("state.json"));
+    let rec = live::execute(&o).expect("live deploy runs");
+    assert!(rec.ok, "{:?}", rec.error);
+
+    // A manual ZenQMS edit the notifications will undo (Entra is the source of truth).
+    let zenqms = format!("{}/zenqms", served.base);
+    let agent = ureq::Agent::new_with_defaults();
+    let search = json!({"filter": {"external_id": uid(1)}, "page": 1, "per_page": 1});
+    let text = agent
+        .post(&format!("{zenqms}/v2/users/search"))
+        .header("authorization", &format!("Bearer {API_TOKEN}"))
+        .header("content-type", "application/json")
+        .send(search.to_string())
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let found: Value = serde_json::from_str(&text).unwrap();
+    let id = found["data"][0]["id"].as_str().unwrap().to_string();
+    agent
+        .patch(&format!("{zenqms}/v2/users/{id}"))
+        .header("authorization", &format!("Bearer {API_TOKEN}"))
+        .header("content-type", "application/json")
+        .send(json!({"title": "Edited by hand"}).to_string())
+        .unwrap();
+
+    // The users subscription as the state holds it: the notifications Graph would send.
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    let sub = state["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["resource"] == "users")
+        .unwrap()
+        .clone();
+    let tenant = world()["entra"]["tenant_id"].clone();
+    let notification = |user: String| {
+        let body = json!({"value": [{
+            "subscriptionId": sub["id"], "clientState": sub["client_state"],
+            "changeType": "updated", "resource": format!("Users/{user}"), "tenantId": tenant,
+        }]});
+        let raw = json!({"method": "POST", "body": body});
+        let spec = serde_json::from_value(raw.clone()).unwrap();
+        let mut e = o.clone();
+        e.command = Command::Event(spec, raw);
+        e
+    };
+
+    // A long serialized call holds the instance...
+    let store = live::store::Store::new(dir.join("state.json"));
+    let held = store.serialize().unwrap();
+    let started = std::time::Instant::now();
+    let webhooks: Vec<_> = [uid(1), uid(2)]
+        .into_iter()
+        .map(|u| {
+            let e = notification(u);
+            std::thread::spawn(move || live::execute(&e).expect("webhook runs"))
+        })
+        .collect();
+    let replies: Vec<_> = webhooks.into_iter().map(|h| h.join().unwrap()).collect();
+    // ...and both webhooks were answered without waiting for it.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    for r in &replies {
+        assert_eq!(r.response.as_ref().map(|r| r.status), Some(202), "{r:?}");
+        assert_eq!(r.calls, 1, "the webhook alone: the instance is busy");
+    }
+    assert_eq!(store.inbox().unwrap().len(), 2, "both wait in the inbox");
+    drop(held);
+
+    // The next serialized call takes both in and does their work.
+    let mut resume = o.clone();
+    resume.command = Command::Resume;
+    let rec = live::execute(&resume).expect("resume runs");
+    assert!(rec.ok, "{:?}", rec.error);
+    assert!(store.inbox().unwrap().is_empty(), "both taken");
+    let users = served.finish();
+    let user1 = users.iter().find(|u| u.id == id).unwrap();
+    assert_ne!(
+        user1.title, "Edited by hand",
+        "the notification's work was done"
+    );
+}

@@ -8,6 +8,7 @@ mod architecture;
 mod email_trust;
 mod faults;
 mod fuzz_props;
+mod inbox;
 mod initial_sync;
 mod lifecycle;
 mod live;

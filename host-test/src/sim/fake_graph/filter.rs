@@ -1,5 +1,7 @@
-//! `$filter` on `GET /users`: the one clause the component sends, `mail eq '<literal>'`, with
-//! Graph's rules (shared/reference/graph/03-users-list.md; OData v4 ABNF for string literals):
+//! `$filter` on `GET /users`: the two clauses the component sends, `mail eq '<literal>'` and
+//! `id in ('<id>', …)`, with Graph's rules (shared/reference/graph/03-users-list.md; OData v4
+//! ABNF for string literals; learn.microsoft.com/graph/filter-query-parameter: "the in operator
+//! is limited to 15 expressions by default"):
 //!
 //! - the literal is single-quoted; an apostrophe inside is doubled (`'o''brien@x.com'`);
 //! - `mail` is compared case-insensitively (Entra's string comparison is ordinal ignore-case:
@@ -19,7 +21,12 @@ use super::odata::{GraphError, GraphResult, Url};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum UserFilter {
     MailEq(String),
+    /// `id in (…)`: at most [`MAX_IN`] ids, compared case-insensitively (GUIDs).
+    IdIn(Vec<String>),
 }
+
+/// Values an `in` clause takes (Graph's default limit).
+pub const MAX_IN: usize = 15;
 
 impl UserFilter {
     pub(super) fn matches(&self, user: &Map<String, Value>) -> bool {
@@ -28,6 +35,10 @@ impl UserFilter {
                 .get("mail")
                 .and_then(Value::as_str)
                 .is_some_and(|mail| ignore_case_eq(mail, wanted)),
+            UserFilter::IdIn(ids) => user
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| ids.iter().any(|x| x.eq_ignore_ascii_case(id))),
         }
     }
 }
@@ -90,9 +101,65 @@ pub(super) fn user_filter(
         return Err(invalid(clause, i));
     }
     skip_spaces(&mut i);
-    // Only `mail eq '…'` is simulated; any other well-formed clause is one real Graph may
-    // answer, so it fails loudly instead of pretending to be a syntax error.
-    if !property.eq_ignore_ascii_case("mail") || operator != "eq" {
+    // A quoted literal at `i` (an apostrophe inside doubled).
+    let literal = |i: &mut usize| -> GraphResult<String> {
+        if *i >= chars.len() || chars[*i] != '\'' {
+            return Err(invalid(clause, *i));
+        }
+        *i += 1;
+        let mut out = String::new();
+        loop {
+            match chars.get(*i) {
+                None => return Err(invalid(clause, *i)),
+                Some('\'') if chars.get(*i + 1) == Some(&'\'') => {
+                    out.push('\'');
+                    *i += 2;
+                }
+                Some('\'') => {
+                    *i += 1;
+                    return Ok(out);
+                }
+                Some(c) => {
+                    out.push(*c);
+                    *i += 1;
+                }
+            }
+        }
+    };
+    let filter = if property.eq_ignore_ascii_case("mail") && operator == "eq" {
+        UserFilter::MailEq(literal(&mut i)?)
+    } else if property.eq_ignore_ascii_case("id") && operator == "in" {
+        if chars.get(i) != Some(&'(') {
+            return Err(invalid(clause, i));
+        }
+        i += 1;
+        let mut ids = Vec::new();
+        loop {
+            skip_spaces(&mut i);
+            ids.push(literal(&mut i)?);
+            skip_spaces(&mut i);
+            match chars.get(i) {
+                Some(',') => i += 1,
+                Some(')') => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(invalid(clause, i)),
+            }
+        }
+        if ids.len() > MAX_IN {
+            return Err(GraphError::bad_request(
+                "Request_UnsupportedQuery",
+                format!(
+                    "Too many values in an 'in' clause: {} (the limit is {MAX_IN}).",
+                    ids.len()
+                ),
+            ));
+        }
+        UserFilter::IdIn(ids)
+    } else {
+        // Any other well-formed clause is one real Graph may answer, so it fails loudly
+        // instead of pretending to be a syntax error.
         if !is_property(&property) {
             return Err(GraphError::bad_request(
                 "Request_BadRequest",
@@ -102,36 +169,14 @@ pub(super) fn user_filter(
             ));
         }
         return Err(GraphError::not_implemented(&format!(
-            "$filter on users other than mail eq '…' (got {property} {operator})"
+            "$filter on users other than mail eq '…' and id in (…) (got {property} {operator})"
         )));
-    }
-    if i >= chars.len() || chars[i] != '\'' {
-        return Err(invalid(clause, i));
-    }
-    i += 1;
-    let mut literal = String::new();
-    loop {
-        match chars.get(i) {
-            None => return Err(invalid(clause, i)),
-            Some('\'') if chars.get(i + 1) == Some(&'\'') => {
-                literal.push('\'');
-                i += 2;
-            }
-            Some('\'') => {
-                i += 1;
-                break;
-            }
-            Some(c) => {
-                literal.push(*c);
-                i += 1;
-            }
-        }
-    }
+    };
     skip_spaces(&mut i);
     if i != chars.len() {
         return Err(invalid(clause, i));
     }
-    Ok(Some(UserFilter::MailEq(literal)))
+    Ok(Some(filter))
 }
 
 #[cfg(test)]
@@ -145,6 +190,27 @@ mod tests {
         user_filter(&url, |p| {
             ["mail", "city"].contains(&p.to_ascii_lowercase().as_str())
         })
+    }
+
+    #[test]
+    fn id_in_takes_up_to_fifteen_quoted_ids() {
+        let f = parse("$filter=id in ('A1', 'b2','c''3')").unwrap().unwrap();
+        assert_eq!(
+            f,
+            UserFilter::IdIn(vec!["A1".into(), "b2".into(), "c'3".into()])
+        );
+        let user: Map<String, Value> = serde_json::from_value(json!({"id": "a1"})).unwrap();
+        assert!(f.matches(&user));
+        let many: Vec<String> = (0..16).map(|i| format!("'{i}'")).collect();
+        let err = parse(&format!("$filter=id in ({})", many.join(","))).unwrap_err();
+        assert_eq!(err.status, 400);
+        for bad in [
+            "$filter=id in 'a'",
+            "$filter=id in ('a'",
+            "$filter=id in ('a',)",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

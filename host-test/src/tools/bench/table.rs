@@ -238,6 +238,34 @@ pub fn checks(report: &BenchReport) -> Vec<Check> {
         user.rounds.to_string(),
         user.rounds <= 4,
     ));
+    if let Some(burst) = ph.iter().find(|r| r.name == "notification burst") {
+        let n = u64::from(p.users.min(super::BURST));
+        let graph_reads = burst.graph_reads;
+        out.push(check(
+            &format!("notification burst ({n} users + a group): Graph read requests"),
+            format!("<= ceil({n}/20) = {}", n.div_ceil(20)),
+            format!("{graph_reads} ({} rounds)", burst.rounds),
+            graph_reads <= n.div_ceil(20),
+        ));
+    }
+    let reply = ph.iter().map(|r| r.max_reply_ms).max().unwrap_or(0);
+    let before = ph
+        .iter()
+        .map(|r| r.max_requests_before_reply)
+        .max()
+        .unwrap_or(0);
+    out.push(check(
+        "webhook replies: largest reply_ms, requests before reply",
+        "0 ms, 0".into(),
+        format!("{reply} ms, {before}"),
+        reply == 0 && before == 0,
+    ));
+    out.push(check(
+        "webhook call with a 1 MiB body: wasm CPU (median)",
+        "< 10 ms".into(),
+        format!("{:.2} ms", report.webhook_1mib_ms),
+        report.webhook_1mib_ms < 10.0,
+    ));
     let wasm: f64 = ph.iter().map(|r| r.wasm_component_s).sum();
     let native: f64 = ph.iter().map(|r| r.native_component_s).sum();
     let ratio = wasm / native.max(1e-9);
