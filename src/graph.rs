@@ -623,6 +623,41 @@ impl<'a> Graph<'a> {
     /// Errors: a failed read, a page with neither link, or a link that repeats a page of the
     /// round (a loop).
     pub fn delta_round(&self, link: &str) -> Result<Option<DeltaRound>, Failure> {
+        self.delta_round_from(link, None)
+    }
+
+    /// The users and the groups delta rounds, their first pages read in one round (a quiet
+    /// tick is then two rounds: the token, and both deltas). The groups round is read only
+    /// when the users round is complete (its first page is read all the same, and dropped:
+    /// the next call reads it again from the stored link). `None` for users: expired.
+    ///
+    /// Errors: as [`Graph::delta_round`].
+    pub fn delta_rounds(
+        &self,
+        users_link: &str,
+        groups_link: &str,
+    ) -> Result<(Option<DeltaRound>, Option<Option<DeltaRound>>), Failure> {
+        let mut round = crate::round::Round::new();
+        let users_first = round.add(self.request(Method::Get, users_link, None)?);
+        let groups_first = round.add(self.request(Method::Get, groups_link, None)?);
+        let mut answers = round.send(|reqs| self.send_all(reqs));
+        let users = self.delta_round_from(users_link, Some(answers.take(users_first)))?;
+        match users {
+            Some(u) if u.complete => {
+                let groups =
+                    self.delta_round_from(groups_link, Some(answers.take(groups_first)))?;
+                Ok((Some(u), Some(groups)))
+            }
+            other => Ok((other, None)),
+        }
+    }
+
+    /// A delta round from `link`, its first page's answer given when it was sent beforehand.
+    fn delta_round_from(
+        &self,
+        link: &str,
+        mut first: Option<HttpResult>,
+    ) -> Result<Option<DeltaRound>, Failure> {
         let mut items = Vec::new();
         let mut url = link.to_string();
         let mut followed = BTreeSet::new();
@@ -641,8 +676,10 @@ impl<'a> Graph<'a> {
                     pages: followed.len() as u32 - 1,
                 }));
             }
-            let req = self.request(Method::Get, &url, None)?;
-            let result = self.send(req);
+            let result = match first.take() {
+                Some(answer) => answer,
+                None => self.send(self.request(Method::Get, &url, None)?),
+            };
             if let Ok(r) = &result {
                 let code = error_text(&r.body).to_ascii_lowercase();
                 let expired =

@@ -47,6 +47,12 @@ pub struct Realtime<'a> {
     /// The verified domains learned so far (the state's `email_domains`): the member users
     /// this call reads are added, and the caller stores the set back.
     pub learned_domains: BTreeSet<String>,
+    /// The mapped groups' transitive members, read once per call by the first burst step
+    /// that needs them.
+    members: Option<roles::Memberships>,
+    /// This call works off a burst (more queued users than a few): every users step reads
+    /// by `$batch` and takes memberships from `members`.
+    burst: bool,
 }
 
 impl<'a> Realtime<'a> {
@@ -74,6 +80,8 @@ impl<'a> Realtime<'a> {
             deactivated: 0,
             held: Vec::new(),
             learned_domains: BTreeSet::new(),
+            members: None,
+            burst: false,
         }
     }
 
@@ -128,6 +136,7 @@ impl<'a> Realtime<'a> {
         let per_user = 6 + groups.div_ceil(20);
         let platform = self.platform;
         let users_left = std::cell::Cell::new(!queue.users.is_empty());
+        self.burst = queue.users.len() > CHECK_MEMBER_GROUPS_UP_TO;
         budget::run_steps(
             || {
                 budget::fits(platform, budget::MIN_STEP_ROUNDS)
@@ -147,12 +156,12 @@ impl<'a> Realtime<'a> {
                 } else {
                     let small = CHECK_MEMBER_GROUPS_UP_TO;
                     let mut fit = budget::items_that_fit(platform, fixed, per_user, 1, small);
-                    if fit == small && queue.users.len() > small {
+                    if self.burst {
                         let more = budget::items_that_fit(
                             platform,
                             fixed_batched,
                             per_user,
-                            small,
+                            1,
                             USER_CHUNK,
                         );
                         fit = more;
@@ -172,7 +181,7 @@ impl<'a> Realtime<'a> {
     /// Re-reads users and brings their ZenQMS account and mapped roles in line.
     pub fn sync_users(&mut self, ids: &[String]) -> Result<(), Failure> {
         let mapped = self.config.mapped_groups();
-        let per_user = ids.len() <= CHECK_MEMBER_GROUPS_UP_TO;
+        let per_user = !self.burst && ids.len() <= CHECK_MEMBER_GROUPS_UP_TO;
         // A burst: the users from Graph first, 15 to an `id in` filter and 20 filters to a
         // `$batch` (a request per 300 users, not one per user).
         let batched = if per_user {
@@ -249,7 +258,10 @@ impl<'a> Realtime<'a> {
                 }
             }
         } else if !mapped.is_empty() {
-            let members = self.graph.transitive_members(&mapped)?;
+            if self.members.is_none() {
+                self.members = Some(self.graph.transitive_members(&mapped)?);
+            }
+            let members = self.members.as_ref().expect("read above");
             for g in &mapped {
                 match members.get(g) {
                     None => {

@@ -80,12 +80,11 @@ pub(super) fn delta_round(
         None => None,
         Some(d) => {
             let (users_link, groups_link) = (d.users.clone(), d.groups.clone());
-            match graph.delta_round(&users_link)? {
-                None => None,
-                Some(users) if !users.complete => Some((users, None)),
-                Some(users) => graph
-                    .delta_round(&groups_link)?
-                    .map(|groups| (users, Some(groups))),
+            match graph.delta_rounds(&users_link, &groups_link)? {
+                (None, _) => None,
+                (Some(users), None) => Some((users, None)),
+                (Some(_), Some(None)) => None,
+                (Some(users), Some(Some(groups))) => Some((users, Some(groups))),
             }
         }
     };

@@ -183,3 +183,51 @@ fn the_inbox_is_taken_exactly_and_an_unreadable_item_is_dropped_with_a_warning()
     let report = finish(runner, vec![rec]);
     assert_eq!(linked(&report, &uid(3)).unwrap().title, "Later");
 }
+
+/// A burst (every user edited, a group changed, all notified at once) ends in the state a full
+/// sync gives: the re-sync after it writes nothing.
+#[test]
+fn a_burst_ends_where_a_full_sync_would() {
+    let n = 120;
+    let users: Vec<Value> = (1..=n).map(entra_user).collect();
+    let groups = json!([{"id": gid(1), "displayName": "QA", "members": (1..=30).map(uid).collect::<Vec<_>>()}]);
+    let mappings = json!([{"role": "r-qa", "groups": [gid(1)]}]);
+    let mut s = scenario(users, groups, vec![], mappings);
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 1..=n {
+        steps.push(titled(i, "Burst"));
+    }
+    for i in 31..=40 {
+        steps.push(json!({"entra": {"add_member": {"group": gid(1), "member": uid(i)}}}));
+    }
+    let ids: Vec<String> = (1..=n).map(uid).collect();
+    steps.push(json!({"notify": {"resource": "users", "ids": ids}}));
+    steps.push(json!({"notify": {"resource": "groups", "id": gid(1)}}));
+    steps.push(json!({"deploy": {}}));
+    s["steps"] = Value::Array(steps);
+    let r = run(s);
+    assert_ok(&r);
+    assert_replies_at_once(&r);
+    let last = r.steps.last().unwrap();
+    let writes: Vec<&str> = last
+        .logs
+        .iter()
+        .filter(|l| l.message.starts_with("ZenQMS user") || l.message.starts_with("ZenQMS roles"))
+        .map(|l| l.message.as_str())
+        .collect();
+    assert!(writes.is_empty(), "the re-sync found work left: {writes:?}");
+    let qa = r
+        .zenqms
+        .users
+        .iter()
+        .filter(|u| u.roles.contains(&"r-qa".to_string()))
+        .count();
+    assert_eq!(qa, 40);
+    assert!(
+        r.zenqms
+            .users
+            .iter()
+            .filter(|u| u.external_id.is_some())
+            .all(|u| u.title == "Burst")
+    );
+}

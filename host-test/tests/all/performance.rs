@@ -95,3 +95,23 @@ fn initial_sync_rounds_stay_within_1_2_x_the_floor() {
         initial.rounds
     );
 }
+
+#[test]
+fn a_notification_burst_reads_graph_in_batches_and_replies_at_once() {
+    let burst = report()
+        .phases
+        .iter()
+        .find(|p| p.name == "notification burst")
+        .expect("the burst phase");
+    // 300 user notifications and a group notification.
+    assert!(
+        burst.graph_reads <= u64::from(USERS).div_ceil(20),
+        "{} Graph read requests: {burst:#?}",
+        burst.graph_reads
+    );
+    assert_eq!(
+        (burst.max_reply_ms, burst.max_requests_before_reply),
+        (0, 0)
+    );
+    assert!(burst.zenqms_writes >= u64::from(USERS) / 2, "{burst:#?}");
+}
