@@ -172,16 +172,42 @@ impl<'a> Slot<'a> {
             return Ok(Vec::new());
         }
         let state = self.get(log)?;
+        // A delete in progress, or an instance not deployed (a delete finished): nothing may
+        // be re-linked, so the items are dropped.
+        let closed = state.deleting.is_some() || state.tenant_id.is_none();
         let mut taken = Vec::with_capacity(inbox.len());
+        let mut causes = Vec::new();
         for (seq, text) in inbox {
-            match InboxItem::decode(text) {
-                Ok(item) => item.merge_into(&mut state.queue),
-                Err(why) => log.warn(
-                    "inbox item unreadable, dropped",
-                    &[("seq", &seq.to_string()), ("reason", &why)],
-                ),
-            }
             taken.push(*seq);
+            let item = match InboxItem::decode(text) {
+                Ok(item) => item,
+                Err(why) => {
+                    log.warn(
+                        "inbox item unreadable, dropped",
+                        &[("seq", &seq.to_string()), ("reason", &why)],
+                    );
+                    continue;
+                }
+            };
+            if closed {
+                log.info(
+                    "inbox item dropped: the instance is being deleted or is not deployed",
+                    &[("seq", &seq.to_string())],
+                );
+                continue;
+            }
+            item.merge_into(&mut state.queue);
+            if !state.queue.cause.is_empty() && causes.last() != Some(&state.queue.cause) {
+                causes.push(state.queue.cause.clone());
+            }
+        }
+        // Writes caused by several notification requests name the first and count the rest.
+        if causes.len() > 1 {
+            state.queue.cause = format!(
+                "{} (+{} more notification requests)",
+                causes[0],
+                causes.len() - 1
+            );
         }
         Ok(taken)
     }
@@ -232,10 +258,9 @@ pub fn run(
         }),
         // A transient failure that ran out of budget with work checkpointed: continue on
         // resume instead of failing.
+        // (A webhook does no work, so never gets here.)
         Err(f) if f.retryable && resilient.out_of_budget() && slot.has_work() => Ok(Outcome {
-            // A webhook's work is queued in state: Graph need not redeliver it.
-            response: (what == "webhook")
-                .then(|| Response::text(202, "application/json", "{\"queued\": true}")),
+            response: None,
             state,
             pending: true,
             summary: format!(
@@ -396,6 +421,77 @@ mod tests {
     }
 
     #[test]
+    fn the_inbox_is_taken_in_merged_once_per_id_and_dropped_while_deleting() {
+        let item = |users: &[&str], n: &str| -> String {
+            serde_json::json!({"users": users, "notifications": [n], "received_at": "20261128T120000Z"})
+                .to_string()
+        };
+        let inbox = vec![
+            (7, item(&["u1", "u2"], "n-1")),
+            (8, "not an item".to_string()),
+            (9, item(&["u2", "u3"], "n-2")),
+        ];
+        let mut deployed = State::fresh();
+        deployed.tenant_id = Some("t".into());
+        let stored = deployed.to_json();
+        let p = Offline::default();
+        let o = run(
+            &p,
+            &config(),
+            Some(&stored),
+            &inbox,
+            Unreadable::Refuse,
+            20_000,
+            "resume",
+            |_, _| Ok(Reply::done("nothing else")),
+        )
+        .unwrap();
+        assert_eq!(o.taken, vec![7, 8, 9], "the unreadable one too");
+        let state = State::parse(o.state.as_deref()).unwrap();
+        assert_eq!(state.queue.users, vec!["u1", "u2", "u3"]);
+        assert_eq!(
+            state.queue.cause,
+            "notification n-1 (+1 more notification requests)"
+        );
+        assert_eq!(o.state_revision, Some(1));
+        assert!(p.log_text().contains("inbox item unreadable, dropped"));
+
+        // While a delete is in progress nothing is queued (nothing may be re-linked).
+        let mut deleting = deployed.clone();
+        deleting.deleting = Some(crate::state::Deleting {
+            started_at: "2026-11-28T12:00:00Z".into(),
+            cleared: 0,
+        });
+        let stored = deleting.to_json();
+        let o = run(
+            &p,
+            &config(),
+            Some(&stored),
+            &inbox,
+            Unreadable::Refuse,
+            20_000,
+            "resume",
+            |_, _| Ok(Reply::done("deleting")),
+        )
+        .unwrap();
+        assert_eq!(o.taken, vec![7, 8, 9]);
+        assert!(o.state.is_none(), "nothing queued: the state is unchanged");
+        // A webhook call never takes the inbox.
+        let o = run(
+            &p,
+            &config(),
+            Some(&stored),
+            &inbox,
+            Unreadable::Refuse,
+            20_000,
+            "webhook",
+            |_, _| Ok(Reply::done("answered")),
+        )
+        .unwrap();
+        assert!(o.taken.is_empty() && o.state.is_none());
+    }
+
+    #[test]
     fn a_transient_failure_out_of_budget_with_work_checkpointed_is_a_pause() {
         let p = Offline::default();
         let stored = stored_with_queue();
@@ -406,7 +502,7 @@ mod tests {
             &[],
             Unreadable::Refuse,
             1_000,
-            "webhook",
+            "resume",
             |p, slot| {
                 slot.get(&Log::new(p))?;
                 // A retry wait that does not fit marks the call out of budget.
@@ -416,11 +512,7 @@ mod tests {
         )
         .unwrap();
         assert!(o.pending);
-        assert_eq!(
-            o.response.as_ref().unwrap().status,
-            202,
-            "a webhook's work is queued"
-        );
+        assert!(o.response.is_none());
         assert!(o.summary.contains("paused"), "{}", o.summary);
     }
 

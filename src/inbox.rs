@@ -41,7 +41,8 @@ pub struct InboxItem {
     pub notifications: Vec<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub more_notifications: usize,
-    /// When the webhook accepted it (RFC 3339), for the cause when no notification id came.
+    /// When the webhook accepted it (UTC, `YYYYMMDDTHHMMSSZ`), for the cause when no
+    /// notification id came.
     pub received_at: String,
 }
 

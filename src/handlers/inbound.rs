@@ -83,6 +83,15 @@ pub(super) fn on_webhook(
     };
     let config = parse_config(inst)?;
     let state: &State = slot.get(&log)?;
+    if state.deleting.is_some() {
+        // Nothing may be re-linked while links are cleared: Graph may stop sending.
+        log.warn("notifications rejected: the instance is being deleted", &[]);
+        let body = json!({"accepted": 0, "rejected": notifications.len()});
+        return Ok(
+            Reply::done("webhook: instance being deleted, notifications rejected")
+                .answering(accepted(202, body)),
+        );
+    }
     let mut item = InboxItem {
         received_at: p.now().format("%Y%m%dT%H%M%SZ").to_string(),
         ..InboxItem::default()

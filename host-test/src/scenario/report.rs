@@ -178,9 +178,9 @@ pub fn audit(steps: &[StepRecord]) -> Vec<AuditRecord> {
 pub struct Violation {
     /// The index of the step during (or after) which it was found.
     pub step: usize,
-    /// Which invariant: `subscriptions`.
+    /// Which invariant: `subscriptions`, `webhook-reply` or `revision`.
     pub name: String,
-    /// What differs, naming subscription ids (never a clientState).
+    /// What differs (naming subscription ids, never a clientState).
     pub detail: String,
 }
 

@@ -166,7 +166,19 @@ impl Runner {
 
     /// What the platform does with a call's inbox fields: drops exactly the items taken,
     /// appends a webhook's accepted items, and checks the state revision.
-    fn keep_inbox(&mut self, taken: &[u64], accepted: Vec<String>, revision: Option<u64>) {
+    fn keep_inbox(
+        &mut self,
+        taken: &[u64],
+        accepted: Vec<String>,
+        has_state: bool,
+        revision: Option<u64>,
+    ) {
+        if has_state != revision.is_some() {
+            self.platform_violation(
+                "revision",
+                format!("state returned: {has_state}, state-revision: {revision:?}"),
+            );
+        }
         self.inbox.retain(|i| !taken.contains(&i.seq));
         for item in accepted {
             self.inbox.push(InboxItem {
@@ -277,7 +289,8 @@ impl Runner {
                     self.state_history.push(s.clone());
                 }
                 let accepted = std::mem::take(&mut outcome.inbox);
-                self.keep_inbox(&outcome.taken, accepted, outcome.state_revision);
+                let has_state = outcome.state.is_some();
+                self.keep_inbox(&outcome.taken, accepted, has_state, outcome.state_revision);
                 CallResult {
                     outcome: Some(outcome),
                     error: None,
@@ -291,11 +304,12 @@ impl Runner {
                 taken,
                 state_revision,
             })) => {
+                let has_state = state.is_some();
                 if let Some(s) = state {
                     self.state_history.push(s.clone());
                     self.state = Some(s);
                 }
-                self.keep_inbox(&taken, Vec::new(), state_revision);
+                self.keep_inbox(&taken, Vec::new(), has_state, state_revision);
                 let kind = if retryable {
                     "retryable"
                 } else {
@@ -340,13 +354,16 @@ impl Runner {
             max_calls,
         };
         let world = std::cell::RefCell::new(self);
+        // The platform resumes while work is pending or the inbox holds items.
+        let inbox_left = std::cell::Cell::new(false);
         let driven = driver::drive(
             handler,
             Handler::Event(Event::Resume),
             policy,
-            |o: &Outcome| o.pending,
+            |o: &Outcome| o.pending || inbox_left.get(),
             |h| {
                 let result = world.borrow_mut().call_once(h, rec);
+                inbox_left.set(!world.borrow().inbox.is_empty());
                 match (result.outcome, result.error) {
                     (Some(o), _) => {
                         rec.summary = Some(o.summary.clone());

@@ -384,12 +384,16 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
     } else {
         handler
     };
+    let o_command_is_delete = matches!(o.command, Command::Delete);
     while lock.is_some() {
         let driven = driver::drive(
             start.clone(),
             Handler::Event(Event::Resume),
             Policy::default(),
-            |o: &Outcome| o.pending || !store.inbox().unwrap_or_default().is_empty(),
+            |o: &Outcome| {
+                // A delete ends when the component says so (the inbox is forgotten with it).
+                o.pending || (!o_command_is_delete && !store.inbox().unwrap_or_default().is_empty())
+            },
             |h| match call(h, &mut rec) {
                 Ok(end) => end,
                 Err(e) => {
@@ -415,7 +419,8 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
         // Released, then the inbox looked at again: an item a webhook appended while the
         // lock was held is taken in here (that webhook could not take the lock).
         lock = None;
-        if rec.error.is_none() && !store.inbox()?.is_empty() {
+        let deleted = matches!(o.command, Command::Delete);
+        if rec.error.is_none() && !deleted && !store.inbox()?.is_empty() {
             lock = store.try_serialize()?;
         }
         start = Handler::Event(Event::Resume);
