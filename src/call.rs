@@ -176,7 +176,7 @@ impl<'a> Slot<'a> {
         // be re-linked, so the items are dropped.
         let closed = state.deleting.is_some() || state.tenant_id.is_none();
         let mut taken = Vec::with_capacity(inbox.len());
-        let mut causes = Vec::new();
+        let mut items = Vec::new();
         for (seq, text) in inbox {
             taken.push(*seq);
             let item = match InboxItem::decode(text) {
@@ -196,18 +196,14 @@ impl<'a> Slot<'a> {
                 );
                 continue;
             }
-            item.merge_into(&mut state.queue);
-            if !state.queue.cause.is_empty() && causes.last() != Some(&state.queue.cause) {
-                causes.push(state.queue.cause.clone());
-            }
+            items.push(item);
         }
-        // Writes caused by several notification requests name the first and count the rest.
-        if causes.len() > 1 {
-            state.queue.cause = format!(
-                "{} (+{} more notification requests)",
-                causes[0],
-                causes.len() - 1
-            );
+        // The writes these lead to name every notification that asked for them.
+        if let Some(cause) = crate::inbox::cause_of(&items.iter().collect::<Vec<_>>()) {
+            state.queue.cause = cause;
+        }
+        for item in items {
+            item.merge_into(&mut state.queue);
         }
         Ok(taken)
     }
@@ -449,10 +445,7 @@ mod tests {
         assert_eq!(o.taken, vec![7, 8, 9], "the unreadable one too");
         let state = State::parse(o.state.as_deref()).unwrap();
         assert_eq!(state.queue.users, vec!["u1", "u2", "u3"]);
-        assert_eq!(
-            state.queue.cause,
-            "notification n-1 (+1 more notification requests)"
-        );
+        assert_eq!(state.queue.cause, "notification n-1,n-2");
         assert_eq!(o.state_revision, Some(1));
         assert!(p.log_text().contains("inbox item unreadable, dropped"));
 

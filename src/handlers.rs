@@ -202,6 +202,7 @@ fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
         phase: Phase::Users {
             next: Graph::users_url(),
             skip: 0,
+            done: Vec::new(),
         },
         batches: 0,
         calls: 0,

@@ -86,12 +86,9 @@ impl InboxItem {
         Ok(item)
     }
 
-    /// Queues the item's work: users and groups by id (once each), lifecycle events in order;
-    /// the queue's audit cause names the notifications.
+    /// Queues the item's work: users and groups by id (once each), lifecycle events in order.
+    /// (The audit cause of several items is built by [`cause_of`].)
     pub fn merge_into(self, queue: &mut Queue) {
-        if !self.users.is_empty() || !self.groups.is_empty() {
-            queue.cause = self.cause();
-        }
         queue.push(&self.users, &self.groups);
         for l in self.lifecycle {
             if !queue.lifecycle.contains(&l) {
@@ -99,18 +96,38 @@ impl InboxItem {
             }
         }
     }
+}
 
-    /// `notification id1,id2 (+N more)`, or the time received when Graph sent no ids.
-    fn cause(&self) -> String {
-        if self.notifications.is_empty() {
-            return format!("notification {}", self.received_at);
-        }
-        let ids = self.notifications.join(",");
-        match self.more_notifications {
-            0 => format!("notification {ids}"),
-            more => format!("notification {ids} (+{more} more)"),
-        }
+/// The audit cause of the writes that items with work lead to: every notification id they
+/// carry (the first [`CAUSE_IDS`], then how many more), or the times received when Graph sent
+/// no ids. None when no item has work.
+pub fn cause_of(items: &[&InboxItem]) -> Option<String> {
+    let working: Vec<&&InboxItem> = items
+        .iter()
+        .filter(|i| !i.users.is_empty() || !i.groups.is_empty())
+        .collect();
+    let first = working.first()?;
+    let ids: Vec<&str> = working
+        .iter()
+        .flat_map(|i| i.notifications.iter().map(String::as_str))
+        .collect();
+    let more: usize = working.iter().map(|i| i.more_notifications).sum::<usize>()
+        + ids.len().saturating_sub(CAUSE_IDS);
+    if ids.is_empty() {
+        return Some(match working.len() {
+            1 => format!("notification {}", first.received_at),
+            n => format!(
+                "notification {} (+{} more requests)",
+                first.received_at,
+                n - 1
+            ),
+        });
     }
+    let shown = ids[..ids.len().min(CAUSE_IDS)].join(",");
+    Some(match more {
+        0 => format!("notification {shown}"),
+        more => format!("notification {shown} (+{more} more)"),
+    })
 }
 
 #[cfg(test)]
@@ -141,7 +158,22 @@ mod tests {
         assert_eq!(q.users, vec!["u1", "u2"]);
         assert_eq!(q.groups, vec!["g1"]);
         assert_eq!(q.lifecycle.len(), 1);
-        assert_eq!(q.cause, "notification n1 (+2 more)");
+        let (a, b) = (
+            item(),
+            InboxItem {
+                notifications: vec!["n9".into()],
+                more_notifications: 0,
+                ..item()
+            },
+        );
+        assert_eq!(cause_of(&[&a]).unwrap(), "notification n1 (+2 more)");
+        assert_eq!(cause_of(&[&a, &b]).unwrap(), "notification n1,n9 (+2 more)");
+        let quiet = InboxItem {
+            users: Vec::new(),
+            groups: Vec::new(),
+            ..item()
+        };
+        assert_eq!(cause_of(&[&quiet]), None);
     }
 
     #[test]

@@ -308,14 +308,15 @@ pub fn plan_user(user: &EntraUser, dir: &Directory, trust: &Trust) -> Action {
         }
     };
     let mut changes = Vec::new();
-    if linking {
-        change(
-            &mut changes,
-            "external_id",
-            zuser.external_id.clone().into(),
-            user.id.clone().into(),
-        );
-    }
+    // Linking sets the link; a link stored in another form (case, padding: made by hand or by
+    // another tool) is rewritten to the Entra id as Graph gives it, so that every later
+    // look-up by external_id (notifications, group changes) finds it.
+    change(
+        &mut changes,
+        "external_id",
+        zuser.external_id.clone().into(),
+        user.id.clone().into(),
+    );
     match user.mapped() {
         Some(m) => {
             // Written whenever the stored value differs at all (padding and case included).

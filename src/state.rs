@@ -215,12 +215,19 @@ pub struct Blocked {
 #[serde(rename_all = "snake_case", tag = "phase")]
 pub enum Phase {
     /// Planning users page by page; `next` is the Graph URL of the next page to process and
-    /// `skip` how many of its users are done (a page longer than asked for takes several
-    /// steps).
+    /// `done` which of its users are (a page longer than asked for, or a budget nearly spent,
+    /// takes several steps).
     Users {
         next: String,
+        /// Users of the page done, by position: kept only to read checkpoints written before
+        /// `done` (a position shifts when a user of the page is deleted meanwhile).
         #[serde(default, skip_serializing_if = "is_zero")]
         skip: usize,
+        /// The ids (lowercase) of the page's users done so far: the page is read again by the
+        /// next step, and whatever Graph's page then holds, exactly the users not in here are
+        /// worked (at most a page's worth of ids).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        done: Vec<String>,
     },
     /// Finding linked ZenQMS users whose Entra object is gone.
     Leavers,
@@ -359,6 +366,7 @@ mod tests {
             phase: Phase::Users {
                 next: "https://graph.microsoft.com/v1.0/users".into(),
                 skip: 0,
+                done: Vec::new(),
             },
             batches: 2,
             calls: 1,

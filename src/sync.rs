@@ -70,8 +70,20 @@ fn defer_deactivation(mut p: Planned, deferred: &mut Vec<Deferred>) -> Option<Pl
 enum PageEnd {
     /// The page is done; the listing's next link, if any.
     Next(Option<String>),
-    /// The page holds more users from this index on.
-    More(usize),
+    /// The page holds more users: these (lowercase ids) are done.
+    More(Vec<String>),
+}
+
+/// A page item's id as the checkpoint keeps it (lowercase), if it has one.
+fn item_key(item: &serde_json::Value) -> Option<String> {
+    item.get("id")
+        .and_then(serde_json::Value::as_str)
+        .map(|id| id.trim().to_ascii_lowercase())
+}
+
+/// Whether a page item is among the ids done.
+fn item_done(item: &serde_json::Value, done: &BTreeSet<&str>) -> bool {
+    item_key(item).is_some_and(|id| done.contains(id.as_str()))
 }
 
 /// How one call of a full sync ended.
@@ -176,14 +188,22 @@ impl<'a> Engine<'a> {
 
     fn step_once(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
         match sync.phase.clone() {
-            Phase::Users { next, skip } => {
-                let end = self.users_page(&next, skip, sync)?;
+            Phase::Users { next, skip, done } => {
+                let end = self.users_page(&next, skip, done, sync)?;
                 sync.batches += 1;
                 sync.phase = match end {
-                    PageEnd::More(skip) => Phase::Users { next, skip },
+                    PageEnd::More(done) => Phase::Users {
+                        next,
+                        skip: 0,
+                        done,
+                    },
                     PageEnd::Next(Some(url)) => {
                         links::follow(&mut sync.recent_links, &url, sync.batches, "listing users")?;
-                        Phase::Users { next: url, skip: 0 }
+                        Phase::Users {
+                            next: url,
+                            skip: 0,
+                            done: Vec::new(),
+                        }
                     }
                     PageEnd::Next(None) => Phase::Leavers,
                 };
@@ -247,6 +267,7 @@ impl<'a> Engine<'a> {
         &mut self,
         url: &str,
         skip: usize,
+        mut done: Vec<String>,
         sync: &mut FullSync,
     ) -> Result<PageEnd, Failure> {
         if sync.unseen.is_none() {
@@ -273,12 +294,21 @@ impl<'a> Engine<'a> {
             (self.concurrency() / 2).max(1),
             USER_PAGE as usize,
         );
-        let total = page.items.len();
-        let end = (skip + slice).min(total);
-        let last_slice = end >= total;
+        // The page's users not done yet (by id; a checkpoint from before ids were kept says
+        // how many by position).
+        let done_set: BTreeSet<&str> = done.iter().map(String::as_str).collect();
+        let todo: Vec<&serde_json::Value> = page
+            .items
+            .iter()
+            .skip(if done.is_empty() { skip } else { 0 })
+            .filter(|item| !item_done(item, &done_set))
+            .collect();
+        let last_slice = todo.len() <= slice;
         let page_next = if last_slice { page.next.clone() } else { None };
-        let mut users = Vec::with_capacity(end.saturating_sub(skip));
-        for item in &page.items[skip.min(total)..end] {
+        let this = &todo[..todo.len().min(slice)];
+        let newly: Vec<String> = this.iter().filter_map(|i| item_key(i)).collect();
+        let mut users = Vec::with_capacity(this.len());
+        for item in this.iter().copied() {
             match EntraUser::from_json(item) {
                 Some(u) => users.push(u),
                 None => {
@@ -390,9 +420,14 @@ impl<'a> Engine<'a> {
         if last_slice {
             Ok(PageEnd::Next(page.next))
         } else {
+            if done.is_empty() && skip > 0 {
+                // An old checkpoint's position, turned into the ids it covered.
+                done = page.items.iter().take(skip).filter_map(item_key).collect();
+            }
+            done.extend(newly);
             // The rest of this page is the next step's (read again in a later call).
             self.prefetched = Some((url.to_string(), page));
-            Ok(PageEnd::More(end))
+            Ok(PageEnd::More(done))
         }
     }
 

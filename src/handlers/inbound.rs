@@ -123,9 +123,21 @@ pub(super) fn on_webhook(
         match (&n.lifecycle_event, resource_target(n)) {
             (Some(ev), _) => {
                 lifecycle += 1;
+                // Only Graph's three events are carried as themselves; anything else is kept
+                // as "unknown" (named here, in the log), so an item always reads back.
+                let event = match ev.as_str() {
+                    "reauthorizationRequired" | "subscriptionRemoved" | "missed" => ev.clone(),
+                    _ => {
+                        log.warn(
+                            "unknown lifecycle event; the next delta round catches up",
+                            &[("event", ev)],
+                        );
+                        "unknown".to_string()
+                    }
+                };
                 let l = LifecycleItem {
                     subscription_id: n.subscription_id.clone(),
-                    event: ev.chars().take(MAX_ID).collect(),
+                    event,
                 };
                 if !item.lifecycle.contains(&l) {
                     item.lifecycle.push(l);

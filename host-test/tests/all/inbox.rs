@@ -231,3 +231,74 @@ fn a_burst_ends_where_a_full_sync_would() {
             .all(|u| u.title == "Burst")
     );
 }
+
+/// A lifecycle event Graph does not define, in the same POST as a user change, must not cost
+/// the user change (the item it came in used to be unreadable and dropped whole).
+#[test]
+fn an_odd_lifecycle_event_does_not_drop_the_changes_beside_it() {
+    for event in ["", "é".repeat(100).as_str(), "somethingNew"] {
+        let users: Vec<Value> = (1..=5).map(entra_user).collect();
+        let mut s = scenario(users, json!([]), vec![], json!([]));
+        s["steps"] = json!([
+            {"deploy": {}},
+            titled(1, "Edited"),
+            {"webhook": {"method": "POST", "body": {"value": [
+                {"subscriptionId": "{{users.subscriptionId}}", "clientState": "{{users.clientState}}",
+                 "changeType": "updated", "resource": format!("Users/{}", uid(1)), "tenantId": "{{tenantId}}"},
+                {"subscriptionId": "{{users.subscriptionId}}", "clientState": "{{users.clientState}}",
+                 "lifecycleEvent": event, "tenantId": "{{tenantId}}"},
+            ]}}},
+        ]);
+        let r = run(s);
+        assert_ok(&r);
+        assert_eq!(
+            linked(&r, &uid(1)).unwrap().title,
+            "Edited",
+            "event {event:?}"
+        );
+        assert!(
+            !log_text(&r).contains("inbox item unreadable"),
+            "event {event:?}"
+        );
+    }
+}
+
+/// A link stored in another form (upper case, padding) by hand or another tool is rewritten
+/// by the full sync to the Entra id as Graph gives it, so notifications find the account.
+#[test]
+fn a_link_in_another_form_is_normalised_and_notifications_find_it() {
+    let users: Vec<Value> = (1..=3).map(entra_user).collect();
+    let upper = uid(1).to_ascii_uppercase();
+    let padded = format!(" {} ", uid(2));
+    let zen = vec![
+        zen_user("z1", "user1@contoso.com", Some(&upper), &[]),
+        zen_user("z2", "user2@contoso.com", Some(&padded), &[]),
+    ];
+    let mut s = scenario(users, json!([]), zen, json!([]));
+    let mut renamed = entra_user(1);
+    renamed["mail"] = json!("renamed1@contoso.com");
+    s["steps"] = json!([
+        {"deploy": {}},
+        {"entra": {"upsert_user": renamed}},
+        {"notify": {"resource": "users", "id": uid(1)}},
+        {"entra": {"delete_user": uid(2)}},
+        {"notify": {"resource": "users", "id": uid(2), "change_type": "deleted"}},
+    ]);
+    let r = run(s);
+    assert_ok(&r);
+    assert_eq!(
+        r.zenqms.users.len(),
+        3,
+        "no duplicate: {:?}",
+        r.zenqms.users
+    );
+    let z1 = by_id(&r, "z1");
+    assert_eq!(
+        (z1.external_id.as_deref(), z1.email.as_str()),
+        (Some(uid(1).as_str()), "renamed1@contoso.com")
+    );
+    assert!(
+        !by_id(&r, "z2").is_active,
+        "the deleted user's account is deactivated"
+    );
+}
