@@ -48,8 +48,10 @@ fn resource_target(n: &Notification) -> Option<(bool, String)> {
     let resource = n.resource.as_deref()?.trim_start_matches('/');
     let (kind, id) = resource.split_once('/')?;
     let id = id.trim().to_ascii_lowercase();
-    // An id longer than any Graph id is not one (and would not fit an inbox item).
-    if id.is_empty() || id.contains('/') || id.len() > MAX_ID {
+    // Graph names users and groups by object id, a GUID (graph/01-subscriptions-and-
+    // notifications.md: `Users/{id}`); anything else is not a notification we act on (a UPN
+    // would read one way alone and another in a burst's `id in` batch).
+    if !crate::config::is_guid(&id) {
         return None;
     }
     match kind.to_ascii_lowercase().as_str() {
