@@ -141,6 +141,22 @@ pub fn render(report: &BenchReport) -> String {
         report.instantiate_us,
         report.instantiate_min_us
     );
+    let _ = writeln!(out, "\nWebhook calls (the reply path alone):");
+    for r in report.phases.iter().filter(|r| r.webhook_cpu_s > 0.0) {
+        let _ = writeln!(
+            out,
+            "  {:<36} largest reply {} ms, {} requests before a reply, wasm CPU {:.2} ms",
+            r.name,
+            r.max_reply_ms,
+            r.max_requests_before_reply,
+            r.webhook_cpu_s * 1e3
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  a 1 MiB body of notifications: wasm CPU {:.2} ms (median of 11)",
+        report.webhook_1mib_ms
+    );
     let c = &report.initial_sync_graph_cost;
     let _ = writeln!(
         out,
