@@ -137,6 +137,11 @@ impl<'a> Realtime<'a> {
         let platform = self.platform;
         let users_left = std::cell::Cell::new(!queue.users.is_empty());
         self.burst = queue.users.len() > CHECK_MEMBER_GROUPS_UP_TO;
+        let (fixed, most) = if self.burst {
+            (fixed_batched, USER_CHUNK)
+        } else {
+            (fixed, CHECK_MEMBER_GROUPS_UP_TO)
+        };
         budget::run_steps(
             || {
                 budget::fits(platform, budget::MIN_STEP_ROUNDS)
@@ -154,18 +159,7 @@ impl<'a> Realtime<'a> {
                     }
                     queue.groups.clear();
                 } else {
-                    let small = CHECK_MEMBER_GROUPS_UP_TO;
-                    let mut fit = budget::items_that_fit(platform, fixed, per_user, 1, small);
-                    if self.burst {
-                        let more = budget::items_that_fit(
-                            platform,
-                            fixed_batched,
-                            per_user,
-                            1,
-                            USER_CHUNK,
-                        );
-                        fit = more;
-                    }
+                    let fit = budget::items_that_fit(platform, fixed, per_user, 1, most);
                     let n = queue.users.len().min(fit);
                     let chunk: Vec<String> = queue.users[..n].to_vec();
                     self.sync_users(&chunk)?;
@@ -181,10 +175,10 @@ impl<'a> Realtime<'a> {
     /// Re-reads users and brings their ZenQMS account and mapped roles in line.
     pub fn sync_users(&mut self, ids: &[String]) -> Result<(), Failure> {
         let mapped = self.config.mapped_groups();
-        let per_user = !self.burst && ids.len() <= CHECK_MEMBER_GROUPS_UP_TO;
+        let each_alone = !self.burst && ids.len() <= CHECK_MEMBER_GROUPS_UP_TO;
         // A burst: the users from Graph first, 15 to an `id in` filter and 20 filters to a
         // `$batch` (a request per 300 users, not one per user).
-        let batched = if per_user {
+        let batched = if each_alone {
             None
         } else {
             Some(self.graph.users_by_ids(ids)?)
@@ -194,7 +188,7 @@ impl<'a> Realtime<'a> {
         // the mapped groups' transitive members read once after it (cheaper than a request per
         // user once a step holds more than a few).
         let mut round = Round::new();
-        let user_slots = if per_user {
+        let user_slots = if each_alone {
             round.add_all(self.graph.user_requests(ids)?)
         } else {
             Vec::new()
@@ -209,7 +203,7 @@ impl<'a> Realtime<'a> {
             .collect();
         let mut group_slots = Vec::new();
         let mut exists_slots = Vec::new();
-        if per_user && !mapped.is_empty() {
+        if each_alone && !mapped.is_empty() {
             for id in ids {
                 let r = self.graph.member_group_requests(id, &mapped)?;
                 group_slots.push((id, round.add_all(r)));
@@ -245,7 +239,7 @@ impl<'a> Realtime<'a> {
         }
         let mut member_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut gone = BTreeSet::new();
-        if per_user {
+        if each_alone {
             for (id, slots) in group_slots {
                 let set = member_of.entry(id.clone()).or_default();
                 for slot in slots {
