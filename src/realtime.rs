@@ -50,8 +50,8 @@ pub struct Realtime<'a> {
     /// The mapped groups' transitive members, read once per call by the first burst step
     /// that needs them.
     members: Option<roles::Memberships>,
-    /// This call works off a burst (more queued users than a few): every users step reads
-    /// by `$batch` and takes memberships from `members`.
+    /// The current users step reads by `$batch` and takes memberships from `members` (a
+    /// burst, at a budget that lets a step take more than a few users).
     burst: bool,
 }
 
@@ -136,12 +136,7 @@ impl<'a> Realtime<'a> {
         let per_user = 6 + groups.div_ceil(20);
         let platform = self.platform;
         let users_left = std::cell::Cell::new(!queue.users.is_empty());
-        self.burst = queue.users.len() > CHECK_MEMBER_GROUPS_UP_TO;
-        let (fixed, most) = if self.burst {
-            (fixed_batched, USER_CHUNK)
-        } else {
-            (fixed, CHECK_MEMBER_GROUPS_UP_TO)
-        };
+        let burst = queue.users.len() > CHECK_MEMBER_GROUPS_UP_TO;
         budget::run_steps(
             || {
                 budget::fits(platform, budget::MIN_STEP_ROUNDS)
@@ -159,7 +154,21 @@ impl<'a> Realtime<'a> {
                     }
                     queue.groups.clear();
                 } else {
-                    let fit = budget::items_that_fit(platform, fixed, per_user, 1, most);
+                    // In a burst, a step the budget lets take more than a few users reads
+                    // them by `$batch` (the tail of the burst too); otherwise, and at small
+                    // budgets where that would cost more rounds than it saves, each alone.
+                    let small = CHECK_MEMBER_GROUPS_UP_TO;
+                    let big = if burst {
+                        budget::items_that_fit(platform, fixed_batched, per_user, 1, USER_CHUNK)
+                    } else {
+                        0
+                    };
+                    self.burst = big > small;
+                    let fit = if self.burst {
+                        big
+                    } else {
+                        budget::items_that_fit(platform, fixed, per_user, 1, small)
+                    };
                     let n = queue.users.len().min(fit);
                     let chunk: Vec<String> = queue.users[..n].to_vec();
                     self.sync_users(&chunk)?;
