@@ -493,6 +493,16 @@ mod tests {
         })
     }
 
+    /// A writer for run `run-1` over `users`, on the test platform.
+    fn applier<'a>(p: &'a Offline, config: &'a Config, users: Vec<ZUser>) -> Applier<'a> {
+        Applier::new(
+            Zenqms::new(p, config),
+            Log::new(p),
+            "run-1",
+            Directory::new(users),
+        )
+    }
+
     fn link(z: &ZUser, entra_id: &str) -> Planned {
         Planned {
             entra_id: entra_id.into(),
@@ -516,12 +526,7 @@ mod tests {
         let p = Offline::default();
         let config = config();
         let z = user("z1", "ada@acme.com", None);
-        let mut out = Applier::new(
-            Zenqms::new(&p, &config),
-            Log::new(&p),
-            "run-1",
-            Directory::new([z.clone()]),
-        );
+        let mut out = applier(&p, &config, vec![z.clone()]);
         out.dry_run = true;
         out.apply(vec![link(&z, "e1")]).unwrap();
         assert_eq!(out.counts.linked, 1);
@@ -554,12 +559,7 @@ mod tests {
             user("z1", "a@acme.com", None),
             user("z2", "b@acme.com", None),
         );
-        let mut out = Applier::new(
-            Zenqms::new(&p, &config),
-            Log::new(&p),
-            "run-1",
-            Directory::new([z1.clone(), z2.clone()]),
-        );
+        let mut out = applier(&p, &config, vec![z1.clone(), z2.clone()]);
         out.apply(vec![link(&z1, "e1"), link(&z2, "e2")]).unwrap();
         assert_eq!((out.counts.linked, out.counts.failed), (1, 1));
         assert_eq!(out.failed, vec!["z2".to_string()]);
@@ -581,12 +581,7 @@ mod tests {
             user("z1", "a@acme.com", None),
             user("z2", "b@acme.com", None),
         );
-        let mut out = Applier::new(
-            Zenqms::new(&p, &config),
-            Log::new(&p),
-            "run-1",
-            Directory::new([z1.clone(), z2.clone()]),
-        );
+        let mut out = applier(&p, &config, vec![z1.clone(), z2.clone()]);
         let err = out
             .apply(vec![link(&z1, "e1"), link(&z2, "e2")])
             .unwrap_err();
@@ -610,12 +605,7 @@ mod tests {
             ),
         });
         let config = config();
-        let mut out = Applier::new(
-            Zenqms::new(&p, &config),
-            Log::new(&p),
-            "run-1",
-            Directory::default(),
-        );
+        let mut out = applier(&p, &config, Vec::new());
         let new = api::NewUser {
             email: "n@acme.com".into(),
             first_name: "New".into(),

@@ -427,21 +427,23 @@ mod tests {
             (8, "not an item".to_string()),
             (9, item(&["u2", "u3"], "n-2")),
         ];
+        let p = Offline::default();
+        let take = |stored: &str, what: &str| {
+            run(
+                &p,
+                &config(),
+                Some(stored),
+                &inbox,
+                Unreadable::Refuse,
+                20_000,
+                what,
+                |_, _| Ok(Reply::done("nothing else")),
+            )
+            .unwrap()
+        };
         let mut deployed = State::fresh();
         deployed.tenant_id = Some("t".into());
-        let stored = deployed.to_json();
-        let p = Offline::default();
-        let o = run(
-            &p,
-            &config(),
-            Some(&stored),
-            &inbox,
-            Unreadable::Refuse,
-            20_000,
-            "resume",
-            |_, _| Ok(Reply::done("nothing else")),
-        )
-        .unwrap();
+        let o = take(&deployed.to_json(), "resume");
         assert_eq!(o.taken, vec![7, 8, 9], "the unreadable one too");
         let state = State::parse(o.state.as_deref()).unwrap();
         assert_eq!(state.queue.users, vec!["u1", "u2", "u3"]);
@@ -455,32 +457,11 @@ mod tests {
             started_at: "2026-11-28T12:00:00Z".into(),
             cleared: 0,
         });
-        let stored = deleting.to_json();
-        let o = run(
-            &p,
-            &config(),
-            Some(&stored),
-            &inbox,
-            Unreadable::Refuse,
-            20_000,
-            "resume",
-            |_, _| Ok(Reply::done("deleting")),
-        )
-        .unwrap();
+        let o = take(&deleting.to_json(), "resume");
         assert_eq!(o.taken, vec![7, 8, 9]);
         assert!(o.state.is_none(), "nothing queued: the state is unchanged");
         // A webhook call never takes the inbox.
-        let o = run(
-            &p,
-            &config(),
-            Some(&stored),
-            &inbox,
-            Unreadable::Refuse,
-            20_000,
-            "webhook",
-            |_, _| Ok(Reply::done("answered")),
-        )
-        .unwrap();
+        let o = take(&deleting.to_json(), "webhook");
         assert!(o.taken.is_empty() && o.state.is_none());
     }
 
