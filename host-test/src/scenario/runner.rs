@@ -674,7 +674,7 @@ impl Runner {
     /// reply's time (virtual ms) and status (none when the call failed without one).
     fn deliver(&mut self, req: Request, rec: &mut StepRecord) -> (u64, Option<u16>) {
         // A step may deliver several times (Graph's retries during an `advance`): the reply
-        // figures are the first delivery's, or the worst one's.
+        // figures are the worst of them.
         let (reply_ms, requests) = (rec.reply_ms.take(), rec.requests_before_reply.take());
         let outcome = self.invoke(Handler::Event(Event::Webhook(req)), rec, None);
         let reply = outcome
