@@ -6,7 +6,8 @@
 //! [`Url::parse`] refuses, with a reason that never repeats the text:
 //! - any character outside printable ASCII (controls, space, DEL, non-ASCII) and `\` (which
 //!   the standard reads as `/`): what is checked is what an HTTP client receives;
-//! - anything but an absolute `http://` or `https://` URL written with `//`;
+//! - anything but an absolute `http://` or `https://` URL written with exactly `//` before
+//!   the host;
 //! - user info (`https://graph.microsoft.com@evil.example/`) and fragments;
 //! - a host not written in its plain form: the standard turns `0x7f.1`, `127.1`, `2130706433`
 //!   and `loc%61lhost` into `127.0.0.1` and `localhost`, but another client might resolve them
@@ -63,6 +64,11 @@ impl Url {
             return Err(
                 "is not an absolute http(s) URL (the scheme is neither https nor http)".into(),
             );
+        }
+        // The standard skips any further slashes after a special scheme's `//` (`http:///h`
+        // has host `h`), so the authority read below would not be the one the parser reads.
+        if rest.starts_with('/') {
+            return Err("has more than two slashes after the scheme".into());
         }
         let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
         // A percent-encoded host is refused before the URL parser decodes it: what it decodes
@@ -208,9 +214,17 @@ mod tests {
             "http://A%8A",
             "https://graph.microsoft.com%2eevil.example/x",
             "http://%41:80/",
+            // The standard skips any number of slashes after a special scheme's `//`: the
+            // host it reads here is `A%a0`, not the empty authority in front of the slash.
+            "http:///A%a0",
+            "https:////graph.microsoft.com%2eevil.example/",
+            "http:///127.0.0.1/",
         ] {
             let e = Url::parse(text).unwrap_err();
-            assert!(e.contains("not written plainly"), "{text}: {e}");
+            assert!(
+                e.contains("not written plainly") || e.contains("more than two slashes"),
+                "{text}: {e}"
+            );
         }
     }
 
