@@ -490,7 +490,11 @@ impl<'a> Graph<'a> {
     /// Ids are GUIDs (lowercased by the caller); an apostrophe would be doubled as OData asks.
     ///
     /// Errors: a read failed (never read as "gone").
-    pub fn users_by_ids(&self, ids: &[String]) -> Result<BTreeMap<String, Value>, Failure> {
+    pub fn users_by_ids(
+        &self,
+        ids: &[String],
+        what: &str,
+    ) -> Result<BTreeMap<String, Value>, Failure> {
         // Entra object ids are GUIDs; anything else cannot name a user (and would make Graph
         // refuse the whole `in` clause), so it reads as gone.
         let ids: Vec<&String> = ids.iter().filter(|id| crate::config::is_guid(id)).collect();
@@ -508,7 +512,6 @@ impl<'a> Graph<'a> {
                 )
             })
             .collect();
-        let what = "reading notified users";
         let mut out = BTreeMap::new();
         for (url, result) in urls.iter().zip(self.get_all(&urls)?) {
             let resp = Self::ok(result, what)?;

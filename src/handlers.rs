@@ -208,10 +208,10 @@ fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
         calls: 0,
         totals: Counts::default(),
         deferred: Vec::new(),
+        deferred_more: 0,
         allow_mass,
         guard_checked: false,
         blocked: None,
-        unseen: None,
         recent_links: Vec::new(),
         email_domains: Default::default(),
     }
@@ -343,6 +343,17 @@ fn continue_work(
     state: &mut State,
     what: &str,
 ) -> Result<Reply, Failure> {
+    if state.queue.overflow {
+        // More changes than the queue holds (an HR import, a mass change read by a delta
+        // round): a full sync reads every user instead, with its bounded checkpoint. One
+        // already running starts over: users it had read may have changed since.
+        Log::new(p).warn(
+            "more changes than the notification queue holds: running a full sync instead",
+            &[("queue_max", &crate::state::QUEUE_MAX.to_string())],
+        );
+        start_full_sync(p, graph, state, "queue-overflow", false)?;
+        return run_full_sync(p, config, graph, state, None);
+    }
     if state.queue.delta_round {
         match schedule::delta_round(p, config, graph, state)? {
             schedule::Round::Queued => {}

@@ -29,7 +29,6 @@ pub mod state;
 pub mod subscriptions;
 pub mod sync;
 pub mod unlink;
-pub mod unseen;
 pub mod upstream;
 pub mod url;
 pub mod webhook;

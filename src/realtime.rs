@@ -190,7 +190,7 @@ impl<'a> Realtime<'a> {
         let batched = if each_alone {
             None
         } else {
-            Some(self.graph.users_by_ids(ids)?)
+            Some(self.graph.users_by_ids(ids, "reading notified users")?)
         };
         // One round: the users (a few: each read alone), their ZenQMS accounts (100 to a
         // search), and their mapped groups: for a few users, checkMemberGroups each; for more,

@@ -6,8 +6,6 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::unseen::Unseen;
-
 use crate::failure::Failure;
 
 pub const VERSION: u32 = 1;
@@ -90,7 +88,16 @@ pub struct Queue {
     /// Lifecycle notifications to act on, in arrival order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lifecycle: Vec<LifecycleItem>,
+    /// More ids arrived than the queue holds ([`QUEUE_MAX`]): the ones beyond were not kept,
+    /// and a full sync (which reads every user) takes the queue's place.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overflow: bool,
 }
+
+/// The most user and group ids (together) the queue keeps, so the state stays within the
+/// platform's 64 KiB whatever a burst or a delta round brings (about 40 bytes each); more
+/// turn into a full sync ([`Queue::overflow`]).
+pub const QUEUE_MAX: usize = 500;
 
 fn is_zero_u64(n: &u64) -> bool {
     *n == 0
@@ -117,21 +124,46 @@ impl Queue {
             && self.groups.is_empty()
             && !self.delta_round
             && self.lifecycle.is_empty()
+            && !self.overflow
     }
 
     /// Adds ids not already queued, keeping arrival order (a user notified many times in a
     /// burst is queued, and read, once).
+    ///
+    /// Past [`QUEUE_MAX`] ids, the rest are not kept and `overflow` is set.
     pub fn push(&mut self, users: &[String], groups: &[String]) {
-        fn add(queued: &mut Vec<String>, new: &[String]) {
+        fn add(queued: &mut Vec<String>, new: &[String], room: &mut usize) -> bool {
             let mut seen: std::collections::HashSet<String> = queued.iter().cloned().collect();
             for id in new {
-                if seen.insert(id.clone()) {
-                    queued.push(id.clone());
+                if seen.contains(id) {
+                    continue;
                 }
+                if *room == 0 {
+                    return false;
+                }
+                *room -= 1;
+                seen.insert(id.clone());
+                queued.push(id.clone());
             }
+            true
         }
-        add(&mut self.users, users);
-        add(&mut self.groups, groups);
+        let mut room = QUEUE_MAX.saturating_sub(self.users.len() + self.groups.len());
+        let kept =
+            add(&mut self.users, users, &mut room) & add(&mut self.groups, groups, &mut room);
+        self.overflow |= !kept;
+    }
+
+    /// Adds a delta round's leaving user (kept whole for the guard); past [`QUEUE_MAX`] the
+    /// round overflows instead.
+    pub fn push_leaving(&mut self, id: String) {
+        if self.round_leaving.contains(&id) {
+            return;
+        }
+        if self.round_leaving.len() >= QUEUE_MAX {
+            self.overflow = true;
+        } else {
+            self.round_leaving.push(id);
+        }
     }
 }
 
@@ -166,9 +198,14 @@ pub struct FullSync {
     pub calls: u32,
     pub totals: Counts,
     /// Deactivations planned so far, held back until the whole run's count is known and
-    /// checked against the mass-deactivation limit.
+    /// checked against the mass-deactivation limit: at most [`DEFERRED_MAX`] of them, the
+    /// rest only counted in `deferred_more` (the state stays small whatever the tenant).
     #[serde(default)]
     pub deferred: Vec<Deferred>,
+    /// Deactivations planned beyond the first [`DEFERRED_MAX`]: counted for the guard, then
+    /// found again by a second pass over the linked users (see `Phase::Deactivations`).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub deferred_more: u32,
     /// Whether this run may exceed the limit (`allow_mass_deactivation` on the deploy).
     #[serde(default)]
     pub allow_mass: bool,
@@ -177,10 +214,6 @@ pub struct FullSync {
     pub guard_checked: bool,
     #[serde(default)]
     pub blocked: Option<Blocked>,
-    /// Linked users the user pages have not met yet: the leaver candidates at the end.
-    /// None in a checkpoint written before it was kept (the leaver check then lists Entra's ids).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unseen: Option<Unseen>,
     /// Fingerprints of the last user-page links followed (see `links`): a listing that loops
     /// back to one of them is an error instead of a sync that never ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -190,6 +223,10 @@ pub struct FullSync {
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub email_domains: BTreeSet<String>,
 }
+
+/// Deactivations a full sync keeps by name in its checkpoint (about 130 bytes each); more are
+/// only counted.
+pub const DEFERRED_MAX: usize = 100;
 
 /// A deactivation the full sync plans, applied after the mass-deactivation check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,10 +266,20 @@ pub enum Phase {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         done: Vec<String>,
     },
-    /// Finding linked ZenQMS users whose Entra object is gone.
-    Leavers,
-    /// Applying the deferred deactivations, if the guard allows.
-    Deactivations,
+    /// Finding linked ZenQMS users whose Entra object is gone: every linked, active user is
+    /// checked against Graph by id, in ZenQMS id order; `after` is the last ZenQMS id checked.
+    Leavers {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
+    /// Applying the deferred deactivations, if the guard allows. When more were planned than
+    /// the state keeps (`deferred_more`), the linked, active users are walked again in ZenQMS
+    /// id order (`after`: the last one checked) and those whose Entra object is gone or
+    /// disabled are deactivated.
+    Deactivations {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
     /// Bringing mapped roles in line with group membership.
     Roles,
 }
@@ -372,10 +419,10 @@ mod tests {
             calls: 1,
             totals: Counts::default(),
             deferred: Vec::new(),
+            deferred_more: 0,
             allow_mass: false,
             guard_checked: false,
             blocked: None,
-            unseen: None,
             recent_links: Vec::new(),
             email_domains: BTreeSet::from(["contoso.com".to_string()]),
         });

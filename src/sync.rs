@@ -22,8 +22,7 @@ use crate::plan::{self, Action, Directory, Planned, Trust, WriteKind};
 use crate::platform::{HttpResult, Method, Platform};
 use crate::roles::{self, Memberships, RoleChange};
 use crate::round::{self, Round};
-use crate::state::{Counts, Deferred, FullSync, Phase};
-use crate::unseen::Unseen;
+use crate::state::{Counts, DEFERRED_MAX, Deferred, FullSync, Phase};
 use crate::zenqms::Zenqms;
 use crate::zenqms::api::{self, ZUser};
 
@@ -33,9 +32,23 @@ const ROLE_CHUNK: usize = 200;
 /// Deactivations sent per step (rounded up the same way).
 const DEACTIVATION_CHUNK: usize = 100;
 
-/// Takes a plan's deactivation (is_active true -> false) out into `deferred`; returns what is
-/// left to apply now, if anything.
-fn defer_deactivation(mut p: Planned, deferred: &mut Vec<Deferred>) -> Option<Planned> {
+/// Holds a deactivation back for the guard: by name while the checkpoint keeps fewer than
+/// [`DEFERRED_MAX`] (and not twice), only counted beyond that (found again later, see
+/// [`Phase::Deactivations`]).
+fn defer(sync: &mut FullSync, d: Deferred) {
+    if sync.deferred.iter().any(|x| x.zenqms_id == d.zenqms_id) {
+        return;
+    }
+    if sync.deferred.len() < DEFERRED_MAX {
+        sync.deferred.push(d);
+    } else {
+        sync.deferred_more = sync.deferred_more.saturating_add(1);
+    }
+}
+
+/// Takes a plan's deactivation (is_active true -> false) out into the run's deferred ones;
+/// returns what is left to apply now, if anything.
+fn defer_deactivation(mut p: Planned, sync: &mut FullSync) -> Option<Planned> {
     let Action::Write {
         zenqms_id,
         kind,
@@ -51,12 +64,15 @@ fn defer_deactivation(mut p: Planned, deferred: &mut Vec<Deferred>) -> Option<Pl
         return Some(p);
     };
     changes.remove(pos);
-    deferred.push(Deferred {
-        zenqms_id: zenqms_id.clone(),
-        entra_id: p.entra_id.clone(),
-        upn: p.upn.clone(),
-        reason: "disabled in Entra".into(),
-    });
+    defer(
+        sync,
+        Deferred {
+            zenqms_id: zenqms_id.clone(),
+            entra_id: p.entra_id.clone(),
+            upn: p.upn.clone(),
+            reason: "disabled in Entra".into(),
+        },
+    );
     if changes.is_empty() {
         return None;
     }
@@ -84,6 +100,25 @@ fn item_key(item: &serde_json::Value) -> Option<String> {
 /// Whether a page item is among the ids done.
 fn item_done(item: &serde_json::Value, done: &BTreeSet<&str>) -> bool {
     item_key(item).is_some_and(|id| done.contains(id.as_str()))
+}
+
+/// Where a walk over the linked users (in ZenQMS id order) stands after a step.
+#[derive(Debug, PartialEq, Eq)]
+enum Walk {
+    /// Every user was checked.
+    Done,
+    /// More to check, after this ZenQMS id (`None`: from the start, or not a walk).
+    At(Option<String>),
+}
+
+impl Walk {
+    /// After a step that checked `chunk`, `last` saying whether nobody follows it.
+    fn next<T>(last: bool, chunk: &[(ZUser, T)]) -> Walk {
+        match chunk.last() {
+            Some((z, _)) if !last => Walk::At(Some(z.id.clone())),
+            _ => Walk::Done,
+        }
+    }
 }
 
 /// How one call of a full sync ended.
@@ -205,20 +240,22 @@ impl<'a> Engine<'a> {
                             done: Vec::new(),
                         }
                     }
-                    PageEnd::Next(None) => Phase::Leavers,
+                    PageEnd::Next(None) => Phase::Leavers { after: None },
                 };
                 Ok(false)
             }
-            Phase::Leavers => {
-                if self.leavers(sync)? {
-                    sync.phase = Phase::Deactivations;
-                }
+            Phase::Leavers { after } => {
+                sync.phase = match self.leavers(after, sync)? {
+                    Walk::At(after) => Phase::Leavers { after },
+                    Walk::Done => Phase::Deactivations { after: None },
+                };
                 Ok(false)
             }
-            Phase::Deactivations => {
-                if self.deactivations(sync)? {
-                    sync.phase = Phase::Roles;
-                }
+            Phase::Deactivations { after } => {
+                sync.phase = match self.deactivations(after, sync)? {
+                    Walk::At(after) => Phase::Deactivations { after },
+                    Walk::Done => Phase::Roles,
+                };
                 Ok(false)
             }
             Phase::Roles => self.roles_chunk(),
@@ -270,9 +307,6 @@ impl<'a> Engine<'a> {
         mut done: Vec<String>,
         sync: &mut FullSync,
     ) -> Result<PageEnd, Failure> {
-        if sync.unseen.is_none() {
-            sync.unseen = Some(Unseen::all(&self.out.dir));
-        }
         let page = match self.prefetched.take() {
             Some((u, p)) if u == url => p,
             _ => self.graph.page(url, "listing users")?,
@@ -324,7 +358,7 @@ impl<'a> Engine<'a> {
         let (plans, later) = plan::staged(plan::plan_batch(&users, &mut self.out.dir, &trust));
         let plans: Vec<Planned> = plans
             .into_iter()
-            .filter_map(|p| defer_deactivation(p, &mut sync.deferred))
+            .filter_map(|p| defer_deactivation(p, sync))
             .collect();
         let writes = self.out.prepare(plans);
         let creating: BTreeSet<&str> = writes
@@ -393,7 +427,7 @@ impl<'a> Engine<'a> {
             // reused within one page).
             let plans: Vec<Planned> = plan::plan_later(&users, &later, &mut self.out.dir, &trust)
                 .into_iter()
-                .filter_map(|p| defer_deactivation(p, &mut sync.deferred))
+                .filter_map(|p| defer_deactivation(p, sync))
                 .collect();
             let writes = self.out.prepare(plans);
             created.extend(
@@ -403,14 +437,6 @@ impl<'a> Engine<'a> {
                     .map(|w| w.entra_id.clone()),
             );
             self.out.write(writes)?;
-        }
-        // After the writes, so that users linked by this batch count as met too.
-        if let Some(unseen) = &mut sync.unseen {
-            for u in &users {
-                if let Some(z) = self.out.dir.by_external_id(&u.id) {
-                    unseen.met(&self.out.dir, &z.id.clone());
-                }
-            }
         }
         for id in created {
             if let Some(c) = self.role_change(&id)? {
@@ -457,69 +483,100 @@ impl<'a> Engine<'a> {
         Ok(Trust { domains, holders })
     }
 
+    /// The next linked, active ZenQMS users after `after` in ZenQMS id order, as many as a
+    /// step's Graph read can check in the rounds left (300 to a `$batch` request: 20 `id in`
+    /// filters of 15), with their Entra ids; and whether these are the last.
+    fn linked_after(&self, after: &Option<String>) -> (Vec<(ZUser, String)>, bool) {
+        let requests =
+            budget::items_that_fit(self.platform, 1, 1, self.concurrency(), usize::MAX / 300);
+        let n = requests.saturating_mul(crate::graph::BATCH_MAX * crate::graph::IN_MAX);
+        let from = match after {
+            Some(a) => std::ops::Bound::Excluded(a.as_str()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut rest = self
+            .out
+            .dir
+            .between(from, std::ops::Bound::Unbounded)
+            .filter(|z| z.is_active)
+            .filter_map(|z| plan::link_of(z).map(|e| (z.clone(), e)));
+        let chunk: Vec<(ZUser, String)> = rest.by_ref().take(n).collect();
+        let last = rest.next().is_none();
+        (chunk, last)
+    }
+
+    /// Of these Entra ids, those whose object is gone (absent from an `id in` read, and then
+    /// answered 404 when read alone: a read that is not a clear 404 never reads as gone) and
+    /// those disabled, as `(gone, disabled)`.
+    fn gone_or_disabled(
+        &self,
+        ids: &[String],
+    ) -> Result<(BTreeSet<String>, BTreeSet<String>), Failure> {
+        let found = self.graph.users_by_ids(ids, "checking linked users")?;
+        let absent: Vec<String> = ids
+            .iter()
+            .filter(|id| !found.contains_key(*id))
+            .cloned()
+            .collect();
+        let gone = if absent.is_empty() {
+            BTreeSet::new()
+        } else {
+            let exists = self.graph.users_exist(&absent)?;
+            absent
+                .into_iter()
+                .zip(exists)
+                .filter(|(_, e)| !e)
+                .map(|(id, _)| id)
+                .collect()
+        };
+        let disabled = found
+            .iter()
+            .filter(|(_, u)| u.get("accountEnabled") == Some(&serde_json::Value::Bool(false)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        Ok((gone, disabled))
+    }
+
     /// Finds linked ZenQMS users whose Entra object no longer exists and defers their
-    /// deactivation: those the user pages never met. Each candidate is confirmed with its own
-    /// Graph read (404) first, so a truncated listing cannot turn active employees into leavers.
-    ///
-    /// The candidates are checked as many as fit in the rounds left (20 to a Graph `$batch`);
-    /// each checked one counts as met, so the next step goes on with the rest. Returns true
-    /// when none is left.
-    fn leavers(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
-        if self.out.dir.linked().next().is_none() {
-            return Ok(true);
+    /// deactivation: every linked, active user is checked against Graph by id (no set of users
+    /// met is carried: the checkpoint is the last ZenQMS id checked, `after`), as many per step
+    /// as fit in the rounds left.
+    fn leavers(&mut self, after: Option<String>, sync: &mut FullSync) -> Result<Walk, Failure> {
+        let (chunk, last) = self.linked_after(&after);
+        if chunk.is_empty() {
+            return Ok(Walk::Done);
         }
-        let mut candidates: Vec<ZUser> = match &sync.unseen {
-            Some(unseen) => unseen.candidates(&self.out.dir),
-            // A checkpoint from before the met-set was kept: list Entra's ids instead.
-            None => plan::leavers(&self.out.dir, &self.graph.all_user_ids()?),
-        }
-        .into_iter()
-        .cloned()
-        .collect();
-        if candidates.is_empty() {
-            return Ok(true);
-        }
-        let mut done = true;
-        if sync.unseen.is_some() {
-            let requests =
-                budget::items_that_fit(self.platform, 1, 1, self.concurrency(), usize::MAX / 20);
-            let n = requests.saturating_mul(crate::graph::BATCH_MAX);
-            if candidates.len() > n {
-                candidates.truncate(n);
-                done = false;
+        let ids: Vec<String> = chunk.iter().map(|(_, e)| e.clone()).collect();
+        let (gone, _) = self.gone_or_disabled(&ids)?;
+        for (z, entra_id) in &chunk {
+            if gone.contains(entra_id) {
+                defer(
+                    sync,
+                    Deferred {
+                        zenqms_id: z.id.clone(),
+                        entra_id: entra_id.clone(),
+                        upn: String::new(),
+                        reason: "no longer in Entra (Graph answers 404)".into(),
+                    },
+                );
             }
         }
-        let entra_ids: Vec<String> = candidates.iter().filter_map(plan::link_of).collect();
-        let exists = self.graph.users_exist(&entra_ids)?;
-        // Only once the check has answered: a failed check leaves them candidates.
-        if let Some(unseen) = &mut sync.unseen {
-            for z in &candidates {
-                unseen.met(&self.out.dir, &z.id);
-            }
-        }
-        let deferred = &mut sync.deferred;
-        for ((z, entra_id), still_there) in candidates.iter().zip(entra_ids).zip(exists) {
-            if !still_there && !deferred.iter().any(|d| d.zenqms_id == z.id) {
-                deferred.push(Deferred {
-                    zenqms_id: z.id.clone(),
-                    entra_id,
-                    upn: String::new(),
-                    reason: "no longer in Entra (Graph answers 404)".into(),
-                });
-            }
-        }
-        Ok(done)
+        Ok(Walk::next(last, &chunk))
     }
 
     /// Checks the run's deferred deactivations against the limit once, then applies them a
-    /// chunk per step. Returns true when none is left (applied, or held back by the guard).
-    fn deactivations(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
+    /// chunk per step. Done when none is left (applied, or held back by the guard).
+    fn deactivations(
+        &mut self,
+        after: Option<String>,
+        sync: &mut FullSync,
+    ) -> Result<Walk, Failure> {
         if !sync.guard_checked {
             sync.guard_checked = true;
             let limit = self
                 .config
                 .deactivation_limit(self.out.dir.linked().count());
-            let count = sync.deferred.len();
+            let count = sync.deferred.len() + sync.deferred_more as usize;
             if guard::exceeds(count, limit, sync.allow_mass) {
                 let ids: Vec<String> = sync.deferred.iter().map(|d| d.entra_id.clone()).collect();
                 sync.blocked = Some(guard::block(
@@ -532,7 +589,8 @@ impl<'a> Engine<'a> {
                     self.platform.now(),
                 ));
                 sync.deferred.clear();
-                return Ok(true);
+                sync.deferred_more = 0;
+                return Ok(Walk::Done);
             }
             if count > limit {
                 self.out.log.warn(
@@ -540,6 +598,9 @@ impl<'a> Engine<'a> {
                     &[("deactivations", &count.to_string()), ("limit", &limit.to_string())],
                 );
             }
+        }
+        if sync.deferred_more > 0 {
+            return self.deactivations_again(after, sync);
         }
         let fit = budget::items_that_fit(
             self.platform,
@@ -553,22 +614,63 @@ impl<'a> Engine<'a> {
             .iter()
             .filter_map(|d| {
                 let z = self.out.dir.get(&d.zenqms_id).filter(|z| z.is_active)?;
-                let Action::Write { changes, .. } = plan::deactivate(z) else {
-                    unreachable!("deactivate plans a write")
-                };
-                Some(Write {
-                    call: api::update_user(&z.id, plan::patch_fields(&changes)),
-                    entra_id: d.entra_id.clone(),
-                    upn: d.upn.clone(),
-                    zenqms_id: Some(z.id.clone()),
-                    kind: WriteKind::Deactivate,
-                    changes,
-                })
+                Some(self.deactivation(z, &d.entra_id, &d.upn))
             })
             .collect();
         self.out.write(writes)?;
         sync.deferred.drain(..n);
-        Ok(sync.deferred.is_empty())
+        Ok(if sync.deferred.is_empty() {
+            Walk::Done
+        } else {
+            Walk::At(None)
+        })
+    }
+
+    /// More deactivations were planned than the checkpoint names: the linked, active users are
+    /// walked again in ZenQMS id order and those whose Entra object is gone or disabled are
+    /// deactivated, a step's Graph read at a time. (A user the user pages found disabled but
+    /// left unplanned — a conflict on its address — is deactivated here too: disabled is
+    /// disabled.)
+    fn deactivations_again(
+        &mut self,
+        after: Option<String>,
+        sync: &mut FullSync,
+    ) -> Result<Walk, Failure> {
+        let (chunk, last) = self.linked_after(&after);
+        if chunk.is_empty() {
+            sync.deferred.clear();
+            sync.deferred_more = 0;
+            return Ok(Walk::Done);
+        }
+        let ids: Vec<String> = chunk.iter().map(|(_, e)| e.clone()).collect();
+        let (gone, disabled) = self.gone_or_disabled(&ids)?;
+        let writes = chunk
+            .iter()
+            .filter(|(_, e)| gone.contains(e) || disabled.contains(e))
+            .map(|(z, e)| self.deactivation(z, e, &z.email))
+            .collect();
+        self.out.write(writes)?;
+        let walk = Walk::next(last, &chunk);
+        if walk == Walk::Done {
+            sync.deferred.clear();
+            sync.deferred_more = 0;
+        }
+        Ok(walk)
+    }
+
+    /// The write deactivating `z` (linked to `entra_id`; `upn` names it in the audit line).
+    fn deactivation(&self, z: &ZUser, entra_id: &str, upn: &str) -> Write {
+        let Action::Write { changes, .. } = plan::deactivate(z) else {
+            unreachable!("deactivate plans a write")
+        };
+        Write {
+            call: api::update_user(&z.id, plan::patch_fields(&changes)),
+            entra_id: entra_id.to_string(),
+            upn: upn.to_string(),
+            zenqms_id: Some(z.id.clone()),
+            kind: WriteKind::Deactivate,
+            changes,
+        }
     }
 
     /// Reads the mapped groups' transitive members once per call, then applies one chunk of

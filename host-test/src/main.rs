@@ -161,7 +161,7 @@ mod cli {
         Ok(true)
     }
 
-    /// `fuzz [--runs N] [--target webhook|config|state|planner|unseen|log_escape|config_errors]`: runs the property-based fuzz
+    /// `fuzz [--runs N] [--target webhook|config|state|planner|log_escape|config_errors]`: runs the property-based fuzz
     /// targets natively for N executions each (default 1,000,000) and reports the counts.
     fn fuzz(runs: u32, only: Option<&str>) -> Result<bool> {
         let mut ok = true;

@@ -13,7 +13,7 @@ use crate::failure::Failure;
 use crate::inbox::{CAUSE_IDS, InboxItem, MAX_ID};
 use crate::log::Log;
 use crate::platform::{Platform, Request, Response};
-use crate::state::{LifecycleItem, Queue, State};
+use crate::state::{LifecycleItem, State};
 use crate::subscriptions;
 use crate::webhook::{self, Inbound, Notification};
 
@@ -166,10 +166,9 @@ pub(super) fn on_webhook(
                 .answering(accepted(202, body)),
         );
     }
-    // Each id once (a burst names a user many times); order kept.
-    let mut queue = Queue::default();
-    queue.push(&item.users, &item.groups);
-    let (users, groups) = (queue.users, queue.groups);
+    // Each id once (a burst names a user many times); order kept. All of them: the queue's
+    // cap applies when the item is taken in (past it, a full sync takes over).
+    let (users, groups) = (unique(&item.users), unique(&item.groups));
     let summary = format!(
         "webhook: {total} notifications accepted for the inbox ({} users, {} groups, {lifecycle} lifecycle, {rejected} rejected)",
         users.len(),
@@ -183,6 +182,12 @@ pub(super) fn on_webhook(
         reply.inbox.push(item.encode());
     }
     Ok(reply)
+}
+
+/// `ids` without repeats, in first-seen order.
+fn unique(ids: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter().filter(|id| seen.insert(*id)).cloned().collect()
 }
 
 /// One warning for all the rejected items of a request: counts per reason and a few samples.

@@ -142,9 +142,7 @@ pub(super) fn delta_round(
         .filter_map(item_id)
         .collect();
     for id in leaving {
-        if !state.queue.round_leaving.contains(&id) {
-            state.queue.round_leaving.push(id);
-        }
+        state.queue.push_leaving(id);
     }
     let groups: Vec<String> = group_items
         .iter()

@@ -77,6 +77,10 @@ pub struct StepRecord {
     /// (`delivered`, `retrying`, `delayed`, `dropped`; see fixtures/README.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
+    /// Steps whose calls returned state: the largest state returned, bytes (the platform
+    /// stores at most 64 KiB; more is a `state-size` violation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_state_bytes: Option<u64>,
 }
 
 impl StepRecord {
@@ -95,6 +99,7 @@ impl StepRecord {
             reply_ms: None,
             requests_before_reply: None,
             delivery: None,
+            max_state_bytes: None,
         }
     }
 }

@@ -67,6 +67,9 @@ struct CallResult {
     retryable: bool,
 }
 
+/// The most state bytes a platform stores for an instance (64 KiB).
+pub const STATE_MAX_BYTES: u64 = 64 * 1024;
+
 /// With injected faults, the platform retries a call that failed retryably (as a real platform
 /// would, and as Graph redelivers a notification answered with 5xx), this many times.
 pub const PLATFORM_RETRIES: u32 = 20;
@@ -198,6 +201,22 @@ impl Runner {
         }
     }
 
+    /// Stores a state the component returned, as the platform does, and checks its size: a
+    /// platform keeps at most [`STATE_MAX_BYTES`] per instance (see `wit/world.wit`), so a
+    /// bigger one is a `state-size` violation whatever the tenant's size.
+    fn store_state(&mut self, s: String, rec: &mut StepRecord) {
+        let bytes = s.len() as u64;
+        rec.max_state_bytes = Some(rec.max_state_bytes.unwrap_or(0).max(bytes));
+        if bytes > STATE_MAX_BYTES {
+            self.platform_violation(
+                "state-size",
+                format!("a call returned {bytes} bytes of state (at most {STATE_MAX_BYTES})"),
+            );
+        }
+        self.state_history.push(s.clone());
+        self.state = Some(s);
+    }
+
     fn platform_violation(&mut self, name: &str, detail: String) {
         let step = self.step_index;
         if !self
@@ -285,8 +304,7 @@ impl Runner {
                     );
                 }
                 if let Some(s) = &outcome.state {
-                    self.state = Some(s.clone());
-                    self.state_history.push(s.clone());
+                    self.store_state(s.clone(), rec);
                 }
                 let accepted = std::mem::take(&mut outcome.inbox);
                 let has_state = outcome.state.is_some();
@@ -306,8 +324,7 @@ impl Runner {
             })) => {
                 let has_state = state.is_some();
                 if let Some(s) = state {
-                    self.state_history.push(s.clone());
-                    self.state = Some(s);
+                    self.store_state(s, rec);
                 }
                 self.keep_inbox(&taken, Vec::new(), has_state, state_revision);
                 let kind = if retryable {

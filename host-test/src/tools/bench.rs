@@ -67,6 +67,13 @@ pub struct PhaseResult {
     pub max_requests_before_reply: u64,
     /// Real time inside the phase's webhook calls (the reply path alone).
     pub webhook_cpu_s: f64,
+    /// The largest state any call of the phase returned, bytes (a platform stores at most
+    /// 64 KiB).
+    pub max_state_bytes: u64,
+    /// ZenQMS searches (reads).
+    pub zenqms_reads: u64,
+    /// The stored state's size after the phase minus before it, bytes.
+    pub state_growth_bytes: i64,
 }
 
 /// A target of issue 6 and how the run compares.
@@ -166,6 +173,13 @@ fn phases(p: &Params) -> Vec<Phase> {
             full_sync: false,
         },
         Phase {
+            name: QUIET_TICKS,
+            // One tick first, unmeasured: it reads what the phases before changed in Entra.
+            setup: vec![step(json!({"schedule": {}}))],
+            steps: (0..TICKS).map(|_| step(json!({"schedule": {}}))).collect(),
+            full_sync: false,
+        },
+        Phase {
             name: "delete",
             setup: vec![],
             steps: vec![step(json!({"delete": {}}))],
@@ -173,6 +187,14 @@ fn phases(p: &Params) -> Vec<Phase> {
         },
     ]
 }
+
+/// The phase of hourly ticks with nothing changed in Entra.
+pub const QUIET_TICKS: &str = "quiet ticks (24)";
+/// Ticks in it (a day of hourly ticks).
+pub const TICKS: u64 = 24;
+/// The state may differ by this many bytes after the ticks without having grown: the
+/// revision gains a digit, a new delta token is a little longer.
+pub const TICK_STATE_SLACK: i64 = 16;
 
 /// Users in the notification burst (an HR import editing them all within a minute).
 pub const BURST: u32 = 1_000;
@@ -265,101 +287,10 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
     let mut zenqms_users_at_resync = 0;
     let mut webhook_1mib_ms = f64::NAN;
     for (index, phase) in phases(p).into_iter().enumerate() {
-        for s in &phase.setup {
-            let rec = wasm.run_step(index, s);
-            if let Some(e) = rec.error {
-                bail!("{} (setup): {e}", phase.name);
-            }
-            native.run_step(s)?;
-        }
         if index == 1 {
             zenqms_users_at_resync = wasm.world().zenqms.users().len() as u64;
         }
-        let before = mark(wasm.world());
-        wasm.world_mut().metrics = Metrics::default();
-        let webhook_cpu = wasm.webhook_cpu;
-        let (mut max_reply_ms, mut max_requests_before_reply) = (0, 0);
-        for s in &phase.steps {
-            let rec = wasm.run_step(index, s);
-            max_reply_ms = max_reply_ms.max(rec.reply_ms.unwrap_or(0));
-            max_requests_before_reply =
-                max_requests_before_reply.max(rec.requests_before_reply.unwrap_or(0));
-            if let Some(e) = rec.error {
-                let why: Vec<String> = rec
-                    .logs
-                    .iter()
-                    .filter(|l| l.level == "error")
-                    .take(3)
-                    .map(|l| format!("{} {:?}", l.message, l.fields))
-                    .collect();
-                bail!("{} (wasm): {e}; {}", phase.name, why.join("; "));
-            }
-        }
-        let w = wasm.world();
-        let metrics = w.metrics;
-        let by_target = by_target_delta(w, &before);
-        let requests = w.stats.requests - before.requests;
-        let rounds = w.stats.rounds - before.rounds;
-        let writes = w.zenqms.writes() - before.writes;
-        let simulated_ms = w.clock.elapsed_ms() - before.clock_ms;
-
-        let nb = mark(native.world());
-        let nm = native.metrics;
-        native.take_sent();
-        for s in &phase.steps {
-            native
-                .run_step(s)
-                .map_err(|e| e.context(format!("{} (native)", phase.name)))?;
-        }
-        let sent = native.take_sent();
-        let nw = native.world();
-        let native_matches = native::by_target(&sent) == nonzero(&by_target)
-            && nw.stats.rounds - nb.rounds == rounds
-            && nw.zenqms.writes() - nb.writes == writes
-            && nw.clock.elapsed_ms() - nb.clock_ms == simulated_ms;
-        let native_cpu = native.metrics.cpu - nm.cpu;
-        let service = native.metrics.service - nm.service;
-        let wasm_component = metrics.cpu.saturating_sub(metrics.service);
-        let native_component = native_cpu.saturating_sub(service);
-        let floor_rounds = phase.full_sync.then(|| {
-            let pages = u64::from(p.users).div_ceil(100);
-            pages.max(writes.div_ceil(u64::from(p.concurrency.max(1))))
-        });
-        let graph_ru = cost::graph_cost(&sent, p.users).total_ru;
-        let mut read_kinds: BTreeMap<String, u64> = BTreeMap::new();
-        for kind in sent.iter().filter_map(cost::read_kind) {
-            *read_kinds.entry(kind).or_default() += 1;
-        }
-        let r = PhaseResult {
-            name: phase.name.into(),
-            calls: metrics.calls,
-            requests,
-            rounds,
-            by_target,
-            reads: read_kinds.values().sum(),
-            graph_batched: sent.iter().filter(|s| s.in_batch).count() as u64,
-            read_kinds,
-            zenqms_writes: writes,
-            floor_rounds,
-            simulated_ms,
-            wasm_cpu_s: secs(metrics.cpu),
-            native_cpu_s: secs(native_cpu),
-            service_cpu_s: secs(service),
-            wasm_service_cpu_s: secs(metrics.service),
-            wasm_component_s: secs(wasm_component),
-            native_component_s: secs(native_component),
-            cpu_ratio: secs(wasm_component) / secs(native_component).max(1e-9),
-            peak_memory_bytes: metrics.peak_memory,
-            graph_ru,
-            native_matches,
-            graph_reads: sent
-                .iter()
-                .filter(|s| s.target == Some(Target::Graph) && !s.in_batch && cost::is_read(s))
-                .count() as u64,
-            max_reply_ms,
-            max_requests_before_reply,
-            webhook_cpu_s: secs(wasm.webhook_cpu - webhook_cpu),
-        };
+        let (r, sent) = measure(p, &mut wasm, &mut native, index, &phase)?;
         progress(&table::phase_line(&r));
         if phase.name == "notification burst" {
             // While the instance is deployed (it has subscriptions to authenticate against).
@@ -370,6 +301,28 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
         }
         results.push(r);
     }
+    // A fresh tenant whose every user ZenQMS already holds linked, under ids unrelated to
+    // Graph's order (a redeploy after a migration): where a met-set of the leaver check peaks.
+    let linked = Params {
+        linked: tenant::Linked::All,
+        ..*p
+    };
+    let (linked_scenario, _) = tenant::build(&linked);
+    let phase = Phase {
+        name: ALREADY_LINKED,
+        setup: vec![],
+        steps: vec![step(json!({"deploy": {}}))],
+        full_sync: true,
+    };
+    let (r, _) = measure(
+        &linked,
+        &mut Runner::new(runtime, linked_scenario.clone()),
+        &mut NativeRunner::new(linked_scenario),
+        0,
+        &phase,
+    )?;
+    progress(&table::phase_line(&r));
+    results.push(r);
     let component_bytes = std::fs::metadata(COMPONENT_WASM).map_or(0, |m| m.len());
     let (instantiate_us, instantiate_min_us) = instantiate(runtime, scenario.now);
     let mut report = BenchReport {
@@ -387,6 +340,123 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
     };
     report.checks = table::checks(&report);
     Ok(report)
+}
+
+/// The phase on a fresh tenant whose users are all linked already.
+pub const ALREADY_LINKED: &str = "full sync, tenant already linked";
+
+/// Runs one phase's setup (unmeasured) and steps in wasm, then the steps natively on the twin
+/// world, and returns the phase's figures and the requests the native run sent.
+fn measure(
+    p: &Params,
+    wasm: &mut Runner,
+    native: &mut NativeRunner,
+    index: usize,
+    phase: &Phase,
+) -> Result<(PhaseResult, Vec<native::Sent>)> {
+    for s in &phase.setup {
+        let rec = wasm.run_step(index, s);
+        if let Some(e) = rec.error {
+            bail!("{} (setup): {e}", phase.name);
+        }
+        native.run_step(s)?;
+    }
+    let before = mark(wasm.world());
+    wasm.world_mut().metrics = Metrics::default();
+    let webhook_cpu = wasm.webhook_cpu;
+    let (mut max_reply_ms, mut max_requests_before_reply) = (0, 0);
+    let mut max_state_bytes = 0;
+    let state_before = wasm.state.as_ref().map_or(0, String::len) as i64;
+    for s in &phase.steps {
+        let rec = wasm.run_step(index, s);
+        max_reply_ms = max_reply_ms.max(rec.reply_ms.unwrap_or(0));
+        max_requests_before_reply =
+            max_requests_before_reply.max(rec.requests_before_reply.unwrap_or(0));
+        max_state_bytes = max_state_bytes.max(rec.max_state_bytes.unwrap_or(0));
+        if let Some(e) = rec.error {
+            let why: Vec<String> = rec
+                .logs
+                .iter()
+                .filter(|l| l.level == "error")
+                .take(3)
+                .map(|l| format!("{} {:?}", l.message, l.fields))
+                .collect();
+            bail!("{} (wasm): {e}; {}", phase.name, why.join("; "));
+        }
+    }
+    let state_growth_bytes = wasm.state.as_ref().map_or(0, String::len) as i64 - state_before;
+    let w = wasm.world();
+    let metrics = w.metrics;
+    let by_target = by_target_delta(w, &before);
+    let requests = w.stats.requests - before.requests;
+    let rounds = w.stats.rounds - before.rounds;
+    let writes = w.zenqms.writes() - before.writes;
+    let simulated_ms = w.clock.elapsed_ms() - before.clock_ms;
+
+    let nb = mark(native.world());
+    let nm = native.metrics;
+    native.take_sent();
+    for s in &phase.steps {
+        native
+            .run_step(s)
+            .map_err(|e| e.context(format!("{} (native)", phase.name)))?;
+    }
+    let sent = native.take_sent();
+    let nw = native.world();
+    let native_matches = native::by_target(&sent) == nonzero(&by_target)
+        && nw.stats.rounds - nb.rounds == rounds
+        && nw.zenqms.writes() - nb.writes == writes
+        && nw.clock.elapsed_ms() - nb.clock_ms == simulated_ms;
+    let native_cpu = native.metrics.cpu - nm.cpu;
+    let service = native.metrics.service - nm.service;
+    let wasm_component = metrics.cpu.saturating_sub(metrics.service);
+    let native_component = native_cpu.saturating_sub(service);
+    let floor_rounds = phase.full_sync.then(|| {
+        let pages = u64::from(p.users).div_ceil(100);
+        pages.max(writes.div_ceil(u64::from(p.concurrency.max(1))))
+    });
+    let graph_ru = cost::graph_cost(&sent, p.users).total_ru;
+    let mut read_kinds: BTreeMap<String, u64> = BTreeMap::new();
+    for kind in sent.iter().filter_map(cost::read_kind) {
+        *read_kinds.entry(kind).or_default() += 1;
+    }
+    let r = PhaseResult {
+        name: phase.name.into(),
+        calls: metrics.calls,
+        requests,
+        rounds,
+        by_target,
+        reads: read_kinds.values().sum(),
+        graph_batched: sent.iter().filter(|s| s.in_batch).count() as u64,
+        read_kinds,
+        zenqms_writes: writes,
+        floor_rounds,
+        simulated_ms,
+        wasm_cpu_s: secs(metrics.cpu),
+        native_cpu_s: secs(native_cpu),
+        service_cpu_s: secs(service),
+        wasm_service_cpu_s: secs(metrics.service),
+        wasm_component_s: secs(wasm_component),
+        native_component_s: secs(native_component),
+        cpu_ratio: secs(wasm_component) / secs(native_component).max(1e-9),
+        peak_memory_bytes: metrics.peak_memory,
+        graph_ru,
+        native_matches,
+        graph_reads: sent
+            .iter()
+            .filter(|s| s.target == Some(Target::Graph) && !s.in_batch && cost::is_read(s))
+            .count() as u64,
+        max_reply_ms,
+        max_requests_before_reply,
+        webhook_cpu_s: secs(wasm.webhook_cpu - webhook_cpu),
+        max_state_bytes,
+        zenqms_reads: sent
+            .iter()
+            .filter(|s| s.target == Some(Target::Zenqms) && cost::is_read(s))
+            .count() as u64,
+        state_growth_bytes,
+    };
+    Ok((r, sent))
 }
 
 fn nonzero(m: &BTreeMap<Target, u64>) -> BTreeMap<Target, u64> {
@@ -464,6 +534,7 @@ impl BenchArgs {
             rtt_ms: self.rtt_ms,
             concurrency: self.concurrency,
             budget_ms: self.budget_ms,
+            linked: tenant::Linked::Tenth,
         };
         (p, self.json.clone())
     }

@@ -19,7 +19,6 @@ use entra_zenqms::plan::{self, Action, Directory, link_of};
 use entra_zenqms::platform::{HttpError, HttpResult, Level, Method, Platform, Request};
 use entra_zenqms::roles::{self, Memberships};
 use entra_zenqms::state::{State, Subscription};
-use entra_zenqms::unseen::Unseen;
 use entra_zenqms::zenqms::api::ZUser;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -437,64 +436,6 @@ pub fn planner(runner: &mut TestRunner) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// The leaver check's met-set (`Unseen`): after meeting any sequence of ids, the candidates are
-/// exactly the linked, active users not met; users linked or re-activated afterwards never hide
-/// a candidate; a forged checkpoint never panics.
-pub fn unseen(runner: &mut TestRunner) -> Result<(), String> {
-    let input = (
-        proptest::collection::vec((any::<bool>(), any::<bool>()), 0..40),
-        proptest::collection::vec(0usize..45, 0..60),
-        proptest::collection::vec(0usize..45, 0..8),
-        proptest::collection::vec(("[a-z0-9-]{0,5}", "[a-z0-9-]{0,5}"), 0..4),
-    );
-    let user = |i: usize, linked: bool, active: bool| ZUser {
-        id: format!("u-{i:03}"),
-        email: format!("u{i}@x.com"),
-        first_name: "Ada".into(),
-        last_name: "L".into(),
-        title: "QA".into(),
-        is_active: active,
-        external_id: linked.then(|| format!("aaaaaaaa-0000-0000-0000-{i:012}")),
-        roles: Vec::new(),
-    };
-    runner
-        .run(&input, |(flags, met, later, forged)| {
-            let mut dir = Directory::new(
-                flags
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (linked, active))| user(i, *linked, *active)),
-            );
-            let mut set = Unseen::all(&dir);
-            for i in &met {
-                set.met(&dir, &format!("u-{i:03}"));
-            }
-            let left = |dir: &Directory, set: &Unseen| -> BTreeSet<String> {
-                set.candidates(dir).iter().map(|z| z.id.clone()).collect()
-            };
-            let expected: BTreeSet<String> = flags
-                .iter()
-                .enumerate()
-                .filter(|(i, (linked, active))| *linked && *active && !met.contains(i))
-                .map(|(i, _)| format!("u-{i:03}"))
-                .collect();
-            prop_assert_eq!(left(&dir, &set), expected.clone());
-            prop_assert!(set.ranges() <= expected.len());
-            // Users linked or re-activated mid-sync may join the candidates, never hide one.
-            for i in later.iter().filter(|i| **i < flags.len()) {
-                dir.upsert(user(*i, true, true));
-            }
-            prop_assert!(left(&dir, &set).is_superset(&expected));
-            let json = serde_json::to_string(&forged).expect("pairs serialize");
-            if let Ok(mut f) = serde_json::from_str::<Unseen>(&json) {
-                let _ = f.candidates(&dir);
-                f.met(&dir, "u-001");
-            }
-            Ok(())
-        })
-        .map_err(|e| e.to_string())
-}
-
 /// Text that stresses a log escaper: any Unicode, and mixes of the characters it must escape
 /// with ASCII and with characters it must keep.
 fn hostile_text() -> impl Strategy<Value = String> {
@@ -808,12 +749,11 @@ pub fn urls(runner: &mut TestRunner) -> Result<(), String> {
 pub type Target = fn(&mut TestRunner) -> Result<(), String>;
 
 /// The fuzz targets by name.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("webhook", webhook),
     ("config", config),
     ("state", state),
     ("planner", planner),
-    ("unseen", unseen),
     ("log_escape", log_escape),
     ("config_errors", config_errors),
     ("urls", urls),

@@ -18,7 +18,6 @@ const COMPONENT: &[&[&str]] = &[
         "plan",
         "roles",
         "guard",
-        "unseen",
         "links",
         "config",
         "state",

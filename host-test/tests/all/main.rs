@@ -20,6 +20,7 @@ mod platform_contract;
 mod realtime;
 mod reliability;
 mod robustness;
+mod scale;
 mod scenario_format;
 mod sync_lifecycle;
 mod urls;

@@ -19,8 +19,8 @@ fn phase_rank(state: &State) -> (u8, u32, usize) {
     };
     match &f.phase {
         Phase::Users { done, .. } => (1, f.batches, done.len()),
-        Phase::Leavers => (2, f.batches, 0),
-        Phase::Deactivations => (3, f.batches, 0),
+        Phase::Leavers { .. } => (2, f.batches, 0),
+        Phase::Deactivations { .. } => (3, f.batches, 0),
         Phase::Roles => (4, f.batches, 0),
     }
 }

@@ -72,6 +72,7 @@ pub fn render(report: &BenchReport) -> String {
         "svc w/n s",
         "ratio",
         "peak MiB",
+        "state KiB",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in &report.phases {
@@ -96,6 +97,7 @@ pub fn render(report: &BenchReport) -> String {
                 format!("{:.2}", r.cpu_ratio)
             },
             format!("{:.1}", mib(r.peak_memory_bytes)),
+            format!("{:.1}", r.max_state_bytes as f64 / 1024.0),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -217,17 +219,23 @@ pub fn checks(report: &BenchReport) -> Vec<Check> {
     let p = &report.params;
     let ph = &report.phases;
     let mut out = Vec::new();
+    let users = u64::from(p.users);
     let initial = &ph[0];
+    // Issue 15: 1.1 x at calls of 20 s (N = 10,000, 50,000, 100,000; C = 8 and 32), 1.3 x at
+    // 2 s calls (N = 20,000).
+    let allowed = if p.budget_ms >= 20_000 { 1.1 } else { 1.3 };
     if let Some(floor) = initial.floor_rounds {
         let ratio = initial.rounds as f64 / floor.max(1) as f64;
         out.push(check(
-            "initial sync rounds (N=10,000; C=8 and C=32)",
-            format!("<= 1.2 x floor = {:.0}", 1.2 * floor as f64),
-            format!(
-                "{} rounds = {ratio:.2} x floor {floor} (C={})",
-                initial.rounds, p.concurrency
+            &format!(
+                "initial sync rounds (N={}, C={}, {} s calls)",
+                p.users,
+                p.concurrency,
+                f64::from(p.budget_ms) / 1000.0
             ),
-            ratio <= 1.2,
+            format!("<= {allowed} x floor = {:.0}", allowed * floor as f64),
+            format!("{} rounds = {ratio:.2} x floor {floor}", initial.rounds),
+            ratio <= allowed,
         ));
     }
     let resync = &ph[1];
@@ -237,16 +245,54 @@ pub fn checks(report: &BenchReport) -> Vec<Check> {
         resync.zenqms_writes.to_string(),
         resync.zenqms_writes == 0,
     ));
-    let users = u64::from(p.users);
     let m = report.zenqms_users_at_resync;
-    let g = u64::from(report.tenant.mapped_groups);
-    let limit = users.div_ceil(100) + m.div_ceil(100) + g;
+    let pages = u64::from(report.tenant.member_pages);
+    for r in ph
+        .iter()
+        .filter(|r| r.name == resync.name || r.name == super::ALREADY_LINKED)
+    {
+        // M: the directory the phase starts from (the already-linked tenant holds N users).
+        let m = if r.name == resync.name { m } else { users };
+        out.push(check(
+            &format!("{}: reads (N={})", r.name, p.users),
+            format!(
+                "ZenQMS <= ceil(M/100) = {}, Graph <= ceil(N/100) + member pages = {}",
+                m.div_ceil(100),
+                users.div_ceil(100) + pages
+            ),
+            format!(
+                "ZenQMS {}, Graph {} (M={m}, member pages {pages}, {} writes)",
+                r.zenqms_reads, r.graph_reads, r.zenqms_writes
+            ),
+            r.zenqms_reads <= m.div_ceil(100) && r.graph_reads <= users.div_ceil(100) + pages,
+        ));
+    }
+    let state = ph.iter().map(|r| r.max_state_bytes).max().unwrap_or(0);
+    let at = ph
+        .iter()
+        .max_by_key(|r| r.max_state_bytes)
+        .map_or("", |r| r.name.as_str());
     out.push(check(
-        "re-sync, nothing changed: reads",
-        format!("<= ceil(N/100)+ceil(M/100)+G = {limit}"),
-        format!("{} (M={m}, G={g})", resync.reads),
-        resync.reads <= limit,
+        &format!("state after every call, every phase (N={})", p.users),
+        "<= 64 KiB".into(),
+        format!("{:.1} KiB ({at})", state as f64 / 1024.0),
+        state <= 64 * 1024,
     ));
+    if let Some(t) = ph.iter().find(|r| r.name == super::QUIET_TICKS) {
+        let per_tick = t.rounds as f64 / super::TICKS as f64;
+        let cpu_ms = t.wasm_component_s * 1e3 / super::TICKS as f64;
+        out.push(check(
+            "quiet tick: rounds, wasm CPU, state growth over 24",
+            // A few bytes either way are the revision's digits and the new delta tokens'
+            // lengths; growth is anything that accumulates.
+            format!("2 rounds, <= 2 ms, <= {} bytes", super::TICK_STATE_SLACK),
+            format!(
+                "{per_tick:.1} rounds, {cpu_ms:.2} ms, {} bytes",
+                t.state_growth_bytes
+            ),
+            per_tick <= 2.0 && cpu_ms <= 2.0 && t.state_growth_bytes <= super::TICK_STATE_SLACK,
+        ));
+    }
     let user = &ph[2];
     out.push(check(
         "one user notification: rounds",
@@ -286,16 +332,29 @@ pub fn checks(report: &BenchReport) -> Vec<Check> {
     let native: f64 = ph.iter().map(|r| r.native_component_s).sum();
     let ratio = wasm / native.max(1e-9);
     out.push(check(
-        "wasm CPU vs native, all phases",
+        "wasm CPU vs native, all phases together",
         "<= 1.5 x native".into(),
         format!("{ratio:.2} x ({wasm:.3} s vs {native:.3} s)"),
         ratio <= 1.5,
     ));
+    // Issue 15: every phase at N >= 10,000 (phases under 5 ms of native CPU are noise).
+    let worst = ph
+        .iter()
+        .filter(|r| r.native_component_s >= 0.005)
+        .max_by(|a, b| a.cpu_ratio.total_cmp(&b.cpu_ratio));
+    if let Some(w) = worst {
+        out.push(check(
+            &format!("wasm CPU vs native, worst phase (N={})", p.users),
+            "<= 1.3 x native (stated for N >= 10,000)".into(),
+            format!("{:.2} x ({})", w.cpu_ratio, w.name),
+            w.cpu_ratio <= 1.3,
+        ));
+    }
     let peak = ph.iter().map(|r| r.peak_memory_bytes).max().unwrap_or(0);
     out.push(check(
-        "peak guest linear memory (N=50,000)",
-        "<= 64 MiB".into(),
-        format!("{:.1} MiB at N={}", mib(peak), p.users),
+        &format!("peak guest linear memory (N={})", p.users),
+        "<= 64 MiB (stated for N = 100,000)".into(),
+        format!("{:.1} MiB", mib(peak)),
         peak as f64 <= 64.0 * MIB,
     ));
     out.push(check(

@@ -32,6 +32,19 @@ pub struct Params {
     pub rtt_ms: u64,
     pub concurrency: u32,
     pub budget_ms: u32,
+    /// Which Entra users ZenQMS already holds linked.
+    pub linked: Linked,
+}
+
+/// Which Entra users the generated ZenQMS already holds, linked by external_id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Linked {
+    /// 10 % linked and 10 % by email only (see the module docs): a first deploy.
+    #[default]
+    Tenth,
+    /// Every Entra user (a redeploy after a migration): the already-linked phase's tenant.
+    All,
 }
 
 impl Default for Params {
@@ -42,6 +55,7 @@ impl Default for Params {
             rtt_ms: 100,
             concurrency: 8,
             budget_ms: 20_000,
+            linked: Linked::Tenth,
         }
     }
 }
@@ -63,6 +77,9 @@ pub struct Shape {
     pub leavers: u32,
     /// Members of group 0, the one the group notification changes.
     pub big_group_members: u32,
+    /// Pages of the mapped groups' transitive members at Graph's largest page (999 objects,
+    /// nested groups included): what reading every mapped group once costs.
+    pub member_pages: u32,
 }
 
 pub fn uid(i: u32) -> String {
@@ -151,6 +168,21 @@ fn parent(k: u32) -> Option<u32> {
     (k >= 3 && k.is_multiple_of(3)).then_some(k / 3)
 }
 
+/// Distinct objects (users and nested groups) among group k's transitive members.
+fn transitive_count(k: u32, g: u32, n: u32) -> u32 {
+    let mut users = std::collections::BTreeSet::new();
+    let mut groups = 0;
+    let mut todo = vec![k];
+    while let Some(x) = todo.pop() {
+        users.extend(group_users(x, n));
+        for c in (0..g).filter(|&c| parent(c) == Some(x)) {
+            groups += 1;
+            todo.push(c);
+        }
+    }
+    users.len() as u32 + groups
+}
+
 /// Group k is mapped when k is even; mapped groups pair up onto one role each.
 pub fn role_of(k: u32) -> Option<String> {
     k.is_multiple_of(2).then(|| format!("r-{}", k / 4))
@@ -184,6 +216,10 @@ pub fn build(p: &Params) -> (Scenario, Shape) {
         groups.push(json!({"id": gid(k), "displayName": format!("Group {k}"), "members": members}));
     }
     shape.big_group_members = n.min(BIG_GROUP);
+    shape.member_pages = (0..g)
+        .filter(|&k| role_of(k).is_some())
+        .map(|k| transitive_count(k, g, n).div_ceil(999).max(1))
+        .sum();
     shape.roles_mapped = mappings.len() as u32;
     let role_mappings: Vec<Value> = mappings
         .iter()
@@ -196,7 +232,7 @@ pub fn build(p: &Params) -> (Scenario, Shape) {
     roles.push(json!({"id": "r-admin", "name": "Administrator"}));
     roles.push(json!({"id": "r-viewer", "name": "Viewer"}));
 
-    let zen_users = zenqms_users(n, &mut shape);
+    let zen_users = zenqms_users(n, p.linked, &mut shape);
     let scenario = json!({
         "description": format!("benchmark: {n} users, {g} groups"),
         "rtt_ms": p.rtt_ms,
@@ -224,12 +260,20 @@ pub fn build(p: &Params) -> (Scenario, Shape) {
     (scenario, shape)
 }
 
-fn zenqms_users(n: u32, shape: &mut Shape) -> Vec<Value> {
+/// A pre-existing ZenQMS user's id: `z-` and 16 hex digits of a hash of its position (the
+/// simulator's own creates are `u-000001`, ... in creation order).
+pub fn zenqms_id(seq: u32) -> String {
+    format!("z-{:016x}", splitmix(u64::from(seq) ^ 0x5a5a))
+}
+
+fn zenqms_users(n: u32, linked: Linked, shape: &mut Shape) -> Vec<Value> {
     let mut out = Vec::new();
     let mut seq = 0u32;
+    // Ids from a hash: ZenQMS's id order (its search order) is unrelated to Graph's listing
+    // order, as in a directory filled by hand or by another tool over the years.
     let mut push = |out: &mut Vec<Value>, mut u: Value| {
         seq += 1;
-        u["id"] = json!(format!("u-{seq:06}"));
+        u["id"] = json!(zenqms_id(seq));
         out.push(u);
     };
     for i in 1..=n {
@@ -243,7 +287,11 @@ fn zenqms_users(n: u32, shape: &mut Shape) -> Vec<Value> {
             "email": mail(i), "first_name": text("givenName"), "last_name": text("surname"),
             "title": text("jobTitle"), "is_active": true, "roles": [],
         });
-        match i % 10 {
+        let kind = match linked {
+            Linked::Tenth => i % 10,
+            Linked::All => 1,
+        };
+        match kind {
             1 => {
                 let mut u = base;
                 u["external_id"] = json!(uid(i));

@@ -1,0 +1,148 @@
+//! Issue 15: the full sync's state stays small whatever the tenant's size and id order, and a
+//! run with more deactivations than its checkpoint names still deactivates exactly the right
+//! users. Through wasmtime, on the benchmark's synthetic tenant (ZenQMS ids from a hash, so
+//! unrelated to Graph's listing order); the runner checks every call's state against the
+//! platform's 64 KiB (`state-size`).
+
+use host_test::bench::tenant::{self, Linked, Params};
+use host_test::runner::Runner;
+use host_test::runtime::Runtime;
+use host_test::scenario::{Scenario, Step};
+use serde_json::json;
+
+fn step(v: serde_json::Value) -> Step {
+    serde_json::from_value(v).unwrap()
+}
+
+/// The bench tenant at `n` users, every user already linked in ZenQMS, with short calls (many
+/// checkpoints).
+fn linked_tenant(n: u32, budget_ms: u32) -> Scenario {
+    let (s, _) = tenant::build(&Params {
+        users: n,
+        groups: 6,
+        budget_ms,
+        linked: Linked::All,
+        ..Params::default()
+    });
+    s
+}
+
+/// Runs a deploy to the end; returns the largest state any call returned, bytes.
+fn deploy(runner: &mut Runner) -> u64 {
+    let rec = runner.run_step(0, &step(json!({"deploy": {}})));
+    assert!(rec.ok, "{:?}", rec.error);
+    assert!(!rec.pending);
+    assert!(runner.invariants().is_empty(), "{:?}", runner.invariants());
+    rec.max_state_bytes.unwrap()
+}
+
+#[test]
+fn a_full_sync_state_does_not_grow_with_the_tenant_whatever_the_id_order() {
+    let mut sizes = Vec::new();
+    for n in [400, 1_600] {
+        // Nobody disabled: the few deactivations named in the checkpoint (the tenant's
+        // leavers) are not what is measured here (the next test bounds them).
+        let mut s = linked_tenant(n, 1_000);
+        for u in &mut s.entra.users {
+            u.insert("accountEnabled".into(), json!(true));
+        }
+        let mut runner = Runner::new(Runtime::shared(), s);
+        sizes.push(deploy(&mut runner));
+    }
+    // Four times the tenant, the same checkpoint (give or take a page of ids and a few
+    // names).
+    assert!(
+        sizes[1] <= sizes[0] + 2_048,
+        "state grew with the tenant: {sizes:?} bytes at 400 and 1,600 users"
+    );
+}
+
+#[test]
+fn more_deactivations_than_the_checkpoint_names_deactivate_exactly_the_disabled_and_gone() {
+    let n = 600;
+    let mut s = linked_tenant(n, 1_000);
+    // 250 more disabled users (beside the tenant's own 5 % and its leavers), a limit that
+    // lets them through.
+    for i in (1..=n).filter(|i| i % 3 == 0) {
+        if let Some(u) = s.entra.users.iter_mut().find(|u| u["id"] == tenant::uid(i)) {
+            u["accountEnabled"] = json!(false);
+        }
+    }
+    s.instance
+        .config
+        .insert("max_deactivations".into(), json!("100000"));
+    let mut runner = Runner::new(Runtime::shared(), s.clone());
+    let max_state = deploy(&mut runner);
+    // The checkpoint names at most DEFERRED_MAX of them (about 15 KiB), whatever their number.
+    assert!(max_state < 24 * 1024, "{max_state} bytes of state");
+    let world = runner.world();
+    let enabled: std::collections::BTreeMap<String, bool> = s
+        .entra
+        .users
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap().to_string(),
+                u["accountEnabled"] == json!(true),
+            )
+        })
+        .collect();
+    let mut deactivated = 0;
+    for z in world.zenqms.users() {
+        let Some(ext) = z.external_id.as_deref() else {
+            continue;
+        };
+        // Active exactly when its Entra user exists and is enabled.
+        let should = enabled.get(ext).copied().unwrap_or(false);
+        assert_eq!(z.is_active, should, "{} linked to {ext}", z.id);
+        deactivated += usize::from(!z.is_active);
+    }
+    assert!(deactivated > 200, "{deactivated}");
+}
+
+#[test]
+fn a_burst_larger_than_the_queue_turns_into_a_full_sync_and_misses_nobody() {
+    let n = 800;
+    let mut runner = Runner::new(Runtime::shared(), linked_tenant(n, 20_000));
+    deploy(&mut runner);
+    // An HR import: 700 titles change, all notified in one POST.
+    let ids: Vec<String> = (1..=700).map(tenant::uid).collect();
+    for i in 1..=700 {
+        let mut u = tenant::entra_user(i);
+        u["jobTitle"] = json!("Imported");
+        let rec = runner.run_step(1, &step(json!({"entra": {"upsert_user": u}})));
+        assert!(rec.ok);
+    }
+    let rec = runner.run_step(
+        2,
+        &step(json!({"notify": {"resource": "users", "ids": ids}})),
+    );
+    assert!(rec.ok, "{:?}", rec.error);
+    assert!(runner.invariants().is_empty(), "{:?}", runner.invariants());
+    let text = serde_json::to_string(&rec.logs).unwrap();
+    assert!(
+        text.contains("more changes than the notification queue holds"),
+        "no full sync took over ({} log lines, summary {:?})",
+        rec.logs.len(),
+        rec.summary
+    );
+    let world = runner.world();
+    for i in 1..=700 {
+        let u = tenant::entra_user(i);
+        if u["accountEnabled"] != json!(true)
+            || u["mail"].is_null()
+            || ["givenName", "surname"]
+                .iter()
+                .any(|k| u[*k].as_str().is_none_or(|v| v.trim().is_empty()))
+        {
+            continue;
+        }
+        let z = world
+            .zenqms
+            .users()
+            .into_iter()
+            .find(|z| z.external_id.as_deref() == Some(&tenant::uid(i)))
+            .expect("linked");
+        assert_eq!(z.title, "Imported", "user {i}");
+    }
+}
