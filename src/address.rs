@@ -18,8 +18,9 @@
 use std::collections::BTreeSet;
 
 /// The most learned domains kept (in state). A tenant has a handful; Entra allows up to 5,000
-/// per tenant, and a tenant with more than this sets `email_match_domains` instead.
-pub const MAX_LEARNED_DOMAINS: usize = 500;
+/// per tenant, and a tenant with more than this (or than [`MAX_LEARNED_BYTES`] of names) sets
+/// `email_match_domains` instead.
+pub const MAX_LEARNED_DOMAINS: usize = 200;
 
 /// A valid, normalised address: printable ASCII, lowercase, `local@domain`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -227,10 +228,18 @@ impl Domains {
     }
 }
 
-/// Adds a domain to a learned set, up to [`MAX_LEARNED_DOMAINS`]; false when the set is full
-/// and the domain was not in it.
+/// The most bytes of domain names a learned set keeps (in state, where it may be held twice:
+/// the tenant's and a running full sync's), so the state stays within 64 KiB.
+pub const MAX_LEARNED_BYTES: usize = 4 * 1024;
+
+/// Adds a domain to a learned set, up to [`MAX_LEARNED_DOMAINS`] and [`MAX_LEARNED_BYTES`];
+/// false when the set is full and the domain was not in it.
 pub fn learn(set: &mut BTreeSet<String>, domain: String) -> bool {
-    if set.len() < MAX_LEARNED_DOMAINS || set.contains(&domain) {
+    if set.contains(&domain) {
+        return true;
+    }
+    let bytes: usize = set.iter().map(|d| d.len() + 3).sum();
+    if set.len() < MAX_LEARNED_DOMAINS && bytes + domain.len() + 3 <= MAX_LEARNED_BYTES {
         set.insert(domain);
         true
     } else {
@@ -349,5 +358,16 @@ mod tests {
         assert!(!learn(&mut set, "one-too-many.example".into()));
         assert!(learn(&mut set, "d0.example".into()));
         assert_eq!(set.len(), MAX_LEARNED_DOMAINS);
+        // Long names: the byte bound comes first.
+        let mut long = BTreeSet::new();
+        let mut n = 0;
+        while learn(&mut long, format!("{n}{}.example", "x".repeat(200))) {
+            n += 1;
+        }
+        let bytes: usize = long.iter().map(|d| d.len() + 3).sum();
+        assert!(
+            n > 0 && bytes <= MAX_LEARNED_BYTES,
+            "{n} names, {bytes} bytes"
+        );
     }
 }

@@ -190,6 +190,32 @@ fn start_full_sync(
     Ok(())
 }
 
+/// More changes arrived than the queue holds (an HR import notified at once, a mass change
+/// read by a delta round): a full sync, which reads every user with its bounded checkpoint,
+/// takes the queue's place. Its delta links are taken "from now", so the next delta round
+/// does not report the same changes again. A full sync already under way is not restarted
+/// (a stream of changes would keep it from ever finishing): it runs on, and another one
+/// follows it.
+fn overflow(
+    p: &dyn Platform,
+    config: &Config,
+    graph: &Graph<'_>,
+    state: &mut State,
+) -> Result<Reply, Failure> {
+    Log::new(p).warn(
+        "more changes than the notification queue holds: running a full sync instead",
+        &[("queue_max", &crate::state::QUEUE_MAX.to_string())],
+    );
+    if let Some(sync) = &mut state.full_sync {
+        sync.again = true;
+        state.queue = Queue::default();
+    } else {
+        state.delta = None;
+        start_full_sync(p, graph, state, "queue-overflow", false)?;
+    }
+    run_full_sync(p, config, graph, state, None)
+}
+
 /// How old a redeploy may find its delta links and keep them (they live 7 days; the hourly
 /// schedule renews them).
 const DELTA_REUSE_HOURS: i64 = 24;
@@ -209,6 +235,9 @@ fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
         totals: Counts::default(),
         deferred: Vec::new(),
         deferred_more: 0,
+        approved: 0,
+        walked: 0,
+        again: false,
         allow_mass,
         guard_checked: false,
         blocked: None,
@@ -283,6 +312,15 @@ fn run_full_sync(
         batches: sync.batches,
         totals: sync.totals,
     });
+    if sync.again {
+        // The queue overflowed during the run: changes to users it had read are covered by
+        // another run, which the next call (resume) carries on.
+        state.delta = None;
+        start_full_sync(p, graph, state, "queue-overflow", false)?;
+        return Ok(Reply::pending(format!(
+            "{summary}; another full sync follows (the notification queue overflowed during this one)"
+        )));
+    }
     Ok(Reply::done(summary))
 }
 
@@ -344,15 +382,7 @@ fn continue_work(
     what: &str,
 ) -> Result<Reply, Failure> {
     if state.queue.overflow {
-        // More changes than the queue holds (an HR import, a mass change read by a delta
-        // round): a full sync reads every user instead, with its bounded checkpoint. One
-        // already running starts over: users it had read may have changed since.
-        Log::new(p).warn(
-            "more changes than the notification queue holds: running a full sync instead",
-            &[("queue_max", &crate::state::QUEUE_MAX.to_string())],
-        );
-        start_full_sync(p, graph, state, "queue-overflow", false)?;
-        return run_full_sync(p, config, graph, state, None);
+        return overflow(p, config, graph, state);
     }
     if state.queue.delta_round {
         match schedule::delta_round(p, config, graph, state)? {
@@ -360,6 +390,11 @@ fn continue_work(
             schedule::Round::Expired => {
                 return run_full_sync(p, config, graph, state, None);
             }
+        }
+        if state.queue.overflow {
+            // The round brought more than the queue holds: none of it is applied (its
+            // leaving users were not all counted); the full sync judges everything together.
+            return overflow(p, config, graph, state);
         }
         // The round made progress; what it queued waits for the next call if no step fits,
         // and for the rest of the round if it is not complete (the guard judges it whole).

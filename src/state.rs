@@ -94,10 +94,10 @@ pub struct Queue {
     pub overflow: bool,
 }
 
-/// The most user and group ids (together) the queue keeps, so the state stays within the
-/// platform's 64 KiB whatever a burst or a delta round brings (about 40 bytes each); more
-/// turn into a full sync ([`Queue::overflow`]).
-pub const QUEUE_MAX: usize = 500;
+/// The most ids the queue keeps — users, groups and a delta round's leaving users together —
+/// so the state stays within the platform's 64 KiB whatever a burst or a delta round brings
+/// (about 40 bytes each); more turn into a full sync ([`Queue::overflow`]).
+pub const QUEUE_MAX: usize = 1_000;
 
 fn is_zero_u64(n: &u64) -> bool {
     *n == 0
@@ -147,23 +147,29 @@ impl Queue {
             }
             true
         }
-        let mut room = QUEUE_MAX.saturating_sub(self.users.len() + self.groups.len());
+        let mut room = QUEUE_MAX.saturating_sub(self.held());
         let kept =
             add(&mut self.users, users, &mut room) & add(&mut self.groups, groups, &mut room);
         self.overflow |= !kept;
     }
 
     /// Adds a delta round's leaving user (kept whole for the guard); past [`QUEUE_MAX`] the
-    /// round overflows instead.
+    /// queue overflows instead, and the round is not judged or applied: the full sync that
+    /// takes over judges every deactivation together.
     pub fn push_leaving(&mut self, id: String) {
         if self.round_leaving.contains(&id) {
             return;
         }
-        if self.round_leaving.len() >= QUEUE_MAX {
+        if self.held() >= QUEUE_MAX {
             self.overflow = true;
         } else {
             self.round_leaving.push(id);
         }
+    }
+
+    /// Ids held: users, groups and a delta round's leaving users.
+    fn held(&self) -> usize {
+        self.users.len() + self.groups.len() + self.round_leaving.len()
     }
 }
 
@@ -206,6 +212,17 @@ pub struct FullSync {
     /// found again by a second pass over the linked users (see `Phase::Deactivations`).
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub deferred_more: u32,
+    /// Deactivations the guard let through (named and counted): a second walk deactivates no
+    /// more than these.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub approved: u32,
+    /// Deactivations the second walk made so far.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub walked: u32,
+    /// The notification queue overflowed while this run was under way: another full sync
+    /// follows it (changes to users it had already read would be missed otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub again: bool,
     /// Whether this run may exceed the limit (`allow_mass_deactivation` on the deploy).
     #[serde(default)]
     pub allow_mass: bool,
@@ -224,9 +241,9 @@ pub struct FullSync {
     pub email_domains: BTreeSet<String>,
 }
 
-/// Deactivations a full sync keeps by name in its checkpoint (about 130 bytes each); more are
-/// only counted.
-pub const DEFERRED_MAX: usize = 100;
+/// Deactivations a full sync keeps by name in its checkpoint (about 130–250 bytes each, the
+/// UPN's length decides); more are only counted.
+pub const DEFERRED_MAX: usize = 16;
 
 /// A deactivation the full sync plans, applied after the mass-deactivation check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -402,6 +419,73 @@ impl State {
 mod tests {
     use super::*;
 
+    /// Every part of the state that can grow at its bound at once — a full queue, a full
+    /// sync naming its most deferred deactivations with the longest UPNs, both learned domain
+    /// sets full, a long page's done ids, long delta links — still fits the platform's 64 KiB.
+    #[test]
+    fn the_state_at_every_bound_at_once_fits_64_kib() {
+        let guid = |i: usize| format!("{i:08x}-1d2c-4b5a-9e8f-{i:012x}");
+        let mut domains = BTreeSet::new();
+        for i in 0.. {
+            if !crate::address::learn(&mut domains, format!("{i:04}{}.example", "d".repeat(40))) {
+                break;
+            }
+        }
+        let mut s = State::parse(None).unwrap();
+        s.tenant_id = Some(guid(0));
+        s.email_domains = domains.clone();
+        s.queue
+            .push(&(0..900).map(guid).collect::<Vec<_>>(), &[guid(9)]);
+        for i in 0..QUEUE_MAX {
+            s.queue.push_leaving(guid(10_000 + i));
+        }
+        s.queue.cause = "n".repeat(600);
+        // Graph's tokens are opaque; the ones in its docs are a few hundred characters.
+        let link = |what: &str| {
+            format!(
+                "https://graph.microsoft.com/v1.0/{what}/delta?$deltatoken={}",
+                "t".repeat(2000)
+            )
+        };
+        s.delta = Some(DeltaLinks {
+            users: link("users"),
+            groups: link("groups"),
+            issued_at: "2026-11-28T12:00:00Z".parse().unwrap(),
+        });
+        let deferred = (0..DEFERRED_MAX)
+            .map(|i| Deferred {
+                zenqms_id: format!("z-{}", "9".repeat(60)),
+                entra_id: guid(i),
+                upn: format!("{}@{}.example", "u".repeat(64), "d".repeat(40)),
+                reason: "no longer in Entra (Graph answers 404)".into(),
+            })
+            .collect();
+        s.full_sync = Some(FullSync {
+            run_id: "sync-20261128T120000Z-queue-overflow".into(),
+            started_at: "2026-11-28T12:00:00Z".parse().unwrap(),
+            phase: Phase::Users {
+                next: link("users"),
+                skip: 0,
+                done: (0..100).map(guid).collect(),
+            },
+            batches: 1_000,
+            calls: 100,
+            totals: Counts::default(),
+            deferred,
+            deferred_more: 100_000,
+            approved: 0,
+            walked: 0,
+            again: true,
+            allow_mass: false,
+            guard_checked: false,
+            blocked: None,
+            recent_links: vec![u64::MAX; crate::links::RECENT],
+            email_domains: domains,
+        });
+        let bytes = s.to_json().len();
+        assert!(bytes <= 64 * 1024, "{bytes} bytes");
+    }
+
     #[test]
     fn round_trip_and_fresh() {
         let fresh = State::parse(None).unwrap();
@@ -420,6 +504,9 @@ mod tests {
             totals: Counts::default(),
             deferred: Vec::new(),
             deferred_more: 0,
+            approved: 0,
+            walked: 0,
+            again: false,
             allow_mass: false,
             guard_checked: false,
             blocked: None,

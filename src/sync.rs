@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::address::{self, Domains};
 use crate::apply::{self, Applier, RoleCall, Write};
@@ -212,7 +212,13 @@ impl<'a> Engine<'a> {
             || budget::fits(platform, budget::MIN_STEP_ROUNDS),
             || {
                 self.out.counts = Counts::default();
-                let finished = self.step_once(sync)?;
+                // A step that fails is done again from its start by a later call: what it
+                // deferred is taken back, so the retry does not count anyone twice.
+                let deferred = (sync.deferred.len(), sync.deferred_more);
+                let finished = self.step_once(sync).inspect_err(|_| {
+                    sync.deferred.truncate(deferred.0);
+                    sync.deferred_more = deferred.1;
+                })?;
                 counts.add(&self.out.counts);
                 sync.totals.add(&self.out.counts);
                 Ok::<_, Failure>(if finished { Step::Done } else { Step::More })
@@ -483,13 +489,9 @@ impl<'a> Engine<'a> {
         Ok(Trust { domains, holders })
     }
 
-    /// The next linked, active ZenQMS users after `after` in ZenQMS id order, as many as a
-    /// step's Graph read can check in the rounds left (300 to a `$batch` request: 20 `id in`
-    /// filters of 15), with their Entra ids; and whether these are the last.
-    fn linked_after(&self, after: &Option<String>) -> (Vec<(ZUser, String)>, bool) {
-        let requests =
-            budget::items_that_fit(self.platform, 1, 1, self.concurrency(), usize::MAX / 300);
-        let n = requests.saturating_mul(crate::graph::BATCH_MAX * crate::graph::IN_MAX);
+    /// The next linked, active ZenQMS users after `after` in ZenQMS id order, at most `n`,
+    /// with their Entra ids; and whether these are the last.
+    fn linked_after(&self, after: &Option<String>, n: usize) -> (Vec<(ZUser, String)>, bool) {
         let from = match after {
             Some(a) => std::ops::Bound::Excluded(a.as_str()),
             None => std::ops::Bound::Unbounded,
@@ -500,18 +502,29 @@ impl<'a> Engine<'a> {
             .between(from, std::ops::Bound::Unbounded)
             .filter(|z| z.is_active)
             .filter_map(|z| plan::link_of(z).map(|e| (z.clone(), e)));
-        let chunk: Vec<(ZUser, String)> = rest.by_ref().take(n).collect();
+        let chunk: Vec<(ZUser, String)> = rest.by_ref().take(n.max(1)).collect();
         let last = rest.next().is_none();
         (chunk, last)
     }
 
+    /// How many linked users a walk's step takes: its Graph read (300 users to a `$batch`
+    /// request: 20 `id in` filters of 15) in one round, with `per_round` of them able to be
+    /// followed up (a 404 check, a write) in each of the rounds left after two.
+    fn walk_size(&self, per_round: usize) -> usize {
+        let c = self.concurrency();
+        let read = c * crate::graph::BATCH_MAX * crate::graph::IN_MAX;
+        let rounds =
+            usize::try_from(self.platform.rounds_left().saturating_sub(2)).unwrap_or(usize::MAX);
+        read.min(rounds.saturating_mul(per_round)).max(per_round)
+    }
+
     /// Of these Entra ids, those whose object is gone (absent from an `id in` read, and then
     /// answered 404 when read alone: a read that is not a clear 404 never reads as gone) and
-    /// those disabled, as `(gone, disabled)`.
+    /// those disabled (with their UPN), as `(gone, disabled)`.
     fn gone_or_disabled(
         &self,
         ids: &[String],
-    ) -> Result<(BTreeSet<String>, BTreeSet<String>), Failure> {
+    ) -> Result<(BTreeSet<String>, BTreeMap<String, String>), Failure> {
         let found = self.graph.users_by_ids(ids, "checking linked users")?;
         let absent: Vec<String> = ids
             .iter()
@@ -532,7 +545,12 @@ impl<'a> Engine<'a> {
         let disabled = found
             .iter()
             .filter(|(_, u)| u.get("accountEnabled") == Some(&serde_json::Value::Bool(false)))
-            .map(|(id, _)| id.clone())
+            .map(|(id, u)| {
+                let upn = u
+                    .get("userPrincipalName")
+                    .and_then(serde_json::Value::as_str);
+                (id.clone(), upn.unwrap_or_default().to_string())
+            })
             .collect();
         Ok((gone, disabled))
     }
@@ -542,7 +560,9 @@ impl<'a> Engine<'a> {
     /// met is carried: the checkpoint is the last ZenQMS id checked, `after`), as many per step
     /// as fit in the rounds left.
     fn leavers(&mut self, after: Option<String>, sync: &mut FullSync) -> Result<Walk, Failure> {
-        let (chunk, last) = self.linked_after(&after);
+        // A user Graph does not return costs a 404 check (20 to a `$batch` request).
+        let n = self.walk_size(self.concurrency() * crate::graph::BATCH_MAX);
+        let (chunk, last) = self.linked_after(&after, n);
         if chunk.is_empty() {
             return Ok(Walk::Done);
         }
@@ -598,6 +618,7 @@ impl<'a> Engine<'a> {
                     &[("deactivations", &count.to_string()), ("limit", &limit.to_string())],
                 );
             }
+            sync.approved = u32::try_from(count).unwrap_or(u32::MAX);
         }
         if sync.deferred_more > 0 {
             return self.deactivations_again(after, sync);
@@ -636,21 +657,43 @@ impl<'a> Engine<'a> {
         after: Option<String>,
         sync: &mut FullSync,
     ) -> Result<Walk, Failure> {
-        let (chunk, last) = self.linked_after(&after);
-        if chunk.is_empty() {
-            sync.deferred.clear();
-            sync.deferred_more = 0;
-            return Ok(Walk::Done);
-        }
+        // Each user found may need a write.
+        let n = self.walk_size(self.concurrency());
+        let (chunk, last) = self.linked_after(&after, n);
         let ids: Vec<String> = chunk.iter().map(|(_, e)| e.clone()).collect();
-        let (gone, disabled) = self.gone_or_disabled(&ids)?;
-        let writes = chunk
+        let (gone, disabled) = if chunk.is_empty() {
+            Default::default()
+        } else {
+            self.gone_or_disabled(&ids)?
+        };
+        let mut writes = Vec::new();
+        let mut capped = false;
+        for (z, e) in chunk
             .iter()
-            .filter(|(_, e)| gone.contains(e) || disabled.contains(e))
-            .map(|(z, e)| self.deactivation(z, e, &z.email))
-            .collect();
+            .filter(|(_, e)| gone.contains(e) || disabled.contains_key(e))
+        {
+            // No more than the guard judged: users disabled since the count wait for the next
+            // run (or the delta round), whose guard counts them.
+            if sync.walked >= sync.approved {
+                capped = true;
+                break;
+            }
+            sync.walked += 1;
+            let upn = disabled.get(e).map_or("", String::as_str);
+            writes.push(self.deactivation(z, e, upn));
+        }
         self.out.write(writes)?;
-        let walk = Walk::next(last, &chunk);
+        if capped {
+            self.out.log.warn(
+                "more users to deactivate than the guard counted: the rest wait for the next run",
+                &[("deactivated", &sync.walked.to_string())],
+            );
+        }
+        let walk = if capped {
+            Walk::Done
+        } else {
+            Walk::next(last, &chunk)
+        };
         if walk == Walk::Done {
             sync.deferred.clear();
             sync.deferred_more = 0;
@@ -658,7 +701,8 @@ impl<'a> Engine<'a> {
         Ok(walk)
     }
 
-    /// The write deactivating `z` (linked to `entra_id`; `upn` names it in the audit line).
+    /// The write deactivating `z` (linked to `entra_id`; `upn` names it in the audit line:
+    /// empty when Graph no longer has the user).
     fn deactivation(&self, z: &ZUser, entra_id: &str, upn: &str) -> Write {
         let Action::Write { changes, .. } = plan::deactivate(z) else {
             unreachable!("deactivate plans a write")

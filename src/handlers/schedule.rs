@@ -165,7 +165,9 @@ pub(super) fn delta_round(
     state.queue.cause = format!("delta-{}", now.format("%Y%m%dT%H%M%SZ"));
     // An unfinished round stays due: the next call reads on from where this one stopped.
     state.queue.delta_round = !complete;
-    if complete {
+    if complete && !state.queue.overflow {
+        // (An overflowed round is not judged: its leaving users were not all kept, and the
+        // full sync that takes over judges every deactivation together.)
         // The one mass-deactivation guard, over the whole round however many calls read it:
         // a round that would deactivate more linked users than the limit deactivates none
         // of them (their other changes wait for the admin too).

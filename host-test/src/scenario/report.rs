@@ -183,7 +183,7 @@ pub fn audit(steps: &[StepRecord]) -> Vec<AuditRecord> {
 pub struct Violation {
     /// The index of the step during (or after) which it was found.
     pub step: usize,
-    /// Which invariant: `subscriptions`, `webhook-reply` or `revision`.
+    /// Which invariant: `subscriptions`, `webhook-reply`, `revision` or `state-size`.
     pub name: String,
     /// What differs (naming subscription ids, never a clientState).
     pub detail: String,

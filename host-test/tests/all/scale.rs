@@ -102,12 +102,12 @@ fn more_deactivations_than_the_checkpoint_names_deactivate_exactly_the_disabled_
 
 #[test]
 fn a_burst_larger_than_the_queue_turns_into_a_full_sync_and_misses_nobody() {
-    let n = 800;
+    let n = 1_200;
     let mut runner = Runner::new(Runtime::shared(), linked_tenant(n, 20_000));
     deploy(&mut runner);
-    // An HR import: 700 titles change, all notified in one POST.
-    let ids: Vec<String> = (1..=700).map(tenant::uid).collect();
-    for i in 1..=700 {
+    // An HR import: 1,100 titles change, all notified in one POST.
+    let ids: Vec<String> = (1..=1_100).map(tenant::uid).collect();
+    for i in 1..=1_100 {
         let mut u = tenant::entra_user(i);
         u["jobTitle"] = json!("Imported");
         let rec = runner.run_step(1, &step(json!({"entra": {"upsert_user": u}})));
@@ -127,7 +127,7 @@ fn a_burst_larger_than_the_queue_turns_into_a_full_sync_and_misses_nobody() {
         rec.summary
     );
     let world = runner.world();
-    for i in 1..=700 {
+    for i in 1..=1_100 {
         let u = tenant::entra_user(i);
         if u["accountEnabled"] != json!(true)
             || u["mail"].is_null()
@@ -145,4 +145,110 @@ fn a_burst_larger_than_the_queue_turns_into_a_full_sync_and_misses_nobody() {
             .expect("linked");
         assert_eq!(z.title, "Imported", "user {i}");
     }
+}
+
+/// The phase of the state's full sync, as its JSON names it.
+fn phase(runner: &Runner) -> serde_json::Value {
+    let state: serde_json::Value = serde_json::from_str(runner.state.as_deref().unwrap()).unwrap();
+    state["full_sync"].clone()
+}
+
+#[test]
+fn the_second_deactivation_walk_deactivates_no_more_than_the_guard_counted() {
+    let n = 600;
+    let mut s = linked_tenant(n, 600);
+    for u in &mut s.entra.users {
+        u.insert("accountEnabled".into(), json!(true));
+    }
+    // 100 disabled (more than the checkpoint names), a limit that lets them through.
+    for i in (1..=n).filter(|i| i % 6 == 0) {
+        let u = s
+            .entra
+            .users
+            .iter_mut()
+            .find(|u| u["id"] == tenant::uid(i))
+            .unwrap();
+        u.insert("accountEnabled".into(), json!(false));
+    }
+    s.instance
+        .config
+        .insert("max_deactivations".into(), json!("100000"));
+    let mut runner = Runner::new(Runtime::shared(), s);
+    let rec = runner.run_step(0, &step(json!({"deploy": {"calls": 1}})));
+    assert!(rec.ok && rec.pending, "{:?}", rec.error);
+    // Call by call until the guard has judged the run.
+    let mut k = 1;
+    while phase(&runner)["approved"].is_null() {
+        let rec = runner.run_step(k, &step(json!({"resume": {"calls": 1}})));
+        assert!(
+            rec.ok && rec.pending,
+            "finished before the walk: {:?}",
+            rec.summary
+        );
+        k += 1;
+    }
+    // The 100 disabled and the tenant's 3 leavers.
+    let approved = phase(&runner)["approved"].as_u64().unwrap() as usize;
+    assert_eq!(approved, 103);
+    // 50 more disabled after the count: not judged by this run's guard.
+    for i in (1..=n).filter(|i| i % 12 == 1) {
+        let mut u = tenant::entra_user(i);
+        u["accountEnabled"] = json!(false);
+        let rec = runner.run_step(k, &step(json!({"entra": {"upsert_user": u}})));
+        assert!(rec.ok);
+    }
+    let rec = runner.run_step(k + 1, &step(json!({"resume": {}})));
+    assert!(rec.ok && !rec.pending, "{:?}", rec.error);
+    assert!(runner.invariants().is_empty(), "{:?}", runner.invariants());
+    let inactive = runner
+        .world()
+        .zenqms
+        .users()
+        .iter()
+        .filter(|z| !z.is_active)
+        .count();
+    assert_eq!(inactive, approved, "only as many as the guard counted");
+    let text = serde_json::to_string(&rec.logs).unwrap();
+    assert!(text.contains("more users to deactivate than the guard counted"));
+}
+
+#[test]
+fn a_queue_overflow_during_a_full_sync_lets_it_finish_and_runs_another() {
+    let n = 1_200;
+    let mut runner = Runner::new(Runtime::shared(), linked_tenant(n, 600));
+    let rec = runner.run_step(0, &step(json!({"deploy": {"calls": 1}})));
+    assert!(rec.ok && rec.pending);
+    let run_id = phase(&runner)["run_id"].clone();
+    for i in 1..=1_100 {
+        let mut u = tenant::entra_user(i);
+        u["jobTitle"] = json!("Imported");
+        assert!(
+            runner
+                .run_step(1, &step(json!({"entra": {"upsert_user": u}})))
+                .ok
+        );
+    }
+    let ids: Vec<String> = (1..=1_100).map(tenant::uid).collect();
+    let rec = runner.run_step(
+        2,
+        &step(json!({"notify": {"resource": "users", "ids": ids}})),
+    );
+    assert!(rec.ok && !rec.pending, "{:?}", rec.error);
+    assert!(runner.invariants().is_empty(), "{:?}", runner.invariants());
+    let text = serde_json::to_string(&rec.logs).unwrap();
+    assert!(
+        text.contains("another full sync follows"),
+        "{:?}",
+        rec.summary
+    );
+    // The first run was not started over: its id finished.
+    assert!(text.contains(run_id.as_str().unwrap()));
+    let titles = runner
+        .world()
+        .zenqms
+        .users()
+        .iter()
+        .filter(|z| z.title == "Imported")
+        .count();
+    assert!(titles > 1_000, "{titles}");
 }
