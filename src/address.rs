@@ -230,7 +230,7 @@ impl Domains {
 
 /// The most bytes of domain names a learned set keeps (in state, where it may be held twice:
 /// the tenant's and a running full sync's), so the state stays within 64 KiB.
-pub const MAX_LEARNED_BYTES: usize = 4 * 1024;
+pub const MAX_LEARNED_BYTES: usize = 3 * 1024;
 
 /// Adds a domain to a learned set, up to [`MAX_LEARNED_DOMAINS`] and [`MAX_LEARNED_BYTES`];
 /// false when the set is full and the domain was not in it.

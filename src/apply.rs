@@ -302,7 +302,11 @@ impl<'a> Applier<'a> {
 
     /// Applies role changes side by side (one add and/or one remove call per user).
     pub fn apply_roles(&mut self, changes: Vec<RoleChange>) -> Result<(), Failure> {
-        let about = role_calls(changes);
+        self.apply_role_calls(role_calls(changes))
+    }
+
+    /// Sends role calls side by side (or simulates them in a dry run) and takes in the answers.
+    pub fn apply_role_calls(&mut self, about: Vec<RoleCall>) -> Result<(), Failure> {
         if about.is_empty() {
             return Ok(());
         }

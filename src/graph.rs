@@ -103,14 +103,20 @@ pub fn parse_token(result: HttpResult) -> Result<Secret, Failure> {
     Err(failure)
 }
 
-/// Graph calls with an access token, refreshed once if Graph answers 401 (expired token).
+/// Graph calls with an access token, refreshed if Graph answers 401 (expired token).
 pub struct Graph<'a> {
     platform: &'a dyn Platform,
     token: RefCell<Secret>,
     /// The token request, to refresh with; none when refreshing is not possible.
     refresh: Option<Request>,
-    refreshed: Cell<bool>,
+    /// When the token was last refreshed in this call.
+    refreshed: Cell<Option<chrono::DateTime<chrono::Utc>>>,
 }
+
+/// A token refreshed less than this long ago is not refreshed again on a 401 (Graph's access
+/// tokens live 60–90 minutes; a 401 that soon after is not an expiry, and refreshing again
+/// would loop).
+const REFRESH_AGAIN_MINUTES: i64 = 30;
 
 /// Checks that a URL may receive the Graph bearer token.
 pub fn check_graph_url(url: &str) -> Result<(), Failure> {
@@ -203,7 +209,7 @@ impl<'a> Graph<'a> {
             platform,
             token: RefCell::new(token),
             refresh: config.map(token_request),
-            refreshed: Cell::new(false),
+            refreshed: Cell::new(None),
         }
     }
 
@@ -215,12 +221,18 @@ impl<'a> Graph<'a> {
         )
     }
 
-    /// Gets a new token once per call; true if it did.
-    fn refresh_token(&self) -> bool {
-        let Some(req) = self.refresh.clone().filter(|_| !self.refreshed.get()) else {
+    /// Gets a new token (at most once per [`REFRESH_AGAIN_MINUTES`]: a call can outlive more
+    /// than one token); true if it did.
+    pub(crate) fn refresh_token(&self) -> bool {
+        let now = self.platform.now();
+        let recent = self
+            .refreshed
+            .get()
+            .is_some_and(|t| now - t < chrono::TimeDelta::minutes(REFRESH_AGAIN_MINUTES));
+        let Some(req) = self.refresh.clone().filter(|_| !recent) else {
             return false;
         };
-        self.refreshed.set(true);
+        self.refreshed.set(Some(now));
         match parse_token(self.platform.send(req)) {
             Ok(t) => {
                 self.platform.add_secret(t.expose());

@@ -7,7 +7,7 @@ use crate::failure::Failure;
 use crate::graph::{self, Graph};
 use crate::guard;
 use crate::log::Log;
-use crate::platform::{HttpResult, Platform, Request};
+use crate::platform::{Platform, Request};
 use crate::realtime::Realtime;
 use crate::round::Round;
 use crate::state::{Counts, DeltaLinks, Finished, FullSync, Phase, Queue, State};
@@ -132,7 +132,7 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             "dry run started: nothing will be written",
             &[("run_id", run)],
         );
-        return run_full_sync(p, &config, &graph, state, None);
+        return run_full_sync(p, &config, &graph, state);
     }
     if let Some(old) = &state.full_sync {
         log.warn(
@@ -213,7 +213,7 @@ fn overflow(
         state.delta = None;
         start_full_sync(p, graph, state, "queue-overflow", false)?;
     }
-    run_full_sync(p, config, graph, state, None)
+    run_full_sync(p, config, graph, state)
 }
 
 /// How old a redeploy may find its delta links and keep them (they live 7 days; the hourly
@@ -237,6 +237,7 @@ fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
         deferred_more: 0,
         approved: 0,
         walked: 0,
+        roles_due: Vec::new(),
         again: false,
         allow_mass,
         guard_checked: false,
@@ -252,26 +253,13 @@ fn run_full_sync(
     config: &Config,
     graph: &Graph<'_>,
     state: &mut State,
-    directory_page_1: Option<HttpResult>,
 ) -> Result<Reply, Failure> {
     let sync = state.full_sync.as_mut().expect("caller checked");
     sync.calls += 1;
-    let next_page = match &sync.phase {
-        Phase::Users { next, .. } => Some(next.clone()),
-        _ => None,
-    };
-    let progress = Engine::new(
-        p,
-        config,
-        graph,
-        &sync.run_id,
-        directory_page_1,
-        next_page.as_deref(),
-    )
-    .and_then(|mut engine| {
-        engine.learned_domains = state.email_domains.clone();
-        engine.run(sync)
-    })
+    let mut engine = Engine::new(p, config, graph, &sync.run_id);
+    engine.learned_domains = state.email_domains.clone();
+    let progress = engine
+        .run(sync)
     .map_err(|f| Failure {
         message: format!(
             "initial sync {} stopped after {} batches: {}",
@@ -358,15 +346,8 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
         return crate::unlink::run(p, &config, state);
     }
     if state.queue.is_empty() {
-        // A full sync's call: the token and ZenQMS's first directory page in one round.
-        let zen = Zenqms::new(p, &config);
-        let mut round = Round::new();
-        let token_slot = round.add(graph::token_request(&config));
-        let first_page = round.add(zen.request(&api::search_users(serde_json::json!({}), 1)));
-        let mut answers = round.send(|reqs| p.send_all(reqs));
-        let token = graph::parse_token(answers.take(token_slot))?;
-        let graph = Graph::new(p, token, Some(&config));
-        return run_full_sync(p, &config, &graph, state, Some(answers.take(first_page)));
+        let graph = get_token(p, &config)?;
+        return run_full_sync(p, &config, &graph, state);
     }
     let graph = get_token(p, &config)?;
     lifecycle::apply(p, &graph, &inst.webhook_url, state)?;
@@ -388,7 +369,7 @@ fn continue_work(
         match schedule::delta_round(p, config, graph, state)? {
             schedule::Round::Queued => {}
             schedule::Round::Expired => {
-                return run_full_sync(p, config, graph, state, None);
+                return run_full_sync(p, config, graph, state);
             }
         }
         if state.queue.overflow {
@@ -455,7 +436,7 @@ fn continue_work(
         });
     }
     if state.full_sync.is_some() {
-        return run_full_sync(p, config, graph, state, None);
+        return run_full_sync(p, config, graph, state);
     }
     Ok(Reply::done(format!("{what}: no checkpointed work")))
 }

@@ -4,8 +4,6 @@
 //! phase is safe to repeat from its start, and the user cursor is the Graph URL of the next page,
 //! so a call that runs out of budget returns `pending` and the next call continues exactly there.
 
-use serde_json::json;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::address::{self, Domains};
@@ -19,16 +17,13 @@ use crate::guard;
 use crate::links;
 use crate::log::Log;
 use crate::plan::{self, Action, Directory, Planned, Trust, WriteKind};
-use crate::platform::{HttpResult, Method, Platform};
+use crate::platform::{Method, Platform};
 use crate::roles::{self, Memberships, RoleChange};
 use crate::round::{self, Round};
 use crate::state::{Counts, DEFERRED_MAX, Deferred, FullSync, Phase};
 use crate::zenqms::Zenqms;
 use crate::zenqms::api::{self, ZUser};
 
-/// Role calls sent per step (one `send-all`, rounded up to whole waves of the platform's
-/// concurrency), so the budget is checked between them.
-const ROLE_CHUNK: usize = 200;
 /// Deactivations sent per step (rounded up the same way).
 const DEACTIVATION_CHUNK: usize = 100;
 
@@ -102,21 +97,49 @@ fn item_done(item: &serde_json::Value, done: &BTreeSet<&str>) -> bool {
     item_key(item).is_some_and(|id| done.contains(id.as_str()))
 }
 
-/// Where a walk over the linked users (in ZenQMS id order) stands after a step.
+/// Where a walk over the linked ZenQMS users (the `has_external_id` search, in ZenQMS id
+/// order) stands after a step.
 #[derive(Debug, PartialEq, Eq)]
 enum Walk {
     /// Every user was checked.
     Done,
-    /// More to check, after this ZenQMS id (`None`: from the start, or not a walk).
-    At(Option<String>),
+    /// More to check: after ZenQMS id `after`, from search page `page` on (`None`, 0: from the
+    /// start).
+    At { after: Option<String>, page: u64 },
 }
 
-impl Walk {
-    /// After a step that checked `chunk`, `last` saying whether nobody follows it.
-    fn next<T>(last: bool, chunk: &[(ZUser, T)]) -> Walk {
-        match chunk.last() {
-            Some((z, _)) if !last => Walk::At(Some(z.id.clone())),
-            _ => Walk::Done,
+/// A walk step's share of the linked users.
+struct Chunk {
+    /// The linked, active users after the cursor, with their Entra ids.
+    users: Vec<(ZUser, String)>,
+    /// The last ZenQMS id of the pages read (active or not).
+    last_id: Option<String>,
+    /// The next page to read.
+    next_page: u64,
+    /// No page follows.
+    last: bool,
+}
+
+impl Chunk {
+    /// Where the walk goes on after this chunk (or after its first `k` users, when a step
+    /// could not follow up on all of them).
+    fn walk(&self, k: usize, after: &Option<String>) -> Walk {
+        if k < self.users.len() {
+            // The cursor stops before the first user not handled: its page is read again.
+            let prev = if k == 0 {
+                after.clone()
+            } else {
+                Some(self.users[k - 1].0.id.clone())
+            };
+            let page = self.next_page.saturating_sub(2).max(1);
+            return Walk::At { after: prev, page };
+        }
+        if self.last {
+            return Walk::Done;
+        }
+        Walk::At {
+            after: self.last_id.clone().or_else(|| after.clone()),
+            page: self.next_page,
         }
     }
 }
@@ -128,13 +151,14 @@ pub struct Progress {
     pub counts: Counts,
 }
 
-/// The sync's working set for one call.
+/// The sync's working set for one call. It holds no copy of the ZenQMS directory: each step
+/// looks up the ZenQMS users its Graph users need (by external_id and by address, 100 to a
+/// search), so a call's reads follow its work, not the directory's size.
 pub struct Engine<'a> {
     platform: &'a dyn Platform,
     config: &'a Config,
     graph: &'a Graph<'a>,
     out: Applier<'a>,
-    role_plan: Option<Vec<RoleChange>>,
     /// Transitive members of the mapped groups, read once per call.
     members: Option<Memberships>,
     /// The role mappings whose every group was read (see `roles::known`).
@@ -142,53 +166,95 @@ pub struct Engine<'a> {
     /// The next user page, fetched in the same round as the previous batch's writes.
     prefetched: Option<(String, Page)>,
     /// Role calls held for the next round: those of users created in the last one, and those
-    /// held back so that a round is made of whole waves of the platform's concurrency.
+    /// held back so that a round is made of whole waves of the platform's concurrency. What
+    /// is left when the call ends is checkpointed by Entra id (`FullSync::roles_due`).
     carry: Vec<RoleCall>,
     /// The verified domains learned before this run (the state's `email_domains`).
     pub learned_domains: BTreeSet<String>,
+    /// Linked ZenQMS users, as the walk's last search said (read once per call).
+    linked_total: Option<u64>,
 }
 
 impl<'a> Engine<'a> {
-    /// Loads the ZenQMS directory once for this call (no per-user lookups). `first` is the
-    /// answer to the directory's first page when the caller sent it beside the token request;
-    /// `next_page` (the sync's next Graph users page) is read beside the directory's other pages.
     pub fn new(
         platform: &'a dyn Platform,
         config: &'a Config,
         graph: &'a Graph<'a>,
         cause: &str,
-        first: Option<HttpResult>,
-        next_page: Option<&str>,
-    ) -> Result<Self, Failure> {
+    ) -> Self {
         let zen = Zenqms::new(platform, config);
-        let first =
-            first.unwrap_or_else(|| platform.send(zen.request(&api::search_users(json!({}), 1))));
-        let extra = match next_page {
-            Some(url) => vec![graph.request(Method::Get, url, None)?],
-            None => Vec::new(),
-        };
-        let (users, answers) = zen.search_rest(json!({}), first, extra)?;
-        // A failed read is simply read again by the first step (with its own retries).
-        let prefetched = next_page
-            .zip(answers.into_iter().next())
-            .and_then(|(url, answer)| {
-                let page = Graph::read_page(answer, url, "listing users").ok()?;
-                Some((url.to_string(), page))
-            });
-        let mut out = Applier::new(zen, Log::new(platform), cause, Directory::new(users));
+        let mut out = Applier::new(zen, Log::new(platform), cause, Directory::default());
         out.dry_run = config.dry_run;
-        Ok(Engine {
+        Engine {
             platform,
             config,
             graph,
             out,
-            role_plan: None,
             members: None,
             known: Vec::new(),
-            prefetched,
+            prefetched: None,
             carry: Vec::new(),
             learned_domains: BTreeSet::new(),
-        })
+            linked_total: None,
+        }
+    }
+
+    /// Adds ZenQMS users read now to the call's directory, keeping the ones it already holds:
+    /// those are what this call's own writes made of them (a look-up sent beside a write may
+    /// predate it).
+    fn learn_users(&mut self, users: Vec<ZUser>) {
+        for z in users {
+            if self.out.dir.get(&z.id).is_none() {
+                self.out.dir.upsert(z);
+            }
+        }
+    }
+
+    /// Looks up the ZenQMS users a step's Graph users need: those linked to them and those
+    /// holding an address they may match or be written with (one round: 100 ids, 100
+    /// addresses to a search).
+    fn look_up(&mut self, users: &[EntraUser]) -> Result<(), Failure> {
+        let ids: Vec<String> = users.iter().map(|u| u.id.to_ascii_lowercase()).collect();
+        let addresses: Vec<String> = users
+            .iter()
+            .filter_map(|u| u.match_address().map(|a| a.as_str().to_string()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut filters: Vec<_> = ids
+            .chunks(api::MAX_FILTER_IDS)
+            .map(api::with_external_ids)
+            .collect();
+        filters.extend(
+            addresses
+                .chunks(api::MAX_FILTER_IDS)
+                .map(api::with_emails),
+        );
+        if filters.is_empty() {
+            return Ok(());
+        }
+        let found = self.out.zen.search_many(filters)?;
+        self.learn_users(found);
+        Ok(())
+    }
+
+    /// Role calls checkpointed by the last call (`roles_due`): recomputed for those users now
+    /// (what was since written is no longer a change) and carried into this call's next round.
+    fn restore_roles_due(&mut self, sync: &mut FullSync) -> Result<(), Failure> {
+        if sync.roles_due.is_empty() || self.config.role_mappings.is_empty() {
+            sync.roles_due.clear();
+            return Ok(());
+        }
+        let ids = sync.roles_due.clone();
+        let found = self.out.zen.linked_to(&ids)?;
+        sync.roles_due.clear();
+        self.learn_users(found);
+        for id in &ids {
+            if let Some(c) = self.role_change(id)? {
+                self.carry.extend(apply::role_calls(vec![c]));
+            }
+        }
+        Ok(())
     }
 
     /// `n` rounded up to whole rounds of the platform's concurrency, so no round goes out
@@ -208,23 +274,39 @@ impl<'a> Engine<'a> {
     pub fn run(&mut self, sync: &mut FullSync) -> Result<Progress, Failure> {
         let mut counts = Counts::default();
         let platform = self.platform;
-        let finished = budget::run_steps(
+        self.restore_roles_due(sync)?;
+        let result = budget::run_steps(
             || budget::fits(platform, budget::MIN_STEP_ROUNDS),
             || {
                 self.out.counts = Counts::default();
                 // A step that fails is done again from its start by a later call: what it
-                // deferred is taken back, so the retry does not count anyone twice.
+                // deferred is taken back, so the retry does not count anyone twice; the role
+                // calls it carried in from the step before are due again (that step is not
+                // done again).
                 let deferred = (sync.deferred.len(), sync.deferred_more);
+                let carried: Vec<String> =
+                    self.carry.iter().map(|r| r.change.entra_id.clone()).collect();
                 let finished = self.step_once(sync).inspect_err(|_| {
                     sync.deferred.truncate(deferred.0);
                     sync.deferred_more = deferred.1;
+                    sync.roles_due.extend(carried);
                 })?;
                 counts.add(&self.out.counts);
                 sync.totals.add(&self.out.counts);
                 Ok::<_, Failure>(if finished { Step::Done } else { Step::More })
             },
-        )?;
-        Ok(Progress { finished, counts })
+        );
+        // Role calls still carried, and those of a failed step: their users, for the next call
+        // (a step's worth at most).
+        sync.roles_due
+            .extend(self.carry.iter().map(|r| r.change.entra_id.clone()));
+        sync.roles_due.sort();
+        sync.roles_due.dedup();
+        let finished = result?;
+        Ok(Progress {
+            finished: finished && sync.roles_due.is_empty(),
+            counts,
+        })
     }
 
     fn step_once(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
@@ -246,25 +328,31 @@ impl<'a> Engine<'a> {
                             done: Vec::new(),
                         }
                     }
-                    PageEnd::Next(None) => Phase::Leavers { after: None },
+                    PageEnd::Next(None) => Phase::Leavers {
+                        after: None,
+                        page: 0,
+                    },
                 };
                 Ok(false)
             }
-            Phase::Leavers { after } => {
-                sync.phase = match self.leavers(after, sync)? {
-                    Walk::At(after) => Phase::Leavers { after },
-                    Walk::Done => Phase::Deactivations { after: None },
+            Phase::Leavers { after, page } => {
+                sync.phase = match self.leavers(after, page, sync)? {
+                    Walk::At { after, page } => Phase::Leavers { after, page },
+                    Walk::Done => Phase::Deactivations {
+                        after: None,
+                        page: 0,
+                    },
                 };
                 Ok(false)
             }
-            Phase::Deactivations { after } => {
-                sync.phase = match self.deactivations(after, sync)? {
-                    Walk::At(after) => Phase::Deactivations { after },
+            Phase::Deactivations { after, page } => {
+                sync.phase = match self.deactivations(after, page, sync)? {
+                    Walk::At { after, page } => Phase::Deactivations { after, page },
                     Walk::Done => Phase::Roles,
                 };
                 Ok(false)
             }
-            Phase::Roles => self.roles_chunk(),
+            Phase::Roles => self.roles_carried(),
         }
     }
 
@@ -329,7 +417,7 @@ impl<'a> Engine<'a> {
         let carried = self.carry.len().div_ceil(self.concurrency()) as u64;
         let slice = budget::items_that_fit(
             self.platform,
-            2 + carried,
+            3 + carried,
             3,
             (self.concurrency() / 2).max(1),
             USER_PAGE as usize,
@@ -360,6 +448,7 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        self.look_up(&users)?;
         let trust = self.trust(&users, sync)?;
         let (plans, later) = plan::staged(plan::plan_batch(&users, &mut self.out.dir, &trust));
         let plans: Vec<Planned> = plans
@@ -367,9 +456,11 @@ impl<'a> Engine<'a> {
             .filter_map(|p| defer_deactivation(p, sync))
             .collect();
         let writes = self.out.prepare(plans);
+        // Users created or linked by these writes: their roles once the writes are in (until
+        // then no ZenQMS user is linked to them).
         let creating: BTreeSet<&str> = writes
             .iter()
-            .filter(|w| w.kind == WriteKind::Create)
+            .filter(|w| matches!(w.kind, WriteKind::Create | WriteKind::Link))
             .map(|w| w.entra_id.as_str())
             .collect();
         let mut changes = Vec::new();
@@ -439,7 +530,7 @@ impl<'a> Engine<'a> {
             created.extend(
                 writes
                     .iter()
-                    .filter(|w| w.kind == WriteKind::Create)
+                    .filter(|w| matches!(w.kind, WriteKind::Create | WriteKind::Link))
                     .map(|w| w.entra_id.clone()),
             );
             self.out.write(writes)?;
@@ -489,33 +580,70 @@ impl<'a> Engine<'a> {
         Ok(Trust { domains, holders })
     }
 
-    /// The next linked, active ZenQMS users after `after` in ZenQMS id order, at most `n`,
-    /// with their Entra ids; and whether these are the last.
-    fn linked_after(&self, after: &Option<String>, n: usize) -> (Vec<(ZUser, String)>, bool) {
-        let from = match after {
-            Some(a) => std::ops::Bound::Excluded(a.as_str()),
-            None => std::ops::Bound::Unbounded,
+    /// The linked, active ZenQMS users after `after` in ZenQMS id order, about `n` of them: the
+    /// search pages from `page` on, side by side (and, when resuming, the page before it too:
+    /// users unlinked since shift later ones back a page).
+    ///
+    /// Errors: a search failed.
+    fn linked_pages(
+        &mut self,
+        after: &Option<String>,
+        page: u64,
+        n: usize,
+    ) -> Result<Chunk, Failure> {
+        let per = u64::from(api::SEARCH_PAGE_SIZE);
+        let page = page.max(1);
+        let start = if after.is_some() {
+            page.saturating_sub(1).max(1)
+        } else {
+            page
         };
-        let mut rest = self
-            .out
-            .dir
-            .between(from, std::ops::Bound::Unbounded)
+        let mut end = page + (n as u64).div_ceil(per).max(1);
+        let search = |p: u64| self.out.zen.request(&api::search_users(api::linked(), p));
+        let mut all = Vec::new();
+        let mut first = start;
+        if self.linked_total.is_none() {
+            // The call's first walk step reads one page first: its total says how many follow.
+            let read = Zenqms::read_page(self.platform.send(search(start)))?;
+            self.linked_total = Some(read.total);
+            all.extend(read.data);
+            first = start + 1;
+        }
+        let total = self.linked_total.unwrap_or_default();
+        end = end.min(total.div_ceil(per) + 1).max(first);
+        for answer in self.platform.send_all((first..end).map(search).collect()) {
+            let read = Zenqms::read_page(answer)?;
+            self.linked_total = Some(read.total);
+            all.extend(read.data);
+        }
+        let total = self.linked_total.unwrap_or(total);
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all.dedup_by(|a, b| a.id == b.id);
+        let last_id = all.last().map(|z| z.id.clone());
+        let users = all
+            .into_iter()
+            .filter(|z| after.as_ref().is_none_or(|a| z.id.as_str() > a.as_str()))
             .filter(|z| z.is_active)
-            .filter_map(|z| plan::link_of(z).map(|e| (z.clone(), e)));
-        let chunk: Vec<(ZUser, String)> = rest.by_ref().take(n.max(1)).collect();
-        let last = rest.next().is_none();
-        (chunk, last)
+            .filter_map(|z| plan::link_of(&z).map(|e| (z, e)))
+            .collect();
+        Ok(Chunk {
+            users,
+            last_id,
+            next_page: end,
+            last: end > total.div_ceil(per),
+        })
     }
 
-    /// How many linked users a walk's step takes: its Graph read (300 users to a `$batch`
-    /// request: 20 `id in` filters of 15) in one round, with `per_round` of them able to be
-    /// followed up (a 404 check, a write) in each of the rounds left after two.
+    /// How many linked users a walk's step takes: two rounds of ZenQMS search pages (100 users
+    /// each), whose Graph read (300 users to a `$batch` request: 20 `id in` filters of 15)
+    /// goes in one more round, with `per_round` of them able to be followed up (a 404 check, a
+    /// write) in each of the rounds left after those.
     fn walk_size(&self, per_round: usize) -> usize {
-        let c = self.concurrency();
-        let read = c * crate::graph::BATCH_MAX * crate::graph::IN_MAX;
+        let read = 2 * self.concurrency() * api::SEARCH_PAGE_SIZE as usize;
         let rounds =
-            usize::try_from(self.platform.rounds_left().saturating_sub(2)).unwrap_or(usize::MAX);
-        read.min(rounds.saturating_mul(per_round)).max(per_round)
+            usize::try_from(self.platform.rounds_left().saturating_sub(3)).unwrap_or(usize::MAX);
+        read.min(rounds.saturating_mul(per_round))
+            .max(api::SEARCH_PAGE_SIZE as usize)
     }
 
     /// Of these Entra ids, those whose object is gone (absent from an `id in` read, and then
@@ -556,32 +684,50 @@ impl<'a> Engine<'a> {
     }
 
     /// Finds linked ZenQMS users whose Entra object no longer exists and defers their
-    /// deactivation: every linked, active user is checked against Graph by id (no set of users
-    /// met is carried: the checkpoint is the last ZenQMS id checked, `after`), as many per step
-    /// as fit in the rounds left.
-    fn leavers(&mut self, after: Option<String>, sync: &mut FullSync) -> Result<Walk, Failure> {
+    /// deactivation: every linked, active user is checked against Graph by id, read from
+    /// ZenQMS a few search pages per step (no set of users met is carried: the checkpoint is
+    /// the last ZenQMS id checked and the next page). A leaver's mapped roles are removed at
+    /// once (those of known mappings), as for any user no mapped group holds.
+    fn leavers(
+        &mut self,
+        after: Option<String>,
+        page: u64,
+        sync: &mut FullSync,
+    ) -> Result<Walk, Failure> {
         // A user Graph does not return costs a 404 check (20 to a `$batch` request).
         let n = self.walk_size(self.concurrency() * crate::graph::BATCH_MAX);
-        let (chunk, last) = self.linked_after(&after, n);
-        if chunk.is_empty() {
-            return Ok(Walk::Done);
+        let chunk = self.linked_pages(&after, page, n)?;
+        if chunk.users.is_empty() {
+            return Ok(chunk.walk(0, &after));
         }
-        let ids: Vec<String> = chunk.iter().map(|(_, e)| e.clone()).collect();
+        let ids: Vec<String> = chunk.users.iter().map(|(_, e)| e.clone()).collect();
         let (gone, _) = self.gone_or_disabled(&ids)?;
-        for (z, entra_id) in &chunk {
-            if gone.contains(entra_id) {
-                defer(
-                    sync,
-                    Deferred {
-                        zenqms_id: z.id.clone(),
-                        entra_id: entra_id.clone(),
-                        upn: String::new(),
-                        reason: "no longer in Entra (Graph answers 404)".into(),
-                    },
-                );
+        let mut changes = Vec::new();
+        let leaving: Vec<ZUser> = chunk
+            .users
+            .iter()
+            .filter(|(_, e)| gone.contains(e))
+            .map(|(z, _)| z.clone())
+            .collect();
+        // The call's directory holds the users it writes (a dry run simulates against it).
+        self.learn_users(leaving);
+        for (z, entra_id) in chunk.users.iter().filter(|(_, e)| gone.contains(e)) {
+            defer(
+                sync,
+                Deferred {
+                    zenqms_id: z.id.clone(),
+                    entra_id: entra_id.clone(),
+                    upn: String::new(),
+                    reason: "no longer in Entra (Graph answers 404)".into(),
+                },
+            );
+            if !self.config.role_mappings.is_empty() && !z.roles.is_empty() {
+                self.load_members()?;
+                changes.extend(roles::change_for(z, entra_id, &self.known, &BTreeSet::new()));
             }
         }
-        Ok(Walk::next(last, &chunk))
+        self.out.apply_roles(changes)?;
+        Ok(chunk.walk(chunk.users.len(), &after))
     }
 
     /// Checks the run's deferred deactivations against the limit once, then applies them a
@@ -589,13 +735,13 @@ impl<'a> Engine<'a> {
     fn deactivations(
         &mut self,
         after: Option<String>,
+        page: u64,
         sync: &mut FullSync,
     ) -> Result<Walk, Failure> {
         if !sync.guard_checked {
             sync.guard_checked = true;
-            let limit = self
-                .config
-                .deactivation_limit(self.out.dir.linked().count());
+            let linked = crate::realtime::linked_count(self.platform, self.config)?;
+            let limit = self.config.deactivation_limit(linked);
             let count = sync.deferred.len() + sync.deferred_more as usize;
             if guard::exceeds(count, limit, sync.allow_mass) {
                 let ids: Vec<String> = sync.deferred.iter().map(|d| d.entra_id.clone()).collect();
@@ -621,7 +767,7 @@ impl<'a> Engine<'a> {
             sync.approved = u32::try_from(count).unwrap_or(u32::MAX);
         }
         if sync.deferred_more > 0 {
-            return self.deactivations_again(after, sync);
+            return self.deactivations_again(after, page, sync);
         }
         let fit = budget::items_that_fit(
             self.platform,
@@ -631,6 +777,13 @@ impl<'a> Engine<'a> {
             self.whole_rounds(DEACTIVATION_CHUNK),
         );
         let n = sync.deferred.len().min(fit);
+        // Their ZenQMS users as they are now (one search).
+        let ids: Vec<String> = sync.deferred[..n]
+            .iter()
+            .map(|d| d.entra_id.clone())
+            .collect();
+        let found = self.out.zen.linked_to(&ids)?;
+        self.learn_users(found);
         let writes = sync.deferred[..n]
             .iter()
             .filter_map(|d| {
@@ -643,7 +796,7 @@ impl<'a> Engine<'a> {
         Ok(if sync.deferred.is_empty() {
             Walk::Done
         } else {
-            Walk::At(None)
+            Walk::At { after, page }
         })
     }
 
@@ -655,20 +808,29 @@ impl<'a> Engine<'a> {
     fn deactivations_again(
         &mut self,
         after: Option<String>,
+        page: u64,
         sync: &mut FullSync,
     ) -> Result<Walk, Failure> {
         // Each user found may need a write.
         let n = self.walk_size(self.concurrency());
-        let (chunk, last) = self.linked_after(&after, n);
-        let ids: Vec<String> = chunk.iter().map(|(_, e)| e.clone()).collect();
-        let (gone, disabled) = if chunk.is_empty() {
+        let chunk = self.linked_pages(&after, page, n)?;
+        let ids: Vec<String> = chunk.users.iter().map(|(_, e)| e.clone()).collect();
+        let (gone, disabled) = if ids.is_empty() {
             Default::default()
         } else {
             self.gone_or_disabled(&ids)?
         };
+        let acting: Vec<ZUser> = chunk
+            .users
+            .iter()
+            .filter(|(_, e)| gone.contains(e) || disabled.contains_key(e))
+            .map(|(z, _)| z.clone())
+            .collect();
+        self.learn_users(acting);
         let mut writes = Vec::new();
         let mut capped = false;
         for (z, e) in chunk
+            .users
             .iter()
             .filter(|(_, e)| gone.contains(e) || disabled.contains_key(e))
         {
@@ -692,7 +854,7 @@ impl<'a> Engine<'a> {
         let walk = if capped {
             Walk::Done
         } else {
-            Walk::next(last, &chunk)
+            chunk.walk(chunk.users.len(), &after)
         };
         if walk == Walk::Done {
             sync.deferred.clear();
@@ -717,31 +879,12 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Reads the mapped groups' transitive members once per call, then applies one chunk of
-    /// role changes. Returns true when no change is left.
-    fn roles_chunk(&mut self) -> Result<bool, Failure> {
-        if self.config.role_mappings.is_empty() {
-            return Ok(true);
-        }
-        if self.role_plan.is_none() {
-            self.carry.clear(); // the full pass below covers them
-            self.load_members()?;
-            let members = self.members.as_ref().expect("loaded above");
-            let mut plan = roles::plan_roles(&self.config.role_mappings, members, &self.out.dir);
-            plan.reverse(); // popped from the end, in directory order
-            self.role_plan = Some(plan);
-        }
-        // Whole waves of role calls (a change is one add and/or one remove call).
-        let limit = budget::items_that_fit(
-            self.platform,
-            1,
-            1,
-            self.concurrency(),
-            self.whole_rounds(ROLE_CHUNK),
-        );
-        let plan = self.role_plan.as_mut().expect("set above");
-        let chunk = roles::take_calls(plan, limit);
-        self.out.apply_roles(chunk)?;
-        Ok(self.role_plan.as_ref().is_none_or(Vec::is_empty))
+    /// The run's last step: the role calls still carried (users created by the last user
+    /// step) are sent. Every other user's roles were brought in line by its own user step,
+    /// and a leaver's by the leaver check.
+    fn roles_carried(&mut self) -> Result<bool, Failure> {
+        let calls = std::mem::take(&mut self.carry);
+        self.out.apply_role_calls(calls)?;
+        Ok(true)
     }
 }

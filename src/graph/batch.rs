@@ -102,6 +102,7 @@ impl Graph<'_> {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut pending = Vec::new();
             let mut pause = 0;
+            let mut unauthorized = Vec::new();
             for (chunk, answer) in chunks.iter().zip(self.send_all(reqs)) {
                 for (i, result) in unpack(chunk, answer) {
                     match result {
@@ -109,7 +110,21 @@ impl Graph<'_> {
                             pause = pause.max(wait_ms(&r, attempt));
                             pending.push((i, Ok(r)));
                         }
+                        // The token expired while the batch ran (Graph answers each item 401
+                        // inside a 200 batch): refreshed below, those items sent again.
+                        Ok(r) if r.status == 401 && attempt + 1 < ATTEMPTS => {
+                            unauthorized.push((i, Ok(r)));
+                        }
                         other => results[i] = Some(other),
+                    }
+                }
+            }
+            if !unauthorized.is_empty() {
+                if self.refresh_token() {
+                    pending.extend(unauthorized);
+                } else {
+                    for (i, r) in unauthorized {
+                        results[i] = Some(r);
                     }
                 }
             }

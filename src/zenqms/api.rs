@@ -84,6 +84,17 @@ pub fn with_external_ids(ids: &[String]) -> Value {
     json!({ "external_ids": ids })
 }
 
+/// The filter for users holding any of `emails` (at most [`MAX_FILTER_IDS`]; compared as the
+/// `email` filter compares: case-insensitively, surrounding spaces ignored).
+pub fn with_emails(emails: &[String]) -> Value {
+    json!({ "emails": emails })
+}
+
+/// The filter for every linked user (any external_id), the leaver check's walk.
+pub fn linked() -> Value {
+    json!({ "has_external_id": true })
+}
+
 /// The filter for the holders of a role.
 pub fn holding_role(role_id: &str) -> Value {
     json!({ "role_id": role_id })

@@ -73,6 +73,14 @@ impl<'a> Zenqms<'a> {
     }
 
     /// Reads a response that ended a read, as a call failure.
+    /// Reads one answered search page (its users and the search's `total`).
+    ///
+    /// Errors: the search failed or its answer is unreadable.
+    pub fn read_page(result: HttpResult) -> Result<api::SearchPage, Failure> {
+        api::parse_search(&Self::read_ok(result, "searching ZenQMS users")?)
+            .map_err(Failure::transient)
+    }
+
     fn read_ok(result: HttpResult, what: &str) -> Result<Vec<u8>, Failure> {
         let resp = result.map_err(|e| Failure::http("ZenQMS", &e))?;
         if resp.is_success() {

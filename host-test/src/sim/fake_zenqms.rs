@@ -66,6 +66,7 @@ const FILTER_KEYS: &[&str] = &[
     "is_active",
     "has_external_id",
     "role_id",
+    "emails",
 ];
 
 /// Most values an `external_ids` filter takes (docs/zenqms-api.md).
@@ -449,6 +450,8 @@ struct Filter {
     external_ids: Option<std::collections::HashSet<String>>,
     /// Holds this role.
     role_id: Option<String>,
+    /// Any of these emails (normalised as `email` is).
+    emails: Option<std::collections::HashSet<String>>,
 }
 
 impl Filter {
@@ -491,6 +494,23 @@ impl Filter {
                 .get("role_id")
                 .map(|v| as_string(v, &field("role_id")))
                 .transpose()?,
+            emails: f
+                .get("emails")
+                .map(|v| {
+                    let name = field("emails");
+                    let list = v
+                        .as_array()
+                        .filter(|l| !l.is_empty() && l.len() <= MAX_FILTER_IDS)
+                        .ok_or_else(|| {
+                            bad_request(format!(
+                                "field `{name}` must be an array of 1 to {MAX_FILTER_IDS} strings"
+                            ))
+                        })?;
+                    list.iter()
+                        .map(|v| as_string(v, &name).map(|e| normalize_email(&e)))
+                        .collect()
+                })
+                .transpose()?,
         })
     }
 
@@ -514,6 +534,10 @@ impl Filter {
                 .role_id
                 .as_ref()
                 .is_none_or(|r| u.roles.iter().any(|x| x == r))
+            && self
+                .emails
+                .as_ref()
+                .is_none_or(|e| e.contains(&normalize_email(&u.email)))
     }
 }
 

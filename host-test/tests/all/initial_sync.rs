@@ -308,8 +308,8 @@ fn a_budget_forcing_one_batch_per_call_ends_in_the_same_state_as_one_call() {
         users
     };
     assert_eq!(strip(&whole), strip(&sliced));
-    // The leaver check spans calls (the met-set travels in the checkpoint): the linked user
-    // Entra no longer has is deactivated, the one it still has is not.
+    // The leaver check (a walk over the linked users, after the user pages) finds the linked
+    // user Entra no longer has, whichever call it falls in; the one it still has is kept.
     for r in [&whole, &sliced] {
         let users = serde_json::to_value(&r.zenqms.users).unwrap();
         let active = |id: &str| {
@@ -343,7 +343,7 @@ fn a_budget_forcing_one_batch_per_call_ends_in_the_same_state_as_one_call() {
 }
 
 #[test]
-fn the_zenqms_directory_is_read_once_per_call_not_per_user() {
+fn zenqms_is_searched_per_user_page_and_per_linked_page_never_per_user() {
     let r = run(paged_tenant(600_000));
     let zen_requests = r
         .http
@@ -352,11 +352,14 @@ fn the_zenqms_directory_is_read_once_per_call_not_per_user() {
         .find(|(k, _)| format!("{k:?}") == "Zenqms")
         .map(|(_, v)| *v)
         .unwrap();
-    // 1 role list + 1 search page + 248 creates + 1 link (u-a) + 1 update (u-b) + 1 leaver
-    // + 120 role adds + 1 role removal (the leaver's r-qa)
+    // Reads: 1 role list + 2 look-ups per user page (its users' external_ids, their
+    // addresses; 3 pages) + 3 pages of the linked users' walk (the first alone, for its total)
+    // + 1 count of linked users (the guard's base) + 1 look-up of the deferred leaver.
+    // Writes: 248 creates + 1 link (u-a) + 1 update (u-b) + 1 leaver + 120 role adds + 1 role
+    // removal (the leaver's r-qa).
     assert_eq!(
         zen_requests,
-        1 + 1 + 248 + 1 + 1 + 1 + 120 + 1,
+        1 + 2 * 3 + 3 + 1 + 1 + 248 + 1 + 1 + 1 + 120 + 1,
         "{:?}",
         r.http
     );

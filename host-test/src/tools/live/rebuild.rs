@@ -35,8 +35,12 @@ struct Seen {
     /// Group id -> (displayName, user ids).
     groups: BTreeMap<String, (String, BTreeSet<String>)>,
     roles: Vec<Value>,
-    /// ZenQMS users of the first full listing, by id.
+    /// ZenQMS users as a search first showed them before any write to them, by id: the
+    /// directory the run started from, as far as the component read it (it looks up the users
+    /// it needs; users it never read play no part in the replay either).
     initial: BTreeMap<String, Map<String, Value>>,
+    /// Ids of ZenQMS users written so far.
+    written: BTreeSet<String>,
     /// Successful writes' answers, in order.
     writes: Vec<Map<String, Value>>,
 }
@@ -99,23 +103,24 @@ impl Seen {
                 | ("DELETE", ["v2", "users", _, "roles", "remove"])
         );
         match (ex.method.as_str(), segs.as_slice()) {
-            _ if wrote => self.writes.push(object(body)),
+            _ if wrote => {
+                if let Some(id) = body["id"].as_str() {
+                    self.written.insert(id.into());
+                }
+                if let [_, _, id, ..] = segs.as_slice() {
+                    self.written.insert((*id).into());
+                }
+                self.writes.push(object(body));
+            }
             ("GET", ["v2", "roles"]) => {
                 let roles = body["data"].as_array().into_iter().flatten();
                 self.roles = roles
                     .map(|r| json!({"id": r["id"], "name": r["name"]}))
                     .collect();
             }
-            ("POST", ["v2", "users", "search"]) if self.writes.is_empty() => {
-                let filter = &ex.request.body.as_ref().unwrap_or(&Value::Null)["filter"];
-                let full = filter.is_null() || filter.as_object().is_some_and(Map::is_empty);
-                for u in body["data"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|_| full)
-                {
-                    if let Some(id) = u["id"].as_str() {
+            ("POST", ["v2", "users", "search"]) => {
+                for u in body["data"].as_array().into_iter().flatten() {
+                    if let Some(id) = u["id"].as_str().filter(|id| !self.written.contains(*id)) {
                         self.initial.entry(id.into()).or_insert_with(|| object(u));
                     }
                 }
