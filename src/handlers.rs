@@ -258,9 +258,7 @@ fn run_full_sync(
     sync.calls += 1;
     let mut engine = Engine::new(p, config, graph, &sync.run_id);
     engine.learned_domains = state.email_domains.clone();
-    let progress = engine
-        .run(sync)
-    .map_err(|f| Failure {
+    let progress = engine.run(sync).map_err(|f| Failure {
         message: format!(
             "initial sync {} stopped after {} batches: {}",
             sync.run_id, sync.batches, f.message

@@ -17,7 +17,7 @@ use crate::guard;
 use crate::links;
 use crate::log::Log;
 use crate::plan::{self, Action, Directory, Planned, Trust, WriteKind};
-use crate::platform::{Method, Platform};
+use crate::platform::{HttpResult, Method, Platform};
 use crate::roles::{self, Memberships, RoleChange};
 use crate::round::{self, Round};
 use crate::state::{Counts, DEFERRED_MAX, Deferred, FullSync, Phase};
@@ -75,6 +75,30 @@ fn defer_deactivation(mut p: Planned, sync: &mut FullSync) -> Option<Planned> {
         *kind = WriteKind::Update;
     }
     Some(p)
+}
+
+/// The searches finding the ZenQMS users a step's Graph users need: those linked to them
+/// (their ids, 100 to a search) and those holding an address they may match or be written
+/// with (100 to a search).
+fn lookup_filters(users: &[EntraUser]) -> Vec<serde_json::Value> {
+    let ids: Vec<String> = users.iter().map(|u| u.id.to_ascii_lowercase()).collect();
+    let addresses: Vec<String> = users
+        .iter()
+        .filter_map(|u| u.match_address().map(|a| a.as_str().to_string()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut filters: Vec<_> = ids
+        .chunks(api::MAX_FILTER_IDS)
+        .map(api::with_external_ids)
+        .collect();
+    filters.extend(addresses.chunks(api::MAX_FILTER_IDS).map(api::with_emails));
+    filters
+}
+
+/// A page's users as the planner takes them (items without an id are left out).
+fn page_users(items: &[serde_json::Value]) -> Vec<EntraUser> {
+    items.iter().filter_map(EntraUser::from_json).collect()
 }
 
 /// Where a step of the user listing ended.
@@ -163,8 +187,12 @@ pub struct Engine<'a> {
     members: Option<Memberships>,
     /// The role mappings whose every group was read (see `roles::known`).
     known: Vec<RoleMapping>,
-    /// The next user page, fetched in the same round as the previous batch's writes.
-    prefetched: Option<(String, Page)>,
+    /// User pages read ahead (the next, and the one after it), by URL: each is fetched in the
+    /// round of an earlier step's writes, so Graph's sequential paging overlaps with them.
+    prefetched: Vec<(String, Page)>,
+    /// User pages (by URL) whose users' ZenQMS accounts this call has looked up already (in
+    /// the round of the step before: see `users_page`).
+    looked_up: BTreeSet<String>,
     /// Role calls held for the next round: those of users created in the last one, and those
     /// held back so that a round is made of whole waves of the platform's concurrency. What
     /// is left when the call ends is checkpointed by Entra id (`FullSync::roles_due`).
@@ -192,7 +220,8 @@ impl<'a> Engine<'a> {
             out,
             members: None,
             known: Vec::new(),
-            prefetched: None,
+            prefetched: Vec::new(),
+            looked_up: BTreeSet::new(),
             carry: Vec::new(),
             learned_domains: BTreeSet::new(),
             linked_total: None,
@@ -214,28 +243,35 @@ impl<'a> Engine<'a> {
     /// holding an address they may match or be written with (one round: 100 ids, 100
     /// addresses to a search).
     fn look_up(&mut self, users: &[EntraUser]) -> Result<(), Failure> {
-        let ids: Vec<String> = users.iter().map(|u| u.id.to_ascii_lowercase()).collect();
-        let addresses: Vec<String> = users
-            .iter()
-            .filter_map(|u| u.match_address().map(|a| a.as_str().to_string()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut filters: Vec<_> = ids
-            .chunks(api::MAX_FILTER_IDS)
-            .map(api::with_external_ids)
-            .collect();
-        filters.extend(
-            addresses
-                .chunks(api::MAX_FILTER_IDS)
-                .map(api::with_emails),
-        );
+        let filters = lookup_filters(users);
         if filters.is_empty() {
             return Ok(());
         }
         let found = self.out.zen.search_many(filters)?;
         self.learn_users(found);
         Ok(())
+    }
+
+    /// Takes in the answers to look-ups sent ahead for a page's users (first pages only);
+    /// true when every search fit its first page (else the page's own step looks up again).
+    fn learn_lookups(&mut self, answers: Vec<HttpResult>) -> bool {
+        let mut complete = true;
+        for answer in answers {
+            match Zenqms::read_page(answer) {
+                Ok(page) => {
+                    complete &= page.total <= page.data.len() as u64;
+                    self.learn_users(page.data);
+                }
+                Err(_) => complete = false,
+            }
+        }
+        complete
+    }
+
+    /// Removes and returns the page read ahead for `url`, if any.
+    fn take_prefetched(&mut self, url: &str) -> Option<Page> {
+        let i = self.prefetched.iter().position(|(u, _)| u == url)?;
+        Some(self.prefetched.remove(i).1)
     }
 
     /// Role calls checkpointed by the last call (`roles_due`): recomputed for those users now
@@ -284,8 +320,11 @@ impl<'a> Engine<'a> {
                 // calls it carried in from the step before are due again (that step is not
                 // done again).
                 let deferred = (sync.deferred.len(), sync.deferred_more);
-                let carried: Vec<String> =
-                    self.carry.iter().map(|r| r.change.entra_id.clone()).collect();
+                let carried: Vec<String> = self
+                    .carry
+                    .iter()
+                    .map(|r| r.change.entra_id.clone())
+                    .collect();
                 let finished = self.step_once(sync).inspect_err(|_| {
                     sync.deferred.truncate(deferred.0);
                     sync.deferred_more = deferred.1;
@@ -401,9 +440,9 @@ impl<'a> Engine<'a> {
         mut done: Vec<String>,
         sync: &mut FullSync,
     ) -> Result<PageEnd, Failure> {
-        let page = match self.prefetched.take() {
-            Some((u, p)) if u == url => p,
-            _ => self.graph.page(url, "listing users")?,
+        let page = match self.take_prefetched(url) {
+            Some(p) => p,
+            None => self.graph.page(url, "listing users")?,
         };
         // A step works as many of the page's users as its writes fit in the rounds left (a
         // write, a role added and a role removed each at most; the address look-up, a second write round and the role
@@ -448,7 +487,37 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        self.look_up(&users)?;
+        if !self.looked_up.contains(url) {
+            // Not looked up ahead (the call's first page): the whole page's users now, and the
+            // next page read in the same round, so that its look-ups can go ahead of it.
+            let all = page_users(&todo.iter().map(|i| (*i).clone()).collect::<Vec<_>>());
+            let next = page
+                .next
+                .clone()
+                .filter(|n| !self.prefetched.iter().any(|(u, _)| u == n));
+            let mut round = Round::new();
+            let next_slot = match &next {
+                Some(n) => Some(round.add(self.graph.request(Method::Get, n, None)?)),
+                None => None,
+            };
+            let filters = lookup_filters(&all);
+            let slots = round.add_all(
+                filters
+                    .iter()
+                    .map(|f| self.out.zen.request(&api::search_users(f.clone(), 1))),
+            );
+            let mut answers = round.send(|reqs| self.graph.send_all(reqs));
+            if let (Some(n), Some(slot)) = (&next, next_slot)
+                && let Ok(p) = Graph::read_page(answers.take(slot), n, "listing users")
+            {
+                self.prefetched.push((n.clone(), p));
+            }
+            if !self.learn_lookups(answers.take_all(&slots)) {
+                // A search with more than a page of answers: all of them, as a search does.
+                self.look_up(&all)?;
+            }
+            self.looked_up.insert(url.to_string());
+        }
         let trust = self.trust(&users, sync)?;
         let (plans, later) = plan::staged(plan::plan_batch(&users, &mut self.out.dir, &trust));
         let plans: Vec<Planned> = plans
@@ -476,11 +545,44 @@ impl<'a> Engine<'a> {
         role_calls.extend(apply::role_calls(changes));
         let mut round = Round::new();
         let mut next_slot = None;
+        let mut ahead = None;
         if let Some(next) = &page_next {
-            next_slot = Some(round.add(self.graph.request(Method::Get, next, None)?));
+            // The next page read ahead already: its users' look-ups go in this round, with the
+            // page after it; else the next page is read here.
+            let known = self
+                .prefetched
+                .iter()
+                .find(|(u, _)| u == next)
+                .map(|(_, p)| (page_users(&p.items), p.next.clone()));
+            let mut extra = 1;
+            match known {
+                Some((users1, after)) => {
+                    if let Some(n2) = after.filter(|n| !self.prefetched.iter().any(|(u, _)| u == n))
+                    {
+                        next_slot = Some((
+                            n2.clone(),
+                            round.add(self.graph.request(Method::Get, &n2, None)?),
+                        ));
+                    }
+                    let filters = lookup_filters(&users1);
+                    extra = filters.len() + 1;
+                    let slots = round.add_all(
+                        filters
+                            .iter()
+                            .map(|f| self.out.zen.request(&api::search_users(f.clone(), 1))),
+                    );
+                    ahead = Some((next.clone(), slots));
+                }
+                None => {
+                    next_slot = Some((
+                        next.clone(),
+                        round.add(self.graph.request(Method::Get, next, None)?),
+                    ));
+                }
+            }
             // Role calls (independent of the next page's plan) that would open a part-empty
             // last wave wait for the next round, which they fill instead.
-            let total = 1 + writes.len() + role_calls.len();
+            let total = extra + writes.len() + role_calls.len();
             let spare = total % self.concurrency();
             if spare <= role_calls.len() {
                 self.carry = role_calls.split_off(role_calls.len() - spare);
@@ -493,10 +595,17 @@ impl<'a> Engine<'a> {
             role_slots = round.add_all(role_calls.iter().map(|r| self.out.zen.request(&r.call)));
         }
         let mut answers = round.send(|reqs| self.graph.send_all(reqs));
-        if let (Some(next), Some(slot)) = (&page_next, next_slot) {
+        if let Some((next, slot)) = next_slot {
             // A failed read is simply read again by the next step (with its own retries).
-            if let Ok(p) = Graph::read_page(answers.take(slot), next, "listing users") {
-                self.prefetched = Some((next.clone(), p));
+            if let Ok(p) = Graph::read_page(answers.take(slot), &next, "listing users") {
+                self.prefetched.push((next, p));
+            }
+        }
+        if let Some((next, slots)) = ahead {
+            // Before this round's writes are taken in: what the look-ups read of a user this
+            // round wrote is older than the write's answer (see `learn_users`).
+            if self.learn_lookups(answers.take_all(&slots)) {
+                self.looked_up.insert(next);
             }
         }
         let (write_results, role_results) = if dry {
@@ -549,7 +658,7 @@ impl<'a> Engine<'a> {
             }
             done.extend(newly);
             // The rest of this page is the next step's (read again in a later call).
-            self.prefetched = Some((url.to_string(), page));
+            self.prefetched.insert(0, (url.to_string(), page));
             Ok(PageEnd::More(done))
         }
     }
@@ -723,7 +832,12 @@ impl<'a> Engine<'a> {
             );
             if !self.config.role_mappings.is_empty() && !z.roles.is_empty() {
                 self.load_members()?;
-                changes.extend(roles::change_for(z, entra_id, &self.known, &BTreeSet::new()));
+                changes.extend(roles::change_for(
+                    z,
+                    entra_id,
+                    &self.known,
+                    &BTreeSet::new(),
+                ));
             }
         }
         self.out.apply_roles(changes)?;

@@ -252,3 +252,38 @@ fn a_queue_overflow_during_a_full_sync_lets_it_finish_and_runs_another() {
         .count();
     assert!(titles > 1_000, "{titles}");
 }
+
+/// ZenQMS searches of a re-sync (a deploy over a synced tenant) at a call budget.
+fn resync_searches(budget_ms: u32) -> (u64, u32) {
+    let mut runner = Runner::new(Runtime::shared(), linked_tenant(600, budget_ms));
+    deploy(&mut runner);
+    let zenqms = |r: &Runner| {
+        let stats = &r.world().stats.by_target;
+        stats
+            .iter()
+            .find(|(k, _)| format!("{k:?}") == "Zenqms")
+            .map_or(0, |(_, v)| *v)
+    };
+    let before = zenqms(&runner);
+    let rec = runner.run_step(1, &step(json!({"deploy": {}})));
+    assert!(rec.ok && !rec.pending, "{:?}", rec.error);
+    (zenqms(&runner) - before, rec.calls)
+}
+
+#[test]
+fn a_resync_reads_zenqms_in_proportion_to_the_tenant_whatever_the_number_of_calls() {
+    let (one, calls_one) = resync_searches(60_000);
+    let (many, calls_many) = resync_searches(800);
+    assert!(
+        calls_many >= 3 * calls_one,
+        "{calls_one} vs {calls_many} calls"
+    );
+    // Nothing is written, so every request is a read. A call that stops inside a page looks
+    // that page's users up again in the next (2 searches), and a walk resumed reads the page
+    // before its cursor again: at most 3 searches per extra call. (The engine before issue 15
+    // read the whole directory, 7 pages here, in every call.)
+    assert!(
+        many <= one + 3 * u64::from(calls_many),
+        "{one} searches in {calls_one} calls, {many} in {calls_many}"
+    );
+}
