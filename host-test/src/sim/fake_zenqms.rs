@@ -477,18 +477,7 @@ impl Filter {
                 .transpose()?,
             external_ids: f
                 .get("external_ids")
-                .map(|v| {
-                    let name = field("external_ids");
-                    let list = v
-                        .as_array()
-                        .filter(|l| !l.is_empty() && l.len() <= MAX_FILTER_IDS)
-                        .ok_or_else(|| {
-                            bad_request(format!(
-                                "field `{name}` must be an array of 1 to {MAX_FILTER_IDS} strings"
-                            ))
-                        })?;
-                    list.iter().map(|v| as_string(v, &name)).collect()
-                })
+                .map(|v| string_list(v, &field("external_ids")))
                 .transpose()?,
             role_id: f
                 .get("role_id")
@@ -497,18 +486,8 @@ impl Filter {
             emails: f
                 .get("emails")
                 .map(|v| {
-                    let name = field("emails");
-                    let list = v
-                        .as_array()
-                        .filter(|l| !l.is_empty() && l.len() <= MAX_FILTER_IDS)
-                        .ok_or_else(|| {
-                            bad_request(format!(
-                                "field `{name}` must be an array of 1 to {MAX_FILTER_IDS} strings"
-                            ))
-                        })?;
-                    list.iter()
-                        .map(|v| as_string(v, &name).map(|e| normalize_email(&e)))
-                        .collect()
+                    let list = string_list(v, &field("emails"))?;
+                    Ok(list.iter().map(|e| normalize_email(e)).collect())
                 })
                 .transpose()?,
         })
@@ -539,6 +518,19 @@ impl Filter {
                 .as_ref()
                 .is_none_or(|e| e.contains(&normalize_email(&u.email)))
     }
+}
+
+/// A filter's list of 1 to [`MAX_FILTER_IDS`] strings.
+fn string_list(v: &Value, name: &str) -> ApiResult<std::collections::HashSet<String>> {
+    let list = v
+        .as_array()
+        .filter(|l| !l.is_empty() && l.len() <= MAX_FILTER_IDS)
+        .ok_or_else(|| {
+            bad_request(format!(
+                "field `{name}` must be an array of 1 to {MAX_FILTER_IDS} strings"
+            ))
+        })?;
+    list.iter().map(|v| as_string(v, name)).collect()
 }
 
 fn not_found_user(id: &str) -> ApiError {
