@@ -225,10 +225,9 @@ fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
     FullSync {
         run_id: format!("sync-{}-{why}", now.format("%Y%m%dT%H%M%SZ")),
         started_at: now,
-        phase: Phase::Users {
-            next: Graph::users_url(),
-            skip: 0,
-            done: Vec::new(),
+        phase: Phase::Leavers {
+            after: None,
+            page: 0,
         },
         batches: 0,
         calls: 0,
@@ -238,6 +237,8 @@ fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
         approved: 0,
         walked: 0,
         roles_due: Vec::new(),
+        linked_seen: 0,
+        leavers_done: false,
         again: false,
         allow_mass,
         guard_checked: false,

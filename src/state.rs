@@ -219,6 +219,13 @@ pub struct FullSync {
     /// Deactivations the second walk made so far.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub walked: u32,
+    /// The leaver check's walk is done (it comes first: see `Phase::Leavers`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leavers_done: bool,
+    /// Linked ZenQMS users (an Entra id for external_id, active or not) the leaver check's walk
+    /// has read: the base of the mass-deactivation limit (0: not walked yet).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub linked_seen: u32,
     /// Entra ids of users whose role calls the last call could not send (those created by its
     /// last user step): recomputed and sent by the next call. At most a step's users.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -289,6 +296,8 @@ pub enum Phase {
     },
     /// Finding linked ZenQMS users whose Entra object is gone: every linked, active user is
     /// checked against Graph by id, in ZenQMS id order; `after` is the last ZenQMS id checked.
+    /// A run's first phase (then `Users`); links stored in another form than Graph's are
+    /// rewritten on the way.
     Leavers {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<String>,
@@ -486,6 +495,8 @@ mod tests {
             approved: 0,
             walked: 0,
             roles_due: (0..100).map(guid).collect(),
+            linked_seen: u32::MAX,
+            leavers_done: true,
             again: true,
             allow_mass: false,
             guard_checked: false,
@@ -519,6 +530,8 @@ mod tests {
             approved: 0,
             walked: 0,
             roles_due: Vec::new(),
+            linked_seen: 0,
+            leavers_done: false,
             again: false,
             allow_mass: false,
             guard_checked: false,

@@ -136,6 +136,11 @@ enum Walk {
 struct Chunk {
     /// The linked, active users after the cursor, with their Entra ids.
     users: Vec<(ZUser, String)>,
+    /// Linked users after the cursor, active or not (the guard's base).
+    linked: u32,
+    /// Users after the cursor whose external_id names an Entra id in another form (case,
+    /// spaces), with that id as Graph writes it.
+    noncanonical: Vec<(ZUser, String)>,
     /// The last ZenQMS id of the pages read (active or not).
     last_id: Option<String>,
     /// The next page to read.
@@ -281,15 +286,16 @@ impl<'a> Engine<'a> {
             sync.roles_due.clear();
             return Ok(());
         }
+        // Cleared only once every change is computed: a failure keeps them due.
         let ids = sync.roles_due.clone();
         let found = self.out.zen.linked_to(&ids)?;
-        sync.roles_due.clear();
         self.learn_users(found);
+        let mut changes = Vec::new();
         for id in &ids {
-            if let Some(c) = self.role_change(id)? {
-                self.carry.extend(apply::role_calls(vec![c]));
-            }
+            changes.extend(self.role_change(id)?);
         }
+        self.carry.extend(apply::role_calls(changes));
+        sync.roles_due.clear();
         Ok(())
     }
 
@@ -367,7 +373,12 @@ impl<'a> Engine<'a> {
                             done: Vec::new(),
                         }
                     }
-                    PageEnd::Next(None) => Phase::Leavers {
+                    // (A run checkpointed before the walk came first walks now.)
+                    PageEnd::Next(None) if !sync.leavers_done => Phase::Leavers {
+                        after: None,
+                        page: 0,
+                    },
+                    PageEnd::Next(None) => Phase::Deactivations {
                         after: None,
                         page: 0,
                     },
@@ -377,10 +388,23 @@ impl<'a> Engine<'a> {
             Phase::Leavers { after, page } => {
                 sync.phase = match self.leavers(after, page, sync)? {
                     Walk::At { after, page } => Phase::Leavers { after, page },
-                    Walk::Done => Phase::Deactivations {
-                        after: None,
-                        page: 0,
-                    },
+                    Walk::Done => {
+                        sync.leavers_done = true;
+                        if sync.batches == 0 {
+                            // The walk comes first (links in another form are rewritten
+                            // before any user page looks them up); then the user pages.
+                            Phase::Users {
+                                next: Graph::users_url(),
+                                skip: 0,
+                                done: Vec::new(),
+                            }
+                        } else {
+                            Phase::Deactivations {
+                                after: None,
+                                page: 0,
+                            }
+                        }
+                    }
                 };
                 Ok(false)
             }
@@ -729,14 +753,22 @@ impl<'a> Engine<'a> {
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all.dedup_by(|a, b| a.id == b.id);
         let last_id = all.last().map(|z| z.id.clone());
-        let users = all
+        let fresh: Vec<(ZUser, String)> = all
             .into_iter()
             .filter(|z| after.as_ref().is_none_or(|a| z.id.as_str() > a.as_str()))
-            .filter(|z| z.is_active)
             .filter_map(|z| plan::link_of(&z).map(|e| (z, e)))
             .collect();
+        let noncanonical = fresh
+            .iter()
+            .filter(|(z, e)| z.external_id.as_deref() != Some(e.as_str()))
+            .cloned()
+            .collect();
+        let linked = u32::try_from(fresh.len()).unwrap_or(u32::MAX);
+        let users = fresh.into_iter().filter(|(z, _)| z.is_active).collect();
         Ok(Chunk {
             users,
+            linked,
+            noncanonical,
             last_id,
             next_page: end,
             last: end > total.div_ceil(per),
@@ -806,6 +838,33 @@ impl<'a> Engine<'a> {
         // A user Graph does not return costs a 404 check (20 to a `$batch` request).
         let n = self.walk_size(self.concurrency() * crate::graph::BATCH_MAX);
         let chunk = self.linked_pages(&after, page, n)?;
+        sync.linked_seen = sync.linked_seen.saturating_add(chunk.linked);
+        // Links stored in another form than Graph's (case, spaces: made by hand or another
+        // tool) are rewritten to it, so that every look-up by external_id finds them (the
+        // full sync's user pages, notifications, group changes).
+        let rewrites: Vec<Write> = chunk
+            .noncanonical
+            .iter()
+            .map(|(z, e)| {
+                let changes = vec![plan::Change {
+                    field: "external_id",
+                    before: z.external_id.clone().into(),
+                    after: e.clone().into(),
+                }];
+                Write {
+                    call: api::update_user(&z.id, plan::patch_fields(&changes)),
+                    entra_id: e.clone(),
+                    upn: String::new(),
+                    zenqms_id: Some(z.id.clone()),
+                    kind: WriteKind::Update,
+                    changes,
+                }
+            })
+            .collect();
+        if !rewrites.is_empty() {
+            self.learn_users(chunk.noncanonical.iter().map(|(z, _)| z.clone()).collect());
+            self.out.write(rewrites)?;
+        }
         if chunk.users.is_empty() {
             return Ok(chunk.walk(0, &after));
         }
@@ -854,7 +913,12 @@ impl<'a> Engine<'a> {
     ) -> Result<Walk, Failure> {
         if !sync.guard_checked {
             sync.guard_checked = true;
-            let linked = crate::realtime::linked_count(self.platform, self.config)?;
+            // The walk counted the linked users (Entra ids only, as a link is read); a run
+            // checkpointed before it kept the count asks ZenQMS.
+            let linked = match sync.linked_seen {
+                0 => crate::realtime::linked_count(self.platform, self.config)?,
+                n => n as usize,
+            };
             let limit = self.config.deactivation_limit(linked);
             let count = sync.deferred.len() + sync.deferred_more as usize;
             if guard::exceeds(count, limit, sync.allow_mass) {
@@ -898,13 +962,17 @@ impl<'a> Engine<'a> {
             .collect();
         let found = self.out.zen.linked_to(&ids)?;
         self.learn_users(found);
-        let writes = sync.deferred[..n]
-            .iter()
-            .filter_map(|d| {
-                let z = self.out.dir.get(&d.zenqms_id).filter(|z| z.is_active)?;
-                Some(self.deactivation(z, &d.entra_id, &d.upn))
-            })
-            .collect();
+        let mut writes = Vec::new();
+        for d in &sync.deferred[..n] {
+            match self.out.dir.get(&d.zenqms_id) {
+                Some(z) if z.is_active => writes.push(self.deactivation(z, &d.entra_id, &d.upn)),
+                Some(_) => {} // deactivated meanwhile
+                None => self.out.log.warn(
+                    "deferred deactivation not applied: the ZenQMS user is no longer linked to it",
+                    &[("zenqms_id", &d.zenqms_id), ("entra_id", &d.entra_id)],
+                ),
+            }
+        }
         self.out.write(writes)?;
         sync.deferred.drain(..n);
         Ok(if sync.deferred.is_empty() {

@@ -352,14 +352,14 @@ fn zenqms_is_searched_per_user_page_and_per_linked_page_never_per_user() {
         .find(|(k, _)| format!("{k:?}") == "Zenqms")
         .map(|(_, v)| *v)
         .unwrap();
-    // Reads: 1 role list + 2 look-ups per user page (its users' external_ids, their
-    // addresses; 3 pages) + 3 pages of the linked users' walk (the first alone, for its total)
-    // + 1 count of linked users (the guard's base) + 1 look-up of the deferred leaver.
+    // Reads: 1 role list + 1 page of the linked users' walk (it comes first: 2 linked users;
+    // it also counts them for the guard) + 2 look-ups per user page (its users' external_ids,
+    // their addresses; 3 pages) + 1 look-up of the deferred leaver.
     // Writes: 248 creates + 1 link (u-a) + 1 update (u-b) + 1 leaver + 120 role adds + 1 role
     // removal (the leaver's r-qa).
     assert_eq!(
         zen_requests,
-        1 + 2 * 3 + 3 + 1 + 1 + 248 + 1 + 1 + 1 + 120 + 1,
+        1 + 1 + 2 * 3 + 1 + 248 + 1 + 1 + 1 + 120 + 1,
         "{:?}",
         r.http
     );
@@ -383,4 +383,45 @@ fn an_email_given_up_and_reused_in_one_page_converges_in_one_sync() {
     let logs = log_text(&r);
     assert!(!logs.contains("user conflict"), "{logs}");
     assert!(!logs.contains("ZenQMS write failed"), "{logs}");
+}
+
+/// A link stored in another form than Graph's (upper case, padded: made by hand or another
+/// tool) is found although the full sync looks users up by external_id: the leaver walk,
+/// which comes first, rewrites it — so a user whose address also changed in Entra is updated,
+/// not created a second time.
+#[test]
+fn a_link_stored_in_another_form_is_rewritten_before_the_user_pages_and_nobody_is_duplicated() {
+    let mut moved = entra_user(1);
+    moved["mail"] = json!("renamed@contoso.com");
+    moved["userPrincipalName"] = json!("renamed@contoso.com");
+    let r = run(scenario(
+        vec![moved, entra_user(2)],
+        json!([]),
+        vec![
+            zen_user(
+                "u-upper",
+                "user1@contoso.com",
+                Some(&uid(1).to_ascii_uppercase()),
+                &[],
+            ),
+            zen_user(
+                "u-padded",
+                "user2@contoso.com",
+                Some(&format!(" {} ", uid(2))),
+                &[],
+            ),
+        ],
+        json!([]),
+    ));
+    assert_ok(&r);
+    assert_eq!(
+        r.zenqms.users.len(),
+        2,
+        "nobody created: {:?}",
+        r.zenqms.users
+    );
+    let one = linked(&r, &uid(1)).expect("user 1 linked in Graph's form");
+    assert_eq!(one.id, "u-upper");
+    assert_eq!(one.email, "renamed@contoso.com");
+    assert_eq!(linked(&r, &uid(2)).expect("user 2").id, "u-padded");
 }

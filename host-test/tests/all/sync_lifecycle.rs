@@ -1,6 +1,6 @@
 //! The full sync's lifecycle, run natively (the component's code as a plain crate against the
 //! simulated services, no wasmtime): every call's state is read back and the run's phases are
-//! checked in the order they must come — start, user pages, leavers, deactivations, roles,
+//! checked in the order they must come — start, the leaver walk, user pages, deactivations, roles,
 //! finish — with a checkpoint at every call and no step repeated after a failure.
 
 use entra_zenqms::state::{Phase, State};
@@ -18,8 +18,8 @@ fn phase_rank(state: &State) -> (u8, u32, usize) {
         return (5, 0, 0);
     };
     match &f.phase {
+        Phase::Leavers { .. } => (0, f.batches, 0),
         Phase::Users { done, .. } => (1, f.batches, done.len()),
-        Phase::Leavers { .. } => (2, f.batches, 0),
         Phase::Deactivations { .. } => (3, f.batches, 0),
         Phase::Roles => (4, f.batches, 0),
     }
