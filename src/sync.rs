@@ -138,6 +138,9 @@ struct Chunk {
     users: Vec<(ZUser, String)>,
     /// Linked users after the cursor, active or not (the guard's base).
     linked: u32,
+    /// Linked, inactive users after the cursor holding a mapped role (a leaver's roles are
+    /// removed whether or not it was deactivated already).
+    inactive_holders: Vec<(ZUser, String)>,
     /// Users after the cursor whose external_id names an Entra id in another form (case,
     /// spaces), with that id as Graph writes it.
     noncanonical: Vec<(ZUser, String)>,
@@ -764,10 +767,16 @@ impl<'a> Engine<'a> {
             .cloned()
             .collect();
         let linked = u32::try_from(fresh.len()).unwrap_or(u32::MAX);
-        let users = fresh.into_iter().filter(|(z, _)| z.is_active).collect();
+        let mapped: BTreeSet<String> = self.config.mapped_roles().into_iter().collect();
+        let (users, inactive): (Vec<_>, Vec<_>) = fresh.into_iter().partition(|(z, _)| z.is_active);
+        let inactive_holders = inactive
+            .into_iter()
+            .filter(|(z, _)| z.roles.iter().any(|r| mapped.contains(r)))
+            .collect();
         Ok(Chunk {
             users,
             linked,
+            inactive_holders,
             noncanonical,
             last_id,
             next_page: end,
@@ -865,15 +874,21 @@ impl<'a> Engine<'a> {
             self.learn_users(chunk.noncanonical.iter().map(|(z, _)| z.clone()).collect());
             self.out.write(rewrites)?;
         }
-        if chunk.users.is_empty() {
+        if chunk.users.is_empty() && chunk.inactive_holders.is_empty() {
             return Ok(chunk.walk(0, &after));
         }
-        let ids: Vec<String> = chunk.users.iter().map(|(_, e)| e.clone()).collect();
+        let ids: Vec<String> = chunk
+            .users
+            .iter()
+            .chain(&chunk.inactive_holders)
+            .map(|(_, e)| e.clone())
+            .collect();
         let (gone, _) = self.gone_or_disabled(&ids)?;
         let mut changes = Vec::new();
         let leaving: Vec<ZUser> = chunk
             .users
             .iter()
+            .chain(&chunk.inactive_holders)
             .filter(|(_, e)| gone.contains(e))
             .map(|(z, _)| z.clone())
             .collect();
@@ -898,6 +913,19 @@ impl<'a> Engine<'a> {
                     &BTreeSet::new(),
                 ));
             }
+        }
+        for (z, entra_id) in chunk
+            .inactive_holders
+            .iter()
+            .filter(|(_, e)| gone.contains(e))
+        {
+            self.load_members()?;
+            changes.extend(roles::change_for(
+                z,
+                entra_id,
+                &self.known,
+                &BTreeSet::new(),
+            ));
         }
         self.out.apply_roles(changes)?;
         Ok(chunk.walk(chunk.users.len(), &after))

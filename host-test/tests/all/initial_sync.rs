@@ -425,3 +425,26 @@ fn a_link_stored_in_another_form_is_rewritten_before_the_user_pages_and_nobody_i
     assert_eq!(one.email, "renamed@contoso.com");
     assert_eq!(linked(&r, &uid(2)).expect("user 2").id, "u-padded");
 }
+
+/// A linked user already deactivated whose Entra object is gone loses its mapped roles too
+/// (and stays inactive); unmapped roles are left alone.
+#[test]
+fn an_inactive_leaver_loses_its_mapped_roles() {
+    let mut gone = zen_user(
+        "u-gone",
+        "gone@contoso.com",
+        Some(&uid(99)),
+        &["r-qa", "r-admin"],
+    );
+    gone["is_active"] = json!(false);
+    let r = run(scenario(
+        vec![entra_user(1)],
+        json!([{"id": gid(1), "displayName": "QA", "members": [uid(1)]}]),
+        vec![gone],
+        json!([{"role": "r-qa", "groups": [gid(1)]}]),
+    ));
+    assert_ok(&r);
+    let z = linked(&r, &uid(99)).expect("still linked");
+    assert!(!z.is_active);
+    assert_eq!(z.roles, vec!["r-admin".to_string()]);
+}
