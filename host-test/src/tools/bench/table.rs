@@ -254,7 +254,10 @@ pub fn checks(report: &BenchReport) -> Vec<Check> {
         // M: the directory the phase starts from (the already-linked tenant holds N users).
         let m = if r.name == resync.name { m } else { users };
         out.push(check(
-            &format!("{}: reads (N={})", r.name, p.users),
+            &format!(
+                "{}: reads, issue 15's read-once target (N={})",
+                r.name, p.users
+            ),
             format!(
                 "ZenQMS <= ceil(M/100) = {}, Graph <= ceil(N/100) + member pages = {}",
                 m.div_ceil(100),
