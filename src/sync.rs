@@ -153,19 +153,8 @@ struct Chunk {
 }
 
 impl Chunk {
-    /// Where the walk goes on after this chunk (or after its first `k` users, when a step
-    /// could not follow up on all of them).
-    fn walk(&self, k: usize, after: &Option<String>) -> Walk {
-        if k < self.users.len() {
-            // The cursor stops before the first user not handled: its page is read again.
-            let prev = if k == 0 {
-                after.clone()
-            } else {
-                Some(self.users[k - 1].0.id.clone())
-            };
-            let page = self.next_page.saturating_sub(2).max(1);
-            return Walk::At { after: prev, page };
-        }
+    /// Where the walk goes on after this chunk (every user of it handled).
+    fn walk(&self, after: &Option<String>) -> Walk {
         if self.last {
             return Walk::Done;
         }
@@ -875,7 +864,7 @@ impl<'a> Engine<'a> {
             self.out.write(rewrites)?;
         }
         if chunk.users.is_empty() && chunk.inactive_holders.is_empty() {
-            return Ok(chunk.walk(0, &after));
+            return Ok(chunk.walk(&after));
         }
         let ids: Vec<String> = chunk
             .users
@@ -928,7 +917,7 @@ impl<'a> Engine<'a> {
             ));
         }
         self.out.apply_roles(changes)?;
-        Ok(chunk.walk(chunk.users.len(), &after))
+        Ok(chunk.walk(&after))
     }
 
     /// Checks the run's deferred deactivations against the limit once, then applies them a
@@ -1064,7 +1053,7 @@ impl<'a> Engine<'a> {
         let walk = if capped {
             Walk::Done
         } else {
-            chunk.walk(chunk.users.len(), &after)
+            chunk.walk(&after)
         };
         if walk == Walk::Done {
             sync.deferred.clear();
