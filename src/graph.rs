@@ -383,13 +383,12 @@ impl<'a> Graph<'a> {
         Ok(gone)
     }
 
-    /// Requests checking that each group exists (for a round shared with other reads); read
-    /// the answers with [`Graph::read_group_exists`].
+    /// Requests checking that each group exists, 20 to a `$batch` (for a round shared with
+    /// other reads); unpack the answers with [`Graph::unpack_all`], then read each with
+    /// [`Graph::read_group_exists`].
     pub fn group_requests(&self, groups: &[String]) -> Result<Vec<Request>, Failure> {
-        groups
-            .iter()
-            .map(|g| self.request(Method::Get, &group_url(g), None))
-            .collect()
+        let urls: Vec<String> = groups.iter().map(|g| group_url(g)).collect();
+        self.batch_requests(&urls)
     }
 
     /// Whether a group request's answer says the group exists (false only on 404).

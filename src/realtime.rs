@@ -255,8 +255,9 @@ impl<'a> Realtime<'a> {
                     set.extend(Graph::read_member_groups(answers.take(slot))?);
                 }
             }
-            for (g, slot) in mapped.iter().zip(exists_slots) {
-                if !Graph::read_group_exists(answers.take(slot))? {
+            let exists = Graph::unpack_all(mapped.len(), answers.take_all(&exists_slots));
+            for (g, answer) in mapped.iter().zip(exists) {
+                if !Graph::read_group_exists(answer)? {
                     gone.insert(g.clone());
                 }
             }

@@ -149,6 +149,35 @@ impl Graph<'_> {
             .collect())
     }
 
+    /// `$batch` requests (20 URLs each) to go out in a caller's round; their answers, given
+    /// back in order to [`Graph::unpack_all`], are each URL's answer. Unlike
+    /// [`Graph::get_all`], items Graph throttled are not sent again: their 429 stands.
+    pub fn batch_requests(&self, urls: &[String]) -> Result<Vec<Request>, Failure> {
+        for url in urls {
+            check_graph_url(url)?;
+        }
+        let all: Vec<usize> = (0..urls.len()).collect();
+        all.chunks(BATCH_MAX)
+            .map(|chunk| self.batch_request(chunk, urls))
+            .collect()
+    }
+
+    /// Each of `n` URLs' answer from the answers to [`Graph::batch_requests`].
+    pub fn unpack_all(n: usize, answers: Vec<HttpResult>) -> Vec<HttpResult> {
+        let all: Vec<usize> = (0..n).collect();
+        let mut out: Vec<Option<HttpResult>> = vec![None; n];
+        for (chunk, answer) in all.chunks(BATCH_MAX).zip(answers) {
+            for (i, r) in unpack(chunk, answer) {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(HttpError::Transport("no answer in the batch".into())))
+            })
+            .collect()
+    }
+
     /// The `$batch` request for `chunk` (indexes into `urls`, used as the item ids).
     fn batch_request(&self, chunk: &[usize], urls: &[String]) -> Result<Request, Failure> {
         let items: Vec<Value> = chunk
