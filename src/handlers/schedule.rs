@@ -161,8 +161,11 @@ pub(super) fn delta_round(
         groups: groups_link,
         issued_at: now,
     });
-    state.queue.push(&users, &groups);
-    state.queue.cause = format!("delta-{}", now.format("%Y%m%dT%H%M%SZ"));
+    if !users.is_empty() || !groups.is_empty() {
+        // (A quiet round queues nothing and names nothing: its tick leaves the state as it was.)
+        state.queue.push(&users, &groups);
+        state.queue.cause = format!("delta-{}", now.format("%Y%m%dT%H%M%SZ"));
+    }
     // An unfinished round stays due: the next call reads on from where this one stopped.
     state.queue.delta_round = !complete;
     if complete && !state.queue.overflow {
