@@ -10,7 +10,7 @@ use crate::log::Log;
 use crate::platform::{Platform, Request};
 use crate::realtime::Realtime;
 use crate::round::Round;
-use crate::state::{Counts, DeltaLinks, Finished, FullSync, Phase, Queue, State};
+use crate::state::{DeltaLinks, Finished, FullSync, Queue, State};
 use crate::subscriptions::Subscriptions;
 use crate::sync::Engine;
 use crate::zenqms::{Zenqms, api};
@@ -210,10 +210,20 @@ fn overflow(
         sync.again = true;
         state.queue = Queue::default();
     } else {
-        state.delta = None;
-        start_full_sync(p, graph, state, "queue-overflow", false)?;
+        start_overflow_sync(p, graph, state)?;
     }
     run_full_sync(p, config, graph, state)
+}
+
+/// The full sync that takes an overflowed queue's place, with delta links "from now" (older
+/// ones would report the same changes again).
+fn start_overflow_sync(
+    p: &dyn Platform,
+    graph: &Graph<'_>,
+    state: &mut State,
+) -> Result<(), Failure> {
+    state.delta = None;
+    start_full_sync(p, graph, state, "queue-overflow", false)
 }
 
 /// How old a redeploy may find its delta links and keep them (they live 7 days; the hourly
@@ -222,30 +232,11 @@ const DELTA_REUSE_HOURS: i64 = 24;
 
 fn new_full_sync(p: &dyn Platform, why: &str, allow_mass: bool) -> FullSync {
     let now = p.now();
-    FullSync {
-        run_id: format!("sync-{}-{why}", now.format("%Y%m%dT%H%M%SZ")),
-        started_at: now,
-        phase: Phase::Leavers {
-            after: None,
-            page: 0,
-        },
-        batches: 0,
-        calls: 0,
-        totals: Counts::default(),
-        deferred: Vec::new(),
-        deferred_more: 0,
-        approved: 0,
-        walked: 0,
-        roles_due: Vec::new(),
-        linked_seen: 0,
-        leavers_done: false,
-        again: false,
+    FullSync::start(
+        format!("sync-{}-{why}", now.format("%Y%m%dT%H%M%SZ")),
+        now,
         allow_mass,
-        guard_checked: false,
-        blocked: None,
-        recent_links: Vec::new(),
-        email_domains: Default::default(),
-    }
+    )
 }
 
 /// Continues the checkpointed full sync in `state`.
@@ -302,8 +293,7 @@ fn run_full_sync(
     if sync.again {
         // The queue overflowed during the run: changes to users it had read are covered by
         // another run, which the next call (resume) carries on.
-        state.delta = None;
-        start_full_sync(p, graph, state, "queue-overflow", false)?;
+        start_overflow_sync(p, graph, state)?;
         return Ok(Reply::pending(format!(
             "{summary}; another full sync follows (the notification queue overflowed during this one)"
         )));

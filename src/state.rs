@@ -252,6 +252,37 @@ pub struct FullSync {
     pub email_domains: BTreeSet<String>,
 }
 
+impl FullSync {
+    /// A run starting at `started_at`: its first phase is the leaver walk (`Phase::Leavers`),
+    /// then the user pages; `allow_mass` lets it past the mass-deactivation limit once.
+    pub fn start(run_id: String, started_at: DateTime<Utc>, allow_mass: bool) -> Self {
+        FullSync {
+            run_id,
+            started_at,
+            phase: Phase::Leavers {
+                after: None,
+                page: 0,
+            },
+            batches: 0,
+            calls: 0,
+            totals: Counts::default(),
+            deferred: Vec::new(),
+            deferred_more: 0,
+            approved: 0,
+            walked: 0,
+            roles_due: Vec::new(),
+            linked_seen: 0,
+            leavers_done: false,
+            again: false,
+            allow_mass,
+            guard_checked: false,
+            blocked: None,
+            recent_links: Vec::new(),
+            email_domains: BTreeSet::new(),
+        }
+    }
+}
+
 /// Deactivations a full sync keeps by name in its checkpoint (about 130–250 bytes each, the
 /// UPN's length decides); more are only counted.
 pub const DEFERRED_MAX: usize = 16;
@@ -515,8 +546,6 @@ mod tests {
         assert_eq!(fresh.version, VERSION);
         let mut s = fresh.clone();
         s.full_sync = Some(FullSync {
-            run_id: "r".into(),
-            started_at: "2026-11-28T12:00:00Z".parse().unwrap(),
             phase: Phase::Users {
                 next: "https://graph.microsoft.com/v1.0/users".into(),
                 skip: 0,
@@ -524,20 +553,8 @@ mod tests {
             },
             batches: 2,
             calls: 1,
-            totals: Counts::default(),
-            deferred: Vec::new(),
-            deferred_more: 0,
-            approved: 0,
-            walked: 0,
-            roles_due: Vec::new(),
-            linked_seen: 0,
-            leavers_done: false,
-            again: false,
-            allow_mass: false,
-            guard_checked: false,
-            blocked: None,
-            recent_links: Vec::new(),
             email_domains: BTreeSet::from(["contoso.com".to_string()]),
+            ..FullSync::start("r".into(), "2026-11-28T12:00:00Z".parse().unwrap(), false)
         });
         s.email_domains = BTreeSet::from(["contoso.com".to_string()]);
         assert_eq!(State::parse(Some(&s.to_json())).unwrap(), s);

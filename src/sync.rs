@@ -97,8 +97,8 @@ fn lookup_filters(users: &[EntraUser]) -> Vec<serde_json::Value> {
 }
 
 /// A page's users as the planner takes them (items without an id are left out).
-fn page_users(items: &[serde_json::Value]) -> Vec<EntraUser> {
-    items.iter().filter_map(EntraUser::from_json).collect()
+fn page_users<'v>(items: impl IntoIterator<Item = &'v serde_json::Value>) -> Vec<EntraUser> {
+    items.into_iter().filter_map(EntraUser::from_json).collect()
 }
 
 /// Where a step of the user listing ended.
@@ -506,7 +506,7 @@ impl<'a> Engine<'a> {
         if !self.looked_up.contains(url) {
             // Not looked up ahead (the call's first page): the whole page's users now, and the
             // next page read in the same round, so that its look-ups can go ahead of it.
-            let all = page_users(&todo.iter().map(|i| (*i).clone()).collect::<Vec<_>>());
+            let all = page_users(todo.iter().copied());
             let next = page
                 .next
                 .clone()
