@@ -123,6 +123,7 @@ impl<'a> Applier<'a> {
         for p in plans {
             match p.action {
                 Action::Unchanged { .. } => self.counts.unchanged += 1,
+                Action::OutOfScope => self.counts.out_of_scope += 1,
                 Action::Skip { reason, missing } => {
                     self.counts.skipped += 1;
                     let missing = missing.join(",");

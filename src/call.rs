@@ -34,6 +34,8 @@ pub struct Outcome {
     pub taken: Vec<u64>,
     /// The revision of `state`, when there is one.
     pub state_revision: Option<u64>,
+    /// An admin action's result (a JSON object's text); `None` for every other call.
+    pub result: Option<String>,
 }
 
 /// A failed call's result: the failure and the state to keep (when it changed).
@@ -58,6 +60,8 @@ pub struct Reply {
     pub summary: String,
     /// A webhook's accepted items for the inbox.
     pub inbox: Vec<String>,
+    /// An admin action's result (a JSON object's text).
+    pub result: Option<String>,
 }
 
 impl Reply {
@@ -68,6 +72,7 @@ impl Reply {
             pending: false,
             summary: summary.into(),
             inbox: Vec::new(),
+            result: None,
         }
     }
 
@@ -209,7 +214,7 @@ impl<'a> Slot<'a> {
     }
 
     /// Whether the loaded state holds checkpointed work (`resume` must be called).
-    fn has_work(&self) -> bool {
+    pub fn has_work(&self) -> bool {
         self.state.as_ref().is_some_and(State::has_work)
     }
 }
@@ -233,8 +238,13 @@ pub fn run(
     let resilient = Resilient::new(p, budget_ms);
     crate::config::register_secrets(config, &resilient);
     let mut slot = Slot::new(stored, unreadable);
-    // A webhook call never reads the inbox (it may run beside the call that does).
-    let inbox = if what == "webhook" { &[][..] } else { inbox };
+    // A webhook call never reads the inbox (it may run beside the call that does); an admin
+    // action leaves it to the work calls (it answers the admin, it does not sync).
+    let inbox = if what == "webhook" || what == "action" {
+        &[][..]
+    } else {
+        inbox
+    };
     let (taken, result) = match slot.take_inbox(&Log::new(&resilient), inbox) {
         Ok(taken) => (taken, handler(&resilient, &mut slot)),
         Err(f) => (Vec::new(), Err(f)),
@@ -251,22 +261,29 @@ pub fn run(
             inbox: reply.inbox,
             taken,
             state_revision,
+            result: reply.result.map(|r| resilient.scrub(&r)),
         }),
         // A transient failure that ran out of budget with work checkpointed: continue on
         // resume instead of failing.
         // (A webhook does no work, so never gets here.)
-        Err(f) if f.retryable && resilient.out_of_budget() && slot.has_work() => Ok(Outcome {
-            response: None,
-            state,
-            pending: true,
-            summary: format!(
-                "{what}: paused, budget spent waiting on a transient failure ({}); continues on resume",
-                f.message
-            ),
-            inbox: Vec::new(),
-            taken,
-            state_revision,
-        }),
+        // (An admin action answers with its own result or fails: it pauses nothing.)
+        Err(f)
+            if f.retryable && resilient.out_of_budget() && slot.has_work() && what != "action" =>
+        {
+            Ok(Outcome {
+                response: None,
+                state,
+                pending: true,
+                summary: format!(
+                    "{what}: paused, budget spent waiting on a transient failure ({}); continues on resume",
+                    f.message
+                ),
+                inbox: Vec::new(),
+                taken,
+                state_revision,
+                result: None,
+            })
+        }
         Err(f) => Err(CallFailure {
             message: f.message,
             state,

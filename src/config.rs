@@ -10,30 +10,23 @@ use serde::Deserialize;
 use crate::platform::Platform;
 use crate::url::Url;
 
-/// Config keys the component reads (the README documents each).
-pub const KEYS: &[&str] = &[
-    "entra_tenant_id",
-    "entra_client_id",
-    "entra_client_secret",
-    "zenqms_environment",
-    "zenqms_base_url",
-    "zenqms_api_token",
-    "role_mappings",
-    "max_deactivations",
-    "allow_mass_deactivation",
-    "dry_run",
-    "email_match_domains",
-];
+pub mod keys;
 
-/// The keys whose values are credentials: registered as the call's secrets
-/// ([`register_secrets`]) and never shown.
-pub const SECRET_KEYS: &[&str] = &["entra_client_secret", "zenqms_api_token"];
+/// Config keys the component reads (the README documents each; [`keys::SPECS`] describes each).
+pub fn key_names() -> Vec<&'static str> {
+    keys::names()
+}
+
+/// Whether `key` holds a credential (registered as the call's secrets, never shown).
+pub fn is_secret_key(key: &str) -> bool {
+    keys::spec(key).is_some_and(|s| s.secret)
+}
 
 /// Registers the credential values among the platform's raw config pairs with `p` (before
 /// parsing, so even a configuration that does not parse cannot show them).
 pub fn register_secrets(pairs: &[(String, String)], p: &dyn Platform) {
     for (k, v) in pairs {
-        if SECRET_KEYS.contains(&k.as_str()) {
+        if is_secret_key(k) {
             p.add_secret(v);
         }
     }
@@ -106,6 +99,9 @@ pub struct Config {
     pub zenqms_base_overridden: bool,
     pub zenqms_api_token: Secret,
     pub role_mappings: Vec<RoleMapping>,
+    /// `scope_groups`: Entra group object ids (lowercase, sorted, no repeats); empty: every
+    /// user is in scope.
+    pub scope_groups: Vec<String>,
     /// Most deactivations one run may make; none: 10% of linked users, at least 10.
     pub max_deactivations: Option<u32>,
     /// Lets the next deploy's full sync exceed the limit once.
@@ -148,6 +144,20 @@ impl Config {
     pub fn deactivation_limit(&self, linked: usize) -> usize {
         self.max_deactivations
             .map_or_else(|| linked.div_ceil(10).max(10), |m| m as usize)
+    }
+
+    /// Whether a scope is set (`scope_groups`): only its groups' transitive members are
+    /// provisioned.
+    pub fn scoped(&self) -> bool {
+        !self.scope_groups.is_empty()
+    }
+
+    /// Every group whose transitive members the sync reads: mapped groups and scope groups,
+    /// sorted, no repeats.
+    pub fn read_groups(&self) -> Vec<String> {
+        let mut set: BTreeSet<String> = self.mapped_groups().into_iter().collect();
+        set.extend(self.scope_groups.iter().cloned());
+        set.into_iter().collect()
     }
 
     /// Every mapped role id, sorted.
@@ -209,11 +219,11 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             .filter(|v| !v.is_empty())
     };
     for (k, _) in pairs {
-        if !KEYS.contains(&k.as_str()) {
+        if keys::spec(k).is_none() {
             problems.push(format!(
                 "unknown key '{}' (known keys: {})",
                 key_name(k),
-                KEYS.join(", ")
+                key_names().join(", ")
             ));
         }
     }
@@ -263,6 +273,9 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
         None => Vec::new(),
         Some(text) => parse_mappings(&text, &mut problems),
     };
+    let scope_groups = get("scope_groups")
+        .map(|v| parse_guid_list("scope_groups", &v, &mut problems))
+        .unwrap_or_default();
     let max_deactivations = get("max_deactivations").and_then(|v| match v.parse::<u32>() {
         Ok(n) => Some(n),
         Err(_) => {
@@ -295,6 +308,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             zenqms_base_overridden,
             zenqms_api_token,
             role_mappings,
+            scope_groups,
             max_deactivations,
             allow_mass_deactivation,
             dry_run,
@@ -303,6 +317,39 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
     } else {
         Err(ConfigErrors(problems))
     }
+}
+
+/// Most groups `scope_groups` may list (each is one more membership read per call).
+const MAX_SCOPE_GROUPS: usize = 50;
+
+/// A comma-separated list of GUIDs (lowercase, sorted, no repeats). Problems name the item's
+/// position, never its value.
+fn parse_guid_list(key: &str, text: &str, problems: &mut Vec<String>) -> Vec<String> {
+    let items: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .collect();
+    if items.len() > MAX_SCOPE_GROUPS {
+        problems.push(format!(
+            "'{key}' lists {} groups; at most {MAX_SCOPE_GROUPS}",
+            items.len()
+        ));
+        return Vec::new();
+    }
+    let mut out = BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        if is_guid(item) {
+            out.insert(item.to_ascii_lowercase());
+        } else {
+            problems.push(format!(
+                "'{key}' item {} is not a group object id (a GUID like 00000000-0000-0000-0000-000000000000; {})",
+                i + 1,
+                shape(item)
+            ));
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Most domains `email_match_domains` may list.

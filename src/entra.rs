@@ -22,6 +22,10 @@ pub struct EntraUser {
     pub account_enabled: Option<bool>,
     /// `Member` or `Guest` (Graph); `None` when not returned.
     pub user_type: Option<String>,
+    /// Within the configured scope (`scope_groups`): a transitive member of a scope group, or
+    /// no scope set. Graph does not return it; the sync sets it from the scope groups'
+    /// members (true as parsed).
+    pub in_scope: bool,
 }
 
 /// The ZenQMS fields an Entra user maps to, normalised (trimmed; email lowercase).
@@ -49,6 +53,7 @@ impl EntraUser {
             job_title: text("jobTitle"),
             account_enabled: value.get("accountEnabled").and_then(Value::as_bool),
             user_type: text("userType"),
+            in_scope: true,
             id,
         })
     }

@@ -40,6 +40,11 @@ pub enum Event {
     Webhook(Request),
     Schedule,
     Resume,
+    /// An admin action: its name and input (see [`crate::actions`]).
+    Action {
+        name: String,
+        input: Option<String>,
+    },
 }
 
 pub use crate::call::{CallFailure, CallResult, Outcome, Reply};
@@ -108,12 +113,18 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
     let graph = Graph::new(p, token, Some(&config));
     // A mapped group that does not exist is a configuration error, listed with the others:
     // reading it as "no members" would strip its role from every holder.
+    // So is a scope group: reading it as "no members" would deactivate everyone it held.
     problems.extend(
         graph
-            .missing_groups(&config.mapped_groups())?
+            .missing_groups(&config.read_groups())?
             .into_iter()
             .map(|g| {
-                format!("role_mappings: group {g} does not exist in the Entra tenant (Graph answers 404)")
+                let key = if config.scope_groups.contains(&g) {
+                    "scope_groups"
+                } else {
+                    "role_mappings"
+                };
+                format!("{key}: group {g} does not exist in the Entra tenant (Graph answers 404)")
             }),
     );
     if !problems.is_empty() {
@@ -226,6 +237,23 @@ fn start_overflow_sync(
     start_full_sync(p, graph, state, "queue-overflow", false)
 }
 
+/// The full sync an admin's release of held deactivations starts
+/// ([`crate::actions`]): it may deactivate up to `approved` even above the limit. Returns its
+/// run id.
+///
+/// Errors: Graph refused the delta links.
+pub fn start_release_sync(
+    p: &dyn Platform,
+    graph: &Graph<'_>,
+    state: &mut State,
+    approved: usize,
+) -> Result<String, Failure> {
+    start_full_sync(p, graph, state, "release", false)?;
+    let sync = state.full_sync.as_mut().expect("just started");
+    sync.released = u32::try_from(approved).unwrap_or(u32::MAX);
+    Ok(sync.run_id.clone())
+}
+
 /// How old a redeploy may find its delta links and keep them (they live 7 days; the hourly
 /// schedule renews them).
 const DELTA_REUSE_HOURS: i64 = 24;
@@ -307,6 +335,7 @@ pub fn event(p: &dyn Platform, inst: &Instance, event: &Event) -> CallResult {
         Event::Webhook(_) => ("webhook", Unreadable::Refuse),
         Event::Resume => ("resume", Unreadable::Refuse),
         Event::Schedule => ("schedule", Unreadable::Refuse),
+        Event::Action { .. } => ("action", Unreadable::Refuse),
     };
     crate::call::run(
         p,
@@ -320,6 +349,9 @@ pub fn event(p: &dyn Platform, inst: &Instance, event: &Event) -> CallResult {
             Event::Webhook(req) => on_webhook(p, inst, req, slot),
             Event::Resume => on_resume(p, inst, slot),
             Event::Schedule => on_schedule(p, inst, slot),
+            Event::Action { name, input } => {
+                crate::actions::run(p, inst, name, input.as_deref(), slot)
+            }
         },
     )
 }
@@ -381,31 +413,12 @@ fn continue_work(
     }
     if !state.queue.is_empty() {
         let mut queue = std::mem::take(&mut state.queue);
-        let mut rt = Realtime::new(p, config, graph, &queue.cause);
-        // The one mass-deactivation guard, over its rolling window (see `guard`).
-        let now = p.now();
-        rt.window = state.recent_deactivations.clone();
-        rt.learned_domains = state.email_domains.clone();
-        let done = rt.run_queue(&mut queue);
+        let cause = queue.cause.clone();
+        let (done, rt) = with_realtime(p, config, graph, state, &cause, |rt| {
+            rt.run_queue(&mut queue)
+        });
         let counts = rt.out.counts;
-        state.email_domains = std::mem::take(&mut rt.learned_domains);
         state.queue = queue;
-        guard::record(&mut state.recent_deactivations, rt.deactivated, now);
-        if let (false, Some((limit, _))) = (rt.held.is_empty(), rt.guard) {
-            let held = rt.held.len() + state.blocked.as_ref().map_or(0, |b| b.count);
-            state.blocked = Some(guard::block(
-                &rt.out.log,
-                &format!(
-                    "more than {limit} deactivations by notifications within {} hours; these were not applied",
-                    guard::WINDOW_HOURS
-                ),
-                &rt.out.cause,
-                &rt.held,
-                held,
-                limit,
-                now,
-            ));
-        }
         let done = done?;
         let left = state.queue.users.len() + state.queue.groups.len();
         let summary = format!(
@@ -422,12 +435,50 @@ fn continue_work(
             pending: !done,
             summary,
             inbox: Vec::new(),
+            result: None,
         });
     }
     if state.full_sync.is_some() {
         return run_full_sync(p, config, graph, state);
     }
     Ok(Reply::done(format!("{what}: no checkpointed work")))
+}
+
+/// Runs real-time work (queued notifications, or an admin's `provision-user`) under the one
+/// mass-deactivation guard's rolling window (see `guard`): the window and the learned domains
+/// come from `state`, and go back to it with any deactivations the guard held. Returns the
+/// work's result and the [`Realtime`] it ran in (its counts and trace).
+pub(crate) fn with_realtime<'a, T>(
+    p: &'a dyn Platform,
+    config: &'a Config,
+    graph: &'a Graph<'a>,
+    state: &mut State,
+    cause: &str,
+    work: impl FnOnce(&mut Realtime<'a>) -> Result<T, Failure>,
+) -> (Result<T, Failure>, Realtime<'a>) {
+    let mut rt = Realtime::new(p, config, graph, cause);
+    let now = p.now();
+    rt.window = state.recent_deactivations.clone();
+    rt.learned_domains = state.email_domains.clone();
+    let result = work(&mut rt);
+    state.email_domains = std::mem::take(&mut rt.learned_domains);
+    guard::record(&mut state.recent_deactivations, rt.deactivated, now);
+    if let (false, Some((limit, _))) = (rt.held.is_empty(), rt.guard) {
+        let held = rt.held.len() + state.blocked.as_ref().map_or(0, |b| b.count);
+        state.blocked = Some(guard::block(
+            &rt.out.log,
+            &format!(
+                "more than {limit} deactivations by notifications within {} hours; these were not applied",
+                guard::WINDOW_HOURS
+            ),
+            &rt.out.cause,
+            &rt.held,
+            held,
+            limit,
+            now,
+        ));
+    }
+    (result, rt)
 }
 
 /// `on-delete`: delete our subscriptions and clear every external_id link, changing nothing else.

@@ -4,11 +4,13 @@
 //! handlers and converts back. Everything else runs natively too, so it is unit-tested with a
 //! plain `cargo test`.
 
+pub mod actions;
 pub mod address;
 pub mod apply;
 pub mod budget;
 pub mod call;
 pub mod config;
+pub mod describe;
 pub mod entra;
 pub mod escape;
 pub mod failure;
@@ -25,6 +27,7 @@ pub mod redact;
 pub mod retry;
 pub mod roles;
 pub mod round;
+pub mod scope;
 pub mod state;
 pub mod subscriptions;
 pub mod sync;
@@ -198,6 +201,7 @@ mod wasm {
                 inbox: o.inbox,
                 taken: o.taken,
                 state_revision: o.state_revision,
+                result: o.result,
             }),
             Err(f) => Err(Failure {
                 message: safe(host, &f.message),
@@ -232,9 +236,17 @@ mod wasm {
                 Event::Webhook(req) => handlers::Event::Webhook(from_wit_request(req)),
                 Event::Schedule => handlers::Event::Schedule,
                 Event::Resume => handlers::Event::Resume,
+                Event::Action(a) => handlers::Event::Action {
+                    name: a.name,
+                    input: a.input,
+                },
             };
             let host = host(&i);
             convert(&host, handlers::event(&host, &instance(i), &event))
+        }
+
+        fn describe() -> String {
+            crate::describe::describe()
         }
 
         fn on_delete(i: Instance) -> Result<Outcome, Failure> {

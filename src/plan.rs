@@ -206,6 +206,9 @@ pub enum Action {
     Conflict {
         reason: String,
     },
+    /// Not in the configured scope and not linked: not provisioned, nothing touched (counted,
+    /// not logged per user: most of a tenant may be out of scope).
+    OutOfScope,
 }
 
 /// A decision together with the user it is about.
@@ -270,6 +273,9 @@ fn change(changes: &mut Vec<Change>, field: &'static str, before: Value, after: 
 
 /// Plans one Entra user against the directory, under the linking rule of `trust`.
 pub fn plan_user(user: &EntraUser, dir: &Directory, trust: &Trust) -> Action {
+    if !user.in_scope {
+        return out_of_scope(user, dir);
+    }
     let matched = find(user, dir);
     if let Match::Conflict(reason) = matched {
         return Action::Conflict { reason };
@@ -382,6 +388,18 @@ pub fn plan_user(user: &EntraUser, dir: &Directory, trust: &Trust) -> Action {
             kind,
             changes,
         }
+    }
+}
+
+/// A user outside the scope: its linked account is deactivated like a leaver's (the link and
+/// every field kept; the guard counts it); anyone else is neither created nor linked.
+fn out_of_scope(user: &EntraUser, dir: &Directory) -> Action {
+    match dir.by_external_id(&user.id) {
+        Some(z) if z.is_active => deactivate(z),
+        Some(z) => Action::Unchanged {
+            zenqms_id: z.id.clone(),
+        },
+        None => Action::OutOfScope,
     }
 }
 

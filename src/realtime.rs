@@ -53,6 +53,26 @@ pub struct Realtime<'a> {
     /// The current users step reads by `$batch` and takes memberships from `members` (a
     /// burst, at a budget that lets a step take more than a few users).
     burst: bool,
+    /// A scope change was worked out this call (its users queued).
+    scope_done: bool,
+    /// When set, `sync_users` records what it read and decided (`provision-user`).
+    pub trace: Option<Trace>,
+}
+
+/// What [`Realtime::sync_users`] read and decided, for an admin's `provision-user`.
+#[derive(Debug, Default, Clone)]
+pub struct Trace {
+    /// The groups (of those read: mapped and scope groups) each user is a transitive member of.
+    pub member_of: BTreeMap<String, BTreeSet<String>>,
+    /// The ZenQMS users found for them (linked, or holding an address they may take), before
+    /// any write.
+    pub found: Vec<crate::zenqms::api::ZUser>,
+    /// The plans, before the guard.
+    pub plans: Vec<Planned>,
+    /// The role changes sent.
+    pub roles: Vec<roles::RoleChange>,
+    /// Whether each present user is in scope (always true without `scope_groups`).
+    pub in_scope: BTreeMap<String, bool>,
 }
 
 impl<'a> Realtime<'a> {
@@ -82,6 +102,8 @@ impl<'a> Realtime<'a> {
             learned_domains: BTreeSet::new(),
             members: None,
             burst: false,
+            scope_done: false,
+            trace: None,
         }
     }
 
@@ -148,6 +170,16 @@ impl<'a> Realtime<'a> {
                 }
                 if queue.users.is_empty() {
                     let groups = queue.groups.clone();
+                    // A scope group changed: the users whose account may change are queued,
+                    // to be synced as notified users are (same rules, same guard) once the
+                    // groups' roles are done and the groups leave the queue. (Queued with
+                    // the groups' removal, so a user the guard holds or the rules skip is
+                    // not queued again and again.)
+                    let users = self.scope_changes(&groups)?;
+                    if !users.is_empty() {
+                        queue.push(&users, &[]);
+                        users_left.set(true);
+                    }
                     if !self.sync_groups(&groups)? {
                         // The budget ran out; the next call recomputes and goes on.
                         return Ok(Step::Paused);
@@ -183,7 +215,8 @@ impl<'a> Realtime<'a> {
 
     /// Re-reads users and brings their ZenQMS account and mapped roles in line.
     pub fn sync_users(&mut self, ids: &[String]) -> Result<(), Failure> {
-        let mapped = self.config.mapped_groups();
+        // The groups whose membership decides: mapped groups (roles) and scope groups.
+        let mapped = self.config.read_groups();
         let each_alone = !self.burst && ids.len() <= CHECK_MEMBER_GROUPS_UP_TO;
         // A burst: the users from Graph first, 15 to an `id in` filter and 20 filters to a
         // `$batch` (a request per 300 users, not one per user).
@@ -282,6 +315,8 @@ impl<'a> Realtime<'a> {
                 member_of.entry(id.clone()).or_default();
             }
         }
+        // A scope group that is gone would put everyone out of scope: nothing is decided.
+        crate::scope::check_exists(self.config, |g| !gone.contains(g))?;
         let missing = roles::missing(&self.config.role_mappings, |g| !gone.contains(g));
         roles::log_missing(&self.out.log, &missing);
         for domain in users.iter().flatten().filter_map(EntraUser::member_domain) {
@@ -314,7 +349,15 @@ impl<'a> Realtime<'a> {
             found.extend(Zenqms::read_search(result)?);
         }
         self.out.dir = Directory::new(found);
-        let present: Vec<EntraUser> = users.iter().flatten().cloned().collect();
+        let mut present: Vec<EntraUser> = users.iter().flatten().cloned().collect();
+        for u in &mut present {
+            u.in_scope = crate::scope::contains(self.config, member_of.get(&u.id));
+        }
+        if let Some(t) = &mut self.trace {
+            t.member_of = member_of.clone();
+            t.found = self.out.dir.users().cloned().collect();
+            t.in_scope = present.iter().map(|u| (u.id.clone(), u.in_scope)).collect();
+        }
         // Round 3, only when a user may link an existing account: who holds its address.
         let domains = Domains {
             configured: self.config.email_match_domains.clone(),
@@ -350,11 +393,17 @@ impl<'a> Realtime<'a> {
                 ),
             }
         }
+        if let Some(t) = &mut self.trace {
+            t.plans.extend(plans.iter().cloned());
+        }
         let plans = self.guarded(plans)?;
         self.out.apply(plans)?;
         if !later.is_empty() {
             // Users taking an email another one just gave up.
             let plans = plan::plan_later(&present, &later, &mut self.out.dir, &trust);
+            if let Some(t) = &mut self.trace {
+                t.plans.extend(plans.iter().cloned());
+            }
             let plans = self.guarded(plans)?;
             self.out.apply(plans)?;
         }
@@ -378,8 +427,50 @@ impl<'a> Realtime<'a> {
                 let desired = desired_from_groups(&mappings, groups);
                 roles::change_for(z, &u.id, &mappings, &desired)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        if let Some(t) = &mut self.trace {
+            t.roles = changes.clone();
+        }
         self.out.apply_roles(changes)
+    }
+
+    /// When one of `ids` is a scope group or sits (transitively) in one: the Entra ids whose
+    /// ZenQMS account the scope change may change ([`crate::scope::changed`]), minus those a
+    /// scope step of this call already queued. Empty when the groups do not touch the scope.
+    ///
+    /// Errors: a read failed, or a scope group is gone (fatal).
+    fn scope_changes(&mut self, ids: &[String]) -> Result<Vec<String>, Failure> {
+        if !self.config.scoped() || self.scope_done {
+            return Ok(Vec::new());
+        }
+        let scope: BTreeSet<&String> = self.config.scope_groups.iter().collect();
+        let mut touches = ids.iter().any(|g| scope.contains(g));
+        if !touches {
+            touches = self
+                .graph
+                .transitive_member_of(ids)?
+                .values()
+                .any(|up| up.iter().any(|g| scope.contains(g)));
+        }
+        if !touches {
+            return Ok(Vec::new());
+        }
+        // Once per call: the users it names are queued, and the queue's groups are worked
+        // after them (their roles), not recomputed for scope again.
+        self.scope_done = true;
+        let members = self.graph.transitive_members(&self.config.scope_groups)?;
+        let in_scope = crate::scope::members(self.config, &members)?;
+        let linked = self.out.zen.search_all(api::linked())?;
+        let users = crate::scope::changed(&in_scope, &linked);
+        self.out.log.info(
+            "scope groups changed: users entering or leaving the scope are synced",
+            &[
+                ("groups", &ids.join(",")),
+                ("in_scope", &in_scope.len().to_string()),
+                ("to_sync", &users.len().to_string()),
+            ],
+        );
+        Ok(users)
     }
 
     /// Recomputes the holders of every role mapped to one of these groups (or to a group that

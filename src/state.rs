@@ -237,6 +237,10 @@ pub struct FullSync {
     /// Whether this run may exceed the limit (`allow_mass_deactivation` on the deploy).
     #[serde(default)]
     pub allow_mass: bool,
+    /// Deactivations an admin released (`release-held-deactivations`): the run may make up
+    /// to this many even above the limit; more are held again.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub released: u32,
     /// The deferred deactivations passed the check (or were blocked: see `blocked`).
     #[serde(default)]
     pub guard_checked: bool,
@@ -275,6 +279,7 @@ impl FullSync {
             leavers_done: false,
             again: false,
             allow_mass,
+            released: 0,
             guard_checked: false,
             blocked: None,
             recent_links: Vec::new(),
@@ -372,6 +377,10 @@ pub struct Counts {
     /// Links cleared (`on-delete` only; absent from stored state when zero).
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub unlinked: u32,
+    /// Entra users outside `scope_groups` that no ZenQMS user is linked to: not provisioned
+    /// (absent from stored state when zero).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub out_of_scope: u32,
 }
 
 fn is_zero_u32(n: &u32) -> bool {
@@ -391,6 +400,7 @@ impl Counts {
         self.roles_added += other.roles_added;
         self.roles_removed += other.roles_removed;
         self.unlinked += other.unlinked;
+        self.out_of_scope += other.out_of_scope;
     }
 }
 
@@ -409,7 +419,11 @@ impl std::fmt::Display for Counts {
             self.failed,
             self.roles_added,
             self.roles_removed
-        )
+        )?;
+        if self.out_of_scope > 0 {
+            write!(f, ", out of scope {}", self.out_of_scope)?;
+        }
+        Ok(())
     }
 }
 
@@ -530,6 +544,7 @@ mod tests {
             leavers_done: true,
             again: true,
             allow_mass: false,
+            released: 0,
             guard_checked: false,
             blocked: None,
             recent_links: vec![u64::MAX; crate::links::RECENT],

@@ -43,7 +43,12 @@ fn defer(sync: &mut FullSync, d: Deferred) {
 
 /// Takes a plan's deactivation (is_active true -> false) out into the run's deferred ones;
 /// returns what is left to apply now, if anything.
-fn defer_deactivation(mut p: Planned, sync: &mut FullSync) -> Option<Planned> {
+/// `outside` names the users deactivated for leaving the scope (the rest are disabled).
+fn defer_deactivation(
+    mut p: Planned,
+    sync: &mut FullSync,
+    outside: &BTreeSet<String>,
+) -> Option<Planned> {
     let Action::Write {
         zenqms_id,
         kind,
@@ -65,7 +70,11 @@ fn defer_deactivation(mut p: Planned, sync: &mut FullSync) -> Option<Planned> {
             zenqms_id: zenqms_id.clone(),
             entra_id: p.entra_id.clone(),
             upn: p.upn.clone(),
-            reason: "disabled in Entra".into(),
+            reason: if outside.contains(&p.entra_id) {
+                "left the scope (scope_groups)".into()
+            } else {
+                "disabled in Entra".into()
+            },
         },
     );
     if changes.is_empty() {
@@ -180,8 +189,10 @@ pub struct Engine<'a> {
     config: &'a Config,
     graph: &'a Graph<'a>,
     out: Applier<'a>,
-    /// Transitive members of the mapped groups, read once per call.
+    /// Transitive members of the mapped groups and the scope groups, read once per call.
     members: Option<Memberships>,
+    /// The Entra ids in scope (`scope_groups` set), read with `members`.
+    scope: Option<BTreeSet<String>>,
     /// The role mappings whose every group was read (see `roles::known`).
     known: Vec<RoleMapping>,
     /// User pages read ahead (the next, and the one after it), by URL: each is fetched in the
@@ -216,6 +227,7 @@ impl<'a> Engine<'a> {
             graph,
             out,
             members: None,
+            scope: None,
             known: Vec::new(),
             prefetched: Vec::new(),
             looked_up: BTreeSet::new(),
@@ -411,11 +423,16 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Reads the transitive members of the mapped groups, once per call.
+    /// Reads the transitive members of the mapped groups and the scope groups, once per call.
+    ///
+    /// Errors: a read failed, or a scope group is gone (fatal: see [`crate::scope`]).
     fn load_members(&mut self) -> Result<(), Failure> {
         if self.members.is_none() {
-            let groups = self.config.mapped_groups();
+            let groups = self.config.read_groups();
             let members = self.graph.transitive_members(&groups)?;
+            if self.config.scoped() {
+                self.scope = Some(crate::scope::members(self.config, &members)?);
+            }
             // A mapped group that is gone has no entry: its role is left as it is, and every
             // call of the run says so.
             let mappings = &self.config.role_mappings;
@@ -465,7 +482,7 @@ impl<'a> Engine<'a> {
         // calls carried from the last step are the step's own), USER_PAGE at most: a page longer than asked for (Graph decides page
         // sizes) or a budget nearly spent is worked a slice per step, never past the budget.
         // The mapped groups' members are read before the slice is sized (once per call).
-        if !self.config.role_mappings.is_empty() {
+        if !self.config.read_groups().is_empty() {
             self.load_members()?;
         }
         // The role calls carried from the last step go out in this step's writes round too.
@@ -493,7 +510,12 @@ impl<'a> Engine<'a> {
         let mut users = Vec::with_capacity(this.len());
         for item in this.iter().copied() {
             match EntraUser::from_json(item) {
-                Some(u) => users.push(u),
+                Some(mut u) => {
+                    if let Some(scope) = &self.scope {
+                        u.in_scope = scope.contains(&u.id);
+                    }
+                    users.push(u)
+                }
                 None => {
                     self.out.counts.skipped += 1;
                     self.out.log.warn(
@@ -535,10 +557,15 @@ impl<'a> Engine<'a> {
             self.looked_up.insert(url.to_string());
         }
         let trust = self.trust(&users, sync)?;
+        let outside: BTreeSet<String> = users
+            .iter()
+            .filter(|u| !u.in_scope)
+            .map(|u| u.id.clone())
+            .collect();
         let (plans, later) = plan::staged(plan::plan_batch(&users, &mut self.out.dir, &trust));
         let plans: Vec<Planned> = plans
             .into_iter()
-            .filter_map(|p| defer_deactivation(p, sync))
+            .filter_map(|p| defer_deactivation(p, sync, &outside))
             .collect();
         let writes = self.out.prepare(plans);
         // Users created or linked by these writes: their roles once the writes are in (until
@@ -649,7 +676,7 @@ impl<'a> Engine<'a> {
             // reused within one page).
             let plans: Vec<Planned> = plan::plan_later(&users, &later, &mut self.out.dir, &trust)
                 .into_iter()
-                .filter_map(|p| defer_deactivation(p, sync))
+                .filter_map(|p| defer_deactivation(p, sync, &outside))
                 .collect();
             let writes = self.out.prepare(plans);
             created.extend(
@@ -938,7 +965,8 @@ impl<'a> Engine<'a> {
             };
             let limit = self.config.deactivation_limit(linked);
             let count = sync.deferred.len() + sync.deferred_more as usize;
-            if guard::exceeds(count, limit, sync.allow_mass) {
+            let released = count <= sync.released as usize;
+            if guard::exceeds(count, limit, sync.allow_mass) && !released {
                 let ids: Vec<String> = sync.deferred.iter().map(|d| d.entra_id.clone()).collect();
                 sync.blocked = Some(guard::block(
                     &self.out.log,
@@ -953,7 +981,16 @@ impl<'a> Engine<'a> {
                 sync.deferred_more = 0;
                 return Ok(Walk::Done);
             }
-            if count > limit {
+            if count > limit && released {
+                self.out.log.warn(
+                    "deactivations above the limit applied: an admin released them",
+                    &[
+                        ("deactivations", &count.to_string()),
+                        ("limit", &limit.to_string()),
+                        ("released", &sync.released.to_string()),
+                    ],
+                );
+            } else if count > limit {
                 self.out.log.warn(
                     "mass deactivation allowed by allow_mass_deactivation=true for this deploy; unset it again",
                     &[("deactivations", &count.to_string()), ("limit", &limit.to_string())],
@@ -1019,20 +1056,29 @@ impl<'a> Engine<'a> {
         } else {
             self.gone_or_disabled(&ids)?
         };
+        // With a scope: present users outside it leave too (the user pages planned them so).
+        let mut outside = BTreeSet::new();
+        if self.config.scoped() && !ids.is_empty() {
+            self.load_members()?;
+            let scope = self.scope.as_ref().expect("loaded with the members");
+            outside = ids
+                .iter()
+                .filter(|e| !gone.contains(*e) && !scope.contains(*e))
+                .cloned()
+                .collect();
+        }
+        let leaving =
+            |e: &String| gone.contains(e) || disabled.contains_key(e) || outside.contains(e);
         let acting: Vec<ZUser> = chunk
             .users
             .iter()
-            .filter(|(_, e)| gone.contains(e) || disabled.contains_key(e))
+            .filter(|(_, e)| leaving(e))
             .map(|(z, _)| z.clone())
             .collect();
         self.learn_users(acting);
         let mut writes = Vec::new();
         let mut capped = false;
-        for (z, e) in chunk
-            .users
-            .iter()
-            .filter(|(_, e)| gone.contains(e) || disabled.contains_key(e))
-        {
+        for (z, e) in chunk.users.iter().filter(|(_, e)| leaving(e)) {
             // No more than the guard judged: users disabled since the count wait for the next
             // run (or the delta round), whose guard counts them.
             if sync.walked >= sync.approved {

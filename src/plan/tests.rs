@@ -37,6 +37,7 @@ fn entra(id: &str, mail: Option<&str>, enabled: bool) -> EntraUser {
         job_title: Some("QA".into()),
         account_enabled: Some(enabled),
         user_type: None,
+        in_scope: true,
     }
 }
 

@@ -26,7 +26,7 @@ wasmtime::component::bindgen!({
 pub use exports::Failure as WitFailure;
 pub use zenqms::entra_sync::http::HttpError;
 pub use zenqms::entra_sync::log::Level;
-pub use zenqms::entra_sync::types::{InboxItem, Method, Request, Response};
+pub use zenqms::entra_sync::types::{Action, InboxItem, Method, Request, Response};
 
 mod exports {
     pub use super::zenqms::entra_sync::types::Failure;

@@ -113,6 +113,28 @@ pub enum Step {
     /// Extension: the admin edits the instance's configuration (takes effect on the next call;
     /// a `null` value removes the key).
     Configure(BTreeMap<String, Value>),
+    /// An admin action (`on-event(action)`, WIT 0.3.0); the step record gets its `result`.
+    Action(ActionSpec),
+}
+
+/// `{"action": {"name": "…", "input": "…"}}`: `input` is optional; a JSON value other than a
+/// string is passed as its JSON text (e.g. `provision-user`'s `{"user": …, "dry_run": true}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSpec {
+    pub name: String,
+    #[serde(default)]
+    pub input: Option<Value>,
+}
+
+impl ActionSpec {
+    /// The input as the platform passes it: a string, or the JSON text of any other value.
+    pub fn input_text(&self) -> Option<String> {
+        self.input.as_ref().map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
 }
 
 impl Step {
@@ -130,6 +152,7 @@ impl Step {
             Step::Notify(_) => "notify",
             Step::Lifecycle(_) => "lifecycle",
             Step::Configure(_) => "configure",
+            Step::Action(_) => "action",
         }
     }
 }

@@ -81,6 +81,10 @@ pub struct StepRecord {
     /// stores at most 64 KiB; more is a `state-size` violation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_state_bytes: Option<u64>,
+    /// `action` steps: the action's result (`outcome.result`, a JSON object; its text as a
+    /// string when it is not JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
 impl StepRecord {
@@ -100,6 +104,7 @@ impl StepRecord {
             requests_before_reply: None,
             delivery: None,
             max_state_bytes: None,
+            result: None,
         }
     }
 }
@@ -409,6 +414,12 @@ pub fn describe_step(step: &StepRecord, verbose: bool) -> String {
     if let Some(r) = &step.response {
         let _ = writeln!(out, "    response: {} {}", r.status, shown(&r.body, 120));
     }
+    if let Some(result) = &step.result {
+        let _ = writeln!(out, "    result:");
+        for line in result_lines(result) {
+            let _ = writeln!(out, "      {line}");
+        }
+    }
     let mut quiet = 0;
     for l in &step.logs {
         let is_summary = l.fields.contains_key("call");
@@ -433,6 +444,77 @@ pub fn describe_step(step: &StepRecord, verbose: bool) -> String {
         let _ = writeln!(out, "    ({quiet} more info lines: use --verbose)");
     }
     out
+}
+
+/// An action's result as a readable list, one line per item, every value escaped: a check
+/// list (`checks`) as `[ok] check: detail` / `[FAILED] check: detail (hint: ...)`; anything
+/// else as `key: value` lines, nested values indented.
+pub fn result_lines(result: &Value) -> Vec<String> {
+    use entra_zenqms::escape::FIELD_CAP;
+    let mut lines = Vec::new();
+    fn scalar(v: &Value) -> String {
+        match v {
+            Value::String(s) => shown(s, FIELD_CAP),
+            other => shown(&other.to_string(), FIELD_CAP),
+        }
+    }
+    fn walk(v: &Value, indent: usize, lines: &mut Vec<String>) {
+        let pad = "  ".repeat(indent);
+        match v {
+            Value::Object(m) => {
+                if let (Some(Value::String(check)), Some(Value::Bool(ok))) =
+                    (m.get("check"), m.get("ok"))
+                {
+                    let detail = m.get("detail").map(scalar).unwrap_or_default();
+                    let mut line = format!(
+                        "{pad}[{}] {}: {detail}",
+                        if *ok { "ok" } else { "FAILED" },
+                        shown(check, FIELD_CAP)
+                    );
+                    if let Some(h) = m.get("hint") {
+                        line.push_str(&format!(" (hint: {})", scalar(h)));
+                    }
+                    lines.push(line);
+                    return;
+                }
+                for (k, val) in m {
+                    match val {
+                        Value::Object(_) | Value::Array(_) if !is_empty(val) => {
+                            lines.push(format!("{pad}{}:", shown(k, FIELD_CAP)));
+                            walk(val, indent + 1, lines);
+                        }
+                        _ => lines.push(format!("{pad}{}: {}", shown(k, FIELD_CAP), scalar(val))),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        Value::Object(_) | Value::Array(_) => {
+                            let before = lines.len();
+                            walk(item, indent + 1, lines);
+                            if let Some(first) = lines.get_mut(before) {
+                                // A list item's first line carries the bullet.
+                                let trimmed = first.trim_start().to_string();
+                                *first = format!("{pad}- {trimmed}");
+                            }
+                        }
+                        _ => lines.push(format!("{pad}- {}", scalar(item))),
+                    }
+                }
+            }
+            other => lines.push(format!("{pad}{}", scalar(other))),
+        }
+    }
+    fn is_empty(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        }
+    }
+    walk(result, 0, &mut lines);
+    lines
 }
 
 /// The final ZenQMS users as a table.

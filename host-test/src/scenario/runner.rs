@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::host::driver::{self, CallEnd, Policy};
 use crate::host::runtime::{
-    Event, InboxItem, Instance, LogLine, Method, Outcome, Request, Runtime, WitFailure,
+    Action, Event, InboxItem, Instance, LogLine, Method, Outcome, Request, Runtime, WitFailure,
 };
 use crate::scenario::report::{self, Report, ResponseRecord, StepRecord, Violation};
 use crate::scenario::{Scenario, Step, WebhookSpec, ZenqmsChange};
@@ -548,6 +548,17 @@ impl Runner {
             }
             Step::Schedule(_) => {
                 self.invoke(Handler::Event(Event::Schedule), rec, None);
+            }
+            Step::Action(a) => {
+                let action = Action {
+                    name: a.name.clone(),
+                    input: a.input_text(),
+                };
+                // The platform resumes what an action started (a released full sync).
+                let first = self.invoke(Handler::Event(Event::Action(action)), rec, None);
+                rec.result = first
+                    .and_then(|o| o.result)
+                    .map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)));
             }
             Step::Delete(_) => {
                 self.invoke(Handler::Delete, rec, None);

@@ -11,7 +11,9 @@
 //! `fake_graph/subscriptions.rs` change-notification subscriptions, `fake_graph/batch.rs` JSON
 //! batching (`$batch`),
 //! `fake_graph/odata.rs` shared URL/query/error/paging helpers, `fake_graph/filter.rs` the
-//! `$filter=mail eq '…'` clause on `/users`.
+//! `$filter=mail eq '…'` clause on `/users`, `fake_graph/group_list.rs` `GET /groups` (with
+//! `$search`), `fake_graph/permissions.rs` which application permission each request needs
+//! (`entra.permissions`; a request that lacks one answers 403, `$batch` items included).
 //!
 //! Soft delete, as in Entra ID: a soft-deleted user answers 404, is left out of every listing
 //! (`/users`, `/members`, `/transitiveMembers`, `checkMemberGroups`, ...) but KEEPS its direct
@@ -32,8 +34,10 @@ mod delta;
 mod delta_tests;
 mod directory;
 mod filter;
+mod group_list;
 mod member_of;
 mod odata;
+mod permissions;
 #[cfg(test)]
 mod removal_tests;
 mod subscriptions;
@@ -60,6 +64,9 @@ pub struct FakeGraph {
     tenant_id: String,
     client_id: String,
     client_secret: String,
+    /// Which of User.Read.All, Group.Read.All, GroupMember.Read.All the app holds
+    /// (`entra.permissions`, super-permissions expanded); see `permissions.rs`.
+    reads: BTreeSet<&'static str>,
     /// Live users by id (a soft-deleted user is moved to `deleted_users`).
     users: BTreeMap<String, Map<String, Value>>,
     /// Soft-deleted users by id: restorable, and still in their groups' `members` (hidden).
@@ -109,7 +116,7 @@ impl FakeGraph {
             .iter()
             .map(|g| {
                 let group = Group {
-                    display_name: g.display_name.clone(),
+                    display_name: g.display_name().to_string(),
                     members: g.members.iter().cloned().collect(),
                 };
                 (g.id.clone(), group)
@@ -119,6 +126,7 @@ impl FakeGraph {
             tenant_id: spec.tenant_id.clone(),
             client_id: spec.client_id.clone(),
             client_secret: spec.client_secret.clone(),
+            reads: spec.read_permissions(),
             users,
             deleted_users: BTreeMap::new(),
             groups,
@@ -375,7 +383,8 @@ impl FakeGraph {
         self.subscriptions.get(id).map(Subscription::summary)
     }
 
-    /// Routes a graph.microsoft.com request: version, then auth, then the resource.
+    /// Routes a graph.microsoft.com request: version, then auth, then permissions, then the
+    /// resource.
     fn graph(&mut self, req: &HttpRequest, url: &Url, ctx: &Ctx) -> GraphResult<HttpResponse> {
         let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
         match segments.first().copied() {
@@ -398,6 +407,7 @@ impl FakeGraph {
         }
         self.authenticate(req, ctx)?;
         let rest = &segments[1..];
+        self.authorize(req, rest)?;
         let resource = rest
             .first()
             .map(|s| s.to_ascii_lowercase())

@@ -2,6 +2,8 @@
 //! fakes take. The scenario format (`crate::scenario`) embeds them; the simulator never reads
 //! a scenario file's own types.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -41,6 +43,64 @@ pub struct EntraSpec {
     /// organizational contacts): groups may list them as members; `/users` never shows them.
     #[serde(default)]
     pub objects: Vec<ObjectSpec>,
+    /// The Microsoft Graph application permissions (app roles) the app registration is
+    /// admin-consented to, by name, e.g. `"User.Read.All"`. Default: the three the product
+    /// README asks for ([`USER_READ_ALL`], [`GROUP_READ_ALL`], [`GROUP_MEMBER_READ_ALL`]), so a
+    /// scenario only names them to test a tenant that lacks one. Names match case-insensitively;
+    /// names the fake Graph does not check (`Mail.Read`, ...) are accepted and change nothing.
+    /// See [`EntraSpec::read_permissions`] for the super-permissions that imply these three.
+    #[serde(default = "default_permissions")]
+    pub permissions: Vec<String>,
+}
+
+pub const USER_READ_ALL: &str = "User.Read.All";
+pub const GROUP_READ_ALL: &str = "Group.Read.All";
+pub const GROUP_MEMBER_READ_ALL: &str = "GroupMember.Read.All";
+
+fn default_permissions() -> Vec<String> {
+    [USER_READ_ALL, GROUP_READ_ALL, GROUP_MEMBER_READ_ALL]
+        .map(String::from)
+        .to_vec()
+}
+
+/// For each permission name, the reads among the three the fake Graph checks that it grants.
+/// Graph lets a higher-privileged permission stand in for a lower one (the permissions
+/// reference: `Directory.Read.All` reads users and groups, a `ReadWrite` permission includes
+/// its `Read`); only these well-known supersets are modelled.
+const GRANTS: &[(&str, &[&str])] = &[
+    (USER_READ_ALL, &[USER_READ_ALL]),
+    (GROUP_READ_ALL, &[GROUP_READ_ALL]),
+    (GROUP_MEMBER_READ_ALL, &[GROUP_MEMBER_READ_ALL]),
+    ("User.ReadWrite.All", &[USER_READ_ALL]),
+    (
+        "Group.ReadWrite.All",
+        &[GROUP_READ_ALL, GROUP_MEMBER_READ_ALL],
+    ),
+    ("GroupMember.ReadWrite.All", &[GROUP_MEMBER_READ_ALL]),
+    (
+        "Directory.Read.All",
+        &[USER_READ_ALL, GROUP_READ_ALL, GROUP_MEMBER_READ_ALL],
+    ),
+    (
+        "Directory.ReadWrite.All",
+        &[USER_READ_ALL, GROUP_READ_ALL, GROUP_MEMBER_READ_ALL],
+    ),
+];
+
+impl EntraSpec {
+    /// Which of `User.Read.All`, `Group.Read.All` and `GroupMember.Read.All` the app holds,
+    /// given directly or implied by a permission that includes it (see `GRANTS`).
+    pub fn read_permissions(&self) -> BTreeSet<&'static str> {
+        self.permissions
+            .iter()
+            .flat_map(|held| {
+                GRANTS
+                    .iter()
+                    .filter(|(name, _)| name.eq_ignore_ascii_case(held))
+                    .flat_map(|(_, reads)| reads.iter().copied())
+            })
+            .collect()
+    }
 }
 
 /// A non-user, non-group directory object (`entra.objects`): `id`, `@odata.type`, and any other
@@ -70,11 +130,20 @@ pub enum ObjectType {
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
     pub id: String,
+    /// What Graph returns as `displayName` (and what `$search` matches); absent: the id.
     #[serde(default, rename = "displayName")]
-    pub display_name: String,
+    pub display_name: Option<String>,
     /// Direct members: user or group ids.
     #[serde(default)]
     pub members: Vec<String>,
+}
+
+impl GroupSpec {
+    /// The group's display name, or its id when the scenario gives none (a group always has
+    /// a display name in Entra ID, and an empty one could never be found by `$search`).
+    pub fn display_name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.id)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -176,7 +176,7 @@ fn config_value() -> impl Strategy<Value = String> {
 /// The config parser never panics; what it accepts is well-formed.
 pub fn config(runner: &mut TestRunner) -> Result<(), String> {
     let key = prop_oneof![
-        proptest::sample::select(config::KEYS.to_vec()).prop_map(String::from),
+        proptest::sample::select(config::key_names()).prop_map(String::from),
         "[a-z_]{0,12}".prop_map(String::from),
     ];
     runner
@@ -262,6 +262,7 @@ fn entra_user() -> impl Strategy<Value = EntraUser> {
             job_title: t,
             account_enabled: enabled,
             user_type: None,
+            in_scope: true,
         })
 }
 
@@ -548,7 +549,7 @@ impl Platform for Recorder {
 /// key) is absent from the error text.
 pub fn config_errors(runner: &mut TestRunner) -> Result<(), String> {
     let key = prop_oneof![
-        proptest::sample::select(config::KEYS.to_vec()).prop_map(String::from),
+        proptest::sample::select(config::key_names()).prop_map(String::from),
         "[A-Za-z0-9_~.-]{0,40}".prop_map(String::from),
     ];
     let value = "[A-Za-z0-9~._/:?&=+-]{20,60}";

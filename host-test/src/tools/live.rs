@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::host::driver::{self, CallEnd, Policy};
-use crate::host::runtime::{Event, InboxItem, Instance, LogLine, Outcome, WitFailure};
+use crate::host::runtime::{Action, Event, InboxItem, Instance, LogLine, Outcome, WitFailure};
 use crate::scenario::report::{ResponseRecord, StepRecord};
 use crate::scenario::{InstanceSpec, WebhookSpec};
 pub use net::{LiveRuntime, Net, NetError, live_runtime};
@@ -69,6 +69,13 @@ pub enum RunCommand {
     Resume,
     /// `on-delete`.
     Delete,
+    /// `on-event(action)`: an admin action (README, "Admin actions"); prints its result.
+    Action {
+        /// test-connection, provision-user, release-held-deactivations, list-groups, list-roles.
+        name: String,
+        /// The action's input (a user id or UPN, a number, search text).
+        input: Option<String>,
+    },
 }
 
 /// The parser `host-test run` uses, for callers holding the arguments as strings.
@@ -124,6 +131,8 @@ pub enum Command {
     Schedule,
     Resume,
     Delete,
+    /// An admin action: its name and input.
+    Action(String, Option<String>),
 }
 
 impl Command {
@@ -134,6 +143,7 @@ impl Command {
             Command::Schedule => "schedule",
             Command::Resume => "resume",
             Command::Delete => "delete",
+            Command::Action(..) => "action",
         }
     }
 
@@ -145,6 +155,9 @@ impl Command {
             Command::Schedule => serde_json::json!({"schedule": {}}),
             Command::Resume => serde_json::json!({"resume": {}}),
             Command::Delete => serde_json::json!({"delete": {}}),
+            Command::Action(name, input) => {
+                serde_json::json!({"action": {"name": name, "input": input}})
+            }
         }
     }
 }
@@ -204,6 +217,7 @@ pub fn options(a: &RunArgs) -> Result<Options> {
         RunCommand::Schedule => Command::Schedule,
         RunCommand::Resume => Command::Resume,
         RunCommand::Delete => Command::Delete,
+        RunCommand::Action { name, input } => Command::Action(name.clone(), input.clone()),
         RunCommand::Event { request } => {
             let path = request.display();
             let text = std::fs::read_to_string(request)
@@ -287,6 +301,10 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
         Command::Schedule => Handler::Event(Event::Schedule),
         Command::Resume => Handler::Event(Event::Resume),
         Command::Delete => Handler::Delete,
+        Command::Action(name, input) => Handler::Event(Event::Action(Action {
+            name: name.clone(),
+            input: input.clone(),
+        })),
         Command::Event(spec, _) => Handler::Event(Event::Webhook(
             crate::scenario::runner::webhook_request(spec, &cfg.instance.webhook_url)?,
         )),
@@ -429,6 +447,12 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
     if rec.ok && matches!(o.command, Command::Delete) {
         store.forget()?; // the platform forgets a deleted instance
     }
+    if let Command::Action(..) = o.command {
+        rec.result = first
+            .as_ref()
+            .and_then(|o| o.result.clone())
+            .map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)));
+    }
     if let Command::Event(..) = o.command {
         let reply = first
             .and_then(|o| o.response)
@@ -465,6 +489,12 @@ pub fn cli(args: &RunArgs) -> Result<bool> {
             "  summary: {}",
             crate::scenario::report::shown(s, OUTCOME_CAP)
         );
+    }
+    if let Some(result) = &rec.result {
+        println!("  result:");
+        for line in crate::scenario::report::result_lines(result) {
+            println!("    {line}");
+        }
     }
     if let Some(r) = &rec.response {
         println!("  response: {} {:?}", r.status, r.headers);

@@ -4,6 +4,7 @@
 mod common;
 
 mod address_props;
+mod admin_actions;
 mod architecture;
 mod email_trust;
 mod faults;
@@ -22,6 +23,7 @@ mod reliability;
 mod robustness;
 mod scale;
 mod scenario_format;
+mod scope;
 mod sync_lifecycle;
 mod urls;
 mod webhook_flood;

@@ -1,8 +1,8 @@
 //! Users, groups and membership: `/users`, `/users/{id}`, `/users/{id}/checkMemberGroups`,
 //! `/users/{id}/getMemberGroups`, `/groups/{id}`, `/groups/{id}/members`,
 //! `/groups/{id}/transitiveMembers` (with the OData casts); routes `/users/delta`,
-//! `/groups/delta` (see `delta.rs`) and `/{users|groups}/{id}/[transitive]memberOf`
-//! (see `member_of.rs`).
+//! `/groups/delta` (see `delta.rs`), `/groups` (see `group_list.rs`) and
+//! `/{users|groups}/{id}/[transitive]memberOf` (see `member_of.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::FakeGraph;
 use super::odata::{
-    Ctx, GraphError, GraphResult, Selection, Url, collection, decode_skiptoken, find_name, is_guid,
-    json_body, paginate, parse_query,
+    Ctx, GraphError, GraphResult, Selection, Url, collection, decode_skiptoken,
+    eventual_consistency, find_name, is_guid, json_body, paginate, parse_query,
 };
 use crate::sim::http_types::{HttpRequest, HttpResponse};
 use crate::sim::seed::ObjectType;
@@ -296,7 +296,11 @@ impl FakeGraph {
                 return self.groups_delta(url, ctx);
             }
             [delta, extra, ..] if is_delta(delta) => return Err(GraphError::segment(extra)),
-            [] | ["$count", ..] => {
+            [] => {
+                read_only(req)?;
+                self.list_groups(req, url)?
+            }
+            ["$count", ..] => {
                 return Err(GraphError::not_implemented(&format!(
                     "{} {}",
                     req.method, url.raw_path
@@ -462,9 +466,7 @@ impl FakeGraph {
             Some(_) => return Err(GraphError::segment(cast.unwrap_or_default())),
         };
         let q = parse_query(url, &["select", "top", "skiptoken", "count"])?;
-        let eventual = req
-            .header("consistencylevel")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("eventual"));
+        let eventual = eventual_consistency(req);
         if cast.is_some() && !(eventual && q.count == Some(true)) {
             return Err(GraphError::bad_request(
                 "Request_UnsupportedQuery",

@@ -68,7 +68,8 @@ impl GraphError {
         )
     }
 
-    /// A read-only application (User.Read.All, GroupMember.Read.All) writing to the directory.
+    /// The app lacks the permission the request needs (`permissions.rs`), or a read-only
+    /// application (User.Read.All, GroupMember.Read.All) writes to the directory.
     pub fn access_denied() -> Self {
         Self::new(
             403,
@@ -522,6 +523,24 @@ pub fn collection(context: &str, count: Option<usize>, page: Page) -> Value {
     }
     body.insert("value".into(), Value::Array(page.items));
     Value::Object(body)
+}
+
+/// `ConsistencyLevel: eventual`: the header that turns on directory advanced queries
+/// (`$search`, `$count`, OData casts on memberships).
+pub fn eventual_consistency(req: &HttpRequest) -> bool {
+    req.header("consistencylevel")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("eventual"))
+}
+
+/// The decoded value of the `$`-option `name` (given without `$`, matched case-insensitively).
+pub fn query_value<'u>(url: &'u Url, name: &str) -> Option<&'u str> {
+    url.query
+        .iter()
+        .find(|(n, _, _)| {
+            n.strip_prefix('$')
+                .is_some_and(|bare| bare.eq_ignore_ascii_case(name))
+        })
+        .map(|(_, value, _)| value.as_str())
 }
 
 /// Parses a JSON object request body as Graph does (content type required).

@@ -645,7 +645,7 @@ fn unknown_paths_versions_and_writes_are_errors() {
         get(&mut g, &t, "https://graph.microsoft.com/v2.0/users").1["error"]["message"],
         "Invalid version: v2.0"
     );
-    assert_eq!(get(&mut g, &t, &format!("{U}/groups")).0, 400);
+    assert_eq!(get(&mut g, &t, &format!("{U}/groups/$count")).0, 400);
     assert_eq!(get(&mut g, &t, &format!("{U}/users/delta/x")).0, 400);
     let (status, body) = send_json(
         &mut g,

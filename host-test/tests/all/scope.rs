@@ -1,0 +1,172 @@
+//! Issue 16's provisioning scope (`scope_groups`) through wasmtime: only transitive members of
+//! the scope groups are provisioned; leaving deactivates (link kept, guard applies),
+//! returning reactivates, nesting counts, a missing scope group is a configuration error.
+
+use crate::common::*;
+use serde_json::{Value, json};
+
+/// Users 1-6. Scope group g9 "Quality" holds 1, 2 and g8; g8 "Quality leads" holds 3; g7
+/// "Labs" holds 5 (not in scope yet). 4 and 6 are in no group.
+fn world() -> Value {
+    let users: Vec<Value> = (1..=6).map(entra_user).collect();
+    let groups = json!([
+        {"id": gid(9), "displayName": "Quality", "members": [uid(1), uid(2), gid(8)]},
+        {"id": gid(8), "displayName": "Quality leads", "members": [uid(3)]},
+        {"id": gid(7), "displayName": "Labs", "members": [uid(5)]},
+    ]);
+    let mut s = scenario(
+        users,
+        groups,
+        vec![],
+        json!([{"role": "r-qa", "groups": [gid(8)]}]),
+    );
+    s["instance"]["config"]["scope_groups"] = json!(gid(9));
+    s
+}
+
+fn with_steps(steps: Value) -> Value {
+    let mut s = world();
+    s["steps"] = steps;
+    s
+}
+
+fn notify_group(i: u32) -> Value {
+    json!({"notify": {"resource": "groups", "id": gid(i), "change_type": "updated"}})
+}
+
+fn member(verb: &str, group: u32, member: String) -> Value {
+    json!({"entra": {verb: {"group": gid(group), "member": member}}})
+}
+
+fn active(r: &host_test::report::Report, i: u32) -> Option<bool> {
+    linked(r, &uid(i)).map(|z| z.is_active)
+}
+
+#[test]
+fn only_transitive_members_of_the_scope_are_provisioned() {
+    let r = run(with_steps(json!([{"deploy": {}}])));
+    assert_ok(&r);
+    assert_eq!(active(&r, 1), Some(true));
+    assert_eq!(active(&r, 2), Some(true));
+    assert_eq!(
+        active(&r, 3),
+        Some(true),
+        "nested member of the scope group"
+    );
+    for i in [4, 5, 6] {
+        assert_eq!(active(&r, i), None, "user {i} is out of scope");
+    }
+    assert_eq!(r.zenqms.users.len(), 3);
+    assert!(log_text(&r).contains("out of scope 3"), "{}", log_text(&r));
+}
+
+#[test]
+fn leaving_the_scope_deactivates_returning_reactivates_and_nesting_adds() {
+    let r = run(with_steps(json!([
+        {"deploy": {}},
+        member("remove_member", 9, uid(2)),
+        notify_group(9),
+        member("add_member", 9, uid(2)),
+        notify_group(9),
+        // A nested group added to the scope group brings its members in.
+        member("add_member", 9, gid(7)),
+        notify_group(9),
+        // A change inside a nested group: its member leaves the scope.
+        member("remove_member", 8, uid(3)),
+        notify_group(8),
+    ])));
+    assert_ok(&r);
+    // 2 left and came back: active again, the same ZenQMS user, link kept throughout.
+    let z2 = linked(&r, &uid(2)).unwrap();
+    assert!(z2.is_active);
+    let deactivated = r
+        .audit
+        .iter()
+        .any(|a| a.entra_id == uid(2) && a.action == "deactivated");
+    assert!(deactivated, "{:?}", r.audit);
+    assert_eq!(
+        active(&r, 5),
+        Some(true),
+        "entered through the nested group g7"
+    );
+    assert_eq!(
+        active(&r, 3),
+        Some(false),
+        "left through the nested group g8"
+    );
+    assert_eq!(
+        linked(&r, &uid(3)).unwrap().external_id.as_deref(),
+        Some(uid(3).as_str())
+    );
+    assert_eq!(active(&r, 4), None);
+}
+
+#[test]
+fn a_full_sync_deactivates_who_left_the_scope_since() {
+    let r = run(with_steps(json!([
+        {"deploy": {}},
+        member("remove_member", 9, uid(1)),
+        {"deploy": {}},
+    ])));
+    assert_ok(&r);
+    assert_eq!(active(&r, 1), Some(false));
+    assert!(
+        log_text(&r).contains("left the scope")
+            || r.audit
+                .iter()
+                .any(|a| a.entra_id == uid(1) && a.action == "deactivated")
+    );
+}
+
+#[test]
+fn a_mass_exit_from_the_scope_is_held_by_the_guard() {
+    let users: Vec<Value> = (1..=14).map(entra_user).collect();
+    let members: Vec<String> = (1..=14).map(uid).collect();
+    let groups = json!([{"id": gid(9), "displayName": "Quality", "members": members}]);
+    let mut s = scenario(users, groups, vec![], json!([]));
+    s["instance"]["config"]["scope_groups"] = json!(gid(9));
+    s["instance"]["config"]["max_deactivations"] = json!("3");
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 1..=8 {
+        steps.push(member("remove_member", 9, uid(i)));
+    }
+    steps.push(notify_group(9));
+    s["steps"] = Value::Array(steps);
+    let r = run(s);
+    assert_ok(&r);
+    let inactive = (1..=14).filter(|i| active(&r, *i) == Some(false)).count();
+    assert_eq!(inactive, 3, "only the limit applied");
+    assert!(
+        log_text(&r).contains("mass deactivation blocked"),
+        "{}",
+        log_text(&r)
+    );
+}
+
+#[test]
+fn a_scope_group_that_does_not_exist_is_a_configuration_error() {
+    let mut s = with_steps(json!([{"deploy": {}}]));
+    s["instance"]["config"]["scope_groups"] = json!(format!("{}, {}", gid(9), gid(55)));
+    s["expect"] = json!({"errors": [{"step": 0, "contains": "scope_groups: group"}]});
+    let r = run(s);
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    assert!(r.zenqms.users.is_empty());
+}
+
+#[test]
+fn a_scope_group_deleted_later_deactivates_nobody() {
+    let r = run_unchecked(with_steps(json!([
+        {"deploy": {}},
+        {"entra": {"delete_group": gid(9)}},
+        notify_group(9),
+        {"schedule": {}},
+    ])));
+    for i in 1..=3 {
+        assert_eq!(active(&r, i), Some(true), "user {i} kept");
+    }
+    assert!(
+        log_text(&r).contains("scope_groups: group"),
+        "{}",
+        log_text(&r)
+    );
+}

@@ -1,0 +1,102 @@
+//! `list-groups` and `list-roles`: ids and display names for the configuration wizard's
+//! pickers (scope groups, role mappings).
+
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::failure::Failure;
+use crate::graph::{GRAPH_BASE, Graph};
+use crate::platform::Method;
+use crate::url::encode;
+use crate::zenqms::{Zenqms, api};
+
+/// Most groups one answer lists (the picker narrows with search text).
+const GROUPS_SHOWN: u32 = 50;
+
+/// `$search` text for Graph: inside double quotes, where `"` and `\` are escaped with `\`
+/// (Graph's `$search` syntax, "Use the $search query parameter" in the Microsoft Graph docs).
+fn search_clause(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 16);
+    for c in text.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    format!("\"displayName:{quoted}\"")
+}
+
+/// `list-groups`: groups whose display name has a word starting with `input` (Graph
+/// `$search` on displayName, which needs `ConsistencyLevel: eventual`), or the first groups
+/// without input. Result: `{"groups": [{"id", "displayName"}], "more": bool}`.
+///
+/// Errors: the token or the Graph read failed (a 403 names Group.Read.All).
+pub fn groups(
+    p: &dyn crate::platform::Platform,
+    config: &Config,
+    input: Option<&str>,
+) -> Result<(String, Value), Failure> {
+    let graph = super::graph(p, config)?;
+    let mut url = format!("{GRAPH_BASE}/groups?$select=id,displayName&$top={GROUPS_SHOWN}");
+    if let Some(text) = input {
+        url.push_str(&format!(
+            "&$count=true&$search={}",
+            encode(&search_clause(text))
+        ));
+    }
+    let mut req = graph.request(Method::Get, &url, None)?;
+    // Advanced query (shared/reference/graph/03-users-list.md: $search needs it).
+    req.headers
+        .push(("ConsistencyLevel".into(), "eventual".into()));
+    let resp = graph.send(req);
+    let page = Graph::read_page(resp, &url, "listing groups").map_err(|mut f| {
+        if f.message.contains("403") {
+            f.message = format!(
+                "{} (the app needs Group.Read.All with admin consent)",
+                f.message
+            );
+        }
+        f
+    })?;
+    let groups: Vec<Value> = page
+        .items
+        .iter()
+        .filter_map(|g| {
+            let id = g.get("id")?.as_str()?;
+            let name = g.get("displayName").and_then(Value::as_str).unwrap_or("");
+            Some(json!({"id": id, "displayName": name}))
+        })
+        .collect();
+    let summary = format!("{} groups", groups.len());
+    Ok((
+        summary,
+        json!({"groups": groups, "more": page.next.is_some()}),
+    ))
+}
+
+/// `list-roles`: ZenQMS's roles. Result: `{"roles": [{"id", "name"}]}`.
+///
+/// Errors: ZenQMS did not answer or refused the token.
+pub fn roles(
+    p: &dyn crate::platform::Platform,
+    config: &Config,
+) -> Result<(String, Value), Failure> {
+    let zen = Zenqms::new(p, config);
+    let roles = Zenqms::parse_roles(p.send(zen.request(&api::list_roles())))?;
+    let list: Vec<Value> = roles
+        .iter()
+        .map(|r| json!({"id": r.id, "name": r.name}))
+        .collect();
+    Ok((format!("{} roles", list.len()), json!({ "roles": list })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_text_is_quoted_and_escaped() {
+        assert_eq!(search_clause("QA"), "\"displayName:QA\"");
+        assert_eq!(search_clause("a\"b\\c\u{7}"), "\"displayName:a\\\"b\\\\c\"");
+    }
+}

@@ -1,0 +1,84 @@
+//! `release-held-deactivations`: the admin approves the deactivations the mass-deactivation
+//! guard held back, by naming how many they saw held. Replaces "set
+//! allow_mass_deactivation=true, redeploy, remember to unset it".
+//!
+//! The held users are not kept by name (the state is bounded), so the release starts a full
+//! sync that may deactivate up to the approved number: it finds every leaver again (gone,
+//! disabled, out of scope) as things are now. More than approved are held again, not applied.
+
+use serde_json::{Value, json};
+
+use crate::call::Slot;
+use crate::config::Config;
+use crate::failure::Failure;
+use crate::handlers::Instance;
+use crate::log::Log;
+use crate::platform::Platform;
+
+/// Releases the held deactivations when `input` is the number held now.
+///
+/// Errors (fatal, nothing changed): no input or not a number, nothing held, a number other
+/// than the one held, a sync already under way, a delete in progress.
+pub fn run(
+    p: &dyn Platform,
+    _inst: &Instance,
+    config: &Config,
+    input: Option<&str>,
+    slot: &mut Slot,
+) -> Result<(String, Value), Failure> {
+    let log = Log::new(p);
+    let state = slot.get(&log)?;
+    let Some(blocked) = state.blocked.clone() else {
+        return Err(Failure::fatal(
+            "no deactivations are held back: nothing to release",
+        ));
+    };
+    let confirmed: usize = input.and_then(|i| i.parse().ok()).ok_or_else(|| {
+        Failure::fatal(format!(
+            "input must be the number of held deactivations you saw ({} are held now)",
+            blocked.count
+        ))
+    })?;
+    if confirmed != blocked.count {
+        return Err(Failure::fatal(format!(
+            "{confirmed} does not match the {} deactivations held now: nothing was released (check the list again)",
+            blocked.count
+        )));
+    }
+    if state.deleting.is_some() {
+        return Err(Failure::fatal("the instance is being deleted"));
+    }
+    if state.full_sync.is_some() {
+        return Err(Failure::fatal(
+            "a full sync is under way: release the held deactivations when it has finished",
+        ));
+    }
+    if config.dry_run {
+        return Ok((
+            format!("dry run: would release {confirmed} held deactivations"),
+            json!({"released": false, "dry_run": true, "held": confirmed, "limit": blocked.limit}),
+        ));
+    }
+    let graph = super::graph(p, config)?;
+    let run_id = crate::handlers::start_release_sync(p, &graph, state, confirmed)?;
+    state.blocked = None;
+    log.warn(
+        "held deactivations released by an admin: a full sync applies up to the approved number",
+        &[
+            ("approved", &confirmed.to_string()),
+            ("limit", &blocked.limit.to_string()),
+            ("held_since", &blocked.since.to_rfc3339()),
+            ("run_id", &run_id),
+        ],
+    );
+    Ok((
+        format!("{confirmed} held deactivations released; full sync {run_id} applies them"),
+        json!({
+            "released": true,
+            "approved": confirmed,
+            "limit": blocked.limit,
+            "run_id": run_id,
+            "note": "a full sync finds the leavers again and deactivates up to the approved number; any more are held again",
+        }),
+    ))
+}

@@ -1,0 +1,222 @@
+//! `describe`: the component's self-description, built from the one key table
+//! ([`crate::config::keys::SPECS`]), so the platform's wizard asks for exactly what the
+//! configuration parser accepts.
+
+use serde_json::{Map, Value, json};
+
+use crate::config::keys::{KeySpec, Kind, SPECS};
+
+/// The WIT package version this component implements (`wit/world.wit`).
+pub const CONTRACT: &str = "zenqms:entra-sync@0.3.0";
+
+/// The JSON Schema (draft 2020-12) of one key's value. Every value reaches the component as a
+/// string, so every key is a string with a `format` or `pattern` saying which strings;
+/// booleans and counts are strings too (`"true"`, `"10"`).
+fn value_schema(spec: &KeySpec) -> Map<String, Value> {
+    const GUID: &str =
+        "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$";
+    let mut s = Map::new();
+    s.insert("type".into(), "string".into());
+    match spec.kind {
+        Kind::Guid => {
+            s.insert("format".into(), "uuid".into());
+            s.insert("pattern".into(), GUID.into());
+        }
+        Kind::Text => {
+            s.insert("minLength".into(), 1.into());
+        }
+        Kind::Choice(words) => {
+            s.insert("enum".into(), json!(words));
+        }
+        Kind::Url => {
+            s.insert("format".into(), "uri".into());
+        }
+        Kind::Boolean => {
+            s.insert("enum".into(), json!(["true", "false"]));
+        }
+        Kind::Count => {
+            s.insert("pattern".into(), "^[0-9]{1,10}$".into());
+        }
+        Kind::GuidList => {
+            s.insert(
+                "pattern".into(),
+                "^\\s*[0-9A-Fa-f-]{36}\\s*(,\\s*[0-9A-Fa-f-]{36}\\s*)*$".into(),
+            );
+        }
+        Kind::DomainList => {
+            s.insert("pattern".into(), "^[A-Za-z0-9.,\\s-]+$".into());
+        }
+        Kind::RoleMappings => {
+            s.insert("contentMediaType".into(), "application/json".into());
+            s.insert(
+                "contentSchema".into(),
+                json!({
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["role", "groups"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "role": {"type": "string", "minLength": 1, "description": "ZenQMS role id"},
+                            "groups": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {"type": "string", "format": "uuid"},
+                                "description": "Entra group object ids"
+                            }
+                        }
+                    }
+                }),
+            );
+        }
+    }
+    s.insert("title".into(), spec.title.into());
+    s.insert("description".into(), spec.description.into());
+    if let Some(d) = spec.default {
+        s.insert("default".into(), d.into());
+    }
+    if spec.secret {
+        s.insert("writeOnly".into(), true.into());
+    }
+    s
+}
+
+/// The configuration as a JSON Schema object: `properties` (one per key, in the wizard's
+/// order), `required`, and no other keys allowed (the parser refuses unknown keys).
+pub fn configuration_schema() -> Value {
+    let properties: Map<String, Value> = SPECS
+        .iter()
+        .map(|s| (s.name.to_string(), Value::Object(value_schema(s))))
+        .collect();
+    let required: Vec<&str> = SPECS
+        .iter()
+        .filter(|s| s.required)
+        .map(|s| s.name)
+        .collect();
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+/// The export `describe`'s answer: `{"name", "version", "contract", "description",
+/// "configuration"}` as JSON text.
+pub fn describe() -> String {
+    json!({
+        "name": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "contract": CONTRACT,
+        "description": env!("CARGO_PKG_DESCRIPTION"),
+        "configuration": configuration_schema(),
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    /// A value the schema says is valid for `name`, derived from the schema alone.
+    fn valid_value(schema: &Value) -> String {
+        if let Some(d) = schema.get("default").and_then(Value::as_str) {
+            return d.to_string();
+        }
+        if let Some(first) = schema["enum"].get(0).and_then(Value::as_str) {
+            return first.to_string();
+        }
+        if schema.get("contentMediaType").is_some() {
+            return "[]".into();
+        }
+        match (schema["format"].as_str(), schema["pattern"].as_str()) {
+            (Some("uuid"), _) => "0f0f0f0f-0000-4000-8000-000000000001".into(),
+            (Some("uri"), _) => "https://public-api-sandbox.zenqms.com".into(),
+            (_, Some(p)) if p.contains("[0-9]{1,10}") => "25".into(),
+            (_, Some(p)) if p.contains("{36}") => "0f0f0f0f-0000-4000-8000-000000000002".into(),
+            (_, Some(_)) => "contoso.com".into(),
+            _ => "some-text".into(),
+        }
+    }
+
+    /// A value the schema says is invalid for this key, when its schema restricts values.
+    fn invalid_value(schema: &Value) -> Option<&'static str> {
+        let restricted = schema.get("enum").is_some()
+            || schema.get("format").is_some()
+            || schema.get("pattern").is_some()
+            || schema.get("contentMediaType").is_some();
+        restricted.then_some("not valid!")
+    }
+
+    fn parsed() -> Value {
+        serde_json::from_str(&describe()).expect("describe is JSON")
+    }
+
+    /// The configuration the schema alone describes as complete: every key with a valid value.
+    fn full_config(schema: &Value) -> Vec<(String, String)> {
+        schema["properties"]
+            .as_object()
+            .expect("properties")
+            .iter()
+            .map(|(k, v)| (k.clone(), valid_value(v)))
+            .collect()
+    }
+
+    #[test]
+    fn describe_names_the_component_and_contract() {
+        let d = parsed();
+        assert_eq!(d["name"], "entra-zenqms");
+        assert_eq!(d["contract"], CONTRACT);
+        let wit = include_str!("../wit/world.wit");
+        assert!(wit.contains(&format!("package {CONTRACT};")));
+    }
+
+    #[test]
+    fn the_schema_accepts_what_the_parser_accepts_and_nothing_else() {
+        let schema = parsed()["configuration"].clone();
+        let full = full_config(&schema);
+        // Every key the schema lists, with a value valid by the schema, is accepted.
+        config::parse(&full).expect("the schema's own valid values parse");
+        // The keys are exactly the parser's.
+        let listed: Vec<&str> = full.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(listed, config::key_names());
+        // A key the schema does not list is refused.
+        let mut extra = full.clone();
+        extra.push(("not_a_key".into(), "x".into()));
+        assert!(config::parse(&extra).is_err());
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for (key, prop) in schema["properties"].as_object().unwrap() {
+            // Without it: refused exactly when the schema says it is required.
+            let without: Vec<_> = full.iter().filter(|(k, _)| k != key).cloned().collect();
+            let err = config::parse(&without).err();
+            assert_eq!(err.is_some(), required.contains(&key.as_str()), "{key}");
+            if let Some(e) = err {
+                assert!(e.to_string().contains(key.as_str()), "{e}");
+            }
+            // With a value outside the schema: refused, naming the key.
+            if let Some(bad) = invalid_value(prop) {
+                let mut wrong = without.clone();
+                wrong.push((key.clone(), bad.into()));
+                let e = config::parse(&wrong).expect_err(key);
+                assert!(e.to_string().contains(key.as_str()), "{e}");
+            }
+            // The default is what the parser takes for an absent key.
+            if let Some(d) = prop.get("default").and_then(Value::as_str) {
+                let mut with = without.clone();
+                with.push((key.clone(), d.into()));
+                let both = (config::parse(&with), config::parse(&without));
+                assert_eq!(both.0.ok(), both.1.ok(), "{key}: default differs");
+            }
+            // Secrets are exactly the keys the parser treats as credentials.
+            let write_only = prop.get("writeOnly") == Some(&Value::Bool(true));
+            assert_eq!(write_only, config::is_secret_key(key), "{key}");
+        }
+    }
+}

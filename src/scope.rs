@@ -1,0 +1,117 @@
+//! The provisioning scope (`scope_groups`): when set, only transitive members of those Entra
+//! groups are provisioned. A linked user outside it is deactivated like a leaver (link kept,
+//! the guard counts it) and reactivated on return ([`crate::plan`]); an unlinked one is neither
+//! created nor linked. A scope group that is gone is an error, never "nobody is in scope".
+
+use std::collections::BTreeSet;
+
+use crate::config::Config;
+use crate::failure::Failure;
+use crate::plan;
+use crate::roles::Memberships;
+use crate::zenqms::api::ZUser;
+
+/// Whether a user whose groups (of those read: mapped and scope groups) are `groups` is in
+/// scope. No scope set: everyone is.
+pub fn contains(config: &Config, groups: Option<&BTreeSet<String>>) -> bool {
+    !config.scoped() || groups.is_some_and(|g| config.scope_groups.iter().any(|s| g.contains(s)))
+}
+
+/// Fails when a scope group does not exist (`exists` is false for it): deciding scope without
+/// it would deactivate all its members.
+///
+/// Errors: fatal (an admin must fix `scope_groups`), naming the groups.
+pub fn check_exists(config: &Config, exists: impl Fn(&str) -> bool) -> Result<(), Failure> {
+    let gone: Vec<&str> = config
+        .scope_groups
+        .iter()
+        .map(String::as_str)
+        .filter(|g| !exists(g))
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::fatal(format!(
+        "scope_groups: group {} does not exist in the Entra tenant (Graph answers 404); nobody is deactivated or provisioned by scope until scope_groups is fixed",
+        gone.join(", ")
+    )))
+}
+
+/// Every Entra user id in scope: the union of the scope groups' transitive members.
+///
+/// Errors: a scope group missing from `members` (gone), as [`check_exists`].
+pub fn members(config: &Config, members: &Memberships) -> Result<BTreeSet<String>, Failure> {
+    check_exists(config, |g| members.contains_key(g))?;
+    Ok(config
+        .scope_groups
+        .iter()
+        .filter_map(|g| members.get(g))
+        .flatten()
+        .cloned()
+        .collect())
+}
+
+/// After a scope group's membership changed: the Entra ids whose ZenQMS account may have to
+/// change, given the users in scope now and the linked ZenQMS users. Those who left (linked,
+/// active, not in scope: deactivated), those who returned (linked, inactive, in scope:
+/// reactivated if enabled) and those who entered (in scope, not linked: created or linked).
+/// Each is then synced as a notified user is, so the same rules and the guard apply.
+pub fn changed(in_scope: &BTreeSet<String>, linked: &[ZUser]) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    let mut linked_ids = BTreeSet::new();
+    for z in linked {
+        let Some(id) = plan::link_of(z) else { continue };
+        let inside = in_scope.contains(&id);
+        if inside != z.is_active {
+            out.insert(id.clone());
+        }
+        linked_ids.insert(id);
+    }
+    out.extend(in_scope.difference(&linked_ids).cloned());
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn z(id: &str, ext: &str, active: bool) -> ZUser {
+        ZUser {
+            id: id.into(),
+            email: format!("{id}@contoso.com"),
+            first_name: "A".into(),
+            last_name: "B".into(),
+            title: "T".into(),
+            is_active: active,
+            external_id: Some(ext.into()),
+            roles: Vec::new(),
+        }
+    }
+
+    const A: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+    const B: &str = "aaaaaaaa-0000-0000-0000-000000000002";
+    const C: &str = "aaaaaaaa-0000-0000-0000-000000000003";
+    const D: &str = "aaaaaaaa-0000-0000-0000-000000000004";
+
+    #[test]
+    fn a_scope_change_names_who_left_who_returned_and_who_entered() {
+        let in_scope: BTreeSet<String> = [A, B, D].iter().map(|s| s.to_string()).collect();
+        let linked = vec![
+            z("1", A, true),  // in, active: nothing to do
+            z("2", B, false), // in, inactive: returned
+            z("3", C, true),  // out, active: left
+        ];
+        assert_eq!(changed(&in_scope, &linked), vec![B, C, D]);
+    }
+
+    #[test]
+    fn a_missing_scope_group_is_an_error_not_an_empty_scope() {
+        let config = crate::testkit::config_with(&[("scope_groups", A)]);
+        let err = members(&config, &Memberships::new()).unwrap_err();
+        assert!(!err.retryable);
+        assert!(err.message.contains(A));
+        let mut m = Memberships::new();
+        m.insert(A.into(), [B.to_string()].into());
+        assert_eq!(members(&config, &m).unwrap().len(), 1);
+    }
+}
