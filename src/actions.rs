@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 
-use crate::call::{Reply, Slot};
+use crate::call::{CallResult, Reply, Slot, Unreadable};
 use crate::config::{self, Config};
 use crate::failure::Failure;
 use crate::graph::{self, Graph};
@@ -35,11 +35,26 @@ pub const NAMES: &[&str] = &[
 /// Longest action input accepted (a UPN is at most 113 characters; a search a few words).
 const MAX_INPUT: usize = 1_024;
 
+/// `on-event(action)`: runs the action in a call of its own (state in and out, budget, secrets
+/// registered), taking nothing from the inbox.
+pub fn event(p: &dyn Platform, inst: &Instance, name: &str, input: Option<&str>) -> CallResult {
+    crate::call::run(
+        p,
+        &inst.config,
+        inst.state.as_deref(),
+        &inst.inbox,
+        Unreadable::Refuse,
+        inst.budget_ms,
+        "action",
+        |p, slot| run(p, inst, name, input, slot),
+    )
+}
+
 /// Runs the action `name` with `input`; its result travels in the reply.
 ///
 /// Errors: an unknown action or bad input (fatal: nothing was done); the action's own
 /// failures (a configuration error, a service that did not answer).
-pub fn run(
+fn run(
     p: &dyn Platform,
     inst: &Instance,
     name: &str,

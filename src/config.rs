@@ -818,3 +818,28 @@ mod tests {
         assert!(!is_guid(""));
     }
 }
+
+/// Test support.
+#[cfg(test)]
+pub mod test_support {
+    use super::*;
+
+    /// A valid configuration with `extra` keys set (or replaced).
+    pub fn with_keys(extra: &[(&str, &str)]) -> Config {
+        let mut pairs: Vec<(String, String)> = [
+            ("entra_tenant_id", "11111111-2222-3333-4444-555555555555"),
+            ("entra_client_id", "11111111-2222-3333-4444-555555555555"),
+            ("entra_client_secret", "s3cret"),
+            ("zenqms_base_url", "https://acme.zenqms.com/"),
+            ("zenqms_api_token", "tok"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            pairs.retain(|(key, _)| key != k);
+            pairs.push((k.to_string(), v.to_string()));
+        }
+        parse(&pairs).expect("valid test configuration")
+    }
+}

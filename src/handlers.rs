@@ -40,11 +40,6 @@ pub enum Event {
     Webhook(Request),
     Schedule,
     Resume,
-    /// An admin action: its name and input (see [`crate::actions`]).
-    Action {
-        name: String,
-        input: Option<String>,
-    },
 }
 
 pub use crate::call::{CallFailure, CallResult, Outcome, Reply};
@@ -335,7 +330,6 @@ pub fn event(p: &dyn Platform, inst: &Instance, event: &Event) -> CallResult {
         Event::Webhook(_) => ("webhook", Unreadable::Refuse),
         Event::Resume => ("resume", Unreadable::Refuse),
         Event::Schedule => ("schedule", Unreadable::Refuse),
-        Event::Action { .. } => ("action", Unreadable::Refuse),
     };
     crate::call::run(
         p,
@@ -349,9 +343,6 @@ pub fn event(p: &dyn Platform, inst: &Instance, event: &Event) -> CallResult {
             Event::Webhook(req) => on_webhook(p, inst, req, slot),
             Event::Resume => on_resume(p, inst, slot),
             Event::Schedule => on_schedule(p, inst, slot),
-            Event::Action { name, input } => {
-                crate::actions::run(p, inst, name, input.as_deref(), slot)
-            }
         },
     )
 }

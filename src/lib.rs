@@ -48,7 +48,7 @@ mod wasm {
 
     use crate::platform::{self, HttpResult, Level, Platform};
     use crate::redact::Secrets;
-    use crate::{config, escape, handlers};
+    use crate::{actions, config, escape, handlers};
 
     // `wasi:random/random` is generated here too (its one function), so the component needs
     // no second bindings crate for it.
@@ -232,16 +232,16 @@ mod wasm {
         }
 
         fn on_event(i: Instance, event: Event) -> Result<Outcome, Failure> {
+            let host = host(&i);
             let event = match event {
                 Event::Webhook(req) => handlers::Event::Webhook(from_wit_request(req)),
                 Event::Schedule => handlers::Event::Schedule,
                 Event::Resume => handlers::Event::Resume,
-                Event::Action(a) => handlers::Event::Action {
-                    name: a.name,
-                    input: a.input,
-                },
+                Event::Action(a) => {
+                    let result = actions::event(&host, &instance(i), &a.name, a.input.as_deref());
+                    return convert(&host, result);
+                }
             };
-            let host = host(&i);
             convert(&host, handlers::event(&host, &instance(i), &event))
         }
 

@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn a_missing_scope_group_is_an_error_not_an_empty_scope() {
-        let config = crate::testkit::config_with(&[("scope_groups", A)]);
+        let config = crate::config::test_support::with_keys(&[("scope_groups", A)]);
         let err = members(&config, &Memberships::new()).unwrap_err();
         assert!(!err.retryable);
         assert!(err.message.contains(A));

@@ -93,22 +93,3 @@ impl Platform for Offline {
         self.rounds.get().unwrap_or(u64::MAX)
     }
 }
-
-/// A valid configuration with `extra` keys set (or replaced).
-pub fn config_with(extra: &[(&str, &str)]) -> crate::config::Config {
-    let mut pairs: Vec<(String, String)> = [
-        ("entra_tenant_id", "11111111-2222-3333-4444-555555555555"),
-        ("entra_client_id", "11111111-2222-3333-4444-555555555555"),
-        ("entra_client_secret", "s3cret"),
-        ("zenqms_base_url", "https://acme.zenqms.com/"),
-        ("zenqms_api_token", "tok"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in extra {
-        pairs.retain(|(key, _)| key != k);
-        pairs.push((k.to_string(), v.to_string()));
-    }
-    crate::config::parse(&pairs).expect("valid test configuration")
-}

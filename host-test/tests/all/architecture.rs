@@ -20,6 +20,8 @@ const COMPONENT: &[&[&str]] = &[
         "guard",
         "links",
         "config",
+        "describe",
+        "scope",
         "state",
         "inbox",
         "zenqms::api",
@@ -29,6 +31,7 @@ const COMPONENT: &[&[&str]] = &[
     &["sync", "realtime"],
     &["call"],
     &["handlers", "webhook", "unlink"],
+    &["actions"],
 ];
 
 /// The simulator's layers, lowest first (`host-test/src/lib.rs`).

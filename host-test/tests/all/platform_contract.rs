@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 fn component_imports_only_http_log_and_std_wasi() {
     let imports = Runtime::shared().imports();
     let allowed = [
-        "zenqms:entra-sync/types@0.2.0",
-        "zenqms:entra-sync/http@0.2.0",
-        "zenqms:entra-sync/log@0.2.0",
+        "zenqms:entra-sync/types@0.3.0",
+        "zenqms:entra-sync/http@0.3.0",
+        "zenqms:entra-sync/log@0.3.0",
     ];
     let allowed_wasi = [
         "wasi:io/",
