@@ -50,7 +50,7 @@ pub fn block(
             ("sample_entra_ids", &sample.join(",")),
             (
                 "fix",
-                "check the directory; if intended, raise max_deactivations or set allow_mass_deactivation=true and redeploy",
+                "check the directory; if intended, run the action release-held-deactivations with the number held, or raise max_deactivations",
             ),
         ],
     );
@@ -73,7 +73,7 @@ pub fn log_still_blocked(log: &Log, b: &Blocked) {
             ("sample_entra_ids", &b.sample.join(",")),
             (
                 "fix",
-                "raise max_deactivations or set allow_mass_deactivation=true and redeploy",
+                "if intended, run the action release-held-deactivations with the number held, or raise max_deactivations",
             ),
         ],
     );

@@ -477,6 +477,17 @@ pub fn result_lines(result: &Value) -> Vec<String> {
                     lines.push(line);
                     return;
                 }
+                if let (Some(f), Some(before), Some(after), 3) =
+                    (m.get("field"), m.get("before"), m.get("after"), m.len())
+                {
+                    lines.push(format!(
+                        "{pad}{}: {} -> {}",
+                        scalar(f),
+                        scalar(before),
+                        scalar(after)
+                    ));
+                    return;
+                }
                 for (k, val) in m {
                     match val {
                         Value::Object(_) | Value::Array(_) if !is_empty(val) => {
@@ -603,7 +614,7 @@ pub fn plan_table(audit: &[AuditRecord]) -> String {
         }
     }
     let mut out = format!(
-        "\nDry-run plan ({} writes, nothing was written):\n",
+        "\nDry-run plan ({} planned writes, none of them written):\n",
         rows.len()
     );
     let header = ["action", "entra_id", "zenqms_id", "changes"];
