@@ -37,8 +37,14 @@ impl Failure {
 
     /// An HTTP status that ended the call: 429 and 5xx are worth retrying, the rest are not.
     pub fn status(service: &str, status: u16, detail: &str) -> Self {
+        // Graph's 403 is a missing permission or admin consent: say where to look.
+        let hint = if status == 403 && service == "Microsoft Graph" {
+            " (the app registration lacks a Graph application permission or its admin consent: User.Read.All, Group.Read.All, GroupMember.Read.All; the action test-connection names which)"
+        } else {
+            ""
+        };
         Failure {
-            message: format!("{service} answered {status}: {detail}"),
+            message: format!("{service} answered {status}: {detail}{hint}"),
             retryable: status == 429 || status >= 500,
         }
     }

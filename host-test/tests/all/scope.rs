@@ -170,3 +170,29 @@ fn a_scope_group_deleted_later_deactivates_nobody() {
         log_text(&r)
     );
 }
+
+#[test]
+fn provision_user_says_out_of_scope_and_deactivates_a_linked_leaver() {
+    let r = run(with_steps(json!([
+        {"deploy": {}},
+        {"action": {"name": "provision-user", "input": uid(4)}},
+        member("remove_member", 9, uid(1)),
+        {"action": {"name": "provision-user", "input": {"user": uid(1), "dry_run": true}}},
+        {"action": {"name": "provision-user", "input": uid(1)}},
+    ])));
+    assert_ok(&r);
+    let outside = r.steps[1].result.as_ref().unwrap();
+    assert_eq!(outside["outcome"], "out_of_scope", "{outside:#}");
+    assert_eq!(outside["steps"][1]["in_scope"], false);
+    assert_eq!(active(&r, 4), None, "not created");
+    let dry = r.steps[3].result.as_ref().unwrap();
+    assert_eq!(dry["outcome"], "deactivate", "{dry:#}");
+    assert_eq!(dry["written"], false);
+    let real = r.steps[4].result.as_ref().unwrap();
+    assert_eq!(real["outcome"], "deactivate");
+    assert_eq!(active(&r, 1), Some(false));
+    assert_eq!(
+        linked(&r, &uid(1)).unwrap().external_id.as_deref(),
+        Some(uid(1).as_str())
+    );
+}
