@@ -414,3 +414,58 @@ fn webhooks_during_a_long_call_are_answered_at_once_and_taken_in_by_the_next() {
         "the notification's work was done"
     );
 }
+
+#[test]
+fn live_admin_actions_through_the_cli_print_their_result() {
+    let served = serve(&world());
+    let dir = temp_dir("actions");
+    let config = write_config(&dir, &served, json!({}));
+    let arg = |p: &Path| p.to_string_lossy().into_owned();
+    let args = |command: &[&str]| -> Vec<String> {
+        let mut a = vec![
+            "--config".to_string(),
+            arg(&config),
+            "--state".into(),
+            arg(&dir.join("state.json")),
+            "--graph-url".into(),
+            format!("{}/graph", served.base),
+            "--login-url".into(),
+            format!("{}/login", served.base),
+        ];
+        a.extend(command.iter().map(|s| s.to_string()));
+        a
+    };
+    let test = live::parse_args(&args(&["action", "test-connection"])).unwrap();
+    let rec = live::execute(&test).expect("live action runs");
+    assert!(rec.ok, "{:?}", rec.error);
+    let result = rec.result.expect("an action result");
+    assert_eq!(result["action"], "test-connection");
+    assert_eq!(result["ok"], true, "{result:#}");
+    let roles = live::parse_args(&args(&["action", "list-roles"])).unwrap();
+    let rec = live::execute(&roles).expect("live action runs");
+    let ids: Vec<&str> = rec.result.as_ref().unwrap()["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"r-qa"), "{ids:?}");
+    // The CLI prints it and exits 0; an unknown action fails it.
+    assert!(live::cli(&live::run_args(&args(&["action", "list-groups", "qa"])).unwrap()).unwrap());
+    assert!(!live::cli(&live::run_args(&args(&["action", "nope"])).unwrap()).unwrap());
+    let users = served.finish();
+    let seed = world()["zenqms"]["users"].as_array().unwrap().clone();
+    assert_eq!(users.len(), seed.len(), "actions created nobody");
+    for z in seed {
+        let u = users.iter().find(|u| u.email == z["email"]).unwrap();
+        assert_eq!(
+            json!(u.external_id),
+            z["external_id"],
+            "actions linked nobody"
+        );
+        assert_eq!(
+            json!(u.is_active),
+            z.get("is_active").cloned().unwrap_or(json!(true))
+        );
+    }
+}
