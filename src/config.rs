@@ -510,21 +510,7 @@ mod tests {
     const G: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 
     fn pairs(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = [
-            ("entra_tenant_id", T),
-            ("entra_client_id", T),
-            ("entra_client_secret", "s3cret"),
-            ("zenqms_base_url", "https://acme.zenqms.com/"),
-            ("zenqms_api_token", "tok"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, val) in extra {
-            v.retain(|(key, _)| key != k);
-            v.push((k.to_string(), val.to_string()));
-        }
-        v
+        super::test_support::pairs(extra)
     }
 
     #[test]
@@ -824,8 +810,8 @@ mod tests {
 pub mod test_support {
     use super::*;
 
-    /// A valid configuration with `extra` keys set (or replaced).
-    pub fn with_keys(extra: &[(&str, &str)]) -> Config {
+    /// A valid configuration's key/value pairs with `extra` keys set (or replaced).
+    pub fn pairs(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut pairs: Vec<(String, String)> = [
             ("entra_tenant_id", "11111111-2222-3333-4444-555555555555"),
             ("entra_client_id", "11111111-2222-3333-4444-555555555555"),
@@ -840,6 +826,11 @@ pub mod test_support {
             pairs.retain(|(key, _)| key != k);
             pairs.push((k.to_string(), v.to_string()));
         }
-        parse(&pairs).expect("valid test configuration")
+        pairs
+    }
+
+    /// A valid configuration with `extra` keys set (or replaced).
+    pub fn with_keys(extra: &[(&str, &str)]) -> Config {
+        parse(&pairs(extra)).expect("valid test configuration")
     }
 }

@@ -271,15 +271,7 @@ mod tests {
             super::super::test_support::now(),
         );
         assert_eq!(status, 200);
-        let item = |id: &str| {
-            body["responses"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["id"] == id)
-                .unwrap()
-                .clone()
-        };
+        let item = |id: &str| super::super::test_support::batch_item(&body, id);
         assert_eq!(item("1")["status"], 200);
         assert_eq!(ids(&item("1")["body"]), vec!["u4".to_string()]);
         assert_eq!(item("2")["status"], 400);

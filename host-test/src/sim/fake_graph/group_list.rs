@@ -303,15 +303,7 @@ mod tests {
         ]});
         let (status, answer) = send_json(&mut g, &t, "POST", &format!("{U}/$batch"), &body, now());
         assert_eq!(status, 200, "{answer}");
-        let item = |id: &str| {
-            answer["responses"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["id"] == id)
-                .unwrap()
-                .clone()
-        };
+        let item = |id: &str| batch_item(&answer, id);
         assert_eq!(ids(&item("1")["body"]), ["G"]);
         assert_eq!(item("2")["status"], 400);
     }

@@ -248,15 +248,7 @@ mod tests {
         ]});
         let (status, answer) = send_json(&mut g, &t, "POST", &format!("{U}/$batch"), &body, now());
         assert_eq!(status, 200, "{answer}");
-        let item = |id: &str| {
-            answer["responses"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["id"] == id)
-                .unwrap()
-                .clone()
-        };
+        let item = |id: &str| batch_item(&answer, id);
         let one = item("1");
         assert!(
             denied(one["status"].as_u64().unwrap() as u16, &one["body"]),

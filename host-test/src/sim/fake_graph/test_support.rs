@@ -157,3 +157,14 @@ pub(super) fn subscription_body(resource: &str, change_type: &str, minutes: i64)
         "expirationDateTime": (now() + Duration::minutes(minutes)).to_rfc3339(), "clientState": "secret",
     })
 }
+
+/// The answer of the `$batch` item `id` in a `$batch` response body.
+pub(super) fn batch_item(answer: &Value, id: &str) -> Value {
+    answer["responses"]
+        .as_array()
+        .expect("a $batch answer has responses")
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no $batch item {id}"))
+        .clone()
+}
