@@ -461,20 +461,9 @@ mod tests {
     use crate::platform::{HttpResult, Method, Response};
     use crate::testkit::Offline;
 
-    const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 
     fn config() -> Config {
-        let pairs: Vec<(String, String)> = [
-            ("entra_tenant_id", TENANT),
-            ("entra_client_id", TENANT),
-            ("entra_client_secret", "s3cret"),
-            ("zenqms_base_url", "https://acme.zenqms.com/"),
-            ("zenqms_api_token", "tok"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        config::parse(&pairs).unwrap()
+        config::test_support::with_keys(&[])
     }
 
     fn user(id: &str, email: &str, external_id: Option<&str>) -> ZUser {

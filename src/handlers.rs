@@ -85,14 +85,7 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             config.tenant_id
         )));
     }
-    // Both connections are checked in one round: the token request and the ZenQMS role list.
-    let zen = Zenqms::new(p, &config);
-    let mut round = Round::new();
-    let token_slot = round.add(graph::token_request(&config));
-    let roles_slot = round.add(zen.request(&api::list_roles()));
-    let mut answers = round.send(|reqs| p.send_all(reqs));
-    let token = graph::parse_token(answers.take(token_slot));
-    let roles = Zenqms::parse_roles(answers.take(roles_slot));
+    let (token, roles) = check_connections(p, &config);
     let (token, roles) = match (token, roles) {
         (Ok(t), Ok(r)) => (t, r),
         (Err(a), Err(b)) => {
@@ -163,6 +156,26 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
         "deploy: configuration and both connections ok; {} Graph subscriptions ready; initial sync {run} started",
         state.subscriptions.len()
     )))
+}
+
+/// Both connections checked in one round: the Entra token request and the ZenQMS role list
+/// (which proves the ZenQMS token). Each answer as read, for the caller to judge.
+pub(crate) fn check_connections(
+    p: &dyn Platform,
+    config: &Config,
+) -> (
+    Result<crate::config::Secret, Failure>,
+    Result<Vec<api::Role>, Failure>,
+) {
+    let zen = Zenqms::new(p, config);
+    let mut round = Round::new();
+    let token_slot = round.add(graph::token_request(config));
+    let roles_slot = round.add(zen.request(&api::list_roles()));
+    let mut answers = round.send(|reqs| p.send_all(reqs));
+    (
+        graph::parse_token(answers.take(token_slot)),
+        Zenqms::parse_roles(answers.take(roles_slot)),
+    )
 }
 
 /// Starts a full sync: first delta links "from now", so that nothing changed while the sync

@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 
 use crate::config::{self, Config};
 use crate::failure::Failure;
-use crate::graph::{self, GRAPH_BASE, Graph};
+use crate::graph::{GRAPH_BASE, Graph};
 use crate::handlers::Instance;
 use crate::platform::{HttpResult, Method, Platform};
 use crate::round::Round;
 use crate::url::encode;
-use crate::zenqms::{Zenqms, api};
+use crate::zenqms::api;
 
 /// The checks made so far.
 #[derive(Default)]
@@ -136,17 +136,8 @@ pub fn run(p: &dyn Platform, inst: &Instance) -> Result<(String, Value), Failure
         checks.ok("zenqms base url", format!("warning: {warning}"));
     }
     // Round 1: the Entra token and the ZenQMS role list (which checks the ZenQMS token).
-    let zen = Zenqms::new(p, &config);
-    let mut round = Round::new();
-    let token_slot = round.add(graph::token_request(&config));
-    let roles_slot = round.add(zen.request(&api::list_roles()));
-    let mut answers = round.send(|reqs| p.send_all(reqs));
-    let token = graph::parse_token(answers.take(token_slot));
-    zenqms_checks(
-        &mut checks,
-        &config,
-        Zenqms::parse_roles(answers.take(roles_slot)),
-    );
+    let (token, roles) = crate::handlers::check_connections(p, &config);
+    zenqms_checks(&mut checks, &config, roles);
     match token {
         Ok(token) => {
             checks.ok("entra token", "the token endpoint issued an app-only token");

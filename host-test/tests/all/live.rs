@@ -109,6 +109,21 @@ fn options(config: &Path, served: &Served, record: &Path) -> Options {
     o
 }
 
+/// `host-test run`'s options for the served world, the state kept in `dir`.
+fn cli_args(config: &Path, dir: &Path, served: &Served) -> Vec<String> {
+    let arg = |p: &Path| p.to_string_lossy().into_owned();
+    vec![
+        "--config".to_string(),
+        arg(config),
+        "--state".into(),
+        arg(&dir.join("state.json")),
+        "--graph-url".into(),
+        format!("{}/graph", served.base),
+        "--login-url".into(),
+        format!("{}/login", served.base),
+    ]
+}
+
 /// The fields both runs must agree on (ids of created users may differ).
 fn comparable(users: &[ZenqmsUser]) -> Vec<Value> {
     let mut out: Vec<Value> = users
@@ -167,18 +182,8 @@ fn live_deploy_against_serve_records_a_scenario_that_replays_the_same() {
     std::fs::write(&request, handshake).unwrap();
     let arg = |p: &Path| p.to_string_lossy().into_owned();
     let args = |command: &[String]| -> Vec<String> {
-        let mut a = vec![
-            "--config".to_string(),
-            arg(&config),
-            "--state".into(),
-            arg(&dir.join("state.json")),
-            "--graph-url".into(),
-            format!("{}/graph", served.base),
-            "--login-url".into(),
-            format!("{}/login", served.base),
-            "--record".into(),
-            arg(&record),
-        ];
+        let mut a = cli_args(&config, &dir, &served);
+        a.extend(["--record".to_string(), arg(&record)]);
         a.extend_from_slice(command);
         a
     };
@@ -420,18 +425,8 @@ fn live_admin_actions_through_the_cli_print_their_result() {
     let served = serve(&world());
     let dir = temp_dir("actions");
     let config = write_config(&dir, &served, json!({}));
-    let arg = |p: &Path| p.to_string_lossy().into_owned();
     let args = |command: &[&str]| -> Vec<String> {
-        let mut a = vec![
-            "--config".to_string(),
-            arg(&config),
-            "--state".into(),
-            arg(&dir.join("state.json")),
-            "--graph-url".into(),
-            format!("{}/graph", served.base),
-            "--login-url".into(),
-            format!("{}/login", served.base),
-        ];
+        let mut a = cli_args(&config, &dir, &served);
         a.extend(command.iter().map(|s| s.to_string()));
         a
     };
