@@ -196,3 +196,18 @@ fn provision_user_says_out_of_scope_and_deactivates_a_linked_leaver() {
         Some(uid(1).as_str())
     );
 }
+
+#[test]
+fn the_delta_backstop_catches_a_scope_change_whose_notification_was_lost() {
+    let r = run(with_steps(json!([
+        {"deploy": {}},
+        // No notification: only the groups delta of the next tick reports it.
+        member("remove_member", 9, uid(2)),
+        member("add_member", 8, uid(4)),
+        {"advance": {"to": "2026-11-28T12:05:00Z"}},
+        {"schedule": {}},
+    ])));
+    assert_ok(&r);
+    assert_eq!(active(&r, 2), Some(false), "left the scope");
+    assert_eq!(active(&r, 4), Some(true), "entered through the nested group");
+}
