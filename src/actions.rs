@@ -67,6 +67,12 @@ fn run(
             "action input too long: at most {MAX_INPUT} bytes"
         )));
     }
+    // A credential pasted into the wrong field must not travel on to Graph or ZenQMS.
+    if input.is_some_and(|i| p.scrub(i) != i) {
+        return Err(Failure::fatal(
+            "the action input contains a configured secret: nothing was sent",
+        ));
+    }
     let (summary, result) = match name {
         "test-connection" => connection::run(p, inst)?,
         "list-roles" => pickers::roles(p, &parse_config(inst)?)?,
@@ -85,11 +91,24 @@ fn run(
     if let Value::Object(m) = &mut result {
         m.insert("action".into(), json!(name));
     }
+    escape_strings(&mut result);
     let mut reply = Reply::done(format!("action {name}: {summary}"));
     reply.result = Some(result.to_string());
     // Work an action started (a released full sync) continues on resume.
     reply.pending = slot.has_work();
     Ok(reply)
+}
+
+/// Escapes every string of a result as log values are (control and bidi characters shown as
+/// escapes, length capped): display names and other values from outside reach an admin's
+/// screen through it, and no platform is trusted to escape them.
+fn escape_strings(v: &mut Value) {
+    match v {
+        Value::String(s) => *s = crate::escape::escape(s, crate::escape::FIELD_CAP),
+        Value::Array(items) => items.iter_mut().for_each(escape_strings),
+        Value::Object(m) => m.values_mut().for_each(escape_strings),
+        _ => {}
+    }
 }
 
 fn parse_config(inst: &Instance) -> Result<Config, Failure> {

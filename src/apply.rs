@@ -461,7 +461,6 @@ mod tests {
     use crate::platform::{HttpResult, Method, Response};
     use crate::testkit::Offline;
 
-
     fn config() -> Config {
         config::test_support::with_keys(&[])
     }

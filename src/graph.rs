@@ -376,7 +376,7 @@ impl<'a> Graph<'a> {
             match r {
                 Ok(resp) if resp.status == 404 => gone.push(g.clone()),
                 other => {
-                    Self::ok(other, "checking a mapped group")?;
+                    Self::ok(other, "checking a configured group")?;
                 }
             }
         }
@@ -397,7 +397,7 @@ impl<'a> Graph<'a> {
     pub fn read_group_exists(result: HttpResult) -> Result<bool, Failure> {
         match result {
             Ok(r) if r.status == 404 => Ok(false),
-            other => Self::ok(other, "checking a mapped group").map(|_| true),
+            other => Self::ok(other, "checking a configured group").map(|_| true),
         }
     }
 

@@ -59,7 +59,35 @@ pub fn block(
         limit,
         since: now,
         sample,
+        digest: None,
     }
+}
+
+/// The digest of a set of Entra ids: the sum of their fingerprints (lowercase), so it can be
+/// built one id at a time in any order and names the whole set without keeping it.
+pub fn digest_add(digest: u64, entra_id: &str) -> u64 {
+    digest.wrapping_add(crate::links::fingerprint(&entra_id.to_ascii_lowercase()))
+}
+
+/// Held again by notifications while `prev` is held: the distinct users are not kept by name
+/// (the state is bounded), so the count is the larger of the two — never the same users
+/// counted twice — and the sample keeps the ids of both. The set is then not known whole
+/// (`digest` none): a release counts afresh with a full sync.
+pub fn merge(prev: Option<&Blocked>, mut new: Blocked) -> Blocked {
+    if let Some(p) = prev {
+        new.count = new.count.max(p.count);
+        new.limit = p.limit.max(new.limit);
+        new.since = p.since.min(new.since);
+        let mut sample = p.sample.clone();
+        for id in new.sample {
+            if sample.len() < SAMPLE && !sample.contains(&id) {
+                sample.push(id);
+            }
+        }
+        new.sample = sample;
+    }
+    new.digest = None;
+    new
 }
 
 /// The error each schedule repeats while deactivations are held back.

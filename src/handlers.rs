@@ -256,9 +256,11 @@ pub fn start_release_sync(
     state: &mut State,
     approved: usize,
 ) -> Result<String, Failure> {
+    let digest = state.blocked.as_ref().and_then(|b| b.digest);
     start_full_sync(p, graph, state, "release", false)?;
     let sync = state.full_sync.as_mut().expect("just started");
     sync.released = u32::try_from(approved).unwrap_or(u32::MAX);
+    sync.released_digest = digest;
     Ok(sync.run_id.clone())
 }
 
@@ -468,19 +470,22 @@ pub(crate) fn with_realtime<'a, T>(
     state.email_domains = std::mem::take(&mut rt.learned_domains);
     guard::record(&mut state.recent_deactivations, rt.deactivated, now);
     if let (false, Some((limit, _))) = (rt.held.is_empty(), rt.guard) {
-        let held = rt.held.len() + state.blocked.as_ref().map_or(0, |b| b.count);
-        state.blocked = Some(guard::block(
+        let mut held = rt.held.clone();
+        held.sort();
+        held.dedup();
+        let blocked = guard::block(
             &rt.out.log,
             &format!(
-                "more than {limit} deactivations by notifications within {} hours; these were not applied",
+                "more than {limit} deactivations by notifications or delta rounds within {} hours; these were not applied",
                 guard::WINDOW_HOURS
             ),
             &rt.out.cause,
-            &rt.held,
-            held,
+            &held,
+            held.len(),
             limit,
             now,
-        ));
+        );
+        state.blocked = Some(guard::merge(state.blocked.as_ref(), blocked));
     }
     (result, rt)
 }

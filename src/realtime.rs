@@ -461,7 +461,27 @@ impl<'a> Realtime<'a> {
         let members = self.graph.transitive_members(&self.config.scope_groups)?;
         let in_scope = crate::scope::members(self.config, &members)?;
         let linked = self.out.zen.search_all(api::linked())?;
-        let users = crate::scope::changed(&in_scope, &linked);
+        let mut users = crate::scope::changed(&in_scope, &linked);
+        // The users this change takes out of scope are judged together, as a delta round's
+        // leavers are: when they do not all fit in what the guard's window allows, none of
+        // them is deactivated (held, for an admin), and only those entering or returning are
+        // synced.
+        let leaving = crate::scope::leaving(&in_scope, &linked);
+        if !leaving.is_empty() {
+            let limit = match self.guard {
+                Some((limit, _)) => limit,
+                None => self.config.deactivation_limit(linked.len()),
+            };
+            let left = match self.guard {
+                Some((_, left)) => left,
+                None => guard::window_left(&self.window, limit, self.platform.now()),
+            };
+            if leaving.len() > left {
+                self.guard = Some((limit, left));
+                users.retain(|u| !leaving.contains(u));
+                self.held.extend(leaving.iter().cloned());
+            }
+        }
         self.out.log.info(
             "scope groups changed: users entering or leaving the scope are synced",
             &[

@@ -71,6 +71,17 @@ pub fn changed(in_scope: &BTreeSet<String>, linked: &[ZUser]) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// Of [`changed`]'s users, those leaving: linked, active and no longer in scope (each one a
+/// deactivation for the guard).
+pub fn leaving(in_scope: &BTreeSet<String>, linked: &[ZUser]) -> BTreeSet<String> {
+    linked
+        .iter()
+        .filter(|z| z.is_active)
+        .filter_map(plan::link_of)
+        .filter(|id| !in_scope.contains(id))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +113,7 @@ mod tests {
             z("3", C, true),  // out, active: left
         ];
         assert_eq!(changed(&in_scope, &linked), vec![B, C, D]);
+        assert_eq!(leaving(&in_scope, &linked), [C.to_string()].into());
     }
 
     #[test]

@@ -237,10 +237,19 @@ pub struct FullSync {
     /// Whether this run may exceed the limit (`allow_mass_deactivation` on the deploy).
     #[serde(default)]
     pub allow_mass: bool,
-    /// Deactivations an admin released (`release-held-deactivations`): the run may make up
-    /// to this many even above the limit; more are held again.
+    /// Deactivations an admin released (`release-held-deactivations`): the run may make
+    /// exactly these above the limit — as many as `released`, and the same users
+    /// (`released_digest`); any other set is held again.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub released: u32,
+    /// The digest ([`Blocked::digest`]) of the held set the admin released; none when the
+    /// held set was not known by name (held by notifications): the run then counts afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_digest: Option<u64>,
+    /// Order-independent digest of the Entra ids deferred so far (the sum of their
+    /// fingerprints): names the whole deferred set without keeping it.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub deferred_digest: u64,
     /// The deferred deactivations passed the check (or were blocked: see `blocked`).
     #[serde(default)]
     pub guard_checked: bool,
@@ -280,6 +289,8 @@ impl FullSync {
             again: false,
             allow_mass,
             released: 0,
+            released_digest: None,
+            deferred_digest: 0,
             guard_checked: false,
             blocked: None,
             recent_links: Vec::new(),
@@ -309,6 +320,11 @@ pub struct Blocked {
     pub since: DateTime<Utc>,
     /// Entra ids of a few of them, for the admin.
     pub sample: Vec<String>,
+    /// The held set's digest (the sum of the Entra ids' fingerprints), when a full sync held
+    /// it and so knows it whole: a release applies to exactly this set. None when held by
+    /// notifications or a delta round (then a release's full sync counts afresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<u64>,
 }
 
 /// Where a full sync stands. Each phase is safe to repeat from its start.
@@ -545,6 +561,8 @@ mod tests {
             again: true,
             allow_mass: false,
             released: 0,
+            released_digest: None,
+            deferred_digest: 0,
             guard_checked: false,
             blocked: None,
             recent_links: vec![u64::MAX; crate::links::RECENT],

@@ -34,6 +34,7 @@ fn defer(sync: &mut FullSync, d: Deferred) {
     if sync.deferred.iter().any(|x| x.zenqms_id == d.zenqms_id) {
         return;
     }
+    sync.deferred_digest = guard::digest_add(sync.deferred_digest, &d.entra_id);
     if sync.deferred.len() < DEFERRED_MAX {
         sync.deferred.push(d);
     } else {
@@ -329,7 +330,11 @@ impl<'a> Engine<'a> {
                 // deferred is taken back, so the retry does not count anyone twice; the role
                 // calls it carried in from the step before are due again (that step is not
                 // done again).
-                let deferred = (sync.deferred.len(), sync.deferred_more);
+                let deferred = (
+                    sync.deferred.len(),
+                    sync.deferred_more,
+                    sync.deferred_digest,
+                );
                 let carried: Vec<String> = self
                     .carry
                     .iter()
@@ -338,6 +343,7 @@ impl<'a> Engine<'a> {
                 let finished = self.step_once(sync).inspect_err(|_| {
                     sync.deferred.truncate(deferred.0);
                     sync.deferred_more = deferred.1;
+                    sync.deferred_digest = deferred.2;
                     sync.roles_due.extend(carried);
                 })?;
                 counts.add(&self.out.counts);
@@ -965,18 +971,32 @@ impl<'a> Engine<'a> {
             };
             let limit = self.config.deactivation_limit(linked);
             let count = sync.deferred.len() + sync.deferred_more as usize;
-            let released = count <= sync.released as usize;
+            // Released by an admin: exactly the set held (as many, and the same users).
+            let released = sync.released > 0
+                && count == sync.released as usize
+                && sync.released_digest == Some(sync.deferred_digest);
             if guard::exceeds(count, limit, sync.allow_mass) && !released {
                 let ids: Vec<String> = sync.deferred.iter().map(|d| d.entra_id.clone()).collect();
-                sync.blocked = Some(guard::block(
+                let what = if sync.released > 0 {
+                    format!(
+                        "the deactivations found now ({count}) are not the {} an admin released: nobody was deactivated; release again with the number now held",
+                        sync.released
+                    )
+                } else {
+                    "nobody was deactivated".to_string()
+                };
+                let mut blocked = guard::block(
                     &self.out.log,
-                    "nobody was deactivated",
+                    &what,
                     &self.out.cause,
                     &ids,
                     count,
                     limit,
                     self.platform.now(),
-                ));
+                );
+                // The full sync knows the set whole: a release applies to exactly it.
+                blocked.digest = Some(sync.deferred_digest);
+                sync.blocked = Some(blocked);
                 sync.deferred.clear();
                 sync.deferred_more = 0;
                 return Ok(Walk::Done);

@@ -13,17 +13,17 @@ use crate::zenqms::{Zenqms, api};
 /// Most groups one answer lists (the picker narrows with search text).
 const GROUPS_SHOWN: u32 = 50;
 
-/// `$search` text for Graph: inside double quotes, where `"` and `\` are escaped with `\`
-/// (Graph's `$search` syntax, "Use the $search query parameter" in the Microsoft Graph docs).
-fn search_clause(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 16);
-    for c in text.chars().filter(|c| !c.is_control()) {
-        if c == '"' || c == '\\' {
-            quoted.push('\\');
-        }
-        quoted.push(c);
-    }
-    format!("\"displayName:{quoted}\"")
+/// `$search` text for Graph, inside double quotes (Graph's `$search` syntax, "Use the $search
+/// query parameter" in the Microsoft Graph docs). Quotes, backslashes and control characters
+/// are left out (a display-name prefix search needs none of them, and a stray quote would end
+/// the clause); `None` when nothing is left to search for.
+fn search_clause(text: &str) -> Option<String> {
+    let kept: String = text
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .collect();
+    let kept = kept.trim();
+    (!kept.is_empty()).then(|| format!("\"displayName:{kept}\""))
 }
 
 /// `list-groups`: groups whose display name has a word starting with `input` (Graph
@@ -38,11 +38,8 @@ pub fn groups(
 ) -> Result<(String, Value), Failure> {
     let graph = super::graph(p, config)?;
     let mut url = format!("{GRAPH_BASE}/groups?$select=id,displayName&$top={GROUPS_SHOWN}");
-    if let Some(text) = input {
-        url.push_str(&format!(
-            "&$count=true&$search={}",
-            encode(&search_clause(text))
-        ));
+    if let Some(clause) = input.and_then(search_clause) {
+        url.push_str(&format!("&$count=true&$search={}", encode(&clause)));
     }
     let mut req = graph.request(Method::Get, &url, None)?;
     // Advanced query (shared/reference/graph/03-users-list.md: $search needs it).
@@ -96,7 +93,11 @@ mod tests {
 
     #[test]
     fn search_text_is_quoted_and_escaped() {
-        assert_eq!(search_clause("QA"), "\"displayName:QA\"");
-        assert_eq!(search_clause("a\"b\\c\u{7}"), "\"displayName:a\\\"b\\\\c\"");
+        assert_eq!(search_clause("QA").unwrap(), "\"displayName:QA\"");
+        assert_eq!(
+            search_clause("a\"b\\c\u{7}").unwrap(),
+            "\"displayName:abc\""
+        );
+        assert_eq!(search_clause(" \"\u{1b} "), None);
     }
 }

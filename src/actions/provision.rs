@@ -253,7 +253,13 @@ pub fn run(
         .collect();
     steps.push(json!({"step": "roles", "changes": roles}));
     let counts = rt.out.counts;
-    let written = !dry && counts.failed == 0;
+    let writes = counts.created
+        + counts.updated
+        + counts.linked
+        + counts.deactivated
+        + counts.roles_added
+        + counts.roles_removed;
+    let written = !dry && writes > 0;
     let name = outcome["outcome"].as_str().unwrap_or("unknown").to_string();
     let summary = format!(
         "{id}: {name}{}",

@@ -33,7 +33,9 @@ pub fn run(
             "no deactivations are held back: nothing to release",
         ));
     };
-    let confirmed: usize = input.and_then(|i| i.parse().ok()).ok_or_else(|| {
+    // Digits only: "+13", "13.0" or "1_3" are not what an admin saw.
+    let digits = input.filter(|i| i.bytes().all(|b| b.is_ascii_digit()));
+    let confirmed: usize = digits.and_then(|i| i.parse().ok()).ok_or_else(|| {
         Failure::fatal(format!(
             "input must be the number of held deactivations you saw ({} are held now)",
             blocked.count

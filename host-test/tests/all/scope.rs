@@ -119,7 +119,7 @@ fn a_full_sync_deactivates_who_left_the_scope_since() {
 }
 
 #[test]
-fn a_mass_exit_from_the_scope_is_held_by_the_guard() {
+fn a_mass_exit_from_the_scope_is_held_whole_and_released_only_as_held() {
     let users: Vec<Value> = (1..=14).map(entra_user).collect();
     let members: Vec<String> = (1..=14).map(uid).collect();
     let groups = json!([{"id": gid(9), "displayName": "Quality", "members": members}]);
@@ -130,17 +130,74 @@ fn a_mass_exit_from_the_scope_is_held_by_the_guard() {
     for i in 1..=8 {
         steps.push(member("remove_member", 9, uid(i)));
     }
+    // Step 9: one scope change taking 8 users out, over the limit of 3: none of them leaves.
     steps.push(notify_group(9));
+    // Step 10: the notification path held them without naming the set whole: the release
+    // counts afresh (a full sync), which holds the 8 again, now by name.
+    steps.push(json!({"action": {"name": "release-held-deactivations", "input": "8"}}));
+    // Step 11: released as held: applied.
+    steps.push(json!({"action": {"name": "release-held-deactivations", "input": "8"}}));
     s["steps"] = Value::Array(steps);
     let r = run(s);
     assert_ok(&r);
-    let inactive = (1..=14).filter(|i| active(&r, *i) == Some(false)).count();
-    assert_eq!(inactive, 3, "only the limit applied");
+    let text = log_text(&r);
+    assert!(text.contains("mass deactivation blocked"), "{text}");
+    // After step 9 nobody had left: judged whole, held whole.
+    let held_first = r.steps[9]
+        .logs
+        .iter()
+        .any(|l| l.message.contains("mass deactivation blocked"));
+    assert!(held_first, "the scope change was held");
     assert!(
-        log_text(&r).contains("mass deactivation blocked"),
-        "{}",
-        log_text(&r)
+        !r.audit
+            .iter()
+            .any(|a| a.step <= 10 && a.action == "deactivated"),
+        "{:?}",
+        r.audit
     );
+    assert_eq!(r.steps[11].result.as_ref().unwrap()["released"], true);
+    let inactive = (1..=14).filter(|i| active(&r, *i) == Some(false)).count();
+    assert_eq!(inactive, 8, "released as held");
+    for i in 9..=14 {
+        assert_eq!(active(&r, i), Some(true), "user {i} stays");
+    }
+}
+
+#[test]
+fn a_release_applies_to_the_users_held_not_to_a_number() {
+    let users: Vec<Value> = (1..=20).map(entra_user).collect();
+    let members: Vec<String> = (1..=20).map(uid).collect();
+    let groups = json!([{"id": gid(9), "displayName": "Quality", "members": members}]);
+    let mut s = scenario(users, groups, vec![], json!([]));
+    s["instance"]["config"]["scope_groups"] = json!(gid(9));
+    s["instance"]["config"]["max_deactivations"] = json!("2");
+    let mut steps = vec![json!({"deploy": {}})];
+    // 1-4 leave; a redeploy's full sync holds the 4 (by name).
+    for i in 1..=4 {
+        steps.push(member("remove_member", 9, uid(i)));
+    }
+    steps.push(json!({"deploy": {}}));
+    // Then 1-4 come back and 5-8 leave, without a notification: still 4 to deactivate, but
+    // not the 4 the admin saw.
+    for i in 1..=4 {
+        steps.push(member("add_member", 9, uid(i)));
+    }
+    for i in 5..=8 {
+        steps.push(member("remove_member", 9, uid(i)));
+    }
+    let release = steps.len();
+    steps.push(json!({"action": {"name": "release-held-deactivations", "input": "4"}}));
+    s["steps"] = Value::Array(steps);
+    let r = run(s);
+    assert_ok(&r);
+    assert!(
+        !r.audit.iter().any(|a| a.action == "deactivated"),
+        "nobody the admin did not see is deactivated: {:?}",
+        r.audit
+    );
+    let text = log_text(&r);
+    assert!(text.contains("are not the 4 an admin released"), "{text}");
+    assert!(r.steps[release].result.as_ref().unwrap()["released"] == true);
 }
 
 #[test]
@@ -209,5 +266,9 @@ fn the_delta_backstop_catches_a_scope_change_whose_notification_was_lost() {
     ])));
     assert_ok(&r);
     assert_eq!(active(&r, 2), Some(false), "left the scope");
-    assert_eq!(active(&r, 4), Some(true), "entered through the nested group");
+    assert_eq!(
+        active(&r, 4),
+        Some(true),
+        "entered through the nested group"
+    );
 }
