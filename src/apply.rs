@@ -29,6 +29,9 @@ pub struct Applier<'a> {
     pub log: Log<'a>,
     /// What caused these writes (a sync run id, a notification id, a delta round).
     pub cause: String,
+    /// Why a user is deactivated, by Entra id, where it is not the write itself that says
+    /// so (left the scope, gone from Entra, disabled): logged as `reason` for the audit trail.
+    pub reasons: std::collections::BTreeMap<String, String>,
     pub dir: Directory,
     pub counts: Counts,
     /// Dry run: log each write as a plan line and simulate its effect; send nothing.
@@ -56,6 +59,7 @@ impl<'a> Applier<'a> {
             counts: Counts::default(),
             dry_run: false,
             failed: Vec::new(),
+            reasons: Default::default(),
         }
     }
 
@@ -220,6 +224,11 @@ impl<'a> Applier<'a> {
                         fields.push(("upn", &w.upn));
                     }
                     fields.extend([("zenqms_id", zid.as_str()), ("changes", &changes)]);
+                    if w.kind == WriteKind::Deactivate
+                        && let Some(reason) = self.reasons.get(&w.entra_id)
+                    {
+                        fields.push(("reason", reason));
+                    }
                     self.log.info(&message, &fields);
                 }
                 Err(e) => {

@@ -352,6 +352,12 @@ impl<'a> Realtime<'a> {
         let mut present: Vec<EntraUser> = users.iter().flatten().cloned().collect();
         for u in &mut present {
             u.in_scope = crate::scope::contains(self.config, member_of.get(&u.id));
+            let reason = if !u.in_scope {
+                crate::scope::LEFT
+            } else {
+                "disabled in Entra"
+            };
+            self.out.reasons.insert(u.id.clone(), reason.to_string());
         }
         if let Some(t) = &mut self.trace {
             t.member_of = member_of.clone();
@@ -379,6 +385,10 @@ impl<'a> Realtime<'a> {
             if user.is_some() {
                 continue;
             }
+            self.out.reasons.insert(
+                id.clone(),
+                "deleted in Entra (Graph answers 404)".to_string(),
+            );
             match self.out.dir.by_external_id(id) {
                 Some(z) if z.is_active => plans.push(Planned {
                     entra_id: id.clone(),

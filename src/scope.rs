@@ -11,6 +11,9 @@ use crate::plan;
 use crate::roles::Memberships;
 use crate::zenqms::api::ZUser;
 
+/// The `reason` logged with the deactivation of a user who left the scope.
+pub const LEFT: &str = "left the scope (not a transitive member of any scope group)";
+
 /// Whether a user whose groups (of those read: mapped and scope groups) are `groups` is in
 /// scope. No scope set: everyone is.
 pub fn contains(config: &Config, groups: Option<&BTreeSet<String>>) -> bool {

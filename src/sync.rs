@@ -72,7 +72,7 @@ fn defer_deactivation(
             entra_id: p.entra_id.clone(),
             upn: p.upn.clone(),
             reason: if outside.contains(&p.entra_id) {
-                "left the scope (scope_groups)".into()
+                crate::scope::LEFT.into()
             } else {
                 "disabled in Entra".into()
             },
@@ -1038,6 +1038,9 @@ impl<'a> Engine<'a> {
         self.learn_users(found);
         let mut writes = Vec::new();
         for d in &sync.deferred[..n] {
+            self.out
+                .reasons
+                .insert(d.entra_id.clone(), d.reason.clone());
             match self.out.dir.get(&d.zenqms_id) {
                 Some(z) if z.is_active => writes.push(self.deactivation(z, &d.entra_id, &d.upn)),
                 Some(_) => {} // deactivated meanwhile
@@ -1106,6 +1109,14 @@ impl<'a> Engine<'a> {
                 break;
             }
             sync.walked += 1;
+            let reason = if gone.contains(e) {
+                "gone from Entra"
+            } else if outside.contains(e) {
+                crate::scope::LEFT
+            } else {
+                "disabled in Entra"
+            };
+            self.out.reasons.insert(e.clone(), reason.to_string());
             let upn = disabled.get(e).map_or("", String::as_str);
             writes.push(self.deactivation(z, e, upn));
         }

@@ -150,6 +150,10 @@ pub struct AuditRecord {
     pub changes: String,
     /// True for a dry run's planned write (nothing was written).
     pub planned: bool,
+    /// Why a user was deactivated, when the component says (left the scope, gone from Entra,
+    /// disabled in Entra); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The audit trail of a run, from the component's write log lines.
@@ -177,6 +181,7 @@ pub fn audit(steps: &[StepRecord]) -> Vec<AuditRecord> {
                 entra_id: field("entra_id"),
                 changes: field("changes"),
                 planned,
+                reason: l.fields.get("reason").cloned(),
             });
         }
     }

@@ -79,10 +79,14 @@ fn leaving_the_scope_deactivates_returning_reactivates_and_nesting_adds() {
     // 2 left and came back: active again, the same ZenQMS user, link kept throughout.
     let z2 = linked(&r, &uid(2)).unwrap();
     assert!(z2.is_active);
-    let deactivated = r
-        .audit
-        .iter()
-        .any(|a| a.entra_id == uid(2) && a.action == "deactivated");
+    // The audit trail says why: a scope exit, not an Entra disable.
+    let deactivated = r.audit.iter().any(|a| {
+        a.entra_id == uid(2)
+            && a.action == "deactivated"
+            && a.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("left the scope"))
+    });
     assert!(deactivated, "{:?}", r.audit);
     assert_eq!(
         active(&r, 5),
@@ -110,12 +114,14 @@ fn a_full_sync_deactivates_who_left_the_scope_since() {
     ])));
     assert_ok(&r);
     assert_eq!(active(&r, 1), Some(false));
-    assert!(
-        log_text(&r).contains("left the scope")
-            || r.audit
-                .iter()
-                .any(|a| a.entra_id == uid(1) && a.action == "deactivated")
-    );
+    let audited = r.audit.iter().any(|a| {
+        a.entra_id == uid(1)
+            && a.action == "deactivated"
+            && a.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("left the scope"))
+    });
+    assert!(audited, "{:?}", r.audit);
 }
 
 #[test]
