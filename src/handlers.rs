@@ -468,6 +468,11 @@ pub(crate) fn with_realtime<'a, T>(
     rt.learned_domains = state.email_domains.clone();
     let result = work(&mut rt);
     state.email_domains = std::mem::take(&mut rt.learned_domains);
+    // An admin's dry run (`provision-user` with dry_run) holds and deactivates nobody: what
+    // the guard would do is in its result, not in the log or the window.
+    if rt.out.dry_run && !config.dry_run {
+        return (result, rt);
+    }
     guard::record(&mut state.recent_deactivations, rt.deactivated, now);
     if let (false, Some((limit, _))) = (rt.held.is_empty(), rt.guard) {
         let mut held = rt.held.clone();
