@@ -73,6 +73,10 @@ fn run(
             "the action input contains a configured secret: nothing was sent",
         ));
     }
+    // Actions that take no input refuse one (a picker's search typed into the wrong action).
+    if input.is_some() && matches!(name, "test-connection" | "list-roles") {
+        return Err(Failure::fatal(format!("{name} takes no input")));
+    }
     let (summary, result) = match name {
         "test-connection" => connection::run(p, inst)?,
         "list-roles" => pickers::roles(p, &parse_config(inst)?)?,

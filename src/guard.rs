@@ -19,6 +19,12 @@ use crate::plan::{Action, Change, WriteKind};
 use crate::state::{Blocked, DeactivationWindow};
 use crate::zenqms::api::ZUser;
 
+/// Why a user is deactivated, as the audit trail says it (one wording per cause, on every
+/// path): its Entra object is gone, it is disabled, it left the scope
+/// ([`crate::scope::LEFT`]).
+pub const GONE: &str = "gone from Entra (Graph answers 404)";
+pub const DISABLED: &str = "disabled in Entra";
+
 /// Entra ids named in the error and kept in [`Blocked::sample`].
 const SAMPLE: usize = 10;
 
@@ -54,13 +60,20 @@ pub fn block(
             ),
         ],
     );
+    // Every held user named (a few): the set is known whole, and a release applies to it.
+    let digest = (sample.len() == count).then(|| set_digest(&sample));
     Blocked {
         count,
         limit,
         since: now,
         sample,
-        digest: None,
+        digest,
     }
+}
+
+/// The digest of a whole set of Entra ids (see [`digest_add`]).
+pub fn set_digest(entra_ids: &[String]) -> u64 {
+    entra_ids.iter().fold(0, |d, id| digest_add(d, id))
 }
 
 /// The digest of a set of Entra ids: the sum of their fingerprints (lowercase), so it can be
@@ -69,24 +82,33 @@ pub fn digest_add(digest: u64, entra_id: &str) -> u64 {
     digest.wrapping_add(crate::links::fingerprint(&entra_id.to_ascii_lowercase()))
 }
 
-/// Held again by notifications while `prev` is held: the distinct users are not kept by name
-/// (the state is bounded), so the count is the larger of the two — never the same users
-/// counted twice — and the sample keeps the ids of both. The set is then not known whole
-/// (`digest` none): a release counts afresh with a full sync.
+/// Held again by notifications while `prev` is held. While both sets are known whole (every
+/// user named) and their union fits the sample, the union is exact: its size and digest.
+/// Beyond that the distinct users are not kept by name (the state is bounded): the count is
+/// the largest known — never the same users counted twice — and the set is not known whole
+/// (`digest` none), so a release counts afresh with a full sync.
 pub fn merge(prev: Option<&Blocked>, mut new: Blocked) -> Blocked {
-    if let Some(p) = prev {
-        new.count = new.count.max(p.count);
-        new.limit = p.limit.max(new.limit);
-        new.since = p.since.min(new.since);
-        let mut sample = p.sample.clone();
-        for id in new.sample {
-            if sample.len() < SAMPLE && !sample.contains(&id) {
-                sample.push(id);
-            }
+    let Some(p) = prev else {
+        return new;
+    };
+    let exact = p.digest.is_some() && new.digest.is_some();
+    let mut union = p.sample.clone();
+    for id in &new.sample {
+        if !union.contains(id) {
+            union.push(id.clone());
         }
-        new.sample = sample;
     }
-    new.digest = None;
+    new.limit = p.limit.max(new.limit);
+    new.since = p.since.min(new.since);
+    if exact && union.len() <= SAMPLE {
+        new.count = union.len();
+        new.digest = Some(set_digest(&union));
+    } else {
+        new.count = new.count.max(p.count).max(union.len().min(SAMPLE));
+        new.digest = None;
+    }
+    union.truncate(SAMPLE);
+    new.sample = union;
     new
 }
 
@@ -191,6 +213,13 @@ pub fn window_left(window: &Option<DeactivationWindow>, limit: usize, now: DateT
         Some(w) if now - w.since < TimeDelta::hours(WINDOW_HOURS) => limit.saturating_sub(w.count),
         _ => limit,
     }
+}
+
+/// Fills the rolling window up to `limit`: a change held whole trips the guard, and no
+/// deactivation by notifications follows it until the window has passed.
+pub fn trip(window: &mut Option<DeactivationWindow>, limit: usize, now: DateTime<Utc>) {
+    let left = window_left(window, limit, now);
+    record(window, left, now);
 }
 
 /// Counts `n` deactivations made by the notification path into its rolling window.

@@ -259,8 +259,12 @@ pub fn start_release_sync(
     let digest = state.blocked.as_ref().and_then(|b| b.digest);
     start_full_sync(p, graph, state, "release", false)?;
     let sync = state.full_sync.as_mut().expect("just started");
-    sync.released = u32::try_from(approved).unwrap_or(u32::MAX);
-    sync.released_digest = digest;
+    // A held set not known by name is not released: the run counts it by name (and holds
+    // it, over the limit, for a release that can name it).
+    if digest.is_some() {
+        sync.released = u32::try_from(approved).unwrap_or(u32::MAX);
+        sync.released_digest = digest;
+    }
     Ok(sync.run_id.clone())
 }
 
@@ -474,6 +478,9 @@ pub(crate) fn with_realtime<'a, T>(
         return (result, rt);
     }
     guard::record(&mut state.recent_deactivations, rt.deactivated, now);
+    if let (true, Some((limit, _))) = (rt.tripped, rt.guard) {
+        guard::trip(&mut state.recent_deactivations, limit, now);
+    }
     if let (false, Some((limit, _))) = (rt.held.is_empty(), rt.guard) {
         let mut held = rt.held.clone();
         held.sort();

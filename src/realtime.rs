@@ -57,6 +57,8 @@ pub struct Realtime<'a> {
     scope_done: bool,
     /// When set, `sync_users` records what it read and decided (`provision-user`).
     pub trace: Option<Trace>,
+    /// A change was held whole this call: the guard's window is full for its 24 hours.
+    pub tripped: bool,
 }
 
 /// What [`Realtime::sync_users`] read and decided, for an admin's `provision-user`.
@@ -104,6 +106,7 @@ impl<'a> Realtime<'a> {
             burst: false,
             scope_done: false,
             trace: None,
+            tripped: false,
         }
     }
 
@@ -167,6 +170,14 @@ impl<'a> Realtime<'a> {
             || {
                 if queue.users.is_empty() && queue.groups.is_empty() {
                     return Ok(Step::Done);
+                }
+                // A scope change is judged before the queue's users are worked: one of its
+                // leavers notified on its own (in the same burst) must not slip past the
+                // judgement of the whole.
+                if !queue.groups.is_empty() && !self.scope_done && !queue.users.is_empty() {
+                    let groups = queue.groups.clone();
+                    let users = self.scope_changes(&groups)?;
+                    queue.push(&users, &[]);
                 }
                 if queue.users.is_empty() {
                     let groups = queue.groups.clone();
@@ -352,10 +363,10 @@ impl<'a> Realtime<'a> {
         let mut present: Vec<EntraUser> = users.iter().flatten().cloned().collect();
         for u in &mut present {
             u.in_scope = crate::scope::contains(self.config, member_of.get(&u.id));
-            let reason = if !u.in_scope {
-                crate::scope::LEFT
-            } else {
-                "disabled in Entra"
+            let reason = match (u.in_scope, u.account_enabled) {
+                (false, Some(false)) => crate::scope::LEFT_AND_DISABLED,
+                (false, _) => crate::scope::LEFT,
+                _ => guard::DISABLED,
             };
             self.out.reasons.insert(u.id.clone(), reason.to_string());
         }
@@ -385,10 +396,7 @@ impl<'a> Realtime<'a> {
             if user.is_some() {
                 continue;
             }
-            self.out.reasons.insert(
-                id.clone(),
-                "deleted in Entra (Graph answers 404)".to_string(),
-            );
+            self.out.reasons.insert(id.clone(), guard::GONE.to_string());
             match self.out.dir.by_external_id(id) {
                 Some(z) if z.is_active => plans.push(Planned {
                     entra_id: id.clone(),
@@ -487,7 +495,10 @@ impl<'a> Realtime<'a> {
                 None => guard::window_left(&self.window, limit, self.platform.now()),
             };
             if leaving.len() > left {
-                self.guard = Some((limit, left));
+                // The guard is tripped: nobody is deactivated by notifications until the
+                // window has passed (a leaver notified on its own later is held too).
+                self.guard = Some((limit, 0));
+                self.tripped = true;
                 users.retain(|u| !leaving.contains(u));
                 self.held.extend(leaving.iter().cloned());
             }

@@ -13,6 +13,9 @@ use crate::zenqms::api::ZUser;
 
 /// The `reason` logged with the deactivation of a user who left the scope.
 pub const LEFT: &str = "left the scope (not a transitive member of any scope group)";
+/// The `reason` when both hold at once.
+pub const LEFT_AND_DISABLED: &str =
+    "left the scope (not a transitive member of any scope group) and disabled in Entra";
 
 /// Whether a user whose groups (of those read: mapped and scope groups) are `groups` is in
 /// scope. No scope set: everyone is.

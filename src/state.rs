@@ -219,6 +219,15 @@ pub struct FullSync {
     /// Deactivations the second walk made so far.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub walked: u32,
+    /// The second walk's first pass (which writes nothing) is done: the set it found was
+    /// judged by the guard again, and the writing pass may run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub again_checked: bool,
+    /// The first pass's findings so far: how many are leaving, and their set's digest.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub again_count: u32,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub again_digest: u64,
     /// The leaver check's walk is done (it comes first: see `Phase::Leavers`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leavers_done: bool,
@@ -291,6 +300,9 @@ impl FullSync {
             released: 0,
             released_digest: None,
             deferred_digest: 0,
+            again_checked: false,
+            again_count: 0,
+            again_digest: 0,
             guard_checked: false,
             blocked: None,
             recent_links: Vec::new(),
@@ -537,7 +549,8 @@ mod tests {
                 zenqms_id: format!("z-{}", "9".repeat(60)),
                 entra_id: guid(i),
                 upn: format!("{}@{}.example", "u".repeat(64), "d".repeat(40)),
-                reason: "no longer in Entra (Graph answers 404)".into(),
+                // The longest reason there is.
+                reason: crate::scope::LEFT_AND_DISABLED.into(),
             })
             .collect();
         s.full_sync = Some(FullSync {
@@ -563,6 +576,9 @@ mod tests {
             released: 0,
             released_digest: None,
             deferred_digest: 0,
+            again_checked: false,
+            again_count: 0,
+            again_digest: 0,
             guard_checked: false,
             blocked: None,
             recent_links: vec![u64::MAX; crate::links::RECENT],

@@ -74,7 +74,7 @@ fn defer_deactivation(
             reason: if outside.contains(&p.entra_id) {
                 crate::scope::LEFT.into()
             } else {
-                "disabled in Entra".into()
+                guard::DISABLED.into()
             },
         },
     );
@@ -334,6 +334,7 @@ impl<'a> Engine<'a> {
                     sync.deferred.len(),
                     sync.deferred_more,
                     sync.deferred_digest,
+                    sync.walked,
                 );
                 let carried: Vec<String> = self
                     .carry
@@ -344,6 +345,12 @@ impl<'a> Engine<'a> {
                     sync.deferred.truncate(deferred.0);
                     sync.deferred_more = deferred.1;
                     sync.deferred_digest = deferred.2;
+                    // The walk counts only the deactivations made (a write that failed is
+                    // not one); those that succeeded are no longer a change when the step is
+                    // done again, so they count now, in the walk and in the run's totals
+                    // (which then match its audit trail).
+                    sync.walked = deferred.3 + self.out.counts.deactivated;
+                    sync.totals.add(&self.out.counts);
                     sync.roles_due.extend(carried);
                 })?;
                 counts.add(&self.out.counts);
@@ -923,7 +930,7 @@ impl<'a> Engine<'a> {
                     zenqms_id: z.id.clone(),
                     entra_id: entra_id.clone(),
                     upn: String::new(),
-                    reason: "no longer in Entra (Graph answers 404)".into(),
+                    reason: guard::GONE.into(),
                 },
             );
             if !self.config.role_mappings.is_empty() && !z.roles.is_empty() {
@@ -978,8 +985,13 @@ impl<'a> Engine<'a> {
             if guard::exceeds(count, limit, sync.allow_mass) && !released {
                 let ids: Vec<String> = sync.deferred.iter().map(|d| d.entra_id.clone()).collect();
                 let what = if sync.released > 0 {
+                    let which = if count == sync.released as usize {
+                        "the same number, other users"
+                    } else {
+                        "another number"
+                    };
                     format!(
-                        "the deactivations found now ({count}) are not the {} an admin released: nobody was deactivated; release again with the number now held",
+                        "the deactivations found now ({count}) are not the {} users an admin released ({which}): nobody was deactivated; release again with the number now held",
                         sync.released
                     )
                 } else {
@@ -1021,9 +1033,11 @@ impl<'a> Engine<'a> {
         if sync.deferred_more > 0 {
             return self.deactivations_again(after, page, sync);
         }
+        // The step's own rounds: the ZenQMS search, the Graph re-check (a `$batch` read and
+        // the 404 confirmations); then the writes.
         let fit = budget::items_that_fit(
             self.platform,
-            1,
+            4,
             1,
             self.concurrency(),
             self.whole_rounds(DEACTIVATION_CHUNK),
@@ -1036,12 +1050,20 @@ impl<'a> Engine<'a> {
             .collect();
         let found = self.out.zen.linked_to(&ids)?;
         self.learn_users(found);
+        // And in Entra as they are now: a user enabled again (or back in scope) since it was
+        // deferred — a release applied calls later, a step done again after a failure — is
+        // left as it is.
+        let leaving = self.still_leaving(&ids)?;
         let mut writes = Vec::new();
         for d in &sync.deferred[..n] {
             self.out
                 .reasons
                 .insert(d.entra_id.clone(), d.reason.clone());
             match self.out.dir.get(&d.zenqms_id) {
+                Some(_) if !leaving.contains(&d.entra_id) => self.out.log.info(
+                    "deferred deactivation not applied: the user is enabled (and in scope) in Entra again",
+                    &[("zenqms_id", &d.zenqms_id), ("entra_id", &d.entra_id)],
+                ),
                 Some(z) if z.is_active => writes.push(self.deactivation(z, &d.entra_id, &d.upn)),
                 Some(_) => {} // deactivated meanwhile
                 None => self.out.log.warn(
@@ -1057,6 +1079,73 @@ impl<'a> Engine<'a> {
         } else {
             Walk::At { after, page }
         })
+    }
+
+    /// The end of the second walk's first pass: the set it found passes when it is the set
+    /// the guard judged (as many, the same users), or, unreleased, when it is within the
+    /// limit; then the writing pass starts from the first linked user. Otherwise nobody is
+    /// deactivated and the set is held (by its digest, for a release).
+    fn judge_again(&mut self, sync: &mut FullSync) -> Walk {
+        let found = sync.again_count as usize;
+        let judged = sync.deferred.len() + sync.deferred_more as usize;
+        let same = found == judged && sync.again_digest == sync.deferred_digest;
+        let limit = self.config.deactivation_limit(sync.linked_seen as usize);
+        let released = sync.released > 0;
+        let passes = if released {
+            same
+        } else {
+            same || found <= limit || sync.allow_mass
+        };
+        if passes {
+            // The writing pass still makes no more than the guard first counted (`approved`):
+            // users who started leaving since wait for the next run or delta round.
+            sync.again_checked = true;
+            return Walk::At {
+                after: None,
+                page: 0,
+            };
+        }
+        let what = format!(
+            "the users to deactivate changed while the run counted them ({found} now, {judged} judged{}): nobody was deactivated",
+            if released {
+                ", released by an admin"
+            } else {
+                ""
+            }
+        );
+        let mut blocked = guard::block(
+            &self.out.log,
+            &what,
+            &self.out.cause,
+            &[],
+            found,
+            limit,
+            self.platform.now(),
+        );
+        blocked.digest = Some(sync.again_digest);
+        sync.blocked = Some(blocked);
+        sync.deferred.clear();
+        sync.deferred_more = 0;
+        Walk::Done
+    }
+
+    /// Of these Entra ids, those leaving now: gone from Entra, disabled, or (with a scope) out
+    /// of it.
+    ///
+    /// Errors: a Graph read failed (nobody is judged leaving on a failed read).
+    fn still_leaving(&mut self, ids: &[String]) -> Result<BTreeSet<String>, Failure> {
+        if ids.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let (gone, disabled) = self.gone_or_disabled(ids)?;
+        let mut leaving: BTreeSet<String> = gone;
+        leaving.extend(disabled.into_keys());
+        if self.config.scoped() {
+            self.load_members()?;
+            let scope = self.scope.as_ref().expect("loaded with the members");
+            leaving.extend(ids.iter().filter(|e| !scope.contains(*e)).cloned());
+        }
+        Ok(leaving)
     }
 
     /// More deactivations were planned than the checkpoint names: the linked, active users are
@@ -1092,6 +1181,20 @@ impl<'a> Engine<'a> {
         }
         let leaving =
             |e: &String| gone.contains(e) || disabled.contains_key(e) || outside.contains(e);
+        if !sync.again_checked {
+            // First pass: nothing is written; the set found is what the guard judges, so
+            // the writing pass deactivates exactly what was judged — not whoever happens to be
+            // leaving then, and not a set other than the one an admin released.
+            for (_, e) in chunk.users.iter().filter(|(_, e)| leaving(e)) {
+                sync.again_count = sync.again_count.saturating_add(1);
+                sync.again_digest = guard::digest_add(sync.again_digest, e);
+            }
+            let walk = chunk.walk(&after);
+            if walk != Walk::Done {
+                return Ok(walk);
+            }
+            return Ok(self.judge_again(sync));
+        }
         let acting: Vec<ZUser> = chunk
             .users
             .iter()
@@ -1110,11 +1213,13 @@ impl<'a> Engine<'a> {
             }
             sync.walked += 1;
             let reason = if gone.contains(e) {
-                "gone from Entra"
+                guard::GONE
+            } else if outside.contains(e) && disabled.contains_key(e) {
+                crate::scope::LEFT_AND_DISABLED
             } else if outside.contains(e) {
                 crate::scope::LEFT
             } else {
-                "disabled in Entra"
+                guard::DISABLED
             };
             self.out.reasons.insert(e.clone(), reason.to_string());
             let upn = disabled.get(e).map_or("", String::as_str);

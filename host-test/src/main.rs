@@ -76,6 +76,9 @@ mod cli {
         },
         /// The benchmark (docs/performance.md): counts, rounds, CPU, memory per phase.
         Bench(host_test::bench::BenchArgs),
+        /// Print the component's self-description (`describe`): name, version, contract and
+        /// the configuration's JSON Schema.
+        Describe,
     }
 
     /// The bundled demo scenario.
@@ -201,6 +204,12 @@ mod cli {
             Cmd::Serve(args) => return host_test::serve::cli(args),
             Cmd::Run(args) => return host_test::live::cli(args),
             Cmd::Package { out, manifest } => return package(out, manifest.as_deref()),
+            Cmd::Describe => {
+                let text = host_test::package::describe_text(Runtime::shared())?;
+                let value: serde_json::Value = serde_json::from_str(&text)?;
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(true);
+            }
             Cmd::Fuzz { runs, target } => return fuzz(*runs, target.as_deref()),
             Cmd::Demo(o) => replay(&demo_path(), o)?,
             Cmd::Replay { scenario, options } => replay(scenario, options)?,

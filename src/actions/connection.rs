@@ -74,7 +74,8 @@ fn permission_reads(group: Option<&str>) -> Vec<PermissionRead> {
     if let Some(g) = group {
         reads.push(PermissionRead {
             permission: "GroupMember.Read.All",
-            what: "read group members",
+            // Group.Read.All allows this read too (Graph "List group transitive members").
+            what: "read group members (Group.Read.All would allow this too)",
             url: format!(
                 "{GRAPH_BASE}/groups/{}/transitiveMembers?$select=id&$top=1",
                 encode(g)

@@ -38,7 +38,15 @@ pub fn groups(
 ) -> Result<(String, Value), Failure> {
     let graph = super::graph(p, config)?;
     let mut url = format!("{GRAPH_BASE}/groups?$select=id,displayName&$top={GROUPS_SHOWN}");
-    if let Some(clause) = input.and_then(search_clause) {
+    let clause = input.and_then(search_clause);
+    // What is sent, not what was typed, is checked for a pasted credential (the cleaning
+    // above may join its parts).
+    if clause.as_deref().is_some_and(|c| p.scrub(c) != c) {
+        return Err(Failure::fatal(
+            "the search text contains a configured secret: nothing was sent",
+        ));
+    }
+    if let Some(clause) = clause {
         url.push_str(&format!("&$count=true&$search={}", encode(&clause)));
     }
     let mut req = graph.request(Method::Get, &url, None)?;

@@ -177,6 +177,13 @@ pub fn run(
     slot: &mut Slot,
 ) -> Result<(String, Value), Failure> {
     let (key, dry_input) = parse_input(input)?;
+    // The user key as it is sent (a JSON input's string unescaped) is checked for a pasted
+    // credential too.
+    if p.scrub(&key) != key {
+        return Err(Failure::fatal(
+            "the user given contains a configured secret: nothing was sent",
+        ));
+    }
     let dry = dry_input || config.dry_run;
     let log = Log::new(p);
     let state = slot.get(&log)?;

@@ -2,9 +2,12 @@
 //! guard held back, by naming how many they saw held. Replaces "set
 //! allow_mass_deactivation=true, redeploy, remember to unset it".
 //!
-//! The held users are not kept by name (the state is bounded), so the release starts a full
-//! sync that may deactivate up to the approved number: it finds every leaver again (gone,
-//! disabled, out of scope) as things are now. More than approved are held again, not applied.
+//! The held users are not kept by name (the state is bounded), only their number and a digest
+//! of the set ([`crate::guard::digest_add`]). The release starts a full sync that finds every
+//! leaver again (gone, disabled, out of scope) as things are now, and applies them above the
+//! limit only if they are exactly the users held (same number, same digest); any other set is
+//! held again. A set held without a digest (by notifications, more users than the guard
+//! names) is counted by name by that full sync first: the admin then releases what it holds.
 
 use serde_json::{Value, json};
 
@@ -27,20 +30,20 @@ pub fn run(
     slot: &mut Slot,
 ) -> Result<(String, Value), Failure> {
     let log = Log::new(p);
+    // Digits only: "+13", "13.0" or "1_3" are not what an admin saw.
+    let digits = input.filter(|i| i.bytes().all(|b| b.is_ascii_digit()));
     let state = slot.get(&log)?;
+    let held_now = state.blocked.as_ref().map_or(0, |b| b.count);
+    let confirmed: usize = digits.and_then(|i| i.parse().ok()).ok_or_else(|| {
+        Failure::fatal(format!(
+            "input must be the number of held deactivations you saw, in digits ({held_now} are held now)"
+        ))
+    })?;
     let Some(blocked) = state.blocked.clone() else {
         return Err(Failure::fatal(
             "no deactivations are held back: nothing to release",
         ));
     };
-    // Digits only: "+13", "13.0" or "1_3" are not what an admin saw.
-    let digits = input.filter(|i| i.bytes().all(|b| b.is_ascii_digit()));
-    let confirmed: usize = digits.and_then(|i| i.parse().ok()).ok_or_else(|| {
-        Failure::fatal(format!(
-            "input must be the number of held deactivations you saw ({} are held now)",
-            blocked.count
-        ))
-    })?;
     if confirmed != blocked.count {
         return Err(Failure::fatal(format!(
             "{confirmed} does not match the {} deactivations held now: nothing was released (check the list again)",
@@ -64,8 +67,35 @@ pub fn run(
     let graph = super::graph(p, config)?;
     let run_id = crate::handlers::start_release_sync(p, &graph, state, confirmed)?;
     state.blocked = None;
+    if blocked.digest.is_none() {
+        // Held by notifications or a delta round beyond what the guard names: which users
+        // is not known whole, so nothing is released blind. The full sync finds them by name
+        // and holds them (or applies them, when within the limit); the admin releases that.
+        log.warn(
+            "held deactivations to be counted by name: a full sync finds them; release again with the number it holds",
+            &[
+                ("confirmed", &confirmed.to_string()),
+                ("limit", &blocked.limit.to_string()),
+                ("held_since", &blocked.since.to_rfc3339()),
+                ("run_id", &run_id),
+            ],
+        );
+        return Ok((
+            format!(
+                "{confirmed} held deactivations are counted by name by full sync {run_id}; release again with the number it holds"
+            ),
+            json!({
+                "released": false,
+                "recounting": true,
+                "confirmed": confirmed,
+                "limit": blocked.limit,
+                "run_id": run_id,
+                "note": "these were held by notifications or a delta round and are not all known by name: a full sync finds them by name and holds them again (or applies them, if within the limit); release again with the number it then holds",
+            }),
+        ));
+    }
     log.warn(
-        "held deactivations released by an admin: a full sync applies up to the approved number",
+        "held deactivations released by an admin: a full sync applies exactly the users held",
         &[
             ("approved", &confirmed.to_string()),
             ("limit", &blocked.limit.to_string()),
@@ -80,7 +110,7 @@ pub fn run(
             "approved": confirmed,
             "limit": blocked.limit,
             "run_id": run_id,
-            "note": "a full sync finds the leavers again and deactivates up to the approved number; any more are held again",
+            "note": "a full sync finds the leavers again and deactivates them only if they are exactly the users held; any other set is held again",
         }),
     ))
 }

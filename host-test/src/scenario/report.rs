@@ -594,13 +594,15 @@ pub fn users_table(users: &[ZenqmsUser]) -> String {
     out
 }
 
-/// A dry run's plan as a table (one row per planned write), with totals.
+/// The planned writes of the run's dry runs as a table (one row per planned write, with the
+/// step that planned it), with totals.
 pub fn plan_table(audit: &[AuditRecord]) -> String {
-    let rows: Vec<[String; 4]> = audit
+    let rows: Vec<[String; 5]> = audit
         .iter()
         .filter(|a| a.planned)
         .map(|a| {
             [
+                a.step.to_string(),
                 a.action.clone(),
                 a.entra_id.clone(),
                 a.zenqms_id.clone(),
@@ -612,7 +614,8 @@ pub fn plan_table(audit: &[AuditRecord]) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let mut widths = [6usize, 8, 9, 7];
+    let header = ["step", "action", "entra_id", "zenqms_id", "changes"];
+    let mut widths = header.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
@@ -622,8 +625,7 @@ pub fn plan_table(audit: &[AuditRecord]) -> String {
         "\nDry-run plan ({} planned writes, none of them written):\n",
         rows.len()
     );
-    let header = ["action", "entra_id", "zenqms_id", "changes"];
-    let line = |cells: [&str; 4]| {
+    let line = |cells: [&str; 5]| {
         cells
             .iter()
             .zip(&widths)
@@ -634,12 +636,12 @@ pub fn plan_table(audit: &[AuditRecord]) -> String {
     out.push_str(&line(header));
     out.push('\n');
     for r in &rows {
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3]]));
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
         out.push('\n');
     }
     let mut totals: std::collections::BTreeMap<&str, usize> = Default::default();
     for r in &rows {
-        *totals.entry(r[0].as_str()).or_default() += 1;
+        *totals.entry(r[1].as_str()).or_default() += 1;
     }
     let t: Vec<String> = totals.iter().map(|(k, v)| format!("{k} {v}")).collect();
     out.push_str(&format!("Totals: {}\n", t.join(", ")));

@@ -31,7 +31,7 @@ use store::Store;
 /// `host-test run` arguments: options, then the command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// The live configuration file (see README, "Live mode").
+    /// The live configuration file (see README, "Live runs and recordings").
     #[arg(long)]
     pub config: PathBuf,
     /// The state file (default: `<config stem>.state.json` next to the config).
@@ -73,7 +73,8 @@ pub enum RunCommand {
     Action {
         /// test-connection, provision-user, release-held-deactivations, list-groups, list-roles.
         name: String,
-        /// The action's input (a user id or UPN, a number, search text).
+        /// The action's input: a user id or UPN (or `{"user": "…", "dry_run": true}`), a
+        /// number, search text.
         input: Option<String>,
     },
 }

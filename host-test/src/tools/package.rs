@@ -105,12 +105,17 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Calls the component's `describe` export (no call context, no network).
-pub fn describe(runtime: &Runtime) -> Result<Description> {
+/// The component's `describe` export's answer, as JSON text (no call context, no network).
+pub fn describe_text(runtime: &Runtime) -> Result<String> {
     let (_, _, text) = runtime.call(World::offline(chrono::Utc::now()), |b, store| {
         b.call_describe(store)
     });
-    let text = text.context("calling describe")?;
+    text.context("calling describe")
+}
+
+/// Calls the component's `describe` export and reads its answer.
+pub fn describe(runtime: &Runtime) -> Result<Description> {
+    let text = describe_text(runtime)?;
     serde_json::from_str(&text).with_context(|| format!("describe's answer does not parse: {text}"))
 }
 

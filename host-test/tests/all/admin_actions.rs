@@ -378,3 +378,43 @@ fn release_held_deactivations_needs_the_number_held() {
     }
     assert!(log_text(&r).contains("held deactivations released by an admin"));
 }
+
+#[test]
+fn release_applies_what_a_full_sync_held() {
+    let disable = |i: u32| {
+        let mut u = entra_user(i);
+        u["accountEnabled"] = json!(false);
+        json!({"entra": {"upsert_user": u}})
+    };
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 1..=5 {
+        steps.push(disable(i));
+    }
+    // Step 6: a redeploy's full sync finds 5 to deactivate, over the limit of 2: holds all.
+    steps.push(json!({"deploy": {}}));
+    steps.push(action("release-held-deactivations", Some(json!("5"))));
+    let r = run(with_steps(held_world(), Value::Array(steps)));
+    assert_ok(&r);
+    assert!(
+        !r.audit
+            .iter()
+            .any(|a| a.step <= 6 && a.action == "deactivated"),
+        "held: {:?}",
+        r.audit
+    );
+    assert_eq!(result(&r, 7)["released"], true);
+    for i in 1..=5 {
+        assert!(!linked(&r, &uid(i)).unwrap().is_active, "user {i}");
+    }
+    let released: Vec<_> = r
+        .audit
+        .iter()
+        .filter(|a| a.step == 7 && a.action == "deactivated")
+        .collect();
+    assert_eq!(released.len(), 5);
+    assert!(
+        released.iter().all(|a| a.cause.contains("release")),
+        "{released:?}"
+    );
+    assert!(log_text(&r).contains("an admin released them"));
+}

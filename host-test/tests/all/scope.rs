@@ -138,10 +138,8 @@ fn a_mass_exit_from_the_scope_is_held_whole_and_released_only_as_held() {
     }
     // Step 9: one scope change taking 8 users out, over the limit of 3: none of them leaves.
     steps.push(notify_group(9));
-    // Step 10: the notification path held them without naming the set whole: the release
-    // counts afresh (a full sync), which holds the 8 again, now by name.
-    steps.push(json!({"action": {"name": "release-held-deactivations", "input": "8"}}));
-    // Step 11: released as held: applied.
+    // Step 10: the guard names up to 10 held users, so these 8 are known whole: the
+    // release's full sync applies them — exactly them.
     steps.push(json!({"action": {"name": "release-held-deactivations", "input": "8"}}));
     s["steps"] = Value::Array(steps);
     let r = run(s);
@@ -157,11 +155,11 @@ fn a_mass_exit_from_the_scope_is_held_whole_and_released_only_as_held() {
     assert!(
         !r.audit
             .iter()
-            .any(|a| a.step <= 10 && a.action == "deactivated"),
+            .any(|a| a.step <= 9 && a.action == "deactivated"),
         "{:?}",
         r.audit
     );
-    assert_eq!(r.steps[11].result.as_ref().unwrap()["released"], true);
+    assert_eq!(r.steps[10].result.as_ref().unwrap()["released"], true);
     let inactive = (1..=14).filter(|i| active(&r, *i) == Some(false)).count();
     assert_eq!(inactive, 8, "released as held");
     for i in 9..=14 {
@@ -202,7 +200,10 @@ fn a_release_applies_to_the_users_held_not_to_a_number() {
         r.audit
     );
     let text = log_text(&r);
-    assert!(text.contains("are not the 4 an admin released"), "{text}");
+    assert!(
+        text.contains("are not the 4 users an admin released"),
+        "{text}"
+    );
     assert!(r.steps[release].result.as_ref().unwrap()["released"] == true);
 }
 
@@ -276,5 +277,37 @@ fn the_delta_backstop_catches_a_scope_change_whose_notification_was_lost() {
         active(&r, 4),
         Some(true),
         "entered through the nested group"
+    );
+}
+
+#[test]
+fn a_held_scope_change_trips_the_guard_for_its_leavers_notified_alone() {
+    let users: Vec<Value> = (1..=14).map(entra_user).collect();
+    let members: Vec<String> = (1..=14).map(uid).collect();
+    let groups = json!([{"id": gid(9), "displayName": "Quality", "members": members}]);
+    let mut s = scenario(users, groups, vec![], json!([]));
+    s["instance"]["config"]["scope_groups"] = json!(gid(9));
+    s["instance"]["config"]["max_deactivations"] = json!("5");
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 1..=8 {
+        steps.push(member("remove_member", 9, uid(i)));
+    }
+    // The scope change, held whole (8 leaving, limit 5).
+    steps.push(notify_group(9));
+    // Later, a profile edit of another leaver.
+    let mut edited = entra_user(2);
+    edited["jobTitle"] = json!("Changed");
+    steps.push(json!({"entra": {"upsert_user": edited}}));
+    steps.push(json!({"notify": {"resource": "users", "id": uid(2)}}));
+    s["steps"] = Value::Array(steps);
+    let r = run(s);
+    assert_ok(&r);
+    for i in 1..=8 {
+        assert_eq!(active(&r, i), Some(true), "user {i}: held, not deactivated");
+    }
+    assert!(
+        log_text(&r).contains("mass deactivation blocked"),
+        "{}",
+        log_text(&r)
     );
 }
