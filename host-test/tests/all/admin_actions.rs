@@ -418,3 +418,34 @@ fn release_applies_what_a_full_sync_held() {
     );
     assert!(log_text(&r).contains("an admin released them"));
 }
+
+#[test]
+fn a_user_enabled_again_before_a_failed_release_resumes_is_not_deactivated() {
+    let disable = |i: u32, off: bool| {
+        let mut u = entra_user(i);
+        u["accountEnabled"] = json!(!off);
+        json!({"entra": {"upsert_user": u}})
+    };
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 1..=5 {
+        steps.push(disable(i, true));
+    }
+    steps.push(json!({"deploy": {}})); // 6: holds the 5
+    // 7: the release's first deactivation write is refused (401): the run stops there.
+    steps.push(json!({"zenqms": {"fail_writes": {"status": 401, "count": 1}}}));
+    steps.push(action("release-held-deactivations", Some(json!("5")))); // 8
+    steps.push(disable(1, false)); // 9: user 1 enabled again in Entra
+    steps.push(json!({"resume": {}})); // 10
+    let mut s = with_steps(held_world(), Value::Array(steps));
+    s["expect"] = json!({"errors": [{"step": 8, "contains": "401"}]});
+    let r = run(s);
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    assert!(
+        linked(&r, &uid(1)).unwrap().is_active,
+        "enabled again: left as it is"
+    );
+    for i in 2..=5 {
+        assert!(!linked(&r, &uid(i)).unwrap().is_active, "user {i}");
+    }
+    assert!(log_text(&r).contains("deferred deactivation not applied: the user is enabled"));
+}
