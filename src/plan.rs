@@ -327,24 +327,29 @@ pub fn plan_user(user: &EntraUser, dir: &Directory, trust: &Trust) -> Action {
         Some(m) => {
             // Written whenever the stored value differs at all (padding and case included).
             if zuser.email != m.email {
-                if let Some(owner) = dir
+                let owner = dir
                     .by_email(&m.email)
                     .into_iter()
-                    .find(|o| o.id != zuser.id)
-                {
-                    return Action::Conflict {
-                        reason: format!(
-                            "new email {} is already used by ZenQMS user {}",
-                            m.email, owner.id
-                        ),
-                    };
+                    .find(|o| o.id != zuser.id);
+                match owner {
+                    // A leaver's new address taken by someone else must not keep the
+                    // leaver active: the address stays as it is, the rest is written.
+                    Some(_) if !enabled && !linking => {}
+                    Some(owner) => {
+                        return Action::Conflict {
+                            reason: format!(
+                                "new email {} is already used by ZenQMS user {}",
+                                m.email, owner.id
+                            ),
+                        };
+                    }
+                    None => change(
+                        &mut changes,
+                        "email",
+                        zuser.email.clone().into(),
+                        m.email.into(),
+                    ),
                 }
-                change(
-                    &mut changes,
-                    "email",
-                    zuser.email.clone().into(),
-                    m.email.into(),
-                );
             }
             for (field, before, after) in [
                 ("first_name", &zuser.first_name, m.first_name),

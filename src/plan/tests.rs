@@ -520,3 +520,17 @@ fn a_guest_with_an_external_address_proves_no_domain() {
     guest.user_type = Some("Member".into());
     assert_eq!(guest.member_domain().as_deref(), Some("partner.example"));
 }
+
+#[test]
+fn a_disabled_user_whose_new_email_is_taken_is_still_deactivated() {
+    // Enabled, the taken address is a conflict (nothing written); disabled, the leaver must
+    // not stay active because of it: deactivated, its address left as it is.
+    let dir = Directory::new([z("u1", "old@x.com", Some(A)), z("u2", "ada@x.com", None)]);
+    let a = plan_user(&entra(A, Some("ada@x.com"), false), &dir);
+    let Action::Write { kind, changes, .. } = &a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(*kind, WriteKind::Deactivate);
+    assert!(changes.iter().any(|c| c.field == "is_active"));
+    assert!(!changes.iter().any(|c| c.field == "email"), "{changes:?}");
+}

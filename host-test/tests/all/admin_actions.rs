@@ -291,6 +291,9 @@ fn provision_user_explains_skips_and_conflicts() {
             action("provision-user", Some(json!(uid(6)))),
             {"entra": {"upsert_user": entra_user(7)}},
             action("provision-user", Some(json!(uid(7)))),
+            // The same two in a dry run: the same answers, nothing written either way.
+            action("provision-user", Some(json!({"user": uid(6), "dry_run": true}))),
+            action("provision-user", Some(json!({"user": uid(7), "dry_run": true}))),
         ]),
     );
     // user7's address belongs to a ZenQMS user linked to someone else.
@@ -317,6 +320,19 @@ fn provision_user_explains_skips_and_conflicts() {
     assert_eq!(
         by_id(&r, "z-7").external_id.as_deref(),
         Some("99999999-1d2c-4b5a-9e8f-000000000099")
+    );
+    for (step, outcome) in [(5, "skipped"), (6, "conflict")] {
+        let dry = result(&r, step);
+        assert_eq!(dry["outcome"], outcome, "{dry:#}");
+        assert_eq!(
+            (dry["dry_run"].clone(), dry["written"].clone()),
+            (json!(true), json!(false))
+        );
+    }
+    assert_eq!(
+        r.zenqms.users.len(),
+        5,
+        "users 1-4 and z-7: neither 6 nor 7 created"
     );
 }
 
