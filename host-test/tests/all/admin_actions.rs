@@ -465,3 +465,37 @@ fn a_user_enabled_again_before_a_failed_release_resumes_is_not_deactivated() {
     }
     assert!(log_text(&r).contains("deferred deactivation not applied: the user is enabled"));
 }
+
+#[test]
+fn more_held_than_the_checkpoint_names_release_once_even_with_an_address_conflict() {
+    // 22 users, limit 5; 20 disabled, one of them (2) with an address user 21 holds: the
+    // user pages and the second walk must count the same 20, or no release could apply.
+    let users: Vec<Value> = (1..=22).map(entra_user).collect();
+    let mut s = scenario(users, json!([]), vec![], json!([]));
+    s["instance"]["config"]["max_deactivations"] = json!("5");
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 1..=20 {
+        let mut u = entra_user(i);
+        u["accountEnabled"] = json!(false);
+        if i == 2 {
+            u["mail"] = json!("user21@contoso.com");
+        }
+        steps.push(json!({"entra": {"upsert_user": u}}));
+    }
+    steps.push(json!({"deploy": {}})); // 21: holds the 20
+    steps.push(action("release-held-deactivations", Some(json!("20")))); // 22
+    let r = run(with_steps(s, Value::Array(steps)));
+    assert_ok(&r);
+    assert_eq!(result(&r, 22)["released"], true);
+    for i in 1..=20 {
+        assert!(!linked(&r, &uid(i)).unwrap().is_active, "user {i}");
+    }
+    for i in 21..=22 {
+        assert!(linked(&r, &uid(i)).unwrap().is_active, "user {i}");
+    }
+    assert_eq!(
+        linked(&r, &uid(2)).unwrap().email,
+        "user2@contoso.com",
+        "the taken address is not written"
+    );
+}
