@@ -81,8 +81,8 @@ fn run(
         "test-connection" => connection::run(p, inst)?,
         "list-roles" => pickers::roles(p, &parse_config(inst)?)?,
         "list-groups" => pickers::groups(p, &parse_config(inst)?, input)?,
-        "provision-user" => provision::run(p, inst, &parse_config(inst)?, input, slot)?,
-        "release-held-deactivations" => release::run(p, inst, &parse_config(inst)?, input, slot)?,
+        "provision-user" => provision::run(p, &parse_config(inst)?, input, slot)?,
+        "release-held-deactivations" => release::run(p, &parse_config(inst)?, input, slot)?,
         _ => {
             return Err(Failure::fatal(format!(
                 "unknown action '{}' (known: {})",

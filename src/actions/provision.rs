@@ -15,7 +15,6 @@ use crate::config::{Config, is_guid};
 use crate::entra::{EntraUser, USER_SELECT};
 use crate::failure::Failure;
 use crate::graph::{GRAPH_BASE, Graph};
-use crate::handlers::Instance;
 use crate::log::Log;
 use crate::plan::{self, Action, Planned, WriteKind};
 use crate::platform::{Method, Platform};
@@ -171,7 +170,6 @@ fn decision(p: &Planned, held: bool) -> Value {
 /// of a partial write is in the log like any sync's).
 pub fn run(
     p: &dyn Platform,
-    _inst: &Instance,
     config: &Config,
     input: Option<&str>,
     slot: &mut Slot,

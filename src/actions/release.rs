@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use crate::call::Slot;
 use crate::config::Config;
 use crate::failure::Failure;
-use crate::handlers::Instance;
 use crate::log::Log;
 use crate::platform::Platform;
 
@@ -24,7 +23,6 @@ use crate::platform::Platform;
 /// than the one held, a sync already under way, a delete in progress.
 pub fn run(
     p: &dyn Platform,
-    _inst: &Instance,
     config: &Config,
     input: Option<&str>,
     slot: &mut Slot,
