@@ -573,16 +573,24 @@ mod tests {
             leavers_done: true,
             again: true,
             allow_mass: false,
-            released: 0,
-            released_digest: None,
-            deferred_digest: 0,
-            again_checked: false,
-            again_count: 0,
-            again_digest: 0,
+            released: u32::MAX,
+            released_digest: Some(u64::MAX),
+            deferred_digest: u64::MAX,
+            again_checked: true,
+            again_count: u32::MAX,
+            again_digest: u64::MAX,
             guard_checked: false,
             blocked: None,
             recent_links: vec![u64::MAX; crate::links::RECENT],
             email_domains: domains,
+        });
+        // Deactivations held back, with the guard's full sample and a digest.
+        s.blocked = Some(Blocked {
+            count: usize::MAX,
+            limit: usize::MAX,
+            since: "2026-11-28T12:00:00Z".parse().unwrap(),
+            sample: (0..10).map(guid).collect(),
+            digest: Some(u64::MAX),
         });
         let bytes = s.to_json().len();
         assert!(bytes <= 64 * 1024, "{bytes} bytes");
