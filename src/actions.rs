@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::call::{CallResult, Reply, Slot, Unreadable};
 use crate::config::{self, Config};
 use crate::failure::Failure;
-use crate::graph::{self, Graph};
+use crate::clients::graph::{self, Graph};
 use crate::handlers::Instance;
 use crate::platform::Platform;
 
@@ -86,7 +86,7 @@ fn run(
         _ => {
             return Err(Failure::fatal(format!(
                 "unknown action '{}' (known: {})",
-                crate::escape::escape(name, 64),
+                crate::log::escape::escape(name, 64),
                 NAMES.join(", ")
             )));
         }
@@ -108,7 +108,7 @@ fn run(
 /// screen through it, and no platform is trusted to escape them.
 fn escape_strings(v: &mut Value) {
     match v {
-        Value::String(s) => *s = crate::escape::escape(s, crate::escape::FIELD_CAP),
+        Value::String(s) => *s = crate::log::escape::escape(s, crate::log::escape::FIELD_CAP),
         Value::Array(items) => items.iter_mut().for_each(escape_strings),
         Value::Object(m) => m.values_mut().for_each(escape_strings),
         _ => {}

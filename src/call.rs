@@ -14,10 +14,10 @@
 //! carries the next revision. A webhook call reads the state but never changes it.
 
 use crate::failure::Failure;
-use crate::inbox::InboxItem;
+use crate::domain::inbox::InboxItem;
 use crate::log::Log;
 use crate::platform::{Platform, Response};
-use crate::retry::Resilient;
+use crate::clients::retry::Resilient;
 use crate::state::State;
 
 /// A successful call's result, as the platform receives it.
@@ -204,7 +204,7 @@ impl<'a> Slot<'a> {
             items.push(item);
         }
         // The writes these lead to name every notification that asked for them.
-        if let Some(cause) = crate::inbox::cause_of(&items.iter().collect::<Vec<_>>()) {
+        if let Some(cause) = crate::domain::inbox::cause_of(&items.iter().collect::<Vec<_>>()) {
             state.queue.cause = cause;
         }
         for item in items {

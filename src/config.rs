@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use crate::platform::Platform;
-use crate::url::Url;
+use crate::platform::url::Url;
 
+pub mod describe;
 pub mod keys;
 
 /// Config keys the component reads (the README documents each; [`keys::SPECS`] describes each).
@@ -370,7 +371,7 @@ fn parse_domains(text: &str, problems: &mut Vec<String>) -> BTreeSet<String> {
     }
     for (i, item) in items.iter().enumerate() {
         let domain = item.trim().to_ascii_lowercase();
-        if crate::address::is_domain(&domain) {
+        if crate::domain::address::is_domain(&domain) {
             out.insert(domain);
         } else {
             problems.push(format!(
@@ -405,7 +406,7 @@ fn parse_mappings(text: &str, problems: &mut Vec<String>) -> Vec<RoleMapping> {
         Err(e) => {
             problems.push(format!(
                 "'role_mappings' is not valid JSON of the form [{{\"role\": \"<ZenQMS role id>\", \"groups\": [\"<Entra group id>\"]}}]: {}",
-                crate::upstream::json_problem(&e)
+                crate::failure::upstream::json_problem(&e)
             ));
             return Vec::new();
         }

@@ -1,5 +1,7 @@
 //! Why a call failed, and whether retrying it can help.
 
+pub mod upstream;
+
 use crate::platform::HttpError;
 
 /// A failed call: a readable message (never a secret) and whether a retry may succeed.

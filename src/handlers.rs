@@ -1,19 +1,22 @@
-//! The three exported handlers in domain terms: `lib.rs` converts WIT values to these and back.
+//! The three exported handlers in domain terms: `wasm.rs` converts WIT values to these and back.
+
+pub mod unlink;
+pub mod webhook;
 
 use chrono::{SecondsFormat, TimeDelta};
 
 use crate::config::{self, Config};
 use crate::failure::Failure;
-use crate::graph::{self, Graph};
-use crate::guard;
+use crate::clients::graph::{self, Graph};
+use crate::domain::guard;
 use crate::log::Log;
 use crate::platform::{Platform, Request};
-use crate::realtime::Realtime;
-use crate::round::Round;
+use crate::sync::realtime::Realtime;
+use crate::platform::round::Round;
 use crate::state::{DeltaLinks, Finished, FullSync, Queue, State};
-use crate::subscriptions::Subscriptions;
+use crate::clients::subscriptions::Subscriptions;
 use crate::sync::Engine;
-use crate::zenqms::{Zenqms, api};
+use crate::clients::zenqms::{Zenqms, api};
 
 mod inbound;
 mod lifecycle;
@@ -374,7 +377,7 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
     }
     let config = parse_config(inst)?;
     if state.deleting.is_some() {
-        return crate::unlink::run(p, &config, state);
+        return crate::handlers::unlink::run(p, &config, state);
     }
     if state.queue.is_empty() {
         let graph = get_token(p, &config)?;
@@ -410,7 +413,7 @@ fn continue_work(
         }
         // The round made progress; what it queued waits for the next call if no step fits,
         // and for the rest of the round if it is not complete (the guard judges it whole).
-        if state.queue.delta_round || !crate::budget::fits(p, crate::budget::MIN_STEP_ROUNDS) {
+        if state.queue.delta_round || !crate::platform::budget::fits(p, crate::platform::budget::MIN_STEP_ROUNDS) {
             let read = if state.queue.delta_round {
                 "read in part"
             } else {
@@ -526,7 +529,7 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
         let mut scratch = state.clone();
         scratch.full_sync = None;
         scratch.queue = Queue::default();
-        let plan = crate::unlink::run(p, &config, &mut scratch)?;
+        let plan = crate::handlers::unlink::run(p, &config, &mut scratch)?;
         return Err(Failure::fatal(format!(
             "{}; the instance is kept: set dry_run=false and delete again to delete it",
             plan.summary
@@ -551,5 +554,5 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             ),
             retryable: f.retryable,
         })?;
-    crate::unlink::run(p, &config, state)
+    crate::handlers::unlink::run(p, &config, state)
 }

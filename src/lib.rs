@@ -1,259 +1,34 @@
 //! Microsoft Entra ID -> ZenQMS user provisioning, as a WebAssembly component.
 //!
-//! This file is WIT glue only: it converts the platform's values to the domain types, calls the
-//! handlers and converts back. Everything else runs natively too, so it is unit-tested with a
-//! plain `cargo test`.
+//! The modules, in layers (lowest first; `host-test/tests/all/architecture.rs` checks that no
+//! module imports from a layer above its own and that no two import each other):
+//! - [`platform`], [`failure`], [`log`]: what the platform lends a call (HTTP rounds, the budget
+//!   in rounds, URLs), what a failure is, and the one way text leaves (scrubbed, escaped).
+//! - [`config`], [`state`], [`domain`]: the instance's settings, its checkpoint, and the pure
+//!   provisioning rules (Entra user, plan, roles, scope, the one guard, the inbox).
+//! - [`clients`]: Graph, ZenQMS, subscriptions and retries, over the platform.
+//! - [`write`]: the one path that writes to ZenQMS (live or dry run), with its audit lines.
+//! - [`sync`]: the full sync's lifecycle, the notification queue and the delta round.
+//! - [`call`]: the one place that loads state, runs a handler within the budget and returns
+//!   the changed state on every outcome.
+//! - [`handlers`]: deploy, webhook, schedule, resume, delete; [`actions`]: the admin actions.
+//! - `wasm` (wasm32 only): the WIT glue.
 
 pub mod actions;
-pub mod address;
-pub mod apply;
-pub mod budget;
 pub mod call;
+pub mod clients;
 pub mod config;
-pub mod describe;
-pub mod entra;
-pub mod escape;
+pub mod domain;
 pub mod failure;
-pub mod graph;
-pub mod guard;
 pub mod handlers;
-pub mod inbox;
-pub mod links;
 pub mod log;
-pub mod plan;
 pub mod platform;
-pub mod realtime;
-pub mod redact;
-pub mod retry;
-pub mod roles;
-pub mod round;
-pub mod scope;
 pub mod state;
-pub mod subscriptions;
 pub mod sync;
-pub mod unlink;
-pub mod upstream;
-pub mod url;
-pub mod webhook;
-pub mod zenqms;
+pub mod write;
 
 #[cfg(test)]
 mod testkit;
 
 #[cfg(target_arch = "wasm32")]
-mod wasm {
-    use std::time::{Instant, SystemTime};
-
-    use chrono::{DateTime, Utc};
-
-    use crate::platform::{self, HttpResult, Level, Platform};
-    use crate::redact::Secrets;
-    use crate::{actions, config, escape, handlers};
-
-    // `wasi:random/random` is generated here too (its one function), so the component needs
-    // no second bindings crate for it.
-    wit_bindgen::generate!({
-        world: "integration",
-        path: "wit",
-        with: { "wasi:random/random@0.2.12": generate },
-    });
-
-    use zenqms::entra_sync::http as wit_http;
-    use zenqms::entra_sync::log as wit_log;
-    use zenqms::entra_sync::types as wit;
-
-    /// The platform as the component sees it inside one call. Every log line, failure message
-    /// and summary leaves through it: scrubbed of the call's secrets, then escaped and capped.
-    struct Host {
-        started: Instant,
-        secrets: Secrets,
-    }
-
-    fn to_wit_request(r: platform::Request) -> wit::Request {
-        wit::Request {
-            method: match r.method {
-                platform::Method::Get => wit::Method::Get,
-                platform::Method::Post => wit::Method::Post,
-                platform::Method::Put => wit::Method::Put,
-                platform::Method::Patch => wit::Method::Patch,
-                platform::Method::Delete => wit::Method::Delete,
-            },
-            url: r.url,
-            headers: r.headers,
-            body: r.body,
-        }
-    }
-
-    fn from_wit_request(r: wit::Request) -> platform::Request {
-        platform::Request {
-            method: match r.method {
-                wit::Method::Get => platform::Method::Get,
-                wit::Method::Post => platform::Method::Post,
-                wit::Method::Put => platform::Method::Put,
-                wit::Method::Patch => platform::Method::Patch,
-                wit::Method::Delete => platform::Method::Delete,
-            },
-            url: r.url,
-            headers: r.headers,
-            body: r.body,
-        }
-    }
-
-    fn from_wit_result(r: Result<wit::Response, wit_http::HttpError>) -> HttpResult {
-        match r {
-            Ok(resp) => Ok(platform::Response {
-                status: resp.status,
-                headers: resp.headers,
-                body: resp.body,
-            }),
-            Err(wit_http::HttpError::Denied(why)) => Err(platform::HttpError::Denied(why)),
-            Err(wit_http::HttpError::Timeout) => Err(platform::HttpError::Timeout),
-            Err(wit_http::HttpError::Transport(why)) => Err(platform::HttpError::Transport(why)),
-        }
-    }
-
-    impl Platform for Host {
-        fn send(&self, req: platform::Request) -> HttpResult {
-            from_wit_result(wit_http::send(&to_wit_request(req)))
-        }
-
-        fn send_all(&self, reqs: Vec<platform::Request>) -> Vec<HttpResult> {
-            if reqs.is_empty() {
-                return Vec::new();
-            }
-            let reqs: Vec<wit::Request> = reqs.into_iter().map(to_wit_request).collect();
-            wit_http::send_all(&reqs)
-                .into_iter()
-                .map(from_wit_result)
-                .collect()
-        }
-
-        fn concurrency(&self) -> usize {
-            usize::try_from(wit_http::concurrency()).map_or(1, |c| c.max(1))
-        }
-
-        fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
-            let (message, fields) = crate::log::sanitize(self, message, fields);
-            let level = match level {
-                Level::Debug => wit_log::Level::Debug,
-                Level::Info => wit_log::Level::Info,
-                Level::Warn => wit_log::Level::Warn,
-                Level::Error => wit_log::Level::Error,
-            };
-            wit_log::write(level, &message, &fields);
-        }
-
-        fn add_secret(&self, secret: &str) {
-            self.secrets.add(secret);
-        }
-
-        fn scrub(&self, text: &str) -> String {
-            self.secrets.scrub(text)
-        }
-
-        fn now(&self) -> DateTime<Utc> {
-            DateTime::<Utc>::from(SystemTime::now())
-        }
-
-        fn elapsed_ms(&self) -> u64 {
-            self.started.elapsed().as_millis() as u64
-        }
-
-        fn random_bytes(&self, n: usize) -> Vec<u8> {
-            wasi::random::random::get_random_bytes(n as u64)
-        }
-
-        fn wait(&self, ms: u32) {
-            wit_http::wait(ms);
-        }
-    }
-
-    fn instance(i: Instance) -> handlers::Instance {
-        handlers::Instance {
-            id: i.id,
-            webhook_url: i.webhook_url,
-            config: i.config,
-            state: i.state,
-            budget_ms: i.budget_ms,
-            inbox: i.inbox.into_iter().map(|x| (x.seq, x.item)).collect(),
-        }
-    }
-
-    /// A summary or failure message as it leaves the component.
-    fn safe(host: &Host, text: &str) -> String {
-        escape::escape(&host.scrub(text), escape::OUTCOME_CAP)
-    }
-
-    fn convert(
-        host: &Host,
-        r: Result<handlers::Outcome, handlers::CallFailure>,
-    ) -> Result<Outcome, Failure> {
-        match r {
-            Ok(o) => Ok(Outcome {
-                response: o.response.map(|r| wit::Response {
-                    status: r.status,
-                    headers: r.headers,
-                    body: r.body,
-                }),
-                state: o.state,
-                pending: o.pending,
-                summary: safe(host, &o.summary),
-                inbox: o.inbox,
-                taken: o.taken,
-                state_revision: o.state_revision,
-                result: o.result,
-            }),
-            Err(f) => Err(Failure {
-                message: safe(host, &f.message),
-                state: f.state,
-                retryable: f.retryable,
-                taken: f.taken,
-                state_revision: f.state_revision,
-            }),
-        }
-    }
-
-    /// The platform for one call, knowing the instance's configured secrets from the start.
-    fn host(i: &Instance) -> Host {
-        let host = Host {
-            started: Instant::now(),
-            secrets: Secrets::default(),
-        };
-        config::register_secrets(&i.config, &host);
-        host
-    }
-
-    struct Component;
-
-    impl Guest for Component {
-        fn on_deploy(i: Instance) -> Result<Outcome, Failure> {
-            let host = host(&i);
-            convert(&host, handlers::deploy(&host, &instance(i)))
-        }
-
-        fn on_event(i: Instance, event: Event) -> Result<Outcome, Failure> {
-            let host = host(&i);
-            let event = match event {
-                Event::Webhook(req) => handlers::Event::Webhook(from_wit_request(req)),
-                Event::Schedule => handlers::Event::Schedule,
-                Event::Resume => handlers::Event::Resume,
-                Event::Action(a) => {
-                    let result = actions::event(&host, &instance(i), &a.name, a.input.as_deref());
-                    return convert(&host, result);
-                }
-            };
-            convert(&host, handlers::event(&host, &instance(i), &event))
-        }
-
-        fn describe() -> String {
-            crate::describe::describe()
-        }
-
-        fn on_delete(i: Instance) -> Result<Outcome, Failure> {
-            let host = host(&i);
-            convert(&host, handlers::delete(&host, &instance(i)))
-        }
-    }
-
-    export!(Component);
-}
+mod wasm;

@@ -4,7 +4,9 @@
 //! ([`sanitize`]: secrets scrubbed, then control, bidi and separator characters escaped and each
 //! value capped), so no call site can forget it.
 
-use crate::escape;
+pub mod escape;
+pub mod redact;
+
 use crate::platform::{Level, Platform};
 
 /// One log line as it may leave the component: every registered secret of `p` scrubbed, then the

@@ -1,5 +1,9 @@
 //! The component's view of the platform: HTTP, log and clocks behind one small trait, so the
-//! domain code runs natively in unit tests and the WIT glue in `lib.rs` stays thin.
+//! domain code runs natively in unit tests and the WIT glue in `wasm.rs` stays thin.
+
+pub mod budget;
+pub mod round;
+pub mod url;
 
 use chrono::{DateTime, Utc};
 
@@ -113,14 +117,14 @@ pub trait Platform {
         8
     }
     /// Writes one log line. Implementations that hand the line on to a person (the WIT glue,
-    /// [`crate::retry::Resilient`]) scrub it ([`Platform::scrub`]) and then escape and cap the
-    /// message and every field ([`crate::escape`]).
+    /// [`crate::clients::retry::Resilient`]) scrub it ([`Platform::scrub`]) and then escape and cap the
+    /// message and every field ([`crate::log::escape`]).
     fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]);
     /// Registers a secret of this call (a configured credential, an access token issued in the
     /// call): from now on [`Platform::scrub`] removes it. Platforms that keep no secrets ignore
     /// it; wrappers pass it on to the platform they wrap.
     fn add_secret(&self, _secret: &str) {}
-    /// `text` with every registered secret replaced by [`crate::redact::REDACTED`]. Every log
+    /// `text` with every registered secret replaced by [`crate::log::redact::REDACTED`]. Every log
     /// line, failure message and summary goes through it before it leaves the component.
     fn scrub(&self, text: &str) -> String {
         text.to_string()
@@ -140,7 +144,7 @@ pub trait Platform {
     }
     /// How many more rounds (a `send`, or one wave of `concurrency` requests of a `send_all`)
     /// fit in the call's budget, judged by the longest round of this call so far. Platforms
-    /// that keep no budget say `u64::MAX`; see [`crate::budget`] for how steps use it.
+    /// that keep no budget say `u64::MAX`; see [`crate::platform::budget`] for how steps use it.
     fn rounds_left(&self) -> u64 {
         u64::MAX
     }

@@ -519,7 +519,7 @@ mod tests {
         let guid = |i: usize| format!("{i:08x}-1d2c-4b5a-9e8f-{i:012x}");
         let mut domains = BTreeSet::new();
         for i in 0.. {
-            if !crate::address::learn(&mut domains, format!("{i:04}{}.example", "d".repeat(40))) {
+            if !crate::domain::address::learn(&mut domains, format!("{i:04}{}.example", "d".repeat(40))) {
                 break;
             }
         }
@@ -550,7 +550,7 @@ mod tests {
                 entra_id: guid(i),
                 upn: format!("{}@{}.example", "u".repeat(64), "d".repeat(40)),
                 // The longest reason there is.
-                reason: crate::scope::LEFT_AND_DISABLED.into(),
+                reason: crate::domain::scope::LEFT_AND_DISABLED.into(),
             })
             .collect();
         s.full_sync = Some(FullSync {
@@ -581,7 +581,7 @@ mod tests {
             again_digest: u64::MAX,
             guard_checked: false,
             blocked: None,
-            recent_links: vec![u64::MAX; crate::links::RECENT],
+            recent_links: vec![u64::MAX; crate::domain::links::RECENT],
             email_domains: domains,
         });
         // Deactivations held back, with the guard's full sample and a digest.

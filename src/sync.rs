@@ -4,25 +4,27 @@
 //! phase is safe to repeat from its start, and the user cursor is the Graph URL of the next page,
 //! so a call that runs out of budget returns `pending` and the next call continues exactly there.
 
+pub mod realtime;
+
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::address::{self, Domains};
-use crate::apply::{self, Applier, RoleCall, Write};
-use crate::budget::{self, Step};
+use crate::domain::address::{self, Domains};
+use crate::write::{self, Applier, RoleCall, Write};
+use crate::platform::budget::{self, Step};
 use crate::config::{Config, RoleMapping};
-use crate::entra::EntraUser;
+use crate::domain::entra::EntraUser;
 use crate::failure::Failure;
-use crate::graph::{Graph, Page, USER_PAGE};
-use crate::guard;
-use crate::links;
+use crate::clients::graph::{Graph, Page, USER_PAGE};
+use crate::domain::guard;
+use crate::domain::links;
 use crate::log::Log;
-use crate::plan::{self, Action, Directory, Planned, Trust, WriteKind};
+use crate::domain::plan::{self, Action, Directory, Planned, Trust, WriteKind};
 use crate::platform::{HttpResult, Method, Platform};
-use crate::roles::{self, Memberships, RoleChange};
-use crate::round::{self, Round};
+use crate::domain::roles::{self, Memberships, RoleChange};
+use crate::platform::round::{self, Round};
 use crate::state::{Counts, DEFERRED_MAX, Deferred, FullSync, Phase};
-use crate::zenqms::Zenqms;
-use crate::zenqms::api::{self, ZUser};
+use crate::clients::zenqms::Zenqms;
+use crate::clients::zenqms::api::{self, ZUser};
 
 /// Deactivations sent per step (rounded up the same way).
 const DEACTIVATION_CHUNK: usize = 100;
@@ -72,7 +74,7 @@ fn defer_deactivation(
             entra_id: p.entra_id.clone(),
             upn: p.upn.clone(),
             reason: if outside.contains(&p.entra_id) {
-                crate::scope::LEFT.into()
+                crate::domain::scope::LEFT.into()
             } else {
                 guard::DISABLED.into()
             },
@@ -299,7 +301,7 @@ impl<'a> Engine<'a> {
         for id in &ids {
             changes.extend(self.role_change(id)?);
         }
-        self.carry.extend(apply::role_calls(changes));
+        self.carry.extend(write::role_calls(changes));
         sync.roles_due.clear();
         Ok(())
     }
@@ -438,13 +440,13 @@ impl<'a> Engine<'a> {
 
     /// Reads the transitive members of the mapped groups and the scope groups, once per call.
     ///
-    /// Errors: a read failed, or a scope group is gone (fatal: see [`crate::scope`]).
+    /// Errors: a read failed, or a scope group is gone (fatal: see [`crate::domain::scope`]).
     fn load_members(&mut self) -> Result<(), Failure> {
         if self.members.is_none() {
             let groups = self.config.read_groups();
             let members = self.graph.transitive_members(&groups)?;
             if self.config.scoped() {
-                self.scope = Some(crate::scope::members(self.config, &members)?);
+                self.scope = Some(crate::domain::scope::members(self.config, &members)?);
             }
             // A mapped group that is gone has no entry: its role is left as it is, and every
             // call of the run says so.
@@ -598,7 +600,7 @@ impl<'a> Engine<'a> {
         }
         let mut created: Vec<String> = creating.iter().map(|s| s.to_string()).collect();
         let mut role_calls = std::mem::take(&mut self.carry);
-        role_calls.extend(apply::role_calls(changes));
+        role_calls.extend(write::role_calls(changes));
         let mut round = Round::new();
         let mut next_slot = None;
         let mut ahead = None;
@@ -702,7 +704,7 @@ impl<'a> Engine<'a> {
         }
         for id in created {
             if let Some(c) = self.role_change(&id)? {
-                self.carry.extend(apply::role_calls(vec![c]));
+                self.carry.extend(write::role_calls(vec![c]));
             }
         }
         if last_slice {
@@ -874,7 +876,7 @@ impl<'a> Engine<'a> {
         sync: &mut FullSync,
     ) -> Result<Walk, Failure> {
         // A user Graph does not return costs a 404 check (20 to a `$batch` request).
-        let n = self.walk_size(self.concurrency() * crate::graph::BATCH_MAX);
+        let n = self.walk_size(self.concurrency() * crate::clients::graph::BATCH_MAX);
         let chunk = self.linked_pages(&after, page, n)?;
         sync.linked_seen = sync.linked_seen.saturating_add(chunk.linked);
         // Links stored in another form than Graph's (case, spaces: made by hand or another
@@ -973,7 +975,7 @@ impl<'a> Engine<'a> {
             // The walk counted the linked users (Entra ids only, as a link is read); a run
             // checkpointed before it kept the count asks ZenQMS.
             let linked = match sync.linked_seen {
-                0 => crate::realtime::linked_count(self.platform, self.config)?,
+                0 => crate::sync::realtime::linked_count(self.platform, self.config)?,
                 n => n as usize,
             };
             let limit = self.config.deactivation_limit(linked);
@@ -1215,9 +1217,9 @@ impl<'a> Engine<'a> {
             let reason = if gone.contains(e) {
                 guard::GONE
             } else if outside.contains(e) && disabled.contains_key(e) {
-                crate::scope::LEFT_AND_DISABLED
+                crate::domain::scope::LEFT_AND_DISABLED
             } else if outside.contains(e) {
-                crate::scope::LEFT
+                crate::domain::scope::LEFT
             } else {
                 guard::DISABLED
             };

@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 
 use crate::config::{self, Config};
 use crate::failure::Failure;
-use crate::graph::{GRAPH_BASE, Graph};
+use crate::clients::graph::{GRAPH_BASE, Graph};
 use crate::handlers::Instance;
 use crate::platform::{HttpResult, Method, Platform};
-use crate::round::Round;
-use crate::url::encode;
-use crate::zenqms::api;
+use crate::platform::round::Round;
+use crate::platform::url::encode;
+use crate::clients::zenqms::api;
 
 /// The checks made so far.
 #[derive(Default)]
@@ -109,7 +109,7 @@ fn describe_failure(result: &HttpResult) -> (u16, String) {
             format!(
                 "Graph answered {}: {}",
                 r.status,
-                crate::upstream::describe(r)
+                crate::failure::upstream::describe(r)
             ),
         ),
         Err(e) => (0, Failure::http("Microsoft Graph", e).message),

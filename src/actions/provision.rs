@@ -12,15 +12,15 @@ use serde_json::{Value, json};
 
 use crate::call::Slot;
 use crate::config::{Config, is_guid};
-use crate::entra::{EntraUser, USER_SELECT};
+use crate::domain::entra::{EntraUser, USER_SELECT};
 use crate::failure::Failure;
-use crate::graph::{GRAPH_BASE, Graph};
+use crate::clients::graph::{GRAPH_BASE, Graph};
 use crate::log::Log;
-use crate::plan::{self, Action, Planned, WriteKind};
+use crate::domain::plan::{self, Action, Planned, WriteKind};
 use crate::platform::{Method, Platform};
-use crate::realtime::Trace;
-use crate::url::encode;
-use crate::zenqms::api::ZUser;
+use crate::sync::realtime::Trace;
+use crate::platform::url::encode;
+use crate::clients::zenqms::api::ZUser;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +42,7 @@ fn parse_input(input: Option<&str>) -> Result<(String, bool), Failure> {
         let j: InputJson = serde_json::from_str(text).map_err(|e| {
             Failure::fatal(format!(
                 "provision-user input is not {{\"user\": \"<id or UPN>\", \"dry_run\": true|false}}: {}",
-                crate::upstream::json_problem(&e)
+                crate::failure::upstream::json_problem(&e)
             ))
         })?;
         (j.user.trim().to_string(), j.dry_run)

@@ -3,7 +3,7 @@
 //! allow_mass_deactivation=true, redeploy, remember to unset it".
 //!
 //! The held users are not kept by name (the state is bounded), only their number and a digest
-//! of the set ([`crate::guard::digest_add`]). The release starts a full sync that finds every
+//! of the set ([`crate::domain::guard::digest_add`]). The release starts a full sync that finds every
 //! leaver again (gone, disabled, out of scope) as things are now, and applies them above the
 //! limit only if they are exactly the users held (same number, same digest); any other set is
 //! held again. A set held without a digest (by notifications, more users than the guard

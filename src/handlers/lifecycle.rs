@@ -4,11 +4,11 @@
 //! notifications) queues a delta round now instead of at the next tick.
 
 use crate::failure::Failure;
-use crate::graph::Graph;
+use crate::clients::graph::Graph;
 use crate::log::Log;
 use crate::platform::Platform;
 use crate::state::State;
-use crate::subscriptions::Subscriptions;
+use crate::clients::subscriptions::Subscriptions;
 
 /// Acts on every queued lifecycle event, in arrival order. An event stays queued until it is
 /// done, so a failure (Graph down) repeats only what did not happen.

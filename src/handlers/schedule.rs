@@ -8,12 +8,12 @@ use super::{Instance, Reply, continue_work, get_token, parse_config, start_full_
 use crate::call::Slot;
 use crate::config::Config;
 use crate::failure::Failure;
-use crate::graph::Graph;
-use crate::guard;
+use crate::clients::graph::Graph;
+use crate::domain::guard;
 use crate::log::Log;
 use crate::platform::Platform;
 use crate::state::{DeltaLinks, State};
-use crate::subscriptions::{self, Subscriptions};
+use crate::clients::subscriptions::{self, Subscriptions};
 
 /// The scheduled tick: renew subscriptions, then continue checkpointed work or run the delta
 /// backstop (a full sync when the delta token has expired).
@@ -26,7 +26,7 @@ pub(super) fn on_schedule(
     let state = slot.get(&log)?;
     let config = parse_config(inst)?;
     if state.deleting.is_some() {
-        return crate::unlink::run(p, &config, state);
+        return crate::handlers::unlink::run(p, &config, state);
     }
     if state.tenant_id.is_none() {
         return Ok(Reply::done("schedule: instance not deployed"));
@@ -107,11 +107,11 @@ pub(super) fn delta_round(
     // A round read over several calls is bounded like any listing.
     let pages = users_round.pages + groups_round.as_ref().map_or(0, |g| g.pages);
     state.queue.round_pages = state.queue.round_pages.saturating_add(pages);
-    if state.queue.round_pages > crate::links::MAX_PAGES {
+    if state.queue.round_pages > crate::domain::links::MAX_PAGES {
         state.queue.round_pages = 0;
         return Err(Failure::fatal(format!(
             "reading delta changes: more than {} pages; the delta round is not ending",
-            crate::links::MAX_PAGES
+            crate::domain::links::MAX_PAGES
         )));
     }
     if complete {
@@ -178,7 +178,7 @@ pub(super) fn delta_round(
         let linked = if leaving.is_empty() {
             Vec::new()
         } else {
-            crate::zenqms::Zenqms::new(p, config).search_all(json!({ "has_external_id": true }))?
+            crate::clients::zenqms::Zenqms::new(p, config).search_all(json!({ "has_external_id": true }))?
         };
         let window = &state.recent_deactivations;
         if let Some(blocked) = guard::check_round(&log, config, &linked, &leaving, window, now) {

@@ -393,7 +393,7 @@ pub fn check(scenario: &Scenario, steps: &[StepRecord], users: &[ZenqmsUser]) ->
 /// characters escaped and at most `cap` characters (the component's own escaper, applied again:
 /// the host does not trust what it is given). Never panics.
 pub fn shown(text: &str, cap: usize) -> String {
-    entra_zenqms::escape::escape(text, cap)
+    entra_zenqms::log::escape::escape(text, cap)
 }
 
 /// Widest table cell, in characters.
@@ -402,7 +402,7 @@ const CELL_MAX: usize = 60;
 /// A readable account of one step: status, summary, and the lines worth a human's attention
 /// (warnings, errors and per-call summaries; every line with `verbose`).
 pub fn describe_step(step: &StepRecord, verbose: bool) -> String {
-    use entra_zenqms::escape::{FIELD_CAP, KEY_CAP, MESSAGE_CAP, OUTCOME_CAP};
+    use entra_zenqms::log::escape::{FIELD_CAP, KEY_CAP, MESSAGE_CAP, OUTCOME_CAP};
     let mut out = String::new();
     let status = match &step.error {
         None => "ok".to_string(),
@@ -455,7 +455,7 @@ pub fn describe_step(step: &StepRecord, verbose: bool) -> String {
 /// list (`checks`) as `[ok] check: detail` / `[FAILED] check: detail (hint: ...)`; anything
 /// else as `key: value` lines, nested values indented.
 pub fn result_lines(result: &Value) -> Vec<String> {
-    use entra_zenqms::escape::FIELD_CAP;
+    use entra_zenqms::log::escape::FIELD_CAP;
     let mut lines = Vec::new();
     fn scalar(v: &Value) -> String {
         match v {

@@ -479,7 +479,7 @@ pub fn cli(args: &RunArgs) -> Result<bool> {
     let o = options(args)?;
     let rec = execute(&o)?;
     // What the component returned is printed escaped and capped (report::shown).
-    use entra_zenqms::escape::OUTCOME_CAP;
+    use entra_zenqms::log::escape::OUTCOME_CAP;
     let status = match &rec.error {
         None => "ok".to_string(),
         Some(e) => format!("FAILED: {}", crate::scenario::report::shown(e, OUTCOME_CAP)),

@@ -263,7 +263,7 @@ pub fn cli(args: &ServeArgs) -> Result<bool> {
     let world = server.run(&bound, |line| {
         println!(
             "{}",
-            crate::scenario::report::shown(line, entra_zenqms::escape::MESSAGE_CAP)
+            crate::scenario::report::shown(line, entra_zenqms::log::escape::MESSAGE_CAP)
         )
     })?;
     println!(

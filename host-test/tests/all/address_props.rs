@@ -1,8 +1,8 @@
-//! Property tests of the email-address rule (`entra_zenqms::address`) with arbitrary Unicode:
+//! Property tests of the email-address rule (`entra_zenqms::domain::address`) with arbitrary Unicode:
 //! it never panics, folds ASCII case only, and refuses any non-ASCII, invisible or control
 //! character by naming its code point (never echoing it).
 
-use entra_zenqms::address::{self, AddressError};
+use entra_zenqms::domain::address::{self, AddressError};
 use proptest::prelude::*;
 
 const CASES: u32 = 4096;

@@ -56,7 +56,7 @@ fn regression_corpus() {
         "=&=&",
     ] {
         let url = format!("https://hooks.example/i?{q}");
-        assert!(entra_zenqms::url::Url::parse(&url).is_ok());
+        assert!(entra_zenqms::platform::url::Url::parse(&url).is_ok());
     }
 }
 

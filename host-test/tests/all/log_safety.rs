@@ -3,7 +3,7 @@
 //! line, flood it or carry a secret out; the validation handshake answers POST only.
 
 use crate::common::*;
-use entra_zenqms::escape::{FIELD_CAP, MESSAGE_CAP, must_escape};
+use entra_zenqms::log::escape::{FIELD_CAP, MESSAGE_CAP, must_escape};
 use host_test::report::{self, Report};
 use host_test::runner::Runner;
 use host_test::runtime::Runtime;

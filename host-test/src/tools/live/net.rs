@@ -222,7 +222,7 @@ impl Network for Net {
         // Printed escaped and capped, whatever the component sent (report::shown), fields in
         // the order the component wrote them.
         use crate::scenario::report::shown;
-        use entra_zenqms::escape::{FIELD_CAP, KEY_CAP, MESSAGE_CAP};
+        use entra_zenqms::log::escape::{FIELD_CAP, KEY_CAP, MESSAGE_CAP};
         let text: Vec<String> = fields
             .iter()
             .map(|(k, v)| format!("{}={}", shown(k, KEY_CAP), shown(v, FIELD_CAP)))

@@ -8,21 +8,21 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use crate::address::{self, Domains};
-use crate::apply::Applier;
-use crate::budget::{self, Step};
+use crate::domain::address::{self, Domains};
+use crate::write::Applier;
+use crate::platform::budget::{self, Step};
 use crate::config::{Config, RoleMapping};
-use crate::entra::EntraUser;
+use crate::domain::entra::EntraUser;
 use crate::failure::Failure;
-use crate::graph::Graph;
-use crate::guard;
+use crate::clients::graph::Graph;
+use crate::domain::guard;
 use crate::log::Log;
-use crate::plan::{self, Directory, Planned, Trust};
+use crate::domain::plan::{self, Directory, Planned, Trust};
 use crate::platform::Platform;
-use crate::roles;
-use crate::round::{Round, Slot};
+use crate::domain::roles;
+use crate::platform::round::{Round, Slot};
 use crate::state::{DeactivationWindow, Queue};
-use crate::zenqms::{Zenqms, api};
+use crate::clients::zenqms::{Zenqms, api};
 
 /// Most users handled in one step: 300 are one `$batch` of `id in` reads (20 × 15).
 const USER_CHUNK: usize = 300;
@@ -68,7 +68,7 @@ pub struct Trace {
     pub member_of: BTreeMap<String, BTreeSet<String>>,
     /// The ZenQMS users found for them (linked, or holding an address they may take), before
     /// any write.
-    pub found: Vec<crate::zenqms::api::ZUser>,
+    pub found: Vec<crate::clients::zenqms::api::ZUser>,
     /// The plans, before the guard.
     pub plans: Vec<Planned>,
     /// The role changes sent.
@@ -327,7 +327,7 @@ impl<'a> Realtime<'a> {
             }
         }
         // A scope group that is gone would put everyone out of scope: nothing is decided.
-        crate::scope::check_exists(self.config, |g| !gone.contains(g))?;
+        crate::domain::scope::check_exists(self.config, |g| !gone.contains(g))?;
         let missing = roles::missing(&self.config.role_mappings, |g| !gone.contains(g));
         roles::log_missing(&self.out.log, &missing);
         for domain in users.iter().flatten().filter_map(EntraUser::member_domain) {
@@ -362,10 +362,10 @@ impl<'a> Realtime<'a> {
         self.out.dir = Directory::new(found);
         let mut present: Vec<EntraUser> = users.iter().flatten().cloned().collect();
         for u in &mut present {
-            u.in_scope = crate::scope::contains(self.config, member_of.get(&u.id));
+            u.in_scope = crate::domain::scope::contains(self.config, member_of.get(&u.id));
             let reason = match (u.in_scope, u.account_enabled) {
-                (false, Some(false)) => crate::scope::LEFT_AND_DISABLED,
-                (false, _) => crate::scope::LEFT,
+                (false, Some(false)) => crate::domain::scope::LEFT_AND_DISABLED,
+                (false, _) => crate::domain::scope::LEFT,
                 _ => guard::DISABLED,
             };
             self.out.reasons.insert(u.id.clone(), reason.to_string());
@@ -453,7 +453,7 @@ impl<'a> Realtime<'a> {
     }
 
     /// When one of `ids` is a scope group or sits (transitively) in one: the Entra ids whose
-    /// ZenQMS account the scope change may change ([`crate::scope::changed`]), minus those a
+    /// ZenQMS account the scope change may change ([`crate::domain::scope::changed`]), minus those a
     /// scope step of this call already queued. Empty when the groups do not touch the scope.
     ///
     /// Errors: a read failed, or a scope group is gone (fatal).
@@ -477,14 +477,14 @@ impl<'a> Realtime<'a> {
         // after them (their roles), not recomputed for scope again.
         self.scope_done = true;
         let members = self.graph.transitive_members(&self.config.scope_groups)?;
-        let in_scope = crate::scope::members(self.config, &members)?;
+        let in_scope = crate::domain::scope::members(self.config, &members)?;
         let linked = self.out.zen.search_all(api::linked())?;
-        let mut users = crate::scope::changed(&in_scope, &linked);
+        let mut users = crate::domain::scope::changed(&in_scope, &linked);
         // The users this change takes out of scope are judged together, as a delta round's
         // leavers are: when they do not all fit in what the guard's window allows, none of
         // them is deactivated (held, for an admin), and only those entering or returning are
         // synced.
-        let leaving = crate::scope::leaving(&in_scope, &linked);
+        let leaving = crate::domain::scope::leaving(&in_scope, &linked);
         if !leaving.is_empty() {
             let limit = match self.guard {
                 Some((limit, _)) => limit,

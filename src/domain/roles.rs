@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::RoleMapping;
-use crate::plan::{Directory, link_of};
-use crate::zenqms::api::ZUser;
+use crate::domain::plan::{Directory, link_of};
+use crate::clients::zenqms::api::ZUser;
 
 /// Role additions and removals for one ZenQMS user.
 #[derive(Debug, Clone, PartialEq, Eq)]

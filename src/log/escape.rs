@@ -1,6 +1,6 @@
 //! The one escaper for text the component hands to a human: every log message and field value
 //! (and the call's summary and failure message) pass through [`escape`] at the platform layer
-//! (`retry::Resilient::log` and the WIT glue in `lib.rs`), never at call sites.
+//! (`retry::Resilient::log` and the WIT glue in `wasm.rs`), never at call sites.
 //!
 //! What it does, so that a log line cannot lie or grow without bound:
 //! - C0 controls, DEL and C1 controls (Unicode category `Cc`) become visible escapes: `\n`, `\r`,

@@ -12,9 +12,9 @@ use std::cell::Cell;
 use chrono::{DateTime, Utc};
 
 use crate::platform::{HttpError, HttpResult, Level, Platform, Request};
-use crate::redact::Secrets;
-use crate::round;
-use crate::url::Url;
+use crate::log::redact::Secrets;
+use crate::platform::round;
+use crate::platform::url::Url;
 
 /// Attempts per request, the first included.
 pub const MAX_ATTEMPTS: u32 = 6;

@@ -10,7 +10,7 @@
 //!   "error_description": "…"}`.
 //!
 //! Messages are cut at a word boundary ([`bounded`]) so that a secret (which has no spaces) is
-//! never cut in two: the later scrubbing ([`crate::redact`]) then still finds it whole.
+//! never cut in two: the later scrubbing ([`crate::log::redact`]) then still finds it whole.
 
 use serde::Deserialize;
 

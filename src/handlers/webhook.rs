@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::log::Log;
 use crate::platform::{Method, Request, Response};
-use crate::url::Url;
+use crate::platform::url::Url;
 
 /// Largest notification body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -108,7 +108,7 @@ pub fn read(req: &Request, log: &Log) -> Inbound {
         Err(e) => {
             log.warn(
                 "webhook refused: not a notification collection",
-                &[("error", &crate::upstream::json_problem(&e))],
+                &[("error", &crate::failure::upstream::json_problem(&e))],
             );
             Inbound::Reply(plain(400, "malformed notification body"))
         }

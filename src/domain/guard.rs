@@ -15,13 +15,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::Config;
 use crate::log::Log;
-use crate::plan::{Action, Change, WriteKind};
+use crate::domain::plan::{Action, Change, WriteKind};
 use crate::state::{Blocked, DeactivationWindow};
-use crate::zenqms::api::ZUser;
+use crate::clients::zenqms::api::ZUser;
 
 /// Why a user is deactivated, as the audit trail says it (one wording per cause, on every
 /// path): its Entra object is gone, it is disabled, it left the scope
-/// ([`crate::scope::LEFT`]).
+/// ([`crate::domain::scope::LEFT`]).
 pub const GONE: &str = "gone from Entra (Graph answers 404)";
 pub const DISABLED: &str = "disabled in Entra";
 
@@ -79,7 +79,7 @@ pub fn set_digest(entra_ids: &[String]) -> u64 {
 /// The digest of a set of Entra ids: the sum of their fingerprints (lowercase), so it can be
 /// built one id at a time in any order and names the whole set without keeping it.
 pub fn digest_add(digest: u64, entra_id: &str) -> u64 {
-    digest.wrapping_add(crate::links::fingerprint(&entra_id.to_ascii_lowercase()))
+    digest.wrapping_add(crate::domain::links::fingerprint(&entra_id.to_ascii_lowercase()))
 }
 
 /// Held again by notifications while `prev` is held. While both sets are known whole (every

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::platform::{Method, Response};
-use crate::upstream;
+use crate::failure::upstream;
 
 /// Largest page `POST /v2/users/search` serves.
 pub const SEARCH_PAGE_SIZE: u32 = 100;
@@ -121,7 +121,7 @@ pub fn create_user(user: &NewUser) -> Call {
 pub fn update_user(id: &str, fields: Map<String, Value>) -> Call {
     Call {
         method: Method::Patch,
-        path: format!("/v2/users/{}", crate::url::encode(id)),
+        path: format!("/v2/users/{}", crate::platform::url::encode(id)),
         body: Some(Value::Object(fields)),
     }
 }
@@ -129,7 +129,7 @@ pub fn update_user(id: &str, fields: Map<String, Value>) -> Call {
 pub fn add_roles(id: &str, roles: &[String]) -> Call {
     Call {
         method: Method::Post,
-        path: format!("/v2/users/{}/roles/add", crate::url::encode(id)),
+        path: format!("/v2/users/{}/roles/add", crate::platform::url::encode(id)),
         body: Some(json!({ "role_ids": roles })),
     }
 }
@@ -137,7 +137,7 @@ pub fn add_roles(id: &str, roles: &[String]) -> Call {
 pub fn remove_roles(id: &str, roles: &[String]) -> Call {
     Call {
         method: Method::Delete,
-        path: format!("/v2/users/{}/roles/remove", crate::url::encode(id)),
+        path: format!("/v2/users/{}/roles/remove", crate::platform::url::encode(id)),
         body: Some(json!({ "role_ids": roles })),
     }
 }

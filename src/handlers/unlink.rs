@@ -7,17 +7,17 @@
 
 use serde_json::{Value, json};
 
-use crate::apply::{Applier, Write};
-use crate::budget::{self, Step};
+use crate::write::{Applier, Write};
+use crate::platform::budget::{self, Step};
 use crate::call::Reply;
 use crate::config::Config;
 use crate::failure::Failure;
 use crate::log::Log;
-use crate::plan::{self, Change, Directory, WriteKind, link_of};
+use crate::domain::plan::{self, Change, Directory, WriteKind, link_of};
 use crate::platform::Platform;
 use crate::state::State;
-use crate::zenqms::Zenqms;
-use crate::zenqms::api::{self, ZUser};
+use crate::clients::zenqms::Zenqms;
+use crate::clients::zenqms::api::{self, ZUser};
 
 /// Most links cleared in one step (one `send-all`); fewer when fewer rounds are left.
 const CHUNK: usize = 100;

@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 
-use crate::url::encode;
+use crate::platform::url::encode;
 
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";

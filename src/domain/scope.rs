@@ -1,15 +1,15 @@
 //! The provisioning scope (`scope_groups`): when set, only transitive members of those Entra
 //! groups are provisioned. A linked user outside it is deactivated like a leaver (link kept,
-//! the guard counts it) and reactivated on return ([`crate::plan`]); an unlinked one is neither
+//! the guard counts it) and reactivated on return ([`crate::domain::plan`]); an unlinked one is neither
 //! created nor linked. A scope group that is gone is an error, never "nobody is in scope".
 
 use std::collections::BTreeSet;
 
 use crate::config::Config;
 use crate::failure::Failure;
-use crate::plan;
-use crate::roles::Memberships;
-use crate::zenqms::api::ZUser;
+use crate::domain::plan;
+use crate::domain::roles::Memberships;
+use crate::clients::zenqms::api::ZUser;
 
 /// The `reason` logged with the deactivation of a user who left the scope.
 pub const LEFT: &str = "left the scope (not a transitive member of any scope group)";

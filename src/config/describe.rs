@@ -169,7 +169,7 @@ mod tests {
         let d = parsed();
         assert_eq!(d["name"], "entra-zenqms");
         assert_eq!(d["contract"], CONTRACT);
-        let wit = include_str!("../wit/world.wit");
+        let wit = include_str!("../../wit/world.wit");
         assert!(wit.contains(&format!("package {CONTRACT};")));
     }
 

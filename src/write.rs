@@ -5,11 +5,11 @@ use serde_json::{Value, json};
 
 use crate::failure::Failure;
 use crate::log::Log;
-use crate::plan::{self, Action, Directory, Planned, WriteKind};
-use crate::roles::RoleChange;
+use crate::domain::plan::{self, Action, Directory, Planned, WriteKind};
+use crate::domain::roles::RoleChange;
 use crate::state::Counts;
-use crate::zenqms::api::{self, Call, ZUser};
-use crate::zenqms::{WriteError, Zenqms};
+use crate::clients::zenqms::api::{self, Call, ZUser};
+use crate::clients::zenqms::{WriteError, Zenqms};
 
 /// One write and what it is about, for counting and the audit log.
 pub struct Write {

@@ -11,16 +11,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::address::Address;
+use crate::domain::address::Address;
 use crate::config::{Config, Secret};
-use crate::entra::USER_SELECT;
+use crate::domain::entra::USER_SELECT;
 use crate::failure::Failure;
-use crate::links::repeated_link;
+use crate::domain::links::repeated_link;
 use crate::log::Log;
 use crate::platform::{HttpResult, Method, Platform, Request, Response};
-use crate::roles::Memberships;
-use crate::upstream;
-use crate::url::{Url, encode, shown};
+use crate::domain::roles::Memberships;
+use crate::failure::upstream;
+use crate::platform::url::{Url, encode, shown};
 
 mod batch;
 pub use batch::BATCH_MAX;
@@ -651,7 +651,7 @@ impl<'a> Graph<'a> {
         users_link: &str,
         groups_link: &str,
     ) -> Result<(Option<DeltaRound>, Option<Option<DeltaRound>>), Failure> {
-        let mut round = crate::round::Round::new();
+        let mut round = crate::platform::round::Round::new();
         let users_first = round.add(self.request(Method::Get, users_link, None)?);
         let groups_first = round.add(self.request(Method::Get, groups_link, None)?);
         let mut answers = round.send(|reqs| self.send_all(reqs));
@@ -681,7 +681,7 @@ impl<'a> Graph<'a> {
             }
             // At least one page per call (progress); then a page and the reserve must fit.
             if followed.len() > 1
-                && !crate::budget::fits(self.platform, 1 + crate::budget::MIN_STEP_ROUNDS)
+                && !crate::platform::budget::fits(self.platform, 1 + crate::platform::budget::MIN_STEP_ROUNDS)
             {
                 return Ok(Some(DeltaRound {
                     items,
@@ -890,7 +890,7 @@ mod tests {
 
     #[test]
     fn mail_filter_is_odata_quoted_and_url_encoded() {
-        let a = crate::address::parse("O'Brien+QA@Contoso.com").unwrap();
+        let a = crate::domain::address::parse("O'Brien+QA@Contoso.com").unwrap();
         assert_eq!(
             mail_filter_url(&a),
             "https://graph.microsoft.com/v1.0/users?$filter=mail%20eq%20%27o%27%27brien%2Bqa%40contoso.com%27&$select=id"

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::address::{self, Address, AddressError};
+use crate::domain::address::{self, Address, AddressError};
 
 /// The user properties the sync reads; every Graph user read uses exactly this `$select`.
 /// `userType` tells members (whose UPN suffixes are verified domains) from guests.
@@ -65,7 +65,7 @@ impl EntraUser {
         let blank = |v: &Option<String>| {
             v.as_deref().is_none_or(|s| {
                 s.chars()
-                    .all(|c| c.is_whitespace() || c.is_control() || crate::address::is_invisible(c))
+                    .all(|c| c.is_whitespace() || c.is_control() || crate::domain::address::is_invisible(c))
             })
         };
         let mut missing = Vec::new();
