@@ -12,9 +12,9 @@
 use serde_json::{Value, json};
 
 use crate::call::{CallResult, Reply, Slot, Unreadable};
+use crate::clients::graph::{self, Graph};
 use crate::config::{self, Config};
 use crate::failure::Failure;
-use crate::clients::graph::{self, Graph};
 use crate::handlers::Instance;
 use crate::platform::Platform;
 

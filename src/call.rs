@@ -13,11 +13,11 @@
 //! every inbox item is merged into the state's queue and reported `taken`; every state returned
 //! carries the next revision. A webhook call reads the state but never changes it.
 
-use crate::failure::Failure;
+use crate::clients::retry::Resilient;
 use crate::domain::inbox::InboxItem;
+use crate::failure::Failure;
 use crate::log::Log;
 use crate::platform::{Platform, Response};
-use crate::clients::retry::Resilient;
 use crate::state::State;
 
 /// A successful call's result, as the platform receives it.

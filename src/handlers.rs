@@ -5,18 +5,18 @@ pub mod webhook;
 
 use chrono::{SecondsFormat, TimeDelta};
 
-use crate::config::{self, Config};
-use crate::failure::Failure;
 use crate::clients::graph::{self, Graph};
-use crate::domain::guard;
-use crate::log::Log;
-use crate::platform::{Platform, Request};
-use crate::sync::realtime::Realtime;
-use crate::platform::round::Round;
-use crate::state::{DeltaLinks, Finished, FullSync, Queue, State};
 use crate::clients::subscriptions::Subscriptions;
-use crate::sync::Engine;
 use crate::clients::zenqms::{Zenqms, api};
+use crate::config::{self, Config};
+use crate::domain::guard;
+use crate::failure::Failure;
+use crate::log::Log;
+use crate::platform::round::Round;
+use crate::platform::{Platform, Request};
+use crate::state::{DeltaLinks, Finished, FullSync, Queue, State};
+use crate::sync::Engine;
+use crate::sync::realtime::Realtime;
 
 mod inbound;
 mod lifecycle;
@@ -413,7 +413,9 @@ fn continue_work(
         }
         // The round made progress; what it queued waits for the next call if no step fits,
         // and for the rest of the round if it is not complete (the guard judges it whole).
-        if state.queue.delta_round || !crate::platform::budget::fits(p, crate::platform::budget::MIN_STEP_ROUNDS) {
+        if state.queue.delta_round
+            || !crate::platform::budget::fits(p, crate::platform::budget::MIN_STEP_ROUNDS)
+        {
             let read = if state.queue.delta_round {
                 "read in part"
             } else {

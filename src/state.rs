@@ -519,7 +519,10 @@ mod tests {
         let guid = |i: usize| format!("{i:08x}-1d2c-4b5a-9e8f-{i:012x}");
         let mut domains = BTreeSet::new();
         for i in 0.. {
-            if !crate::domain::address::learn(&mut domains, format!("{i:04}{}.example", "d".repeat(40))) {
+            if !crate::domain::address::learn(
+                &mut domains,
+                format!("{i:04}{}.example", "d".repeat(40)),
+            ) {
                 break;
             }
         }

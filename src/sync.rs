@@ -8,23 +8,23 @@ pub mod realtime;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::domain::address::{self, Domains};
-use crate::write::{self, Applier, RoleCall, Write};
-use crate::platform::budget::{self, Step};
-use crate::config::{Config, RoleMapping};
-use crate::domain::entra::EntraUser;
-use crate::failure::Failure;
 use crate::clients::graph::{Graph, Page, USER_PAGE};
-use crate::domain::guard;
-use crate::domain::links;
-use crate::log::Log;
-use crate::domain::plan::{self, Action, Directory, Planned, Trust, WriteKind};
-use crate::platform::{HttpResult, Method, Platform};
-use crate::domain::roles::{self, Memberships, RoleChange};
-use crate::platform::round::{self, Round};
-use crate::state::{Counts, DEFERRED_MAX, Deferred, FullSync, Phase};
 use crate::clients::zenqms::Zenqms;
 use crate::clients::zenqms::api::{self, ZUser};
+use crate::config::{Config, RoleMapping};
+use crate::domain::address::{self, Domains};
+use crate::domain::entra::EntraUser;
+use crate::domain::guard;
+use crate::domain::links;
+use crate::domain::plan::{self, Action, Directory, Planned, Trust, WriteKind};
+use crate::domain::roles::{self, Memberships, RoleChange};
+use crate::failure::Failure;
+use crate::log::Log;
+use crate::platform::budget::{self, Step};
+use crate::platform::round::{self, Round};
+use crate::platform::{HttpResult, Method, Platform};
+use crate::state::{Counts, DEFERRED_MAX, Deferred, FullSync, Phase};
+use crate::write::{self, Applier, RoleCall, Write};
 
 /// Deactivations sent per step (rounded up the same way).
 const DEACTIVATION_CHUNK: usize = 100;

@@ -6,9 +6,9 @@ use std::time::{Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use crate::platform::{self, HttpResult, Level, Platform};
 use crate::log::redact::Secrets;
-use crate::{actions, config, log::escape, handlers};
+use crate::platform::{self, HttpResult, Level, Platform};
+use crate::{actions, config, handlers, log::escape};
 
 // `wasi:random/random` is generated here too (its one function), so the component needs
 // no second bindings crate for it.

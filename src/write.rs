@@ -3,13 +3,13 @@
 
 use serde_json::{Value, json};
 
-use crate::failure::Failure;
-use crate::log::Log;
-use crate::domain::plan::{self, Action, Directory, Planned, WriteKind};
-use crate::domain::roles::RoleChange;
-use crate::state::Counts;
 use crate::clients::zenqms::api::{self, Call, ZUser};
 use crate::clients::zenqms::{WriteError, Zenqms};
+use crate::domain::plan::{self, Action, Directory, Planned, WriteKind};
+use crate::domain::roles::RoleChange;
+use crate::failure::Failure;
+use crate::log::Log;
+use crate::state::Counts;
 
 /// One write and what it is about, for counting and the audit log.
 pub struct Write {

@@ -7,14 +7,14 @@
 
 use serde_json::{Value, json};
 
+use crate::clients::graph::{GRAPH_BASE, Graph};
+use crate::clients::zenqms::api;
 use crate::config::{self, Config};
 use crate::failure::Failure;
-use crate::clients::graph::{GRAPH_BASE, Graph};
 use crate::handlers::Instance;
-use crate::platform::{HttpResult, Method, Platform};
 use crate::platform::round::Round;
 use crate::platform::url::encode;
-use crate::clients::zenqms::api;
+use crate::platform::{HttpResult, Method, Platform};
 
 /// The checks made so far.
 #[derive(Default)]

@@ -3,12 +3,12 @@
 
 use serde_json::{Value, json};
 
+use crate::clients::graph::{GRAPH_BASE, Graph};
+use crate::clients::zenqms::{Zenqms, api};
 use crate::config::Config;
 use crate::failure::Failure;
-use crate::clients::graph::{GRAPH_BASE, Graph};
 use crate::platform::Method;
 use crate::platform::url::encode;
-use crate::clients::zenqms::{Zenqms, api};
 
 /// Most groups one answer lists (the picker narrows with search text).
 const GROUPS_SHOWN: u32 = 50;

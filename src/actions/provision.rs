@@ -11,16 +11,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::call::Slot;
+use crate::clients::graph::{GRAPH_BASE, Graph};
+use crate::clients::zenqms::api::ZUser;
 use crate::config::{Config, is_guid};
 use crate::domain::entra::{EntraUser, USER_SELECT};
-use crate::failure::Failure;
-use crate::clients::graph::{GRAPH_BASE, Graph};
-use crate::log::Log;
 use crate::domain::plan::{self, Action, Planned, WriteKind};
+use crate::failure::Failure;
+use crate::log::Log;
+use crate::platform::url::encode;
 use crate::platform::{Method, Platform};
 use crate::sync::realtime::Trace;
-use crate::platform::url::encode;
-use crate::clients::zenqms::api::ZUser;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

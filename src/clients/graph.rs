@@ -11,16 +11,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::domain::address::Address;
 use crate::config::{Config, Secret};
+use crate::domain::address::Address;
 use crate::domain::entra::USER_SELECT;
-use crate::failure::Failure;
 use crate::domain::links::repeated_link;
-use crate::log::Log;
-use crate::platform::{HttpResult, Method, Platform, Request, Response};
 use crate::domain::roles::Memberships;
+use crate::failure::Failure;
 use crate::failure::upstream;
+use crate::log::Log;
 use crate::platform::url::{Url, encode, shown};
+use crate::platform::{HttpResult, Method, Platform, Request, Response};
 
 mod batch;
 pub use batch::BATCH_MAX;
@@ -681,7 +681,10 @@ impl<'a> Graph<'a> {
             }
             // At least one page per call (progress); then a page and the reserve must fit.
             if followed.len() > 1
-                && !crate::platform::budget::fits(self.platform, 1 + crate::platform::budget::MIN_STEP_ROUNDS)
+                && !crate::platform::budget::fits(
+                    self.platform,
+                    1 + crate::platform::budget::MIN_STEP_ROUNDS,
+                )
             {
                 return Ok(Some(DeltaRound {
                     items,

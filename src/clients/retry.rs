@@ -11,10 +11,10 @@ use std::cell::Cell;
 
 use chrono::{DateTime, Utc};
 
-use crate::platform::{HttpError, HttpResult, Level, Platform, Request};
 use crate::log::redact::Secrets;
 use crate::platform::round;
 use crate::platform::url::Url;
+use crate::platform::{HttpError, HttpResult, Level, Platform, Request};
 
 /// Attempts per request, the first included.
 pub const MAX_ATTEMPTS: u32 = 6;

@@ -5,12 +5,12 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
-use crate::failure::Failure;
 use crate::clients::graph::{GRAPH_BASE, Graph, error_text};
+use crate::failure::Failure;
 use crate::log::Log;
+use crate::platform::url::encode;
 use crate::platform::{Method, Platform};
 use crate::state::Subscription;
-use crate::platform::url::encode;
 
 /// The resources we subscribe to.
 pub const RESOURCES: [&str; 2] = ["users", "groups"];

@@ -64,8 +64,9 @@ impl EntraUser {
         // Hangul filler): such a name is not a name, and an incomplete user never links.
         let blank = |v: &Option<String>| {
             v.as_deref().is_none_or(|s| {
-                s.chars()
-                    .all(|c| c.is_whitespace() || c.is_control() || crate::domain::address::is_invisible(c))
+                s.chars().all(|c| {
+                    c.is_whitespace() || c.is_control() || crate::domain::address::is_invisible(c)
+                })
             })
         };
         let mut missing = Vec::new();

@@ -13,11 +13,11 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::config::Config;
-use crate::log::Log;
-use crate::domain::plan::{Action, Change, WriteKind};
-use crate::state::{Blocked, DeactivationWindow};
 use crate::clients::zenqms::api::ZUser;
+use crate::config::Config;
+use crate::domain::plan::{Action, Change, WriteKind};
+use crate::log::Log;
+use crate::state::{Blocked, DeactivationWindow};
 
 /// Why a user is deactivated, as the audit trail says it (one wording per cause, on every
 /// path): its Entra object is gone, it is disabled, it left the scope
@@ -79,7 +79,9 @@ pub fn set_digest(entra_ids: &[String]) -> u64 {
 /// The digest of a set of Entra ids: the sum of their fingerprints (lowercase), so it can be
 /// built one id at a time in any order and names the whole set without keeping it.
 pub fn digest_add(digest: u64, entra_id: &str) -> u64 {
-    digest.wrapping_add(crate::domain::links::fingerprint(&entra_id.to_ascii_lowercase()))
+    digest.wrapping_add(crate::domain::links::fingerprint(
+        &entra_id.to_ascii_lowercase(),
+    ))
 }
 
 /// Held again by notifications while `prev` is held. While both sets are known whole (every

@@ -6,10 +6,10 @@ use std::ops::Bound;
 
 use serde_json::{Map, Value};
 
-use crate::domain::address::{Address, Domains};
-use crate::config::is_guid;
-use crate::domain::entra::{EntraUser, normalize_email};
 use crate::clients::zenqms::api::{NewUser, ZUser};
+use crate::config::is_guid;
+use crate::domain::address::{Address, Domains};
+use crate::domain::entra::{EntraUser, normalize_email};
 
 /// What linking an existing ZenQMS account by email needs beyond the directory (the trust
 /// rule, README "What the sync does"): the domains the tenant has verified, and for each

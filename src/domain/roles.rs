@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::clients::zenqms::api::ZUser;
 use crate::config::RoleMapping;
 use crate::domain::plan::{Directory, link_of};
-use crate::clients::zenqms::api::ZUser;
 
 /// Role additions and removals for one ZenQMS user.
 #[derive(Debug, Clone, PartialEq, Eq)]

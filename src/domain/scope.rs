@@ -5,11 +5,11 @@
 
 use std::collections::BTreeSet;
 
+use crate::clients::zenqms::api::ZUser;
 use crate::config::Config;
-use crate::failure::Failure;
 use crate::domain::plan;
 use crate::domain::roles::Memberships;
-use crate::clients::zenqms::api::ZUser;
+use crate::failure::Failure;
 
 /// The `reason` logged with the deactivation of a user who left the scope.
 pub const LEFT: &str = "left the scope (not a transitive member of any scope group)";

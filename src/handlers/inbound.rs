@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 
 use super::{Instance, Reply, parse_config};
 use crate::call::Slot;
-use crate::failure::Failure;
+use crate::clients::subscriptions;
 use crate::domain::inbox::{CAUSE_IDS, InboxItem, MAX_ID};
+use crate::failure::Failure;
+use crate::handlers::webhook::{self, Inbound, Notification};
 use crate::log::Log;
 use crate::platform::{Platform, Request, Response};
 use crate::state::{LifecycleItem, State};
-use crate::clients::subscriptions;
-use crate::handlers::webhook::{self, Inbound, Notification};
 
 /// Why a notification item was not accepted.
 fn rejection(n: &Notification, state: &State, tenant: &str) -> Option<&'static str> {

@@ -3,12 +3,12 @@
 //! reauthorizes), `subscriptionRemoved` creates the subscription anew, `missed` (Graph dropped
 //! notifications) queues a delta round now instead of at the next tick.
 
-use crate::failure::Failure;
 use crate::clients::graph::Graph;
+use crate::clients::subscriptions::Subscriptions;
+use crate::failure::Failure;
 use crate::log::Log;
 use crate::platform::Platform;
 use crate::state::State;
-use crate::clients::subscriptions::Subscriptions;
 
 /// Acts on every queued lifecycle event, in arrival order. An event stays queued until it is
 /// done, so a failure (Graph down) repeats only what did not happen.

@@ -6,14 +6,14 @@ use serde_json::{Value, json};
 
 use super::{Instance, Reply, continue_work, get_token, parse_config, start_full_sync};
 use crate::call::Slot;
-use crate::config::Config;
-use crate::failure::Failure;
 use crate::clients::graph::Graph;
+use crate::clients::subscriptions::{self, Subscriptions};
+use crate::config::Config;
 use crate::domain::guard;
+use crate::failure::Failure;
 use crate::log::Log;
 use crate::platform::Platform;
 use crate::state::{DeltaLinks, State};
-use crate::clients::subscriptions::{self, Subscriptions};
 
 /// The scheduled tick: renew subscriptions, then continue checkpointed work or run the delta
 /// backstop (a full sync when the delta token has expired).
@@ -178,7 +178,8 @@ pub(super) fn delta_round(
         let linked = if leaving.is_empty() {
             Vec::new()
         } else {
-            crate::clients::zenqms::Zenqms::new(p, config).search_all(json!({ "has_external_id": true }))?
+            crate::clients::zenqms::Zenqms::new(p, config)
+                .search_all(json!({ "has_external_id": true }))?
         };
         let window = &state.recent_deactivations;
         if let Some(blocked) = guard::check_round(&log, config, &linked, &leaving, window, now) {

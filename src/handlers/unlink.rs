@@ -7,17 +7,17 @@
 
 use serde_json::{Value, json};
 
-use crate::write::{Applier, Write};
-use crate::platform::budget::{self, Step};
 use crate::call::Reply;
-use crate::config::Config;
-use crate::failure::Failure;
-use crate::log::Log;
-use crate::domain::plan::{self, Change, Directory, WriteKind, link_of};
-use crate::platform::Platform;
-use crate::state::State;
 use crate::clients::zenqms::Zenqms;
 use crate::clients::zenqms::api::{self, ZUser};
+use crate::config::Config;
+use crate::domain::plan::{self, Change, Directory, WriteKind, link_of};
+use crate::failure::Failure;
+use crate::log::Log;
+use crate::platform::Platform;
+use crate::platform::budget::{self, Step};
+use crate::state::State;
+use crate::write::{Applier, Write};
 
 /// Most links cleared in one step (one `send-all`); fewer when fewer rounds are left.
 const CHUNK: usize = 100;

@@ -6,8 +6,8 @@
 use serde::Deserialize;
 
 use crate::log::Log;
-use crate::platform::{Method, Request, Response};
 use crate::platform::url::Url;
+use crate::platform::{Method, Request, Response};
 
 /// Largest notification body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;

@@ -8,21 +8,21 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use crate::domain::address::{self, Domains};
-use crate::write::Applier;
-use crate::platform::budget::{self, Step};
-use crate::config::{Config, RoleMapping};
-use crate::domain::entra::EntraUser;
-use crate::failure::Failure;
 use crate::clients::graph::Graph;
+use crate::clients::zenqms::{Zenqms, api};
+use crate::config::{Config, RoleMapping};
+use crate::domain::address::{self, Domains};
+use crate::domain::entra::EntraUser;
 use crate::domain::guard;
-use crate::log::Log;
 use crate::domain::plan::{self, Directory, Planned, Trust};
-use crate::platform::Platform;
 use crate::domain::roles;
+use crate::failure::Failure;
+use crate::log::Log;
+use crate::platform::Platform;
+use crate::platform::budget::{self, Step};
 use crate::platform::round::{Round, Slot};
 use crate::state::{DeactivationWindow, Queue};
-use crate::clients::zenqms::{Zenqms, api};
+use crate::write::Applier;
 
 /// Most users handled in one step: 300 are one `$batch` of `id in` reads (20 × 15).
 const USER_CHUNK: usize = 300;

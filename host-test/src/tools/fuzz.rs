@@ -12,14 +12,14 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use entra_zenqms::clients::zenqms::api::ZUser;
 use entra_zenqms::config::{self, RoleMapping};
 use entra_zenqms::domain::entra::{EntraUser, normalize_email};
-use entra_zenqms::handlers::{self, Event, Instance};
 use entra_zenqms::domain::plan::{self, Action, Directory, link_of};
-use entra_zenqms::platform::{HttpError, HttpResult, Level, Method, Platform, Request};
 use entra_zenqms::domain::roles::{self, Memberships};
+use entra_zenqms::handlers::{self, Event, Instance};
+use entra_zenqms::platform::{HttpError, HttpResult, Level, Method, Platform, Request};
 use entra_zenqms::state::{State, Subscription};
-use entra_zenqms::clients::zenqms::api::ZUser;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -477,9 +477,9 @@ fn hostile_text() -> impl Strategy<Value = String> {
 /// lets no control, bidi or separator character through, stays within its cap, changes no
 /// short printable ASCII, is idempotent, and no registered secret survives it.
 pub fn log_escape(runner: &mut TestRunner) -> Result<(), String> {
-    use entra_zenqms::log::escape::{self, MIN_CAP, must_escape};
-    use entra_zenqms::log::Log;
     use entra_zenqms::clients::retry::Resilient;
+    use entra_zenqms::log::Log;
+    use entra_zenqms::log::escape::{self, MIN_CAP, must_escape};
     let secret = "[A-Za-z0-9~._-]{16,40}";
     runner
         .run(

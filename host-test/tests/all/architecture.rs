@@ -183,6 +183,10 @@ fn the_component_imports_only_downwards_and_without_cycles() {
 
 #[test]
 fn the_simulator_imports_only_downwards_and_without_cycles() {
-    let problems = check(&root().join("host-test/src"), SIMULATOR, SIMULATOR[..].concat().as_slice());
+    let problems = check(
+        &root().join("host-test/src"),
+        SIMULATOR,
+        SIMULATOR[..].concat().as_slice(),
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

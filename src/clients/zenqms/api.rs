@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::platform::{Method, Response};
 use crate::failure::upstream;
+use crate::platform::{Method, Response};
 
 /// Largest page `POST /v2/users/search` serves.
 pub const SEARCH_PAGE_SIZE: u32 = 100;
@@ -137,7 +137,10 @@ pub fn add_roles(id: &str, roles: &[String]) -> Call {
 pub fn remove_roles(id: &str, roles: &[String]) -> Call {
     Call {
         method: Method::Delete,
-        path: format!("/v2/users/{}/roles/remove", crate::platform::url::encode(id)),
+        path: format!(
+            "/v2/users/{}/roles/remove",
+            crate::platform::url::encode(id)
+        ),
         body: Some(json!({ "role_ids": roles })),
     }
 }
