@@ -309,6 +309,11 @@ impl<N: Network> Runtime<N> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        if std::env::var_os("HOST_TEST_PERFMAP").is_some() {
+            // `/tmp/perf-<pid>.map` names the compiled component's functions for `perf report`
+            // (docs/performance.md, "Profiling the component").
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let ticker = engine.weak();
         std::thread::spawn(move || {
