@@ -1,4 +1,9 @@
-//! The three exported handlers in domain terms: `wasm.rs` converts WIT values to these and back.
+//! The exported handlers in domain terms (`on-deploy`, `on-event`, `on-delete`; `describe` is
+//! `config::describe`): `wasm.rs` converts WIT values to these and back. Each runs in the call
+//! layer (`call.rs`). Here too: starting, continuing and releasing full syncs, and running the
+//! queued notification work (`continue_work`). Submodules: `inbound` (webhooks answered at
+//! once), `lifecycle` (Graph's lifecycle notifications), `schedule` (the periodic tick and the
+//! delta round), `unlink` (the delete's link clearing), `webhook` (parsing a notification body).
 
 pub mod unlink;
 pub mod webhook;

@@ -5,7 +5,9 @@
 //! - [`platform`], [`failure`], [`log`]: what the platform lends a call (HTTP rounds, the budget
 //!   in rounds, URLs), what a failure is, and the one way text leaves (scrubbed, escaped).
 //! - [`config`], [`state`], [`domain`]: the instance's settings, its checkpoint, and the pure
-//!   provisioning rules (Entra user, plan, roles, scope, the one guard, the inbox).
+//!   provisioning rules (Entra user, plan, roles, scope, the one guard, the inbox). ZenQMS's
+//!   data shapes (`clients::zenqms::api`, no I/O) count as this layer: the domain plans over
+//!   them.
 //! - [`clients`]: Graph, ZenQMS, subscriptions and retries, over the platform.
 //! - [`write`]: the one path that writes to ZenQMS (live or dry run), with its audit lines.
 //! - [`sync`]: the full sync's lifecycle, the notification queue and the delta round.

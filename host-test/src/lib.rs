@@ -2,7 +2,8 @@
 //! tenant (Graph) and a simulated ZenQMS answer its HTTP; scenarios drive it on a virtual clock.
 #![cfg(not(target_arch = "wasm32"))]
 
-// Layers, each importing only from the ones declared before it.
+// Layers, lowest first: sim < host < scenario < tools; each imports only from those below it
+// (`tests/all/architecture.rs` checks it).
 pub mod host;
 pub mod scenario;
 pub mod sim;

@@ -19,6 +19,7 @@ use crate::domain::roles::Memberships;
 use crate::failure::Failure;
 use crate::failure::upstream;
 use crate::log::Log;
+use crate::platform::budget::{self, Step};
 use crate::platform::url::{Url, encode, shown};
 use crate::platform::{HttpResult, Method, Platform, Request, Response};
 
@@ -667,6 +668,10 @@ impl<'a> Graph<'a> {
     }
 
     /// A delta round from `link`, its first page's answer given when it was sent beforehand.
+    /// A page a step (`budget::run_steps`): the first always, then while a page and the
+    /// reserve of a queued step fit. None: the delta link expired (a full sync takes over).
+    ///
+    /// Errors: a page failed, was unreadable, or a link repeated within the call.
     fn delta_round_from(
         &self,
         link: &str,
@@ -675,62 +680,64 @@ impl<'a> Graph<'a> {
         let mut items = Vec::new();
         let mut url = link.to_string();
         let mut followed = BTreeSet::new();
-        loop {
-            if !followed.insert(url.clone()) {
-                return Err(repeated_link("reading delta changes"));
-            }
-            // At least one page per call (progress); then a page and the reserve must fit.
-            if followed.len() > 1
-                && !crate::platform::budget::fits(
-                    self.platform,
-                    1 + crate::platform::budget::MIN_STEP_ROUNDS,
-                )
-            {
-                return Ok(Some(DeltaRound {
-                    items,
-                    link: url,
-                    complete: false,
-                    pages: followed.len() as u32 - 1,
-                }));
-            }
-            let result = match first.take() {
-                Some(answer) => answer,
-                None => self.send(self.request(Method::Get, &url, None)?),
-            };
-            if let Ok(r) = &result {
-                let code = error_text(&r.body).to_ascii_lowercase();
-                let expired =
-                    code.starts_with("syncstatenotfound") || code.starts_with("resyncrequired");
-                if r.status == 410 || (r.status >= 400 && r.status < 500 && expired) {
-                    return Ok(None);
+        let mut ended: Option<Option<DeltaRound>> = None;
+        let what = "reading delta changes";
+        let finished = budget::run_steps(
+            || budget::fits(self.platform, 1 + budget::MIN_STEP_ROUNDS),
+            || {
+                if !followed.insert(url.clone()) {
+                    return Err(repeated_link(what));
                 }
-            }
-            let resp = Self::ok(result, "reading delta changes")?;
-            let v: Value = serde_json::from_slice(&resp.body).map_err(|e| {
-                Failure::transient(format!(
-                    "unreadable delta page: {}",
-                    upstream::json_problem(&e)
-                ))
-            })?;
-            if let Some(page) = v["value"].as_array() {
-                items.extend(page.iter().cloned());
-            }
-            let what = "reading delta changes";
-            if let Some(next) = v["@odata.nextLink"].as_str() {
-                url = check_link(next, link, "@odata.nextLink", what)?;
-            } else if let Some(delta) = v["@odata.deltaLink"].as_str() {
-                return Ok(Some(DeltaRound {
-                    items,
-                    link: check_link(delta, link, "@odata.deltaLink", what)?,
-                    complete: true,
-                    pages: followed.len() as u32,
-                }));
-            } else {
-                return Err(Failure::transient(
-                    "delta page without nextLink or deltaLink",
-                ));
-            }
+                let result = match first.take() {
+                    Some(answer) => answer,
+                    None => self.send(self.request(Method::Get, &url, None)?),
+                };
+                if let Ok(r) = &result {
+                    let code = error_text(&r.body).to_ascii_lowercase();
+                    let expired =
+                        code.starts_with("syncstatenotfound") || code.starts_with("resyncrequired");
+                    if r.status == 410 || (r.status >= 400 && r.status < 500 && expired) {
+                        ended = Some(None);
+                        return Ok(Step::Done);
+                    }
+                }
+                let resp = Self::ok(result, what)?;
+                let v: Value = serde_json::from_slice(&resp.body).map_err(|e| {
+                    Failure::transient(format!(
+                        "unreadable delta page: {}",
+                        upstream::json_problem(&e)
+                    ))
+                })?;
+                if let Some(page) = v["value"].as_array() {
+                    items.extend(page.iter().cloned());
+                }
+                if let Some(next) = v["@odata.nextLink"].as_str() {
+                    url = check_link(next, link, "@odata.nextLink", what)?;
+                    Ok(Step::More)
+                } else if let Some(delta) = v["@odata.deltaLink"].as_str() {
+                    ended = Some(Some(DeltaRound {
+                        items: std::mem::take(&mut items),
+                        link: check_link(delta, link, "@odata.deltaLink", what)?,
+                        complete: true,
+                        pages: followed.len() as u32,
+                    }));
+                    Ok(Step::Done)
+                } else {
+                    Err(Failure::transient(
+                        "delta page without nextLink or deltaLink",
+                    ))
+                }
+            },
+        )?;
+        if finished {
+            return Ok(ended.flatten());
         }
+        Ok(Some(DeltaRound {
+            items,
+            link: url,
+            complete: false,
+            pages: followed.len() as u32,
+        }))
     }
 }
 

@@ -1,5 +1,6 @@
-//! The pure planner: what to do in ZenQMS for each Entra user, by the rules of DESIGN.md
-//! "Product decisions". No I/O here; the sync module applies what this decides.
+//! The pure planner: what to do in ZenQMS for each Entra user, by the product decisions
+//! (README, "What the sync does (product rules)"; the team's DESIGN.md). No I/O here;
+//! `write::Applier` carries out what this decides.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;

@@ -577,19 +577,24 @@ impl<'a> Realtime<'a> {
         self.out.dir = Directory::new(accounts);
         let mut changes = roles::plan_roles(&mappings, &members, &self.out.dir);
         changes.reverse(); // popped from the end, in directory order
-        let wave = self.platform.concurrency().max(1);
-        let mut rounds = 0u32;
-        while !changes.is_empty() {
-            // At least one round per call, so every call makes progress.
-            if rounds > 0 && !budget::fits(self.platform, 1) {
-                return Ok(false);
-            }
-            rounds += 1;
-            // One round: `wave` role calls.
-            self.out
-                .apply_roles(roles::take_calls(&mut changes, wave))?;
+        if changes.is_empty() {
+            return Ok(true);
         }
-        Ok(true)
+        let wave = self.platform.concurrency().max(1);
+        let platform = self.platform;
+        // A step is one round of `wave` role calls; the first always runs (progress).
+        budget::run_steps(
+            || budget::fits(platform, 1),
+            || {
+                self.out
+                    .apply_roles(roles::take_calls(&mut changes, wave))?;
+                Ok(if changes.is_empty() {
+                    Step::Done
+                } else {
+                    Step::More
+                })
+            },
+        )
     }
 }
 

@@ -1,5 +1,6 @@
-//! The wasmtime host: loads the component and runs its calls over a network (the simulated
-//! world).
+//! The wasmtime host: loads the component (compiled once per build, `compiled`) and runs its
+//! calls over a network: the simulated world, or real HTTP for live runs (`tools::live`).
 
+pub mod compiled;
 pub mod driver;
 pub mod runtime;

@@ -1,5 +1,5 @@
 //! The wasmtime side of the platform, one runtime for every host: the component compiled once
-//! per process and pre-instantiated, a fresh instance per call (the platform keeps nothing in
+//! per build (`compiled.rs`) and pre-instantiated, a fresh instance per call (the platform keeps nothing in
 //! memory between calls), the call's memory and CPU limited, and the `http` and `log` imports
 //! served by a [`Network`] — the simulated [`World`] (scenarios, bench, serve) or real HTTP
 //! (live `run`, in `tools::live`).
@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Result;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -311,7 +311,8 @@ impl<N: Network> Runtime<N> {
         config.epoch_interruption(true);
         if std::env::var_os("HOST_TEST_PERFMAP").is_some() {
             // `/tmp/perf-<pid>.map` names the compiled component's functions for `perf report`
-            // (docs/performance.md, "Profiling the component").
+            // (docs/performance.md, "Profiling the component"); compiled afresh, not loaded
+            // from the cache, so every function is registered as it is compiled.
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config)?;
@@ -323,8 +324,8 @@ impl<N: Network> Runtime<N> {
                 std::thread::sleep(TICK);
             }
         });
-        let component = Component::from_file(&engine, path)
-            .map_err(|e| anyhow::anyhow!("loading component {path}: {e:?}"))?;
+        let perfmap = std::env::var_os("HOST_TEST_PERFMAP").is_some();
+        let component = super::compiled::component(&engine, path, !perfmap)?;
         let mut linker = Linker::<CallState<N>>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         // The platform's own interfaces; `wasi:random/random` came with WASI above.
