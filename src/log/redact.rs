@@ -14,18 +14,13 @@ use crate::platform::url::encode;
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
-/// `haystack` with every match of `needle` (ignoring ASCII case) replaced by `with`. ASCII
-/// case changes keep byte offsets, so matches found in the lowered copy are cut from the
-/// original.
-fn replace_ignore_ascii_case(haystack: &str, needle: &str, with: &str) -> String {
-    if needle.is_empty() {
-        return haystack.to_string();
-    }
-    let lower = haystack.to_ascii_lowercase();
-    let needle = needle.to_ascii_lowercase();
+/// `haystack` with every match of `needle` replaced by `with`, the matches found in `lower`
+/// (`haystack` lowered) with `needle` lowered. ASCII case changes keep byte offsets, so matches
+/// found in the lowered copy are cut from the original.
+fn replace_lowered(haystack: &str, lower: &str, needle: &str, with: &str) -> String {
     let mut out = String::with_capacity(haystack.len());
     let mut at = 0;
-    while let Some(i) = lower[at..].find(&needle) {
+    while let Some(i) = lower[at..].find(needle) {
         out.push_str(&haystack[at..at + i]);
         out.push_str(with);
         at += i + needle.len();
@@ -56,7 +51,9 @@ impl Secrets {
             json,
         ];
         let mut list = self.0.borrow_mut();
-        for form in forms {
+        // Kept lowered: matching ignores ASCII case, and a line is lowered once, not once per
+        // form (every log line is scrubbed, and an issued token is a form of 1–2 KB).
+        for form in forms.map(|f| f.to_ascii_lowercase()) {
             if !form.is_empty() && !list.contains(&form) {
                 list.push(form);
             }
@@ -69,14 +66,26 @@ impl Secrets {
     /// have upper-cased the whole value.
     pub fn scrub(&self, text: &str) -> String {
         let list = self.0.borrow();
-        let mut out = text.to_string();
-        for s in list.iter() {
-            out = replace_ignore_ascii_case(&out, s, REDACTED);
+        let mut replaced: Option<String> = None;
+        let mut lower = String::new();
+        for needle in list.iter() {
+            let current = replaced.as_deref().unwrap_or(text);
+            if needle.len() > current.len() {
+                continue;
+            }
+            if lower.is_empty() {
+                lower = current.to_ascii_lowercase();
+            }
+            if !lower.contains(needle.as_str()) {
+                continue;
+            }
+            let next = replace_lowered(current, &lower, needle, REDACTED);
+            lower = next.to_ascii_lowercase();
+            replaced = Some(next);
         }
-        out
+        replaced.unwrap_or_else(|| text.to_string())
     }
 
-    /// True when nothing is registered.
     pub fn is_empty(&self) -> bool {
         self.0.borrow().is_empty()
     }

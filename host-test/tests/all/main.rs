@@ -19,6 +19,7 @@ mod package;
 mod performance;
 mod platform_contract;
 mod realtime;
+mod redact_props;
 mod reliability;
 mod robustness;
 mod scale;
