@@ -193,7 +193,7 @@ pub struct Engine<'a> {
     graph: &'a Graph<'a>,
     out: Applier<'a>,
     /// Transitive members of the mapped groups and the scope groups, read once per call.
-    members: Option<Memberships>,
+    members: Option<roles::MemberIndex>,
     /// The Entra ids in scope (`scope_groups` set), read with `members`.
     scope: Option<BTreeSet<String>>,
     /// The role mappings whose every group was read (see `roles::known`).
@@ -456,7 +456,7 @@ impl<'a> Engine<'a> {
                 &roles::missing(mappings, |g| members.contains_key(g)),
             );
             self.known = roles::known(mappings, &members);
-            self.members = Some(members);
+            self.members = Some(roles::MemberIndex::new(&members));
         }
         Ok(())
     }
@@ -472,7 +472,7 @@ impl<'a> Engine<'a> {
             return Ok(None);
         };
         let mappings = &self.known;
-        let desired = roles::desired_roles(mappings, members, entra_id);
+        let desired = members.desired_roles(mappings, entra_id);
         Ok(roles::change_for(z, entra_id, mappings, &desired))
     }
 

@@ -78,6 +78,49 @@ pub fn desired_roles(
         .collect()
 }
 
+/// Memberships turned around: for each member, which of the read groups hold it. Built once
+/// per read of the members, so a user's desired roles are one look-up of the user instead of
+/// one per mapped group (the full sync asks for every user of every page).
+#[derive(Debug, Default, Clone)]
+pub struct MemberIndex {
+    /// The groups read, by position.
+    groups: Vec<String>,
+    /// Member id -> positions in `groups` of the groups that hold it.
+    of: BTreeMap<String, Vec<u32>>,
+}
+
+impl MemberIndex {
+    pub fn new(members: &Memberships) -> Self {
+        let groups: Vec<String> = members.keys().cloned().collect();
+        let mut of: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for (i, set) in members.values().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            for member in set {
+                of.entry(member.clone()).or_default().push(i);
+            }
+        }
+        MemberIndex { groups, of }
+    }
+
+    /// The mapped roles `entra_id` should hold: what [`desired_roles`] answers for the
+    /// memberships this index was built from.
+    pub fn desired_roles(&self, mappings: &[RoleMapping], entra_id: &str) -> BTreeSet<String> {
+        let Some(positions) = self.of.get(entra_id) else {
+            return BTreeSet::new();
+        };
+        let held: BTreeSet<&str> = positions
+            .iter()
+            .filter_map(|i| self.groups.get(*i as usize))
+            .map(String::as_str)
+            .collect();
+        mappings
+            .iter()
+            .filter(|m| m.groups.iter().any(|g| held.contains(g.as_str())))
+            .map(|m| m.role.clone())
+            .collect()
+    }
+}
+
 /// The change one linked user needs, given the mapped roles it should hold.
 pub fn change_for(
     user: &ZUser,

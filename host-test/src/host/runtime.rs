@@ -35,6 +35,13 @@ mod exports {
 /// The `.wasm` the build script produced.
 pub const COMPONENT_WASM: &str = env!("COMPONENT_WASM");
 
+/// The `.wasm` the simulator runs: `HOST_TEST_COMPONENT` when set (another build of the
+/// component: an unstripped one to profile, or an earlier one to compare reports with), else
+/// the build's own ([`COMPONENT_WASM`]). `package` always bundles the build's own.
+pub fn component_path() -> String {
+    std::env::var("HOST_TEST_COMPONENT").unwrap_or_else(|_| COMPONENT_WASM.to_string())
+}
+
 /// What a call's `http` import reaches, and what else of the call the host keeps: the
 /// simulated world, or the real network.
 pub trait Network: Send + 'static {
@@ -271,12 +278,12 @@ impl Runtime<World> {
     /// The process-wide simulator runtime: compiling the component takes seconds, so it
     /// happens once.
     pub fn shared() -> &'static Runtime<World> {
-        RUNTIME.get_or_init(|| Runtime::load(COMPONENT_WASM).expect("loading the component"))
+        RUNTIME.get_or_init(|| Runtime::load(&component_path()).expect("loading the component"))
     }
 
     /// A runtime of its own with other limits (compiles the component again).
     pub fn with_limits(limits: Limits) -> Result<Runtime<World>> {
-        let mut r = Runtime::load(COMPONENT_WASM)?;
+        let mut r = Runtime::load(&component_path())?;
         r.limits = limits;
         Ok(r)
     }
@@ -301,7 +308,7 @@ impl<N: Network> Runtime<N> {
         if let Some(r) = cell.get() {
             return Ok(r);
         }
-        let r = Runtime::load(COMPONENT_WASM)?;
+        let r = Runtime::load(&component_path())?;
         Ok(cell.get_or_init(|| r))
     }
 

@@ -13,7 +13,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::host::runtime::{COMPONENT_WASM, Runtime};
+use crate::host::runtime::{Runtime, component_path};
 use crate::scenario::Step;
 use crate::scenario::runner::Runner;
 use crate::sim::world::{Metrics, Target, World};
@@ -324,7 +324,7 @@ pub fn run(p: &Params, command: &str, mut progress: impl FnMut(&str)) -> Result<
     )?;
     progress(&table::phase_line(&r));
     results.push(r);
-    let component_bytes = std::fs::metadata(COMPONENT_WASM).map_or(0, |m| m.len());
+    let component_bytes = std::fs::metadata(component_path()).map_or(0, |m| m.len());
     let (instantiate_us, instantiate_min_us) = instantiate(runtime, scenario.now);
     let mut report = BenchReport {
         command: command.into(),

@@ -22,6 +22,7 @@ mod realtime;
 mod redact_props;
 mod reliability;
 mod robustness;
+mod roles_props;
 mod scale;
 mod scenario_format;
 mod scope;
