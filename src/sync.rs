@@ -17,7 +17,7 @@ use crate::domain::entra::EntraUser;
 use crate::domain::guard;
 use crate::domain::links;
 use crate::domain::plan::{self, Action, Directory, Planned, Trust, WriteKind};
-use crate::domain::roles::{self, Memberships, RoleChange};
+use crate::domain::roles::{self, RoleChange};
 use crate::failure::Failure;
 use crate::log::Log;
 use crate::platform::budget::{self, Step};
