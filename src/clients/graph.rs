@@ -713,6 +713,11 @@ impl<'a> Graph<'a> {
                 }
                 if let Some(next) = v["@odata.nextLink"].as_str() {
                     url = check_link(next, link, "@odata.nextLink", what)?;
+                    // A link that repeats is an error now, before the budget is asked: a round
+                    // paused at it would start there again in every call and never end.
+                    if followed.contains(&url) {
+                        return Err(repeated_link(what));
+                    }
                     Ok(Step::More)
                 } else if let Some(delta) = v["@odata.deltaLink"].as_str() {
                     ended = Some(Some(DeltaRound {

@@ -31,7 +31,7 @@ fn replace_lowered(haystack: &str, lower: &str, needle: &str, with: &str) -> Str
 
 /// The secrets of one call.
 #[derive(Debug, Default)]
-pub struct Secrets(RefCell<Vec<String>>);
+pub struct Secrets(RefCell<Vec<(String, String)>>);
 
 impl Secrets {
     /// Registers `secret` (surrounding whitespace ignored; an empty one is ignored).
@@ -51,14 +51,17 @@ impl Secrets {
             json,
         ];
         let mut list = self.0.borrow_mut();
-        // Kept lowered: matching ignores ASCII case, and a line is lowered once, not once per
-        // form (every log line is scrubbed, and an issued token is a form of 1–2 KB).
-        for form in forms.map(|f| f.to_ascii_lowercase()) {
-            if !form.is_empty() && !list.contains(&form) {
-                list.push(form);
+        // Each form kept as it is (a form is registered once) and lowered: matching ignores
+        // ASCII case, and a line is lowered once, not once per form (every log line is
+        // scrubbed, and an issued token is a form of 1–2 KB). Forms that differ only in case
+        // stay two forms: the second is looked for again in the text the first left.
+        for form in forms {
+            if !form.is_empty() && !list.iter().any(|(f, _)| *f == form) {
+                let lower = form.to_ascii_lowercase();
+                list.push((form, lower));
             }
         }
-        list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        list.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
     }
 
     /// `text` with every registered secret replaced by [`REDACTED`]. Matching ignores ASCII
@@ -68,7 +71,7 @@ impl Secrets {
         let list = self.0.borrow();
         let mut replaced: Option<String> = None;
         let mut lower = String::new();
-        for needle in list.iter() {
+        for (_, needle) in list.iter() {
             let current = replaced.as_deref().unwrap_or(text);
             if needle.len() > current.len() {
                 continue;
@@ -106,6 +109,15 @@ mod tests {
         let out = s.scrub(text);
         assert_eq!(out.matches(REDACTED).count(), 4, "{out}");
         assert!(!out.contains("Zx9") && !out.contains("eyJ0"), "{out}");
+    }
+
+    #[test]
+    fn secrets_that_differ_only_in_case_are_two_forms() {
+        // The second form is looked for again in what the first left, as every form is.
+        let s = Secrets::default();
+        s.add("redacted");
+        s.add("REDACTED");
+        assert_eq!(s.scrub("x Redacted y"), "x [[redacted]] y");
     }
 
     #[test]

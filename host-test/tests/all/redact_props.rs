@@ -29,7 +29,7 @@ fn reference(forms: &[String], text: &str) -> String {
 }
 
 /// The forms `Secrets::add` registers (as it is, percent-encoded three ways, JSON-escaped),
-/// lowered, without repeats, longest first (stable).
+/// without exact repeats (forms that differ in case are two), longest first (stable), lowered.
 fn forms(secrets: &[String]) -> Vec<String> {
     let mut list: Vec<String> = Vec::new();
     for s in secrets {
@@ -46,14 +46,13 @@ fn forms(secrets: &[String]) -> Vec<String> {
             encoded.clone(),
             json.trim_matches('"').to_string(),
         ] {
-            let f = f.to_ascii_lowercase();
             if !f.is_empty() && !list.contains(&f) {
                 list.push(f);
             }
         }
         list.sort_by_key(|f| std::cmp::Reverse(f.len()));
     }
-    list
+    list.iter().map(|f| f.to_ascii_lowercase()).collect()
 }
 
 fn secret() -> impl Strategy<Value = String> {
@@ -70,7 +69,17 @@ proptest! {
 
     #[test]
     fn the_scrubber_removes_every_form_and_follows_the_plain_rule(
-        secrets in prop::collection::vec(secret(), 0..4),
+        secrets in prop::collection::vec(secret(), 0..4)
+            .prop_flat_map(|s| (Just(s), any::<bool>()))
+            .prop_map(|(mut s, twin)| {
+                // Sometimes a second secret equal to the first but for case (a client secret and
+                // a token that differ only in case), or one overlapping the redaction marker.
+                if twin && let Some(first) = s.first().cloned() {
+                    s.push(first.to_uppercase());
+                    s.push("Redacted".into());
+                }
+                s
+            }),
         pieces in prop::collection::vec(
             prop_oneof![Just(None), any::<String>().prop_map(Some), (0usize..4).prop_map(|i| Some(format!("#{i}")))],
             0..8,
