@@ -15,6 +15,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -62,7 +63,11 @@ fn cache_path(engine: &Engine, wasm: &Path, bytes: &[u8]) -> PathBuf {
 /// Writes `code` to `path` through a temporary file, then removes the other keys of the stem.
 fn store(path: &Path, code: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    // A temporary name of this writer's own (process and a count within it: threads of one
+    // process compile at once when a test asks for two runtimes before the first is stored).
+    static WRITERS: AtomicU64 = AtomicU64::new(0);
+    let writer = WRITERS.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.{}-{writer}.tmp", std::process::id()));
     std::fs::write(&tmp, code)?;
     std::fs::rename(&tmp, path)?;
     let stem = name.split('-').next().unwrap_or_default().to_string();
