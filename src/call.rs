@@ -473,6 +473,7 @@ mod tests {
         deleting.deleting = Some(crate::state::Deleting {
             started_at: "2026-11-28T12:00:00Z".into(),
             cleared: 0,
+            subscriptions_removed: false,
         });
         let o = take(&deleting.to_json(), "resume");
         assert_eq!(o.taken, vec![7, 8, 9]);

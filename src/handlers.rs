@@ -382,6 +382,7 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
     }
     let config = parse_config(inst)?;
     if state.deleting.is_some() {
+        remove_subscriptions(p, &config, &inst.webhook_url, state)?;
         return crate::handlers::unlink::run(p, &config, state);
     }
     if state.queue.is_empty() {
@@ -548,11 +549,35 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
         state.deleting = Some(crate::state::Deleting {
             started_at: p.now().to_rfc3339_opts(SecondsFormat::Secs, true),
             cleared: 0,
+            subscriptions_removed: false,
         });
     }
-    // Subscriptions first: no notification should re-link anyone while links are cleared.
-    let graph = get_token(p, &config)?;
-    Subscriptions::new(&graph, p, &inst.webhook_url)
+    remove_subscriptions(p, &config, &inst.webhook_url, state)?;
+    crate::handlers::unlink::run(p, &config, state)
+}
+
+/// A delete's first part, in whichever call of it gets there (the delete or a resume): every
+/// subscription of this instance removed from Graph (see [`crate::state::Deleting`]), before
+/// any link is cleared, so that no notification re-links anyone meanwhile. Nothing to do once
+/// done.
+///
+/// Errors: the token, the listing or a removal failed (retryable when Graph throttled or was
+/// down: the next call of the delete tries again).
+fn remove_subscriptions(
+    p: &dyn Platform,
+    config: &Config,
+    webhook_url: &str,
+    state: &mut State,
+) -> Result<(), Failure> {
+    if state
+        .deleting
+        .as_ref()
+        .is_none_or(|d| d.subscriptions_removed)
+    {
+        return Ok(());
+    }
+    let graph = get_token(p, config)?;
+    Subscriptions::new(&graph, p, webhook_url)
         .delete_all(&mut state.subscriptions)
         .map_err(|f| Failure {
             message: format!(
@@ -561,5 +586,8 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             ),
             retryable: f.retryable,
         })?;
-    crate::handlers::unlink::run(p, &config, state)
+    if let Some(d) = state.deleting.as_mut() {
+        d.subscriptions_removed = true;
+    }
+    Ok(())
 }

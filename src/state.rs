@@ -189,6 +189,12 @@ pub struct Deleting {
     pub started_at: String,
     /// Links cleared so far.
     pub cleared: u32,
+    /// Every subscription of this instance is gone from Graph (those in state and strays on
+    /// its webhook URL). Until then each call of the delete, a resume too, removes them first:
+    /// a delete whose first call paused on a throttled subscription removal must not finish
+    /// with a subscription still live. Absent in a checkpoint from before it: false.
+    #[serde(default)]
+    pub subscriptions_removed: bool,
 }
 
 /// A checkpointed full sync.

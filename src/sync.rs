@@ -4,11 +4,12 @@
 //! phase is safe to repeat from its start, and the user cursor is the Graph URL of the next page,
 //! so a call that runs out of budget returns `pending` and the next call continues exactly there.
 
+mod ahead;
 pub mod realtime;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::clients::graph::{Graph, Page, USER_PAGE};
+use crate::clients::graph::{Graph, Page, USER_PAGE, mail_filter_url};
 use crate::clients::zenqms::Zenqms;
 use crate::clients::zenqms::api::{self, ZUser};
 use crate::config::{Config, RoleMapping};
@@ -202,8 +203,11 @@ pub struct Engine<'a> {
     /// round of an earlier step's writes, so Graph's sequential paging overlaps with them.
     prefetched: Vec<(String, Page)>,
     /// User pages (by URL) whose users' ZenQMS accounts this call has looked up already (in
-    /// the round of the step before: see `users_page`).
+    /// the round of a step before: see [`ahead`]).
     looked_up: BTreeSet<String>,
+    /// User pages (by URL) whose link candidates' addresses Graph was asked about already (in
+    /// the round of the step before: see [`ahead`]): address -> its holders' Entra ids.
+    holders_ahead: Vec<(String, BTreeMap<String, BTreeSet<String>>)>,
     /// Role calls held for the next round: those of users created in the last one, and those
     /// held back so that a round is made of whole waves of the platform's concurrency. What
     /// is left when the call ends is checkpointed by Entra id (`FullSync::roles_due`).
@@ -234,6 +238,7 @@ impl<'a> Engine<'a> {
             known: Vec::new(),
             prefetched: Vec::new(),
             looked_up: BTreeSet::new(),
+            holders_ahead: Vec::new(),
             carry: Vec::new(),
             learned_domains: BTreeSet::new(),
             linked_total: None,
@@ -571,7 +576,7 @@ impl<'a> Engine<'a> {
             }
             self.looked_up.insert(url.to_string());
         }
-        let trust = self.trust(&users, sync)?;
+        let trust = self.trust(&users, sync, url, page_next.as_deref())?;
         let outside: BTreeSet<String> = users
             .iter()
             .filter(|u| !u.in_scope)
@@ -601,46 +606,13 @@ impl<'a> Engine<'a> {
         let mut created: Vec<String> = creating.iter().map(|s| s.to_string()).collect();
         let mut role_calls = std::mem::take(&mut self.carry);
         role_calls.extend(write::role_calls(changes));
+        // The reads ahead for the next pages (see [`ahead`]) go out with this step's writes.
         let mut round = Round::new();
-        let mut next_slot = None;
-        let mut ahead = None;
-        if let Some(next) = &page_next {
-            // The next page read ahead already: its users' look-ups go in this round, with the
-            // page after it; else the next page is read here.
-            let known = self
-                .prefetched
-                .iter()
-                .find(|(u, _)| u == next)
-                .map(|(_, p)| (page_users(&p.items), p.next.clone()));
-            let mut extra = 1;
-            match known {
-                Some((users1, after)) => {
-                    if let Some(n2) = after.filter(|n| !self.prefetched.iter().any(|(u, _)| u == n))
-                    {
-                        next_slot = Some((
-                            n2.clone(),
-                            round.add(self.graph.request(Method::Get, &n2, None)?),
-                        ));
-                    }
-                    let filters = lookup_filters(&users1);
-                    extra = filters.len() + 1;
-                    let slots = round.add_all(
-                        filters
-                            .iter()
-                            .map(|f| self.out.zen.request(&api::search_users(f.clone(), 1))),
-                    );
-                    ahead = Some((next.clone(), slots));
-                }
-                None => {
-                    next_slot = Some((
-                        next.clone(),
-                        round.add(self.graph.request(Method::Get, next, None)?),
-                    ));
-                }
-            }
+        let ahead = self.add_ahead(&mut round, page_next.as_deref(), sync)?;
+        if page_next.is_some() {
             // Role calls (independent of the next page's plan) that would open a part-empty
             // last wave wait for the next round, which they fill instead.
-            let total = extra + writes.len() + role_calls.len();
+            let total = round.len() + writes.len() + role_calls.len();
             let spare = total % self.concurrency();
             if spare <= role_calls.len() {
                 self.carry = role_calls.split_off(role_calls.len() - spare);
@@ -653,19 +625,8 @@ impl<'a> Engine<'a> {
             role_slots = round.add_all(role_calls.iter().map(|r| self.out.zen.request(&r.call)));
         }
         let mut answers = round.send(|reqs| self.graph.send_all(reqs));
-        if let Some((next, slot)) = next_slot {
-            // A failed read is simply read again by the next step (with its own retries).
-            if let Ok(p) = Graph::read_page(answers.take(slot), &next, "listing users") {
-                self.prefetched.push((next, p));
-            }
-        }
-        if let Some((next, slots)) = ahead {
-            // Before this round's writes are taken in: what the look-ups read of a user this
-            // round wrote is older than the write's answer (see `learn_users`).
-            if self.learn_lookups(answers.take_all(&slots)) {
-                self.looked_up.insert(next);
-            }
-        }
+        // Before this round's writes are taken in (see `take_ahead`).
+        self.take_ahead(&mut answers, ahead);
         let (write_results, role_results) = if dry {
             (
                 self.out.simulate(&writes),
@@ -721,10 +682,19 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The linking rule's facts for one page: its member users' UPN suffixes are learned first
-    /// (kept in the checkpoint), then Graph is asked who holds each link candidate's address
-    /// (one round, only when the page has candidates).
-    fn trust(&mut self, users: &[EntraUser], sync: &mut FullSync) -> Result<Trust, Failure> {
+    /// The linking rule's facts for one page (at `url`): its member users' UPN suffixes are
+    /// learned first (kept in the checkpoint), then Graph's answer on who holds each link
+    /// candidate's address: asked ahead in the round before (see [`ahead`]), or now, in a
+    /// round that also carries the reads ahead for the pages after it (`next`).
+    ///
+    /// Errors: Graph could not say who holds an address.
+    fn trust(
+        &mut self,
+        users: &[EntraUser],
+        sync: &mut FullSync,
+        url: &str,
+        next: Option<&str>,
+    ) -> Result<Trust, Failure> {
         for domain in users.iter().filter_map(EntraUser::member_domain) {
             address::learn(&mut sync.email_domains, domain);
         }
@@ -736,14 +706,44 @@ impl<'a> Engine<'a> {
                 .cloned()
                 .collect(),
         };
-        let candidates: Vec<_> = plan::link_candidates(users, &self.out.dir, &domains)
-            .into_iter()
-            .collect();
-        let holders = if candidates.is_empty() {
-            Default::default()
-        } else {
-            self.graph.mail_holders(&candidates)?
-        };
+        let candidates = plan::link_candidates(users, &self.out.dir, &domains);
+        // Only the candidates' answers are kept: an address asked ahead that is no longer a
+        // candidate (a write since linked its ZenQMS user) says nothing to this plan.
+        let mut asked = self.take_holders_ahead(url);
+        let mut holders = BTreeMap::new();
+        let mut missing = Vec::new();
+        for address in candidates {
+            match asked.remove(address.as_str()) {
+                Some(h) => {
+                    holders.insert(address.as_str().to_string(), h);
+                }
+                None => missing.push(address),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(Trust { domains, holders });
+        }
+        let urls: Vec<String> = missing.iter().map(mail_filter_url).collect();
+        let mut round = Round::new();
+        let slots = round.add_all(self.graph.get_requests(&urls)?);
+        let ahead = self.add_ahead(&mut round, next, sync)?;
+        let mut answers = round.send(|reqs| self.graph.send_all(reqs));
+        self.take_ahead(&mut answers, ahead);
+        let results = Graph::get_answers(urls.len(), answers.take_all(&slots));
+        let mut again = Vec::new();
+        for ((address, u), result) in missing.iter().zip(&urls).zip(results) {
+            match Graph::read_mail_holders(result, u) {
+                Ok(h) => {
+                    holders.insert(address.as_str().to_string(), h);
+                }
+                // Asked again on their own, with the retries a throttled batch item gets
+                // (`Graph::get_all`); an error there is the step's.
+                Err(_) => again.push(address.clone()),
+            }
+        }
+        if !again.is_empty() {
+            holders.extend(self.graph.mail_holders(&again)?);
+        }
         Ok(Trust { domains, holders })
     }
 

@@ -414,13 +414,23 @@ impl<'a> Graph<'a> {
         let urls: Vec<String> = addresses.iter().map(mail_filter_url).collect();
         let mut out = BTreeMap::new();
         for ((address, url), result) in addresses.iter().zip(&urls).zip(self.get_all(&urls)?) {
-            let what = "asking Graph which users have an email";
-            let resp = Self::ok(result, what)?;
-            let page = parse_page(&resp.body, url, what)?;
-            let ids = page.items.iter().filter_map(item_id).collect();
-            out.insert(address.as_str().to_string(), ids);
+            out.insert(
+                address.as_str().to_string(),
+                Self::read_mail_holders(result, url)?,
+            );
         }
         Ok(out)
+    }
+
+    /// The ids (lowercase) of the Entra users whose mail an address is, from the answer to its
+    /// [`mail_filter_url`] (see [`Graph::mail_holders`]).
+    ///
+    /// Errors: the read failed, or its page is unreadable.
+    pub fn read_mail_holders(result: HttpResult, url: &str) -> Result<BTreeSet<String>, Failure> {
+        let what = "asking Graph which users have an email";
+        let resp = Self::ok(result, what)?;
+        let page = parse_page(&resp.body, url, what)?;
+        Ok(page.items.iter().filter_map(item_id).collect())
     }
 
     /// Transitive user members of each group.

@@ -211,6 +211,9 @@ pub enum EntraChange {
     ExpireDelta(Empty),
     /// Extension: the next `count` token requests answer `status` (and `body`, if given).
     FailToken(FailWrites),
+    /// Extension: the next `count` Graph requests matching `method` and `path` (each optional)
+    /// answer `status` (and `body`, if given) — e.g. a throttled subscription removal.
+    FailRequests(FailRequests),
     /// Extension, a hostile or broken Graph: from now on every Graph answer that carries an
     /// `@odata.nextLink` / `@odata.deltaLink` (at any depth, `$batch` items included) carries
     /// the given text instead (`null` or absent: Graph's own link again).
@@ -248,6 +251,50 @@ pub struct FailWrites {
     /// `application/json`.
     #[serde(default)]
     pub content_type: Option<String>,
+}
+
+/// A [`EntraChange::FailRequests`] step: which Graph requests fail, and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequests {
+    #[serde(default = "unavailable")]
+    pub status: u16,
+    pub count: u32,
+    /// Only requests with this method (any case); absent: every method.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Only requests whose URL path starts with this (e.g. `/v1.0/subscriptions`); absent:
+    /// every path. Requests inside a `$batch` are the batch's, not matched on their own.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub body: Option<Value>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+impl FailRequests {
+    /// The reply part, as the other failure steps take it.
+    pub fn reply(&self) -> FailWrites {
+        FailWrites {
+            status: self.status,
+            count: self.count,
+            body: self.body.clone(),
+            content_type: self.content_type.clone(),
+        }
+    }
+
+    /// Whether a request (method, URL) is one this step fails.
+    pub fn matches(&self, method: &str, url: &str) -> bool {
+        let path = url
+            .split_once("://")
+            .map_or(url, |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path.as_deref().is_none_or(|p| path.starts_with(p))
+    }
 }
 
 fn unavailable() -> u16 {

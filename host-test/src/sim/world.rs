@@ -77,6 +77,8 @@ pub struct World {
     pub zenqms_outage: Option<Outage>,
     /// A token endpoint outage: the next token requests get its reply.
     pub token_outage: Option<Outage>,
+    /// A Graph outage for some requests (`fail_requests`): which, and their reply.
+    pub graph_outage: Option<(crate::sim::seed::FailRequests, Outage)>,
     /// Cost of the calls made in this world so far.
     pub metrics: Metrics,
     /// Injected faults, when the scenario asks for them.
@@ -211,6 +213,7 @@ impl World {
             validations: 0,
             zenqms_outage: None,
             token_outage: None,
+            graph_outage: None,
             metrics: Metrics::default(),
             faults: seed.faults.clone().map(Faults::new),
             rewrite_next_links: None,
@@ -349,6 +352,13 @@ impl World {
         {
             return Ok(refusal);
         }
+        if target == Some(Target::Graph)
+            && let Some((which, outage)) = self.graph_outage.as_mut()
+            && which.matches(&req.method, &req.url)
+            && let Some(refusal) = outage.take()
+        {
+            return Ok(refusal);
+        }
         if target == Some(Target::Login)
             && let Some(refusal) = self.token_outage.as_mut().and_then(Outage::take)
         {
@@ -462,6 +472,13 @@ impl World {
                 self.token_outage = Some(Outage::new(f, oauth));
                 Ok(())
             }
+            EntraChange::FailRequests(f) => {
+                let graph_error = serde_json::json!({"error": {
+                    "code": if f.status == 429 { "TooManyRequests" } else { "ServiceUnavailable" },
+                    "message": "simulated outage"}});
+                self.graph_outage = Some((f.clone(), Outage::new(&f.reply(), graph_error)));
+                Ok(())
+            }
             EntraChange::ServeLinks(links) => {
                 self.served_links = links.clone();
                 Ok(())
@@ -479,6 +496,7 @@ impl World {
     pub fn send(&mut self, req: &HttpRequest) -> Result<HttpResponse, Refused> {
         let out = self.serve(req);
         self.stats.rounds += 1;
+        trace_round(std::slice::from_ref(req), 1);
         self.clock.advance_ms(self.rtt_ms);
         out
     }
@@ -489,9 +507,64 @@ impl World {
         let out = reqs.iter().map(|r| self.serve(r)).collect();
         let rounds = (reqs.len() as u64).div_ceil(u64::from(self.concurrency));
         self.stats.rounds += rounds;
+        trace_round(reqs, rounds);
         self.clock.advance_ms(rounds * self.rtt_ms);
         out
     }
+}
+
+fn trace_round(reqs: &[HttpRequest], rounds: u64) {
+    if std::env::var_os("HOST_TEST_TRACE_ROUNDS").is_none() {
+        return;
+    }
+    let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in reqs {
+        let path = r.url.split('?').next().unwrap_or("");
+        let mut path: Vec<String> = path
+            .split('/')
+            .skip(3)
+            .map(|s| {
+                if s.len() > 20 {
+                    "ID".to_string()
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect();
+        if r.url.contains("$batch") {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let u = v["requests"][0]["url"].as_str().unwrap_or("").to_string();
+            let u = u
+                .split('?')
+                .next()
+                .unwrap_or("")
+                .split('/')
+                .map(|s| if s.len() > 20 { "ID" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            let filt = if v["requests"][0]["url"]
+                .as_str()
+                .unwrap_or("")
+                .contains("filter")
+            {
+                "F"
+            } else {
+                ""
+            };
+            path.push(format!("[{u}{filt}]"));
+        }
+        *kinds
+            .entry(format!("{} {}", r.method, path.join("/")))
+            .or_default() += 1;
+    }
+    eprintln!(
+        "ROUND {rounds} {}",
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{k}x{n}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
 }
 
 /// Replaces every `@odata.nextLink` / `@odata.deltaLink` value in a Graph answer (at any

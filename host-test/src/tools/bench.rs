@@ -365,6 +365,9 @@ fn measure(
         }
         native.run_step(s)?;
     }
+    if std::env::var_os("HOST_TEST_TRACE_ROUNDS").is_some() {
+        eprintln!("PHASE {} {}", p.users, phase.name);
+    }
     let before = mark(wasm.world());
     wasm.world_mut().metrics = Metrics::default();
     let webhook_cpu = wasm.webhook_cpu;
@@ -386,6 +389,9 @@ fn measure(
                 .collect();
             bail!("{} (wasm): {e}; {}", phase.name, why.join("; "));
         }
+    }
+    if std::env::var_os("HOST_TEST_TRACE_ROUNDS").is_some() {
+        eprintln!("PHASE-END");
     }
     let state_growth_bytes = state_core_len(wasm.state.as_deref()) - state_before;
     if let Some(v) = wasm.invariants().first() {

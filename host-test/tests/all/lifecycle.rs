@@ -302,3 +302,31 @@ fn changed_credentials_are_used_and_a_tenant_change_is_refused_until_deleted() {
     assert!(err.contains("401"), "{err}");
     assert_eq!(links(&r), 6, "nothing was unlinked or corrupted");
 }
+
+/// A delete whose first call cannot remove a subscription (Graph throttles the DELETE past
+/// the call's budget) pauses; the resume that finishes it removes the subscriptions first.
+/// It used to clear the links and say "delete complete" with a subscription still live on
+/// Graph (found by the fault-seed test, seed 24). The runner's `subscriptions` invariant
+/// checks state against Graph after every step; the asserts say what an admin would see.
+#[test]
+fn a_delete_paused_on_a_throttled_subscription_removal_removes_it_on_resume() {
+    for budget in [3_000, 8_000] {
+        let mut s = world(json!([
+            {"deploy": {}},
+            {"entra": {"fail_requests": {"status": 429, "count": 4, "method": "DELETE", "path": "/v1.0/subscriptions/"}}},
+            {"delete": {}},
+        ]));
+        s["budget_ms"] = json!(budget);
+        let r = run(s);
+        assert_ok(&r);
+        assert!(
+            r.entra.subscriptions.is_empty(),
+            "budget {budget}: a subscription outlived the delete: {:?}",
+            r.entra.subscriptions
+        );
+        assert_eq!(links(&r), 0);
+        assert!(r.steps[2].calls >= 2, "budget {budget}: the delete paused");
+        let summary = r.steps[2].summary.clone().unwrap_or_default();
+        assert!(summary.contains("delete complete"), "{summary}");
+    }
+}

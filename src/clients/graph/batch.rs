@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::{GRAPH_BASE, Graph, check_graph_url};
 use crate::failure::Failure;
+use crate::platform::round;
 use crate::platform::{HttpError, HttpResult, Method, Request, Response};
 
 /// Graph's limit on requests per batch.
@@ -160,6 +161,27 @@ impl Graph<'_> {
         all.chunks(BATCH_MAX)
             .map(|chunk| self.batch_request(chunk, urls))
             .collect()
+    }
+
+    /// The requests that GET `urls` in a caller's round, as [`Graph::get_all`] sends them the
+    /// first time: one URL as itself, more in `$batch`es of 20. Their answers, given back in
+    /// order to [`Graph::get_answers`], are each URL's answer (a throttled item's 429 stands).
+    pub fn get_requests(&self, urls: &[String]) -> Result<Vec<Request>, Failure> {
+        match urls {
+            [url] => {
+                check_graph_url(url)?;
+                Ok(vec![self.request(Method::Get, url, None)?])
+            }
+            _ => self.batch_requests(urls),
+        }
+    }
+
+    /// Each of `n` URLs' answer from the answers to [`Graph::get_requests`].
+    pub fn get_answers(n: usize, answers: Vec<HttpResult>) -> Vec<HttpResult> {
+        if n == 1 {
+            return round::fitted(answers, 1);
+        }
+        Self::unpack_all(n, answers)
     }
 
     /// Each of `n` URLs' answer from the answers to [`Graph::batch_requests`].
