@@ -23,7 +23,7 @@ use crate::failure::Failure;
 use crate::log::Log;
 use crate::platform::budget::{self, Step};
 use crate::platform::round::{self, Round};
-use crate::platform::{HttpResult, Method, Platform};
+use crate::platform::{HttpResult, Method, Platform, Request};
 use crate::state::{Counts, DEFERRED_MAX, Deferred, FullSync, Phase};
 use crate::write::{self, Applier, RoleCall, Write};
 
@@ -293,15 +293,18 @@ impl<'a> Engine<'a> {
 
     /// Role calls checkpointed by the last call (`roles_due`): recomputed for those users now
     /// (what was since written is no longer a change) and carried into this call's next round.
-    fn restore_roles_due(&mut self, sync: &mut FullSync) -> Result<(), Failure> {
+    /// `found`: their ZenQMS users were read already (by [`Engine::open`]).
+    fn restore_roles_due(&mut self, sync: &mut FullSync, found: bool) -> Result<(), Failure> {
         if sync.roles_due.is_empty() || self.config.role_mappings.is_empty() {
             sync.roles_due.clear();
             return Ok(());
         }
         // Cleared only once every change is computed: a failure keeps them due.
         let ids = sync.roles_due.clone();
-        let found = self.out.zen.linked_to(&ids)?;
-        self.learn_users(found);
+        if !found {
+            let users = self.out.zen.linked_to(&ids)?;
+            self.learn_users(users);
+        }
         let mut changes = Vec::new();
         for id in &ids {
             changes.extend(self.role_change(id)?);
@@ -328,9 +331,18 @@ impl<'a> Engine<'a> {
     pub fn run(&mut self, sync: &mut FullSync) -> Result<Progress, Failure> {
         let mut counts = Counts::default();
         let platform = self.platform;
-        self.restore_roles_due(sync)?;
+        let roles_due_found = self.open(sync)?;
+        self.restore_roles_due(sync, roles_due_found)?;
+        let concurrency = self.concurrency();
+        let carry = std::cell::Cell::new(0usize);
         let result = budget::run_steps(
-            || budget::fits(platform, budget::MIN_STEP_ROUNDS),
+            // A step sends the role calls carried from the last one too: their waves are
+            // the step's own (a step that would not fit them is the next call's, which
+            // recomputes them from `roles_due`).
+            || {
+                let carried = carry.get().div_ceil(concurrency) as u64;
+                budget::fits(platform, budget::MIN_STEP_ROUNDS + carried)
+            },
             || {
                 self.out.counts = Counts::default();
                 // A step that fails is done again from its start by a later call: what it
@@ -362,6 +374,7 @@ impl<'a> Engine<'a> {
                 })?;
                 counts.add(&self.out.counts);
                 sync.totals.add(&self.out.counts);
+                carry.set(self.carry.len());
                 Ok::<_, Failure>(if finished { Step::Done } else { Step::More })
             },
         );
@@ -448,8 +461,19 @@ impl<'a> Engine<'a> {
     /// Errors: a read failed, or a scope group is gone (fatal: see [`crate::domain::scope`]).
     fn load_members(&mut self) -> Result<(), Failure> {
         if self.members.is_none() {
+            self.load_members_beside(Vec::new())?;
+        }
+        Ok(())
+    }
+
+    /// [`Engine::load_members`] (which must not have run yet), with `side` requests sent in
+    /// its first round; their answers, in order.
+    fn load_members_beside(&mut self, side: Vec<Request>) -> Result<Vec<HttpResult>, Failure> {
+        let answers;
+        {
             let groups = self.config.read_groups();
-            let members = self.graph.transitive_members(&groups)?;
+            let (members, side_answers) = self.graph.transitive_members_beside(&groups, side)?;
+            answers = side_answers;
             if self.config.scoped() {
                 self.scope = Some(crate::domain::scope::members(self.config, &members)?);
             }
@@ -463,7 +487,49 @@ impl<'a> Engine<'a> {
             self.known = roles::known(mappings, &members);
             self.members = Some(roles::MemberIndex::new(&members));
         }
-        Ok(())
+        Ok(answers)
+    }
+
+    /// The call's first round of reads, when the run is at a user page and the mapped groups'
+    /// members are to be read: their first pages, that user page (unless read ahead) and the
+    /// ZenQMS users of the role calls the last call checkpointed (`roles_due`), side by side
+    /// instead of one after the other. True when those users were all found this way (else
+    /// [`Engine::restore_roles_due`] searches for them itself).
+    ///
+    /// Errors: the members could not be read (as [`Engine::load_members`]).
+    fn open(&mut self, sync: &FullSync) -> Result<bool, Failure> {
+        let Phase::Users { next, .. } = &sync.phase else {
+            return Ok(false);
+        };
+        if self.members.is_some() || self.config.read_groups().is_empty() {
+            return Ok(false);
+        }
+        let mut side = Vec::new();
+        let read_page = !self.prefetched.iter().any(|(u, _)| u == next);
+        if read_page {
+            side.push(self.graph.request(Method::Get, next, None)?);
+        }
+        let filters: Vec<serde_json::Value> = if self.config.role_mappings.is_empty() {
+            Vec::new()
+        } else {
+            sync.roles_due
+                .chunks(api::MAX_FILTER_IDS)
+                .map(api::with_external_ids)
+                .collect()
+        };
+        side.extend(
+            filters
+                .iter()
+                .map(|f| self.out.zen.request(&api::search_users(f.clone(), 1))),
+        );
+        let mut answers = self.load_members_beside(side)?.into_iter();
+        if read_page
+            && let Some(answer) = answers.next()
+            && let Ok(p) = Graph::read_page(answer, next, "listing users")
+        {
+            self.prefetched.push((next.clone(), p));
+        }
+        Ok(!filters.is_empty() && self.learn_lookups(answers.collect()))
     }
 
     /// The role change one linked user needs, if any.
@@ -497,17 +563,20 @@ impl<'a> Engine<'a> {
             Some(p) => p,
             None => self.graph.page(url, "listing users")?,
         };
-        // A step works as many of the page's users as its writes fit in the rounds left (a
-        // write, a role added and a role removed each at most; the address look-up, a second write round and the role
-        // calls carried from the last step are the step's own), USER_PAGE at most: a page longer than asked for (Graph decides page
-        // sizes) or a budget nearly spent is worked a slice per step, never past the budget.
+        // A step works as many of the page's users as its writes fit in the rounds left,
+        // USER_PAGE at most: a page longer than asked for (Graph decides page sizes) or a
+        // budget nearly spent is worked a slice per step, never past the budget. First the
+        // bound that needs no plan: three requests a user (a write, a role added, a role
+        // removed) after the step's own rounds (the address look-up, a second write round, the
+        // role calls carried from the last step). When the rest of the page does not fit that
+        // bound, the slice is sized by the page's plan instead (`slice_by_plan`).
         // The mapped groups' members are read before the slice is sized (once per call).
         if !self.config.read_groups().is_empty() {
             self.load_members()?;
         }
         // The role calls carried from the last step go out in this step's writes round too.
         let carried = self.carry.len().div_ceil(self.concurrency()) as u64;
-        let slice = budget::items_that_fit(
+        let bound = budget::items_that_fit(
             self.platform,
             3 + carried,
             3,
@@ -523,32 +592,22 @@ impl<'a> Engine<'a> {
             .skip(if done.is_empty() { skip } else { 0 })
             .filter(|item| !item_done(item, &done_set))
             .collect();
-        let last_slice = todo.len() <= slice;
-        let page_next = if last_slice { page.next.clone() } else { None };
-        let this = &todo[..todo.len().min(slice)];
-        let newly: Vec<String> = this.iter().filter_map(|i| item_key(i)).collect();
-        let mut users = Vec::with_capacity(this.len());
-        for item in this.iter().copied() {
-            match EntraUser::from_json(item) {
-                Some(mut u) => {
+        // Each item as a user (None: no id, skipped when its slice is worked).
+        let parsed: Vec<Option<EntraUser>> = todo
+            .iter()
+            .map(|item| {
+                EntraUser::from_json(item).map(|mut u| {
                     if let Some(scope) = &self.scope {
                         u.in_scope = scope.contains(&u.id);
                     }
-                    users.push(u)
-                }
-                None => {
-                    self.out.counts.skipped += 1;
-                    self.out.log.warn(
-                        "user skipped",
-                        &[("reason", "Graph returned a user without an id")],
-                    );
-                }
-            }
-        }
+                    u
+                })
+            })
+            .collect();
+        let all: Vec<EntraUser> = parsed.iter().flatten().cloned().collect();
         if !self.looked_up.contains(url) {
             // Not looked up ahead (the call's first page): the whole page's users now, and the
             // next page read in the same round, so that its look-ups can go ahead of it.
-            let all = page_users(todo.iter().copied());
             let next = page
                 .next
                 .clone()
@@ -576,7 +635,31 @@ impl<'a> Engine<'a> {
             }
             self.looked_up.insert(url.to_string());
         }
-        let trust = self.trust(&users, sync, url, page_next.as_deref())?;
+        // The linking facts for the rest of the page (the slice's are among them).
+        let fits = todo.len() <= bound;
+        let trust = self.trust(&all, sync, url, page.next.as_deref().filter(|_| fits))?;
+        let slice = if fits {
+            todo.len()
+        } else {
+            self.slice_by_plan(&parsed, &trust, bound)?
+        };
+        let last_slice = todo.len() <= slice;
+        let page_next = if last_slice { page.next.clone() } else { None };
+        let this = &todo[..todo.len().min(slice)];
+        let newly: Vec<String> = this.iter().filter_map(|i| item_key(i)).collect();
+        let mut users = Vec::with_capacity(this.len());
+        for user in parsed.into_iter().take(this.len()) {
+            match user {
+                Some(u) => users.push(u),
+                None => {
+                    self.out.counts.skipped += 1;
+                    self.out.log.warn(
+                        "user skipped",
+                        &[("reason", "Graph returned a user without an id")],
+                    );
+                }
+            }
+        }
         let outside: BTreeSet<String> = users
             .iter()
             .filter(|u| !u.in_scope)
@@ -680,6 +763,73 @@ impl<'a> Engine<'a> {
             self.prefetched.insert(0, (url.to_string(), page));
             Ok(PageEnd::More(done))
         }
+    }
+
+    /// How many of `parsed` (the rest of a page, in order) this step works when the bound
+    /// without a plan (`bound`: three requests a user) does not cover them all: the longest
+    /// run whose requests, as the page's plan says, fit the waves left. A user's requests
+    /// here: its write (a create, a link, an update) and, if linked already, its role calls;
+    /// a created or linked user's role calls go out in a later round. Kept back: one round
+    /// (a second write round, when a user takes an address another gives up), the role calls
+    /// carried from the last step and the reads ahead. Never fewer than `bound`.
+    ///
+    /// Errors: the mapped groups' members could not be read.
+    fn slice_by_plan(
+        &mut self,
+        parsed: &[Option<EntraUser>],
+        trust: &Trust,
+        bound: usize,
+    ) -> Result<usize, Failure> {
+        self.load_members()?;
+        // The reads ahead a writes round carries at most: a page, two pages' look-ups, an
+        // address check of up to 100 addresses.
+        const AHEAD_REQUESTS: usize = 1 + 4 + 5;
+        let users: Vec<EntraUser> = parsed.iter().flatten().cloned().collect();
+        // (`plan_batch` leaves the directory as it found it.)
+        let plans = plan::plan_batch(&users, &mut self.out.dir, trust);
+        let mut cost: BTreeMap<String, usize> = BTreeMap::new();
+        let roles_mapped = !self.config.role_mappings.is_empty();
+        for p in &plans {
+            let role_calls = match &p.action {
+                // A new account's roles: added in the next round (or by the next call), but
+                // counted here, so the carry they make fits this call too.
+                Action::Create(_) if roles_mapped => self.members.as_ref().map_or(1, |m| {
+                    usize::from(!m.desired_roles(&self.known, &p.entra_id).is_empty())
+                }),
+                // A linked account's roles may need adding and removing.
+                Action::Write {
+                    kind: WriteKind::Link,
+                    ..
+                } if roles_mapped => 2,
+                _ => 0,
+            };
+            if matches!(p.action, Action::Create(_) | Action::Write { .. }) {
+                *cost.entry(p.entra_id.clone()).or_default() += 1 + role_calls;
+            }
+        }
+        for u in &users {
+            if let Some(c) = self.role_change(&u.id)? {
+                *cost.entry(u.id.clone()).or_default() +=
+                    usize::from(!c.add.is_empty()) + usize::from(!c.remove.is_empty());
+            }
+        }
+        let waves =
+            usize::try_from(self.platform.rounds_left().saturating_sub(1)).unwrap_or(usize::MAX);
+        let capacity = waves
+            .saturating_mul(self.concurrency())
+            .saturating_sub(self.carry.len() + AHEAD_REQUESTS);
+        let (mut total, mut n) = (0usize, 0usize);
+        for user in parsed {
+            let c = user
+                .as_ref()
+                .map_or(0, |u| cost.get(&u.id).copied().unwrap_or(0));
+            if total + c > capacity {
+                break;
+            }
+            total += c;
+            n += 1;
+        }
+        Ok(n.max(bound))
     }
 
     /// The linking rule's facts for one page (at `url`): its member users' UPN suffixes are
@@ -1161,8 +1311,27 @@ impl<'a> Engine<'a> {
         page: u64,
         sync: &mut FullSync,
     ) -> Result<Walk, Failure> {
-        // Each user found may need a write.
-        let n = self.walk_size(self.concurrency());
+        // The first pass writes nothing: its users' follow-ups are 404 checks of those Graph
+        // does not return (20 to a `$batch` request), as in the first walk. The second writes
+        // no more than the guard approved and is not written yet: while those writes fit the
+        // rounds left, the rest of them takes 404 checks; else each user found may need a
+        // write.
+        let per_check = self.concurrency() * crate::clients::graph::BATCH_MAX;
+        let n = if !sync.again_checked {
+            self.walk_size(per_check)
+        } else {
+            let writes_left = sync.approved.saturating_sub(sync.walked) as usize;
+            let write_rounds = writes_left.div_ceil(self.concurrency()) as u64;
+            let rounds = self.platform.rounds_left().saturating_sub(3);
+            if write_rounds < rounds {
+                let spare = usize::try_from(rounds - write_rounds).unwrap_or(usize::MAX);
+                (2 * self.concurrency() * api::SEARCH_PAGE_SIZE as usize)
+                    .min(spare.saturating_mul(per_check))
+                    .max(api::SEARCH_PAGE_SIZE as usize)
+            } else {
+                self.walk_size(self.concurrency())
+            }
+        };
         let chunk = self.linked_pages(&after, page, n)?;
         let ids: Vec<String> = chunk.users.iter().map(|(_, e)| e.clone()).collect();
         let (gone, disabled) = if ids.is_empty() {

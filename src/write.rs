@@ -290,6 +290,14 @@ impl<'a> Applier<'a> {
         if ambiguous.is_empty() {
             return results;
         }
+        // The look-up and the second send are two more rounds of the step: when they do not
+        // fit the budget, the creates stay failed for now (the step is done again by a later
+        // call, whose look-ups by external_id find a create that did happen: no duplicate).
+        let p = self.zen.platform();
+        let waves = ambiguous.len().div_ceil(p.concurrency().max(1)) as u64;
+        if !crate::platform::budget::fits(p, 2 * waves) {
+            return results;
+        }
         let lookups: Vec<Call> = ambiguous
             .iter()
             .map(|i| api::search_users(json!({ "external_id": writes[*i].entra_id }), 1))

@@ -20,6 +20,7 @@ use crate::failure::Failure;
 use crate::failure::upstream;
 use crate::log::Log;
 use crate::platform::budget::{self, Step};
+use crate::platform::round;
 use crate::platform::url::{Url, encode, shown};
 use crate::platform::{HttpResult, Method, Platform, Request, Response};
 
@@ -435,6 +436,16 @@ impl<'a> Graph<'a> {
 
     /// Transitive user members of each group.
     pub fn transitive_members(&self, groups: &[String]) -> Result<Memberships, Failure> {
+        Ok(self.transitive_members_beside(groups, Vec::new())?.0)
+    }
+
+    /// [`Graph::transitive_members`], with `side` requests sent in its first round (see
+    /// [`Graph::get_all_beside`]); their answers come back second.
+    pub fn transitive_members_beside(
+        &self,
+        groups: &[String],
+        side: Vec<Request>,
+    ) -> Result<(Memberships, Vec<HttpResult>), Failure> {
         let cursors = groups
             .iter()
             .map(|g| {
@@ -445,7 +456,7 @@ impl<'a> Graph<'a> {
                 (g.clone(), url)
             })
             .collect();
-        self.collect_ids(cursors, "reading members of group", is_user)
+        self.collect_ids(cursors, "reading members of group", is_user, side)
     }
 
     /// The groups that contain each group, transitively (to find mapped groups above a nested one).
@@ -460,19 +471,30 @@ impl<'a> Graph<'a> {
                 (g.clone(), url)
             })
             .collect();
-        self.collect_ids(cursors, "reading the groups containing group", is_group)
+        Ok(self
+            .collect_ids(
+                cursors,
+                "reading the groups containing group",
+                is_group,
+                Vec::new(),
+            )?
+            .0)
     }
 
     /// Follows several paged listings side by side: each round fetches the next page of every
     /// listing that has one (20 to a `$batch`), so rounds = the longest listing's page count.
     /// A 404 (the object is gone) leaves the object OUT of the answer: missing is not empty.
     /// A listing that hands back a link it already followed is an error (it would never end).
+    /// `side` requests go out in the first round (see [`Graph::get_all_beside`]).
     fn collect_ids(
         &self,
         mut cursors: Vec<(String, String)>,
         what: &str,
         keep: fn(&Value) -> bool,
-    ) -> Result<Memberships, Failure> {
+        side: Vec<Request>,
+    ) -> Result<(Memberships, Vec<HttpResult>), Failure> {
+        let mut side = Some(side);
+        let mut side_answers = Vec::new();
         let mut out: Memberships = cursors
             .iter()
             .map(|(k, _)| (k.clone(), BTreeSet::new()))
@@ -485,7 +507,8 @@ impl<'a> Graph<'a> {
                     return Err(repeated_link(what));
                 }
             }
-            let results = self.get_all(&urls)?;
+            let (results, answers) = self.get_all_beside(&urls, side.take().unwrap_or_default())?;
+            side_answers.extend(answers);
             let mut next = Vec::new();
             for ((key, url), result) in cursors.into_iter().zip(results) {
                 if matches!(&result, Ok(r) if r.status == 404) {
@@ -503,7 +526,12 @@ impl<'a> Graph<'a> {
             }
             cursors = next;
         }
-        Ok(out)
+        if let Some(side) = side.take().filter(|s| !s.is_empty()) {
+            // No listing to read (no group): the side requests alone.
+            let n = side.len();
+            side_answers = round::fitted(self.send_all(side), n);
+        }
+        Ok((out, side_answers))
     }
 
     /// Users by id, 15 to a `GET /users?$filter=id in (…)&$select=…` (Graph's limit on an

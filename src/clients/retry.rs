@@ -150,14 +150,21 @@ impl<'a> Resilient<'a> {
     /// is only part of a step, and a wait that ends right at the budget would make the step's
     /// other requests overrun it.
     fn wait_fits(&self, ms: u64) -> bool {
+        self.wait_and_waves_fit(ms, 0)
+    }
+
+    /// [`Self::wait_fits`] for a wait of `ms` followed by `waves` rounds (the retried
+    /// requests themselves, as long as the longest round so far): both, and the reserve.
+    fn wait_and_waves_fit(&self, ms: u64, waves: u64) -> bool {
         let reserve = (self.budget_ms / 4).min(WAIT_RESERVE_MS);
-        self.inner.elapsed_ms() + ms + reserve <= self.budget_ms
+        let resend = waves.saturating_mul(self.round_ms.get());
+        self.inner.elapsed_ms() + ms + resend + reserve <= self.budget_ms
     }
 
     /// Waits before a retry if the budget allows; false when it does not.
-    fn pause(&self, attempt: u32, hint: Hint, why: &str) -> bool {
+    fn pause(&self, attempt: u32, hint: Hint, why: &str, waves: u64) -> bool {
         let delay = self.delay_ms(attempt, hint);
-        if !self.wait_fits(delay) {
+        if !self.wait_and_waves_fit(delay, waves) {
             self.out_of_budget.set(true);
             return false;
         }
@@ -194,7 +201,7 @@ impl Platform for Resilient<'_> {
             let Some(hint) = transient(&result, safe) else {
                 return result;
             };
-            if attempt >= MAX_ATTEMPTS || !self.pause(attempt, hint, &describe(&req, &result)) {
+            if attempt >= MAX_ATTEMPTS || !self.pause(attempt, hint, &describe(&req, &result), 1) {
                 return result;
             }
             attempt += 1;
@@ -223,7 +230,8 @@ impl Platform for Resilient<'_> {
                 again.len(),
                 describe(&reqs[first], &results[first])
             );
-            if !self.pause(attempt, hint, &why) {
+            let waves = again.len().div_ceil(self.inner.concurrency().max(1)) as u64;
+            if !self.pause(attempt, hint, &why, waves) {
                 break;
             }
             let resend: Vec<Request> = again.iter().map(|(i, _)| reqs[*i].clone()).collect();

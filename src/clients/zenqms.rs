@@ -42,6 +42,11 @@ pub struct Zenqms<'a> {
 }
 
 impl<'a> Zenqms<'a> {
+    /// The platform its requests go through (for the budget: see [`crate::platform::budget`]).
+    pub fn platform(&self) -> &'a dyn Platform {
+        self.platform
+    }
+
     /// A client for the configured ZenQMS; its API token is registered as the call's secret.
     pub fn new(platform: &'a dyn Platform, config: &Config) -> Self {
         platform.add_secret(config.zenqms_api_token.expose());

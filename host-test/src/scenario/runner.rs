@@ -264,6 +264,12 @@ impl Runner {
         });
         let mut world = world;
         let elapsed = world.clock.elapsed_ms().saturating_sub(started_ms);
+        if std::env::var_os("HOST_TEST_TRACE_ROUNDS").is_some() {
+            eprintln!(
+                "CALL END {elapsed} ms (budget {} ms)",
+                self.scenario.budget_ms
+            );
+        }
         world
             .stats
             .record_call(elapsed, self.scenario.budget_ms, self.scenario.rtt_ms);

@@ -325,7 +325,10 @@ fn a_delete_paused_on_a_throttled_subscription_removal_removes_it_on_resume() {
             r.entra.subscriptions
         );
         assert_eq!(links(&r), 0);
-        assert!(r.steps[2].calls >= 2, "budget {budget}: the delete paused");
+        if budget == 3_000 {
+            // (At 8 s the call waits the throttling out itself.)
+            assert!(r.steps[2].calls >= 2, "the delete paused");
+        }
         let summary = r.steps[2].summary.clone().unwrap_or_default();
         assert!(summary.contains("delete complete"), "{summary}");
     }

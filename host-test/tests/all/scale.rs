@@ -4,6 +4,7 @@
 //! unrelated to Graph's listing order); the runner checks every call's state against the
 //! platform's 64 KiB (`state-size`).
 
+use crate::common::*;
 use host_test::bench::tenant::{self, Linked, Params};
 use host_test::runner::Runner;
 use host_test::runtime::Runtime;
@@ -286,4 +287,57 @@ fn a_resync_reads_zenqms_in_proportion_to_the_tenant_whatever_the_number_of_call
         many <= one + 3 * u64::from(calls_many),
         "{one} searches in {calls_one} calls, {many} in {calls_many}"
     );
+}
+
+/// Small budgets: a full sync's steps size themselves to the rounds left, the role calls of
+/// the users a step creates (carried into the next round) included, so no call runs past its
+/// budget (the runner's contract: budget + one round trip), and the end state is the one a
+/// 20 s budget reaches. A step sized by the page's plan once counted only the creates, and
+/// the next step sent all their role calls with 5 rounds left (1.3 s over at 3 s budgets).
+#[test]
+fn small_budgets_end_where_a_large_one_does_and_no_call_runs_past_its_budget() {
+    let world = |budget_ms: u32, concurrency: u32| {
+        let users: Vec<_> = (1..=100).map(entra_user).collect();
+        let groups = json!([
+            {"id": gid(1), "displayName": "QA", "members": (1..=100).map(uid).collect::<Vec<_>>()},
+            {"id": gid(2), "displayName": "Docs", "members": (1..=100).step_by(3).map(uid).collect::<Vec<_>>()},
+        ]);
+        let zen = vec![
+            zen_user("u-a", "user7@contoso.com", None, &["r-doc"]),
+            zen_user("u-b", "user8@contoso.com", Some(&uid(8)), &["r-doc"]),
+        ];
+        let mappings =
+            json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [gid(2)]}]);
+        let mut s = scenario(users, groups, zen, mappings);
+        s["budget_ms"] = json!(budget_ms);
+        s["concurrency"] = json!(concurrency);
+        s["steps"] = json!([{"deploy": {}}]);
+        s
+    };
+    let end = |r: &host_test::report::Report| -> Vec<serde_json::Value> {
+        let mut users: Vec<serde_json::Value> = r
+            .zenqms
+            .users
+            .iter()
+            .map(|u| {
+                let mut v = serde_json::to_value(u).unwrap();
+                v.as_object_mut().unwrap().remove("id");
+                v
+            })
+            .collect();
+        users.sort_by_key(|v| v["email"].to_string());
+        users
+    };
+    let reference = run(world(20_000, 8));
+    assert_ok(&reference);
+    for (budget_ms, concurrency) in [(2_000, 2), (2_500, 2), (3_000, 2), (2_000, 8), (3_000, 1)] {
+        // `run` fails on any call over budget + one round trip.
+        let r = run(world(budget_ms, concurrency));
+        assert_ok(&r);
+        assert_eq!(
+            end(&r),
+            end(&reference),
+            "{budget_ms} ms, concurrency {concurrency}: another end state"
+        );
+    }
 }

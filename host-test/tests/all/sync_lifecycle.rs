@@ -106,14 +106,15 @@ fn a_sync_stopped_by_a_failing_service_resumes_where_it_stopped_and_writes_nothi
     s["steps"] = json!([{"deploy": {}}]);
     let scenario = Scenario::from_json(&s.to_string()).unwrap();
     let mut runner = NativeRunner::new(scenario.clone());
-    // ZenQMS answers its next 40 requests with 503 (the `fail_writes` step).
-    let outage = serde_json::from_value(json!({"status": 503, "count": 40})).unwrap();
+    // ZenQMS answers its writes with 503 (the `fail_writes` step) until it recovers.
+    let outage = serde_json::from_value(json!({"status": 503, "count": 100_000})).unwrap();
     runner.world_mut().zenqms_outage = Some(Outage::new(&outage, json!({})));
     let failed = runner.run_step(&scenario.steps[0]);
     assert!(failed.is_err(), "the outage ends the deploy's calls");
     let stopped = State::parse(runner.state.as_deref()).unwrap();
     assert!(stopped.full_sync.is_some(), "the run is kept for a resume");
-    // The platform retries with resume until done.
+    // ZenQMS recovers; the platform retries with resume until done.
+    runner.world_mut().zenqms_outage = None;
     let resume: host_test::scenario::Step = serde_json::from_value(json!({"resume": {}})).unwrap();
     runner.run_step(&resume).unwrap();
     let end = State::parse(runner.state.as_deref()).unwrap();

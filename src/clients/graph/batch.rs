@@ -77,23 +77,47 @@ impl Graph<'_> {
     /// retries never see them) go out again after the longest Retry-After among them, as Graph
     /// advises (a lone one as itself); after [`ATTEMPTS`] rounds their own answer is returned.
     pub fn get_all(&self, urls: &[String]) -> Result<Vec<HttpResult>, Failure> {
+        Ok(self.get_all_beside(urls, Vec::new())?.0)
+    }
+
+    /// [`Graph::get_all`], with `side` requests (of any kind, for any host) sent in its first
+    /// round: their answers come back second, in order, as they came (no retry of their own
+    /// here beyond the platform's). A caller's independent reads share the round this way.
+    pub fn get_all_beside(
+        &self,
+        urls: &[String],
+        side: Vec<Request>,
+    ) -> Result<(Vec<HttpResult>, Vec<HttpResult>), Failure> {
         for url in urls {
             check_graph_url(url)?;
         }
+        let n_side = side.len();
+        let mut side = Some(side);
+        // The first round's requests, then the side's; split again once answered.
+        let mut send = |mut reqs: Vec<Request>| -> (Vec<HttpResult>, Vec<HttpResult>) {
+            let own = reqs.len();
+            let extra = side.take().unwrap_or_default();
+            let with_side = extra.len();
+            reqs.extend(extra);
+            let mut all = round::fitted(self.send_all(reqs), own + with_side);
+            let side_answers = all.split_off(own);
+            (all, side_answers)
+        };
         if urls.len() <= 1 {
             let reqs = urls
                 .iter()
                 .map(|u| self.request(Method::Get, u, None))
                 .collect::<Result<Vec<_>, _>>()?;
-            return Ok(self.send_all(reqs));
+            return Ok(send(reqs));
         }
+        let mut side_answers = Vec::with_capacity(n_side);
         let mut results: Vec<Option<HttpResult>> = vec![None; urls.len()];
         let mut todo: Vec<usize> = (0..urls.len()).collect();
         for attempt in 0..ATTEMPTS {
             if let [i] = todo[..] {
                 // One left: alone, where the platform's own retries apply to it.
                 let req = self.request(Method::Get, &urls[i], None)?;
-                results[i] = self.send_all(vec![req]).pop();
+                results[i] = send(vec![req]).0.pop();
                 break;
             }
             let chunks: Vec<&[usize]> = todo.chunks(BATCH_MAX).collect();
@@ -104,7 +128,9 @@ impl Graph<'_> {
             let mut pending = Vec::new();
             let mut pause = 0;
             let mut unauthorized = Vec::new();
-            for (chunk, answer) in chunks.iter().zip(self.send_all(reqs)) {
+            let (answers, side) = send(reqs);
+            side_answers.extend(side);
+            for (chunk, answer) in chunks.iter().zip(answers) {
                 for (i, result) in unpack(chunk, answer) {
                     match result {
                         Ok(r) if transient(&r) && attempt + 1 < ATTEMPTS => {
@@ -142,12 +168,13 @@ impl Graph<'_> {
             self.platform.wait(u32::try_from(pause).unwrap_or(u32::MAX));
             todo = pending.into_iter().map(|(i, _)| i).collect();
         }
-        Ok(results
+        let results = results
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| Err(HttpError::Transport("no answer in the batch".into())))
             })
-            .collect())
+            .collect();
+        Ok((results, side_answers))
     }
 
     /// `$batch` requests (20 URLs each) to go out in a caller's round; their answers, given
