@@ -638,17 +638,22 @@ impl<'a> Engine<'a> {
         // The linking facts for the rest of the page (the slice's are among them).
         let fits = todo.len() <= bound;
         let trust = self.trust(&all, sync, url, page.next.as_deref().filter(|_| fits))?;
-        let slice = if fits {
-            todo.len()
+        // The users this step works (by position in `todo`).
+        let chosen = if fits {
+            vec![true; todo.len()]
         } else {
             self.slice_by_plan(&parsed, &trust, bound)?
         };
-        let last_slice = todo.len() <= slice;
+        let last_slice = chosen.iter().all(|c| *c);
         let page_next = if last_slice { page.next.clone() } else { None };
-        let this = &todo[..todo.len().min(slice)];
-        let newly: Vec<String> = this.iter().filter_map(|i| item_key(i)).collect();
-        let mut users = Vec::with_capacity(this.len());
-        for user in parsed.into_iter().take(this.len()) {
+        let newly: Vec<String> = todo
+            .iter()
+            .zip(&chosen)
+            .filter(|(_, c)| **c)
+            .filter_map(|(i, _)| item_key(i))
+            .collect();
+        let mut users = Vec::with_capacity(newly.len());
+        for (user, _) in parsed.into_iter().zip(&chosen).filter(|(_, c)| **c) {
             match user {
                 Some(u) => users.push(u),
                 None => {
@@ -765,13 +770,19 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// How many of `parsed` (the rest of a page, in order) this step works when the bound
-    /// without a plan (`bound`: three requests a user) does not cover them all: the longest
-    /// run whose requests, as the page's plan says, fit the waves left. A user's requests
-    /// here: its write (a create, a link, an update) and, if linked already, its role calls;
-    /// a created or linked user's role calls go out in a later round. Kept back: one round
+    /// Which of `parsed` (the rest of a page, in order) this step works when the bound
+    /// without a plan (`bound`: three requests a user) does not cover them all: users in page
+    /// order while their requests, as the page's plan says, fit the waves left. A user's
+    /// requests here: its write (a create, a link, an update), its role calls (a created or
+    /// linked account's go out in the next round, counted all the same). Kept back: one round
     /// (a second write round, when a user takes an address another gives up), the role calls
-    /// carried from the last step and the reads ahead. Never fewer than `bound`.
+    /// carried from the last step and the reads ahead. Never fewer than `bound` users.
+    ///
+    /// A user who takes an address another user of the page gives up (a rename: the page's
+    /// plan writes the move first, then plans the taker again) is taken together with that
+    /// other user, wherever it is in the page: cut apart, the taker would find the address
+    /// still held, be a conflict, and the run would end elsewhere than with a budget that
+    /// fits the whole page.
     ///
     /// Errors: the mapped groups' members could not be read.
     fn slice_by_plan(
@@ -779,7 +790,7 @@ impl<'a> Engine<'a> {
         parsed: &[Option<EntraUser>],
         trust: &Trust,
         bound: usize,
-    ) -> Result<usize, Failure> {
+    ) -> Result<Vec<bool>, Failure> {
         self.load_members()?;
         // The reads ahead a writes round carries at most: a page, two pages' look-ups, an
         // address check of up to 100 addresses.
@@ -818,18 +829,66 @@ impl<'a> Engine<'a> {
         let capacity = waves
             .saturating_mul(self.concurrency())
             .saturating_sub(self.carry.len() + AHEAD_REQUESTS);
-        let (mut total, mut n) = (0usize, 0usize);
-        for user in parsed {
-            let c = user
+        // Who gives up the address each taker takes (by position).
+        let position: BTreeMap<&str, usize> = parsed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, u)| u.as_ref().map(|u| (u.id.as_str(), i)))
+            .collect();
+        let mut given_up: BTreeMap<String, usize> = BTreeMap::new();
+        for p in &plans {
+            if let Action::Write { changes, .. } = &p.action
+                && let Some(&i) = position.get(p.entra_id.as_str())
+            {
+                for c in changes.iter().filter(|c| c.field == "email") {
+                    if let Some(before) = c.before.as_str() {
+                        given_up.insert(address::fold(before), i);
+                    }
+                }
+            }
+        }
+        let giver: BTreeMap<usize, usize> = plans
+            .iter()
+            .filter(|p| p.after_batch)
+            .filter_map(|p| {
+                let i = *position.get(p.entra_id.as_str())?;
+                let a = parsed[i].as_ref()?.match_address()?;
+                let g = *given_up.get(a.as_str())?;
+                (g != i).then_some((i, g))
+            })
+            .collect();
+        let cost_of = |i: usize| {
+            parsed[i]
                 .as_ref()
-                .map_or(0, |u| cost.get(&u.id).copied().unwrap_or(0));
-            if total + c > capacity {
+                .map_or(0, |u| cost.get(&u.id).copied().unwrap_or(0))
+        };
+        let mut chosen = vec![false; parsed.len()];
+        let (mut total, mut n) = (0usize, 0usize);
+        for i in 0..parsed.len() {
+            if chosen[i] {
+                continue;
+            }
+            // The user, the one giving up its address, the one giving up that one's, ...
+            let mut bundle = vec![i];
+            let mut at = i;
+            while let Some(&g) = giver.get(&at) {
+                if chosen[g] || bundle.contains(&g) {
+                    break;
+                }
+                bundle.push(g);
+                at = g;
+            }
+            let c: usize = bundle.iter().map(|&b| cost_of(b)).sum();
+            if total + c > capacity && n >= bound {
                 break;
             }
             total += c;
-            n += 1;
+            for b in bundle {
+                chosen[b] = true;
+                n += 1;
+            }
         }
-        Ok(n.max(bound))
+        Ok(chosen)
     }
 
     /// The linking rule's facts for one page (at `url`): its member users' UPN suffixes are

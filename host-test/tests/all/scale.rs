@@ -292,12 +292,17 @@ fn a_resync_reads_zenqms_in_proportion_to_the_tenant_whatever_the_number_of_call
 /// Small budgets: a full sync's steps size themselves to the rounds left, the role calls of
 /// the users a step creates (carried into the next round) included, so no call runs past its
 /// budget (the runner's contract: budget + one round trip), and the end state is the one a
-/// 20 s budget reaches. A step sized by the page's plan once counted only the creates, and
-/// the next step sent all their role calls with 5 rounds left (1.3 s over at 3 s budgets).
+/// 20 s budget reaches (an address moving within a page included). A step sized by the page's
+/// plan once counted only the creates, and the next step sent all their role calls with 5
+/// rounds left (1.3 s over at 3 s budgets).
 #[test]
 fn small_budgets_end_where_a_large_one_does_and_no_call_runs_past_its_budget() {
     let world = |budget_ms: u32, concurrency: u32| {
-        let users: Vec<_> = (1..=100).map(entra_user).collect();
+        let mut users: Vec<_> = (1..=100).map(entra_user).collect();
+        // An address moves within the page: user 90 (linked, ZenQMS still says old90@) is
+        // renamed to user90@, and user 3, a new hire, takes old90@ (red-team F2: cut apart
+        // by a small budget, user 3 was a conflict and never created in that run).
+        users[2]["mail"] = json!("old90@contoso.com");
         let groups = json!([
             {"id": gid(1), "displayName": "QA", "members": (1..=100).map(uid).collect::<Vec<_>>()},
             {"id": gid(2), "displayName": "Docs", "members": (1..=100).step_by(3).map(uid).collect::<Vec<_>>()},
@@ -305,6 +310,7 @@ fn small_budgets_end_where_a_large_one_does_and_no_call_runs_past_its_budget() {
         let zen = vec![
             zen_user("u-a", "user7@contoso.com", None, &["r-doc"]),
             zen_user("u-b", "user8@contoso.com", Some(&uid(8)), &["r-doc"]),
+            zen_user("u-m", "old90@contoso.com", Some(&uid(90)), &[]),
         ];
         let mappings =
             json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [gid(2)]}]);
