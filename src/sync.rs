@@ -378,6 +378,30 @@ impl<'a> Engine<'a> {
                 Ok::<_, Failure>(if finished { Step::Done } else { Step::More })
             },
         );
+        // The call stopped because its next step would not fit: the role calls still
+        // carried go out now if they alone fit the rounds left (rounds the call would
+        // otherwise leave unused; the next call would send them in waves of its own).
+        let result = match result {
+            Ok(false) if !self.carry.is_empty() => {
+                let waves = self.carry.len().div_ceil(concurrency) as u64;
+                if budget::fits(platform, waves) {
+                    let calls = std::mem::take(&mut self.carry);
+                    let ids: Vec<String> =
+                        calls.iter().map(|r| r.change.entra_id.clone()).collect();
+                    self.out.counts = Counts::default();
+                    let sent = self.out.apply_role_calls(calls);
+                    counts.add(&self.out.counts);
+                    sync.totals.add(&self.out.counts);
+                    // A failure: they are due again (recomputed: what was written is no
+                    // longer a change).
+                    sent.inspect_err(|_| sync.roles_due.extend(ids))
+                        .map(|()| false)
+                } else {
+                    Ok(false)
+                }
+            }
+            other => other,
+        };
         // Role calls still carried, and those of a failed step: their users, for the next call
         // (a step's worth at most).
         sync.roles_due
@@ -461,40 +485,39 @@ impl<'a> Engine<'a> {
     /// Errors: a read failed, or a scope group is gone (fatal: see [`crate::domain::scope`]).
     fn load_members(&mut self) -> Result<(), Failure> {
         if self.members.is_none() {
-            self.load_members_beside(Vec::new())?;
+            let groups = self.config.read_groups();
+            let members = self
+                .graph
+                .transitive_members_beside(&groups, &mut |_| Vec::new())?;
+            self.set_members(&members)?;
         }
         Ok(())
     }
 
-    /// [`Engine::load_members`] (which must not have run yet), with `side` requests sent in
-    /// its first round; their answers, in order.
-    fn load_members_beside(&mut self, side: Vec<Request>) -> Result<Vec<HttpResult>, Failure> {
-        let answers;
-        {
-            let groups = self.config.read_groups();
-            let (members, side_answers) = self.graph.transitive_members_beside(&groups, side)?;
-            answers = side_answers;
-            if self.config.scoped() {
-                self.scope = Some(crate::domain::scope::members(self.config, &members)?);
-            }
-            // A mapped group that is gone has no entry: its role is left as it is, and every
-            // call of the run says so.
-            let mappings = &self.config.role_mappings;
-            roles::log_missing(
-                &self.out.log,
-                &roles::missing(mappings, |g| members.contains_key(g)),
-            );
-            self.known = roles::known(mappings, &members);
-            self.members = Some(roles::MemberIndex::new(&members));
+    /// Takes in the members read (see [`Engine::load_members`]).
+    fn set_members(&mut self, members: &roles::Memberships) -> Result<(), Failure> {
+        if self.config.scoped() {
+            self.scope = Some(crate::domain::scope::members(self.config, members)?);
         }
-        Ok(answers)
+        // A mapped group that is gone has no entry: its role is left as it is, and every
+        // call of the run says so.
+        let mappings = &self.config.role_mappings;
+        roles::log_missing(
+            &self.out.log,
+            &roles::missing(mappings, |g| members.contains_key(g)),
+        );
+        self.known = roles::known(mappings, members);
+        self.members = Some(roles::MemberIndex::new(members));
+        Ok(())
     }
 
-    /// The call's first round of reads, when the run is at a user page and the mapped groups'
-    /// members are to be read: their first pages, that user page (unless read ahead) and the
-    /// ZenQMS users of the role calls the last call checkpointed (`roles_due`), side by side
-    /// instead of one after the other. True when those users were all found this way (else
-    /// [`Engine::restore_roles_due`] searches for them itself).
+    /// The call's first reads, when the run is at a user page and the mapped groups' members
+    /// are to be read: in the members' rounds (see [`Graph::transitive_members_beside`]), the
+    /// user page (unless read ahead) and the ZenQMS users of the role calls the last call
+    /// checkpointed (`roles_due`); in the next, that page's look-ups and the page after it.
+    /// Side by side instead of one after the other. True when the `roles_due` users were all
+    /// found this way (else [`Engine::restore_roles_due`] searches for them itself). A read
+    /// that fails here is simply done again where it is needed.
     ///
     /// Errors: the members could not be read (as [`Engine::load_members`]).
     fn open(&mut self, sync: &FullSync) -> Result<bool, Failure> {
@@ -504,10 +527,10 @@ impl<'a> Engine<'a> {
         if self.members.is_some() || self.config.read_groups().is_empty() {
             return Ok(false);
         }
-        let mut side = Vec::new();
         let read_page = !self.prefetched.iter().any(|(u, _)| u == next);
+        let mut first = Vec::new();
         if read_page {
-            side.push(self.graph.request(Method::Get, next, None)?);
+            first.push(self.graph.request(Method::Get, next, None)?);
         }
         let filters: Vec<serde_json::Value> = if self.config.role_mappings.is_empty() {
             Vec::new()
@@ -517,19 +540,82 @@ impl<'a> Engine<'a> {
                 .map(api::with_external_ids)
                 .collect()
         };
-        side.extend(
+        first.extend(
             filters
                 .iter()
                 .map(|f| self.out.zen.request(&api::search_users(f.clone(), 1))),
         );
-        let mut answers = self.load_members_beside(side)?.into_iter();
-        if read_page
-            && let Some(answer) = answers.next()
-            && let Ok(p) = Graph::read_page(answer, next, "listing users")
-        {
+        // What the side's rounds brought back.
+        let mut page: Option<Page> = None;
+        let mut roles_due_answers = Vec::new();
+        let mut lookup_answers = Vec::new();
+        let mut after: Option<(String, HttpResult)> = None;
+        let mut after_url: Option<String> = None;
+        let mut stage = 0;
+        let (graph, zen) = (self.graph, &self.out.zen);
+        let prefetched = &self.prefetched;
+        let mut first = Some(first);
+        let mut side = |answers: Vec<HttpResult>| -> Vec<Request> {
+            stage += 1;
+            match stage {
+                1 => first.take().unwrap_or_default(),
+                2 => {
+                    let mut answers = answers.into_iter();
+                    if read_page {
+                        page = answers
+                            .next()
+                            .and_then(|a| Graph::read_page(a, next, "listing users").ok());
+                    }
+                    roles_due_answers = answers.collect();
+                    // The page's look-ups, and the page after it, in the next round.
+                    let items = match &page {
+                        Some(p) => Some(p),
+                        None => prefetched.iter().find(|(u, _)| u == next).map(|(_, p)| p),
+                    };
+                    let Some(p) = items else {
+                        return Vec::new();
+                    };
+                    let mut reqs: Vec<Request> = lookup_filters(&page_users(&p.items))
+                        .into_iter()
+                        .map(|f| zen.request(&api::search_users(f, 1)))
+                        .collect();
+                    if let Some(n) = p.next.as_deref()
+                        && !prefetched.iter().any(|(u, _)| u == n)
+                        && let Ok(r) = graph.request(Method::Get, n, None)
+                    {
+                        after_url = Some(n.to_string());
+                        reqs.push(r);
+                    }
+                    reqs
+                }
+                3 => {
+                    let mut answers = answers;
+                    if let Some(n) = after_url.take()
+                        && let Some(a) = answers.pop()
+                    {
+                        after = Some((n, a));
+                    }
+                    lookup_answers = answers;
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            }
+        };
+        let groups = self.config.read_groups();
+        let members = graph.transitive_members_beside(&groups, &mut side)?;
+        self.set_members(&members)?;
+        if let Some(p) = page {
             self.prefetched.push((next.clone(), p));
         }
-        Ok(!filters.is_empty() && self.learn_lookups(answers.collect()))
+        if !lookup_answers.is_empty() && self.learn_lookups(lookup_answers) {
+            self.looked_up.insert(next.clone());
+        }
+        if let Some((n, a)) = after
+            && let Ok(p) = Graph::read_page(a, &n, "listing users")
+        {
+            self.prefetched.push((n, p));
+        }
+        Ok(!filters.is_empty() && self.learn_lookups(roles_due_answers))
     }
 
     /// The role change one linked user needs, if any.

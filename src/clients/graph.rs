@@ -436,16 +436,19 @@ impl<'a> Graph<'a> {
 
     /// Transitive user members of each group.
     pub fn transitive_members(&self, groups: &[String]) -> Result<Memberships, Failure> {
-        Ok(self.transitive_members_beside(groups, Vec::new())?.0)
+        self.transitive_members_beside(groups, &mut |_| Vec::new())
     }
 
-    /// [`Graph::transitive_members`], with `side` requests sent in its first round (see
-    /// [`Graph::get_all_beside`]); their answers come back second.
+    /// [`Graph::transitive_members`], with other requests in its rounds: before each round,
+    /// `side` is given the answers to the requests it added to the last one (none at first)
+    /// and returns those for this one; once the listings are read, its further requests go
+    /// out alone, until it returns none. So a caller's independent reads (and reads that
+    /// follow from them) share the rounds the members take anyway.
     pub fn transitive_members_beside(
         &self,
         groups: &[String],
-        side: Vec<Request>,
-    ) -> Result<(Memberships, Vec<HttpResult>), Failure> {
+        side: &mut dyn FnMut(Vec<HttpResult>) -> Vec<Request>,
+    ) -> Result<Memberships, Failure> {
         let cursors = groups
             .iter()
             .map(|g| {
@@ -471,30 +474,27 @@ impl<'a> Graph<'a> {
                 (g.clone(), url)
             })
             .collect();
-        Ok(self
-            .collect_ids(
-                cursors,
-                "reading the groups containing group",
-                is_group,
-                Vec::new(),
-            )?
-            .0)
+        self.collect_ids(
+            cursors,
+            "reading the groups containing group",
+            is_group,
+            &mut |_| Vec::new(),
+        )
     }
 
     /// Follows several paged listings side by side: each round fetches the next page of every
     /// listing that has one (20 to a `$batch`), so rounds = the longest listing's page count.
     /// A 404 (the object is gone) leaves the object OUT of the answer: missing is not empty.
     /// A listing that hands back a link it already followed is an error (it would never end).
-    /// `side` requests go out in the first round (see [`Graph::get_all_beside`]).
+    /// `side` adds requests to its rounds (see [`Graph::transitive_members_beside`]).
     fn collect_ids(
         &self,
         mut cursors: Vec<(String, String)>,
         what: &str,
         keep: fn(&Value) -> bool,
-        side: Vec<Request>,
-    ) -> Result<(Memberships, Vec<HttpResult>), Failure> {
-        let mut side = Some(side);
-        let mut side_answers = Vec::new();
+        side: &mut dyn FnMut(Vec<HttpResult>) -> Vec<Request>,
+    ) -> Result<Memberships, Failure> {
+        let mut last = Vec::new();
         let mut out: Memberships = cursors
             .iter()
             .map(|(k, _)| (k.clone(), BTreeSet::new()))
@@ -507,8 +507,8 @@ impl<'a> Graph<'a> {
                     return Err(repeated_link(what));
                 }
             }
-            let (results, answers) = self.get_all_beside(&urls, side.take().unwrap_or_default())?;
-            side_answers.extend(answers);
+            let (results, answers) = self.get_all_beside(&urls, side(std::mem::take(&mut last)))?;
+            last = answers;
             let mut next = Vec::new();
             for ((key, url), result) in cursors.into_iter().zip(results) {
                 if matches!(&result, Ok(r) if r.status == 404) {
@@ -526,12 +526,16 @@ impl<'a> Graph<'a> {
             }
             cursors = next;
         }
-        if let Some(side) = side.take().filter(|s| !s.is_empty()) {
-            // No listing to read (no group): the side requests alone.
-            let n = side.len();
-            side_answers = round::fitted(self.send_all(side), n);
+        // The side's rounds left (and the answers to its last): alone, until it asks nothing.
+        loop {
+            let reqs = side(std::mem::take(&mut last));
+            if reqs.is_empty() {
+                break;
+            }
+            let n = reqs.len();
+            last = round::fitted(self.send_all(reqs), n);
         }
-        Ok((out, side_answers))
+        Ok(out)
     }
 
     /// Users by id, 15 to a `GET /users?$filter=id in (…)&$select=…` (Graph's limit on an
