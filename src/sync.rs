@@ -965,7 +965,9 @@ impl<'a> Engine<'a> {
                 at = g;
             }
             let c: usize = bundle.iter().map(|&b| cost_of(b)).sum();
-            if total + c > capacity && n >= bound {
+            // Past the capacity: stop, once the step has its minimum; a bundle (several users)
+            // never goes past it, unless nothing else was taken (progress).
+            if total + c > capacity && (n >= bound || (bundle.len() > 1 && n > 0)) {
                 break;
             }
             total += c;
@@ -1518,8 +1520,17 @@ impl<'a> Engine<'a> {
             .map(|(z, _)| z.clone())
             .collect();
         self.learn_users(acting);
+        // The writes this step may still send: a step reads at least a search page, whose
+        // leaving users may be more than the rounds left take; those after the last one
+        // written are the next step's (the walk goes on after it).
+        let allowed = usize::try_from(self.platform.rounds_left().saturating_sub(1))
+            .unwrap_or(usize::MAX)
+            .saturating_mul(self.concurrency())
+            .max(1);
         let mut writes = Vec::new();
         let mut capped = false;
+        let mut last_written: Option<String> = None;
+        let mut out_of_rounds = false;
         for (z, e) in chunk.users.iter().filter(|(_, e)| leaving(e)) {
             // No more than the guard judged: users disabled since the count wait for the next
             // run (or the delta round), whose guard counts them.
@@ -1527,6 +1538,11 @@ impl<'a> Engine<'a> {
                 capped = true;
                 break;
             }
+            if writes.len() >= allowed {
+                out_of_rounds = true;
+                break;
+            }
+            last_written = Some(z.id.clone());
             sync.walked += 1;
             let reason = if gone.contains(e) {
                 guard::GONE
@@ -1550,6 +1566,13 @@ impl<'a> Engine<'a> {
         }
         let walk = if capped {
             Walk::Done
+        } else if out_of_rounds {
+            // From the same search page on (users unlinked since shift later ones back; the
+            // users up to `last_written` are skipped by id).
+            Walk::At {
+                after: last_written.or(after),
+                page,
+            }
         } else {
             chunk.walk(&after)
         };

@@ -347,3 +347,39 @@ fn small_budgets_end_where_a_large_one_does_and_no_call_runs_past_its_budget() {
         );
     }
 }
+
+/// More deactivations than the checkpoint names (60 > 16) at small budgets: the second walk's
+/// writing pass sends no more deactivations than the rounds left take (a step reads at least a
+/// search page, 100 users; red-team: 50 deactivations in one step, 4.7 s past a 3 s budget at
+/// concurrency 1), goes on after the last one written, and deactivates all 60.
+#[test]
+fn the_second_walk_writes_no_more_deactivations_than_the_rounds_left_take() {
+    for (budget_ms, concurrency) in [(3_000, 1), (2_000, 2), (20_000, 8)] {
+        let mut users: Vec<_> = (1..=150).map(entra_user).collect();
+        let mut zen = Vec::new();
+        for i in 20..80u32 {
+            users[i as usize - 1]["accountEnabled"] = json!(false);
+            zen.push(zen_user(
+                &format!("z-d{i}"),
+                &format!("user{i}@contoso.com"),
+                Some(&uid(i)),
+                &[],
+            ));
+        }
+        let mut s = scenario(users, json!([]), zen, json!([]));
+        s["instance"]["config"]["max_deactivations"] = json!("100");
+        s["budget_ms"] = json!(budget_ms);
+        s["concurrency"] = json!(concurrency);
+        s["steps"] = json!([{"deploy": {}}]);
+        // `run` fails on any call over budget + one round trip.
+        let r = run(s);
+        assert_ok(&r);
+        let deactivated = r
+            .zenqms
+            .users
+            .iter()
+            .filter(|u| u.id.starts_with("z-d") && !u.is_active)
+            .count();
+        assert_eq!(deactivated, 60, "{budget_ms} ms, concurrency {concurrency}");
+    }
+}
