@@ -13,7 +13,7 @@ use crate::clients::graph::{Graph, Page, USER_PAGE, mail_filter_url};
 use crate::clients::zenqms::Zenqms;
 use crate::clients::zenqms::api::{self, ZUser};
 use crate::config::{Config, RoleMapping};
-use crate::domain::address::{self, Domains};
+use crate::domain::address;
 use crate::domain::entra::EntraUser;
 use crate::domain::guard;
 use crate::domain::links;
@@ -703,12 +703,7 @@ impl<'a> Engine<'a> {
                 Some(n) => Some(round.add(self.graph.request(Method::Get, n, None)?)),
                 None => None,
             };
-            let filters = lookup_filters(&all);
-            let slots = round.add_all(
-                filters
-                    .iter()
-                    .map(|f| self.out.zen.request(&api::search_users(f.clone(), 1))),
-            );
+            let slots = self.add_lookups(&mut round, &all);
             let mut answers = round.send(|reqs| self.graph.send_all(reqs));
             if let (Some(n), Some(slot)) = (&next, next_slot)
                 && let Ok(p) = Graph::read_page(answers.take(slot), n, "listing users")
@@ -995,14 +990,7 @@ impl<'a> Engine<'a> {
         for domain in users.iter().filter_map(EntraUser::member_domain) {
             address::learn(&mut sync.email_domains, domain);
         }
-        let domains = Domains {
-            configured: self.config.email_match_domains.clone(),
-            learned: self
-                .learned_domains
-                .union(&sync.email_domains)
-                .cloned()
-                .collect(),
-        };
+        let domains = self.domains_for(users, sync);
         let candidates = plan::link_candidates(users, &self.out.dir, &domains);
         // Only the candidates' answers are kept: an address asked ahead that is no longer a
         // candidate (a write since linked its ZenQMS user) says nothing to this plan.

@@ -122,7 +122,8 @@ impl Engine<'_> {
         Ok(round.add(self.graph.request(Method::Get, url, None)?))
     }
 
-    fn add_lookups(&self, round: &mut Round, users: &[EntraUser]) -> Vec<Slot> {
+    /// Adds the ZenQMS look-ups of `users` (see `lookup_filters`) to `round`.
+    pub(super) fn add_lookups(&self, round: &mut Round, users: &[EntraUser]) -> Vec<Slot> {
         round.add_all(
             lookup_filters(users)
                 .into_iter()
