@@ -9,7 +9,7 @@ pub mod realtime;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::clients::graph::{Graph, Page, USER_PAGE, mail_filter_url};
+use crate::clients::graph::{Graph, Listings, Page, USER_PAGE, mail_filter_url};
 use crate::clients::zenqms::Zenqms;
 use crate::clients::zenqms::api::{self, ZUser};
 use crate::config::{Config, RoleMapping};
@@ -216,6 +216,16 @@ pub struct Engine<'a> {
     pub learned_domains: BTreeSet<String>,
     /// Linked ZenQMS users, as the walk's last search said (read once per call).
     linked_total: Option<u64>,
+    /// The mapped groups' members while they are read beside the call's first user step
+    /// (see [`Engine::send_round`]); `None` once read, or when read in rounds of their own.
+    members_read: Option<Listings>,
+    /// Entra ids of users worked while `members_read` was under way: their role changes are
+    /// computed once the members are read ([`Engine::load_members`]), and by the next call
+    /// (`roles_due`) if this one ends first. One step's users at most.
+    roles_pending: Vec<String>,
+    /// Users whose role calls were carried during the current step (from `roles_pending`):
+    /// due again if the step fails, like those carried into it.
+    carried_in_step: Vec<String>,
 }
 
 impl<'a> Engine<'a> {
@@ -242,6 +252,9 @@ impl<'a> Engine<'a> {
             carry: Vec::new(),
             learned_domains: BTreeSet::new(),
             linked_total: None,
+            members_read: None,
+            roles_pending: Vec::new(),
+            carried_in_step: Vec::new(),
         }
     }
 
@@ -307,7 +320,7 @@ impl<'a> Engine<'a> {
         }
         let mut changes = Vec::new();
         for id in &ids {
-            changes.extend(self.role_change(id)?);
+            changes.extend(self.role_change_or_later(id)?);
         }
         self.carry.extend(write::role_calls(changes));
         sync.roles_due.clear();
@@ -360,6 +373,7 @@ impl<'a> Engine<'a> {
                     .iter()
                     .map(|r| r.change.entra_id.clone())
                     .collect();
+                self.carried_in_step.clear();
                 let finished = self.step_once(sync).inspect_err(|_| {
                     sync.deferred.truncate(deferred.0);
                     sync.deferred_more = deferred.1;
@@ -371,6 +385,7 @@ impl<'a> Engine<'a> {
                     sync.walked = deferred.3 + self.out.counts.deactivated;
                     sync.totals.add(&self.out.counts);
                     sync.roles_due.extend(carried);
+                    sync.roles_due.append(&mut self.carried_in_step);
                 })?;
                 counts.add(&self.out.counts);
                 sync.totals.add(&self.out.counts);
@@ -406,6 +421,7 @@ impl<'a> Engine<'a> {
         // (a step's worth at most).
         sync.roles_due
             .extend(self.carry.iter().map(|r| r.change.entra_id.clone()));
+        sync.roles_due.append(&mut self.roles_pending);
         sync.roles_due.sort();
         sync.roles_due.dedup();
         let finished = result?;
@@ -416,6 +432,11 @@ impl<'a> Engine<'a> {
     }
 
     fn step_once(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
+        if !matches!(sync.phase, Phase::Users { .. }) && !self.roles_pending.is_empty() {
+            // The listing ended while the members were read beside it: its users' roles
+            // before anything else (the run's last step sends the role calls carried).
+            self.load_members()?;
+        }
         match sync.phase.clone() {
             Phase::Users { next, skip, done } => {
                 let end = self.users_page(&next, skip, done, sync)?;
@@ -483,15 +504,123 @@ impl<'a> Engine<'a> {
     /// Reads the transitive members of the mapped groups and the scope groups, once per call.
     ///
     /// Errors: a read failed, or a scope group is gone (fatal: see [`crate::domain::scope`]).
+    /// A read begun beside the call's first user step is finished in rounds of its own; the
+    /// role changes of the users worked meanwhile (`roles_pending`) are then carried into the
+    /// next round.
     fn load_members(&mut self) -> Result<(), Failure> {
         if self.members.is_none() {
-            let groups = self.config.read_groups();
-            let members = self
-                .graph
-                .transitive_members_beside(&groups, &mut |_| Vec::new())?;
+            let members = match self.members_read.take() {
+                Some(listings) => self.graph.finish_listings(listings)?,
+                None => self.graph.transitive_members(&self.config.read_groups())?,
+            };
             self.set_members(&members)?;
         }
+        for id in std::mem::take(&mut self.roles_pending) {
+            if let Some(c) = self.role_change(&id)? {
+                self.carry.extend(write::role_calls(vec![c]));
+                self.carried_in_step.push(id);
+            }
+        }
         Ok(())
+    }
+
+    /// When the read beside the user steps has reached its end: the members are taken in (see
+    /// [`Engine::load_members`]).
+    fn members_ready(&mut self) -> Result<(), Failure> {
+        if self.members_read.as_ref().is_some_and(Listings::done) {
+            self.load_members()?;
+        }
+        Ok(())
+    }
+
+    /// Whether this step works its users before the members are read (they are read beside
+    /// it): only the call's first user step, whose users' roles wait in `roles_pending`
+    /// (a later step finishes the read first, so no more than one step's users wait).
+    fn members_beside(&self) -> bool {
+        self.members.is_none() && self.members_read.is_some() && self.roles_pending.is_empty()
+    }
+
+    /// The role change of `entra_id`, or, while the members are read beside the step
+    /// (`members_read`), none yet: the user waits in `roles_pending`.
+    fn role_change_or_later(&mut self, entra_id: &str) -> Result<Option<RoleChange>, Failure> {
+        if self.members.is_none()
+            && self.members_read.is_some()
+            && !self.config.role_mappings.is_empty()
+        {
+            self.roles_pending.push(entra_id.to_string());
+            return Ok(None);
+        }
+        self.role_change(entra_id)
+    }
+
+    /// Sends `round`. While the mapped groups' members are read beside the user steps
+    /// (`members_read`), their next pages go with it, in each wave of the platform's
+    /// concurrency: a listing's pages are sequential (each nextLink comes with the page before
+    /// it), so a read of P pages rides the first P waves of the round instead of taking P
+    /// rounds of its own before the step. When there are as many of the members' requests as
+    /// the concurrency, they go once, beside the whole round. A member page that fails is
+    /// asked again, with retries, by [`Engine::load_members`].
+    fn send_round(&mut self, round: Round) -> round::Answers {
+        let graph = self.graph;
+        let concurrency = self.concurrency();
+        let Some(listings) = self
+            .members_read
+            .as_mut()
+            .filter(|l| !l.done() && !l.stalled())
+        else {
+            return round.send(|reqs| graph.send_all(reqs));
+        };
+        let mut send = |reqs: Vec<Request>| {
+            let total = reqs.len();
+            let mut out = Vec::with_capacity(total);
+            let mut rest = reqs.into_iter().peekable();
+            // At least one wave: a round of nothing else still reads the members' next pages.
+            let mut first = true;
+            while first || rest.peek().is_some() {
+                first = false;
+                let members = if listings.done() || listings.stalled() {
+                    None
+                } else {
+                    // A repeated link stalls the read; finishing it reports the error.
+                    match listings
+                        .urls()
+                        .map(|urls| (graph.get_requests(&urls), urls.len()))
+                    {
+                        Ok((Ok(reqs), n)) => Some((reqs, n)),
+                        _ => {
+                            listings.mark_stalled();
+                            None
+                        }
+                    }
+                };
+                let Some((member_reqs, n)) = members else {
+                    let left: Vec<Request> = rest.by_ref().collect();
+                    let k = left.len();
+                    out.extend(round::fitted(graph.send_all(left), k));
+                    break;
+                };
+                let m = member_reqs.len();
+                let take = if m < concurrency {
+                    concurrency - m
+                } else {
+                    usize::MAX
+                };
+                let mut wave: Vec<Request> = rest.by_ref().take(take).collect();
+                let k = wave.len();
+                wave.extend(member_reqs);
+                let mut answers = round::fitted(graph.send_all(wave), k + m);
+                let theirs = answers.split_off(k);
+                out.extend(answers);
+                // Not strict: a failed page stalls the read (see above).
+                let _ = listings.take(Graph::get_answers(n, theirs), false);
+            }
+            out
+        };
+        if round.is_empty() {
+            send(Vec::new());
+            return round::Answers::new(Vec::new(), 0);
+        }
+        round.send(send)
     }
 
     /// Takes in the members read (see [`Engine::load_members`]).
@@ -512,26 +641,31 @@ impl<'a> Engine<'a> {
     }
 
     /// The call's first reads, when the run is at a user page and the mapped groups' members
-    /// are to be read: in the members' rounds (see [`Graph::transitive_members_beside`]), the
-    /// user page (unless read ahead) and the ZenQMS users of the role calls the last call
-    /// checkpointed (`roles_due`); in the next, that page's look-ups and the page after it.
-    /// Side by side instead of one after the other. True when the `roles_due` users were all
-    /// found this way (else [`Engine::restore_roles_due`] searches for them itself). A read
-    /// that fails here is simply done again where it is needed.
+    /// are to be read. Round 1: the members' first pages, the user page (unless read ahead)
+    /// and the ZenQMS users of the role calls the last call checkpointed (`roles_due`).
+    /// Round 2: the members' next pages, that page's look-ups and the page after it. Side by
+    /// side instead of one after the other. The members' read then goes on beside the first
+    /// user step ([`Engine::send_round`]) when that step's plan does not need them (no scope
+    /// groups); else it is finished here. True when the `roles_due` users were all found this
+    /// way (else [`Engine::restore_roles_due`] searches for them itself). A read that fails
+    /// here is simply done again where it is needed.
     ///
     /// Errors: the members could not be read (as [`Engine::load_members`]).
     fn open(&mut self, sync: &FullSync) -> Result<bool, Failure> {
         let Phase::Users { next, .. } = &sync.phase else {
             return Ok(false);
         };
-        if self.members.is_some() || self.config.read_groups().is_empty() {
+        let groups = self.config.read_groups();
+        if self.members.is_some() || groups.is_empty() {
             return Ok(false);
         }
-        let read_page = !self.prefetched.iter().any(|(u, _)| u == next);
-        let mut first = Vec::new();
-        if read_page {
-            first.push(self.graph.request(Method::Get, next, None)?);
-        }
+        self.members_read = Some(Graph::members_listings(&groups));
+        let mut round = Round::new();
+        let page_slot = if self.prefetched.iter().any(|(u, _)| u == next) {
+            None
+        } else {
+            Some(round.add(self.graph.request(Method::Get, next, None)?))
+        };
         let filters: Vec<serde_json::Value> = if self.config.role_mappings.is_empty() {
             Vec::new()
         } else {
@@ -540,80 +674,51 @@ impl<'a> Engine<'a> {
                 .map(api::with_external_ids)
                 .collect()
         };
-        first.extend(
+        let due_slots = round.add_all(
             filters
                 .iter()
                 .map(|f| self.out.zen.request(&api::search_users(f.clone(), 1))),
         );
-        // What the side's rounds brought back.
-        let mut page: Option<Page> = None;
-        let mut roles_due_answers = Vec::new();
-        let mut lookup_answers = Vec::new();
-        let mut after: Option<(String, HttpResult)> = None;
-        let mut after_url: Option<String> = None;
-        let mut stage = 0;
-        let (graph, zen) = (self.graph, &self.out.zen);
-        let prefetched = &self.prefetched;
-        let mut first = Some(first);
-        let mut side = |answers: Vec<HttpResult>| -> Vec<Request> {
-            stage += 1;
-            match stage {
-                1 => first.take().unwrap_or_default(),
-                2 => {
-                    let mut answers = answers.into_iter();
-                    if read_page {
-                        page = answers
-                            .next()
-                            .and_then(|a| Graph::read_page(a, next, "listing users").ok());
-                    }
-                    roles_due_answers = answers.collect();
-                    // The page's look-ups, and the page after it, in the next round.
-                    let items = match &page {
-                        Some(p) => Some(p),
-                        None => prefetched.iter().find(|(u, _)| u == next).map(|(_, p)| p),
-                    };
-                    let Some(p) = items else {
-                        return Vec::new();
-                    };
-                    let mut reqs: Vec<Request> = lookup_filters(&page_users(&p.items))
-                        .into_iter()
-                        .map(|f| zen.request(&api::search_users(f, 1)))
-                        .collect();
-                    if let Some(n) = p.next.as_deref()
-                        && !prefetched.iter().any(|(u, _)| u == n)
-                        && let Ok(r) = graph.request(Method::Get, n, None)
-                    {
-                        after_url = Some(n.to_string());
-                        reqs.push(r);
-                    }
-                    reqs
-                }
-                3 => {
-                    let mut answers = answers;
-                    if let Some(n) = after_url.take()
-                        && let Some(a) = answers.pop()
-                    {
-                        after = Some((n, a));
-                    }
-                    lookup_answers = answers;
-                    Vec::new()
-                }
-                _ => Vec::new(),
-            }
-        };
-        let groups = self.config.read_groups();
-        let members = graph.transitive_members_beside(&groups, &mut side)?;
-        self.set_members(&members)?;
-        if let Some(p) = page {
+        let mut answers = self.send_round(round);
+        if let Some(slot) = page_slot
+            && let Ok(p) = Graph::read_page(answers.take(slot), next, "listing users")
+        {
             self.prefetched.push((next.clone(), p));
         }
-        if !lookup_answers.is_empty() && self.learn_lookups(lookup_answers) {
-            self.looked_up.insert(next.clone());
+        let roles_due_answers = answers.take_all(&due_slots);
+        // The page's look-ups, and the page after it.
+        let page = self
+            .prefetched
+            .iter()
+            .find(|(u, _)| u == next)
+            .map(|(_, p)| p);
+        if let Some(p) = page {
+            let users = page_users(&p.items);
+            let after = p
+                .next
+                .clone()
+                .filter(|n| !self.prefetched.iter().any(|(u, _)| u == n));
+            let mut round = Round::new();
+            let lookups = self.add_lookups(&mut round, &users);
+            let after_slot = match &after {
+                Some(n) => Some(round.add(self.graph.request(Method::Get, n, None)?)),
+                None => None,
+            };
+            let mut answers = self.send_round(round);
+            if let (Some(n), Some(slot)) = (after, after_slot)
+                && let Ok(p) = Graph::read_page(answers.take(slot), &n, "listing users")
+            {
+                self.prefetched.push((n, p));
+            }
+            if !lookups.is_empty() && self.learn_lookups(answers.take_all(&lookups)) {
+                self.looked_up.insert(next.clone());
+            }
         }
-        if let Some((n, a)) = after
-            && let Ok(p) = Graph::read_page(a, &n, "listing users")
-        {
-            self.prefetched.push((n, p));
+        if self.config.scoped() {
+            // The plan needs the scope: read to the end now.
+            self.load_members()?;
+        } else {
+            self.members_ready()?;
         }
         Ok(!filters.is_empty() && self.learn_lookups(roles_due_answers))
     }
@@ -657,14 +762,17 @@ impl<'a> Engine<'a> {
         // role calls carried from the last step). When the rest of the page does not fit that
         // bound, the slice is sized by the page's plan instead (`slice_by_plan`).
         // The mapped groups' members are read before the slice is sized (once per call).
-        if !self.config.read_groups().is_empty() {
+        // Unless they are read beside this step (see `Engine::send_round`): its members' waves
+        // are kept back too.
+        let beside = self.members_beside();
+        if !self.config.read_groups().is_empty() && !beside {
             self.load_members()?;
         }
         // The role calls carried from the last step go out in this step's writes round too.
         let carried = self.carry.len().div_ceil(self.concurrency()) as u64;
         let bound = budget::items_that_fit(
             self.platform,
-            3 + carried,
+            3 + carried + if beside { 2 } else { 0 },
             3,
             (self.concurrency() / 2).max(1),
             USER_PAGE as usize,
@@ -704,7 +812,7 @@ impl<'a> Engine<'a> {
                 None => None,
             };
             let slots = self.add_lookups(&mut round, &all);
-            let mut answers = round.send(|reqs| self.graph.send_all(reqs));
+            let mut answers = self.send_round(round);
             if let (Some(n), Some(slot)) = (&next, next_slot)
                 && let Ok(p) = Graph::read_page(answers.take(slot), n, "listing users")
             {
@@ -719,6 +827,8 @@ impl<'a> Engine<'a> {
         // The linking facts for the rest of the page (the slice's are among them).
         let fits = todo.len() <= bound;
         let trust = self.trust(&all, sync, url, page.next.as_deref().filter(|_| fits))?;
+        // (Members read beside the rounds so far may be complete: this step's plan uses them.)
+        self.members_ready()?;
         // The users this step works (by position in `todo`).
         let chosen = if fits {
             vec![true; todo.len()]
@@ -767,7 +877,7 @@ impl<'a> Engine<'a> {
         let mut changes = Vec::new();
         for u in &users {
             if !creating.contains(u.id.as_str())
-                && let Some(c) = self.role_change(&u.id)?
+                && let Some(c) = self.role_change_or_later(&u.id)?
             {
                 changes.push(c);
             }
@@ -793,7 +903,7 @@ impl<'a> Engine<'a> {
             write_slots = round.add_all(writes.iter().map(|w| self.out.zen.request(&w.call)));
             role_slots = round.add_all(role_calls.iter().map(|r| self.out.zen.request(&r.call)));
         }
-        let mut answers = round.send(|reqs| self.graph.send_all(reqs));
+        let mut answers = self.send_round(round);
         // Before this round's writes are taken in (see `take_ahead`).
         self.take_ahead(&mut answers, ahead);
         let (write_results, role_results) = if dry {
@@ -833,10 +943,11 @@ impl<'a> Engine<'a> {
             self.out.write(writes)?;
         }
         for id in created {
-            if let Some(c) = self.role_change(&id)? {
+            if let Some(c) = self.role_change_or_later(&id)? {
                 self.carry.extend(write::role_calls(vec![c]));
             }
         }
+        self.members_ready()?;
         if last_slice {
             Ok(PageEnd::Next(page.next))
         } else {
@@ -1012,7 +1123,7 @@ impl<'a> Engine<'a> {
         let mut round = Round::new();
         let slots = round.add_all(self.graph.get_requests(&urls)?);
         let ahead = self.add_ahead(&mut round, next, sync)?;
-        let mut answers = round.send(|reqs| self.graph.send_all(reqs));
+        let mut answers = self.send_round(round);
         self.take_ahead(&mut answers, ahead);
         let results = Graph::get_answers(urls.len(), answers.take_all(&slots));
         let mut again = Vec::new();

@@ -20,12 +20,13 @@ use crate::failure::Failure;
 use crate::failure::upstream;
 use crate::log::Log;
 use crate::platform::budget::{self, Step};
-use crate::platform::round;
 use crate::platform::url::{Url, encode, shown};
 use crate::platform::{HttpResult, Method, Platform, Request, Response};
 
 mod batch;
+mod listings;
 pub use batch::BATCH_MAX;
+pub use listings::Listings;
 
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
 pub const GRAPH_HOST: &str = "graph.microsoft.com";
@@ -434,21 +435,19 @@ impl<'a> Graph<'a> {
         Ok(page.items.iter().filter_map(item_id).collect())
     }
 
-    /// Transitive user members of each group.
+    /// Transitive user members of each group (a group that is gone has no entry), in rounds
+    /// of their own.
+    ///
+    /// Errors: a page failed after its retries, or a listing repeated a link.
     pub fn transitive_members(&self, groups: &[String]) -> Result<Memberships, Failure> {
-        self.transitive_members_beside(groups, &mut |_| Vec::new())
+        self.finish_listings(Self::members_listings(groups))
     }
 
-    /// [`Graph::transitive_members`], with other requests in its rounds: before each round,
-    /// `side` is given the answers to the requests it added to the last one (none at first)
-    /// and returns those for this one; once the listings are read, its further requests go
-    /// out alone, until it returns none. So a caller's independent reads (and reads that
-    /// follow from them) share the rounds the members take anyway.
-    pub fn transitive_members_beside(
-        &self,
-        groups: &[String],
-        side: &mut dyn FnMut(Vec<HttpResult>) -> Vec<Request>,
-    ) -> Result<Memberships, Failure> {
+    /// The read of `groups`' transitive members (user ids, lowercased), not begun: its rounds
+    /// are the caller's ([`Listings::urls`], [`Listings::take`], [`Graph::finish_listings`]).
+    /// `GET /groups/{id}/transitiveMembers?$select=id&$top=999` (05-membership.md, 5 RU a
+    /// page less 1 for `$select`).
+    pub fn members_listings(groups: &[String]) -> Listings {
         let cursors = groups
             .iter()
             .map(|g| {
@@ -459,7 +458,7 @@ impl<'a> Graph<'a> {
                 (g.clone(), url)
             })
             .collect();
-        self.collect_ids(cursors, "reading members of group", is_user, side)
+        Listings::new(cursors, "reading members of group", is_user)
     }
 
     /// The groups that contain each group, transitively (to find mapped groups above a nested one).
@@ -474,68 +473,25 @@ impl<'a> Graph<'a> {
                 (g.clone(), url)
             })
             .collect();
-        self.collect_ids(
+        self.finish_listings(Listings::new(
             cursors,
             "reading the groups containing group",
             is_group,
-            &mut |_| Vec::new(),
-        )
+        ))
     }
 
-    /// Follows several paged listings side by side: each round fetches the next page of every
-    /// listing that has one (20 to a `$batch`), so rounds = the longest listing's page count.
-    /// A 404 (the object is gone) leaves the object OUT of the answer: missing is not empty.
-    /// A listing that hands back a link it already followed is an error (it would never end).
-    /// `side` adds requests to its rounds (see [`Graph::transitive_members_beside`]).
-    fn collect_ids(
-        &self,
-        mut cursors: Vec<(String, String)>,
-        what: &str,
-        keep: fn(&Value) -> bool,
-        side: &mut dyn FnMut(Vec<HttpResult>) -> Vec<Request>,
-    ) -> Result<Memberships, Failure> {
-        let mut last = Vec::new();
-        let mut out: Memberships = cursors
-            .iter()
-            .map(|(k, _)| (k.clone(), BTreeSet::new()))
-            .collect();
-        let mut followed: BTreeSet<String> = BTreeSet::new();
-        while !cursors.is_empty() {
-            let urls: Vec<String> = cursors.iter().map(|(_, url)| url.clone()).collect();
-            for url in &urls {
-                if !followed.insert(url.clone()) {
-                    return Err(repeated_link(what));
-                }
-            }
-            let (results, answers) = self.get_all_beside(&urls, side(std::mem::take(&mut last)))?;
-            last = answers;
-            let mut next = Vec::new();
-            for ((key, url), result) in cursors.into_iter().zip(results) {
-                if matches!(&result, Ok(r) if r.status == 404) {
-                    out.remove(&key);
-                    continue;
-                }
-                let what = format!("{what} {key}");
-                let resp = Self::ok(result, &what)?;
-                let page = parse_page(&resp.body, &url, &what)?;
-                let set = out.entry(key.clone()).or_default();
-                set.extend(page.items.iter().filter(|i| keep(i)).filter_map(item_id));
-                if let Some(n) = page.next {
-                    next.push((key, n));
-                }
-            }
-            cursors = next;
+    /// Reads `listings` (begun or not: see [`Graph::members_listings`]) to their end in rounds
+    /// of their own: each round fetches the next page of every listing that has one (20 to a
+    /// `$batch`, with `get_all`'s retries), so rounds = the longest listing's pages left.
+    ///
+    /// Errors: a page failed after its retries, or a listing repeated a link.
+    pub fn finish_listings(&self, mut listings: Listings) -> Result<Memberships, Failure> {
+        while !listings.done() {
+            let urls = listings.urls()?;
+            let results = self.get_all(&urls)?;
+            listings.take(results, true)?;
         }
-        // The side's rounds left (and the answers to its last): alone, until it asks nothing.
-        loop {
-            let reqs = side(std::mem::take(&mut last));
-            if reqs.is_empty() {
-                break;
-            }
-            let n = reqs.len();
-            last = round::fitted(self.send_all(reqs), n);
-        }
-        Ok(out)
+        Ok(listings.into_memberships())
     }
 
     /// Users by id, 15 to a `GET /users?$filter=id in (…)&$select=…` (Graph's limit on an

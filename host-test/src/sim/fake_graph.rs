@@ -88,6 +88,8 @@ pub struct FakeGraph {
     changes: Vec<Change>,
     /// Virtual time stamped on changes: the latest of `set_now` and the last `handle` call.
     clock: Option<DateTime<Utc>>,
+    /// `entra.page_max`: the most objects on one page of a listing, whatever `$top` asks.
+    page_max: Option<usize>,
 }
 
 struct Group {
@@ -97,6 +99,15 @@ struct Group {
 }
 
 impl FakeGraph {
+    /// `q` with its page size capped at `entra.page_max` (the page Graph serves; the nextLink
+    /// still carries the `$top` asked).
+    fn page_top(&self, mut q: odata::Query) -> odata::Query {
+        if let Some(max) = self.page_max {
+            q.top = Some(q.top.unwrap_or(100).min(max));
+        }
+        q
+    }
+
     pub fn new(spec: &EntraSpec) -> Self {
         let users = spec
             .users
@@ -127,6 +138,7 @@ impl FakeGraph {
             client_id: spec.client_id.clone(),
             client_secret: spec.client_secret.clone(),
             reads: spec.read_permissions(),
+            page_max: spec.page_max.map(|m| m.max(1)),
             users,
             deleted_users: BTreeMap::new(),
             groups,

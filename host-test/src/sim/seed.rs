@@ -51,6 +51,12 @@ pub struct EntraSpec {
     /// See [`EntraSpec::read_permissions`] for the super-permissions that imply these three.
     #[serde(default = "default_permissions")]
     pub permissions: Vec<String>,
+    /// The most objects Graph puts on one page of a user, group or membership listing,
+    /// whatever `$top` asks: Graph may serve fewer than asked and a client must follow
+    /// `@odata.nextLink` until there is none (learn.microsoft.com/graph/paging). Default:
+    /// as many as `$top` asks (100 without it).
+    #[serde(default)]
+    pub page_max: Option<usize>,
 }
 
 pub const USER_READ_ALL: &str = "User.Read.All";

@@ -360,7 +360,7 @@ impl FakeGraph {
     }
 
     fn list_users(&self, url: &Url) -> GraphResult<Value> {
-        let q = parse_query(url, &["select", "top", "skiptoken", "filter"])?;
+        let q = self.page_top(parse_query(url, &["select", "top", "skiptoken", "filter"])?);
         let filter = super::filter::user_filter(url, |n| self.user_prop(n).is_some())?;
         let sel = Selection::resolve(q.select.as_ref(), "user", |n| self.user_prop(n))?;
         collection_select(&sel)?;
@@ -465,7 +465,7 @@ impl FakeGraph {
             }
             Some(_) => return Err(GraphError::segment(cast.unwrap_or_default())),
         };
-        let q = parse_query(url, &["select", "top", "skiptoken", "count"])?;
+        let q = self.page_top(parse_query(url, &["select", "top", "skiptoken", "count"])?);
         let eventual = eventual_consistency(req);
         if cast.is_some() && !(eventual && q.count == Some(true)) {
             return Err(GraphError::bad_request(

@@ -22,10 +22,10 @@ use crate::sim::http_types::HttpRequest;
 impl FakeGraph {
     /// `GET /groups` (the route checked the method).
     pub(super) fn list_groups(&self, req: &HttpRequest, url: &Url) -> GraphResult<Value> {
-        let q = parse_query(
+        let q = self.page_top(parse_query(
             url,
             &["select", "top", "skiptoken", "count", "search", "orderby"],
-        )?;
+        )?);
         let eventual = eventual_consistency(req);
         let search = query_value(url, "search")
             .map(|raw| search_text(raw, eventual))

@@ -708,3 +708,37 @@ fn membership_mutations_validate_their_targets() {
         ["u4", "u5"]
     );
 }
+
+/// `entra.page_max`: Graph serves at most that many objects a page whatever `$top` asks, and
+/// the nextLink (which keeps the `$top` asked) leads through the rest, each object once.
+#[test]
+fn page_max_caps_every_listing_page_and_the_next_links_cover_the_rest() {
+    let mut spec = spec();
+    spec.page_max = Some(2);
+    let mut g = FakeGraph::new(&spec);
+    let t = token(&mut g);
+    for first in [
+        format!("{U}/users?$select=id&$top=999"),
+        format!("{U}/groups/A/transitiveMembers?$select=id&$top=999"),
+        format!("{U}/groups?$select=id&$top=5"),
+    ] {
+        let mut url = Some(first.clone());
+        let mut seen = Vec::new();
+        while let Some(u) = url {
+            let (status, body) = get(&mut g, &t, &u);
+            assert_eq!(status, 200, "{u}");
+            let page = ids(&body);
+            assert!(page.len() <= 2, "{u}: {page:?}");
+            seen.extend(page);
+            url = body["@odata.nextLink"].as_str().map(str::to_string);
+            if let Some(next) = &url {
+                assert!(next.contains("top="), "{next}");
+            }
+        }
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "{first}: {seen:?}");
+        assert!(seen.len() > 2, "{first}: {seen:?}");
+    }
+}

@@ -1,0 +1,139 @@
+//! Paged id listings followed side by side (a group's transitive members, the groups above a
+//! group): each round asks every unfinished listing for its next page, so a read takes as
+//! many rounds as its longest listing has pages (`@odata.nextLink` is sequential: a page's
+//! link comes with the page before it). See 05-membership.md (transitiveMembers, `$top=999`).
+//!
+//! The rounds are the caller's: [`Graph::finish_listings`] sends them alone (with retries), and
+//! the sync engine sends them beside its own requests ([`Listings::urls`], [`Listings::take`]).
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::{Graph, item_id, parse_page};
+use crate::domain::links::repeated_link;
+use crate::domain::roles::Memberships;
+use crate::failure::Failure;
+use crate::platform::HttpResult;
+
+/// Where a side-by-side read of id listings stands: the ids read so far by key (a group id),
+/// and each unfinished listing's next URL.
+pub struct Listings {
+    /// What is read, for messages ("reading members of group").
+    what: &'static str,
+    /// Which items count (users, or groups).
+    keep: fn(&Value) -> bool,
+    /// Unfinished listings: key, next page's URL.
+    cursors: Vec<(String, String)>,
+    /// Every URL asked so far: a listing that hands one back again would never end.
+    followed: BTreeSet<String>,
+    out: Memberships,
+    /// A page failed in a round without retries ([`Listings::take`] with `strict` false): the
+    /// read is left to [`Graph::finish_listings`], which retries.
+    stalled: bool,
+}
+
+impl Listings {
+    /// `cursors`: each listing's key and first page URL.
+    pub fn new(
+        cursors: Vec<(String, String)>,
+        what: &'static str,
+        keep: fn(&Value) -> bool,
+    ) -> Self {
+        let out = cursors
+            .iter()
+            .map(|(k, _)| (k.clone(), BTreeSet::new()))
+            .collect();
+        Listings {
+            what,
+            keep,
+            cursors,
+            followed: BTreeSet::new(),
+            out,
+            stalled: false,
+        }
+    }
+
+    /// Every listing has been read to its end.
+    pub fn done(&self) -> bool {
+        self.cursors.is_empty()
+    }
+
+    /// A page failed in a round that does not retry (see [`Listings::take`]).
+    pub fn stalled(&self) -> bool {
+        self.stalled
+    }
+
+    /// Leaves the read to [`Graph::finish_listings`] (a round beside it could not be made).
+    pub fn mark_stalled(&mut self) {
+        self.stalled = true;
+    }
+
+    /// The next round's URLs, one per unfinished listing, in cursor order.
+    ///
+    /// Errors: a listing handed back a link it had already followed (fatal: it would never
+    /// end).
+    pub fn urls(&mut self) -> Result<Vec<String>, Failure> {
+        let urls: Vec<String> = self.cursors.iter().map(|(_, u)| u.clone()).collect();
+        for url in &urls {
+            if !self.followed.insert(url.clone()) {
+                return Err(repeated_link(self.what));
+            }
+        }
+        Ok(urls)
+    }
+
+    /// Takes in the answers to the last [`Listings::urls`], in order. A 404 (the object is
+    /// gone) leaves its key out of the answer: missing is not empty.
+    ///
+    /// `strict`: a page that failed or does not parse is an error (its retries were the
+    /// caller's). Otherwise that listing keeps its cursor, the read is marked stalled, and
+    /// [`Graph::finish_listings`] asks again with retries.
+    ///
+    /// Errors (`strict` only): a page failed, or is not a Graph page.
+    pub fn take(&mut self, results: Vec<HttpResult>, strict: bool) -> Result<(), Failure> {
+        let cursors = std::mem::take(&mut self.cursors);
+        let mut results = results.into_iter();
+        for (key, url) in cursors {
+            let Some(result) = results.next() else {
+                // No answer (a short round): asked again.
+                self.followed.remove(&url);
+                self.stalled = true;
+                self.cursors.push((key, url));
+                continue;
+            };
+            if matches!(&result, Ok(r) if r.status == 404) {
+                self.out.remove(&key);
+                continue;
+            }
+            let what = format!("{} {key}", self.what);
+            let page = Graph::ok(result, &what).and_then(|r| parse_page(&r.body, &url, &what));
+            match page {
+                Ok(page) => {
+                    let set = self.out.entry(key.clone()).or_default();
+                    set.extend(
+                        page.items
+                            .iter()
+                            .filter(|i| (self.keep)(i))
+                            .filter_map(item_id),
+                    );
+                    if let Some(n) = page.next {
+                        self.cursors.push((key, n));
+                    }
+                }
+                Err(e) if strict => return Err(e),
+                Err(_) => {
+                    self.followed.remove(&url);
+                    self.stalled = true;
+                    self.cursors.push((key, url));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The ids read, by key (complete only once [`Listings::done`]).
+    pub fn into_memberships(self) -> Memberships {
+        self.out
+    }
+}
