@@ -383,3 +383,70 @@ fn the_second_walk_writes_no_more_deactivations_than_the_rounds_left_take() {
         assert_eq!(deactivated, 60, "{budget_ms} ms, concurrency {concurrency}");
     }
 }
+
+/// The mapped groups' members over many pages (Graph serving 100 objects a page: 10 pages for
+/// a 1,000-member group) are read beside each call's first user step, a page per wave of its
+/// writes, instead of in rounds of their own before it: a full sync in 6 s calls takes no more
+/// than 3 rounds a call beyond the same world with every group on one page, and ends in the
+/// same state. (The engine before read them first: 355 rounds in 8 calls against 307 in 7,
+/// 48 more; this one: 323 in 7.)
+#[test]
+fn members_over_many_pages_are_read_beside_each_calls_first_user_step() {
+    let world = |page_max: Option<u32>| {
+        let users: Vec<_> = (1..=1000).map(entra_user).collect();
+        let groups = json!([
+            {"id": gid(1), "displayName": "QA", "members": (1..=1000).map(uid).collect::<Vec<_>>()},
+            {"id": gid(2), "displayName": "Docs", "members": (1..=1000).step_by(3).map(uid).collect::<Vec<_>>()},
+        ]);
+        // A quarter already linked (with a role to take away), the rest to create.
+        let zen: Vec<_> = (4..=1000)
+            .step_by(4)
+            .map(|i| {
+                zen_user(
+                    &format!("u-{i}"),
+                    &format!("user{i}@contoso.com"),
+                    Some(&uid(i)),
+                    &["r-doc"],
+                )
+            })
+            .collect();
+        let mappings =
+            json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [gid(2)]}]);
+        let mut s = scenario(users, groups, zen, mappings);
+        s["budget_ms"] = json!(6_000);
+        if let Some(max) = page_max {
+            s["entra"]["page_max"] = json!(max);
+        }
+        s
+    };
+    let end = |r: &host_test::report::Report| -> Vec<serde_json::Value> {
+        let mut users: Vec<serde_json::Value> = r
+            .zenqms
+            .users
+            .iter()
+            .map(|u| {
+                let mut v = serde_json::to_value(u).unwrap();
+                v.as_object_mut().unwrap().remove("id");
+                v
+            })
+            .collect();
+        users.sort_by_key(|v| v["email"].to_string());
+        users
+    };
+    let one_page = run(world(None));
+    assert_ok(&one_page);
+    let many = run(world(Some(100)));
+    assert_ok(&many);
+    assert_eq!(
+        end(&many),
+        end(&one_page),
+        "page sizes changed the end state"
+    );
+    let calls = u64::from(many.steps[0].calls);
+    assert!(
+        many.http.rounds <= one_page.http.rounds + 3 * calls,
+        "{} rounds in {calls} calls with the members on 10 pages, {} on one page",
+        many.http.rounds,
+        one_page.http.rounds
+    );
+}
