@@ -536,8 +536,23 @@ impl<'a> Engine<'a> {
     /// Whether this step works its users before the members are read (they are read beside
     /// it): only the call's first user step, whose users' roles wait in `roles_pending`
     /// (a later step finishes the read first, so no more than one step's users wait).
+    /// Only while the read's requests take at most half of each wave (at concurrency 1 a
+    /// wave would carry nothing else).
     fn members_beside(&self) -> bool {
-        self.members.is_none() && self.members_read.is_some() && self.roles_pending.is_empty()
+        self.members.is_none()
+            && self.roles_pending.is_empty()
+            && self
+                .members_read
+                .as_ref()
+                .is_some_and(|l| !l.stalled() && 2 * l.requests_per_round() <= self.concurrency())
+    }
+
+    /// The places in each wave the members' read beside the step takes (0 when it is not).
+    fn members_share(&self) -> usize {
+        match &self.members_read {
+            Some(l) if self.members_beside() => l.requests_per_round(),
+            _ => 0,
+        }
     }
 
     /// The role change of `entra_id`, or, while the members are read beside the step
@@ -762,21 +777,20 @@ impl<'a> Engine<'a> {
         // role calls carried from the last step). When the rest of the page does not fit that
         // bound, the slice is sized by the page's plan instead (`slice_by_plan`).
         // The mapped groups' members are read before the slice is sized (once per call).
-        // Unless they are read beside this step (see `Engine::send_round`): its members' waves
-        // are kept back too.
-        let beside = self.members_beside();
-        if !self.config.read_groups().is_empty() && !beside {
+        // Unless they are read beside this step (see `Engine::send_round`), their share of
+        // each wave then kept from the step's users.
+        let share = self.members_share();
+        if !self.config.read_groups().is_empty() && share == 0 {
             self.load_members()?;
         }
         // The role calls carried from the last step go out in this step's writes round too.
         let carried = self.carry.len().div_ceil(self.concurrency()) as u64;
-        let bound = budget::items_that_fit(
-            self.platform,
-            3 + carried + if beside { 2 } else { 0 },
-            3,
-            (self.concurrency() / 2).max(1),
-            USER_PAGE as usize,
-        );
+        let min = (self.concurrency() / 2).max(1);
+        let mut bound =
+            budget::items_that_fit(self.platform, 3 + carried, 3, min, USER_PAGE as usize);
+        if share > 0 {
+            bound = (bound * (self.concurrency() - share) / self.concurrency()).max(min);
+        }
         // The page's users not done yet (by id; a checkpoint from before ids were kept says
         // how many by position).
         let done_set: BTreeSet<&str> = done.iter().map(String::as_str).collect();
@@ -983,7 +997,12 @@ impl<'a> Engine<'a> {
         trust: &Trust,
         bound: usize,
     ) -> Result<Vec<bool>, Failure> {
-        self.load_members()?;
+        // Members still read beside this step are not waited for: a user's role calls are then
+        // counted at their most (a new account's one, a linked account's two).
+        let share = self.members_share();
+        if share == 0 {
+            self.load_members()?;
+        }
         // The reads ahead a writes round carries at most: a page, two pages' look-ups, an
         // address check of up to 100 addresses.
         const AHEAD_REQUESTS: usize = 1 + 4 + 5;
@@ -1011,15 +1030,21 @@ impl<'a> Engine<'a> {
             }
         }
         for u in &users {
-            if let Some(c) = self.role_change(&u.id)? {
+            if self.members.is_none() {
+                if roles_mapped && self.out.dir.by_external_id(&u.id).is_some() {
+                    *cost.entry(u.id.clone()).or_default() += 2;
+                }
+            } else if let Some(c) = self.role_change(&u.id)? {
                 *cost.entry(u.id.clone()).or_default() +=
                     usize::from(!c.add.is_empty()) + usize::from(!c.remove.is_empty());
             }
         }
         let waves =
             usize::try_from(self.platform.rounds_left().saturating_sub(1)).unwrap_or(usize::MAX);
+        // Members read beside the step take their share of each wave while they last (counted
+        // in every wave: how many pages are left is not known).
         let capacity = waves
-            .saturating_mul(self.concurrency())
+            .saturating_mul(self.concurrency() - share)
             .saturating_sub(self.carry.len() + AHEAD_REQUESTS);
         // Who gives up the address each taker takes (by position).
         let position: BTreeMap<&str, usize> = parsed

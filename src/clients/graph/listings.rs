@@ -64,6 +64,15 @@ impl Listings {
         self.stalled
     }
 
+    /// The requests a round of this read sends: one GET for a single listing, else one
+    /// `$batch` per 20 listings ([`Graph::get_requests`]).
+    pub fn requests_per_round(&self) -> usize {
+        match self.cursors.len() {
+            n @ 0..=1 => n,
+            n => n.div_ceil(super::BATCH_MAX),
+        }
+    }
+
     /// Leaves the read to [`Graph::finish_listings`] (a round beside it could not be made).
     pub fn mark_stalled(&mut self) {
         self.stalled = true;
