@@ -320,20 +320,6 @@ fn small_budgets_end_where_a_large_one_does_and_no_call_runs_past_its_budget() {
         s["steps"] = json!([{"deploy": {}}]);
         s
     };
-    let end = |r: &host_test::report::Report| -> Vec<serde_json::Value> {
-        let mut users: Vec<serde_json::Value> = r
-            .zenqms
-            .users
-            .iter()
-            .map(|u| {
-                let mut v = serde_json::to_value(u).unwrap();
-                v.as_object_mut().unwrap().remove("id");
-                v
-            })
-            .collect();
-        users.sort_by_key(|v| v["email"].to_string());
-        users
-    };
     let reference = run(world(20_000, 8));
     assert_ok(&reference);
     for (budget_ms, concurrency) in [(2_000, 2), (2_500, 2), (3_000, 2), (2_000, 8), (3_000, 1)] {
@@ -341,8 +327,8 @@ fn small_budgets_end_where_a_large_one_does_and_no_call_runs_past_its_budget() {
         let r = run(world(budget_ms, concurrency));
         assert_ok(&r);
         assert_eq!(
-            end(&r),
-            end(&reference),
+            users_without_ids(&r),
+            users_without_ids(&reference),
             "{budget_ms} ms, concurrency {concurrency}: another end state"
         );
     }
@@ -419,27 +405,13 @@ fn members_over_many_pages_are_read_beside_each_calls_first_user_step() {
         }
         s
     };
-    let end = |r: &host_test::report::Report| -> Vec<serde_json::Value> {
-        let mut users: Vec<serde_json::Value> = r
-            .zenqms
-            .users
-            .iter()
-            .map(|u| {
-                let mut v = serde_json::to_value(u).unwrap();
-                v.as_object_mut().unwrap().remove("id");
-                v
-            })
-            .collect();
-        users.sort_by_key(|v| v["email"].to_string());
-        users
-    };
     let one_page = run(world(None));
     assert_ok(&one_page);
     let many = run(world(Some(100)));
     assert_ok(&many);
     assert_eq!(
-        end(&many),
-        end(&one_page),
+        users_without_ids(&many),
+        users_without_ids(&one_page),
         "page sizes changed the end state"
     );
     let calls = u64::from(many.steps[0].calls);

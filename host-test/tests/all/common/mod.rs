@@ -34,6 +34,23 @@ pub fn entra_user(i: u32) -> Value {
     })
 }
 
+/// The ZenQMS users at the end, without ZenQMS's own ids (which follow creation order), by
+/// email: what two runs that should converge are compared on.
+pub fn users_without_ids(r: &Report) -> Vec<Value> {
+    let mut users: Vec<Value> = r
+        .zenqms
+        .users
+        .iter()
+        .map(|u| {
+            let mut v = serde_json::to_value(u).unwrap();
+            v.as_object_mut().unwrap().remove("id");
+            v
+        })
+        .collect();
+    users.sort_by_key(|v| v["email"].to_string());
+    users
+}
+
 /// A ZenQMS user.
 pub fn zen_user(id: &str, email: &str, external_id: Option<&str>, roles: &[&str]) -> Value {
     json!({
