@@ -111,6 +111,13 @@ pub trait Platform {
     fn send(&self, req: Request) -> HttpResult;
     /// Independent requests, sent concurrently by the platform; results in request order.
     fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult>;
+    /// [`Platform::send_all`] for one wave of a round that goes out a wave at a time, with
+    /// `waves_after` more waves of that round still to go: a retry's wait must leave room for
+    /// them too ([`crate::clients::retry::Resilient`]). Platforms that keep no budget send it
+    /// as `send_all`.
+    fn send_all_before(&self, reqs: Vec<Request>, _waves_after: u64) -> Vec<HttpResult> {
+        self.send_all(reqs)
+    }
     /// How many requests of one `send_all` are in flight at once (at least 1): a `send_all` of
     /// k requests costs ceil(k / concurrency) round trips.
     fn concurrency(&self) -> usize {
@@ -141,6 +148,11 @@ pub trait Platform {
     /// its retry (the call then checkpoints, see `retry::Resilient`).
     fn can_wait(&self, _ms: u64) -> bool {
         true
+    }
+    /// Whether this call has waited before a retry (its budget is then partly spent on
+    /// waiting, which a later call may not need). Platforms that do not retry say false.
+    fn has_waited(&self) -> bool {
+        false
     }
     /// How many more rounds (a `send`, or one wave of `concurrency` requests of a `send_all`)
     /// fit in the call's budget, judged by the longest round of this call so far. Platforms

@@ -120,6 +120,9 @@ enum PageEnd {
     Next(Option<String>),
     /// The page holds more users: these (lowercase ids) are done.
     More(Vec<String>),
+    /// Nothing was done: the members' read left by the call's first step does not fit the
+    /// rounds left (the call pauses; the next reads them again).
+    Paused,
 }
 
 /// A page item's id as the checkpoint keeps it (lowercase), if it has one.
@@ -226,6 +229,10 @@ pub struct Engine<'a> {
     /// Users whose role calls were carried during the current step (from `roles_pending`):
     /// due again if the step fails, like those carried into it.
     carried_in_step: Vec<String>,
+    /// Steps this call has begun (the first always runs; see [`Engine::members_within_budget`]).
+    steps_begun: u32,
+    /// The step found the budget too short for the members' read it needs: the call pauses.
+    paused: bool,
 }
 
 impl<'a> Engine<'a> {
@@ -255,6 +262,8 @@ impl<'a> Engine<'a> {
             members_read: None,
             roles_pending: Vec::new(),
             carried_in_step: Vec::new(),
+            steps_begun: 0,
+            paused: false,
         }
     }
 
@@ -374,6 +383,7 @@ impl<'a> Engine<'a> {
                     .map(|r| r.change.entra_id.clone())
                     .collect();
                 self.carried_in_step.clear();
+                self.steps_begun += 1;
                 let finished = self.step_once(sync).inspect_err(|_| {
                     sync.deferred.truncate(deferred.0);
                     sync.deferred_more = deferred.1;
@@ -390,7 +400,13 @@ impl<'a> Engine<'a> {
                 counts.add(&self.out.counts);
                 sync.totals.add(&self.out.counts);
                 carry.set(self.carry.len());
-                Ok::<_, Failure>(if finished { Step::Done } else { Step::More })
+                Ok::<_, Failure>(if std::mem::take(&mut self.paused) {
+                    Step::Paused
+                } else if finished {
+                    Step::Done
+                } else {
+                    Step::More
+                })
             },
         );
         // The call stopped because its next step would not fit: the role calls still
@@ -435,11 +451,16 @@ impl<'a> Engine<'a> {
         if !matches!(sync.phase, Phase::Users { .. }) && !self.roles_pending.is_empty() {
             // The listing ended while the members were read beside it: its users' roles
             // before anything else (the run's last step sends the role calls carried).
-            self.load_members()?;
+            if !self.members_within_budget()? {
+                return Ok(false);
+            }
         }
         match sync.phase.clone() {
             Phase::Users { next, skip, done } => {
                 let end = self.users_page(&next, skip, done, sync)?;
+                if matches!(end, PageEnd::Paused) {
+                    return Ok(false);
+                }
                 sync.batches += 1;
                 sync.phase = match end {
                     PageEnd::More(done) => Phase::Users {
@@ -464,6 +485,7 @@ impl<'a> Engine<'a> {
                         after: None,
                         page: 0,
                     },
+                    PageEnd::Paused => return Ok(false),
                 };
                 Ok(false)
             }
@@ -522,6 +544,32 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The members' read begun in the call's opening rounds (see [`Engine::send_round`]), read
+    /// on only while a round and a step's minimum still fit after it: true once the members
+    /// are known (see [`Engine::load_members`]); false when the budget ran out first — the call
+    /// then pauses ([`Engine::paused`]) and the next call reads them again. The call's first
+    /// step reads them whole (as many rounds as they take: every call makes progress) unless
+    /// the call has waited on a retry (a call without those waits has the rounds).
+    ///
+    /// Errors: a member page failed after its retries, or a listing repeated a link.
+    fn members_within_budget(&mut self) -> Result<bool, Failure> {
+        if (self.steps_begun > 1 || self.platform.has_waited())
+            && let Some(listings) = self.members_read.as_mut()
+        {
+            while !listings.done() {
+                if !budget::fits(self.platform, 1 + budget::MIN_STEP_ROUNDS) {
+                    self.paused = true;
+                    return Ok(false);
+                }
+                let urls = listings.urls()?;
+                let results = self.graph.get_all(&urls)?;
+                listings.take(results, true)?;
+            }
+        }
+        self.load_members()?;
+        Ok(true)
     }
 
     /// When the read beside the user steps has reached its end: the members are taken in (see
@@ -623,7 +671,9 @@ impl<'a> Engine<'a> {
                 let mut wave: Vec<Request> = rest.by_ref().take(take).collect();
                 let k = wave.len();
                 wave.extend(member_reqs);
-                let mut answers = round::fitted(graph.send_all(wave), k + m);
+                // A retry's wait in this wave leaves room for the round's waves after it.
+                let after = rest.len().div_ceil(concurrency) as u64;
+                let mut answers = round::fitted(graph.send_wave(wave, after), k + m);
                 let theirs = answers.split_off(k);
                 out.extend(answers);
                 // Not strict: a failed page stalls the read (see above).
@@ -780,8 +830,8 @@ impl<'a> Engine<'a> {
         // Unless they are read beside this step (see `Engine::send_round`), their share of
         // each wave then kept from the step's users.
         let share = self.members_share();
-        if !self.config.read_groups().is_empty() && share == 0 {
-            self.load_members()?;
+        if !self.config.read_groups().is_empty() && share == 0 && !self.members_within_budget()? {
+            return Ok(PageEnd::Paused);
         }
         // The role calls carried from the last step go out in this step's writes round too.
         let carried = self.carry.len().div_ceil(self.concurrency()) as u64;

@@ -266,7 +266,13 @@ impl<'a> Graph<'a> {
     /// Sends requests side by side (Graph's and others'); Graph 401s are resent once with a
     /// refreshed token.
     pub fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
-        let mut results = self.platform.send_all(reqs.clone());
+        self.send_wave(reqs, 0)
+    }
+
+    /// [`Graph::send_all`] for one wave of a round that goes out a wave at a time, with
+    /// `waves_after` more waves of it to go (see [`Platform::send_all_before`]).
+    pub fn send_wave(&self, reqs: Vec<Request>, waves_after: u64) -> Vec<HttpResult> {
+        let mut results = self.platform.send_all_before(reqs.clone(), waves_after);
         let unauthorized: Vec<usize> = results
             .iter()
             .zip(&reqs)

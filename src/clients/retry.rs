@@ -209,6 +209,10 @@ impl Platform for Resilient<'_> {
     }
 
     fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+        self.send_all_before(reqs, 0)
+    }
+
+    fn send_all_before(&self, reqs: Vec<Request>, waves_after: u64) -> Vec<HttpResult> {
         // Whatever the platform answers, one result per request (a missing one is a transport
         // error of that request): no caller mispairs or reads past the end.
         let n = reqs.len();
@@ -230,8 +234,9 @@ impl Platform for Resilient<'_> {
                 again.len(),
                 describe(&reqs[first], &results[first])
             );
+            // The resent requests' waves, and those of the round still to go after them.
             let waves = again.len().div_ceil(self.inner.concurrency().max(1)) as u64;
-            if !self.pause(attempt, hint, &why, waves) {
+            if !self.pause(attempt, hint, &why, waves + waves_after) {
                 break;
             }
             let resend: Vec<Request> = again.iter().map(|(i, _)| reqs[*i].clone()).collect();
@@ -288,6 +293,10 @@ impl Platform for Resilient<'_> {
             self.out_of_budget.set(true);
         }
         fits
+    }
+
+    fn has_waited(&self) -> bool {
+        self.retries.get() > 0
     }
 
     fn rounds_left(&self) -> u64 {

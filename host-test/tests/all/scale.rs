@@ -422,3 +422,53 @@ fn members_over_many_pages_are_read_beside_each_calls_first_user_step() {
         one_page.http.rounds
     );
 }
+
+/// ZenQMS writes failing in a wave of a step that reads the members beside it (a red team's
+/// case): the retry's wait leaves room for the round's waves still to go
+/// (`Platform::send_all_before`), so no call runs past its budget, and the sync ends where a
+/// fault-free one does. 130 users, the mapped groups on 19 pages of 7, 2.5 s calls at
+/// concurrency 3. Before (eb8018b), the call ended 320–500 ms past its budget, after the wait,
+/// in 5 runs of 5.
+#[test]
+fn a_retry_in_a_wave_beside_the_members_leaves_room_for_the_rest_of_the_round() {
+    let world = |steps: serde_json::Value| {
+        let users: Vec<_> = (1..=130).map(entra_user).collect();
+        let groups = json!([
+            {"id": gid(1), "displayName": "QA", "members": (1..=130).map(uid).collect::<Vec<_>>()},
+            {"id": gid(2), "displayName": "Docs", "members": (1..=130).step_by(3).map(uid).collect::<Vec<_>>()},
+        ]);
+        let zen: Vec<_> = (5..=130)
+            .step_by(5)
+            .map(|i| {
+                zen_user(
+                    &format!("u-{i}"),
+                    &format!("user{i}@contoso.com"),
+                    Some(&uid(i)),
+                    &["r-doc"],
+                )
+            })
+            .collect();
+        let mappings =
+            json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [gid(2)]}]);
+        let mut s = scenario(users, groups, zen, mappings);
+        s["budget_ms"] = json!(2_500);
+        s["concurrency"] = json!(3);
+        s["entra"]["page_max"] = json!(7);
+        s["steps"] = steps;
+        s
+    };
+    let reference = run(world(json!([{"deploy": {}}])));
+    assert_ok(&reference);
+    let fail_writes =
+        |status: u16| json!({"zenqms": {"fail_writes": {"status": status, "count": 3}}});
+    // `run` fails on any call past budget + one round trip.
+    let r = run(world(json!([
+        {"deploy": {"calls": 3}},
+        fail_writes(503),
+        {"resume": {"calls": 1}},
+        fail_writes(500),
+        {"resume": {}},
+        {"resume": {}},
+    ])));
+    assert_eq!(users_without_ids(&r), users_without_ids(&reference));
+}
