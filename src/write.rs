@@ -208,8 +208,13 @@ impl<'a> Applier<'a> {
         let mut systemic = None;
         for (w, result) in writes.into_iter().zip(results) {
             match result {
-                Ok(user) => {
+                Ok(mut user) => {
                     let zid = user.id.clone();
+                    // A write changes no roles: the roles known stay (the answer's may
+                    // reflect a role call of the same round, or not yet; see `absorb_roles`).
+                    if let Some(known) = self.dir.get(&zid) {
+                        user.roles = known.roles.clone();
+                    }
                     self.dir.upsert(user);
                     self.count(w.kind);
                     let message = if self.dry_run {
@@ -352,12 +357,25 @@ impl<'a> Applier<'a> {
                 ("removed", "roles_removed")
             };
             match result {
-                Ok(user) => {
-                    let before = self
-                        .dir
-                        .get(&user.id)
-                        .map(|z| z.roles.clone())
-                        .unwrap_or_default();
+                Ok(answer) => {
+                    // The call's own effect on the roles as last known: an add and a remove
+                    // for one user go out in the same round, and each answer may predate the
+                    // other call (or, in a dry run, both start from the same roles), so the
+                    // answers' role lists would make the audit name the wrong role and leave
+                    // the wrong roles known. Adding and removing are set operations (a success
+                    // means the roles are there, or gone: docs/zenqms-api.md).
+                    let mut user = match self.dir.get(&change.zenqms_id) {
+                        Some(z) => z.clone(),
+                        None => answer,
+                    };
+                    let before = user.roles.clone();
+                    if adding {
+                        user.roles.extend(roles.iter().cloned());
+                    } else {
+                        user.roles.retain(|r| !roles.contains(r));
+                    }
+                    user.roles.sort();
+                    user.roles.dedup();
                     let changes = format!("roles: {before:?} -> {:?}", user.roles);
                     self.dir.upsert(user);
                     let n = roles.len() as u32;

@@ -448,3 +448,57 @@ fn an_inactive_leaver_loses_its_mapped_roles() {
     assert!(!z.is_active);
     assert_eq!(z.roles, vec!["r-admin".to_string()]);
 }
+
+/// A user whose roles need one added and one removed gets both calls in one round; each audit
+/// record says what its own call did to the roles as last known, in a dry run (both calls
+/// simulated from the same roles) as when ZenQMS answers them (an answer may predate the
+/// other call). A red team found the removal recorded as "[r-doc, r-qa] -> []" in dry runs,
+/// and wrong role audit records under injected faults in most runs.
+#[test]
+fn an_add_and_a_remove_in_one_round_are_each_audited_as_what_they_did() {
+    let groups = json!([
+        {"id": gid(1), "displayName": "QA", "members": [uid(1)]},
+        {"id": gid(2), "displayName": "Docs", "members": []},
+    ]);
+    let mappings =
+        json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [gid(2)]}]);
+    let zen = vec![zen_user(
+        "u-1",
+        "user1@contoso.com",
+        Some(&uid(1)),
+        &["r-doc"],
+    )];
+    // (dry run; ZenQMS failing the round's first writes once: the profile update and the add,
+    // retried after the remove has answered)
+    for (dry_run, failing) in [(true, 0), (false, 0), (false, 2)] {
+        let mut s = scenario(
+            vec![entra_user(1)],
+            groups.clone(),
+            zen.clone(),
+            mappings.clone(),
+        );
+        s["instance"]["config"]["dry_run"] = json!(dry_run);
+        if failing > 0 {
+            s["steps"] = json!([
+                {"zenqms": {"fail_writes": {"status": 503, "count": failing}}},
+                {"deploy": {}},
+            ]);
+        }
+        let r = run(s);
+        assert_ok(&r);
+        let roles: Vec<(&str, &str)> = r
+            .audit
+            .iter()
+            .filter(|a| a.action.starts_with("roles"))
+            .map(|a| (a.action.as_str(), a.changes.as_str()))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("roles added", r#"roles: ["r-doc"] -> ["r-doc", "r-qa"]"#),
+                ("roles removed", r#"roles: ["r-doc", "r-qa"] -> ["r-qa"]"#),
+            ],
+            "dry run {dry_run}, {failing} writes failing"
+        );
+    }
+}
