@@ -229,8 +229,6 @@ pub struct Engine<'a> {
     /// Users whose role calls were carried during the current step (from `roles_pending`):
     /// due again if the step fails, like those carried into it.
     carried_in_step: Vec<String>,
-    /// Steps this call has begun (the first always runs; see [`Engine::members_within_budget`]).
-    steps_begun: u32,
     /// The step found the budget too short for the members' read it needs: the call pauses.
     paused: bool,
 }
@@ -262,7 +260,6 @@ impl<'a> Engine<'a> {
             members_read: None,
             roles_pending: Vec::new(),
             carried_in_step: Vec::new(),
-            steps_begun: 0,
             paused: false,
         }
     }
@@ -383,7 +380,6 @@ impl<'a> Engine<'a> {
                     .map(|r| r.change.entra_id.clone())
                     .collect();
                 self.carried_in_step.clear();
-                self.steps_begun += 1;
                 let finished = self.step_once(sync).inspect_err(|_| {
                     sync.deferred.truncate(deferred.0);
                     sync.deferred_more = deferred.1;
@@ -546,16 +542,17 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// The members' read begun in the call's opening rounds (see [`Engine::send_round`]), read
-    /// on only while a round and a step's minimum still fit after it: true once the members
-    /// are known (see [`Engine::load_members`]); false when the budget ran out first — the call
-    /// then pauses ([`Engine::paused`]) and the next call reads them again. The call's first
-    /// step reads them whole (as many rounds as they take: every call makes progress) unless
-    /// the call has waited on a retry (a call without those waits has the rounds).
+    /// The members' read begun in the call's opening rounds (see [`Engine::send_round`]),
+    /// finished. When the call has waited on a retry, it is read on only while a round and a
+    /// step's minimum still fit after it: false when the budget ran out first — the call then
+    /// pauses ([`Engine::paused`]) and the next call, without those waits, reads them again.
+    /// Otherwise it is read whole, as many rounds as it takes: a pause would not help (the next
+    /// call needs the same rounds) and cost a call's progress (a red team measured up to twice
+    /// the calls).
     ///
     /// Errors: a member page failed after its retries, or a listing repeated a link.
     fn members_within_budget(&mut self) -> Result<bool, Failure> {
-        if (self.steps_begun > 1 || self.platform.has_waited())
+        if self.platform.has_waited()
             && let Some(listings) = self.members_read.as_mut()
         {
             while !listings.done() {
@@ -988,8 +985,12 @@ impl<'a> Engine<'a> {
                 read(role_slots, &mut answers),
             )
         };
-        self.out.absorb(writes, write_results)?;
-        self.out.absorb_roles(role_calls, role_results)?;
+        // Both taken in before either failure stops the step: a role call that went out
+        // beside a failed write is in the audit trail all the same.
+        let written = self.out.absorb(writes, write_results);
+        let roles = self.out.absorb_roles(role_calls, role_results);
+        written?;
+        roles?;
         if !later.is_empty() {
             // Users taking an email another one just gave up: one more round (rare: an address
             // reused within one page).

@@ -370,6 +370,31 @@ fn the_second_walk_writes_no_more_deactivations_than_the_rounds_left_take() {
     }
 }
 
+/// `n` users; QA (all of them) maps to r-qa, Docs (every third) to r-doc; every
+/// `linked_every`-th user is already linked in ZenQMS and holds r-doc.
+fn two_role_world(n: u32, linked_every: usize) -> serde_json::Value {
+    let users: Vec<_> = (1..=n).map(entra_user).collect();
+    let groups = json!([
+        {"id": gid(1), "displayName": "QA", "members": (1..=n).map(uid).collect::<Vec<_>>()},
+        {"id": gid(2), "displayName": "Docs", "members": (1..=n).step_by(3).map(uid).collect::<Vec<_>>()},
+    ]);
+    let zen: Vec<_> = (1..=n)
+        .skip(linked_every - 1)
+        .step_by(linked_every)
+        .map(|i| {
+            zen_user(
+                &format!("u-{i}"),
+                &format!("user{i}@contoso.com"),
+                Some(&uid(i)),
+                &["r-doc"],
+            )
+        })
+        .collect();
+    let mappings =
+        json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [gid(2)]}]);
+    scenario(users, groups, zen, mappings)
+}
+
 /// The mapped groups' members over many pages (Graph serving 100 objects a page: 10 pages for
 /// a 1,000-member group) are read beside each call's first user step, a page per wave of its
 /// writes, instead of in rounds of their own before it: a full sync in 6 s calls takes no more
@@ -379,26 +404,8 @@ fn the_second_walk_writes_no_more_deactivations_than_the_rounds_left_take() {
 #[test]
 fn members_over_many_pages_are_read_beside_each_calls_first_user_step() {
     let world = |page_max: Option<u32>| {
-        let users: Vec<_> = (1..=1000).map(entra_user).collect();
-        let groups = json!([
-            {"id": gid(1), "displayName": "QA", "members": (1..=1000).map(uid).collect::<Vec<_>>()},
-            {"id": gid(2), "displayName": "Docs", "members": (1..=1000).step_by(3).map(uid).collect::<Vec<_>>()},
-        ]);
         // A quarter already linked (with a role to take away), the rest to create.
-        let zen: Vec<_> = (4..=1000)
-            .step_by(4)
-            .map(|i| {
-                zen_user(
-                    &format!("u-{i}"),
-                    &format!("user{i}@contoso.com"),
-                    Some(&uid(i)),
-                    &["r-doc"],
-                )
-            })
-            .collect();
-        let mappings =
-            json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [gid(2)]}]);
-        let mut s = scenario(users, groups, zen, mappings);
+        let mut s = two_role_world(1000, 4);
         s["budget_ms"] = json!(6_000);
         if let Some(max) = page_max {
             s["entra"]["page_max"] = json!(max);
@@ -432,25 +439,7 @@ fn members_over_many_pages_are_read_beside_each_calls_first_user_step() {
 #[test]
 fn a_retry_in_a_wave_beside_the_members_leaves_room_for_the_rest_of_the_round() {
     let world = |steps: serde_json::Value| {
-        let users: Vec<_> = (1..=130).map(entra_user).collect();
-        let groups = json!([
-            {"id": gid(1), "displayName": "QA", "members": (1..=130).map(uid).collect::<Vec<_>>()},
-            {"id": gid(2), "displayName": "Docs", "members": (1..=130).step_by(3).map(uid).collect::<Vec<_>>()},
-        ]);
-        let zen: Vec<_> = (5..=130)
-            .step_by(5)
-            .map(|i| {
-                zen_user(
-                    &format!("u-{i}"),
-                    &format!("user{i}@contoso.com"),
-                    Some(&uid(i)),
-                    &["r-doc"],
-                )
-            })
-            .collect();
-        let mappings =
-            json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [gid(2)]}]);
-        let mut s = scenario(users, groups, zen, mappings);
+        let mut s = two_role_world(130, 5);
         s["budget_ms"] = json!(2_500);
         s["concurrency"] = json!(3);
         s["entra"]["page_max"] = json!(7);
