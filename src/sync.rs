@@ -945,6 +945,16 @@ impl<'a> Engine<'a> {
         }
         let mut created: Vec<String> = creating.iter().map(|s| s.to_string()).collect();
         let mut role_calls = std::mem::take(&mut self.carry);
+        // A user whose role calls are carried in (due from the last call, or from the last
+        // step) is not given them twice: both come from the roles as last known.
+        let carried: BTreeSet<String> = role_calls
+            .iter()
+            .map(|r| r.change.entra_id.clone())
+            .collect();
+        let changes: Vec<RoleChange> = changes
+            .into_iter()
+            .filter(|c| !carried.contains(&c.entra_id))
+            .collect();
         role_calls.extend(write::role_calls(changes));
         // The reads ahead for the next pages (see [`ahead`]) go out with this step's writes.
         let mut round = Round::new();

@@ -461,3 +461,33 @@ fn a_retry_in_a_wave_beside_the_members_leaves_room_for_the_rest_of_the_round() 
     ])));
     assert_eq!(users_without_ids(&r), users_without_ids(&reference));
 }
+
+/// After a call fails on a write, the next call carries in the role calls due from it and
+/// works the same page again: a user's role calls go out once, not once carried and once
+/// planned again (a red team found the second pair audited as "roles removed: [r-qa] ->
+/// [r-qa]", a change that did not happen, and counted twice in the summary).
+#[test]
+fn role_calls_carried_into_a_step_are_not_planned_again() {
+    let mut s = two_role_world(40, 3);
+    s["budget_ms"] = json!(5_000);
+    s["concurrency"] = json!(3);
+    s["entra"]["page_max"] = json!(7);
+    s["steps"] = json!([
+        {"deploy": {"calls": 2}},
+        {"zenqms": {"fail_writes": {"status": 500, "count": 1}}},
+        {"resume": {}},
+        {"resume": {}},
+    ]);
+    let r = run(s);
+    let noop: Vec<(&str, &str)> = r
+        .audit
+        .iter()
+        .filter(|a| a.action.starts_with("roles"))
+        .filter(|a| {
+            let (before, after) = a.changes.split_once(" -> ").unwrap_or_default();
+            before.trim_start_matches("roles: ") == after
+        })
+        .map(|a| (a.entra_id.as_str(), a.changes.as_str()))
+        .collect();
+    assert!(noop.is_empty(), "{noop:?}");
+}
