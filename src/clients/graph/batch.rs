@@ -77,31 +77,12 @@ impl Graph<'_> {
     /// retries never see them) go out again after the longest Retry-After among them, as Graph
     /// advises (a lone one as itself); after [`ATTEMPTS`] rounds their own answer is returned.
     pub fn get_all(&self, urls: &[String]) -> Result<Vec<HttpResult>, Failure> {
-        Ok(self.get_all_beside(urls, Vec::new())?.0)
-    }
-
-    /// [`Graph::get_all`], with `side` requests (of any kind, for any host) sent in its first
-    /// round: their answers come back second, in order, as they came (no retry of their own
-    /// here beyond the platform's). A caller's independent reads share the round this way.
-    pub fn get_all_beside(
-        &self,
-        urls: &[String],
-        side: Vec<Request>,
-    ) -> Result<(Vec<HttpResult>, Vec<HttpResult>), Failure> {
         for url in urls {
             check_graph_url(url)?;
         }
-        let n_side = side.len();
-        let mut side = Some(side);
-        // The first round's requests, then the side's; split again once answered.
-        let mut send = |mut reqs: Vec<Request>| -> (Vec<HttpResult>, Vec<HttpResult>) {
-            let own = reqs.len();
-            let extra = side.take().unwrap_or_default();
-            let with_side = extra.len();
-            reqs.extend(extra);
-            let mut all = round::fitted(self.send_all(reqs), own + with_side);
-            let side_answers = all.split_off(own);
-            (all, side_answers)
+        let send = |reqs: Vec<Request>| {
+            let n = reqs.len();
+            round::fitted(self.send_all(reqs), n)
         };
         if urls.len() <= 1 {
             let reqs = urls
@@ -110,14 +91,13 @@ impl Graph<'_> {
                 .collect::<Result<Vec<_>, _>>()?;
             return Ok(send(reqs));
         }
-        let mut side_answers = Vec::with_capacity(n_side);
         let mut results: Vec<Option<HttpResult>> = vec![None; urls.len()];
         let mut todo: Vec<usize> = (0..urls.len()).collect();
         for attempt in 0..ATTEMPTS {
             if let [i] = todo[..] {
                 // One left: alone, where the platform's own retries apply to it.
                 let req = self.request(Method::Get, &urls[i], None)?;
-                results[i] = send(vec![req]).0.pop();
+                results[i] = send(vec![req]).pop();
                 break;
             }
             let chunks: Vec<&[usize]> = todo.chunks(BATCH_MAX).collect();
@@ -128,8 +108,7 @@ impl Graph<'_> {
             let mut pending = Vec::new();
             let mut pause = 0;
             let mut unauthorized = Vec::new();
-            let (answers, side) = send(reqs);
-            side_answers.extend(side);
+            let answers = send(reqs);
             for (chunk, answer) in chunks.iter().zip(answers) {
                 for (i, result) in unpack(chunk, answer) {
                     match result {
@@ -174,7 +153,7 @@ impl Graph<'_> {
                 r.unwrap_or_else(|| Err(HttpError::Transport("no answer in the batch".into())))
             })
             .collect();
-        Ok((results, side_answers))
+        Ok(results)
     }
 
     /// `$batch` requests (20 URLs each) to go out in a caller's round; their answers, given
