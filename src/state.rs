@@ -278,7 +278,32 @@ pub struct FullSync {
     /// the state's `email_domains` when the run finishes.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub email_domains: BTreeSet<String>,
+    /// The ZenQMS look-up keys of the next user pages (`Phase::Users::next` and the page
+    /// after it), as the last call read them ahead: the next call reads both pages and sends
+    /// their look-ups in its first round, instead of in rounds after each read. Only an
+    /// optimisation: the pages are read again, a page's look-ups are trusted only when its
+    /// users' keys are among these, and the second page only when the first still links to
+    /// it (else each step reads and looks up as without them). Left out when the state would
+    /// grow past [`KEYS_DROPPED_ABOVE`] bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_keys: Vec<PageKeys>,
 }
+
+/// The keys a user page's ZenQMS look-ups are made of (see `FullSync::next_keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageKeys {
+    /// The page's Graph URL (a link Graph gave: checked as Graph's again before it is read).
+    pub url: String,
+    /// Its users' Entra ids, lowercase.
+    pub ids: Vec<String>,
+    /// The addresses its users may be matched or written with (normalised, distinct).
+    pub addresses: Vec<String>,
+}
+
+/// Above this many bytes of state, `FullSync::next_keys` is left out of it (two pages' ids
+/// and addresses: about 15 KB), so that the state stays within the platform's 64 KiB
+/// whatever else it holds.
+pub const KEYS_DROPPED_ABOVE: usize = 40 * 1024;
 
 impl FullSync {
     /// A run starting at `started_at`: its first phase is the leaver walk (`Phase::Leavers`),
@@ -313,6 +338,7 @@ impl FullSync {
             blocked: None,
             recent_links: Vec::new(),
             email_domains: BTreeSet::new(),
+            next_keys: Vec::new(),
         }
     }
 }
@@ -509,7 +535,20 @@ impl State {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("state serialises")
+        let json = serde_json::to_string(self).expect("state serialises");
+        if json.len() <= KEYS_DROPPED_ABOVE
+            || self
+                .full_sync
+                .as_ref()
+                .is_none_or(|f| f.next_keys.is_empty())
+        {
+            return json;
+        }
+        let mut smaller = self.clone();
+        if let Some(f) = smaller.full_sync.as_mut() {
+            f.next_keys.clear();
+        }
+        serde_json::to_string(&smaller).expect("state serialises")
     }
 }
 
@@ -592,6 +631,17 @@ mod tests {
             blocked: None,
             recent_links: vec![u64::MAX; crate::domain::links::RECENT],
             email_domains: domains,
+            // A long page's keys: dropped from a state this large.
+            next_keys: vec![
+                PageKeys {
+                    url: link("users"),
+                    ids: (0..999).map(guid).collect(),
+                    addresses: (0..999)
+                        .map(|i| format!("{}{i}@{}.example", "a".repeat(60), "d".repeat(180)))
+                        .collect(),
+                };
+                2
+            ],
         });
         // Deactivations held back, with the guard's full sample and a digest.
         s.blocked = Some(Blocked {
@@ -620,6 +670,11 @@ mod tests {
             batches: 2,
             calls: 1,
             email_domains: BTreeSet::from(["contoso.com".to_string()]),
+            next_keys: vec![PageKeys {
+                url: "https://graph.microsoft.com/v1.0/users?$skiptoken=x".into(),
+                ids: vec!["00000001-1d2c-4b5a-9e8f-000000000001".into()],
+                addresses: vec!["ann@contoso.com".into()],
+            }],
             ..FullSync::start("r".into(), "2026-11-28T12:00:00Z".parse().unwrap(), false)
         });
         s.email_domains = BTreeSet::from(["contoso.com".to_string()]);

@@ -24,11 +24,15 @@ use crate::log::Log;
 use crate::platform::budget::{self, Step};
 use crate::platform::round::{self, Round};
 use crate::platform::{HttpResult, Method, Platform, Request};
-use crate::state::{Counts, DEFERRED_MAX, Deferred, FullSync, Phase};
+use crate::state::{Counts, DEFERRED_MAX, Deferred, FullSync, PageKeys, Phase};
 use crate::write::{self, Applier, RoleCall, Write};
 
 /// Deactivations sent per step (rounded up the same way).
 const DEACTIVATION_CHUNK: usize = 100;
+
+/// The most users whose look-up keys the checkpoint carries for the next call (a page asked
+/// for 100; Graph may serve a few more): about 7 KB of state.
+const KEYS_MAX_USERS: usize = 120;
 
 /// Holds a deactivation back for the guard: by name while the checkpoint keeps fewer than
 /// [`DEFERRED_MAX`] (and not twice), only counted beyond that (found again later, see
@@ -94,6 +98,13 @@ fn defer_deactivation(
 /// (their ids, 100 to a search) and those holding an address they may match or be written
 /// with (100 to a search).
 fn lookup_filters(users: &[EntraUser]) -> Vec<serde_json::Value> {
+    let (ids, addresses) = lookup_keys(users);
+    keyed_filters(&ids, &addresses)
+}
+
+/// What `users`' look-ups are made of: their Entra ids (lowercase) and the distinct
+/// addresses they may be matched or written with.
+fn lookup_keys(users: &[EntraUser]) -> (Vec<String>, Vec<String>) {
     let ids: Vec<String> = users.iter().map(|u| u.id.to_ascii_lowercase()).collect();
     let addresses: Vec<String> = users
         .iter()
@@ -101,6 +112,11 @@ fn lookup_filters(users: &[EntraUser]) -> Vec<serde_json::Value> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    (ids, addresses)
+}
+
+/// The look-up searches for these keys (see [`lookup_filters`]).
+fn keyed_filters(ids: &[String], addresses: &[String]) -> Vec<serde_json::Value> {
     let mut filters: Vec<_> = ids
         .chunks(api::MAX_FILTER_IDS)
         .map(api::with_external_ids)
@@ -436,11 +452,40 @@ impl<'a> Engine<'a> {
         sync.roles_due.append(&mut self.roles_pending);
         sync.roles_due.sort();
         sync.roles_due.dedup();
+        sync.next_keys = self.next_page_keys(sync);
         let finished = result?;
         Ok(Progress {
             finished: finished && sync.roles_due.is_empty(),
             counts,
         })
+    }
+
+    /// The look-up keys of the run's next user page and of the page after it, those this
+    /// call read ahead (see `FullSync::next_keys`); none for a page of more than
+    /// [`KEYS_MAX_USERS`] users.
+    fn next_page_keys(&self, sync: &FullSync) -> Vec<PageKeys> {
+        let Phase::Users { next, .. } = &sync.phase else {
+            return Vec::new();
+        };
+        let mut keys = Vec::new();
+        let mut url = Some(next.clone());
+        while let Some(u) = url.take().filter(|_| keys.len() < 2) {
+            let Some(page) = self.prefetched_page(&u) else {
+                break;
+            };
+            let users = page_users(&page.items);
+            if users.is_empty() || users.len() > KEYS_MAX_USERS {
+                break;
+            }
+            let (ids, addresses) = lookup_keys(&users);
+            url = page.next.clone();
+            keys.push(PageKeys {
+                url: u,
+                ids,
+                addresses,
+            });
+        }
+        keys
     }
 
     fn step_once(&mut self, sync: &mut FullSync) -> Result<bool, Failure> {
@@ -741,6 +786,27 @@ impl<'a> Engine<'a> {
                 .iter()
                 .map(|f| self.out.zen.request(&api::search_users(f.clone(), 1))),
         );
+        // The page's look-ups too, and the page after it with its look-ups, from the keys
+        // the last call read them with.
+        let keys: Vec<&PageKeys> = match sync.next_keys.as_slice() {
+            [first, rest @ ..] if first.url == *next => std::iter::once(first)
+                .chain(rest.first().filter(|k| k.url != *next))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut key_slots = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let read = match i {
+                0 => None,
+                _ => Some(round.add(self.graph.request(Method::Get, &k.url, None)?)),
+            };
+            let lookups = round.add_all(
+                keyed_filters(&k.ids, &k.addresses)
+                    .into_iter()
+                    .map(|f| self.out.zen.request(&api::search_users(f, 1))),
+            );
+            key_slots.push((read, lookups));
+        }
         let mut answers = self.send_round(round);
         if let Some(slot) = page_slot
             && let Ok(p) = Graph::read_page(answers.take(slot), next, "listing users")
@@ -748,12 +814,43 @@ impl<'a> Engine<'a> {
             self.prefetched.push((next.clone(), p));
         }
         let roles_due_answers = answers.take_all(&due_slots);
+        for (k, (read, lookups)) in keys.iter().zip(key_slots) {
+            if let Some(slot) = read {
+                // The page after it, when the page as read now still links to it.
+                let linked = self
+                    .prefetched_page(next)
+                    .is_some_and(|p| p.next.as_deref() == Some(k.url.as_str()));
+                match Graph::read_page(answers.take(slot), &k.url, "listing users") {
+                    Ok(p) if linked => self.prefetched.push((k.url.clone(), p)),
+                    _ => {}
+                }
+            }
+            let complete = self.learn_lookups(answers.take_all(&lookups));
+            // Trusted when the page as read now needs no key the look-ups did not cover.
+            let covered = self.prefetched_page(&k.url).is_some_and(|p| {
+                let (ids, addresses) = lookup_keys(&page_users(&p.items));
+                ids.iter().all(|i| k.ids.contains(i))
+                    && addresses.iter().all(|a| k.addresses.contains(a))
+            });
+            if complete && covered {
+                self.looked_up.insert(k.url.clone());
+            }
+        }
+        if self.looked_up.contains(next) {
+            // Its look-ups are in: its address check (and the reads ahead of the pages after
+            // it) now, so that its writes can go in the next round.
+            let mut round = Round::new();
+            let slots = self.add_ahead(&mut round, Some(next), sync)?;
+            let mut answers = self.send_round(round);
+            self.take_ahead(&mut answers, slots);
+        }
         // The page's look-ups, and the page after it.
         let page = self
             .prefetched
             .iter()
             .find(|(u, _)| u == next)
-            .map(|(_, p)| p);
+            .map(|(_, p)| p)
+            .filter(|_| !self.looked_up.contains(next));
         if let Some(p) = page {
             let users = page_users(&p.items);
             let after = p
@@ -1247,7 +1344,10 @@ impl<'a> Engine<'a> {
         } else {
             page
         };
-        let mut end = page + (n as u64).div_ceil(per).max(1);
+        // The step reads its `n` users in whole pages, the page read again included (so that
+        // a step of two rounds of pages takes two rounds, not a third for one page), and at
+        // least one page it has not read.
+        let mut end = (start + (n as u64).div_ceil(per).max(1)).max(page + 1);
         let search = |p: u64| self.out.zen.request(&api::search_users(api::linked(), p));
         let mut all = Vec::new();
         let mut first = start;

@@ -41,7 +41,7 @@ pub(super) struct AheadSlots {
 
 impl Engine<'_> {
     /// The page read ahead for `url`, if any.
-    fn prefetched_page(&self, url: &str) -> Option<&Page> {
+    pub(super) fn prefetched_page(&self, url: &str) -> Option<&Page> {
         self.prefetched
             .iter()
             .find(|(u, _)| u == url)

@@ -491,3 +491,69 @@ fn role_calls_carried_into_a_step_are_not_planned_again() {
         .collect();
     assert!(noop.is_empty(), "{noop:?}");
 }
+
+/// A call's first round looks up the ZenQMS users of the next two user pages by the keys the
+/// last call read them with (`next_keys` in the checkpoint), beside the pages' own reads. Those
+/// keys may be stale: here every user's mail changes between two calls to the address of an
+/// unlinked ZenQMS account, so the checkpointed keys name none of the new addresses. The next
+/// call must look the pages up again (not trust keys that do not cover them): each account is
+/// then linked to its user. (Trusting them, it tried to create 109 accounts whose address was
+/// taken: refused, those users left without one.)
+#[test]
+fn look_ups_from_the_checkpoint_are_used_only_when_they_cover_the_page_as_read_now() {
+    let n = 600;
+    let mut s = two_role_world(n, 1_000);
+    s["budget_ms"] = json!(3_000);
+    for i in 1..=n {
+        s["zenqms"]["users"].as_array_mut().unwrap().push(zen_user(
+            &format!("n-{i}"),
+            &format!("new{i}@contoso.com"),
+            None,
+            &[],
+        ));
+    }
+    let scenario = Scenario::from_json(&s.to_string()).unwrap();
+    let mut runner = Runner::new(Runtime::shared(), scenario);
+    let mut records = vec![runner.run_step(0, &step(json!({"deploy": {"calls": 2}})))];
+    assert!(
+        records[0].ok && records[0].pending,
+        "{:?}",
+        records[0].error
+    );
+    let keys = &phase(&runner)["next_keys"];
+    assert!(
+        keys.as_array().is_some_and(|k| !k.is_empty()),
+        "the checkpoint carries no look-up keys: {keys}"
+    );
+    for i in 1..=n {
+        let mut u = entra_user(i);
+        u["mail"] = json!(format!("new{i}@contoso.com"));
+        records.push(runner.run_step(1, &step(json!({"entra": {"upsert_user": u}}))));
+    }
+    records.push(runner.run_step(2, &step(json!({"resume": {}}))));
+    let r = finish(runner, records);
+    assert_ok(&r);
+    // Every user has exactly one account: its existing one (a create would have been refused,
+    // the address taken), or the one created for it before the change.
+    let mut linked = std::collections::BTreeMap::new();
+    for z in &r.zenqms.users {
+        if let Some(e) = &z.external_id {
+            *linked.entry(e.clone()).or_insert(0) += 1;
+        }
+    }
+    let wrong: Vec<String> = (1..=n)
+        .map(uid)
+        .filter(|id| linked.get(id) != Some(&1))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} users without exactly one account, e.g. {:?}",
+        wrong.len(),
+        wrong.first()
+    );
+    let text = serde_json::to_string(&r.steps).unwrap();
+    assert!(
+        !text.contains("failed 1") && !text.contains("conflicts 1"),
+        "{text}"
+    );
+}

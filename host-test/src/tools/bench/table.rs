@@ -17,15 +17,28 @@ fn mib(bytes: usize) -> f64 {
 
 /// One line per phase, printed as the phase ends.
 pub fn phase_line(r: &PhaseResult) -> String {
+    // The floor, memory and state too: a long run (N = 100,000) stopped after its first phases
+    // still reports what its targets need.
+    let floor = r.floor_rounds.map_or(String::new(), |f| {
+        format!(
+            ", {} ZenQMS writes, floor {f} rounds ({:.3} x)",
+            r.zenqms_writes,
+            r.rounds as f64 / f.max(1) as f64
+        )
+    });
     format!(
-        "  {:<36} {} calls, {} requests, {} rounds, {:.1} s simulated, wasm {:.3} s / native {:.3} s",
+        "  {:<36} {} calls, {} requests, {} rounds{floor}, {:.1} s simulated, wasm {:.3} s / native {:.3} s, \
+         peak guest memory {:.1} MiB, largest state {} bytes, {} Graph RU",
         r.name,
         r.calls,
         r.requests,
         r.rounds,
         r.simulated_ms as f64 / 1000.0,
         r.wasm_cpu_s,
-        r.native_cpu_s
+        r.native_cpu_s,
+        r.peak_memory_bytes as f64 / (1024.0 * 1024.0),
+        r.max_state_bytes,
+        r.graph_ru
     )
 }
 
