@@ -247,6 +247,24 @@ pub struct Engine<'a> {
     carried_in_step: Vec<String>,
     /// The step found the budget too short for the members' read it needs: the call pauses.
     paused: bool,
+    /// What the second walk's counting pass found in this call (see [`AgainFound`]).
+    again_found: Option<AgainFound>,
+}
+
+/// The leaving users the second walk's counting pass found in this call, from where this
+/// call's part of it began to where it reached. Once the set is judged, the writing pass
+/// deactivates these from memory instead of reading them again (what it reads again is only
+/// the part walked by earlier calls): the same users the guard judged, read seconds before.
+struct AgainFound {
+    /// The walk's cursor when this call's part began (`None`: the walk's start).
+    start: Option<String>,
+    /// The search page that part began at.
+    start_page: u64,
+    /// The counting pass reached the walk's end in this call.
+    complete: bool,
+    /// Leaving users in ZenQMS id order: the user, its Entra id, why it leaves, its UPN (empty
+    /// when gone), and the search page of the step that read it (where a later call resumes).
+    users: Vec<(ZUser, String, &'static str, String, u64)>,
 }
 
 impl<'a> Engine<'a> {
@@ -277,6 +295,7 @@ impl<'a> Engine<'a> {
             roles_pending: Vec::new(),
             carried_in_step: Vec::new(),
             paused: false,
+            again_found: None,
         }
     }
 
@@ -1748,6 +1767,18 @@ impl<'a> Engine<'a> {
         // no more than the guard approved and is not written yet: while those writes fit the
         // rounds left, the rest of them takes 404 checks; else each user found may need a
         // write.
+        if sync.again_checked
+            && let Some(found) = self.again_found.as_ref().filter(|f| f.complete)
+        {
+            let reached = match (&found.start, &after) {
+                (None, _) => true,
+                (Some(start), Some(a)) => a >= start,
+                (Some(_), None) => false,
+            };
+            if reached {
+                return self.deactivations_found(after, page, sync);
+            }
+        }
         let per_check = self.concurrency() * crate::clients::graph::BATCH_MAX;
         let n = if !sync.again_checked {
             self.walk_size(per_check)
@@ -1782,28 +1813,104 @@ impl<'a> Engine<'a> {
                 .cloned()
                 .collect();
         }
-        let leaving =
-            |e: &String| gone.contains(e) || disabled.contains_key(e) || outside.contains(e);
+        let reason = |e: &String| -> Option<&'static str> {
+            if gone.contains(e) {
+                Some(guard::GONE)
+            } else if outside.contains(e) && disabled.contains_key(e) {
+                Some(crate::domain::scope::LEFT_AND_DISABLED)
+            } else if outside.contains(e) {
+                Some(crate::domain::scope::LEFT)
+            } else if disabled.contains_key(e) {
+                Some(guard::DISABLED)
+            } else {
+                None
+            }
+        };
+        let leaving: Vec<(ZUser, String, &'static str, String, u64)> = chunk
+            .users
+            .iter()
+            .filter_map(|(z, e)| {
+                let upn = disabled.get(e).cloned().unwrap_or_default();
+                reason(e).map(|r| (z.clone(), e.clone(), r, upn, page))
+            })
+            .collect();
         if !sync.again_checked {
             // First pass: nothing is written; the set found is what the guard judges, so
             // the writing pass deactivates exactly what was judged — not whoever happens to be
             // leaving then, and not a set other than the one an admin released.
-            for (_, e) in chunk.users.iter().filter(|(_, e)| leaving(e)) {
+            for (_, e, ..) in &leaving {
                 sync.again_count = sync.again_count.saturating_add(1);
                 sync.again_digest = guard::digest_add(sync.again_digest, e);
             }
             let walk = chunk.walk(&after);
+            let found = self.again_found.get_or_insert_with(|| AgainFound {
+                start: after.clone(),
+                start_page: page,
+                complete: false,
+                users: Vec::new(),
+            });
+            found.users.extend(leaving);
             if walk != Walk::Done {
                 return Ok(walk);
             }
+            found.complete = true;
             return Ok(self.judge_again(sync));
         }
-        let acting: Vec<ZUser> = chunk
+        // The part this call's counting pass found: written from memory when reached.
+        let ahead = self.again_found.as_ref().filter(|f| f.complete);
+        let (leaving, walk) = match ahead.and_then(|f| f.start.clone()) {
+            Some(start) if chunk.last_id.as_ref().is_some_and(|l| *l >= start) => {
+                let start_page = ahead.map_or(page, |f| f.start_page);
+                let before: Vec<_> = leaving
+                    .into_iter()
+                    .filter(|(z, ..)| z.id <= start)
+                    .collect();
+                (
+                    before,
+                    Walk::At {
+                        after: Some(start),
+                        page: start_page,
+                    },
+                )
+            }
+            _ => {
+                let walk = chunk.walk(&after);
+                (leaving, walk)
+            }
+        };
+        self.write_leaving(leaving, walk, after, page, sync)
+    }
+
+    /// The second walk's writing pass from what this call's counting pass found (see
+    /// [`AgainFound`]), from `after` on: no reads.
+    fn deactivations_found(
+        &mut self,
+        after: Option<String>,
+        page: u64,
+        sync: &mut FullSync,
+    ) -> Result<Walk, Failure> {
+        let found = self.again_found.as_ref().expect("caller checked");
+        let leaving: Vec<_> = found
             .users
             .iter()
-            .filter(|(_, e)| leaving(e))
-            .map(|(z, _)| z.clone())
+            .filter(|(z, ..)| after.as_ref().is_none_or(|a| z.id > *a))
+            .cloned()
             .collect();
+        self.write_leaving(leaving, Walk::Done, after, page, sync)
+    }
+
+    /// The writing pass's deactivations of `leaving` (in ZenQMS id order), no more than the
+    /// guard approved and the rounds left take; `walk` is where the walk goes on when all of
+    /// them are written, else it resumes after the last one written.
+    fn write_leaving(
+        &mut self,
+        leaving: Vec<(ZUser, String, &'static str, String, u64)>,
+        walk: Walk,
+        after: Option<String>,
+        page: u64,
+        sync: &mut FullSync,
+    ) -> Result<Walk, Failure> {
+        let acting: Vec<ZUser> = leaving.iter().map(|(z, ..)| z.clone()).collect();
         self.learn_users(acting);
         // The writes this step may still send: a step reads at least a search page, whose
         // leaving users may be more than the rounds left take; those after the last one
@@ -1814,9 +1921,9 @@ impl<'a> Engine<'a> {
             .max(1);
         let mut writes = Vec::new();
         let mut capped = false;
-        let mut last_written: Option<String> = None;
+        let mut last_written: Option<(String, u64)> = None;
         let mut out_of_rounds = false;
-        for (z, e) in chunk.users.iter().filter(|(_, e)| leaving(e)) {
+        for (z, e, reason, upn, from_page) in &leaving {
             // No more than the guard judged: users disabled since the count wait for the next
             // run (or the delta round), whose guard counts them.
             if sync.walked >= sync.approved {
@@ -1827,19 +1934,9 @@ impl<'a> Engine<'a> {
                 out_of_rounds = true;
                 break;
             }
-            last_written = Some(z.id.clone());
+            last_written = Some((z.id.clone(), *from_page));
             sync.walked += 1;
-            let reason = if gone.contains(e) {
-                guard::GONE
-            } else if outside.contains(e) && disabled.contains_key(e) {
-                crate::domain::scope::LEFT_AND_DISABLED
-            } else if outside.contains(e) {
-                crate::domain::scope::LEFT
-            } else {
-                guard::DISABLED
-            };
-            self.out.reasons.insert(e.clone(), reason.to_string());
-            let upn = disabled.get(e).map_or("", String::as_str);
+            self.out.reasons.insert(e.clone(), (*reason).to_string());
             writes.push(self.deactivation(z, e, upn));
         }
         self.out.write(writes)?;
@@ -1854,12 +1951,15 @@ impl<'a> Engine<'a> {
         } else if out_of_rounds {
             // From the same search page on (users unlinked since shift later ones back; the
             // users up to `last_written` are skipped by id).
-            Walk::At {
-                after: last_written.or(after),
-                page,
+            match last_written {
+                Some((id, from_page)) => Walk::At {
+                    after: Some(id),
+                    page: from_page,
+                },
+                None => Walk::At { after, page },
             }
         } else {
-            chunk.walk(&after)
+            walk
         };
         if walk == Walk::Done {
             sync.deferred.clear();
