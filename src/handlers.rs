@@ -93,7 +93,7 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             config.tenant_id
         )));
     }
-    let (token, roles) = check_connections(p, &config);
+    let (token, roles, linked) = check_connections_counting(p, &config, !config.dry_run);
     let (token, roles) = match (token, roles) {
         (Ok(t), Ok(r)) => (t, r),
         (Err(a), Err(b)) => {
@@ -154,6 +154,9 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
     subs.ensure(&mut state.subscriptions, TimeDelta::MAX)?;
     start_full_sync(p, &graph, state, "deploy", config.allow_mass_deactivation)?;
+    if let (Some(sync), Some(n)) = (state.full_sync.as_mut(), linked) {
+        sync.linked_hint = u32::try_from(n).unwrap_or(u32::MAX);
+    }
     let run = &state.full_sync.as_ref().expect("just started").run_id;
     log.info(
         "initial sync started",
@@ -175,14 +178,35 @@ pub(crate) fn check_connections(
     Result<crate::config::Secret, Failure>,
     Result<Vec<api::Role>, Failure>,
 ) {
+    let (token, roles, _) = check_connections_counting(p, config, false);
+    (token, roles)
+}
+
+/// What [`check_connections_counting`] found: the token, the role list, the linked users.
+type Checked = (
+    Result<crate::config::Secret, Failure>,
+    Result<Vec<api::Role>, Failure>,
+    Option<u64>,
+);
+
+/// [`check_connections`], and with `count_linked` the number of linked ZenQMS users (the
+/// first page of the linked users' search: its total) in the same round, for the full sync's
+/// walk (`FullSync::linked_hint`); `None` when not asked or the search failed.
+fn check_connections_counting(p: &dyn Platform, config: &Config, count_linked: bool) -> Checked {
     let zen = Zenqms::new(p, config);
     let mut round = Round::new();
     let token_slot = round.add(graph::token_request(config));
     let roles_slot = round.add(zen.request(&api::list_roles()));
+    let count_slot =
+        count_linked.then(|| round.add(zen.request(&api::search_users(api::linked(), 1))));
     let mut answers = round.send(|reqs| p.send_all(reqs));
+    let count = count_slot
+        .and_then(|slot| Zenqms::read_page(answers.take(slot)).ok())
+        .map(|page| page.total);
     (
         graph::parse_token(answers.take(token_slot)),
         Zenqms::parse_roles(answers.take(roles_slot)),
+        count,
     )
 }
 

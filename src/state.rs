@@ -287,6 +287,13 @@ pub struct FullSync {
     /// grow past [`KEYS_DROPPED_ABOVE`] bytes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub next_keys: Vec<PageKeys>,
+    /// Linked ZenQMS users when the run began, as counted by the deploy's first round or by
+    /// the run's first walk step (0: not counted). With the users the run created and linked
+    /// since, it estimates how many search pages a walk has, so that a call's first walk step
+    /// reads its pages at once instead of one page first to learn their number. Only an
+    /// estimate: each answer's total is what the walk goes by.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub linked_hint: u32,
 }
 
 /// The keys a user page's ZenQMS look-ups are made of (see `FullSync::next_keys`).
@@ -339,6 +346,7 @@ impl FullSync {
             recent_links: Vec::new(),
             email_domains: BTreeSet::new(),
             next_keys: Vec::new(),
+            linked_hint: 0,
         }
     }
 }
@@ -642,6 +650,7 @@ mod tests {
                 };
                 2
             ],
+            linked_hint: u32::MAX,
         });
         // Deactivations held back, with the guard's full sample and a digest.
         s.blocked = Some(Blocked {

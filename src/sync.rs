@@ -249,6 +249,9 @@ pub struct Engine<'a> {
     paused: bool,
     /// What the second walk's counting pass found in this call (see [`AgainFound`]).
     again_found: Option<AgainFound>,
+    /// Linked ZenQMS users as the run estimates them (`FullSync::linked_hint` and the users
+    /// it created and linked since), for the call's first walk step.
+    linked_estimate: Option<u64>,
 }
 
 /// The leaving users the second walk's counting pass found in this call, from where this
@@ -296,6 +299,7 @@ impl<'a> Engine<'a> {
             carried_in_step: Vec::new(),
             paused: false,
             again_found: None,
+            linked_estimate: None,
         }
     }
 
@@ -385,6 +389,11 @@ impl<'a> Engine<'a> {
     pub fn run(&mut self, sync: &mut FullSync) -> Result<Progress, Failure> {
         let mut counts = Counts::default();
         let platform = self.platform;
+        self.linked_estimate = (sync.linked_hint > 0).then(|| {
+            u64::from(sync.linked_hint)
+                + u64::from(sync.totals.created)
+                + u64::from(sync.totals.linked)
+        });
         let roles_due_found = self.open(sync)?;
         self.restore_roles_due(sync, roles_due_found)?;
         let concurrency = self.concurrency();
@@ -1366,24 +1375,37 @@ impl<'a> Engine<'a> {
         // The step reads its `n` users in whole pages, the page read again included (so that
         // a step of two rounds of pages takes two rounds, not a third for one page), and at
         // least one page it has not read.
-        let mut end = (start + (n as u64).div_ceil(per).max(1)).max(page + 1);
-        let search = |p: u64| self.out.zen.request(&api::search_users(api::linked(), p));
+        let mut pages = (n as u64).div_ceil(per).max(1);
+        // While the mapped groups' members are read beside the walk (see `leavers`), each wave
+        // of its searches keeps their share of the platform's concurrency.
+        let share = self.members_read.as_ref().map_or(0, |l| {
+            if l.done() || l.stalled() {
+                0
+            } else {
+                l.requests_per_round()
+            }
+        }) as u64;
+        let c = self.concurrency() as u64;
+        if share > 0 && share < c {
+            pages = pages.min(pages.div_ceil(c) * (c - share)).max(1);
+        }
+        let mut end = (start + pages).max(page + 1);
         let mut all = Vec::new();
         let mut first = start;
         if self.linked_total.is_none() {
-            // The call's first walk step reads one page first: its total says how many follow.
-            let read = Zenqms::read_page(self.platform.send(search(start)))?;
-            self.linked_total = Some(read.total);
-            all.extend(read.data);
-            first = start + 1;
+            // The call's first walk step: it reads one page first, whose total says how many
+            // follow; or, with an estimate of their number, that many pages at once (one that
+            // falls short costs a round more, as without it).
+            let upto = match self.linked_estimate.filter(|e| *e > 0) {
+                Some(estimate) => end.min(estimate.div_ceil(per) + 1).max(start + 1),
+                None => start + 1,
+            };
+            all.extend(self.search_linked(start..upto)?);
+            first = upto;
         }
         let total = self.linked_total.unwrap_or_default();
         end = end.min(total.div_ceil(per) + 1).max(first);
-        for answer in self.platform.send_all((first..end).map(search).collect()) {
-            let read = Zenqms::read_page(answer)?;
-            self.linked_total = Some(read.total);
-            all.extend(read.data);
-        }
+        all.extend(self.search_linked(first..end)?);
         let total = self.linked_total.unwrap_or(total);
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all.dedup_by(|a, b| a.id == b.id);
@@ -1414,6 +1436,27 @@ impl<'a> Engine<'a> {
             next_page: end,
             last: end > total.div_ceil(per),
         })
+    }
+
+    /// Search pages `pages` of the linked users, side by side (beside the members' read, if
+    /// under way); `linked_total` is what their answers say.
+    ///
+    /// Errors: a search failed.
+    fn search_linked(&mut self, pages: std::ops::Range<u64>) -> Result<Vec<ZUser>, Failure> {
+        if pages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut round = Round::new();
+        let zen = &self.out.zen;
+        let slots = round.add_all(pages.map(|p| zen.request(&api::search_users(api::linked(), p))));
+        let mut answers = self.send_round(round);
+        let mut users = Vec::new();
+        for answer in answers.take_all(&slots) {
+            let read = Zenqms::read_page(answer)?;
+            self.linked_total = Some(read.total);
+            users.extend(read.data);
+        }
+        Ok(users)
     }
 
     /// How many linked users a walk's step takes: two rounds of ZenQMS search pages (100 users
@@ -1476,10 +1519,26 @@ impl<'a> Engine<'a> {
         page: u64,
         sync: &mut FullSync,
     ) -> Result<Walk, Failure> {
+        // A leaver's mapped roles are removed (below): the members are read beside the walk's
+        // searches, so that they are in when a leaver is found (and for the user pages after
+        // the walk, in this call), instead of in rounds of their own.
+        if !self.config.role_mappings.is_empty()
+            && self.members.is_none()
+            && self.members_read.is_none()
+            && !self.config.scoped()
+        {
+            self.members_read = Some(Graph::members_listings(&self.config.read_groups()));
+        }
         // A user Graph does not return costs a 404 check (20 to a `$batch` request).
         let n = self.walk_size(self.concurrency() * crate::clients::graph::BATCH_MAX);
         let chunk = self.linked_pages(&after, page, n)?;
         sync.linked_seen = sync.linked_seen.saturating_add(chunk.linked);
+        if sync.linked_hint == 0 && sync.batches == 0 {
+            // Counted before any user page: the base the run's creates and links add to.
+            sync.linked_hint = self
+                .linked_total
+                .map_or(0, |t| u32::try_from(t).unwrap_or(u32::MAX));
+        }
         // Links stored in another form than Graph's (case, spaces: made by hand or another
         // tool) are rewritten to it, so that every look-up by external_id finds them (the
         // full sync's user pages, notifications, group changes).

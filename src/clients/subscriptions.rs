@@ -9,7 +9,7 @@ use crate::clients::graph::{GRAPH_BASE, Graph, error_text};
 use crate::failure::Failure;
 use crate::log::Log;
 use crate::platform::url::encode;
-use crate::platform::{Method, Platform};
+use crate::platform::{HttpResult, Method, Platform, Request};
 use crate::state::Subscription;
 
 /// The resources we subscribe to.
@@ -82,6 +82,48 @@ impl<'a> Subscriptions<'a> {
 
     /// `Ok(Err(status))` for a Graph refusal the caller may handle (409).
     fn try_create(&self, resource: &str) -> Result<Result<Subscription, u16>, Failure> {
+        let (req, client_state, expires) = self.create_request(resource)?;
+        let resp = self.graph.send(req);
+        self.created(resource, resp, client_state, expires)
+    }
+
+    /// Creates subscriptions on `resources` side by side (one round; Graph validates each
+    /// notification URL on its own), each one as [`Subscriptions::create`] would: a 409 is
+    /// handled for that resource alone. Every subscription made is in the answer, in order,
+    /// with the first failure, if any (so that none made is lost from state).
+    fn create_all(&self, resources: &[&str]) -> (Vec<Subscription>, Option<Failure>) {
+        let mut made = Vec::new();
+        let mut reqs = Vec::new();
+        let mut sent = Vec::new();
+        for resource in resources {
+            match self.create_request(resource) {
+                Ok((req, state, expires)) => {
+                    reqs.push(req);
+                    sent.push((*resource, state, expires));
+                }
+                Err(f) => return (made, Some(f)),
+            }
+        }
+        let mut failure = None;
+        for ((resource, state, expires), resp) in sent.into_iter().zip(self.graph.send_all(reqs)) {
+            let sub = match self.created(resource, resp, state, expires) {
+                Ok(Ok(sub)) => Ok(sub),
+                Ok(Err(_)) => self.create(resource),
+                Err(f) => Err(f),
+            };
+            match sub {
+                Ok(sub) => made.push(sub),
+                Err(f) => {
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+        (made, failure)
+    }
+
+    /// The request creating a subscription on `resource`, with its new clientState and the
+    /// expiry it asks for.
+    fn create_request(&self, resource: &str) -> Result<(Request, String, DateTime<Utc>), Failure> {
         let now = self.platform.now();
         let client_state = new_client_state(self.platform);
         let expires = expiry(now);
@@ -99,10 +141,19 @@ impl<'a> Subscriptions<'a> {
             &format!("{GRAPH_BASE}/subscriptions"),
             Some(body),
         )?;
-        let resp = self
-            .graph
-            .send(req)
-            .map_err(|e| Failure::http("Microsoft Graph", &e))?;
+        Ok((req, client_state, expires))
+    }
+
+    /// Reads the answer to a [`Subscriptions::create_request`]: `Ok(Err(409))` for a
+    /// subscription Graph already has on `resource` (the caller replaces it).
+    fn created(
+        &self,
+        resource: &str,
+        result: HttpResult,
+        client_state: String,
+        expires: DateTime<Utc>,
+    ) -> Result<Result<Subscription, u16>, Failure> {
+        let resp = result.map_err(|e| Failure::http("Microsoft Graph", &e))?;
         if resp.status == 409 {
             return Ok(Err(409));
         }
@@ -238,7 +289,24 @@ impl<'a> Subscriptions<'a> {
     ) -> Result<(), Failure> {
         let now = self.platform.now();
         subs.retain(|s| RESOURCES.contains(&s.resource.as_str()));
+        // Those missing (a deploy): created side by side.
+        let missing: Vec<&str> = RESOURCES
+            .into_iter()
+            .filter(|r| !subs.iter().any(|s| s.resource == *r))
+            .collect();
+        let mut fresh_ones = Vec::new();
+        if missing.len() > 1 {
+            let (made, failure) = self.create_all(&missing);
+            fresh_ones = made.iter().map(|s| s.resource.clone()).collect();
+            subs.extend(made);
+            if let Some(f) = failure {
+                return Err(f);
+            }
+        }
         for resource in RESOURCES {
+            if fresh_ones.iter().any(|r| r == resource) {
+                continue;
+            }
             let pos = subs.iter().position(|s| s.resource == resource);
             let fresh = match pos.map(|i| &subs[i]) {
                 // Missing, or expired (Graph has removed it: a PATCH would 404).

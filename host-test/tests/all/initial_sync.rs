@@ -352,14 +352,15 @@ fn zenqms_is_searched_per_user_page_and_per_linked_page_never_per_user() {
         .find(|(k, _)| format!("{k:?}") == "Zenqms")
         .map(|(_, v)| *v)
         .unwrap();
-    // Reads: 1 role list + 1 page of the linked users' walk (it comes first: 2 linked users;
-    // it also counts them for the guard) + 2 look-ups per user page (its users' external_ids,
-    // their addresses; 3 pages) + 1 look-up of the deferred leaver.
+    // Reads: 1 role list and 1 count of the linked users (the deploy's first round) + 1 page
+    // of the linked users' walk (it comes first: 2 linked users; it also counts them for the
+    // guard) + 2 look-ups per user page (its users' external_ids, their addresses; 3 pages) +
+    // 1 look-up of the deferred leaver.
     // Writes: 248 creates + 1 link (u-a) + 1 update (u-b) + 1 leaver + 120 role adds + 1 role
     // removal (the leaver's r-qa).
     assert_eq!(
         zen_requests,
-        1 + 1 + 2 * 3 + 1 + 248 + 1 + 1 + 1 + 120 + 1,
+        1 + 1 + 1 + 2 * 3 + 1 + 248 + 1 + 1 + 1 + 120 + 1,
         "{:?}",
         r.http
     );

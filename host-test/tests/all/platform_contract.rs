@@ -104,7 +104,14 @@ fn a_role_unknown_to_zenqms_fails_the_deploy_and_writes_nothing() {
         "{err}"
     );
     assert!(r.zenqms.users.is_empty());
-    assert_eq!(zenqms_requests(&r), 1, "only the role list was read");
+    // Reads only, in the deploy's first round: the role list, and the count of linked users
+    // a valid deploy gives its full sync's walk (`linked_hint`).
+    assert_eq!(
+        zenqms_requests(&r),
+        2,
+        "only the role list and the count were read"
+    );
+    assert!(r.audit.is_empty());
 }
 
 #[test]

@@ -450,12 +450,16 @@ fn a_retry_in_a_wave_beside_the_members_leaves_room_for_the_rest_of_the_round() 
     assert_ok(&reference);
     let fail_writes =
         |status: u16| json!({"zenqms": {"fail_writes": {"status": status, "count": 3}}});
-    // `run` fails on any call past budget + one round trip.
+    // `run` fails on any call past budget + one round trip. A 500 stops the call it meets (the
+    // writes are not retried): up to three calls fail before the sync goes on, whichever
+    // waves the three failures fall in.
     let r = run(world(json!([
         {"deploy": {"calls": 3}},
         fail_writes(503),
         {"resume": {"calls": 1}},
         fail_writes(500),
+        {"resume": {}},
+        {"resume": {}},
         {"resume": {}},
         {"resume": {}},
     ])));
