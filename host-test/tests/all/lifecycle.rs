@@ -333,3 +333,35 @@ fn a_delete_paused_on_a_throttled_subscription_removal_removes_it_on_resume() {
         assert!(summary.contains("delete complete"), "{summary}");
     }
 }
+
+/// A deploy creates both subscriptions in one round (Graph validates each notification URL on
+/// its own). When Graph refuses one of them (a 400 here: it could not validate the URL), the
+/// deploy fails, but the one Graph made is in state (the runner's `subscriptions` invariant:
+/// state and Graph agree after every step), and the next deploy makes the missing one
+/// without a duplicate. The deploy's first call takes 4 rounds: the token with the role list
+/// (and the linked users' count), the group check, both subscriptions, the delta links.
+#[test]
+fn a_deploy_creates_both_subscriptions_side_by_side_and_keeps_one_made_when_the_other_fails() {
+    let s = world(json!([
+        {"entra": {"fail_requests": {"status": 400, "count": 1, "method": "POST", "path": "/v1.0/subscriptions"}}},
+        {"deploy": {}},
+        {"deploy": {"calls": 1}},
+    ]));
+    let r = run_unchecked(s);
+    assert!(!r.steps[1].ok, "the first deploy fails: {:?}", r.steps[1]);
+    assert!(r.invariants.is_empty(), "{:?}", r.invariants);
+    assert!(r.steps[2].ok, "{:?}", r.steps[2].error);
+    let resources: Vec<&str> = r
+        .entra
+        .subscriptions
+        .iter()
+        .filter_map(|s| s["resource"].as_str())
+        .collect();
+    assert_eq!(resources.len(), 2, "{resources:?}");
+    assert!(resources.contains(&"users") && resources.contains(&"groups"));
+    // Fault-free, the deploy's first call: 4 round trips of 100 ms (16960ac: 5, one per
+    // subscription).
+    let r = run(world(json!([{"deploy": {"calls": 1}}])));
+    assert_eq!(r.steps[0].elapsed_ms, 400, "{:?}", r.steps[0].summary);
+    assert_eq!(r.entra.subscriptions.len(), 2);
+}
