@@ -620,3 +620,42 @@ fn the_second_walk_reads_the_linked_users_once_when_its_passes_share_a_call() {
         "{many} rounds with 100 disabled, {few} with 10"
     );
 }
+
+/// The call that walks the leavers reads the mapped groups' members beside the walk's search
+/// rounds: a leaver's role removal, and the user pages after the walk, find them read. 1,000
+/// linked users (11 search pages, read 2 to a wave beside the members at concurrency 3), 40
+/// leavers holding r-qa (last in ZenQMS id order), the mapped groups over 5 pages of 200: the
+/// sync takes no more rounds than the same world with every group on one page, give or take
+/// one a call.
+#[test]
+fn members_over_many_pages_are_read_beside_the_leaver_walk() {
+    let world = |page_max: Option<u32>| {
+        let mut s = two_role_world(1000, 1);
+        for i in 0..40u32 {
+            s["zenqms"]["users"].as_array_mut().unwrap().push(zen_user(
+                &format!("z-left-{i}"),
+                &format!("left{i}@contoso.com"),
+                Some(&uid(900_000 + i)),
+                &["r-qa"],
+            ));
+        }
+        s["instance"]["config"]["max_deactivations"] = json!("1000");
+        s["concurrency"] = json!(3);
+        if let Some(max) = page_max {
+            s["entra"]["page_max"] = json!(max);
+        }
+        s
+    };
+    let one_page = run(world(None));
+    assert_ok(&one_page);
+    let many = run(world(Some(200)));
+    assert_ok(&many);
+    assert_eq!(users_without_ids(&many), users_without_ids(&one_page));
+    let calls = u64::from(many.steps[0].calls);
+    assert!(
+        many.http.rounds <= one_page.http.rounds + calls,
+        "{} rounds in {calls} calls with the members on 5 pages, {} on one page",
+        many.http.rounds,
+        one_page.http.rounds
+    );
+}
