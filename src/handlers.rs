@@ -369,7 +369,7 @@ fn run_full_sync(
         // another run, which the next call (resume) carries on.
         start_overflow_sync(p, graph, state)?;
         return Ok(Reply::pending(format!(
-            "{summary}; another full sync follows (the notification queue overflowed during this one)"
+            "{summary}; another full sync follows (changes arrived during this one that it could not judge: the notification queue overflowed, or users started leaving after its guard counted)"
         )));
     }
     Ok(Reply::done(summary))

@@ -245,8 +245,9 @@ pub struct FullSync {
     /// last user step): recomputed and sent by the next call. At most a step's users.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles_due: Vec<String>,
-    /// The notification queue overflowed while this run was under way: another full sync
-    /// follows it (changes to users it had already read would be missed otherwise).
+    /// Another full sync follows this one: the notification queue overflowed while it was
+    /// under way (changes to users it had already read would be missed otherwise), or its
+    /// second walk found more users leaving than its guard judged (they are the next run's).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub again: bool,
     /// Whether this run may exceed the limit (`allow_mass_deactivation` on the deploy).

@@ -1478,23 +1478,30 @@ impl<'a> Engine<'a> {
         &self,
         ids: &[String],
     ) -> Result<(BTreeSet<String>, BTreeMap<String, String>), Failure> {
-        let found = self.graph.users_by_ids(ids, "checking linked users")?;
+        let mut found = self.graph.users_by_ids(ids, "checking linked users")?;
         let absent: Vec<String> = ids
             .iter()
             .filter(|id| !found.contains_key(*id))
             .cloned()
             .collect();
-        let gone = if absent.is_empty() {
-            BTreeSet::new()
-        } else {
-            let exists = self.graph.users_exist(&absent)?;
-            absent
-                .into_iter()
-                .zip(exists)
-                .filter(|(_, e)| !e)
-                .map(|(id, _)| id)
-                .collect()
-        };
+        // A user the `id in` reads did not return is read alone: gone when Graph answers 404,
+        // else judged on what that read says. (Graph may serve a filter's matches over more
+        // than one page; a user missing from the first is not "staying": a red team found
+        // disabled users left active that way.)
+        let mut gone = BTreeSet::new();
+        if !absent.is_empty() {
+            let read = self.graph.users_read(&absent)?;
+            for (id, user) in absent.into_iter().zip(read) {
+                match user {
+                    Some(u) => {
+                        found.insert(id, u);
+                    }
+                    None => {
+                        gone.insert(id);
+                    }
+                }
+            }
+        }
         let disabled = found
             .iter()
             .filter(|(_, u)| u.get("accountEnabled") == Some(&serde_json::Value::Bool(false)))
@@ -1759,8 +1766,14 @@ impl<'a> Engine<'a> {
             same || found <= limit || sync.allow_mass
         };
         if passes {
-            // The writing pass still makes no more than the guard first counted (`approved`):
-            // users who started leaving since wait for the next run or delta round.
+            // The writing pass makes no more than the set judged here: the guard's first count
+            // (`approved`), or this pass's, when it passed the limit on its own — users who
+            // started leaving between the two counts are judged, and deactivated, with the
+            // others (a red team found them taking the place of users judged first, who were
+            // then left active). Users who start leaving after this count are the next run's.
+            if !released {
+                sync.approved = sync.approved.max(sync.again_count);
+            }
             sync.again_checked = true;
             return Walk::At {
                 after: None,
@@ -2000,8 +2013,11 @@ impl<'a> Engine<'a> {
         }
         self.out.write(writes)?;
         if capped {
+            // They are not the delta round's (their change predates its link) and may have
+            // taken the place of users judged: another full sync follows and judges them.
+            sync.again = true;
             self.out.log.warn(
-                "more users to deactivate than the guard counted: the rest wait for the next run",
+                "more users to deactivate than the guard counted: another full sync follows and judges the rest",
                 &[("deactivated", &sync.walked.to_string())],
             );
         }

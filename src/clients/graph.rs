@@ -360,17 +360,28 @@ impl<'a> Graph<'a> {
         Ok(ids)
     }
 
-    /// For each id: does Graph still have this user? (404 means no.) Batched, side by side.
-    pub fn users_exist(&self, ids: &[String]) -> Result<Vec<bool>, Failure> {
+    /// Each user read alone (`GET /users/{id}?$select=…`, batched, side by side): the user
+    /// as Graph has it, or `None` when Graph answers 404 (it no longer has the user).
+    ///
+    /// Errors: any other failed or unreadable answer (never read as "gone").
+    pub fn users_read(&self, ids: &[String]) -> Result<Vec<Option<Value>>, Failure> {
         let urls: Vec<String> = ids
             .iter()
-            .map(|id| format!("{GRAPH_BASE}/users/{}?$select=id", encode(id)))
+            .map(|id| format!("{GRAPH_BASE}/users/{}?$select={USER_SELECT}", encode(id)))
             .collect();
         self.get_all(&urls)?
             .into_iter()
             .map(|r| match r {
-                Ok(resp) if resp.status == 404 => Ok(false),
-                other => Self::ok(other, "checking a user").map(|_| true),
+                Ok(resp) if resp.status == 404 => Ok(None),
+                other => {
+                    let resp = Self::ok(other, "checking a user")?;
+                    serde_json::from_slice(&resp.body).map(Some).map_err(|e| {
+                        Failure::transient(format!(
+                            "checking a user: unreadable Graph answer: {}",
+                            upstream::json_problem(&e)
+                        ))
+                    })
+                }
             })
             .collect()
     }
@@ -502,7 +513,8 @@ impl<'a> Graph<'a> {
 
     /// Users by id, 15 to a `GET /users?$filter=id in (…)&$select=…` (Graph's limit on an
     /// `in` clause: learn.microsoft.com/graph/filter-query-parameter) and 20 of those to a
-    /// `$batch`: 300 users per HTTP request. A user Graph does not return is gone (deleted).
+    /// `$batch`: 300 users per HTTP request. Only each filter's first page is read: a user
+    /// not returned is not known to be gone (its caller reads it alone, see `Graph::users_read`).
     /// Ids are GUIDs (lowercased by the caller); an apostrophe would be doubled as OData asks.
     ///
     /// Errors: a read failed (never read as "gone").
