@@ -822,19 +822,37 @@ impl<'a> Engine<'a> {
                 .collect(),
             _ => Vec::new(),
         };
+        // Only what fits the round's one wave beside the rest (the members' share included):
+        // the keys save a round, they must not add one (at a concurrency of 1 or 2 they would).
+        let members_share = self
+            .members_read
+            .as_ref()
+            .map_or(0, Listings::requests_per_round);
+        let mut room = self
+            .concurrency()
+            .saturating_sub(round.len() + members_share);
         let mut key_slots = Vec::new();
+        let mut used = Vec::new();
         for (i, k) in keys.iter().enumerate() {
+            let filters = keyed_filters(&k.ids, &k.addresses);
+            let need = filters.len() + usize::from(i > 0);
+            if need > room {
+                break;
+            }
+            room -= need;
             let read = match i {
                 0 => None,
                 _ => Some(round.add(self.graph.request(Method::Get, &k.url, None)?)),
             };
             let lookups = round.add_all(
-                keyed_filters(&k.ids, &k.addresses)
+                filters
                     .into_iter()
                     .map(|f| self.out.zen.request(&api::search_users(f, 1))),
             );
             key_slots.push((read, lookups));
+            used.push(*k);
         }
+        let keys = used;
         let mut answers = self.send_round(round);
         if let Some(slot) = page_slot
             && let Ok(p) = Graph::read_page(answers.take(slot), next, "listing users")
@@ -1582,6 +1600,19 @@ impl<'a> Engine<'a> {
             .map(|(_, e)| e.clone())
             .collect();
         let (gone, _) = self.gone_or_disabled(&ids)?;
+        // A leaver's role removal needs the members read. After a retry wait, a read that no
+        // longer fits the call pauses it before anything of this step is written (the next
+        // call does the step again), instead of running past the budget.
+        let needs_members = !self.config.role_mappings.is_empty()
+            && chunk
+                .users
+                .iter()
+                .chain(&chunk.inactive_holders)
+                .any(|(z, e)| gone.contains(e) && !z.roles.is_empty());
+        if needs_members && self.members.is_none() && !self.members_within_budget()? {
+            sync.linked_seen = sync.linked_seen.saturating_sub(chunk.linked);
+            return Ok(Walk::At { after, page });
+        }
         let mut changes = Vec::new();
         let leaving: Vec<ZUser> = chunk
             .users
