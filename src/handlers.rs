@@ -369,7 +369,18 @@ fn run_full_sync(
         // another run, which the next call (resume) carries on.
         start_overflow_sync(p, graph, state)?;
         return Ok(Reply::pending(format!(
-            "{summary}; another full sync follows (changes arrived during this one that it could not judge: the notification queue overflowed, or users started leaving after its guard counted)"
+            "{summary}; another full sync follows (the notification queue overflowed during this one)"
+        )));
+    }
+    if sync.follow_up {
+        // Users started leaving after the guard counted: another run judges them, its guard
+        // counting this run's deactivations with its own.
+        start_full_sync(p, graph, state, "follow-up", false)?;
+        if let Some(next) = state.full_sync.as_mut() {
+            next.prior_deactivations = sync.totals.deactivated;
+        }
+        return Ok(Reply::pending(format!(
+            "{summary}; another full sync follows (users started leaving after its guard counted them: the next run judges them, counting this run's deactivations)"
         )));
     }
     Ok(Reply::done(summary))

@@ -245,11 +245,18 @@ pub struct FullSync {
     /// last user step): recomputed and sent by the next call. At most a step's users.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles_due: Vec<String>,
-    /// Another full sync follows this one: the notification queue overflowed while it was
-    /// under way (changes to users it had already read would be missed otherwise), or its
-    /// second walk found more users leaving than its guard judged (they are the next run's).
+    /// The notification queue overflowed while this run was under way: another full sync
+    /// follows it (changes to users it had already read would be missed otherwise).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub again: bool,
+    /// The second walk found more users leaving than its guard judged: another full sync
+    /// follows (`follow-up`), whose guard counts this run's deactivations with its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follow_up: bool,
+    /// Deactivations the run this one follows up made (see `follow_up`): counted against this
+    /// run's limit, so that the two together stay within it unless an admin allows more.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub prior_deactivations: u32,
     /// Whether this run may exceed the limit (`allow_mass_deactivation` on the deploy).
     #[serde(default)]
     pub allow_mass: bool,
@@ -335,6 +342,8 @@ impl FullSync {
             linked_seen: 0,
             leavers_done: false,
             again: false,
+            follow_up: false,
+            prior_deactivations: 0,
             allow_mass,
             released: 0,
             released_digest: None,
@@ -629,6 +638,8 @@ mod tests {
             linked_seen: u32::MAX,
             leavers_done: true,
             again: true,
+            follow_up: true,
+            prior_deactivations: u32::MAX,
             allow_mass: false,
             released: u32::MAX,
             released_digest: Some(u64::MAX),

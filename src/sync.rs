@@ -1676,7 +1676,11 @@ impl<'a> Engine<'a> {
                 0 => crate::sync::realtime::linked_count(self.platform, self.config)?,
                 n => n as usize,
             };
-            let limit = self.config.deactivation_limit(linked);
+            // A follow-up run may make only what the run it follows left of the limit.
+            let limit = self
+                .config
+                .deactivation_limit(linked)
+                .saturating_sub(sync.prior_deactivations as usize);
             let count = sync.deferred.len() + sync.deferred_more as usize;
             // Released by an admin: exactly the set held (as many, and the same users).
             let released = sync.released > 0
@@ -1693,6 +1697,11 @@ impl<'a> Engine<'a> {
                     format!(
                         "the deactivations found now ({count}) are not the {} users an admin released ({which}): nobody was deactivated; release again with the number now held",
                         sync.released
+                    )
+                } else if sync.prior_deactivations > 0 {
+                    format!(
+                        "nobody was deactivated (the run this one follows deactivated {}: the limit left is {limit})",
+                        sync.prior_deactivations
                     )
                 } else {
                     "nobody was deactivated".to_string()
@@ -1789,7 +1798,10 @@ impl<'a> Engine<'a> {
         let found = sync.again_count as usize;
         let judged = sync.deferred.len() + sync.deferred_more as usize;
         let same = found == judged && sync.again_digest == sync.deferred_digest;
-        let limit = self.config.deactivation_limit(sync.linked_seen as usize);
+        let limit = self
+            .config
+            .deactivation_limit(sync.linked_seen as usize)
+            .saturating_sub(sync.prior_deactivations as usize);
         let released = sync.released > 0;
         let passes = if released {
             same
@@ -2046,7 +2058,7 @@ impl<'a> Engine<'a> {
         if capped {
             // They are not the delta round's (their change predates its link) and may have
             // taken the place of users judged: another full sync follows and judges them.
-            sync.again = true;
+            sync.follow_up = true;
             self.out.log.warn(
                 "more users to deactivate than the guard counted: another full sync follows and judges the rest",
                 &[("deactivated", &sync.walked.to_string())],
