@@ -724,12 +724,7 @@ fn look_ups_from_the_checkpoint_never_add_a_round_trip_to_a_call() {
 /// component before this session's changes (16960ac), none now.
 #[test]
 fn the_leaver_walk_pauses_when_the_members_no_longer_fit_after_a_retry_wait() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/leaver-walk-after-retries.json"
-    );
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let s = fixture("leaver-walk-after-retries.json");
     // `run` fails on any call past budget + one round trip.
     let r = run(s);
     assert_ok(&r);
@@ -743,12 +738,7 @@ fn the_leaver_walk_pauses_when_the_members_no_longer_fit_after_a_retry_wait() {
 /// users were deactivated across the two runs.
 #[test]
 fn a_follow_up_run_counts_the_deactivations_of_the_run_it_follows() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/red-team/guard-follow-up.json"
-    );
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let s = fixture("red-team/guard-follow-up.json");
     // Unchecked for the budget only: this world (concurrency 1, 1.5 s calls) has calls up to
     // 300 ms past it, the known case where the mapped groups' pages outnumber a call's rounds.
     let r = run_unchecked(s);

@@ -198,3 +198,9 @@ pub fn deployed_with(s: Value) -> (host_test::runner::Runner, Value) {
         .unwrap();
     (runner, sub)
 }
+
+/// A scenario file under `fixtures/` (path relative to it), as JSON.
+pub fn fixture(path: &str) -> Value {
+    let full = format!("{}/../fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap()
+}
