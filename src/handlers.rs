@@ -468,6 +468,13 @@ fn continue_work(
         }
     }
     if !state.queue.is_empty() {
+        if !state.queue.groups.is_empty()
+            && let Some(f) = state.full_sync.as_mut()
+        {
+            // Group changes applied between a run's calls: the members it carries may predate
+            // them (its later calls would undo what the queue does), so they are read again.
+            f.members.drop_read();
+        }
         let mut queue = std::mem::take(&mut state.queue);
         let cause = queue.cause.clone();
         let (done, rt) = with_realtime(p, config, graph, state, &cause, |rt| {

@@ -1,7 +1,7 @@
 //! What the component keeps between calls (the WIT `state` string). Never holds a secret or an
 //! access token: the platform stores it as plain data.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,10 @@ pub struct Queue {
     /// and a full sync (which reads every user) takes the queue's place.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overflow: bool,
+    /// The members of the groups whose change is being applied, read (see [`MembersCarry`]):
+    /// dropped when another group change arrives.
+    #[serde(skip_serializing_if = "MembersCarry::is_empty")]
+    pub members: MembersCarry,
 }
 
 /// The most ids the queue keeps — users, groups and a delta round's leaving users together —
@@ -151,6 +155,10 @@ impl Queue {
         let kept =
             add(&mut self.users, users, &mut room) & add(&mut self.groups, groups, &mut room);
         self.overflow |= !kept;
+        if !groups.is_empty() {
+            // The members read for the groups before are older than this change.
+            self.members.drop_read();
+        }
     }
 
     /// Adds a delta round's leaving user (kept whole for the guard); past [`QUEUE_MAX`] the
@@ -302,7 +310,94 @@ pub struct FullSync {
     /// estimate: each answer's total is what the walk goes by.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub linked_hint: u32,
+    /// The mapped and scope groups' transitive members as the run read them (see
+    /// [`MembersCarry`]): a read done is done once per run. Dropped when a group change is
+    /// applied during the run (the queue's groups), so no call works with members older than
+    /// a change it knows of.
+    #[serde(default, skip_serializing_if = "MembersCarry::is_empty")]
+    pub members: MembersCarry,
 }
+
+/// Group members read in one call and kept for the next (the full sync's, and those of the
+/// queue's group changes): whole, or in part when the read outlasts a call's budget (the
+/// next call goes on from there). Kept while they fit [`MEMBERS_CARRIED_MAX`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersCarry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<CarriedMembers>,
+    /// The members are read whole in each call (as without `read`): set when a read in part
+    /// had to be dropped (a group change, the state's size) or turned out larger than the
+    /// checkpoint holds, so that a read that outlasts a call cannot start over in every call
+    /// without an end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whole: bool,
+}
+
+impl MembersCarry {
+    pub fn is_empty(&self) -> bool {
+        self.read.is_none() && !self.whole
+    }
+
+    /// Leaves out the members read; a read in part makes the rest of the work read them whole
+    /// in each call (`whole`).
+    pub fn drop_read(&mut self) {
+        if let Some(m) = self.read.take()
+            && !m.complete()
+        {
+            self.whole = true;
+        }
+    }
+}
+
+/// The members a run read (see `FullSync::members`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedMembers {
+    /// The groups read (the configuration's mapped and scope groups when the read began): a
+    /// configuration that names others reads afresh.
+    pub groups: Vec<String>,
+    /// The read: the ids by group (a group that answered 404 has none), and the next URL of
+    /// each listing not yet at its end (none: the read is complete).
+    pub read: CarriedRead,
+}
+
+impl CarriedMembers {
+    pub fn complete(&self) -> bool {
+        self.read.cursors.is_empty()
+    }
+}
+
+/// A read of id listings checkpointed between calls (`clients::graph::Listings::carried`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedRead {
+    /// The ids read so far, by key (a key whose object answered 404 is absent).
+    pub read: BTreeMap<String, BTreeSet<String>>,
+    /// Unfinished listings: key, next page's URL (a link Graph gave).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cursors: Vec<(String, String)>,
+    /// Fingerprints of the last links followed (`domain::links::RECENT` at most).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<u64>,
+    /// Pages asked for so far.
+    #[serde(default)]
+    pub pages: u32,
+}
+
+/// About how many bytes `m` takes as JSON: each id with its quotes and comma, each key with its
+/// quotes, colon and brackets.
+pub fn memberships_bytes(m: &BTreeMap<String, BTreeSet<String>>) -> usize {
+    m.iter()
+        .map(|(k, ids)| k.len() + 6 + ids.iter().map(|i| i.len() + 3).sum::<usize>())
+        .sum()
+}
+
+/// The most bytes (about, as JSON) of members a run keeps between calls (`FullSync::members`):
+/// about 600 GUIDs. Above it, each call reads them again (the state stays within the
+/// platform's 64 KiB whatever else it holds: see `State::to_json`).
+pub const MEMBERS_CARRIED_MAX: usize = 24 * 1024;
+
+/// Above this many bytes of state (after `next_keys` is dropped), `FullSync::members` is left
+/// out of it too.
+pub const MEMBERS_DROPPED_ABOVE: usize = 56 * 1024;
 
 /// The keys a user page's ZenQMS look-ups are made of (see `FullSync::next_keys`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -357,6 +452,7 @@ impl FullSync {
             email_domains: BTreeSet::new(),
             next_keys: Vec::new(),
             linked_hint: 0,
+            members: MembersCarry::default(),
         }
     }
 }
@@ -552,20 +648,39 @@ impl State {
         self.subscriptions.iter().map(|s| s.id.as_str())
     }
 
+    /// The state as JSON, within the platform's 64 KiB: above [`KEYS_DROPPED_ABOVE`] bytes the
+    /// full sync's `next_keys` are left out, and above [`MEMBERS_DROPPED_ABOVE`] its members
+    /// too, the full sync's and the queue's (a read in part then marks them `whole`). Both are
+    /// only savings.
     pub fn to_json(&self) -> String {
         let json = serde_json::to_string(self).expect("state serialises");
-        if json.len() <= KEYS_DROPPED_ABOVE
-            || self
-                .full_sync
-                .as_ref()
-                .is_none_or(|f| f.next_keys.is_empty())
-        {
+        if json.len() <= KEYS_DROPPED_ABOVE {
+            return json;
+        }
+        let keys = self
+            .full_sync
+            .as_ref()
+            .is_some_and(|f| !f.next_keys.is_empty());
+        let members = self
+            .full_sync
+            .as_ref()
+            .is_some_and(|f| f.members.read.is_some())
+            || self.queue.members.read.is_some();
+        if !keys && !members {
             return json;
         }
         let mut smaller = self.clone();
         if let Some(f) = smaller.full_sync.as_mut() {
             f.next_keys.clear();
         }
+        let json = serde_json::to_string(&smaller).expect("state serialises");
+        if json.len() <= MEMBERS_DROPPED_ABOVE || !members {
+            return json;
+        }
+        if let Some(f) = smaller.full_sync.as_mut() {
+            f.members.drop_read();
+        }
+        smaller.queue.members.drop_read();
         serde_json::to_string(&smaller).expect("state serialises")
     }
 }
@@ -573,6 +688,68 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A members' read in part (see `FullSync::members`) as large as a run carries it: GUIDs
+    /// up to [`MEMBERS_CARRIED_MAX`], two listings still to read.
+    fn members_at_bound() -> CarriedMembers {
+        let guid = |i: usize| format!("{i:08x}-1d2c-4b5a-9e8f-{i:012x}");
+        let mut read = CarriedRead::default();
+        let groups: Vec<String> = (0..2).map(|i| guid(900_000 + i)).collect();
+        let mut ids = BTreeSet::new();
+        let mut i = 0;
+        while memberships_bytes(&read.read) < MEMBERS_CARRIED_MAX - 100 {
+            ids.insert(guid(i));
+            i += 1;
+            read.read.insert(groups[0].clone(), ids.clone());
+        }
+        read.read.insert(groups[1].clone(), BTreeSet::new());
+        read.cursors = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.clone(),
+                    format!("https://graph.microsoft.com/v1.0/groups/{g}/transitiveMembers?$skiptoken={}", "s".repeat(400)),
+                )
+            })
+            .collect();
+        read.recent = vec![u64::MAX; crate::domain::links::RECENT];
+        read.pages = u32::MAX;
+        CarriedMembers { groups, read }
+    }
+
+    /// The members a run carries stay in a state of ordinary size, and a read in part that
+    /// must be left out (a state already large) makes the run read them whole in each call,
+    /// never start the read over in every call.
+    #[test]
+    fn carried_members_stay_in_an_ordinary_state_and_a_dropped_read_in_part_is_read_whole() {
+        let mut s = State::parse(None).unwrap();
+        let mut f = FullSync::start("r".into(), "2026-11-28T12:00:00Z".parse().unwrap(), false);
+        f.members.read = Some(members_at_bound());
+        s.full_sync = Some(f);
+        s.queue.members.read = Some(members_at_bound());
+        let back = State::parse(Some(&s.to_json())).unwrap();
+        let f = back.full_sync.as_ref().unwrap();
+        assert_eq!(f.members.read, Some(members_at_bound()));
+        assert!(!f.members.whole);
+        assert_eq!(back.queue.members.read, Some(members_at_bound()));
+
+        s.queue.cause = "c".repeat(40 * 1024);
+        let back = State::parse(Some(&s.to_json())).unwrap();
+        let f = back.full_sync.unwrap();
+        assert!(f.members.read.is_none() && f.members.whole);
+        assert!(back.queue.members.read.is_none() && back.queue.members.whole);
+        // A complete read left out is simply read again.
+        let mut whole = members_at_bound();
+        whole.read.cursors.clear();
+        s.full_sync.as_mut().unwrap().members = MembersCarry {
+            read: Some(whole),
+            whole: false,
+        };
+        s.queue.members = MembersCarry::default();
+        let back = State::parse(Some(&s.to_json())).unwrap();
+        let f = back.full_sync.unwrap();
+        assert!(f.members.read.is_none() && !f.members.whole);
+    }
 
     /// Every part of the state that can grow at its bound at once — a full queue, a full
     /// sync naming its most deferred deactivations with the longest UPNs, both learned domain
@@ -598,6 +775,7 @@ mod tests {
             s.queue.push_leaving(guid(10_000 + i));
         }
         s.queue.cause = "n".repeat(600);
+        s.queue.members.read = Some(members_at_bound());
         // Graph's tokens are opaque: the longest in its docs has 209 characters; five times.
         let link = |what: &str| {
             format!(
@@ -663,6 +841,11 @@ mod tests {
                 2
             ],
             linked_hint: u32::MAX,
+            // A members' read in part at its bound: dropped from a state this large too.
+            members: MembersCarry {
+                read: Some(members_at_bound()),
+                whole: false,
+            },
         });
         // Deactivations held back, with the guard's full sample and a digest.
         s.blocked = Some(Blocked {
@@ -672,9 +855,15 @@ mod tests {
             sample: (0..10).map(guid).collect(),
             digest: Some(u64::MAX),
         });
-        let bytes = s.to_json().len();
+        let json = s.to_json();
+        let bytes = json.len();
         assert!(bytes <= 64 * 1024, "{bytes} bytes");
         eprintln!("worst-case state: {bytes} bytes");
+        // The members' read in part was left out: the run reads them whole from then on.
+        let back = State::parse(Some(&json)).unwrap();
+        let f = back.full_sync.unwrap();
+        assert!(f.members.read.is_none() && f.members.whole);
+        assert!(back.queue.members.read.is_none() && back.queue.members.whole);
     }
 
     #[test]

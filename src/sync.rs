@@ -5,6 +5,7 @@
 //! so a call that runs out of budget returns `pending` and the next call continues exactly there.
 
 mod ahead;
+mod carried;
 pub mod realtime;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -252,6 +253,11 @@ pub struct Engine<'a> {
     /// Linked ZenQMS users as the run estimates them (`FullSync::linked_hint` and the users
     /// it created and linked since), for the call's first walk step.
     linked_estimate: Option<u64>,
+    /// The members may be carried to the next call (`FullSync::members`; not once the run
+    /// reads them whole in each call, `FullSync::members_whole`).
+    members_carried_ok: bool,
+    /// The members read whole, while they fit the checkpoint (see [`carried`]).
+    members_whole_read: Option<roles::Memberships>,
 }
 
 /// The leaving users the second walk's counting pass found in this call, from where this
@@ -300,6 +306,8 @@ impl<'a> Engine<'a> {
             paused: false,
             again_found: None,
             linked_estimate: None,
+            members_carried_ok: false,
+            members_whole_read: None,
         }
     }
 
@@ -394,61 +402,69 @@ impl<'a> Engine<'a> {
                 + u64::from(sync.totals.created)
                 + u64::from(sync.totals.linked)
         });
+        self.resume_members(sync)?;
         let roles_due_found = self.open(sync)?;
         self.restore_roles_due(sync, roles_due_found)?;
+        // The members' read (scope groups) did not fit beside the call's opening rounds: it
+        // goes on in the next call.
+        let opened = !std::mem::take(&mut self.paused);
         let concurrency = self.concurrency();
         let carry = std::cell::Cell::new(0usize);
-        let result = budget::run_steps(
-            // A step sends the role calls carried from the last one too: their waves are
-            // the step's own (a step that would not fit them is the next call's, which
-            // recomputes them from `roles_due`).
-            || {
-                let carried = carry.get().div_ceil(concurrency) as u64;
-                budget::fits(platform, budget::MIN_STEP_ROUNDS + carried)
-            },
-            || {
-                self.out.counts = Counts::default();
-                // A step that fails is done again from its start by a later call: what it
-                // deferred is taken back, so the retry does not count anyone twice; the role
-                // calls it carried in from the step before are due again (that step is not
-                // done again).
-                let deferred = (
-                    sync.deferred.len(),
-                    sync.deferred_more,
-                    sync.deferred_digest,
-                    sync.walked,
-                );
-                let carried: Vec<String> = self
-                    .carry
-                    .iter()
-                    .map(|r| r.change.entra_id.clone())
-                    .collect();
-                self.carried_in_step.clear();
-                let finished = self.step_once(sync).inspect_err(|_| {
-                    sync.deferred.truncate(deferred.0);
-                    sync.deferred_more = deferred.1;
-                    sync.deferred_digest = deferred.2;
-                    // The walk counts only the deactivations made (a write that failed is
-                    // not one); those that succeeded are no longer a change when the step is
-                    // done again, so they count now, in the walk and in the run's totals
-                    // (which then match its audit trail).
-                    sync.walked = deferred.3 + self.out.counts.deactivated;
+        let result = if !opened {
+            Ok(false)
+        } else {
+            budget::run_steps(
+                // A step sends the role calls carried from the last one too: their waves are
+                // the step's own (a step that would not fit them is the next call's, which
+                // recomputes them from `roles_due`).
+                || {
+                    let carried = carry.get().div_ceil(concurrency) as u64;
+                    budget::fits(platform, budget::MIN_STEP_ROUNDS + carried)
+                },
+                || {
+                    self.out.counts = Counts::default();
+                    // A step that fails is done again from its start by a later call: what it
+                    // deferred is taken back, so the retry does not count anyone twice; the role
+                    // calls it carried in from the step before are due again (that step is not
+                    // done again).
+                    let deferred = (
+                        sync.deferred.len(),
+                        sync.deferred_more,
+                        sync.deferred_digest,
+                        sync.walked,
+                    );
+                    let carried: Vec<String> = self
+                        .carry
+                        .iter()
+                        .map(|r| r.change.entra_id.clone())
+                        .collect();
+                    self.carried_in_step.clear();
+                    let finished = self.step_once(sync).inspect_err(|_| {
+                        sync.deferred.truncate(deferred.0);
+                        sync.deferred_more = deferred.1;
+                        sync.deferred_digest = deferred.2;
+                        // The walk counts only the deactivations made (a write that failed is
+                        // not one); those that succeeded are no longer a change when the step is
+                        // done again, so they count now, in the walk and in the run's totals
+                        // (which then match its audit trail).
+                        sync.walked = deferred.3 + self.out.counts.deactivated;
+                        sync.totals.add(&self.out.counts);
+                        sync.roles_due.extend(carried);
+                        sync.roles_due.append(&mut self.carried_in_step);
+                    })?;
+                    counts.add(&self.out.counts);
                     sync.totals.add(&self.out.counts);
-                    sync.roles_due.extend(carried);
-                    sync.roles_due.append(&mut self.carried_in_step);
-                })?;
-                counts.add(&self.out.counts);
-                sync.totals.add(&self.out.counts);
-                carry.set(self.carry.len());
-                Ok::<_, Failure>(if std::mem::take(&mut self.paused) {
-                    Step::Paused
-                } else if finished {
-                    Step::Done
-                } else {
-                    Step::More
-                })
-            },
-        );
+                    carry.set(self.carry.len());
+                    Ok::<_, Failure>(if std::mem::take(&mut self.paused) {
+                        Step::Paused
+                    } else if finished {
+                        Step::Done
+                    } else {
+                        Step::More
+                    })
+                },
+            )
+        };
         // The call stopped because its next step would not fit: the role calls still
         // carried go out now if they alone fit the rounds left (rounds the call would
         // otherwise leave unused; the next call would send them in waves of its own).
@@ -481,6 +497,7 @@ impl<'a> Engine<'a> {
         sync.roles_due.sort();
         sync.roles_due.dedup();
         sync.next_keys = self.next_page_keys(sync);
+        self.carry_members(sync);
         let finished = result?;
         Ok(Progress {
             finished: finished && sync.roles_due.is_empty(),
@@ -615,30 +632,43 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// The members' read begun in the call's opening rounds (see [`Engine::send_round`]),
-    /// finished. When the call has waited on a retry, it is read on only while a round and a
-    /// step's minimum still fit after it: false when the budget ran out first — the call then
-    /// pauses ([`Engine::paused`]) and the next call, without those waits, reads them again.
-    /// Otherwise it is read whole, as many rounds as it takes: a pause would not help (the next
-    /// call needs the same rounds) and cost a call's progress (a red team measured up to twice
-    /// the calls).
+    /// The members' read begun in the call's opening rounds (see [`Engine::send_round`]) or
+    /// by an earlier call (see [`carried`]), finished. Its rounds go on while a round and a
+    /// step's minimum still fit after them. Then, false, and the call pauses
+    /// ([`Engine::paused`]):
+    /// - when the read fits the checkpoint: after reading on while a round fits (at least one
+    ///   round in each call, so that the read moves on), the next call goes on from there;
+    /// - else, when the call has waited on a retry: the next call, without those waits, reads
+    ///   them again.
+    ///
+    /// Otherwise the read is finished whatever it takes: a pause would not help (the next call
+    /// needs the same rounds).
     ///
     /// Errors: a member page failed after its retries, or a listing repeated a link.
     fn members_within_budget(&mut self) -> Result<bool, Failure> {
-        if self.platform.has_waited()
-            && let Some(listings) = self.members_read.as_mut()
-        {
-            while !listings.done() {
-                if !budget::fits(self.platform, 1 + budget::MIN_STEP_ROUNDS) {
-                    self.paused = true;
-                    return Ok(false);
-                }
-                let urls = listings.urls()?;
-                let results = self.graph.get_all(&urls)?;
-                listings.take(results, true)?;
+        let waited = self.platform.has_waited();
+        let mut stopped = false;
+        if let Some(listings) = self.members_read.as_mut() {
+            let end = carried::read_within(
+                self.platform,
+                self.graph,
+                listings,
+                budget::MIN_STEP_ROUNDS,
+                self.members_carried_ok,
+                waited,
+            )?;
+            if end == carried::ReadEnd::Stopped {
+                self.paused = true;
+                return Ok(false);
             }
+            stopped = !budget::fits(self.platform, 1 + budget::MIN_STEP_ROUNDS);
         }
         self.load_members()?;
+        if stopped && self.members_whole_read.is_some() {
+            // Read to its end, but no step fits after it: the members go to the next call.
+            self.paused = true;
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -760,6 +790,7 @@ impl<'a> Engine<'a> {
 
     /// Takes in the members read (see [`Engine::load_members`]).
     fn set_members(&mut self, members: &roles::Memberships) -> Result<(), Failure> {
+        self.keep_whole_read(members);
         if self.config.scoped() {
             self.scope = Some(crate::domain::scope::members(self.config, members)?);
         }
@@ -794,7 +825,9 @@ impl<'a> Engine<'a> {
         if self.members.is_some() || groups.is_empty() {
             return Ok(false);
         }
-        self.members_read = Some(Graph::members_listings(&groups));
+        if self.members_read.is_none() {
+            self.members_read = Some(Graph::members_listings(&groups));
+        }
         let mut round = Round::new();
         let page_slot = if self.prefetched.iter().any(|(u, _)| u == next) {
             None
@@ -920,8 +953,9 @@ impl<'a> Engine<'a> {
             }
         }
         if self.config.scoped() {
-            // The plan needs the scope: read to the end now.
-            self.load_members()?;
+            // The plan needs the scope: read to the end now (or, when that does not fit, in
+            // the next call: this one pauses).
+            self.members_within_budget()?;
         } else {
             self.members_ready()?;
         }

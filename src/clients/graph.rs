@@ -478,6 +478,32 @@ impl<'a> Graph<'a> {
         Listings::new(cursors, "reading members of group", is_user)
     }
 
+    /// The members' read of `groups` checkpointed by an earlier call, going on. `None` when the
+    /// checkpoint does not fit `groups` (a key is neither read nor listed, or is not one of
+    /// them) or holds a URL that is not a link of its group's listing
+    /// ([`check_link`]): the read then starts again.
+    pub fn members_resume(
+        groups: &[String],
+        carried: crate::state::CarriedRead,
+    ) -> Option<Listings> {
+        let fresh = Self::members_listings(groups);
+        let first: BTreeMap<&String, &String> =
+            fresh.first_urls().iter().map(|(g, u)| (g, u)).collect();
+        let listed: BTreeSet<&String> = carried.cursors.iter().map(|(g, _)| g).collect();
+        let fits = carried
+            .read
+            .keys()
+            .chain(listed.iter().copied())
+            .all(|g| first.contains_key(g))
+            && listed.iter().all(|g| carried.read.contains_key(*g))
+            && carried.cursors.iter().all(|(g, u)| {
+                first
+                    .get(g)
+                    .is_some_and(|f| check_link(u, f, "@odata.nextLink", "").is_ok())
+            });
+        fits.then(|| Listings::resume(carried, "reading members of group", is_user))
+    }
+
     /// The groups that contain each group, transitively (to find mapped groups above a nested one).
     pub fn transitive_member_of(&self, groups: &[String]) -> Result<Memberships, Failure> {
         let cursors = groups

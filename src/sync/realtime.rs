@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
+use super::carried;
 use crate::clients::graph::Graph;
 use crate::clients::zenqms::{Zenqms, api};
 use crate::config::{Config, RoleMapping};
@@ -21,7 +22,7 @@ use crate::log::Log;
 use crate::platform::Platform;
 use crate::platform::budget::{self, Step};
 use crate::platform::round::{Round, Slot};
-use crate::state::{DeactivationWindow, Queue};
+use crate::state::{DeactivationWindow, MembersCarry, Queue};
 use crate::write::Applier;
 
 /// Most users handled in one step: 300 are one `$batch` of `id in` reads (20 × 15).
@@ -191,11 +192,12 @@ impl<'a> Realtime<'a> {
                         queue.push(&users, &[]);
                         users_left.set(true);
                     }
-                    if !self.sync_groups(&groups)? {
+                    if !self.sync_groups(&groups, &mut queue.members)? {
                         // The budget ran out; the next call recomputes and goes on.
                         return Ok(Step::Paused);
                     }
                     queue.groups.clear();
+                    queue.members = MembersCarry::default();
                 } else {
                     // In a burst, a step the budget lets take more than a few users reads
                     // them by `$batch` (the tail of the burst too); otherwise, and at small
@@ -437,7 +439,7 @@ impl<'a> Realtime<'a> {
         if mappings.is_empty() {
             return Ok(());
         }
-        let changes = present
+        let mut changes = present
             .iter()
             .filter_map(|u| {
                 let z = self.out.dir.by_external_id(&u.id)?;
@@ -446,6 +448,17 @@ impl<'a> Realtime<'a> {
                 roles::change_for(z, &u.id, &mappings, &desired)
             })
             .collect::<Vec<_>>();
+        // Users Graph answers 404 for are no group's members (Graph leaves them out of every
+        // listing): their mapped roles go with their deactivation, as in the full sync's
+        // leaver check. Only once the account is inactive: a deactivation the guard holds
+        // holds its roles too.
+        for (id, user) in ids.iter().zip(&users) {
+            if user.is_none()
+                && let Some(z) = self.out.dir.by_external_id(id).filter(|z| !z.is_active)
+            {
+                changes.extend(roles::change_for(z, id, &mappings, &BTreeSet::new()));
+            }
+        }
         if let Some(t) = &mut self.trace {
             t.roles = changes.clone();
         }
@@ -518,8 +531,14 @@ impl<'a> Realtime<'a> {
     /// contains one of them) and adds/removes those roles for linked users, a round of the
     /// platform's concurrency at a time while the budget lasts. Returns false when the budget
     /// ran out first: the next call recomputes (what was written is no longer a change) and
-    /// goes on, so a group of any size never makes one call overrun.
-    pub fn sync_groups(&mut self, ids: &[String]) -> Result<bool, Failure> {
+    /// goes on, so a group of any size never makes one call overrun. The groups' members are
+    /// read within the budget too, over several calls when they must be (checkpointed in
+    /// `carry`, see [`super::carried`]); once read, the next calls take them from `carry`.
+    pub fn sync_groups(
+        &mut self,
+        ids: &[String],
+        carry: &mut MembersCarry,
+    ) -> Result<bool, Failure> {
         let mapped: BTreeSet<String> = self.config.mapped_groups().into_iter().collect();
         if mapped.is_empty() {
             return Ok(true);
@@ -554,7 +573,23 @@ impl<'a> Realtime<'a> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let members = self.graph.transitive_members(&groups)?;
+        let mut listings =
+            carried::resumed(carry, &groups).unwrap_or_else(|| Graph::members_listings(&groups));
+        // After the read: the roles' holders (a round), then at least one round of role calls.
+        let end = carried::read_within(
+            self.platform,
+            self.graph,
+            &mut listings,
+            2,
+            !carry.whole,
+            false,
+        )?;
+        if end == carried::ReadEnd::Stopped {
+            carried::checkpoint(carry, groups, Some(&listings), None);
+            return Ok(false);
+        }
+        let members = listings.into_memberships();
+        carried::checkpoint(carry, groups, None, Some(&members));
         let missing = roles::missing(&mappings, |g| members.contains_key(g));
         roles::log_missing(&self.out.log, &missing);
         // Only the users whose roles can change: the roles' holders and the members' linked

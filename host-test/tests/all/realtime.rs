@@ -442,3 +442,34 @@ fn one_user_notification_costs_at_most_four_rounds() {
     let rounds = runner.world().stats.rounds - before;
     assert!(rounds <= 4, "one user notification took {rounds} rounds");
 }
+
+/// A user deleted in Entra is no group's member any more (Graph leaves it out of every
+/// listing), so the notification that deactivates its account also removes its mapped roles,
+/// as the full sync's leaver check does; a role mapped to a group that is gone stays. A user
+/// only disabled is still a member and keeps them. Before, the notification path deactivated
+/// the deleted user and left its roles.
+#[test]
+fn a_deleted_users_notification_removes_its_mapped_roles_with_the_deactivation() {
+    let mut disabled = entra_user(2);
+    disabled["accountEnabled"] = json!(false);
+    let r = run(with_steps(json!([
+        {"entra": {"delete_user": uid(1)}}, notify_user(1),
+        {"entra": {"delete_user": uid(3)}}, {"entra": {"delete_group": gid(2)}}, notify_user(3),
+        upsert(disabled), notify_user(2),
+    ])));
+    assert_ok(&r);
+    let u1 = linked(&r, &uid(1)).unwrap();
+    assert!(!u1.is_active);
+    assert!(u1.roles.is_empty(), "deleted: {:?}", u1.roles);
+    // r-doc's group 2 is gone: its holders keep it; r-qa (group 1, via group 3) is removed.
+    let u3 = linked(&r, &uid(3)).unwrap();
+    assert!(!u3.is_active);
+    assert_eq!(u3.roles, vec!["r-doc".to_string()]);
+    let u2 = linked(&r, &uid(2)).unwrap();
+    assert!(!u2.is_active);
+    assert_eq!(
+        u2.roles,
+        vec!["r-doc".to_string()],
+        "disabled, still a member"
+    );
+}

@@ -5,16 +5,19 @@
 //!
 //! The rounds are the caller's: [`Graph::finish_listings`] sends them alone (with retries), and
 //! the sync engine sends them beside its own requests ([`Listings::urls`], [`Listings::take`]).
+//! A read the engine cannot finish within a call is checkpointed ([`Listings::carried`]) and
+//! resumed by the next call ([`Listings::resume`]).
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
 
 use super::{Graph, item_id, parse_page};
-use crate::domain::links::repeated_link;
+use crate::domain::links::{self, repeated_link};
 use crate::domain::roles::Memberships;
 use crate::failure::Failure;
 use crate::platform::HttpResult;
+use crate::state::{CarriedRead, memberships_bytes};
 
 /// Where a side-by-side read of id listings stands: the ids read so far by key (a group id),
 /// and each unfinished listing's next URL.
@@ -25,8 +28,15 @@ pub struct Listings {
     keep: fn(&Value) -> bool,
     /// Unfinished listings: key, next page's URL.
     cursors: Vec<(String, String)>,
-    /// Every URL asked so far: a listing that hands one back again would never end.
-    followed: BTreeSet<String>,
+    /// Fingerprints ([`links::fingerprint`]) of every URL asked so far, in order: a listing
+    /// that hands one back again would never end. A resumed read starts with the last
+    /// [`links::RECENT`] of the calls before.
+    followed: Vec<u64>,
+    /// Pages asked for so far, over all listings and calls: past [`links::MAX_PAGES`] the
+    /// read is not ending (an error).
+    pages: u32,
+    /// Pages asked for by this call (a resumed read starts at 0).
+    pages_now: u32,
     out: Memberships,
     /// A page failed in a round without retries ([`Listings::take`] with `strict` false): the
     /// read is left to [`Graph::finish_listings`], which retries.
@@ -48,10 +58,60 @@ impl Listings {
             what,
             keep,
             cursors,
-            followed: BTreeSet::new(),
+            followed: Vec::new(),
+            pages: 0,
+            pages_now: 0,
             out,
             stalled: false,
         }
+    }
+
+    /// A read checkpointed by an earlier call ([`Listings::carried`]) going on: the ids read
+    /// so far by key, the unfinished listings' next URLs, the last links followed and the
+    /// pages asked for so far.
+    pub fn resume(carried: CarriedRead, what: &'static str, keep: fn(&Value) -> bool) -> Self {
+        Listings {
+            what,
+            keep,
+            cursors: carried.cursors,
+            followed: carried.recent,
+            pages: carried.pages,
+            pages_now: 0,
+            out: carried.read,
+            stalled: false,
+        }
+    }
+
+    /// Where the read stands, for a checkpoint ([`Listings::resume`] goes on from it).
+    pub fn carried(&self) -> CarriedRead {
+        let keep_from = self.followed.len().saturating_sub(links::RECENT);
+        CarriedRead {
+            read: self.out.clone(),
+            cursors: self.cursors.clone(),
+            recent: self.followed[keep_from..].to_vec(),
+            pages: self.pages,
+        }
+    }
+
+    /// Pages this call has asked for (a resumed read's earlier pages not counted).
+    pub fn pages_now(&self) -> u32 {
+        self.pages_now
+    }
+
+    /// About how many bytes the read takes in a JSON checkpoint ([`Listings::carried`]):
+    /// its ids, keys and URLs with their quotes and separators.
+    pub fn carried_bytes(&self) -> usize {
+        memberships_bytes(&self.out)
+            + self
+                .cursors
+                .iter()
+                .map(|(k, u)| k.len() + u.len() + 8)
+                .sum::<usize>()
+            + links::RECENT * 21
+    }
+    /// Each unfinished listing's key and next URL (for a fresh read: its first).
+    pub fn first_urls(&self) -> &[(String, String)] {
+        &self.cursors
     }
 
     /// Every listing has been read to its end.
@@ -85,9 +145,20 @@ impl Listings {
     pub fn urls(&mut self) -> Result<Vec<String>, Failure> {
         let urls: Vec<String> = self.cursors.iter().map(|(_, u)| u.clone()).collect();
         for url in &urls {
-            if !self.followed.insert(url.clone()) {
+            let f = links::fingerprint(url);
+            if self.followed.contains(&f) {
                 return Err(repeated_link(self.what));
             }
+            if self.pages >= links::MAX_PAGES {
+                return Err(Failure::fatal(format!(
+                    "{}: more than {} pages; the listing is not ending",
+                    self.what,
+                    links::MAX_PAGES
+                )));
+            }
+            self.followed.push(f);
+            self.pages += 1;
+            self.pages_now += 1;
         }
         Ok(urls)
     }
@@ -106,7 +177,7 @@ impl Listings {
         for (key, url) in cursors {
             let Some(result) = results.next() else {
                 // No answer (a short round): asked again.
-                self.followed.remove(&url);
+                self.unfollow(&url);
                 self.stalled = true;
                 self.cursors.push((key, url));
                 continue;
@@ -132,13 +203,23 @@ impl Listings {
                 }
                 Err(e) if strict => return Err(e),
                 Err(_) => {
-                    self.followed.remove(&url);
+                    self.unfollow(&url);
                     self.stalled = true;
                     self.cursors.push((key, url));
                 }
             }
         }
         Ok(())
+    }
+
+    /// A page that was asked for but is to be asked again.
+    fn unfollow(&mut self, url: &str) {
+        let f = links::fingerprint(url);
+        if let Some(i) = self.followed.iter().rposition(|x| *x == f) {
+            self.followed.remove(i);
+            self.pages = self.pages.saturating_sub(1);
+            self.pages_now = self.pages_now.saturating_sub(1);
+        }
     }
 
     /// The ids read, by key (complete only once [`Listings::done`]).
