@@ -1135,7 +1135,11 @@ impl<'a> Engine<'a> {
         role_calls.extend(write::role_calls(changes));
         // The reads ahead for the next pages (see [`ahead`]) go out with this step's writes.
         let mut round = Round::new();
-        let ahead = self.add_ahead(&mut round, page_next.as_deref(), sync)?;
+        let mut ahead = self.add_ahead(&mut round, page_next.as_deref(), sync)?;
+        if !self.ahead_fits(&round, writes.len() + role_calls.len()) {
+            round = Round::new();
+            ahead = ahead::AheadSlots::default();
+        }
         if page_next.is_some() {
             // Role calls (independent of the next page's plan) that would open a part-empty
             // last wave wait for the next round, which they fill instead.
@@ -1384,8 +1388,13 @@ impl<'a> Engine<'a> {
         }
         let urls: Vec<String> = missing.iter().map(mail_filter_url).collect();
         let mut round = Round::new();
-        let slots = round.add_all(self.graph.get_requests(&urls)?);
-        let ahead = self.add_ahead(&mut round, next, sync)?;
+        let mut slots = round.add_all(self.graph.get_requests(&urls)?);
+        let mut ahead = self.add_ahead(&mut round, next, sync)?;
+        if !self.ahead_fits(&round, 0) {
+            round = Round::new();
+            slots = round.add_all(self.graph.get_requests(&urls)?);
+            ahead = ahead::AheadSlots::default();
+        }
         let mut answers = self.send_round(round);
         self.take_ahead(&mut answers, ahead);
         let results = Graph::get_answers(urls.len(), answers.take_all(&slots));

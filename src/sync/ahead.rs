@@ -24,8 +24,8 @@ use crate::domain::address::{Address, Domains};
 use crate::domain::entra::EntraUser;
 use crate::domain::plan;
 use crate::failure::Failure;
-use crate::platform::Method;
 use crate::platform::round::{Answers, Round, Slot};
+use crate::platform::{Method, budget};
 use crate::state::FullSync;
 
 /// What [`Engine::add_ahead`] put in a round, to be taken back by [`Engine::take_ahead`].
@@ -116,6 +116,14 @@ impl Engine<'_> {
             slots.read = Some((q3.to_string(), self.add_read(round, q3)?));
         }
         Ok(slots)
+    }
+
+    /// Whether the reads ahead in `round` fit the budget beside `others` requests of the same
+    /// round: they must not make it run past the call's budget (at concurrency 1 each is a
+    /// round trip of its own). When they do not, the next step reads its page itself.
+    pub(super) fn ahead_fits(&self, round: &Round, others: usize) -> bool {
+        let waves = (round.len() + others).div_ceil(self.concurrency());
+        round.is_empty() || budget::fits(self.platform, waves as u64)
     }
 
     fn add_read(&self, round: &mut Round, url: &str) -> Result<Slot, Failure> {

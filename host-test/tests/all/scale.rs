@@ -872,3 +872,22 @@ fn members_carried_between_calls_are_read_again_after_a_group_change() {
         .count();
     assert_eq!(with_roles, 156);
 }
+
+/// A red team's world (fixtures/red-team/members-over-calls.json: 200 users, 74 ZenQMS users,
+/// two mapped groups served 7 members a page, 1.5 s calls at concurrency 1): no call runs past
+/// its budget, and the end is the same as with 20 s calls at concurrency 8. Before the members
+/// were carried, 201 of 203 calls ran up to 1.5 s over; with them but the reads ahead not
+/// checked against the budget (a writes round at concurrency 1 carrying up to 10 reads, each a
+/// round trip of its own), 4 calls ran 300 ms over.
+#[test]
+fn a_small_page_world_at_concurrency_1_stays_within_budget_and_ends_as_with_long_calls() {
+    let s = fixture("red-team/members-over-calls.json");
+    let short = run(s.clone());
+    assert_ok(&short);
+    let mut long = s;
+    long["budget_ms"] = json!(20_000);
+    long["concurrency"] = json!(8);
+    let long = run(long);
+    assert_ok(&long);
+    assert_eq!(users_without_ids(&short), users_without_ids(&long));
+}
