@@ -38,7 +38,12 @@ fn world() -> Value {
         users,
         groups,
         zen,
-        json!([{"role": "r-qa", "groups": [gid(1)]}]),
+        // Two mapped groups: the component reads them (and their members) by `$batch`, which
+        // the recording's rebuild must take apart.
+        json!([
+            {"role": "r-qa", "groups": [gid(1)]},
+            {"role": "r-doc", "groups": [gid(3)]},
+        ]),
     );
     s["steps"] = json!([]);
     s
@@ -223,8 +228,8 @@ fn live_deploy_against_serve_records_a_scenario_that_replays_the_same() {
         .collect();
     assert_eq!(
         groups,
-        vec![(gid(1).as_str(), 3)],
-        "flattened, as Graph showed it"
+        vec![(gid(1).as_str(), 3), (gid(3).as_str(), 1)],
+        "flattened, as Graph showed it (read by `$batch`)"
     );
     let kinds: Vec<&str> = scenario.steps.iter().map(|s| s.kind()).collect();
     assert_eq!(

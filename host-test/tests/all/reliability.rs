@@ -93,7 +93,13 @@ fn a_runaway_call_is_stopped_cleanly_and_the_stored_state_survives() {
     let mut r = runner(&s, tight);
     let rec = r.run_step(0, &step(json!({"deploy": {}})));
     let err = rec.error.clone().expect("interrupted");
-    assert!(err.contains("component trapped"), "{err}");
+    // Where the limit strikes depends on the machine's load: in the deploy's own call, or
+    // in the webhook call Graph makes to validate a subscription during it (which then fails
+    // the subscription's creation, as Graph does when the endpoint does not answer).
+    assert!(
+        err.contains("component trapped") || err.contains("Subscription validation request failed"),
+        "{err}"
+    );
     // Memory: a 1 MiB-body webhook under a 2 MiB memory cap fails cleanly too.
     let small = leak_runtime(Limits {
         memory_bytes: 2 << 20,

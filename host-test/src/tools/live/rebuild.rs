@@ -59,11 +59,40 @@ impl Seen {
     }
 
     fn graph(&mut self, ex: &Recorded, body: &Value) {
-        let path = ex.url.split('?').next().unwrap_or_default();
+        self.graph_answer(&ex.method, &ex.url, body, &ex.request.body);
+    }
+
+    /// One Graph answer: `url` as sent (absolute), `body` the answer's JSON, `sent` the
+    /// request's JSON body. A `$batch` is taken apart: each of its items whose answer is 2xx
+    /// counts as that GET answered on its own (the component reads groups, their members and
+    /// users by `$batch` when it asks for more than one).
+    fn graph_answer(&mut self, method: &str, url: &str, body: &Value, sent: &Option<Value>) {
+        let path = url.split('?').next().unwrap_or_default();
         let path = path.split_once("://").map_or(path, |(_, r)| r);
         let segs: Vec<&str> = path.split('/').skip(1).collect();
         let page = || body["value"].as_array().cloned().unwrap_or_default();
-        match (ex.method.as_str(), segs.as_slice()) {
+        if let ("POST", ["v1.0", "$batch"]) = (method, segs.as_slice()) {
+            let requests = sent
+                .as_ref()
+                .and_then(|b| b["requests"].as_array())
+                .cloned()
+                .unwrap_or_default();
+            let answers = body["responses"].as_array().cloned().unwrap_or_default();
+            for item in &requests {
+                let answer = answers.iter().find(|a| a["id"] == item["id"]);
+                let ok = answer
+                    .and_then(|a| a["status"].as_u64())
+                    .is_some_and(|s| (200..300).contains(&s));
+                if let (true, Some(a), Some(m), Some(u)) =
+                    (ok, answer, item["method"].as_str(), item["url"].as_str())
+                {
+                    let url = format!("https://graph.microsoft.com/v1.0{u}");
+                    self.graph_answer(m, &url, &a["body"], &None);
+                }
+            }
+            return;
+        }
+        match (method, segs.as_slice()) {
             ("GET", ["v1.0", "users"]) => page().iter().for_each(|u| self.user(object(u))),
             ("GET", ["v1.0", "users", id]) if *id != "delta" => self.user(object(body)),
             ("GET", ["v1.0", "groups", gid, "transitiveMembers", ..]) => {
