@@ -468,11 +468,10 @@ fn continue_work(
         }
     }
     if !state.queue.is_empty() {
-        if !state.queue.groups.is_empty()
-            && let Some(f) = state.full_sync.as_mut()
-        {
-            // Group changes applied between a run's calls: the members it carries may predate
-            // them (its later calls would undo what the queue does), so they are read again.
+        if let Some(f) = state.full_sync.as_mut() {
+            // Changes applied between a run's calls (a group's holders recomputed, a user's
+            // roles from its groups read now): the members the run carries may predate them,
+            // and its later calls would undo what the queue does, so they are read again.
             f.members.drop_read();
         }
         let mut queue = std::mem::take(&mut state.queue);

@@ -1539,30 +1539,14 @@ impl<'a> Engine<'a> {
         &self,
         ids: &[String],
     ) -> Result<(BTreeSet<String>, BTreeMap<String, String>), Failure> {
-        let mut found = self.graph.users_by_ids(ids, "checking linked users")?;
-        let absent: Vec<String> = ids
+        // Absent from the read: Graph answered 404 to the user read alone (see
+        // `Graph::users_by_ids`; a read that is not a clear 404 never reads as gone).
+        let found = self.graph.users_by_ids(ids, "checking linked users")?;
+        let gone: BTreeSet<String> = ids
             .iter()
             .filter(|id| !found.contains_key(*id))
             .cloned()
             .collect();
-        // A user the `id in` reads did not return is read alone: gone when Graph answers 404,
-        // else judged on what that read says. (Graph may serve a filter's matches over more
-        // than one page; a user missing from the first is not "staying": a red team found
-        // disabled users left active that way.)
-        let mut gone = BTreeSet::new();
-        if !absent.is_empty() {
-            let read = self.graph.users_read(&absent)?;
-            for (id, user) in absent.into_iter().zip(read) {
-                match user {
-                    Some(u) => {
-                        found.insert(id, u);
-                    }
-                    None => {
-                        gone.insert(id);
-                    }
-                }
-            }
-        }
         let disabled = found
             .iter()
             .filter(|(_, u)| u.get("accountEnabled") == Some(&serde_json::Value::Bool(false)))

@@ -539,8 +539,9 @@ impl<'a> Graph<'a> {
 
     /// Users by id, 15 to a `GET /users?$filter=id in (…)&$select=…` (Graph's limit on an
     /// `in` clause: learn.microsoft.com/graph/filter-query-parameter) and 20 of those to a
-    /// `$batch`: 300 users per HTTP request. Only each filter's first page is read: a user
-    /// not returned is not known to be gone (its caller reads it alone, see `Graph::users_read`).
+    /// `$batch`: 300 users per HTTP request. Only each filter's first page is read; a user
+    /// not returned is then read alone ([`Graph::users_read`]): what this returns lacks only
+    /// the users Graph answered 404 for, and ids that are not GUIDs.
     /// Ids are GUIDs (lowercased by the caller); an apostrophe would be doubled as OData asks.
     ///
     /// Errors: a read failed (never read as "gone").
@@ -573,6 +574,24 @@ impl<'a> Graph<'a> {
             for item in page.items {
                 if let Some(id) = item_id(&item) {
                     out.insert(id, item);
+                }
+            }
+        }
+        // A user a filter did not return is read alone: absent only when Graph answers 404.
+        // (Graph may serve a filter's matches over more than one page, and only the first is
+        // read: a user missing from it is not gone. Read as gone, a red team's burst of
+        // notifications deactivated enabled users, and the full sync's leaver walk left
+        // disabled ones active.)
+        let absent: Vec<String> = ids
+            .iter()
+            .filter(|id| !out.contains_key(id.as_str()))
+            .map(|id| (*id).clone())
+            .collect();
+        if !absent.is_empty() {
+            let read = self.users_read(&absent)?;
+            for (id, user) in absent.into_iter().zip(read) {
+                if let Some(u) = user {
+                    out.insert(id, u);
                 }
             }
         }

@@ -203,11 +203,18 @@ impl<'a> Realtime<'a> {
                     // them by `$batch` (the tail of the burst too); otherwise, and at small
                     // budgets where that would cost more rounds than it saves, each alone.
                     let small = CHECK_MEMBER_GROUPS_UP_TO;
-                    let big = if burst {
-                        budget::items_that_fit(platform, fixed_batched, per_user, 1, USER_CHUNK)
-                    } else {
-                        0
-                    };
+                    let big_step =
+                        || budget::items_that_fit(platform, fixed_batched, per_user, 1, USER_CHUNK);
+                    let mut big = if burst { big_step() } else { 0 };
+                    if big > small && self.members.is_none() {
+                        // The batched step decides roles from the mapped groups' members: read
+                        // within the budget (over several calls when they must be), then the
+                        // step sized to what is left.
+                        if !self.members_for_burst(&mut queue.members, fixed_batched)? {
+                            return Ok(Step::Paused);
+                        }
+                        big = big_step();
+                    }
                     self.burst = big > small;
                     let fit = if self.burst {
                         big
@@ -221,9 +228,44 @@ impl<'a> Realtime<'a> {
                     users_left.set(!queue.users.is_empty());
                 }
                 let empty = queue.users.is_empty() && queue.groups.is_empty();
+                if empty {
+                    // Members read for this queue are not kept for the next one.
+                    queue.members = MembersCarry::default();
+                }
                 Ok(if empty { Step::Done } else { Step::More })
             },
         )
+    }
+
+    /// The mapped and scope groups' members for a batched step of users: read within the
+    /// budget, with `after` rounds left for the step, from where `carry` says an earlier call
+    /// stopped (see [`super::carried`]). False when the budget ran out first: the read is
+    /// checkpointed in `carry` and the call pauses.
+    ///
+    /// Errors: a member page failed after its retries, or a listing repeated a link.
+    fn members_for_burst(&mut self, carry: &mut MembersCarry, after: u64) -> Result<bool, Failure> {
+        let groups = self.config.read_groups();
+        if groups.is_empty() {
+            return Ok(true);
+        }
+        let mut listings =
+            carried::resumed(carry, &groups).unwrap_or_else(|| Graph::members_listings(&groups));
+        let end = carried::read_within(
+            self.platform,
+            self.graph,
+            &mut listings,
+            after,
+            !carry.whole,
+            false,
+        )?;
+        if end == carried::ReadEnd::Stopped {
+            carried::checkpoint(carry, groups, Some(&listings), None);
+            return Ok(false);
+        }
+        let members = listings.into_memberships();
+        carried::checkpoint(carry, groups, None, Some(&members));
+        self.members = Some(members);
+        Ok(true)
     }
 
     /// Re-reads users and brings their ZenQMS account and mapped roles in line.
@@ -550,8 +592,14 @@ impl<'a> Realtime<'a> {
             .filter(|g| mapped.contains(*g))
             .cloned()
             .collect();
-        for ancestors in self.graph.transitive_member_of(ids)?.values() {
+        let above = self.graph.transitive_member_of(ids)?;
+        for ancestors in above.values() {
             affected.extend(ancestors.intersection(&mapped).cloned());
+        }
+        // A group that is gone (404) can no longer say which groups held it, and its members
+        // have left them all: every mapping is recomputed (missing is not empty).
+        if ids.iter().any(|g| !above.contains_key(g)) {
+            affected.extend(mapped.iter().cloned());
         }
         let mappings: Vec<RoleMapping> = self
             .config

@@ -473,3 +473,22 @@ fn a_deleted_users_notification_removes_its_mapped_roles_with_the_deactivation()
         "disabled, still a member"
     );
 }
+
+/// A nested group inside a mapped group is deleted and Graph notifies that group: its members
+/// lose the role of the mapped group that held it. The deleted group can no longer say which
+/// groups held it (404), so every mapping is recomputed; before, none was, and they kept it.
+/// A role mapped to the deleted group itself is left as it is (its membership is unknown).
+#[test]
+fn a_deleted_nested_groups_notification_takes_the_role_of_the_group_that_held_it() {
+    let r = run(with_steps(json!([
+        {"entra": {"delete_group": gid(3)}},
+        {"notify": {"resource": "groups", "id": gid(3), "change_type": "deleted"}},
+    ])));
+    assert_ok(&r);
+    assert_eq!(
+        roles(&r, 3),
+        vec!["r-doc".to_string()],
+        "r-qa came through group 3"
+    );
+    assert_eq!(roles(&r, 1), vec!["r-qa".to_string()]);
+}
