@@ -123,6 +123,30 @@ pub(super) fn checkpoint(
     carry.read = Some(CarriedMembers { groups, read });
 }
 
+/// The members of `groups`, read within the budget with `after` rounds left after the read
+/// ([`read_within`]), going on from where `carry` says an earlier call stopped: `Some` once
+/// read to the end (kept in `carry` too, for a next call, while they fit), `None` when the
+/// budget ran out first (the read checkpointed in `carry`; the caller pauses).
+///
+/// Errors: a member page failed after its retries, or a listing repeated a link.
+pub(super) fn members_within(
+    platform: &dyn Platform,
+    graph: &Graph<'_>,
+    groups: Vec<String>,
+    carry: &mut MembersCarry,
+    after: u64,
+) -> Result<Option<Memberships>, Failure> {
+    let mut listings = resumed(carry, &groups).unwrap_or_else(|| Graph::members_listings(&groups));
+    if read_within(platform, graph, &mut listings, after, !carry.whole, false)? == ReadEnd::Stopped
+    {
+        checkpoint(carry, groups, Some(&listings), None);
+        return Ok(None);
+    }
+    let members = listings.into_memberships();
+    checkpoint(carry, groups, None, Some(&members));
+    Ok(Some(members))
+}
+
 impl Engine<'_> {
     /// Takes in the members the last call carried, if they were read for the groups this
     /// configuration reads: whole (nothing is read this call), or in part (the read goes on

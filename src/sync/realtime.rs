@@ -248,24 +248,13 @@ impl<'a> Realtime<'a> {
         if groups.is_empty() {
             return Ok(true);
         }
-        let mut listings =
-            carried::resumed(carry, &groups).unwrap_or_else(|| Graph::members_listings(&groups));
-        let end = carried::read_within(
-            self.platform,
-            self.graph,
-            &mut listings,
-            after,
-            !carry.whole,
-            false,
-        )?;
-        if end == carried::ReadEnd::Stopped {
-            carried::checkpoint(carry, groups, Some(&listings), None);
-            return Ok(false);
+        match carried::members_within(self.platform, self.graph, groups, carry, after)? {
+            Some(members) => {
+                self.members = Some(members);
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        let members = listings.into_memberships();
-        carried::checkpoint(carry, groups, None, Some(&members));
-        self.members = Some(members);
-        Ok(true)
     }
 
     /// Re-reads users and brings their ZenQMS account and mapped roles in line.
@@ -621,23 +610,11 @@ impl<'a> Realtime<'a> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut listings =
-            carried::resumed(carry, &groups).unwrap_or_else(|| Graph::members_listings(&groups));
         // After the read: the roles' holders (a round), then at least one round of role calls.
-        let end = carried::read_within(
-            self.platform,
-            self.graph,
-            &mut listings,
-            2,
-            !carry.whole,
-            false,
-        )?;
-        if end == carried::ReadEnd::Stopped {
-            carried::checkpoint(carry, groups, Some(&listings), None);
+        let Some(members) = carried::members_within(self.platform, self.graph, groups, carry, 2)?
+        else {
             return Ok(false);
-        }
-        let members = listings.into_memberships();
-        carried::checkpoint(carry, groups, None, Some(&members));
+        };
         let missing = roles::missing(&mappings, |g| members.contains_key(g));
         roles::log_missing(&self.out.log, &missing);
         // Only the users whose roles can change: the roles' holders and the members' linked
