@@ -326,25 +326,34 @@ pub struct MembersCarry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read: Option<CarriedMembers>,
     /// The members are read whole in each call (as without `read`): set when a read in part
-    /// had to be dropped (a group change, the state's size) or turned out larger than the
-    /// checkpoint holds, so that a read that outlasts a call cannot start over in every call
-    /// without an end.
+    /// had to be dropped more than [`MEMBERS_RESTARTS`] times (a change queued, the state's
+    /// size) or turned out larger than the checkpoint holds, so that a read that outlasts a
+    /// call cannot start over in every call without an end.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub whole: bool,
+    /// Reads in part dropped so far (see `whole`).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub restarts: u32,
 }
+
+/// Reads in part a carry may drop and start again (a change queued during a long read) before
+/// the work reads the members whole in each call: a few changes cost a few restarts, not the
+/// rest of the run at one step a call.
+pub const MEMBERS_RESTARTS: u32 = 3;
 
 impl MembersCarry {
     pub fn is_empty(&self) -> bool {
-        self.read.is_none() && !self.whole
+        self.read.is_none() && !self.whole && self.restarts == 0
     }
 
-    /// Leaves out the members read; a read in part makes the rest of the work read them whole
-    /// in each call (`whole`).
+    /// Leaves out the members read; past [`MEMBERS_RESTARTS`] reads in part dropped, the rest
+    /// of the work reads them whole in each call (`whole`).
     pub fn drop_read(&mut self) {
         if let Some(m) = self.read.take()
             && !m.complete()
         {
-            self.whole = true;
+            self.restarts += 1;
+            self.whole |= self.restarts > MEMBERS_RESTARTS;
         }
     }
 }
@@ -721,7 +730,8 @@ mod tests {
     /// must be left out (a state already large) makes the run read them whole in each call,
     /// never start the read over in every call.
     #[test]
-    fn carried_members_stay_in_an_ordinary_state_and_a_dropped_read_in_part_is_read_whole() {
+    fn carried_members_stay_in_an_ordinary_state_and_a_read_in_part_dropped_again_and_again_is_read_whole()
+     {
         let mut s = State::parse(None).unwrap();
         let mut f = FullSync::start("r".into(), "2026-11-28T12:00:00Z".parse().unwrap(), false);
         f.members.read = Some(members_at_bound());
@@ -736,14 +746,22 @@ mod tests {
         s.queue.cause = "c".repeat(40 * 1024);
         let back = State::parse(Some(&s.to_json())).unwrap();
         let f = back.full_sync.unwrap();
-        assert!(f.members.read.is_none() && f.members.whole);
-        assert!(back.queue.members.read.is_none() && back.queue.members.whole);
+        assert!(f.members.read.is_none() && f.members.restarts == 1 && !f.members.whole);
+        assert!(back.queue.members.read.is_none() && back.queue.members.restarts == 1);
+        // Dropped again and again, a read in part gives way to reading whole.
+        let mut carry = MembersCarry::default();
+        for _ in 0..=MEMBERS_RESTARTS {
+            assert!(!carry.whole);
+            carry.read = Some(members_at_bound());
+            carry.drop_read();
+        }
+        assert!(carry.whole);
         // A complete read left out is simply read again.
         let mut whole = members_at_bound();
         whole.read.cursors.clear();
         s.full_sync.as_mut().unwrap().members = MembersCarry {
             read: Some(whole),
-            whole: false,
+            ..MembersCarry::default()
         };
         s.queue.members = MembersCarry::default();
         let back = State::parse(Some(&s.to_json())).unwrap();
@@ -844,7 +862,7 @@ mod tests {
             // A members' read in part at its bound: dropped from a state this large too.
             members: MembersCarry {
                 read: Some(members_at_bound()),
-                whole: false,
+                ..MembersCarry::default()
             },
         });
         // Deactivations held back, with the guard's full sample and a digest.
@@ -862,8 +880,8 @@ mod tests {
         // The members' read in part was left out: the run reads them whole from then on.
         let back = State::parse(Some(&json)).unwrap();
         let f = back.full_sync.unwrap();
-        assert!(f.members.read.is_none() && f.members.whole);
-        assert!(back.queue.members.read.is_none() && back.queue.members.whole);
+        assert!(f.members.read.is_none() && f.members.restarts == 1);
+        assert!(back.queue.members.read.is_none() && back.queue.members.restarts == 1);
     }
 
     #[test]

@@ -497,7 +497,7 @@ impl<'a> Engine<'a> {
         sync.roles_due.sort();
         sync.roles_due.dedup();
         sync.next_keys = self.next_page_keys(sync);
-        self.carry_members(sync);
+        self.carry_members(sync, result.is_ok());
         let finished = result?;
         Ok(Progress {
             finished: finished && sync.roles_due.is_empty(),

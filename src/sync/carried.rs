@@ -175,20 +175,21 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// What the next call goes on from (see [`checkpoint`]).
-    pub(super) fn carry_members(&self, sync: &mut FullSync) {
-        if !self.members_carried_ok {
+    /// What the next call goes on from (see [`checkpoint`]). `ok`: the call's steps ended
+    /// without a failure. A read in part is carried only then: one a failed page cut short
+    /// could look finished, and its groups' members would then be missing (a red team saw
+    /// mapped roles removed from members that way). Members read whole are whole either way.
+    pub(super) fn carry_members(&self, sync: &mut FullSync, ok: bool) {
+        let whole = self.members_whole_read.as_ref();
+        if !self.members_carried_ok || (!ok && whole.is_none()) {
             sync.members.read = None;
             return;
         }
-        let whole = self.members_whole_read.as_ref();
         // Members read whole but too large to keep: `checkpoint` learns so from the size.
         let large = self.members.is_some() && whole.is_none();
         if large {
-            sync.members = MembersCarry {
-                read: None,
-                whole: true,
-            };
+            sync.members.read = None;
+            sync.members.whole = true;
             return;
         }
         checkpoint(

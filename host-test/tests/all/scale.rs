@@ -960,3 +960,37 @@ fn a_burst_read_by_id_filters_takes_no_user_graph_left_out_of_a_page_for_deleted
     );
     assert_eq!(linked(&r, &uid(4)).unwrap().roles, vec!["r-qa".to_string()]);
 }
+
+/// Graph failing 10 % of requests while a full sync reads 120 linked users' groups, 5 members
+/// a page (fixtures/red-team/members-read-fault.json): a call that fails while reading members
+/// never checkpoints that read, so no group's members are cut short and nobody loses a role
+/// (a red team's find: 66 users lost a mapped role when such a read was carried).
+#[test]
+fn a_members_read_cut_short_by_a_failure_is_never_carried() {
+    let s = fixture("red-team/members-read-fault.json");
+    let before: std::collections::BTreeMap<String, serde_json::Value> = s["zenqms"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["id"].as_str().unwrap().to_string(), u["roles"].clone()))
+        .collect();
+    let r = run(s);
+    assert_ok(&r);
+    for u in &r.zenqms.users {
+        assert_eq!(json!(u.roles), before[&u.id], "{}: roles changed", u.email);
+    }
+    let text = serde_json::to_string(&r.steps).unwrap();
+    assert!(!text.contains("ZenQMS roles removed"), "a role was removed");
+}
+
+/// One user notification during an initial sync whose members take more than a call
+/// (fixtures/red-team/notification-during-members-read.json, 2 s calls at concurrency 1): the
+/// queued change drops the members the run carried, and the run reads them again, still
+/// carried — no call past its budget. When the first drop made the rest of the run read them
+/// whole in each call, 23 of its 30 calls ran over (a red team's find).
+#[test]
+fn a_change_queued_during_a_members_read_restarts_it_without_reading_whole_each_call() {
+    // `run` fails on any call past its budget (and one round trip).
+    let r = run(fixture("red-team/notification-during-members-read.json"));
+    assert_ok(&r);
+}
