@@ -508,11 +508,13 @@ impl<'a> Realtime<'a> {
         let scope: BTreeSet<&String> = self.config.scope_groups.iter().collect();
         let mut touches = ids.iter().any(|g| scope.contains(g));
         if !touches {
-            touches = self
-                .graph
-                .transitive_member_of(ids)?
+            let above = self.graph.transitive_member_of(ids)?;
+            // A group that is gone (404) can no longer say which groups held it: the scope is
+            // recomputed (missing is not empty), as its members may have left it.
+            touches = above
                 .values()
-                .any(|up| up.iter().any(|g| scope.contains(g)));
+                .any(|up| up.iter().any(|g| scope.contains(g)))
+                || ids.iter().any(|g| !above.contains_key(g));
         }
         if !touches {
             return Ok(Vec::new());

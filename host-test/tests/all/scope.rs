@@ -311,3 +311,43 @@ fn a_held_scope_change_trips_the_guard_for_its_leavers_notified_alone() {
         log_text(&r)
     );
 }
+
+/// A nested group inside a scope group is deleted and Graph notifies that group alone
+/// (fixtures/red-team/deleted-nested-scope-group.json): the deleted group can no longer say which
+/// groups held it, so the scope is recomputed, and its members in no other scope group are
+/// deactivated as leavers of the scope. Before, the notification took their mapped roles and
+/// left them active (a red team's find).
+#[test]
+fn a_deleted_nested_scope_groups_notification_deactivates_the_members_it_took_out_of_scope() {
+    let s = fixture("red-team/deleted-nested-scope-group.json");
+    let groups: std::collections::BTreeMap<String, Vec<String>> = s["entra"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["id"] != gid(3))
+        .map(|g| {
+            let members = g["members"].as_array().unwrap();
+            let ids = members.iter().map(|m| m.as_str().unwrap().to_string());
+            (g["id"].as_str().unwrap().to_string(), ids.collect())
+        })
+        .collect();
+    fn under(g: &str, groups: &std::collections::BTreeMap<String, Vec<String>>) -> Vec<String> {
+        let mut out = Vec::new();
+        for m in groups.get(g).into_iter().flatten() {
+            if groups.contains_key(m) || m.contains("-6a6a-") {
+                out.extend(under(m, groups));
+            } else {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+    let mut in_scope = under(&gid(1), &groups);
+    in_scope.extend(under(&gid(2), &groups));
+    let r = run(s);
+    assert_ok(&r);
+    for u in r.zenqms.users.iter().filter(|u| u.external_id.is_some()) {
+        let id = u.external_id.clone().unwrap();
+        assert_eq!(u.is_active, in_scope.contains(&id), "{}", u.email);
+    }
+}
