@@ -254,7 +254,7 @@ pub struct Engine<'a> {
     /// it created and linked since), for the call's first walk step.
     linked_estimate: Option<u64>,
     /// The members may be carried to the next call (`FullSync::members`; not once the run
-    /// reads them whole in each call, `FullSync::members_whole`).
+    /// reads them whole in each call: `MembersCarry::whole`).
     members_carried_ok: bool,
     /// The members read whole, while they fit the checkpoint (see [`carried`]).
     members_whole_read: Option<roles::Memberships>,

@@ -185,7 +185,8 @@ impl Engine<'_> {
             sync.members.read = None;
             return;
         }
-        // Members read whole but too large to keep: `checkpoint` learns so from the size.
+        // Members read whole but too large to keep: the rest of the run reads them whole in
+        // each call, without stopping a read to carry it.
         let large = self.members.is_some() && whole.is_none();
         if large {
             sync.members.read = None;
