@@ -923,7 +923,7 @@ fn a_small_page_world_at_concurrency_1_stays_within_budget_and_ends_as_with_long
 /// are read 15 to an `id in` filter, and Graph, serving 5 objects a page, returns a third of
 /// each filter's users on its first page. A user missing from it is read alone, never taken
 /// for deleted: before, 12 enabled users of this burst were deactivated and lost their roles
-/// (a red team's find). The roles come from the mapped groups' members (20 round trips for a
+/// (found while writing this test). The roles come from the mapped groups' members (20 round trips for a
 /// group of 100 here), read within the budget.
 #[test]
 fn a_burst_read_by_id_filters_takes_no_user_graph_left_out_of_a_page_for_deleted() {
