@@ -96,6 +96,10 @@ pub struct Queue {
     /// dropped when another group change arrives.
     #[serde(skip_serializing_if = "MembersCarry::is_empty")]
     pub members: MembersCarry,
+    /// The scope change of the queued groups was judged (its users queued): later calls that
+    /// work those users do not read the scope again, until another group change arrives.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub scope_judged: bool,
 }
 
 /// The most ids the queue keeps — users, groups and a delta round's leaving users together —
@@ -156,8 +160,10 @@ impl Queue {
             add(&mut self.users, users, &mut room) & add(&mut self.groups, groups, &mut room);
         self.overflow |= !kept;
         if !groups.is_empty() {
-            // The members read for the groups before are older than this change.
+            // The members read for the groups before are older than this change, and the
+            // scope is to be judged again.
             self.members.drop_read();
+            self.scope_judged = false;
         }
     }
 

@@ -175,10 +175,17 @@ impl<'a> Realtime<'a> {
                 // A scope change is judged before the queue's users are worked: one of its
                 // leavers notified on its own (in the same burst) must not slip past the
                 // judgement of the whole.
-                if !queue.groups.is_empty() && !self.scope_done && !queue.users.is_empty() {
+                // Once per queued group set (`scope_judged`): the users it names stay queued
+                // until worked, so a later call does not read the scope again for them.
+                if !queue.groups.is_empty()
+                    && !self.scope_done
+                    && !queue.scope_judged
+                    && !queue.users.is_empty()
+                {
                     let groups = queue.groups.clone();
                     let users = self.scope_changes(&groups)?;
                     queue.push(&users, &[]);
+                    queue.scope_judged = true;
                 }
                 if queue.users.is_empty() {
                     let groups = queue.groups.clone();
@@ -187,7 +194,12 @@ impl<'a> Realtime<'a> {
                     // groups' roles are done and the groups leave the queue. (Queued with
                     // the groups' removal, so a user the guard holds or the rules skip is
                     // not queued again and again.)
-                    let users = self.scope_changes(&groups)?;
+                    let users = if queue.scope_judged {
+                        Vec::new()
+                    } else {
+                        self.scope_changes(&groups)?
+                    };
+                    queue.scope_judged = true;
                     if !users.is_empty() {
                         queue.push(&users, &[]);
                         users_left.set(true);
@@ -198,6 +210,7 @@ impl<'a> Realtime<'a> {
                     }
                     queue.groups.clear();
                     queue.members = MembersCarry::default();
+                    queue.scope_judged = false;
                 } else {
                     // In a burst, a step the budget lets take more than a few users reads
                     // them by `$batch` (the tail of the burst too); otherwise, and at small
