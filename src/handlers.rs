@@ -340,7 +340,8 @@ fn run_full_sync(
     let mut sync = state.full_sync.take().expect("checked above");
     // The run listed every user: its member domains are the tenant's verified ones now.
     state.email_domains = std::mem::take(&mut sync.email_domains);
-    let held = sync.blocked.as_ref().map_or(String::new(), |b| {
+    let blocked = guard::held_after_full_sync(sync.blocked.clone(), sync.held_meanwhile.take());
+    let held = blocked.as_ref().map_or(String::new(), |b| {
         format!(
             "; {} DEACTIVATIONS HELD BACK (limit {}): see the error above",
             b.count, b.limit
@@ -356,7 +357,7 @@ fn run_full_sync(
         "initial sync {} complete: {} batches in {} calls; {}{held}",
         sync.run_id, sync.batches, sync.calls, sync.totals
     );
-    state.blocked = sync.blocked.clone();
+    state.blocked = blocked;
     state.last_full_sync = Some(Finished {
         run_id: sync.run_id,
         started_at: sync.started_at,
@@ -440,7 +441,9 @@ fn continue_work(
     if state.queue.overflow {
         return overflow(p, config, graph, state);
     }
+    let mut round_ran = false;
     if state.queue.delta_round {
+        round_ran = true;
         match schedule::delta_round(p, config, graph, state)? {
             schedule::Round::Queued => {}
             schedule::Round::Expired => {
@@ -503,6 +506,19 @@ fn continue_work(
     if state.full_sync.is_some() {
         return run_full_sync(p, config, graph, state);
     }
+    if round_ran {
+        // A delta round that queued nothing to apply: what it held back (if anything) is
+        // said here too, not only in the error line.
+        let held = state.blocked.as_ref().map_or(String::new(), |b| {
+            format!(
+                "; {} DEACTIVATIONS HELD BACK (limit {}): see the error above",
+                b.count, b.limit
+            )
+        });
+        return Ok(Reply::done(format!(
+            "{what}: delta round done, nothing to apply{held}"
+        )));
+    }
     Ok(Reply::done(format!("{what}: no checkpointed work")))
 }
 
@@ -549,7 +565,7 @@ pub(crate) fn with_realtime<'a, T>(
             limit,
             now,
         );
-        state.blocked = Some(guard::merge(state.blocked.as_ref(), blocked));
+        guard::hold(state, blocked);
     }
     (result, rt)
 }

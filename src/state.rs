@@ -292,6 +292,12 @@ pub struct FullSync {
     pub guard_checked: bool,
     #[serde(default)]
     pub blocked: Option<Blocked>,
+    /// Deactivations held by notifications, delta rounds or an admin's `provision-user`
+    /// while this run was under way. The run may have met those users before their change
+    /// (a user read enabled, then disabled or deleted), so its own leaver check does not
+    /// cover them: they stay held past its end, with what the run holds itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_meanwhile: Option<Blocked>,
     /// Fingerprints of the last user-page links followed (see `links`): a listing that loops
     /// back to one of them is an error instead of a sync that never ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -463,6 +469,7 @@ impl FullSync {
             again_digest: 0,
             guard_checked: false,
             blocked: None,
+            held_meanwhile: None,
             recent_links: Vec::new(),
             email_domains: BTreeSet::new(),
             next_keys: Vec::new(),
@@ -851,6 +858,14 @@ mod tests {
             again_digest: u64::MAX,
             guard_checked: false,
             blocked: None,
+            // Held by notifications during the run, with the guard's full sample.
+            held_meanwhile: Some(Blocked {
+                count: usize::MAX,
+                limit: usize::MAX,
+                since: "2026-11-28T12:00:00Z".parse().unwrap(),
+                sample: (0..10).map(guid).collect(),
+                digest: None,
+            }),
             recent_links: vec![u64::MAX; crate::domain::links::RECENT],
             email_domains: domains,
             // A long page's keys: dropped from a state this large.

@@ -17,7 +17,7 @@ use crate::clients::zenqms::api::ZUser;
 use crate::config::Config;
 use crate::domain::plan::{Action, Change, WriteKind};
 use crate::log::Log;
-use crate::state::{Blocked, DeactivationWindow};
+use crate::state::{Blocked, DeactivationWindow, State};
 
 /// Why a user is deactivated, as the audit trail says it (one wording per cause, on every
 /// path): its Entra object is gone, it is disabled, it left the scope
@@ -112,6 +112,36 @@ pub fn merge(prev: Option<&Blocked>, mut new: Blocked) -> Blocked {
     union.truncate(SAMPLE);
     new.sample = union;
     new
+}
+
+/// Keeps deactivations a notification, a delta round or an admin's `provision-user` held back,
+/// with those held already ([`merge`]: a later hold never hides an earlier one). While a full
+/// sync is under way they are also kept apart for it (`FullSync::held_meanwhile`): its end
+/// replaces what was held before it began with what it holds itself, but it may have met these
+/// users before their change, so they stay held past it.
+pub fn hold(state: &mut State, blocked: Blocked) {
+    if let Some(sync) = state.full_sync.as_mut() {
+        sync.held_meanwhile = Some(merge(sync.held_meanwhile.as_ref(), blocked.clone()));
+    }
+    state.blocked = Some(merge(state.blocked.as_ref(), blocked));
+}
+
+/// What is held when a full sync ends: what it holds itself (it judged every user as it found
+/// them, so it replaces what was held before it began), and what was held while it ran —
+/// unless the run holds those users itself (all of them named): then its own set, known whole,
+/// is what an admin releases.
+pub fn held_after_full_sync(run: Option<Blocked>, meanwhile: Option<Blocked>) -> Option<Blocked> {
+    match (meanwhile, run) {
+        (Some(m), Some(r)) => {
+            let named_whole = m.count <= m.sample.len();
+            if named_whole && m.sample.iter().all(|id| r.sample.contains(id)) {
+                Some(r)
+            } else {
+                Some(merge(Some(&m), r))
+            }
+        }
+        (m, r) => r.or(m),
+    }
 }
 
 /// The error each schedule repeats while deactivations are held back.
@@ -263,5 +293,62 @@ mod tests {
         assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(25)), 3);
         record(&mut w, 1, t0 + TimeDelta::hours(25));
         assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(26)), 2);
+    }
+
+    fn held(ids: &[&str], count: usize, digest: Option<u64>) -> Blocked {
+        Blocked {
+            count,
+            limit: 2,
+            since: "2026-11-28T12:00:00Z".parse().unwrap(),
+            sample: ids.iter().map(|s| s.to_string()).collect(),
+            digest,
+        }
+    }
+
+    #[test]
+    fn what_was_held_while_a_full_sync_ran_outlasts_its_end() {
+        let meanwhile = held(&["a", "b"], 2, None);
+        // The run held nothing itself: the notifications' hold stays.
+        let after = held_after_full_sync(None, Some(meanwhile.clone())).unwrap();
+        assert_eq!((after.count, after.sample.len()), (2, 2));
+        // The run held others: both are held, the set no longer known whole.
+        let after =
+            held_after_full_sync(Some(held(&["c"], 1, Some(7))), Some(meanwhile.clone())).unwrap();
+        assert_eq!((after.count, after.digest), (3, None));
+        // The run holds the same users itself, named: its own set, releasable at once.
+        let run = held(&["a", "b", "c"], 3, Some(9));
+        assert_eq!(
+            held_after_full_sync(Some(run.clone()), Some(meanwhile)),
+            Some(run)
+        );
+        // More held meanwhile than were named: never taken as covered.
+        let partly_named = held(&["a"], 5, None);
+        let after =
+            held_after_full_sync(Some(held(&["a", "c"], 2, Some(9))), Some(partly_named)).unwrap();
+        assert_eq!((after.count, after.digest), (5, None));
+        // Nothing held meanwhile: the run's judgement replaces what was held before it.
+        assert_eq!(held_after_full_sync(None, None), None);
+    }
+
+    #[test]
+    fn a_hold_during_a_full_sync_is_kept_for_its_end_and_never_hides_an_earlier_one() {
+        let mut state = State::fresh();
+        hold(&mut state, held(&["a"], 1, None));
+        state.full_sync = Some(crate::state::FullSync::start(
+            "run".into(),
+            "2026-11-28T12:00:00Z".parse().unwrap(),
+            false,
+        ));
+        hold(&mut state, held(&["b"], 1, None));
+        let all = state.blocked.as_ref().unwrap();
+        assert_eq!(all.count, 2);
+        let meanwhile = state
+            .full_sync
+            .as_ref()
+            .unwrap()
+            .held_meanwhile
+            .as_ref()
+            .unwrap();
+        assert_eq!(meanwhile.sample, vec!["b".to_string()]);
     }
 }

@@ -184,7 +184,7 @@ pub(super) fn delta_round(
         let window = &state.recent_deactivations;
         if let Some(blocked) = guard::check_round(&log, config, &linked, &leaving, window, now) {
             state.queue.users.retain(|u| !leaving.contains(u));
-            state.blocked = Some(blocked);
+            guard::hold(state, blocked);
         }
     }
     Ok(Round::Queued)

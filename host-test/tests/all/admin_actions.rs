@@ -499,3 +499,61 @@ fn more_held_than_the_checkpoint_names_release_once_even_with_an_address_conflic
         "the taken address is not written"
     );
 }
+
+/// A red team's world (fixtures/red-team/held-during-full-sync.json): deactivations held by
+/// notifications while a full sync runs are still held when it ends. The run met those users
+/// before they were deleted, so its own leaver check cannot find them; before the fix its end
+/// replaced what was held with what it held itself (nothing), the release answered "nothing
+/// held" and the four deleted users stayed active. Its release's full sync also ran 1.9 s past
+/// a call's budget before (a members' read begun with 5 rounds of 15 left was read whole).
+#[test]
+fn deactivations_held_while_a_full_sync_runs_are_still_held_when_it_ends() {
+    let r = run(fixture("red-team/held-during-full-sync.json"));
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    let run_end = r.steps[7].summary.as_deref().unwrap_or_default();
+    assert!(run_end.contains("4 DEACTIVATIONS HELD BACK"), "{run_end}");
+    assert_eq!(result(&r, 9)["released"], true, "{:?}", r.steps[9]);
+    let deactivated_at = |step: usize| {
+        r.audit
+            .iter()
+            .filter(|a| a.step == step && a.action == "deactivated")
+            .count()
+    };
+    assert_eq!(deactivated_at(7), 2, "the notifications: the limit");
+    assert_eq!(deactivated_at(9), 4, "released: exactly the four held");
+}
+
+/// A delta round's hold is kept with the holds before it: the next round's leavers never hide
+/// the earlier ones (before the fix the newer hold replaced the older, and the admin saw 3 held
+/// where 6 were).
+#[test]
+fn a_delta_rounds_hold_keeps_what_an_earlier_round_held() {
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 1..=3 {
+        steps.push(json!({"entra": {"delete_user": uid(i)}}));
+    }
+    steps.push(json!({"advance": {"to": "2026-11-28T13:00:00Z"}}));
+    steps.push(json!({"schedule": {}})); // 5: holds users 1-3
+    for i in 4..=6 {
+        steps.push(json!({"entra": {"delete_user": uid(i)}}));
+    }
+    steps.push(json!({"advance": {"to": "2026-11-28T14:00:00Z"}}));
+    steps.push(json!({"schedule": {}})); // 10: holds users 4-6, with 1-3
+    steps.push(action("release-held-deactivations", Some(json!("6")))); // 11
+    let r = run(with_steps(held_world(), Value::Array(steps)));
+    assert_ok(&r);
+    assert_eq!(result(&r, 11)["released"], true, "{:?}", r.steps[11]);
+    assert!(
+        !r.audit
+            .iter()
+            .any(|a| a.step <= 10 && a.action == "deactivated"),
+        "held until the release: {:?}",
+        r.audit
+    );
+    for i in 1..=6 {
+        assert!(!linked(&r, &uid(i)).unwrap().is_active, "user {i}");
+    }
+    for i in 7..=12 {
+        assert!(linked(&r, &uid(i)).unwrap().is_active, "user {i}");
+    }
+}
