@@ -587,6 +587,24 @@ pub fn delete(p: &dyn Platform, inst: &Instance) -> CallResult {
 fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply, Failure> {
     let config = parse_config(inst)?;
     let state = slot.get(&Log::new(p))?;
+    if let (None, Some(b)) = (&state.deleting, &state.blocked) {
+        // The delete changes nothing but links, so what the guard holds is never applied:
+        // said once, loudly, with the users it names (their links are about to be cleared,
+        // and no later run could find them again).
+        Log::new(p).error(
+            "deleting the instance with deactivations held back: they are never applied and those ZenQMS accounts stay active",
+            &[
+                ("deactivations", &b.count.to_string()),
+                ("limit", &b.limit.to_string()),
+                ("since", &b.since.to_rfc3339()),
+                ("sample_entra_ids", &b.sample.join(",")),
+                (
+                    "fix",
+                    "deactivate these accounts in ZenQMS by hand if their owners have left; or release the held deactivations before deleting",
+                ),
+            ],
+        );
+    }
     if config.dry_run {
         // Logs the plan and writes nothing. It answers with a failure on purpose: a delete
         // that succeeds makes the platform forget the instance, which would orphan its live

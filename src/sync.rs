@@ -10,7 +10,7 @@ pub mod realtime;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::clients::graph::{Graph, Listings, Page, USER_PAGE, mail_filter_url};
+use crate::clients::graph::{Graph, Listings, MailQuery, Page, USER_PAGE};
 use crate::clients::zenqms::Zenqms;
 use crate::clients::zenqms::api::{self, ZUser};
 use crate::config::{Config, RoleMapping};
@@ -1386,7 +1386,8 @@ impl<'a> Engine<'a> {
         if missing.is_empty() {
             return Ok(Trust { domains, holders });
         }
-        let urls: Vec<String> = missing.iter().map(mail_filter_url).collect();
+        let queries = MailQuery::all(&missing);
+        let urls = MailQuery::urls(&queries);
         let mut round = Round::new();
         let mut slots = round.add_all(self.graph.get_requests(&urls)?);
         let mut ahead = self.add_ahead(&mut round, next, sync)?;
@@ -1398,20 +1399,10 @@ impl<'a> Engine<'a> {
         let mut answers = self.send_round(round);
         self.take_ahead(&mut answers, ahead);
         let results = Graph::get_answers(urls.len(), answers.take_all(&slots));
-        let mut again = Vec::new();
-        for ((address, u), result) in missing.iter().zip(&urls).zip(results) {
-            match Graph::read_mail_holders(result, u) {
-                Ok(h) => {
-                    holders.insert(address.as_str().to_string(), h);
-                }
-                // Asked again on their own, with the retries a throttled batch item gets
-                // (`Graph::get_all`); an error there is the step's.
-                Err(_) => again.push(address.clone()),
-            }
-        }
-        if !again.is_empty() {
-            holders.extend(self.graph.mail_holders(&again)?);
-        }
+        // A read that failed in this round is asked again with the retries a throttled batch
+        // item gets (`Graph::get_all`), and later pages are followed; an error there is the
+        // step's.
+        holders.extend(self.graph.finish_mail_queries(queries, results, true)?);
         Ok(Trust { domains, holders })
     }
 

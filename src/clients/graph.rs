@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::{Config, Secret};
-use crate::domain::address::Address;
 use crate::domain::entra::USER_SELECT;
 use crate::domain::links::repeated_link;
 use crate::domain::roles::Memberships;
@@ -25,8 +24,11 @@ use crate::platform::{HttpResult, Method, Platform, Request, Response};
 
 mod batch;
 mod listings;
+mod mail;
+
 pub use batch::BATCH_MAX;
 pub use listings::Listings;
+pub use mail::{Holders, MailQuery};
 
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
 pub const GRAPH_HOST: &str = "graph.microsoft.com";
@@ -421,37 +423,6 @@ impl<'a> Graph<'a> {
         }
     }
 
-    /// For each address, the ids (lowercase) of the Entra users whose `mail` it is:
-    /// `GET /users?$filter=mail eq '…'&$select=id` (an apostrophe doubled as OData requires,
-    /// the clause URL-encoded), 20 to a `$batch`. Graph compares `mail` case-insensitively
-    /// (shared/reference/graph/03-users-list.md). A read that failed fails the call: it never
-    /// counts as "nobody holds it". Only the first page is read: two holders already decide.
-    pub fn mail_holders(
-        &self,
-        addresses: &[Address],
-    ) -> Result<BTreeMap<String, BTreeSet<String>>, Failure> {
-        let urls: Vec<String> = addresses.iter().map(mail_filter_url).collect();
-        let mut out = BTreeMap::new();
-        for ((address, url), result) in addresses.iter().zip(&urls).zip(self.get_all(&urls)?) {
-            out.insert(
-                address.as_str().to_string(),
-                Self::read_mail_holders(result, url)?,
-            );
-        }
-        Ok(out)
-    }
-
-    /// The ids (lowercase) of the Entra users whose mail an address is, from the answer to its
-    /// [`mail_filter_url`] (see [`Graph::mail_holders`]).
-    ///
-    /// Errors: the read failed, or its page is unreadable.
-    pub fn read_mail_holders(result: HttpResult, url: &str) -> Result<BTreeSet<String>, Failure> {
-        let what = "asking Graph which users have an email";
-        let resp = Self::ok(result, what)?;
-        let page = parse_page(&resp.body, url, what)?;
-        Ok(page.items.iter().filter_map(item_id).collect())
-    }
-
     /// Transitive user members of each group (a group that is gone has no entry), in rounds
     /// of their own.
     ///
@@ -824,16 +795,8 @@ fn group_url(id: &str) -> String {
     format!("{GRAPH_BASE}/groups/{}?$select=id", encode(id))
 }
 
-/// The URL that lists the Entra users whose `mail` is `address` (ids only).
 /// Values one `in` clause of a `$filter` may hold (Graph's default limit).
 pub const IN_MAX: usize = 15;
-
-pub fn mail_filter_url(address: &Address) -> String {
-    format!(
-        "{GRAPH_BASE}/users?$filter={}&$select=id",
-        encode(&address.mail_filter())
-    )
-}
 
 fn parse_page(body: &[u8], url: &str, what: &str) -> Result<Page, Failure> {
     let raw: RawPage = serde_json::from_slice(body).map_err(|e| {
@@ -965,13 +928,20 @@ mod tests {
     }
 
     #[test]
-    fn mail_filter_is_odata_quoted_and_url_encoded() {
+    fn mail_filters_are_odata_quoted_and_url_encoded() {
         let a = crate::domain::address::parse("O'Brien+QA@Contoso.com").unwrap();
+        let b = crate::domain::address::parse("b@contoso.com").unwrap();
+        let alone = MailQuery::alone(&a).url;
         assert_eq!(
-            mail_filter_url(&a),
-            "https://graph.microsoft.com/v1.0/users?$filter=mail%20eq%20%27o%27%27brien%2Bqa%40contoso.com%27&$select=id"
+            alone,
+            "https://graph.microsoft.com/v1.0/users?$filter=mail%20eq%20%27o%27%27brien%2Bqa%40contoso.com%27&$select=id,mail&$top=999"
         );
-        assert!(check_graph_url(&mail_filter_url(&a)).is_ok());
+        let both = &MailQuery::all(&[a, b])[0].url;
+        assert_eq!(
+            both,
+            "https://graph.microsoft.com/v1.0/users?$filter=mail%20in%20%28%27o%27%27brien%2Bqa%40contoso.com%27%2C%27b%40contoso.com%27%29&$select=id,mail&$top=999"
+        );
+        assert!(check_graph_url(&alone).is_ok() && check_graph_url(both).is_ok());
     }
 
     #[test]

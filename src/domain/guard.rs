@@ -84,29 +84,33 @@ pub fn digest_add(digest: u64, entra_id: &str) -> u64 {
     ))
 }
 
-/// Held again by notifications while `prev` is held. While both sets are known whole (every
-/// user named) and their union fits the sample, the union is exact: its size and digest.
-/// Beyond that the distinct users are not kept by name (the state is bounded): the count is
-/// the largest known — never the same users counted twice — and the set is not known whole
-/// (`digest` none), so a release counts afresh with a full sync.
+/// Held again while `prev` is held. When both sets are named whole (each count no more than
+/// its sample), the union is exact: its size, and its digest when both had one (the sample
+/// then keeps [`SAMPLE`] of its names). Otherwise the users not named may be the same or not:
+/// the count is the most it can be (both counts, less the users both name), never fewer than
+/// are held, and the set is not known whole (`digest` none), so a release counts afresh with a
+/// full sync. (Taking the larger count instead showed an admin 10 held where 14 were.)
 pub fn merge(prev: Option<&Blocked>, mut new: Blocked) -> Blocked {
     let Some(p) = prev else {
         return new;
     };
-    let exact = p.digest.is_some() && new.digest.is_some();
     let mut union = p.sample.clone();
+    let mut both_name = 0;
     for id in &new.sample {
-        if !union.contains(id) {
+        if union.contains(id) {
+            both_name += 1;
+        } else {
             union.push(id.clone());
         }
     }
     new.limit = p.limit.max(new.limit);
     new.since = p.since.min(new.since);
-    if exact && union.len() <= SAMPLE {
+    let named_whole = p.count <= p.sample.len() && new.count <= new.sample.len();
+    if named_whole {
         new.count = union.len();
-        new.digest = Some(set_digest(&union));
+        new.digest = (p.digest.is_some() && new.digest.is_some()).then(|| set_digest(&union));
     } else {
-        new.count = new.count.max(p.count).max(union.len().min(SAMPLE));
+        new.count = (p.count + new.count).saturating_sub(both_name);
         new.digest = None;
     }
     union.truncate(SAMPLE);
@@ -321,13 +325,45 @@ mod tests {
             held_after_full_sync(Some(run.clone()), Some(meanwhile)),
             Some(run)
         );
-        // More held meanwhile than were named: never taken as covered.
+        // More held meanwhile than were named: never taken as covered; at most 5 + 2 less
+        // the one both name.
         let partly_named = held(&["a"], 5, None);
         let after =
             held_after_full_sync(Some(held(&["a", "c"], 2, Some(9))), Some(partly_named)).unwrap();
-        assert_eq!((after.count, after.digest), (5, None));
+        assert_eq!((after.count, after.digest), (6, None));
         // Nothing held meanwhile: the run's judgement replaces what was held before it.
         assert_eq!(held_after_full_sync(None, None), None);
+    }
+
+    #[test]
+    fn holds_merged_never_show_fewer_than_are_held() {
+        let ids = |r: std::ops::Range<u32>| -> Vec<String> { r.map(|i| format!("u{i}")).collect() };
+        let named = |r: std::ops::Range<u32>| {
+            let s = ids(r);
+            Blocked {
+                count: s.len(),
+                digest: Some(set_digest(&s)),
+                sample: s,
+                ..held(&[], 0, None)
+            }
+        };
+        // Two bursts held 6 and 8 different users: 14, known whole (a red team saw 10).
+        let m = merge(Some(&named(0..6)), named(6..14));
+        assert_eq!((m.count, m.digest), (14, Some(set_digest(&ids(0..14)))));
+        assert_eq!(m.sample.len(), SAMPLE);
+        // The same users held twice: counted once.
+        let m = merge(Some(&named(0..6)), named(3..9));
+        assert_eq!((m.count, m.digest), (9, Some(set_digest(&ids(0..9)))));
+        // A set of 12 named by 10 of them, and 2 others: at most 14, not known whole.
+        let run = Blocked {
+            count: 12,
+            ..named(0..10)
+        };
+        let m = merge(Some(&run), named(20..22));
+        assert_eq!((m.count, m.digest), (14, None));
+        // ... and 2 of those it names: 12.
+        let m = merge(Some(&run), named(0..2));
+        assert_eq!((m.count, m.digest), (12, None));
     }
 
     #[test]

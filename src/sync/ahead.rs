@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Engine, lookup_filters, page_users};
-use crate::clients::graph::{Graph, Page, mail_filter_url};
+use crate::clients::graph::{Graph, MailQuery, Page};
 use crate::clients::zenqms::api;
 use crate::domain::address::{Address, Domains};
 use crate::domain::entra::EntraUser;
@@ -36,7 +36,7 @@ pub(super) struct AheadSlots {
     /// Look-ups of a page's users: the page's URL.
     lookups: Vec<(String, Vec<Slot>)>,
     /// The address check of a page's link candidates: the page's URL and the addresses asked.
-    holders: Option<(String, Vec<Address>, Vec<Slot>)>,
+    holders: Option<(String, Vec<MailQuery>, Vec<Slot>)>,
 }
 
 impl Engine<'_> {
@@ -92,9 +92,9 @@ impl Engine<'_> {
                 .into_iter()
                 .collect();
             if !candidates.is_empty() {
-                let urls: Vec<String> = candidates.iter().map(mail_filter_url).collect();
-                let reqs = self.graph.get_requests(&urls)?;
-                slots.holders = Some((q1.to_string(), candidates, round.add_all(reqs)));
+                let queries = MailQuery::all(&candidates);
+                let reqs = self.graph.get_requests(&MailQuery::urls(&queries))?;
+                slots.holders = Some((q1.to_string(), queries, round.add_all(reqs)));
             }
         }
         let Some(q2) = page1.next.as_deref() else {
@@ -153,13 +153,14 @@ impl Engine<'_> {
                 self.looked_up.insert(url);
             }
         }
-        if let Some((url, candidates, s)) = slots.holders {
-            let urls: Vec<String> = candidates.iter().map(mail_filter_url).collect();
-            let results = Graph::get_answers(urls.len(), answers.take_all(&s));
+        if let Some((url, queries, s)) = slots.holders {
+            let results = Graph::get_answers(queries.len(), answers.take_all(&s));
             let mut asked = BTreeMap::new();
-            for ((address, u), r) in candidates.iter().zip(&urls).zip(results) {
-                if let Ok(holders) = Graph::read_mail_holders(r, u) {
-                    asked.insert(address.as_str().to_string(), holders);
+            for (query, r) in queries.iter().zip(results) {
+                // Only an answer that decides its addresses whole is kept; the page's step
+                // asks the others again (and follows their later pages).
+                if let Some(holders) = query.decided(r) {
+                    asked.extend(holders);
                 }
             }
             self.holders_ahead.push((url, asked));

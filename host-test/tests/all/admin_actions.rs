@@ -557,3 +557,37 @@ fn a_delta_rounds_hold_keeps_what_an_earlier_round_held() {
         assert!(linked(&r, &uid(i)).unwrap().is_active, "user {i}");
     }
 }
+
+/// Deleting the instance while deactivations are held says so, naming them: the delete
+/// changes nothing but links, so those accounts stay active and no later run could find them
+/// (a red team: the delete said only "links cleared, nothing else changed").
+#[test]
+fn a_delete_with_deactivations_held_names_them() {
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 1..=3 {
+        let mut u = entra_user(i);
+        u["accountEnabled"] = json!(false);
+        steps.push(json!({"entra": {"upsert_user": u}}));
+    }
+    steps.push(json!({"deploy": {}})); // 4: holds the 3
+    steps.push(json!({"delete": {}})); // 5
+    let r = run(with_steps(held_world(), Value::Array(steps)));
+    assert_ok(&r);
+    let line = r.steps[5]
+        .logs
+        .iter()
+        .find(|l| {
+            l.message
+                .starts_with("deleting the instance with deactivations held back")
+        })
+        .unwrap_or_else(|| panic!("{:?}", r.steps[5].logs));
+    assert_eq!(line.fields["deactivations"], "3");
+    for i in 1..=3 {
+        assert!(
+            line.fields["sample_entra_ids"].contains(&uid(i)),
+            "{line:?}"
+        );
+        assert!(linked(&r, &uid(i)).is_none());
+    }
+    assert!(r.zenqms.users.iter().all(|u| u.is_active));
+}

@@ -398,3 +398,59 @@ fn names_of_invisible_characters_do_not_make_a_user_complete() {
         assert!(ceo.is_active, "{field}: not deactivated");
     }
 }
+
+/// Graph's answer to "who holds this address" can come in pages: a holder on a page not read
+/// would make a shared address look held by one user, and an Entra object could claim the
+/// account. Many candidates are asked together (`mail in`, 15 to a read), so every page of
+/// every read is followed whatever Graph's page size. Before: only each read's first page was
+/// read, and with pages of one user the shared address was linked.
+#[test]
+fn a_holder_on_a_later_page_of_graphs_answer_still_refuses_the_link() {
+    for page_max in [1, 2, 7, 999] {
+        // 20 candidates with their own accounts, and two users sharing one address.
+        let mut users: Vec<Value> = (10..30).map(entra_user).collect();
+        users.push(user(3, "shared@contoso.com", "user3@contoso.com"));
+        users.push(user(4, "Shared@Contoso.com", "user4@contoso.com"));
+        let mut zen: Vec<Value> = (10..30)
+            .map(|i| zen_user(&format!("z{i}"), &format!("user{i}@contoso.com"), None, &[]))
+            .collect();
+        zen.push(zen_user("u-shared", "shared@contoso.com", None, &[]));
+        let mut s = scenario(users, json!([]), zen, json!([]));
+        s["entra"]["page_max"] = json!(page_max);
+        let r = run(s);
+        assert_ok(&r);
+        assert!(
+            by_id(&r, "u-shared").external_id.is_none(),
+            "page_max {page_max}: the shared address was linked"
+        );
+        for i in 10..30 {
+            assert_eq!(
+                by_id(&r, &format!("z{i}")).external_id.as_deref(),
+                Some(uid(i).as_str()),
+                "page_max {page_max}: user{i} has its own address"
+            );
+        }
+        let c = conflicts(&r);
+        for i in [3, 4] {
+            assert!(
+                c.iter().any(|l| l.contains(&uid(i))),
+                "{page_max} {i}: {c:?}"
+            );
+        }
+    }
+    // By notification (the real-time path asks the same way), pages of one user.
+    let mut u3 = user(3, "shared@contoso.com", "user3@contoso.com");
+    u3["jobTitle"] = Value::Null;
+    let zen = vec![zen_user("u-shared", "shared@contoso.com", None, &[])];
+    let mut s = with_steps(
+        scenario(vec![entra_user(1), u3], json!([]), zen, json!([])),
+        json!([
+            upsert(user(4, "shared@contoso.com", "user4@contoso.com")),
+            notify_user(4)
+        ]),
+    );
+    s["entra"]["page_max"] = json!(1);
+    let r = run(s);
+    assert_ok(&r);
+    assert!(by_id(&r, "u-shared").external_id.is_none());
+}

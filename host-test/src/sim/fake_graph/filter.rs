@@ -1,7 +1,9 @@
-//! `$filter` on `GET /users`: the two clauses the component sends, `mail eq '<literal>'` and
-//! `id in ('<id>', …)`, with Graph's rules (shared/reference/graph/03-users-list.md; OData v4
-//! ABNF for string literals; learn.microsoft.com/graph/filter-query-parameter: "the in operator
-//! is limited to 15 expressions by default"):
+//! `$filter` on `GET /users`: the clauses the component sends, `mail eq '<literal>'`,
+//! `mail in ('<literal>', …)` and `id in ('<id>', …)`, with Graph's rules
+//! (shared/reference/graph/03-users-list.md; OData v4 ABNF for string literals;
+//! learn.microsoft.com/graph/filter-query-parameter: "the in operator is limited to 15
+//! expressions by default"; the user resource's `mail`: "Supports `$filter` (`eq`, `ne`, `not`,
+//! `ge`, `le`, `in`, `startsWith`, `endsWith`, and `eq` on `null` values)"):
 //!
 //! - the literal is single-quoted; an apostrophe inside is doubled (`'o''brien@x.com'`);
 //! - `mail` is compared case-insensitively (Entra's string comparison is ordinal ignore-case:
@@ -21,6 +23,8 @@ use super::odata::{GraphError, GraphResult, Url};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum UserFilter {
     MailEq(String),
+    /// `mail in (…)`: at most [`MAX_IN`] literals, each compared as `mail eq` compares.
+    MailIn(Vec<String>),
     /// `id in (…)`: at most [`MAX_IN`] ids, compared case-insensitively (GUIDs).
     IdIn(Vec<String>),
 }
@@ -35,6 +39,10 @@ impl UserFilter {
                 .get("mail")
                 .and_then(Value::as_str)
                 .is_some_and(|mail| ignore_case_eq(mail, wanted)),
+            UserFilter::MailIn(wanted) => user
+                .get("mail")
+                .and_then(Value::as_str)
+                .is_some_and(|mail| wanted.iter().any(|w| ignore_case_eq(mail, w))),
             UserFilter::IdIn(ids) => user
                 .get("id")
                 .and_then(Value::as_str)
@@ -128,15 +136,17 @@ pub(super) fn user_filter(
     };
     let filter = if property.eq_ignore_ascii_case("mail") && operator == "eq" {
         UserFilter::MailEq(literal(&mut i)?)
-    } else if property.eq_ignore_ascii_case("id") && operator == "in" {
+    } else if (property.eq_ignore_ascii_case("id") || property.eq_ignore_ascii_case("mail"))
+        && operator == "in"
+    {
         if chars.get(i) != Some(&'(') {
             return Err(invalid(clause, i));
         }
         i += 1;
-        let mut ids = Vec::new();
+        let mut values = Vec::new();
         loop {
             skip_spaces(&mut i);
-            ids.push(literal(&mut i)?);
+            values.push(literal(&mut i)?);
             skip_spaces(&mut i);
             match chars.get(i) {
                 Some(',') => i += 1,
@@ -147,16 +157,20 @@ pub(super) fn user_filter(
                 _ => return Err(invalid(clause, i)),
             }
         }
-        if ids.len() > MAX_IN {
+        if values.len() > MAX_IN {
             return Err(GraphError::bad_request(
                 "Request_UnsupportedQuery",
                 format!(
                     "Too many values in an 'in' clause: {} (the limit is {MAX_IN}).",
-                    ids.len()
+                    values.len()
                 ),
             ));
         }
-        UserFilter::IdIn(ids)
+        if property.eq_ignore_ascii_case("mail") {
+            UserFilter::MailIn(values)
+        } else {
+            UserFilter::IdIn(values)
+        }
     } else {
         // Any other well-formed clause is one real Graph may answer, so it fails loudly
         // instead of pretending to be a syntax error.
@@ -169,7 +183,7 @@ pub(super) fn user_filter(
             ));
         }
         return Err(GraphError::not_implemented(&format!(
-            "$filter on users other than mail eq '…' and id in (…) (got {property} {operator})"
+            "$filter on users other than mail eq '…', mail in (…) and id in (…) (got {property} {operator})"
         )));
     };
     skip_spaces(&mut i);
@@ -211,6 +225,28 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn mail_in_takes_up_to_fifteen_literals_compared_as_mail_eq() {
+        let f = parse("$filter=mail%20in%20(%27a%40x.com%27,%20%27O%27%27B%40x.com%27)")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            f,
+            UserFilter::MailIn(vec!["a@x.com".into(), "O'B@x.com".into()])
+        );
+        let user = |mail: &str| json!({"mail": mail}).as_object().unwrap().clone();
+        assert!(f.matches(&user("A@X.com")));
+        assert!(f.matches(&user("o'b@x.com")));
+        assert!(!f.matches(&user("\u{212A}@x.com")));
+        let many: Vec<String> = (0..16).map(|i| format!("'{i}@x.com'")).collect();
+        let err = parse(&format!("$filter=mail in ({})", many.join(","))).unwrap_err();
+        assert_eq!(
+            (err.status, err.code.as_str()),
+            (400, "Request_UnsupportedQuery")
+        );
+        assert!(parse("$filter=mail in ('a@x.com'").is_err());
     }
 
     #[test]
