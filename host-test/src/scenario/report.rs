@@ -644,7 +644,12 @@ pub fn plan_table(audit: &[AuditRecord]) -> String {
         *totals.entry(r[1].as_str()).or_default() += 1;
     }
     let t: Vec<String> = totals.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    out.push_str(&format!("Totals: {}\n", t.join(", ")));
+    // Rows, not roles: a "roles added" row is one user's roles (the call's summary counts
+    // roles, so the two differ when a user gains several).
+    out.push_str(&format!(
+        "Totals: {} (rows; a roles row is one user's roles)\n",
+        t.join(", ")
+    ));
     out
 }
 
