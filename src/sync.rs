@@ -1384,7 +1384,9 @@ impl<'a> Engine<'a> {
             }
         }
         if missing.is_empty() {
-            return Ok(Trust { domains, holders });
+            let mut trust = Trust { domains, holders };
+            trust.add_batch_holders(users);
+            return Ok(trust);
         }
         let queries = MailQuery::all(&missing);
         let urls = MailQuery::urls(&queries);
@@ -1403,7 +1405,9 @@ impl<'a> Engine<'a> {
         // item gets (`Graph::get_all`), and later pages are followed; an error there is the
         // step's.
         holders.extend(self.graph.finish_mail_queries(queries, results, true)?);
-        Ok(Trust { domains, holders })
+        let mut trust = Trust { domains, holders };
+        trust.add_batch_holders(users);
+        Ok(trust)
     }
 
     /// The linked, active ZenQMS users after `after` in ZenQMS id order, about `n` of them: the

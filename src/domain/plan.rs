@@ -22,6 +22,26 @@ pub struct Trust {
     pub holders: BTreeMap<String, BTreeSet<String>>,
 }
 
+impl Trust {
+    /// Counts the users of `users` (the page or notification batch being planned) among the
+    /// holders of each address Graph was asked about, when their mail is that address as this
+    /// rule compares addresses (ignoring case and surrounding spaces). Graph compares `mail`
+    /// exactly but for case: a holder whose stored mail has a space around it is not among
+    /// Graph's answer, yet holds the address here, and two holders link neither (a red team:
+    /// with the real holder's mail padded, another object with the bare address took the
+    /// account).
+    pub fn add_batch_holders(&mut self, users: &[EntraUser]) {
+        for u in users {
+            let Some(address) = u.match_address() else {
+                continue;
+            };
+            if let Some(holders) = self.holders.get_mut(address.as_str()) {
+                holders.insert(u.id.to_ascii_lowercase());
+            }
+        }
+    }
+}
+
 /// The addresses whose holders Graph must be asked for before `users` are planned: those of
 /// users not linked yet whose (valid) address belongs to exactly one ZenQMS user with no
 /// external_id, and who pass the other linking conditions (complete; a verified domain).

@@ -434,7 +434,8 @@ impl<'a> Realtime<'a> {
         } else {
             self.graph.mail_holders(&candidates)?
         };
-        let trust = Trust { domains, holders };
+        let mut trust = Trust { domains, holders };
+        trust.add_batch_holders(&present);
         // Plan: present users as the initial sync does; absent ones (404) are leavers.
         let (mut plans, later) =
             plan::staged(plan::plan_batch(&present, &mut self.out.dir, &trust));

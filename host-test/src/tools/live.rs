@@ -63,7 +63,7 @@ pub enum RunCommand {
         /// The request: `{"method", "query", "headers", "body" | "body_text"}`.
         request: PathBuf,
     },
-    /// `on-event(schedule)`, the hourly tick.
+    /// `on-event(schedule)`, the platform's periodic tick (every 5 minutes recommended).
     Schedule,
     /// `on-event(resume)`: continue checkpointed work and take in the inbox.
     Resume,

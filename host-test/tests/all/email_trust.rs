@@ -454,3 +454,82 @@ fn a_holder_on_a_later_page_of_graphs_answer_still_refuses_the_link() {
     assert_ok(&r);
     assert!(by_id(&r, "u-shared").external_id.is_none());
 }
+
+/// An address many Entra users share (service accounts with one `mail`) is decided by its
+/// first two holders: it leaves Graph's answer, the other candidates asked with it are asked
+/// again, and nobody waits for all its holders' pages. Before: a read followed every page, and
+/// past 20 pages the whole sync (and every notification after it) failed for good; with fewer,
+/// calls ran past their budget following them one round trip at a time (a red team).
+#[test]
+fn an_address_many_users_share_is_a_conflict_without_reading_all_its_holders() {
+    for (holders, page_max, budget_ms, concurrency) in
+        [(120, 5, 20_000, 8), (60, 5, 1_000, 1), (21, 1, 3_000, 1)]
+    {
+        let mut users = vec![user(1, "own@contoso.com", "user1@contoso.com")];
+        for i in 0..holders {
+            users.push(user(
+                100 + i,
+                "shared@contoso.com",
+                &format!("svc{i}@contoso.com"),
+            ));
+        }
+        let zen = vec![
+            zen_user("u-shared", "shared@contoso.com", None, &[]),
+            zen_user("u-own", "own@contoso.com", None, &[]),
+        ];
+        let mut s = scenario(users, json!([]), zen, json!([]));
+        s["entra"]["page_max"] = json!(page_max);
+        s["budget_ms"] = json!(budget_ms);
+        s["concurrency"] = json!(concurrency);
+        let r = run(s);
+        assert_ok(&r);
+        let case =
+            format!("{holders} holders, page_max {page_max}, {budget_ms} ms, C {concurrency}");
+        assert!(by_id(&r, "u-shared").external_id.is_none(), "{case}");
+        assert_eq!(
+            by_id(&r, "u-own").external_id.as_deref(),
+            Some(uid(1).as_str()),
+            "{case}"
+        );
+    }
+}
+
+/// Two Entra users whose mail is one address as this rule compares addresses (surrounding
+/// spaces ignored) link neither, even when Graph's own comparison (exact but for case) names
+/// only one of them: the batch's users count as holders too. Before: the user with the bare
+/// address linked the account while the real holder's mail had a trailing space (a red team).
+/// (Only within a batch: a padded holder on another page of the listing is not seen; README,
+/// known limits.)
+#[test]
+fn a_holder_whose_mail_graph_does_not_match_exactly_still_refuses_the_link() {
+    let users = vec![
+        entra_user(1),
+        user(3, "qms.admin@contoso.com", "user3@contoso.com"),
+        user(4, "qms.admin@contoso.com ", "user4@contoso.com"),
+    ];
+    let zen = vec![zen_user(
+        "z-admin",
+        "qms.admin@contoso.com",
+        None,
+        &["r-admin"],
+    )];
+    let r = run(scenario(users.clone(), json!([]), zen.clone(), json!([])));
+    assert_ok(&r);
+    assert!(by_id(&r, "z-admin").external_id.is_none());
+    let c = conflicts(&r);
+    for i in [3, 4] {
+        assert!(c.iter().any(|l| l.contains(&uid(i))), "{i}: {c:?}");
+    }
+    // By notification, both in one burst.
+    let s = with_steps(
+        scenario(vec![entra_user(1)], json!([]), zen, json!([])),
+        json!([
+            upsert(users[1].clone()),
+            upsert(users[2].clone()),
+            {"notify": {"resource": "users", "ids": [uid(3), uid(4)], "change_type": "updated"}}
+        ]),
+    );
+    let r = run(s);
+    assert_ok(&r);
+    assert!(by_id(&r, "z-admin").external_id.is_none());
+}

@@ -31,9 +31,10 @@ pub type Holders = BTreeMap<String, BTreeSet<String>>;
 /// none; 2,048 characters is the common limit of HTTP intermediaries).
 const FILTER_MAX_CHARS: usize = 1_200;
 
-/// Pages one read may take before it is an error (15 addresses held by more than 20 pages of
-/// users is no directory we serve).
-const PAGES_MAX: u32 = 20;
+/// Pages one read may take before it is an error (retryable). A read never needs many: an
+/// address with two holders is decided and leaves the read (see [`Graph::finish_mail_queries`]),
+/// so the pages left hold at most one holder of each address still asked.
+const PAGES_MAX: u32 = 2 * IN_MAX as u32 + 10;
 
 const WHAT: &str = "asking Graph which users have an email";
 
@@ -227,7 +228,7 @@ impl Graph<'_> {
         let mut rounds = 0;
         while !reading.is_empty() || !again.is_empty() {
             rounds += 1;
-            if rounds > PAGES_MAX + 2 {
+            if rounds > 2 * PAGES_MAX {
                 return Err(Failure::fatal(format!("{WHAT}: the reads are not ending")));
             }
             let firsts = std::mem::take(&mut again);
@@ -284,6 +285,21 @@ impl Graph<'_> {
         match query.take_page(answer, &url, holders)? {
             Taken::Done => {}
             Taken::More(next) => {
+                // Two holders decide an address (it is not linked, whoever else holds it):
+                // those leave the read, and the rest are asked afresh without them. An address
+                // many users share then costs a page or two, not all of its holders' pages.
+                let (decided, open): (Vec<&Address>, Vec<&Address>) = query
+                    .addresses
+                    .iter()
+                    .partition(|a| holders.get(a.as_str()).is_some_and(|h| h.len() >= 2));
+                if open.is_empty() {
+                    return Ok(());
+                }
+                if !decided.is_empty() {
+                    let rest: Vec<Address> = open.into_iter().cloned().collect();
+                    again.extend(MailQuery::all(&rest));
+                    return Ok(());
+                }
                 let (mut followed, pages) = at.map_or((vec![links::fingerprint(&url)], 1), |r| {
                     (r.followed, r.pages)
                 });
@@ -291,7 +307,7 @@ impl Graph<'_> {
                     return Err(repeated_link(WHAT));
                 }
                 if pages >= PAGES_MAX {
-                    return Err(Failure::fatal(format!(
+                    return Err(Failure::transient(format!(
                         "{WHAT}: Graph's pages of users with these addresses do not end"
                     )));
                 }
