@@ -591,18 +591,11 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
         // The delete changes nothing but links, so what the guard holds is never applied:
         // said once, loudly, with the users it names (their links are about to be cleared,
         // and no later run could find them again).
-        Log::new(p).error(
+        guard::log_held(
+            &Log::new(p),
             "deleting the instance with deactivations held back: they are never applied and those ZenQMS accounts stay active",
-            &[
-                ("deactivations", &b.count.to_string()),
-                ("limit", &b.limit.to_string()),
-                ("since", &b.since.to_rfc3339()),
-                ("sample_entra_ids", &b.sample.join(",")),
-                (
-                    "fix",
-                    "deactivate these accounts in ZenQMS by hand if their owners have left; or release the held deactivations before deleting",
-                ),
-            ],
+            b,
+            "deactivate these accounts in ZenQMS by hand if their owners have left; or release the held deactivations before deleting",
         );
     }
     if config.dry_run {

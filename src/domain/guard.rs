@@ -150,17 +150,25 @@ pub fn held_after_full_sync(run: Option<Blocked>, meanwhile: Option<Blocked>) ->
 
 /// The error each schedule repeats while deactivations are held back.
 pub fn log_still_blocked(log: &Log, b: &Blocked) {
-    log.error(
+    log_held(
+        log,
         "deactivations are still held back by the mass-deactivation guard",
+        b,
+        "if intended, run the action release-held-deactivations with the number held, or raise max_deactivations",
+    );
+}
+
+/// An error line about what `b` holds: how many, the limit, since when, a sample of the Entra
+/// ids, and what the admin can do (`fix`).
+pub fn log_held(log: &Log, message: &str, b: &Blocked, fix: &str) {
+    log.error(
+        message,
         &[
             ("deactivations", &b.count.to_string()),
             ("limit", &b.limit.to_string()),
             ("since", &b.since.to_rfc3339()),
             ("sample_entra_ids", &b.sample.join(",")),
-            (
-                "fix",
-                "if intended, run the action release-held-deactivations with the number held, or raise max_deactivations",
-            ),
+            ("fix", fix),
         ],
     );
 }

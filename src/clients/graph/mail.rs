@@ -231,27 +231,25 @@ impl Graph<'_> {
             if rounds > 2 * PAGES_MAX {
                 return Err(Failure::fatal(format!("{WHAT}: the reads are not ending")));
             }
-            let firsts = std::mem::take(&mut again);
-            let nexts: Vec<Reading> = std::mem::take(&mut reading);
-            let mut urls = MailQuery::urls(&firsts);
-            urls.extend(nexts.iter().map(|r| r.next.clone()));
-            let mut answers = self.get_all(&urls)?.into_iter();
-            for (query, answer) in firsts.into_iter().zip(answers.by_ref()) {
+            // First pages asked again, and later pages, side by side in one round.
+            let due: Vec<(MailQuery, Option<Reading>)> = std::mem::take(&mut again)
+                .into_iter()
+                .map(|q| (q, None))
+                .chain(
+                    std::mem::take(&mut reading)
+                        .into_iter()
+                        .map(|r| (r.query.clone(), Some(r))),
+                )
+                .collect();
+            let urls: Vec<String> = due
+                .iter()
+                .map(|(q, at)| at.as_ref().map_or(q.url.clone(), |r| r.next.clone()))
+                .collect();
+            for ((query, at), answer) in due.into_iter().zip(self.get_all(&urls)?) {
                 self.step(
                     query,
                     answer,
-                    None,
-                    &mut holders,
-                    &mut reading,
-                    &mut again,
-                    false,
-                )?;
-            }
-            for (r, answer) in nexts.into_iter().zip(answers) {
-                self.step(
-                    r.query.clone(),
-                    answer,
-                    Some(r),
+                    at,
                     &mut holders,
                     &mut reading,
                     &mut again,
