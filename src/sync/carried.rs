@@ -62,7 +62,7 @@ pub(super) fn read_within(
     // One that begins with a round still left is: each call moves it on within its budget
     // (a red team's world: a leaver walk's 404 checks at concurrency 1 left 5 rounds of 15,
     // and the members' 22 pages read whole ran 1.9 s past the budget).
-    let had_room = budget::fits(platform, 1 + after) || budget::fits(platform, 1);
+    let had_room = budget::fits(platform, 1);
     while !listings.done() {
         if !budget::fits(platform, 1 + after) {
             let mut stop = stop_anyway;
