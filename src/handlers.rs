@@ -341,12 +341,7 @@ fn run_full_sync(
     // The run listed every user: its member domains are the tenant's verified ones now.
     state.email_domains = std::mem::take(&mut sync.email_domains);
     let blocked = guard::held_after_full_sync(sync.blocked.clone(), sync.held_meanwhile.take());
-    let held = blocked.as_ref().map_or(String::new(), |b| {
-        format!(
-            "; {} DEACTIVATIONS HELD BACK (limit {}): see the error above",
-            b.count, b.limit
-        )
-    });
+    let held = guard::held_summary(blocked.as_ref());
     if config.dry_run {
         return Ok(Reply::done(format!(
             "dry run {} complete (nothing written): would have {}{held}",
@@ -442,6 +437,7 @@ fn continue_work(
         return overflow(p, config, graph, state);
     }
     let mut round_ran = false;
+    let held_before = state.blocked.clone();
     if state.queue.delta_round {
         round_ran = true;
         match schedule::delta_round(p, config, graph, state)? {
@@ -486,8 +482,14 @@ fn continue_work(
         state.queue = queue;
         let done = done?;
         let left = state.queue.users.len() + state.queue.groups.len();
+        // What this call's delta round or notifications held back, when they did.
+        let held = if state.blocked == held_before {
+            String::new()
+        } else {
+            guard::held_summary(state.blocked.as_ref())
+        };
         let summary = format!(
-            "{what}: queued changes {}; {counts}",
+            "{what}: queued changes {}; {counts}{held}",
             if done {
                 "done".to_string()
             } else {
@@ -509,12 +511,7 @@ fn continue_work(
     if round_ran {
         // A delta round that queued nothing to apply: what it held back (if anything) is
         // said here too, not only in the error line.
-        let held = state.blocked.as_ref().map_or(String::new(), |b| {
-            format!(
-                "; {} DEACTIVATIONS HELD BACK (limit {}): see the error above",
-                b.count, b.limit
-            )
-        });
+        let held = guard::held_summary(state.blocked.as_ref());
         return Ok(Reply::done(format!(
             "{what}: delta round done, nothing to apply{held}"
         )));

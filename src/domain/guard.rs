@@ -148,6 +148,18 @@ pub fn held_after_full_sync(run: Option<Blocked>, meanwhile: Option<Blocked>) ->
     }
 }
 
+/// What a call's summary line says of what is held (empty when nothing is): the total held
+/// now — which may be made of several holds, each with its own error line — and that it is
+/// the number `release-held-deactivations` takes.
+pub fn held_summary(b: Option<&Blocked>) -> String {
+    b.map_or(String::new(), |b| {
+        format!(
+            "; {} DEACTIVATIONS HELD BACK in all (limit {}): release-held-deactivations takes this number",
+            b.count, b.limit
+        )
+    })
+}
+
 /// The error each schedule repeats while deactivations are held back.
 pub fn log_still_blocked(log: &Log, b: &Blocked) {
     log_held(

@@ -542,6 +542,9 @@ fn a_delta_rounds_hold_keeps_what_an_earlier_round_held() {
     steps.push(action("release-held-deactivations", Some(json!("6")))); // 11
     let r = run(with_steps(held_world(), Value::Array(steps)));
     assert_ok(&r);
+    // The tick's summary gives the total held, the number the release takes.
+    let tick = r.steps[10].summary.as_deref().unwrap_or_default();
+    assert!(tick.contains("6 DEACTIVATIONS HELD BACK in all"), "{tick}");
     assert_eq!(result(&r, 11)["released"], true, "{:?}", r.steps[11]);
     assert!(
         !r.audit
