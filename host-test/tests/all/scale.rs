@@ -465,6 +465,101 @@ fn members_over_many_pages_are_read_beside_each_calls_first_user_step() {
     );
 }
 
+/// A members' read that takes more rounds than a step's writes (a large group's pages follow
+/// one another; at concurrency 32 a page of users writes in 4-5 rounds) has the call's next
+/// user step beside it too, instead of rounds that carry nothing but the next member page:
+/// 1,500 users, the QA group on 8 pages of 200, 20 s calls at concurrency 32. Measured: one
+/// step beside (13174c9) took 143 rounds in 5 calls (122 on one page); two take 136.
+#[test]
+fn a_members_read_longer_than_a_step_has_the_next_step_beside_it_too() {
+    let world = |page_max: Option<u32>| {
+        let mut s = two_role_world(1500, 4);
+        s["concurrency"] = json!(32);
+        s["budget_ms"] = json!(4_000);
+        if let Some(max) = page_max {
+            s["entra"]["page_max"] = json!(max);
+        }
+        s
+    };
+    let one_page = run(world(None));
+    assert_ok(&one_page);
+    let many = run(world(Some(150)));
+    assert_ok(&many);
+    assert_eq!(
+        users_without_ids(&many),
+        users_without_ids(&one_page),
+        "page sizes changed the end state"
+    );
+    let calls = u64::from(many.steps[0].calls);
+    assert!(
+        many.http.rounds <= one_page.http.rounds + 3 * calls,
+        "{} rounds in {calls} calls with the members on 8 pages, {} on one page",
+        many.http.rounds,
+        one_page.http.rounds
+    );
+}
+
+/// Calls too short for the members' read (3 s: 30 rounds; the QA group on 53 pages of 8,
+/// carried between calls) end with users of the steps beside it still owed their roles: the
+/// checkpoint names no more than one step's of them (`roles_due`, counted in the state's
+/// worst case; the run goes back to the second step beside the read, `BesideUndo`), and the
+/// sync ends as with every group on one page. Without the going back, checkpoints named 184
+/// users; one step beside the read (13174c9) took 127 rounds, two take 120.
+#[test]
+fn a_call_ending_before_the_members_read_checkpoints_one_steps_waiting_users() {
+    let world = |page_max: Option<u32>| {
+        let mut s = two_role_world(420, 4);
+        s["concurrency"] = json!(32);
+        s["budget_ms"] = json!(3_000);
+        if let Some(max) = page_max {
+            s["entra"]["page_max"] = json!(max);
+        }
+        s
+    };
+    let one_page = run(world(None));
+    assert_ok(&one_page);
+    let s = Scenario::from_json(&world(Some(8)).to_string()).unwrap();
+    let mut runner = Runner::new(Runtime::shared(), s);
+    let records = runner.run_steps(|_| {});
+    let most = runner
+        .state_history
+        .iter()
+        .map(|state| {
+            let v: serde_json::Value = serde_json::from_str(state).unwrap();
+            fn due(v: &serde_json::Value) -> usize {
+                match v {
+                    serde_json::Value::Object(m) => m
+                        .iter()
+                        .map(|(k, x)| match (k.as_str(), x) {
+                            ("roles_due", serde_json::Value::Array(a)) => a.len(),
+                            _ => due(x),
+                        })
+                        .max()
+                        .unwrap_or(0),
+                    _ => 0,
+                }
+            }
+            due(&v)
+        })
+        .max()
+        .unwrap_or(0);
+    let many = finish(runner, records);
+    assert_ok(&many);
+    assert_eq!(
+        users_without_ids(&many),
+        users_without_ids(&one_page),
+        "page sizes changed the end state"
+    );
+    assert!(
+        most > 0,
+        "no call ended with roles due: the case is not met"
+    );
+    assert!(
+        most <= 120,
+        "a checkpoint named {most} users whose roles are due"
+    );
+}
+
 /// ZenQMS writes failing in a wave of a step that reads the members beside it (a red team's
 /// case): the retry's wait leaves room for the round's waves still to go
 /// (`Platform::send_all_before`), so no call runs past its budget, and the sync ends where a
