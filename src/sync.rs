@@ -31,32 +31,6 @@ use crate::write::{self, Applier, RoleCall, Write};
 /// Deactivations sent per step (rounded up the same way).
 const DEACTIVATION_CHUNK: usize = 100;
 
-/// Rounds a call must have left for a user step beside the members' read other than its
-/// first: with fewer, the read would seldom end within the call.
-const BESIDE_MORE_ROUNDS: u64 = 3 * budget::MIN_STEP_ROUNDS;
-
-/// The most users whose role calls the checkpoint names as due (`FullSync::roles_due`): one
-/// step's (a page asked for 100; Graph may serve a few more). The state's worst case
-/// (`state::tests::the_state_at_every_bound_at_once_fits_64_kib`) is counted with it.
-const ROLES_DUE_MAX: usize = 120;
-
-/// The checkpoint as it stood before the call's first user step beside the members' read
-/// that began with users already waiting for their roles (see [`Engine::members_beside`]).
-/// If the call ends owing more than [`ROLES_DUE_MAX`] users their roles, some of them worked
-/// since, the run goes back to it: the next call works the users of that step and those
-/// after it again (their writes are in, so only their roles are left to do), and the
-/// checkpoint names only the users due before the step. What the steps deferred is taken
-/// back, as for a step that fails. Dropped once those users have had their role calls.
-struct BesideUndo {
-    phase: Phase,
-    batches: u32,
-    recent_links: Vec<u64>,
-    /// `deferred.len()`, `deferred_more`, `deferred_digest`, `walked`.
-    deferred: (usize, u32, u64, u32),
-    /// Users whose roles were due before the step (waiting, or their calls carried).
-    due: Vec<String>,
-}
-
 /// The most users whose look-up keys the checkpoint carries for the next call (a page asked
 /// for 100; Graph may serve a few more): about 7 KB of state.
 const KEYS_MAX_USERS: usize = 120;
@@ -267,16 +241,8 @@ pub struct Engine<'a> {
     members_read: Option<Listings>,
     /// Entra ids of users worked while `members_read` was under way: their role changes are
     /// computed once the members are read ([`Engine::load_members`]), and by the next call
-    /// (`roles_due`) if this one ends first (one step's users: see [`BesideUndo`]).
+    /// (`roles_due`) if this one ends first. One step's users at most.
     roles_pending: Vec<String>,
-    /// Where the run goes back to when the call ends with the users of a step beside the
-    /// members' read (not the first) still waiting (see [`BesideUndo`]).
-    beside_undo: Option<BesideUndo>,
-    /// Users worked while `beside_undo` is kept: the going back is for them only.
-    beside_users: BTreeSet<String>,
-    /// A step beside the members' read other than the call's first may go (see
-    /// [`Engine::members_beside`]), as the step began.
-    beside_more: bool,
     /// Users whose role calls were carried during the current step (from `roles_pending`):
     /// due again if the step fails, like those carried into it.
     carried_in_step: Vec<String>,
@@ -336,9 +302,6 @@ impl<'a> Engine<'a> {
             linked_total: None,
             members_read: None,
             roles_pending: Vec::new(),
-            beside_undo: None,
-            beside_more: false,
-            beside_users: BTreeSet::new(),
             carried_in_step: Vec::new(),
             paused: false,
             again_found: None,
@@ -476,31 +439,6 @@ impl<'a> Engine<'a> {
                         .map(|r| r.change.entra_id.clone())
                         .collect();
                     self.carried_in_step.clear();
-                    self.beside_more = budget::fits(platform, BESIDE_MORE_ROUNDS)
-                        && self.roles_due_now().len() <= ROLES_DUE_MAX;
-                    if self.members.is_some()
-                        && !self
-                            .roles_due_now()
-                            .iter()
-                            .any(|id| self.beside_users.contains(id))
-                    {
-                        // The users worked beside the read have had their role calls.
-                        self.beside_undo = None;
-                        self.beside_users.clear();
-                    }
-                    if self.beside_undo.is_none()
-                        && !self.roles_pending.is_empty()
-                        && matches!(sync.phase, Phase::Users { .. })
-                        && self.members_beside()
-                    {
-                        self.beside_undo = Some(BesideUndo {
-                            phase: sync.phase.clone(),
-                            batches: sync.batches,
-                            recent_links: sync.recent_links.clone(),
-                            deferred,
-                            due: self.roles_due_now(),
-                        });
-                    }
                     let finished = self.step_once(sync).inspect_err(|_| {
                         sync.deferred.truncate(deferred.0);
                         sync.deferred_more = deferred.1;
@@ -551,26 +489,6 @@ impl<'a> Engine<'a> {
             }
             other => other,
         };
-        // More users owed their roles than the checkpoint names: the run goes back to the
-        // first step beside the members' read that began with some owed (see [`BesideUndo`]).
-        if let Some(undo) = self.beside_undo.take() {
-            let mut owed = self.roles_due_now();
-            owed.extend(sync.roles_due.iter().cloned());
-            owed.sort();
-            owed.dedup();
-            if owed.len() > ROLES_DUE_MAX && owed.iter().any(|id| self.beside_users.contains(id)) {
-                sync.phase = undo.phase;
-                sync.batches = undo.batches;
-                sync.recent_links = undo.recent_links;
-                sync.deferred.truncate(undo.deferred.0);
-                sync.deferred_more = undo.deferred.1;
-                sync.deferred_digest = undo.deferred.2;
-                sync.walked = undo.deferred.3;
-                self.roles_pending.clear();
-                self.carry.clear();
-                sync.roles_due = undo.due;
-            }
-        }
         // Role calls still carried, and those of a failed step: their users, for the next call
         // (a step's worth at most).
         sync.roles_due
@@ -764,31 +682,17 @@ impl<'a> Engine<'a> {
     }
 
     /// Whether this step works its users before the members are read (they are read beside
-    /// it): the call's first user steps, whose users' roles wait in `roles_pending`. A step
-    /// after the first only while the call has [`BESIDE_MORE_ROUNDS`] left and owes no more
-    /// than [`ROLES_DUE_MAX`] users their roles as it begins (`beside_more`); then a step
-    /// finishes the read first. A members' read longer than one step's rounds (a large
-    /// group's pages follow one another) so fills its rounds with user writes instead of
-    /// leaving them empty.
+    /// it): only the call's first user step, whose users' roles wait in `roles_pending`
+    /// (a later step finishes the read first, so no more than one step's users wait).
     /// Only while the read's requests take at most half of each wave (at concurrency 1 a
     /// wave would carry nothing else).
     fn members_beside(&self) -> bool {
         self.members.is_none()
-            && (self.roles_pending.is_empty() || self.beside_more)
+            && self.roles_pending.is_empty()
             && self
                 .members_read
                 .as_ref()
                 .is_some_and(|l| !l.stalled() && 2 * l.requests_per_round() <= self.concurrency())
-    }
-
-    /// Users owed their roles now: waiting for the members' read, or their role calls carried
-    /// to the next round (a user in both, counted twice, only brings a going back sooner).
-    fn roles_due_now(&self) -> Vec<String> {
-        self.carry
-            .iter()
-            .map(|r| r.change.entra_id.clone())
-            .chain(self.roles_pending.iter().cloned())
-            .collect()
     }
 
     /// The places in each wave the members' read beside the step takes (0 when it is not).
@@ -806,9 +710,6 @@ impl<'a> Engine<'a> {
             && self.members_read.is_some()
             && !self.config.role_mappings.is_empty()
         {
-            if self.beside_undo.is_some() {
-                self.beside_users.insert(entra_id.to_string());
-            }
             self.roles_pending.push(entra_id.to_string());
             return Ok(None);
         }
