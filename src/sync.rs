@@ -687,10 +687,7 @@ impl<'a> Engine<'a> {
     /// Only while the read's requests take at most half of each wave (at concurrency 1 a
     /// wave would carry nothing else).
     fn members_beside(&self) -> bool {
-        // Not in a dry run: a user it pretends to create waits for no later call (which would
-        // find no account, and leave the user's roles out of the plan).
-        !self.out.dry_run
-            && self.members.is_none()
+        self.members.is_none()
             && self.roles_pending.is_empty()
             && self
                 .members_read
