@@ -320,10 +320,14 @@ fn run_full_sync(
     graph: &Graph<'_>,
     state: &mut State,
 ) -> Result<Reply, Failure> {
+    // What the rest of the state takes, for the checkpoint's bound (see
+    // `Engine::state_rest_bytes`): the full sync is the only part of it this call changes.
+    let rest_bytes = state.bytes_without_full_sync();
     let sync = state.full_sync.as_mut().expect("caller checked");
     sync.calls += 1;
     let mut engine = Engine::new(p, config, graph, &sync.run_id);
     engine.learned_domains = state.email_domains.clone();
+    engine.state_rest_bytes = rest_bytes;
     let progress = engine.run(sync).map_err(|f| Failure {
         message: format!(
             "initial sync {} stopped after {} batches: {}",

@@ -256,7 +256,10 @@ pub struct FullSync {
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub linked_seen: u32,
     /// Entra ids of users whose role calls the last call could not send (those created by its
-    /// last user step): recomputed and sent by the next call. At most a step's users.
+    /// last user step, or worked beside a members' read it did not finish): recomputed and
+    /// sent by the next call. At most a step's users, or [`ROLES_DUE_BESIDE_MAX`] when the
+    /// call let further steps go beside the members' read (only in a state small enough for
+    /// them: [`BESIDE_MORE_STATE_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles_due: Vec<String>,
     /// The notification queue overflowed while this run was under way: another full sync
@@ -419,6 +422,21 @@ pub const MEMBERS_CARRIED_MAX: usize = 24 * 1024;
 /// Above this many bytes of state (after `next_keys` is dropped), `FullSync::members` is left
 /// out of it too.
 pub const MEMBERS_DROPPED_ABOVE: usize = 56 * 1024;
+
+/// The most users a call's checkpoint names in `FullSync::roles_due` once it let a user step
+/// other than its first go beside the members' read: the users owed before that step (one
+/// step's at most: it goes only then), the step's own (at most a page), and the role calls
+/// of the last step's new accounts; each a page of up to 120 (Graph may serve a few more
+/// than asked).
+pub const ROLES_DUE_BESIDE_MAX: usize = 3 * 120;
+
+/// The largest state (bytes of JSON, `next_keys` and the carried members left out, as
+/// [`State::to_json`] leaves them out first) in which a call lets a user step other than its
+/// first go beside the members' read: what the rest of the call may add (its deferred
+/// deactivations, a page's done ids, the run's learned domains, [`ROLES_DUE_BESIDE_MAX`]
+/// users in `roles_due`) then still fits the platform's 64 KiB
+/// (`tests::a_state_that_lets_a_further_step_beside_the_read_fits_64_kib_at_the_call_end`).
+pub const BESIDE_MORE_STATE_MAX: usize = 36 * 1024;
 
 /// The keys a user page's ZenQMS look-ups are made of (see `FullSync::next_keys`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -670,6 +688,25 @@ impl State {
         self.subscriptions.iter().map(|s| s.id.as_str())
     }
 
+    /// Bytes of `to_json` when the full sync is `sync` (its `next_keys` and carried members
+    /// left out: they are only savings), given `rest`: the bytes of this state without its
+    /// full sync ([`State::bytes_without_full_sync`]).
+    pub fn bytes_with(rest: usize, sync: &FullSync) -> usize {
+        let mut trimmed = sync.clone();
+        trimmed.next_keys.clear();
+        trimmed.members.read = None;
+        // In place of the `null` the rest was measured with.
+        let sync = serde_json::to_string(&trimmed).map_or(usize::MAX, |j| j.len());
+        rest.saturating_sub(4).saturating_add(sync)
+    }
+
+    /// Bytes of this state as JSON without its full sync (see [`State::bytes_with`]).
+    pub fn bytes_without_full_sync(&self) -> usize {
+        let mut s = self.clone();
+        s.full_sync = None;
+        serde_json::to_string(&s).map_or(usize::MAX, |j| j.len())
+    }
+
     /// The state as JSON, within the platform's 64 KiB: above [`KEYS_DROPPED_ABOVE`] bytes the
     /// full sync's `next_keys` are left out, and above [`MEMBERS_DROPPED_ABOVE`] its members
     /// too, the full sync's and the queue's (a read in part then marks them `whole`). Both are
@@ -903,6 +940,95 @@ mod tests {
         let f = back.full_sync.unwrap();
         assert!(f.members.read.is_none() && f.members.restarts == 1);
         assert!(back.queue.members.read.is_none() && back.queue.members.restarts == 1);
+    }
+
+    /// A call lets a user step other than its first go beside the members' read only in a
+    /// state within [`BESIDE_MORE_STATE_MAX`] (as [`State::bytes_with`] measures it). From
+    /// there, all the call can add — its deferred deactivations at their bound with the
+    /// longest UPNs, a long page's done ids, the run's learned domains, the largest counts and
+    /// recent links, [`ROLES_DUE_BESIDE_MAX`] users in `roles_due`, the next pages' keys and
+    /// the members at their bound — still fits the platform's 64 KiB.
+    #[test]
+    fn a_state_that_lets_a_further_step_beside_the_read_fits_64_kib_at_the_call_end() {
+        let guid = |i: usize| format!("{i:08x}-1d2c-4b5a-9e8f-{i:012x}");
+        let link = |what: &str| {
+            format!(
+                "https://graph.microsoft.com/v1.0/{what}?$skiptoken={}",
+                "t".repeat(1000)
+            )
+        };
+        let mut s = State::parse(None).unwrap();
+        s.tenant_id = Some(guid(0));
+        let mut f = FullSync::start(
+            "sync-20261128T120000Z-queue-overflow".into(),
+            "2026-11-28T12:00:00Z".parse().unwrap(),
+            false,
+        );
+        f.phase = Phase::Users {
+            next: link("users"),
+            skip: 0,
+            done: Vec::new(),
+        };
+        // The call measures the state as it begins: its size reaches the bound exactly.
+        let at = State::bytes_with(s.bytes_without_full_sync(), &f);
+        assert!(at < BESIDE_MORE_STATE_MAX);
+        s.queue.cause = "n".repeat(BESIDE_MORE_STATE_MAX - at);
+        let rest = s.bytes_without_full_sync();
+        assert_eq!(State::bytes_with(rest, &f), BESIDE_MORE_STATE_MAX);
+        s.full_sync = Some(f.clone());
+        assert_eq!(
+            s.to_json().len(),
+            BESIDE_MORE_STATE_MAX,
+            "the measure is exact"
+        );
+        // All the call may add.
+        let mut domains = BTreeSet::new();
+        for i in 0.. {
+            if !crate::domain::address::learn(
+                &mut domains,
+                format!("{i:04}{}.example", "d".repeat(40)),
+            ) {
+                break;
+            }
+        }
+        f.email_domains = domains;
+        f.deferred = (0..DEFERRED_MAX)
+            .map(|i| Deferred {
+                zenqms_id: format!("z-{}", "9".repeat(60)),
+                entra_id: guid(i),
+                upn: format!("{}@{}.example", "u".repeat(64), "d".repeat(40)),
+                reason: crate::domain::scope::LEFT_AND_DISABLED.into(),
+            })
+            .collect();
+        f.deferred_more = u32::MAX;
+        f.deferred_digest = u64::MAX;
+        f.batches = u32::MAX;
+        f.linked_hint = u32::MAX;
+        f.phase = Phase::Users {
+            next: link("users"),
+            skip: 0,
+            done: (0..120).map(guid).collect(),
+        };
+        f.recent_links = vec![u64::MAX; crate::domain::links::RECENT];
+        f.roles_due = (0..ROLES_DUE_BESIDE_MAX).map(guid).collect();
+        f.next_keys = vec![
+            PageKeys {
+                url: link("users"),
+                ids: (0..120).map(guid).collect(),
+                addresses: (0..120)
+                    .map(|i| format!("{}{i}@{}.example", "a".repeat(60), "d".repeat(180)))
+                    .collect(),
+            };
+            2
+        ];
+        f.members = MembersCarry {
+            read: Some(members_at_bound()),
+            ..MembersCarry::default()
+        };
+        s.full_sync = Some(f);
+        let bytes = s.to_json().len();
+        assert!(bytes <= 64 * 1024, "{bytes} bytes");
+        eprintln!("a further step beside the read, at its bound: {bytes} bytes at the call end");
     }
 
     #[test]

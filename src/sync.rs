@@ -31,6 +31,11 @@ use crate::write::{self, Applier, RoleCall, Write};
 /// Deactivations sent per step (rounded up the same way).
 const DEACTIVATION_CHUNK: usize = 100;
 
+/// Rounds a call must have left, besides the role calls the members' read may release, for a
+/// user step other than its first to go beside that read (see [`Engine::beside_more`]): with
+/// fewer, the read would seldom end within the call.
+const BESIDE_MORE_ROUNDS: u64 = 3 * budget::MIN_STEP_ROUNDS;
+
 /// The most users whose look-up keys the checkpoint carries for the next call (a page asked
 /// for 100; Graph may serve a few more): about 7 KB of state.
 const KEYS_MAX_USERS: usize = 120;
@@ -241,8 +246,16 @@ pub struct Engine<'a> {
     members_read: Option<Listings>,
     /// Entra ids of users worked while `members_read` was under way: their role changes are
     /// computed once the members are read ([`Engine::load_members`]), and by the next call
-    /// (`roles_due`) if this one ends first. One step's users at most.
+    /// (`roles_due`) if this one ends first. One step's users, or two when a further step
+    /// went beside the read (see [`Engine::beside_more`]).
     roles_pending: Vec<String>,
+    /// The current step goes beside the members' read though users already wait for their
+    /// roles (decided as the step begins: see [`Engine::beside_more`]).
+    beside_more: bool,
+    /// Bytes of the state without its full sync, as the call began (see
+    /// [`crate::state::State::bytes_with`]); `usize::MAX` (no further step beside the read)
+    /// until the caller sets it.
+    pub state_rest_bytes: usize,
     /// Users whose role calls were carried during the current step (from `roles_pending`):
     /// due again if the step fails, like those carried into it.
     carried_in_step: Vec<String>,
@@ -302,6 +315,8 @@ impl<'a> Engine<'a> {
             linked_total: None,
             members_read: None,
             roles_pending: Vec::new(),
+            beside_more: false,
+            state_rest_bytes: usize::MAX,
             carried_in_step: Vec::new(),
             paused: false,
             again_found: None,
@@ -409,7 +424,9 @@ impl<'a> Engine<'a> {
         // goes on in the next call.
         let opened = !std::mem::take(&mut self.paused);
         let concurrency = self.concurrency();
-        let carry = std::cell::Cell::new(0usize);
+        // Role calls the next step sends first: those carried, and those of the users waiting
+        // for the members' read (it may end within the step and release them).
+        let carry = std::cell::Cell::new(self.roles_pending.len());
         let result = if !opened {
             Ok(false)
         } else {
@@ -439,6 +456,7 @@ impl<'a> Engine<'a> {
                         .map(|r| r.change.entra_id.clone())
                         .collect();
                     self.carried_in_step.clear();
+                    self.beside_more = self.beside_more(sync);
                     let finished = self.step_once(sync).inspect_err(|_| {
                         sync.deferred.truncate(deferred.0);
                         sync.deferred_more = deferred.1;
@@ -454,7 +472,7 @@ impl<'a> Engine<'a> {
                     })?;
                     counts.add(&self.out.counts);
                     sync.totals.add(&self.out.counts);
-                    carry.set(self.carry.len());
+                    carry.set(self.carry.len() + self.roles_pending.len());
                     Ok::<_, Failure>(if std::mem::take(&mut self.paused) {
                         Step::Paused
                     } else if finished {
@@ -682,17 +700,46 @@ impl<'a> Engine<'a> {
     }
 
     /// Whether this step works its users before the members are read (they are read beside
-    /// it): only the call's first user step, whose users' roles wait in `roles_pending`
-    /// (a later step finishes the read first, so no more than one step's users wait).
-    /// Only while the read's requests take at most half of each wave (at concurrency 1 a
-    /// wave would carry nothing else).
+    /// it): the call's first user step, whose users' roles wait in `roles_pending`, and a
+    /// step after it when [`Engine::beside_more`] let it; a later step finishes the read
+    /// first. Only while the read's requests take at most half of each wave (at concurrency
+    /// 1 a wave would carry nothing else).
     fn members_beside(&self) -> bool {
         self.members.is_none()
-            && self.roles_pending.is_empty()
+            && (self.roles_pending.is_empty() || self.beside_more)
             && self
                 .members_read
                 .as_ref()
                 .is_some_and(|l| !l.stalled() && 2 * l.requests_per_round() <= self.concurrency())
+    }
+
+    /// Whether the step about to begin may go beside the members' read though users already
+    /// wait for their roles. A members' read longer than one step (a large group's pages
+    /// follow one another: 7 pages of 999 at 100,000 users) otherwise leaves the rounds after
+    /// the call's first step with nothing but its pages. Only when all of these hold, so that
+    /// nothing is ever taken back:
+    /// - the run is at a user page, and this is a real run (a dry run's pretended accounts
+    ///   are not found by the next call: it keeps to one step beside the read);
+    /// - at most one step's users wait ([`USER_PAGE`]), so at most two steps' do after it;
+    /// - the call has [`BESIDE_MORE_ROUNDS`] left after the role calls the read's end may
+    ///   release (two for each user waiting or worked by the step: an add and a remove), so
+    ///   the read most likely ends within the call;
+    /// - should it not, the checkpoint naming those users still fits the platform's 64 KiB:
+    ///   the state is within [`crate::state::BESIDE_MORE_STATE_MAX`] now.
+    fn beside_more(&self, sync: &FullSync) -> bool {
+        if self.out.dry_run
+            || self.roles_pending.is_empty()
+            || self.roles_pending.len() + self.carry.len() > USER_PAGE as usize
+            || !matches!(sync.phase, Phase::Users { .. })
+        {
+            return false;
+        }
+        let released = 2 * (self.roles_pending.len() + self.carry.len() + USER_PAGE as usize);
+        budget::fits(
+            self.platform,
+            BESIDE_MORE_ROUNDS + released.div_ceil(self.concurrency()) as u64,
+        ) && crate::state::State::bytes_with(self.state_rest_bytes, sync)
+            <= crate::state::BESIDE_MORE_STATE_MAX
     }
 
     /// The places in each wave the members' read beside the step takes (0 when it is not).
@@ -1003,6 +1050,11 @@ impl<'a> Engine<'a> {
         // The mapped groups' members are read before the slice is sized (once per call).
         // Unless they are read beside this step (see `Engine::send_round`), their share of
         // each wave then kept from the step's users.
+        if self.beside_more && page.items.len() > KEYS_MAX_USERS {
+            // A page longer than asked for: its users would pass the bound the checkpoint's
+            // `roles_due` is counted with.
+            self.beside_more = false;
+        }
         let share = self.members_share();
         if !self.config.read_groups().is_empty() && share == 0 && !self.members_within_budget()? {
             return Ok(PageEnd::Paused);
@@ -1010,11 +1062,16 @@ impl<'a> Engine<'a> {
         // The role calls carried from the last step go out in this step's writes round too.
         let carried = self.carry.len().div_ceil(self.concurrency()) as u64;
         let min = (self.concurrency() / 2).max(1);
-        let mut bound =
-            budget::items_that_fit(self.platform, 3 + carried, 3, min, USER_PAGE as usize);
-        if share > 0 {
-            bound = (bound * (self.concurrency() - share) / self.concurrency()).max(min);
-        }
+        let (platform, concurrency) = (self.platform, self.concurrency());
+        let bound_with = move |carried: u64| {
+            let bound = budget::items_that_fit(platform, 3 + carried, 3, min, USER_PAGE as usize);
+            if share > 0 {
+                (bound * (concurrency - share) / concurrency).max(min)
+            } else {
+                bound
+            }
+        };
+        let mut bound = bound_with(carried);
         // The page's users not done yet (by id; a checkpoint from before ids were kept says
         // how many by position).
         let done_set: BTreeSet<&str> = done.iter().map(String::as_str).collect();
@@ -1067,6 +1124,14 @@ impl<'a> Engine<'a> {
         let trust = self.trust(&all, sync, url, page.next.as_deref().filter(|_| fits))?;
         // (Members read beside the rounds so far may be complete: this step's plan uses them.)
         self.members_ready()?;
+        // Its end released the role calls of the users who waited for it: they go out in this
+        // step's writes round, so the slice is sized with them (the step's admission counted
+        // them: see `Engine::run`).
+        let carried_now = self.carry.len().div_ceil(self.concurrency()) as u64;
+        if carried_now > carried {
+            bound = bound.min(bound_with(carried_now));
+        }
+        let fits = todo.len() <= bound;
         // The users this step works (by position in `todo`).
         let chosen = if fits {
             vec![true; todo.len()]
