@@ -913,13 +913,23 @@ impl<'a> Engine<'a> {
             .saturating_sub(round.len() + members_share);
         let mut key_slots = Vec::new();
         let mut used = Vec::new();
+        let mut holders = ahead::AheadSlots::default();
         for (i, k) in keys.iter().enumerate() {
             let filters = keyed_filters(&k.ids, &k.addresses);
+            // The page's address check too (see `Engine::add_holders_from_keys`).
+            let check = match i {
+                0 => self.holders_requests(&k.addresses, sync),
+                _ => 0,
+            };
             let need = filters.len() + usize::from(i > 0);
             if need > room {
                 break;
             }
             room -= need;
+            if i == 0 && check <= room {
+                room -= check;
+                holders = self.add_holders_from_keys(&mut round, &k.url, &k.addresses, sync)?;
+            }
             let read = match i {
                 0 => None,
                 _ => Some(round.add(self.graph.request(Method::Get, &k.url, None)?)),
@@ -940,6 +950,7 @@ impl<'a> Engine<'a> {
             self.prefetched.push((next.clone(), p));
         }
         let roles_due_answers = answers.take_all(&due_slots);
+        self.take_ahead(&mut answers, holders);
         for (k, (read, lookups)) in keys.iter().zip(key_slots) {
             if let Some(slot) = read {
                 // The page after it, when the page as read now still links to it.
@@ -962,9 +973,12 @@ impl<'a> Engine<'a> {
                 self.looked_up.insert(k.url.clone());
             }
         }
-        if self.looked_up.contains(next) {
+        if self.looked_up.contains(next) && self.needs_holders(next, sync) {
             // Its look-ups are in: its address check (and the reads ahead of the pages after
-            // it) now, so that its writes can go in the next round.
+            // it) now, so that its writes can go in the next round. (Asked already, or none to
+            // ask: its step's round carries the reads ahead.) What was asked from the keys
+            // missed a candidate: all of them are asked again here, in one round.
+            self.holders_ahead.retain(|(u, _)| u != next);
             let mut round = Round::new();
             let slots = self.add_ahead(&mut round, Some(next), sync)?;
             let mut answers = self.send_round(round);

@@ -118,6 +118,58 @@ impl Engine<'_> {
         Ok(slots)
     }
 
+    /// Adds to `round` Graph's address check for the page at `url` from the look-up keys the
+    /// last call kept (`FullSync::next_keys`), before the page is read again or looked up:
+    /// who holds each of its match addresses in a verified domain (those this run knows; a
+    /// domain the page itself would teach is asked by its step). A superset of the page's
+    /// link candidates (which need the look-ups' answers), so that its writes can go in the
+    /// round after the call's first reads; [`Engine::trust`] keeps only the candidates'
+    /// answers and asks what is missing. None when nothing is to be asked.
+    ///
+    /// Errors: a URL failed the Graph URL check.
+    pub(super) fn add_holders_from_keys(
+        &self,
+        round: &mut Round,
+        url: &str,
+        addresses: &[String],
+        sync: &FullSync,
+    ) -> Result<AheadSlots, Failure> {
+        let domains = self.domains_for(&[], sync);
+        let asked: Vec<Address> = addresses
+            .iter()
+            .filter_map(|a| crate::domain::address::parse(a).ok())
+            .filter(|a| domains.verified(a.domain()))
+            .collect();
+        let mut slots = AheadSlots::default();
+        if !asked.is_empty() {
+            let queries = MailQuery::all(&asked);
+            let reqs = self.graph.get_requests(&MailQuery::urls(&queries))?;
+            slots.holders = Some((url.to_string(), queries, round.add_all(reqs)));
+        }
+        Ok(slots)
+    }
+
+    /// Requests [`Engine::add_holders_from_keys`] would add for `addresses`.
+    pub(super) fn holders_requests(&self, addresses: &[String], sync: &FullSync) -> usize {
+        let mut round = Round::new();
+        self.add_holders_from_keys(&mut round, "", addresses, sync)
+            .map_or(usize::MAX, |_| round.len())
+    }
+
+    /// Whether the page at `url`, read and looked up, still needs Graph's address check: a
+    /// link candidate of it that no answer asked ahead covers.
+    pub(super) fn needs_holders(&self, url: &str, sync: &FullSync) -> bool {
+        let Some(page) = self.prefetched_page(url) else {
+            return true;
+        };
+        let users = page_users(&page.items);
+        let domains = self.domains_for(&users, sync);
+        let asked = self.holders_ahead.iter().find(|(u, _)| u == url);
+        plan::link_candidates(&users, &self.out.dir, &domains)
+            .iter()
+            .any(|a| asked.is_none_or(|(_, h)| !h.contains_key(a.as_str())))
+    }
+
     /// Whether the reads ahead in `round` fit the budget beside `others` requests of the same
     /// round: they must not make it run past the call's budget (at concurrency 1 each is a
     /// round trip of its own). When they do not, the next step reads its page itself.

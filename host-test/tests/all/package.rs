@@ -94,10 +94,12 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     // docs/performance.md was given up for the `url` crate and the security rules of issue 11,
     // and the admin actions, `describe` and scope of issue 16 added 148 KB (see
     // docs/performance.md, "Component size"); group members carried between calls (issue 15,
-    // 2026-12-01) about 14 KB more, within 1.55 MiB.
+    // 2026-12-01) about 14 KB more, within 1.55 MiB; a second step beside the members' read
+    // and the opening round's address check (issue 15, twelfth session) about 5 KB more,
+    // within 1.56 MiB.
     assert!(
-        wasm.len() < (1 << 20) + (1 << 19) + (1 << 19) / 10,
-        "component under 1.55 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 6 / 100,
+        "component under 1.56 MiB: {} bytes",
         wasm.len()
     );
 }

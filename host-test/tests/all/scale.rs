@@ -309,7 +309,7 @@ fn resync_searches(budget_ms: u32) -> (u64, u32) {
 #[test]
 fn a_resync_reads_zenqms_in_proportion_to_the_tenant_whatever_the_number_of_calls() {
     let (one, calls_one) = resync_searches(60_000);
-    let (many, calls_many) = resync_searches(800);
+    let (many, calls_many) = resync_searches(600);
     assert!(
         calls_many >= 3 * calls_one,
         "{calls_one} vs {calls_many} calls"
@@ -630,6 +630,56 @@ fn two_steps_beside_a_read_that_outlasts_the_call_are_named_and_given_their_role
             .unwrap_or_default()
     };
     assert_eq!(counts(&many), counts(&one_page), "the run's counts differ");
+}
+
+/// A call's first page has link candidates (ZenQMS accounts with the users' addresses, not
+/// linked yet): Graph's address check for it goes in the call's first reads, from the keys the
+/// last call kept, instead of a round of its own after the page's look-ups, so the page's
+/// writes go one round sooner in every call. 2,000 users, half of them matched by address, 2 s
+/// calls at concurrency 8. Measured: with the check in a round of its own (51d3e50), 725
+/// rounds in 42 calls; asked with the first reads, 692.
+#[test]
+fn a_calls_first_page_asks_its_address_check_with_its_first_reads() {
+    let n = 2000;
+    let users: Vec<_> = (1..=n).map(entra_user).collect();
+    let groups = json!([
+        {"id": gid(1), "displayName": "QA", "members": (1..=n).map(uid).collect::<Vec<_>>()},
+    ]);
+    let zen: Vec<_> = (1..=n)
+        .step_by(2)
+        .map(|i| {
+            zen_user(
+                &format!("z-m{i}"),
+                &format!("user{i}@contoso.com"),
+                None,
+                &[],
+            )
+        })
+        .collect();
+    let mut s = scenario(
+        users,
+        groups,
+        zen,
+        json!([{"role": "r-qa", "groups": [gid(1)]}]),
+    );
+    s["budget_ms"] = json!(2_000);
+    s["instance"]["config"]["email_match_domains"] = json!("contoso.com");
+    let r = run(s);
+    assert_ok(&r);
+    let linked = r
+        .zenqms
+        .users
+        .iter()
+        .filter(|u| u.external_id.is_some() && u.id.starts_with("z-m"))
+        .count();
+    assert_eq!(linked, 1000, "the matched accounts are linked");
+    let calls = u64::from(r.steps[0].calls);
+    eprintln!("{} rounds in {calls} calls", r.http.rounds);
+    assert!(
+        r.http.rounds + calls / 2 <= 725,
+        "{} rounds in {calls} calls",
+        r.http.rounds
+    );
 }
 
 /// ZenQMS writes failing in a wave of a step that reads the members beside it (a red team's
