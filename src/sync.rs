@@ -425,8 +425,9 @@ impl<'a> Engine<'a> {
         let opened = !std::mem::take(&mut self.paused);
         let concurrency = self.concurrency();
         // Role calls the next step sends first: those carried, and those of the users waiting
-        // for the members' read (it may end within the step and release them).
-        let carry = std::cell::Cell::new(self.roles_pending.len());
+        // for the members' read (it may end within the step and release them: two each at
+        // most, an add and a remove).
+        let carry = std::cell::Cell::new(2 * self.roles_pending.len());
         let result = if !opened {
             Ok(false)
         } else {
@@ -472,7 +473,7 @@ impl<'a> Engine<'a> {
                     })?;
                     counts.add(&self.out.counts);
                     sync.totals.add(&self.out.counts);
-                    carry.set(self.carry.len() + self.roles_pending.len());
+                    carry.set(self.carry.len() + 2 * self.roles_pending.len());
                     Ok::<_, Failure>(if std::mem::take(&mut self.paused) {
                         Step::Paused
                     } else if finished {
@@ -1219,6 +1220,14 @@ impl<'a> Engine<'a> {
             round = Round::new();
             ahead = ahead::AheadSlots::default();
         }
+        // Role calls past the call's rounds (those a members' read ending in this step
+        // released, after a read that took what it took) wait for the next step, or call:
+        // one round is kept for a second write round.
+        let waves = usize::try_from(self.platform.rounds_left().saturating_sub(1)).unwrap_or(0);
+        let room = waves
+            .saturating_mul(self.concurrency())
+            .saturating_sub(round.len() + writes.len());
+        let held = role_calls.split_off(role_calls.len().min(room));
         if page_next.is_some() {
             // Role calls (independent of the next page's plan) that would open a part-empty
             // last wave wait for the next round, which they fill instead.
@@ -1228,6 +1237,7 @@ impl<'a> Engine<'a> {
                 self.carry = role_calls.split_off(role_calls.len() - spare);
             }
         }
+        self.carry.extend(held);
         let dry = self.out.dry_run;
         let (mut write_slots, mut role_slots) = (Vec::new(), Vec::new());
         if !dry {
@@ -2206,9 +2216,17 @@ impl<'a> Engine<'a> {
     /// The run's last step: the role calls still carried (users created by the last user
     /// step) are sent. Every other user's roles were brought in line by its own user step,
     /// and a leaver's by the leaver check.
+    /// Only as many as the call's rounds left carry (one wave at least, so that every call
+    /// moves on): a members' read that ended in this step may have released more (two steps'
+    /// users beside it); the rest are the next step's, or call's.
     fn roles_carried(&mut self) -> Result<bool, Failure> {
-        let calls = std::mem::take(&mut self.carry);
+        let waves = usize::try_from(self.platform.rounds_left().max(1)).unwrap_or(1);
+        let n = waves
+            .saturating_mul(self.concurrency())
+            .min(self.carry.len());
+        let rest = self.carry.split_off(n);
+        let calls = std::mem::replace(&mut self.carry, rest);
         self.out.apply_role_calls(calls)?;
-        Ok(true)
+        Ok(self.carry.is_empty())
     }
 }

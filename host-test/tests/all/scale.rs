@@ -632,6 +632,37 @@ fn two_steps_beside_a_read_that_outlasts_the_call_are_named_and_given_their_role
     assert_eq!(counts(&many), counts(&one_page), "the run's counts differ");
 }
 
+/// Users waiting for a members' read that is not carried between calls (over 600 member ids:
+/// read whole in each call) get their role calls when the read ends, in the step that ended
+/// it; each of these linked users needs two (r-qa added, r-doc taken away). Those calls go out
+/// only as far as the call's rounds allow, the rest in the next step or call, so no call runs
+/// past its budget (a red team's worlds: with two steps beside the read and the release
+/// unbounded, 6 of 8 calls were up to 700 ms over at 700 users, 8 of 10 up to 1,800 ms at 600;
+/// the run's last step sent every role call carried whatever the rounds left: one call of
+/// 51d3e50 200 ms over at 600 users, 1,700 ms with two steps beside the read).
+#[test]
+fn role_calls_released_by_a_members_read_go_out_within_the_budget() {
+    for (n, budget_ms, page_max) in [(700, 9_500, 10), (600, 8_000, 8), (1_500, 10_000, 20)] {
+        let mut s = two_role_world(n, 1);
+        s["budget_ms"] = json!(budget_ms);
+        s["entra"]["page_max"] = json!(page_max);
+        let r = run_unchecked(s);
+        eprintln!(
+            "{n} users: {} calls, {} over budget, worst {} ms",
+            r.steps[0].calls, r.http.calls_over_budget, r.http.worst_overrun_ms
+        );
+        assert_ok(&r);
+        assert_contract(&r);
+        let qa = r
+            .zenqms
+            .users
+            .iter()
+            .filter(|u| u.roles.iter().any(|x| x == "r-qa"))
+            .count();
+        assert_eq!(qa, n as usize, "{n} users: every one has r-qa");
+    }
+}
+
 /// A call's first page has link candidates (ZenQMS accounts with the users' addresses, not
 /// linked yet): Graph's address check for it goes in the call's first reads, from the keys the
 /// last call kept, instead of a round of its own after the page's look-ups, so the page's
