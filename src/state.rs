@@ -748,6 +748,34 @@ impl State {
 mod tests {
     use super::*;
 
+    /// Learned domains as many and as long as `address::learn` keeps.
+    fn full_domains() -> BTreeSet<String> {
+        let mut domains = BTreeSet::new();
+        for i in 0.. {
+            if !crate::domain::address::learn(
+                &mut domains,
+                format!("{i:04}{}.example", "d".repeat(40)),
+            ) {
+                break;
+            }
+        }
+        domains
+    }
+
+    /// The most deferred deactivations a run keeps, with long ids and UPNs and the longest
+    /// reason there is.
+    fn longest_deferred() -> Vec<Deferred> {
+        let guid = |i: usize| format!("{i:08x}-1d2c-4b5a-9e8f-{i:012x}");
+        (0..DEFERRED_MAX)
+            .map(|i| Deferred {
+                zenqms_id: format!("z-{}", "9".repeat(60)),
+                entra_id: guid(i),
+                upn: format!("{}@{}.example", "u".repeat(64), "d".repeat(40)),
+                reason: crate::domain::scope::LEFT_AND_DISABLED.into(),
+            })
+            .collect()
+    }
+
     /// A members' read in part (see `FullSync::members`) as large as a run carries it: GUIDs
     /// up to [`MEMBERS_CARRIED_MAX`], two listings still to read.
     fn members_at_bound() -> CarriedMembers {
@@ -825,15 +853,7 @@ mod tests {
     #[test]
     fn the_state_at_every_bound_at_once_fits_64_kib() {
         let guid = |i: usize| format!("{i:08x}-1d2c-4b5a-9e8f-{i:012x}");
-        let mut domains = BTreeSet::new();
-        for i in 0.. {
-            if !crate::domain::address::learn(
-                &mut domains,
-                format!("{i:04}{}.example", "d".repeat(40)),
-            ) {
-                break;
-            }
-        }
+        let domains = full_domains();
         let mut s = State::parse(None).unwrap();
         s.tenant_id = Some(guid(0));
         s.email_domains = domains.clone();
@@ -856,15 +876,7 @@ mod tests {
             groups: link("groups"),
             issued_at: "2026-11-28T12:00:00Z".parse().unwrap(),
         });
-        let deferred = (0..DEFERRED_MAX)
-            .map(|i| Deferred {
-                zenqms_id: format!("z-{}", "9".repeat(60)),
-                entra_id: guid(i),
-                upn: format!("{}@{}.example", "u".repeat(64), "d".repeat(40)),
-                // The longest reason there is.
-                reason: crate::domain::scope::LEFT_AND_DISABLED.into(),
-            })
-            .collect();
+        let deferred = longest_deferred();
         s.full_sync = Some(FullSync {
             run_id: "sync-20261128T120000Z-queue-overflow".into(),
             started_at: "2026-11-28T12:00:00Z".parse().unwrap(),
@@ -982,24 +994,9 @@ mod tests {
             "the measure is exact"
         );
         // All the call may add.
-        let mut domains = BTreeSet::new();
-        for i in 0.. {
-            if !crate::domain::address::learn(
-                &mut domains,
-                format!("{i:04}{}.example", "d".repeat(40)),
-            ) {
-                break;
-            }
-        }
+        let domains = full_domains();
         f.email_domains = domains;
-        f.deferred = (0..DEFERRED_MAX)
-            .map(|i| Deferred {
-                zenqms_id: format!("z-{}", "9".repeat(60)),
-                entra_id: guid(i),
-                upn: format!("{}@{}.example", "u".repeat(64), "d".repeat(40)),
-                reason: crate::domain::scope::LEFT_AND_DISABLED.into(),
-            })
-            .collect();
+        f.deferred = longest_deferred();
         f.deferred_more = u32::MAX;
         f.deferred_digest = u64::MAX;
         f.batches = u32::MAX;
