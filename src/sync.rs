@@ -36,6 +36,13 @@ const DEACTIVATION_CHUNK: usize = 100;
 /// fewer, the read would seldom end within the call.
 const BESIDE_MORE_ROUNDS: u64 = 3 * budget::MIN_STEP_ROUNDS;
 
+/// The most rounds a members' read may have taken in this call for a step after the first to
+/// go beside it (see [`Engine::beside_more`]). A read still going after them is long (a group
+/// served a few members a page, 70 pages in a red team's world at concurrency 8); a second
+/// step beside it would only double what its end releases in one go (two steps' users' role
+/// calls, after a read that takes what it takes when it is not carried between calls).
+const BESIDE_MORE_READ_ROUNDS: u64 = 3 * budget::MIN_STEP_ROUNDS;
+
 /// The most users whose look-up keys the checkpoint carries for the next call (a page asked
 /// for 100; Graph may serve a few more): about 7 KB of state.
 const KEYS_MAX_USERS: usize = 120;
@@ -252,6 +259,8 @@ pub struct Engine<'a> {
     /// The current step goes beside the members' read though users already wait for their
     /// roles (decided as the step begins: see [`Engine::beside_more`]).
     beside_more: bool,
+    /// The call's rounds left when it began (or resumed) the members' read in its opening.
+    read_from_left: Option<u64>,
     /// Bytes of the state without its full sync, as the call began (see
     /// [`crate::state::State::bytes_with`]); `usize::MAX` (no further step beside the read)
     /// until the caller sets it.
@@ -316,6 +325,7 @@ impl<'a> Engine<'a> {
             members_read: None,
             roles_pending: Vec::new(),
             beside_more: false,
+            read_from_left: None,
             state_rest_bytes: usize::MAX,
             carried_in_step: Vec::new(),
             paused: false,
@@ -722,6 +732,9 @@ impl<'a> Engine<'a> {
     /// - the run is at a user page, and this is a real run (a dry run's pretended accounts
     ///   are not found by the next call: it keeps to one step beside the read);
     /// - at most one step's users wait ([`USER_PAGE`]), so at most two steps' do after it;
+    /// - the read began in this call's opening at most [`BESIDE_MORE_READ_ROUNDS`] ago, or
+    ///   still fits the checkpoint (a long read that would end "whatever it takes" would
+    ///   release two steps' role calls at once);
     /// - the call has [`BESIDE_MORE_ROUNDS`] left after the role calls the read's end may
     ///   release (two for each user waiting or worked by the step: an add and a remove), so
     ///   the read most likely ends within the call;
@@ -732,6 +745,10 @@ impl<'a> Engine<'a> {
             || self.roles_pending.is_empty()
             || self.roles_pending.len() + self.carry.len() > USER_PAGE as usize
             || !matches!(sync.phase, Phase::Users { .. })
+            || !(self.read_carried_so_far()
+                || self.read_from_left.is_some_and(|from| {
+                    from.saturating_sub(self.platform.rounds_left()) <= BESIDE_MORE_READ_ROUNDS
+                }))
         {
             return false;
         }
@@ -741,6 +758,39 @@ impl<'a> Engine<'a> {
             BESIDE_MORE_ROUNDS + released.div_ceil(self.concurrency()) as u64,
         ) && crate::state::State::bytes_with(self.state_rest_bytes, sync)
             <= crate::state::BESIDE_MORE_STATE_MAX
+    }
+
+    /// Whether the members' read, as far as it got, still fits the checkpoint: one that goes on
+    /// fitting pauses at the call's end instead of reading on past it (see
+    /// [`carried::read_within`]).
+    fn read_carried_so_far(&self) -> bool {
+        self.members_carried_ok
+            && self
+                .members_read
+                .as_ref()
+                .is_some_and(|l| l.carried_bytes() <= crate::state::MEMBERS_CARRIED_MAX)
+    }
+
+    /// When the role calls carried (those a members' read that ended at this step's start
+    /// released: up to two steps' users' after a read that took what it took, when it is not
+    /// carried between calls) do not fit the rounds left beside a user slice: they go out as
+    /// far as the rounds left carry (a wave at least, so that every call moves on), the rest
+    /// wait for the next call (`roles_due`), and the step works no user, so that what waits
+    /// never grows. True when it did so.
+    ///
+    /// Errors: a role call failed (its user is due again: see `Engine::run`).
+    fn role_calls_only(&mut self) -> Result<bool, Failure> {
+        let c = self.concurrency();
+        let fit = usize::try_from(self.platform.rounds_left().saturating_sub(1))
+            .unwrap_or(usize::MAX)
+            .saturating_mul(c);
+        if self.carry.len() <= fit {
+            return Ok(false);
+        }
+        let rest = self.carry.split_off(fit.max(c).min(self.carry.len()));
+        let calls = std::mem::replace(&mut self.carry, rest);
+        self.out.apply_role_calls(calls)?;
+        Ok(true)
     }
 
     /// The places in each wave the members' read beside the step takes (0 when it is not).
@@ -876,6 +926,7 @@ impl<'a> Engine<'a> {
         if self.members_read.is_none() {
             self.members_read = Some(Graph::members_listings(&groups));
         }
+        self.read_from_left = Some(self.platform.rounds_left());
         let mut round = Round::new();
         let page_slot = if self.prefetched.iter().any(|(u, _)| u == next) {
             None
@@ -1074,6 +1125,11 @@ impl<'a> Engine<'a> {
         if !self.config.read_groups().is_empty() && share == 0 && !self.members_within_budget()? {
             return Ok(PageEnd::Paused);
         }
+        if share == 0 && self.role_calls_only()? {
+            // The page is worked by a later step.
+            self.prefetched.insert(0, (url.to_string(), page));
+            return Ok(PageEnd::Paused);
+        }
         // The role calls carried from the last step go out in this step's writes round too.
         let carried = self.carry.len().div_ceil(self.concurrency()) as u64;
         let min = (self.concurrency() / 2).max(1);
@@ -1220,14 +1276,6 @@ impl<'a> Engine<'a> {
             round = Round::new();
             ahead = ahead::AheadSlots::default();
         }
-        // Role calls past the call's rounds (those a members' read ending in this step
-        // released, after a read that took what it took) wait for the next step, or call:
-        // one round is kept for a second write round.
-        let waves = usize::try_from(self.platform.rounds_left().saturating_sub(1)).unwrap_or(0);
-        let room = waves
-            .saturating_mul(self.concurrency())
-            .saturating_sub(round.len() + writes.len());
-        let held = role_calls.split_off(role_calls.len().min(room));
         if page_next.is_some() {
             // Role calls (independent of the next page's plan) that would open a part-empty
             // last wave wait for the next round, which they fill instead.
@@ -1237,7 +1285,6 @@ impl<'a> Engine<'a> {
                 self.carry = role_calls.split_off(role_calls.len() - spare);
             }
         }
-        self.carry.extend(held);
         let dry = self.out.dry_run;
         let (mut write_slots, mut role_slots) = (Vec::new(), Vec::new());
         if !dry {
