@@ -63,6 +63,12 @@ pub trait Network: Send + 'static {
     fn clocks(&self) -> Option<crate::sim::clock::VirtualClock> {
         None
     }
+    /// The seed of the guest's `wasi:random` for the next call, when it is not the operating
+    /// system's: a simulated world gives a seeded sequence so that a run repeats exactly
+    /// (the component's retry jitter draws from it).
+    fn random_seed(&mut self) -> Option<u64> {
+        None
+    }
     /// A log line the component wrote, and its fields in the order written (a live host
     /// prints it).
     fn logged(&mut self, _line: &LogLine, _fields: &[(String, String)]) {}
@@ -104,6 +110,10 @@ impl Network for World {
 
     fn clocks(&self) -> Option<crate::sim::clock::VirtualClock> {
         Some(self.clock.clone())
+    }
+
+    fn random_seed(&mut self) -> Option<u64> {
+        Some(self.next_random_seed())
     }
 
     fn call_ended(&mut self, cpu: Duration, peak_memory: usize) {
@@ -377,14 +387,18 @@ impl<N: Network> Runtime<N> {
     /// call and comes back with the call's log lines, whatever the outcome.
     pub fn call<R>(
         &self,
-        net: N,
+        mut net: N,
         f: impl FnOnce(&Integration, &mut Store<CallState<N>>) -> wasmtime::Result<R>,
     ) -> (N, Vec<LogLine>, Result<R>) {
-        // No preopens, no environment, no args, no network: the clocks are the network's
-        // (virtual in the simulator) or the real ones.
+        // No preopens, no environment, no args, no network: the clocks and the random source
+        // are the network's (virtual and seeded in the simulator) or the real ones.
         let mut builder = WasiCtxBuilder::new();
         if let Some(clock) = net.clocks() {
             builder.wall_clock(clock.clone()).monotonic_clock(clock);
+        }
+        if let Some(seed) = net.random_seed() {
+            use rand::SeedableRng;
+            builder.secure_random(rand::rngs::StdRng::seed_from_u64(seed));
         }
         builder
             .allow_ip_name_lookup(false)

@@ -40,6 +40,13 @@ pub enum Fault {
     Timeout { processed: bool },
 }
 
+/// splitmix64's output function: a well-spread 64-bit value from a counter.
+pub fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The seeded generator and its settings.
 #[derive(Debug, Clone)]
 pub struct Faults {
@@ -60,10 +67,13 @@ impl Faults {
     /// splitmix64: small, fast, and the same sequence for the same seed everywhere.
     fn next(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.state)
+    }
+
+    /// The scenario's seed (the base of the guest's seeded random source too: see
+    /// `World::next_random_seed`).
+    pub fn seed(&self) -> u64 {
+        self.spec.seed
     }
 
     fn chance(&mut self) -> f64 {

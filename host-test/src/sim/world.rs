@@ -88,6 +88,8 @@ pub struct World {
     pub rewrite_next_links: Option<String>,
     /// The scenario's `serve_links` step: links every Graph answer carries instead of its own.
     pub served_links: crate::sim::seed::ServeLinks,
+    /// Calls given a seed of the guest's random source so far (see [`World::next_random_seed`]).
+    random_seeds: u64,
 }
 
 /// A canned failure (`fail_writes`, `fail_token`): the next `left` requests it applies to answer
@@ -218,7 +220,19 @@ impl World {
             faults: seed.faults.clone().map(Faults::new),
             rewrite_next_links: None,
             served_links: Default::default(),
+            random_seeds: 0,
         }
+    }
+
+    /// The seed of the guest's `wasi:random` for its next call: the n-th call of a world gets
+    /// the same seed in every run (from the scenario's `faults.seed`, 0 without faults), so a
+    /// replay with injected faults — whose retries wait a random share of their backoff —
+    /// repeats exactly. The component cannot tell: each call still draws an unpredictable-looking
+    /// sequence, and a live run (`run`, `serve` against real services) keeps the system's.
+    pub fn next_random_seed(&mut self) -> u64 {
+        self.random_seeds += 1;
+        let base = self.faults.as_ref().map_or(0, Faults::seed);
+        crate::sim::faults::mix(base ^ crate::sim::faults::mix(self.random_seeds))
     }
 
     /// A world with no services (every request denied), for a second instance that only
