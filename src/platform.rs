@@ -127,10 +127,25 @@ pub trait Platform {
     /// [`crate::clients::retry::Resilient`]) scrub it ([`Platform::scrub`]) and then escape and cap the
     /// message and every field ([`crate::log::escape`]).
     fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]);
+    /// Writes one log line that was already scrubbed with this platform's
+    /// [`Platform::scrub`] and escaped ([`crate::log::sanitize`]): what
+    /// [`crate::clients::retry::Resilient`] hands on. A platform that sanitizes in
+    /// [`Platform::log`] (the WIT glue) need not do it again: a second pass changed nothing but
+    /// cost the component about a tenth of its CPU (every write logs a line of several
+    /// fields). The default is [`Platform::log`].
+    fn log_sanitized(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
+        self.log(level, message, fields);
+    }
     /// Registers a secret of this call (a configured credential, an access token issued in the
     /// call): from now on [`Platform::scrub`] removes it. Platforms that keep no secrets ignore
     /// it; wrappers pass it on to the platform they wrap.
     fn add_secret(&self, _secret: &str) {}
+    /// Whether this platform keeps the secrets [`Platform::add_secret`] registers (its
+    /// [`Platform::scrub`] removes them). A wrapper that passes every secret on to such a
+    /// platform can leave the scrubbing to it instead of doing it twice.
+    fn keeps_secrets(&self) -> bool {
+        false
+    }
     /// `text` with every registered secret replaced by [`crate::log::redact::REDACTED`]. Every log
     /// line, failure message and summary goes through it before it leaves the component.
     fn scrub(&self, text: &str) -> String {

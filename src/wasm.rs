@@ -94,13 +94,20 @@ impl Platform for Host {
 
     fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
         let (message, fields) = crate::log::sanitize(self, message, fields);
-        let level = match level {
-            Level::Debug => wit_log::Level::Debug,
-            Level::Info => wit_log::Level::Info,
-            Level::Warn => wit_log::Level::Warn,
-            Level::Error => wit_log::Level::Error,
-        };
-        wit_log::write(level, &message, &fields);
+        write_log(level, &message, &fields);
+    }
+
+    fn log_sanitized(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
+        // Scrubbed with this platform's secrets and escaped already (`Resilient::log`).
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        write_log(level, message, &fields);
+    }
+
+    fn keeps_secrets(&self) -> bool {
+        true
     }
 
     fn add_secret(&self, secret: &str) {
@@ -126,6 +133,17 @@ impl Platform for Host {
     fn wait(&self, ms: u32) {
         wit_http::wait(ms);
     }
+}
+
+/// Hands a sanitized line to the platform's log.
+fn write_log(level: Level, message: &str, fields: &[(String, String)]) {
+    let level = match level {
+        Level::Debug => wit_log::Level::Debug,
+        Level::Info => wit_log::Level::Info,
+        Level::Warn => wit_log::Level::Warn,
+        Level::Error => wit_log::Level::Error,
+    };
+    wit_log::write(level, message, fields);
 }
 
 fn instance(i: Instance) -> handlers::Instance {

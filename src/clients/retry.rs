@@ -259,7 +259,8 @@ impl Platform for Resilient<'_> {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        self.inner.log(level, &message, &fields);
+        // Scrubbed with `self.scrub`, which is the inner platform's when it keeps secrets.
+        self.inner.log_sanitized(level, &message, &fields);
     }
 
     fn add_secret(&self, secret: &str) {
@@ -267,8 +268,18 @@ impl Platform for Resilient<'_> {
         self.inner.add_secret(secret);
     }
 
+    fn keeps_secrets(&self) -> bool {
+        true
+    }
+
     fn scrub(&self, text: &str) -> String {
-        self.inner.scrub(&self.secrets.scrub(text))
+        // Every secret registered here was passed on: a platform that keeps them scrubs them
+        // all (and any it was given before this wrapper existed), once.
+        if self.inner.keeps_secrets() {
+            self.inner.scrub(text)
+        } else {
+            self.inner.scrub(&self.secrets.scrub(text))
+        }
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -488,6 +499,70 @@ mod tests {
         assert!(line.ends_with("…[+3990 chars]"), "{line}");
         assert!(!line.contains('\n'));
         assert_eq!(r.scrub("a client~secret b"), "a [redacted] b");
+    }
+
+    /// A platform that keeps secrets (the WIT glue): it scrubs them, and takes lines that are
+    /// sanitized already without doing it again.
+    #[derive(Default)]
+    struct Keeper {
+        secrets: crate::log::redact::Secrets,
+        scrubs: Cell<u32>,
+        lines: RefCell<Vec<(bool, String)>>,
+    }
+
+    impl Platform for Keeper {
+        fn send(&self, _: Request) -> HttpResult {
+            Err(HttpError::Denied("offline".into()))
+        }
+        fn send_all(&self, reqs: Vec<Request>) -> Vec<HttpResult> {
+            reqs.into_iter().map(|r| self.send(r)).collect()
+        }
+        fn log(&self, _: Level, message: &str, _: &[(&str, &str)]) {
+            self.lines.borrow_mut().push((false, message.to_string()));
+        }
+        fn log_sanitized(&self, _: Level, message: &str, _: &[(&str, &str)]) {
+            self.lines.borrow_mut().push((true, message.to_string()));
+        }
+        fn add_secret(&self, secret: &str) {
+            self.secrets.add(secret);
+        }
+        fn keeps_secrets(&self) -> bool {
+            true
+        }
+        fn scrub(&self, text: &str) -> String {
+            self.scrubs.set(self.scrubs.get() + 1);
+            self.secrets.scrub(text)
+        }
+        fn now(&self) -> DateTime<Utc> {
+            DateTime::UNIX_EPOCH
+        }
+        fn elapsed_ms(&self) -> u64 {
+            0
+        }
+        fn random_bytes(&self, n: usize) -> Vec<u8> {
+            vec![0; n]
+        }
+        fn wait(&self, _: u32) {}
+    }
+
+    #[test]
+    fn a_line_is_scrubbed_once_by_a_platform_that_keeps_the_secrets_and_handed_on_sanitized() {
+        let keeper = Keeper::default();
+        // A secret the platform was given before the wrapper existed is scrubbed too.
+        keeper.add_secret("early-secret");
+        let r = Resilient::new(&keeper, 1_000);
+        r.add_secret("zq-api-token-4711");
+        r.log(
+            Level::Info,
+            "zq-api-token-4711 and early-secret\nforged",
+            &[("k", "v")],
+        );
+        assert_eq!(
+            *keeper.lines.borrow(),
+            vec![(true, "[redacted] and [redacted]\\nforged".to_string())]
+        );
+        // The message and the field's key and value: one scrub each.
+        assert_eq!(keeper.scrubs.get(), 3);
     }
 
     #[test]
