@@ -151,8 +151,17 @@ mod cli {
         let argv: Vec<String> = std::env::args().skip(2).collect();
         let command = format!("host-test bench {}", argv.join(" "));
         println!(
-            "Benchmark: {} users, {} groups; wasm and native runs of each phase",
-            params.users, params.groups
+            "Benchmark: {} users, {} groups; wasm and native runs of each phase{}",
+            params.users,
+            params.groups,
+            if params.repeats > 1 {
+                format!(
+                    "; {} runs, CPU the least of each phase's (the lines below are the first run's)",
+                    params.repeats
+                )
+            } else {
+                String::new()
+            }
         );
         let report = host_test::bench::run(&params, command.trim(), |line| println!("{line}"))?;
         print!("{}", host_test::bench::table::render(&report));

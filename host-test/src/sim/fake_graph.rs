@@ -46,6 +46,7 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 mod token;
+mod user_index;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -90,6 +91,9 @@ pub struct FakeGraph {
     clock: Option<DateTime<Utc>>,
     /// `entra.page_max`: the most objects on one page of a listing, whatever `$top` asks.
     page_max: Option<usize>,
+    /// `users` by id, UPN and mail, built when first needed and dropped when a user changes
+    /// (see `user_index.rs`).
+    user_index: std::cell::OnceCell<user_index::UserIndex>,
 }
 
 struct Group {
@@ -154,7 +158,14 @@ impl FakeGraph {
             seq: 0,
             changes: Vec::new(),
             clock: None,
+            user_index: Default::default(),
         }
+    }
+
+    /// The look-ups of `users` (see `user_index.rs`).
+    fn user_index(&self) -> &user_index::UserIndex {
+        self.user_index
+            .get_or_init(|| user_index::UserIndex::new(&self.users))
     }
 
     /// Sets the virtual time stamped on the changes the mutation methods record. `handle` also
@@ -211,6 +222,7 @@ impl FakeGraph {
         if self.groups.contains_key(&id) || self.objects.contains_key(&id) {
             bail!("{id:?} is the id of a group or another directory object");
         }
+        self.user_index.take();
         match self.users.insert(id.clone(), user) {
             Some(old) => {
                 let changed = delta::changed_props(&old, &self.users[&id]);
@@ -242,6 +254,7 @@ impl FakeGraph {
     /// its (hidden) group memberships, so the group delta shows nothing (see the module docs).
     /// Records a "deleted" change (`@removed: changed` in the users delta).
     pub fn delete_user(&mut self, id: &str) -> Result<()> {
+        self.user_index.take();
         let Some(user) = self.users.remove(id) else {
             bail!("cannot delete user {id:?}: no such live user");
         };
@@ -255,6 +268,7 @@ impl FakeGraph {
     /// does once a user is permanently deleted), the users delta reports it
     /// `@removed: {"reason": "deleted"}`, and its id can never be used again.
     pub fn purge_user(&mut self, id: &str) -> Result<()> {
+        self.user_index.take();
         if self.users.remove(id).is_none() && self.deleted_users.remove(id).is_none() {
             bail!("cannot purge user {id:?}: no such live or soft-deleted user");
         }

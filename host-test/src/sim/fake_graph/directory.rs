@@ -372,13 +372,26 @@ impl FakeGraph {
             .map(|t| decode_skiptoken(t, "users"))
             .transpose()?;
         let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        let items = self
-            .users
-            .range::<str, _>((from, Bound::Unbounded))
-            .filter(|(_, u)| filter.as_ref().is_none_or(|f| f.matches(u)))
-            .take(q.top.unwrap_or(100).saturating_add(1))
-            .map(|(id, u)| (id.clone(), render(u, Kind::User, &sel)))
-            .collect();
+        let take = q.top.unwrap_or(100).saturating_add(1);
+        let render_all = |users: &mut dyn Iterator<Item = (&String, &Map<String, Value>)>| {
+            users
+                .filter(|(_, u)| filter.as_ref().is_none_or(|f| f.matches(u)))
+                .take(take)
+                .map(|(id, u)| (id.clone(), render(u, Kind::User, &sel)))
+                .collect()
+        };
+        let items = match &filter {
+            // The users the filter may match, by the index, in the same order as the scan.
+            Some(f) => {
+                let ids = self.user_index().candidates(f);
+                render_all(
+                    &mut ids
+                        .range::<str, _>((from, Bound::Unbounded))
+                        .filter_map(|id| self.users.get_key_value(id)),
+                )
+            }
+            None => render_all(&mut self.users.range::<str, _>((from, Bound::Unbounded))),
+        };
         let page = paginate(items, url, &q, "users")?;
         Ok(collection(
             &format!("users{}", sel.context_suffix()),
@@ -595,12 +608,8 @@ impl FakeGraph {
 
     /// A user by id or userPrincipalName, case-insensitively.
     pub(super) fn find_user(&self, key: &str) -> Option<(&String, &Map<String, Value>)> {
-        self.users.iter().find(|(id, u)| {
-            id.eq_ignore_ascii_case(key)
-                || u.get("userPrincipalName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|upn| upn.eq_ignore_ascii_case(key))
-        })
+        let id = self.user_index().find(key)?;
+        self.users.get_key_value(id)
     }
 
     pub(super) fn find_group(&self, key: &str) -> Option<&String> {

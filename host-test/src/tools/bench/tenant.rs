@@ -34,6 +34,9 @@ pub struct Params {
     pub budget_ms: u32,
     /// Which Entra users ZenQMS already holds linked.
     pub linked: Linked,
+    /// How many times the whole benchmark runs (at least 1): each phase's CPU figures are the
+    /// least of its runs, wasm and native each; every count must repeat exactly.
+    pub repeats: u32,
 }
 
 /// Which Entra users the generated ZenQMS already holds, linked by external_id.
@@ -56,6 +59,7 @@ impl Default for Params {
             concurrency: 8,
             budget_ms: 20_000,
             linked: Linked::Tenth,
+            repeats: 1,
         }
     }
 }
