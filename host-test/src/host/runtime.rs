@@ -64,8 +64,8 @@ pub trait Network: Send + 'static {
         None
     }
     /// The seed of the guest's `wasi:random` for the next call, when it is not the operating
-    /// system's: a simulated world gives a seeded sequence so that a run repeats exactly
-    /// (the component's retry jitter draws from it).
+    /// system's: a simulated world with injected faults gives a seeded sequence so that a run
+    /// repeats exactly (the component's retry jitter draws from it).
     fn random_seed(&mut self) -> Option<u64> {
         None
     }
@@ -113,7 +113,7 @@ impl Network for World {
     }
 
     fn random_seed(&mut self) -> Option<u64> {
-        Some(self.next_random_seed())
+        self.next_random_seed()
     }
 
     fn call_ended(&mut self, cpu: Duration, peak_memory: usize) {

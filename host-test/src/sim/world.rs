@@ -224,15 +224,17 @@ impl World {
         }
     }
 
-    /// The seed of the guest's `wasi:random` for its next call: the n-th call of a world gets
-    /// the same seed in every run (from the scenario's `faults.seed`, 0 without faults), so a
-    /// replay with injected faults — whose retries wait a random share of their backoff —
-    /// repeats exactly. The component cannot tell: each call still draws an unpredictable-looking
-    /// sequence, and a live run (`run`, `serve` against real services) keeps the system's.
-    pub fn next_random_seed(&mut self) -> u64 {
+    /// The seed of the guest's `wasi:random` for its next call, in a world with `faults`: the
+    /// n-th call gets the same seed in every run (from `faults.seed`), so a replay with injected
+    /// faults — whose retries wait a random share of their backoff — repeats exactly. `None`
+    /// otherwise: the system's randomness, so that nothing the component draws (a
+    /// subscription's clientState) can be known to a scenario before it runs.
+    pub fn next_random_seed(&mut self) -> Option<u64> {
+        let base = self.faults.as_ref()?.seed();
         self.random_seeds += 1;
-        let base = self.faults.as_ref().map_or(0, Faults::seed);
-        crate::sim::faults::mix(base ^ crate::sim::faults::mix(self.random_seeds))
+        Some(crate::sim::faults::mix(
+            base ^ crate::sim::faults::mix(self.random_seeds),
+        ))
     }
 
     /// A world with no services (every request denied), for a second instance that only

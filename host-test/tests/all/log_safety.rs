@@ -246,3 +246,69 @@ fn a_secret_pasted_into_another_key_is_not_echoed() {
     let text = serde_json::to_string(&report).unwrap();
     assert!(!text.contains(SECRET) && !text.contains(API_TOKEN), "{err}");
 }
+
+/// A secret can hold a backslash sequence (`\t`, `\n`, `\u{1b}`, in any case); a service that
+/// echoed it into JSON unescaped sends a real TAB or line feed there, which the escaper shows
+/// as the secret's own characters. Such text is scrubbed again after escaping, in log lines and
+/// in failure messages. And a secret completed by the redaction marker's own characters (an
+/// old Azure secret beginning `d]`, echoed right after the API token) is scrubbed too.
+#[test]
+fn a_secret_that_escaping_or_the_marker_completes_leaks_nothing() {
+    let cases: [(&str, &str, &str); 4] = [
+        // (client secret, API token, what ZenQMS and the token endpoint echo)
+        ("client\\tsecret~Zx9\\rtest", "zq-api\\ttoken\\n4711", "raw"),
+        ("Cs\\u{1b}Zx9-old~secret", "zq-API\\Ttoken-4711", "raw"),
+        ("d]Kx9-old-style-secret", "zq-tok-4711", "cascade"),
+        ("abc\\nsecret~Zx9-q", "zq-tok\\t\\t4711", "raw"),
+    ];
+    for (secret, token, how) in cases {
+        // A backslash sequence as a service that did not escape it sends it: the character.
+        let raw = |s: &str| {
+            s.replace("\\t", "\t")
+                .replace("\\T", "\t")
+                .replace("\\n", "\n")
+                .replace("\\r", "\r")
+                .replace("\\u{1b}", "\u{1b}")
+        };
+        let echoed = if how == "cascade" {
+            format!("{token}{}", &secret[2..])
+        } else {
+            raw(token)
+        };
+        let mut s = scenario(vec![entra_user(1)], json!([]), vec![], json!([]));
+        s["instance"]["config"]["entra_client_secret"] = json!(secret);
+        s["entra"]["client_secret"] = json!(secret);
+        s["instance"]["config"]["zenqms_api_token"] = json!(token);
+        s["zenqms"]["api_token"] = json!(token);
+        let zen_body = json!({"error": {"code": "invalid_request",
+            "message": format!("token {echoed} is not allowed")}});
+        let token_body = json!({"error": "invalid_client",
+            "error_description": format!("AADSTS7000215: Invalid client secret provided: {}. Trace ID: 1", raw(secret))});
+        s["steps"] = json!([
+            {"zenqms": {"fail_writes": {"status": 400, "count": 2, "body": zen_body}}},
+            {"deploy": {}},
+            {"entra": {"fail_token": {"status": 401, "count": 1, "body": token_body}}},
+            {"deploy": {}},
+        ]);
+        let mut r = runner(&s);
+        let records = r.run_steps(|_| {});
+        let states = r.state_history.clone();
+        let report = finish(r, records);
+        assert_no_secret(&states, &report, &[secret, token]);
+        // Nor in any ASCII case.
+        let text = serde_json::to_string(&report).unwrap().to_ascii_lowercase();
+        for x in [secret, token] {
+            // As the report's JSON writes it (a backslash doubled).
+            let json_form = serde_json::to_string(&x.to_ascii_lowercase()).unwrap();
+            assert!(
+                !text.contains(json_form.trim_matches('"')),
+                "{x} leaked: {text}"
+            );
+        }
+        assert!(
+            text.contains("[redacted]"),
+            "{how}: nothing was scrubbed: {text}"
+        );
+        assert_displayable(&report);
+    }
+}
