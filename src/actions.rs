@@ -95,7 +95,7 @@ fn run(
     if let Value::Object(m) = &mut result {
         m.insert("action".into(), json!(name));
     }
-    escape_strings(&mut result);
+    escape_strings(p, &mut result);
     let mut reply = Reply::done(format!("action {name}: {summary}"));
     reply.result = Some(result.to_string());
     // Work an action started (a released full sync) continues on resume.
@@ -103,14 +103,20 @@ fn run(
     Ok(reply)
 }
 
-/// Escapes every string of a result as log values are (control and bidi characters shown as
-/// escapes, length capped): display names and other values from outside reach an admin's
-/// screen through it, and no platform is trusted to escape them.
-fn escape_strings(v: &mut Value) {
+/// Scrubs and escapes every string of a result as log values are ([`crate::log::clean`]:
+/// secrets scrubbed first, control and bidi characters shown as escapes, length capped):
+/// display names, upstream error texts and other values from outside reach an admin's screen
+/// through it, and no platform is trusted to escape them. (Escaping first would hide a secret
+/// holding a control character behind its escape.)
+fn escape_strings(p: &dyn Platform, v: &mut Value) {
     match v {
-        Value::String(s) => *s = crate::log::escape::escape(s, crate::log::escape::FIELD_CAP),
-        Value::Array(items) => items.iter_mut().for_each(escape_strings),
-        Value::Object(m) => m.values_mut().for_each(escape_strings),
+        Value::String(s) => {
+            *s = crate::log::clean(p, s, &|t| {
+                crate::log::escape::escape(t, crate::log::escape::FIELD_CAP)
+            });
+        }
+        Value::Array(items) => items.iter_mut().for_each(|x| escape_strings(p, x)),
+        Value::Object(m) => m.values_mut().for_each(|x| escape_strings(p, x)),
         _ => {}
     }
 }

@@ -17,54 +17,37 @@ pub fn sanitize(
     message: &str,
     fields: &[(&str, &str)],
 ) -> (String, Vec<(String, String)>) {
-    let message = clean(p, message, escape::message);
+    let message = clean(p, message, &escape::message);
     let fields = fields
         .iter()
-        .map(|(k, v)| (clean(p, k, escape::key), clean(p, v, escape::field)))
+        .map(|(k, v)| (clean(p, k, &escape::key), clean(p, v, &escape::field)))
         .collect();
     (message, fields)
 }
 
-/// `text` as it may leave the component: scrubbed of `p`'s secrets ([`scrub`]), then escaped
-/// and capped with `escape`. When escaping wrote anything (a control character shown as `\t`
-/// or `\u{1b}`, a cut), the result is scrubbed again, and escaped again if that replaced
-/// anything: an escape can complete a secret that holds a backslash sequence (text with a real
-/// TAB where the secret has `\t`, from a service that echoed it into JSON unescaped).
-pub fn clean(p: &dyn Platform, text: &str, escape: impl Fn(&str) -> String) -> String {
-    let scrubbed = scrub(p, text);
+/// `text` as it may leave the component: scrubbed of `p`'s secrets ([`Platform::scrub`]),
+/// then escaped and capped with `escape`. When escaping wrote anything (a control character
+/// shown as `\t` or `\u{1b}`, a cut ending `…[+N chars]`), what it wrote may complete a
+/// secret (text with a real TAB where the secret has `\t`, from a service that echoed it into
+/// JSON unescaped): the result is scrubbed again and escaped again, and a value that would
+/// still hold a secret after that is withheld whole ([`redact::REDACTED`]). At most three
+/// scrubs and two escapes; one scrub and one escape for a text with nothing to escape.
+pub fn clean(p: &dyn Platform, text: &str, escape: &dyn Fn(&str) -> String) -> String {
+    let scrubbed = p.scrub(text);
     let escaped = escape(&scrubbed);
     if escaped == scrubbed {
         return escaped;
     }
-    let again = scrub(p, &escaped);
+    let again = p.scrub(&escaped);
     if again == escaped {
-        escaped
+        return escaped;
+    }
+    let out = escape(&again);
+    if p.scrub(&out) == out {
+        out
     } else {
-        escape(&again)
+        redact::REDACTED.to_string()
     }
-}
-
-/// The most scrubs [`scrub`] makes of one text: as many as the platform layers made, one each,
-/// before a line was sanitized once.
-pub const SCRUB_PASSES: usize = 3;
-
-/// `text` scrubbed of `p`'s secrets ([`Platform::scrub`]), and scrubbed again while a pass
-/// replaces anything, [`SCRUB_PASSES`] at most: a replacement can complete another secret's
-/// form with the marker's own characters (`[redacte` + `d]Kx9…`, where `d]Kx9…` is a secret).
-/// Bounded, as a secret that is part of the marker (`red`) would be found in every pass. A
-/// text with no secret in it costs one pass.
-pub fn scrub(p: &dyn Platform, text: &str) -> String {
-    let mut out = p.scrub(text);
-    let mut changed = out != text;
-    for _ in 1..SCRUB_PASSES {
-        if !changed {
-            break;
-        }
-        let next = p.scrub(&out);
-        changed = next != out;
-        out = next;
-    }
-    out
 }
 
 /// A thin writer over the platform log.

@@ -159,7 +159,7 @@ fn instance(i: Instance) -> handlers::Instance {
 
 /// A summary or failure message as it leaves the component.
 fn safe(host: &Host, text: &str) -> String {
-    crate::log::clean(host, text, |t| escape::escape(t, escape::OUTCOME_CAP))
+    crate::log::clean(host, text, &|t| escape::escape(t, escape::OUTCOME_CAP))
 }
 
 fn convert(

@@ -4,8 +4,13 @@
 //!
 //! Registered forms of a secret: as it is, percent-encoded (as it travels in the token request's
 //! form body; also with `~` encoded and with `+` for a space, as other encoders write it) and
-//! JSON-escaped (as a JSON error body would echo it). Longer secrets are replaced
-//! first, so a secret that contains another disappears whole.
+//! JSON-escaped (as a JSON error body would echo it). Every occurrence of every form is found
+//! in the text as given (ASCII case ignored), and each stretch of text they cover, overlapping
+//! or touching, becomes one [`REDACTED`]: a secret inside another, or two side by side, go
+//! whole. Text that was already a marker is never searched again (scrubbing twice changes
+//! nothing, and cannot grow a text), and a value in which the markers themselves would
+//! complete a form with the text beside them (`[redacte` + `d]Kx9…`, where `d]Kx9…` is a
+//! secret) is withheld whole.
 
 use std::cell::RefCell;
 
@@ -14,19 +19,20 @@ use crate::platform::url::encode;
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
-/// `haystack` with every match of `needle` replaced by `with`, the matches found in `lower`
-/// (`haystack` lowered) with `needle` lowered. ASCII case changes keep byte offsets, so matches
-/// found in the lowered copy are cut from the original.
-fn replace_lowered(haystack: &str, lower: &str, needle: &str, with: &str) -> String {
-    let mut out = String::with_capacity(haystack.len());
-    let mut at = 0;
-    while let Some(i) = lower[at..].find(needle) {
-        out.push_str(&haystack[at..at + i]);
-        out.push_str(with);
-        at += i + needle.len();
-    }
-    out.push_str(&haystack[at..]);
-    out
+/// Byte ranges where `needle` occurs in `lower` (overlapping occurrences too).
+fn occurrences<'a>(lower: &'a str, needle: &'a str) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let i = from + lower.get(from..)?.find(needle)?;
+        // The next search starts one character on (a needle is whole characters).
+        from = i + lower[i..].chars().next().map_or(1, char::len_utf8);
+        Some((i, i + needle.len()))
+    })
+}
+
+/// Whether `(start, end)` lies within one of `spans`.
+fn inside(spans: &[(usize, usize)], (start, end): (usize, usize)) -> bool {
+    spans.iter().any(|&(a, b)| a <= start && end <= b)
 }
 
 /// The secrets of one call.
@@ -64,29 +70,64 @@ impl Secrets {
         list.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
     }
 
-    /// `text` with every registered secret replaced by [`REDACTED`]. Matching ignores ASCII
-    /// case: percent-encoding's hex digits may be written either way (`%7e`), and an echo may
-    /// have upper-cased the whole value.
+    /// `text` with every registered secret replaced by [`REDACTED`] (see the module docs), or
+    /// [`REDACTED`] alone when the markers would complete a form with the text beside them.
+    /// Matching ignores ASCII case: percent-encoding's hex digits may be written either way
+    /// (`%7e`), and an echo may have upper-cased the whole value. A text in which no form
+    /// occurs costs one search per form and comes back as it was.
     pub fn scrub(&self, text: &str) -> String {
         let list = self.0.borrow();
-        let mut replaced: Option<String> = None;
-        let mut lower = String::new();
-        for (_, needle) in list.iter() {
-            let current = replaced.as_deref().unwrap_or(text);
-            if needle.len() > current.len() {
-                continue;
-            }
-            if lower.is_empty() {
-                lower = current.to_ascii_lowercase();
-            }
-            if !lower.contains(needle.as_str()) {
-                continue;
-            }
-            let next = replace_lowered(current, &lower, needle, REDACTED);
-            lower = next.to_ascii_lowercase();
-            replaced = Some(next);
+        let lower = text.to_ascii_lowercase();
+        let forms: Vec<&str> = list
+            .iter()
+            .map(|(_, f)| f.as_str())
+            .filter(|f| f.len() <= lower.len() && lower.contains(f))
+            .collect();
+        if forms.is_empty() {
+            return text.to_string();
         }
-        replaced.unwrap_or_else(|| text.to_string())
+        let markers: Vec<(usize, usize)> = occurrences(&lower, REDACTED).collect();
+        // Which bytes a form covers (bytes, not ranges: nothing to sort or merge).
+        let mut covered = vec![false; text.len()];
+        let mut any = false;
+        for f in &forms {
+            for r in occurrences(&lower, f).filter(|&r| !inside(&markers, r)) {
+                covered[r.0..r.1].fill(true);
+                any = true;
+            }
+        }
+        if !any {
+            return text.to_string();
+        }
+        // Each run of covered bytes (overlapping or touching occurrences) is one marker; runs
+        // begin and end on character boundaries, as the forms do.
+        let mut out = String::with_capacity(text.len());
+        let mut placed: Vec<(usize, usize)> = Vec::new();
+        let mut at = 0;
+        while at < text.len() {
+            let run = covered[at..]
+                .iter()
+                .position(|&c| c != covered[at])
+                .unwrap_or(text.len() - at);
+            if covered[at] {
+                placed.push((out.len(), out.len() + REDACTED.len()));
+                out.push_str(REDACTED);
+            } else {
+                out.push_str(&text[at..at + run]);
+            }
+            at += run;
+        }
+        // What is left between markers held no form; one across a marker's edge is the
+        // marker's own characters completing it: the value goes whole.
+        let out_lower = out.to_ascii_lowercase();
+        let markers: Vec<(usize, usize)> = occurrences(&out_lower, REDACTED).collect();
+        let completed = list.iter().any(|(_, f)| {
+            occurrences(&out_lower, f).any(|r| !inside(&markers, r) && !inside(&placed, r))
+        });
+        if completed {
+            return REDACTED.to_string();
+        }
+        out
     }
 
     pub fn is_empty(&self) -> bool {
@@ -112,20 +153,43 @@ mod tests {
     }
 
     #[test]
-    fn secrets_that_differ_only_in_case_are_two_forms() {
-        // The second form is looked for again in what the first left, as every form is.
+    fn a_secret_that_is_the_marker_leaves_the_marker() {
         let s = Secrets::default();
         s.add("redacted");
         s.add("REDACTED");
-        assert_eq!(s.scrub("x Redacted y"), "x [[redacted]] y");
+        assert_eq!(s.scrub("x Redacted y"), "x [redacted] y");
+        // Scrubbing twice changes nothing, whatever the secrets.
+        assert_eq!(s.scrub("x [Redacted] y"), "x [Redacted] y");
+        let d = Secrets::default();
+        d.add("d");
+        assert_eq!(d.scrub("ddd x d"), "[redacted] x [redacted]");
+        assert_eq!(d.scrub(&d.scrub("ddd x d")), "[redacted] x [redacted]");
     }
 
     #[test]
-    fn a_secret_inside_another_goes_whole() {
+    fn a_secret_inside_another_and_secrets_side_by_side_go_whole() {
         let s = Secrets::default();
         s.add("abcdef");
         s.add("xxabcdefyy");
         assert_eq!(s.scrub("[xxabcdefyy]"), "[[redacted]]");
+        s.add("zz");
+        assert_eq!(s.scrub("a zzabcdef b"), "a [redacted] b");
+        assert_eq!(s.scrub("a zabcdefzz b"), "a z[redacted] b");
+    }
+
+    #[test]
+    fn a_value_the_markers_would_complete_a_secret_in_is_withheld() {
+        // `[redacte` + `d]Kx9-old` would read as the second secret.
+        let s = Secrets::default();
+        s.add("zq-tok-4711");
+        s.add("d]Kx9-old");
+        assert_eq!(s.scrub("token zq-tok-4711Kx9-old rejected"), REDACTED);
+        // And a text that already holds a marker beside such a tail.
+        assert_eq!(
+            s.scrub("[redacted]Kx9-old zq-tok-4711"),
+            "[redacte[redacted] [redacted]"
+        );
+        assert_eq!(s.scrub("[redacted] zq-tok-4711"), "[redacted] [redacted]");
     }
 
     #[test]

@@ -91,8 +91,8 @@ pub struct FakeGraph {
     clock: Option<DateTime<Utc>>,
     /// `entra.page_max`: the most objects on one page of a listing, whatever `$top` asks.
     page_max: Option<usize>,
-    /// `users` by id, UPN and mail, built when first needed and dropped when a user changes
-    /// (see `user_index.rs`).
+    /// `users` by id, UPN and mail, built when first needed and kept in step with every change
+    /// of a user (see `user_index.rs`).
     user_index: std::cell::OnceCell<user_index::UserIndex>,
 }
 
@@ -222,8 +222,14 @@ impl FakeGraph {
         if self.groups.contains_key(&id) || self.objects.contains_key(&id) {
             bail!("{id:?} is the id of a group or another directory object");
         }
-        self.user_index.take();
-        match self.users.insert(id.clone(), user) {
+        let old = self.users.insert(id.clone(), user);
+        if let Some(index) = self.user_index.get_mut() {
+            if let Some(old) = &old {
+                index.remove(&id, old);
+            }
+            index.add(&id, &self.users[&id]);
+        }
+        match old {
             Some(old) => {
                 let changed = delta::changed_props(&old, &self.users[&id]);
                 if !changed.is_empty() {
@@ -254,10 +260,12 @@ impl FakeGraph {
     /// its (hidden) group memberships, so the group delta shows nothing (see the module docs).
     /// Records a "deleted" change (`@removed: changed` in the users delta).
     pub fn delete_user(&mut self, id: &str) -> Result<()> {
-        self.user_index.take();
         let Some(user) = self.users.remove(id) else {
             bail!("cannot delete user {id:?}: no such live user");
         };
+        if let Some(index) = self.user_index.get_mut() {
+            index.remove(id, &user);
+        }
         self.deleted_users.insert(id.to_string(), user);
         self.record(ChangeKind::UserDeleted(id.to_string()));
         Ok(())
@@ -268,8 +276,11 @@ impl FakeGraph {
     /// does once a user is permanently deleted), the users delta reports it
     /// `@removed: {"reason": "deleted"}`, and its id can never be used again.
     pub fn purge_user(&mut self, id: &str) -> Result<()> {
-        self.user_index.take();
-        if self.users.remove(id).is_none() && self.deleted_users.remove(id).is_none() {
+        let live = self.users.remove(id);
+        if let (Some(index), Some(user)) = (self.user_index.get_mut(), &live) {
+            index.remove(id, user);
+        }
+        if live.is_none() && self.deleted_users.remove(id).is_none() {
             bail!("cannot purge user {id:?}: no such live or soft-deleted user");
         }
         self.purged.insert(id.to_string());

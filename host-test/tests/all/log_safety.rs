@@ -312,3 +312,61 @@ fn a_secret_that_escaping_or_the_marker_completes_leaks_nothing() {
         assert_displayable(&report);
     }
 }
+
+/// The second red team's worlds (fixtures/red-team/secret-*.json): a client secret or API
+/// token echoed by the token endpoint or ZenQMS so that the marker, an escape or the cap
+/// marker would complete it, in log lines, failure messages and an admin action's result. No
+/// form of either secret is left anywhere in the report or the state, in any case.
+#[test]
+fn the_red_teams_secret_echoes_leave_no_form_of_any_secret() {
+    let dir = format!("{}/../fixtures/red-team", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("secret-") && n.ends_with(".json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    for name in files {
+        let s = fixture(&format!("red-team/{name}"));
+        let config = &s["instance"]["config"];
+        let secrets = [
+            config["entra_client_secret"].as_str().unwrap().to_string(),
+            config["zenqms_api_token"].as_str().unwrap().to_string(),
+        ];
+        let mut r = runner(&s);
+        let records = r.run_steps(|_| {});
+        let states = r.state_history.join("\n").to_ascii_lowercase();
+        let report = finish(r, records);
+        let text = serde_json::to_string(&report).unwrap().to_ascii_lowercase();
+        for secret in &secrets {
+            for form in secret_forms(secret) {
+                // As the report's and the state's JSON write it.
+                let json = serde_json::to_string(&form.to_ascii_lowercase()).unwrap();
+                let json = json.trim_matches('"');
+                assert!(
+                    !text.contains(json),
+                    "{name}: {form:?} left in the report: {text}"
+                );
+                assert!(!states.contains(json), "{name}: {form:?} left in the state");
+            }
+        }
+        assert_displayable(&report);
+    }
+}
+
+/// One-letter secrets and a 100,000-letter title made of them
+/// (fixtures/red-team/marker-growth.json): every letter is a secret, and scrubbing a text
+/// twice must not grow it (each pass once turned every letter of the markers the last one
+/// wrote into markers again, until the component ran out of memory).
+#[test]
+fn one_letter_secrets_do_not_grow_a_line_without_bound() {
+    let s = fixture("red-team/marker-growth.json");
+    let mut r = runner(&s);
+    let records = r.run_steps(|_| {});
+    let report = finish(r, records);
+    for step in &report.steps {
+        assert!(step.ok, "step {} failed: {:?}", step.index, step.error);
+    }
+    assert_displayable(&report);
+}

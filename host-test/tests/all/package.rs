@@ -96,10 +96,12 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     // docs/performance.md, "Component size"); group members carried between calls (issue 15,
     // 2026-12-01) about 14 KB more, within 1.55 MiB; a second step beside the members' read
     // and the opening round's address check (issue 15, twelfth session) about 5 KB more,
-    // within 1.56 MiB.
+    // within 1.56 MiB; a scrubber that no marker or escape can complete a secret with, and
+    // admin results scrubbed before they are escaped (two red teams, thirteenth session),
+    // about 3 KB more, within 1.57 MiB.
     assert!(
-        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 6 / 100,
-        "component under 1.56 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 7 / 100,
+        "component under 1.57 MiB: {} bytes",
         wasm.len()
     );
 }

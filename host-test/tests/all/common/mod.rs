@@ -204,3 +204,27 @@ pub fn fixture(path: &str) -> Value {
     let full = format!("{}/../fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap()
 }
+
+/// The forms `Secrets::add` registers for `secret` (as it is, percent-encoded three ways,
+/// JSON-escaped), trimmed, without repeats.
+pub fn secret_forms(secret: &str) -> Vec<String> {
+    let s = secret.trim();
+    if s.is_empty() {
+        return Vec::new();
+    }
+    let json = serde_json::to_string(s).unwrap();
+    let encoded = entra_zenqms::platform::url::encode(s);
+    let mut out: Vec<String> = Vec::new();
+    for f in [
+        s.to_string(),
+        encoded.replace('~', "%7E"),
+        encoded.replace("%20", "+"),
+        encoded.clone(),
+        json.trim_matches('"').to_string(),
+    ] {
+        if !f.is_empty() && !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
+}
