@@ -95,30 +95,12 @@ fn run(
     if let Value::Object(m) = &mut result {
         m.insert("action".into(), json!(name));
     }
-    escape_strings(p, &mut result);
+    // Its strings are scrubbed and escaped as the call ends (`log::clean_strings`).
     let mut reply = Reply::done(format!("action {name}: {summary}"));
     reply.result = Some(result.to_string());
     // Work an action started (a released full sync) continues on resume.
     reply.pending = slot.has_work();
     Ok(reply)
-}
-
-/// Scrubs and escapes every string of a result as log values are ([`crate::log::clean`]:
-/// secrets scrubbed first, control and bidi characters shown as escapes, length capped):
-/// display names, upstream error texts and other values from outside reach an admin's screen
-/// through it, and no platform is trusted to escape them. (Escaping first would hide a secret
-/// holding a control character behind its escape.)
-fn escape_strings(p: &dyn Platform, v: &mut Value) {
-    match v {
-        Value::String(s) => {
-            *s = crate::log::clean(p, s, &|t| {
-                crate::log::escape::escape(t, crate::log::escape::FIELD_CAP)
-            });
-        }
-        Value::Array(items) => items.iter_mut().for_each(|x| escape_strings(p, x)),
-        Value::Object(m) => m.values_mut().for_each(|x| escape_strings(p, x)),
-        _ => {}
-    }
 }
 
 fn parse_config(inst: &Instance) -> Result<Config, Failure> {

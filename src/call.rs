@@ -261,7 +261,7 @@ pub fn run(
             inbox: reply.inbox,
             taken,
             state_revision,
-            result: reply.result.map(|r| resilient.scrub(&r)),
+            result: reply.result.map(|r| clean_result(&resilient, &r)),
         }),
         // A transient failure that ran out of budget with work checkpointed: continue on
         // resume instead of failing.
@@ -333,6 +333,19 @@ pub fn run(
         ),
     }
     result
+}
+
+/// An admin action's result (JSON text) as it may leave the component: every string scrubbed
+/// and escaped ([`crate::log::clean_strings`]). A result that is not JSON (none is) is
+/// withheld rather than cut as text.
+fn clean_result(p: &dyn Platform, text: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(mut v) => {
+            crate::log::clean_strings(p, &mut v);
+            v.to_string()
+        }
+        Err(_) => serde_json::json!({ "error": crate::log::redact::REDACTED }).to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,24 @@ pub fn clean(p: &dyn Platform, text: &str, escape: &dyn Fn(&str) -> String) -> S
     }
 }
 
+/// Every string of `v` (an admin action's result) as [`clean`] makes it, with the cap of a
+/// log value: display names, upstream error texts and other values from outside reach an
+/// admin's screen through it, and no platform is trusted to escape them. String by string,
+/// never the serialized text: a secret's form can appear in JSON only because serializing
+/// doubled a backslash, and cutting it there would leave an escape (`\u007a`) that decodes
+/// into text the scrub never saw, or break the JSON. (Keys are the component's own words.)
+pub fn clean_strings(p: &dyn Platform, v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            *s = clean(p, s, &|t| escape::escape(t, escape::FIELD_CAP));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|x| clean_strings(p, x)),
+        Value::Object(m) => m.values_mut().for_each(|x| clean_strings(p, x)),
+        _ => {}
+    }
+}
+
 /// A thin writer over the platform log.
 #[derive(Clone, Copy)]
 pub struct Log<'a> {

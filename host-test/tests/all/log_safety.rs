@@ -33,6 +33,16 @@ fn assert_displayable(r: &Report) {
         for text in s.summary.iter().chain(&s.error) {
             assert_eq!(raw(text), None, "raw character in {text:?}");
         }
+        // An admin action's result: every string in it.
+        let mut todo: Vec<&Value> = s.result.iter().collect();
+        while let Some(v) = todo.pop() {
+            match v {
+                Value::String(t) => assert_eq!(raw(t), None, "raw character in result {t:?}"),
+                Value::Array(items) => todo.extend(items),
+                Value::Object(m) => todo.extend(m.values()),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -338,20 +348,43 @@ fn the_red_teams_secret_echoes_leave_no_form_of_any_secret() {
         let records = r.run_steps(|_| {});
         let states = r.state_history.join("\n").to_ascii_lowercase();
         let report = finish(r, records);
-        let text = serde_json::to_string(&report).unwrap().to_ascii_lowercase();
+        // Every string the steps carry (log lines and fields, summaries, errors, results),
+        // as text, not as the report's JSON (whose own punctuation a secret may look like).
+        let mut strings: Vec<String> = Vec::new();
+        let steps = serde_json::to_value(&report.steps).unwrap();
+        let mut todo = vec![&steps];
+        while let Some(v) = todo.pop() {
+            match v {
+                Value::String(t) => strings.push(t.to_ascii_lowercase()),
+                Value::Array(items) => todo.extend(items),
+                Value::Object(m) => {
+                    strings.extend(m.keys().map(|k| k.to_ascii_lowercase()));
+                    todo.extend(m.values());
+                }
+                _ => {}
+            }
+        }
         for secret in &secrets {
             for form in secret_forms(secret) {
-                // As the report's and the state's JSON write it.
-                let json = serde_json::to_string(&form.to_ascii_lowercase()).unwrap();
-                let json = json.trim_matches('"');
+                let form = form.to_ascii_lowercase();
+                for t in &strings {
+                    assert!(!t.contains(&form), "{name}: {form:?} left in {t:?}");
+                }
+                let json = serde_json::to_string(&form).unwrap();
                 assert!(
-                    !text.contains(json),
-                    "{name}: {form:?} left in the report: {text}"
+                    !states.contains(json.trim_matches('"')),
+                    "{name}: {form:?} left in the state"
                 );
-                assert!(!states.contains(json), "{name}: {form:?} left in the state");
             }
         }
         assert_displayable(&report);
+        for step in report.steps.iter().filter(|s| s.kind == "action") {
+            assert!(
+                step.result.as_ref().is_none_or(Value::is_object),
+                "{name}: the result is not a JSON object: {:?}",
+                step.result
+            );
+        }
     }
 }
 
