@@ -3,7 +3,8 @@
 //! replaced by [`REDACTED`] in every log line, failure message and summary.
 //!
 //! Registered forms of a secret: as it is, percent-encoded (as it travels in the token request's
-//! form body; also with `~` encoded and with `+` for a space, as other encoders write it) and
+//! form body; also with `~` encoded, with `+` for a space, and both, as other encoders — the
+//! WHATWG form encoding, Java's `URLEncoder` — write it) and
 //! JSON-escaped (as a JSON error body would echo it). Every occurrence of every form is found
 //! in the text as given (ASCII case ignored), and each stretch of text they cover, overlapping
 //! or touching, becomes one [`REDACTED`]: a secret inside another, or two side by side, go
@@ -55,6 +56,7 @@ impl Secrets {
         let encoded = encode(secret);
         let forms = [
             secret.to_string(),
+            encoded.replace('~', "%7E").replace("%20", "+"),
             encoded.replace('~', "%7E"),
             encoded.replace("%20", "+"),
             encoded,
@@ -194,6 +196,15 @@ mod tests {
             "[redacte[redacted] [redacted]"
         );
         assert_eq!(s.scrub("[redacted] zq-tok-4711"), "[redacted] [redacted]");
+    }
+
+    #[test]
+    fn the_form_encoding_of_a_secret_with_a_tilde_and_a_space_is_scrubbed() {
+        // `~` as `%7E` and a space as `+`: URLSearchParams and Java's URLEncoder.
+        let s = Secrets::default();
+        s.add("Kx9~old style-secret");
+        let out = s.scrub("provided: Kx9%7Eold+style-secret. Trace ID: 1");
+        assert_eq!(out, "provided: [redacted]. Trace ID: 1");
     }
 
     #[test]

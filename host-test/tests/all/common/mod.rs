@@ -205,7 +205,7 @@ pub fn fixture(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap()
 }
 
-/// The forms `Secrets::add` registers for `secret` (as it is, percent-encoded three ways,
+/// The forms `Secrets::add` registers for `secret` (as it is, percent-encoded four ways,
 /// JSON-escaped), trimmed, without repeats.
 pub fn secret_forms(secret: &str) -> Vec<String> {
     let s = secret.trim();
@@ -217,6 +217,7 @@ pub fn secret_forms(secret: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for f in [
         s.to_string(),
+        encoded.replace('~', "%7E").replace("%20", "+"),
         encoded.replace('~', "%7E"),
         encoded.replace("%20", "+"),
         encoded.clone(),
