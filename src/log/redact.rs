@@ -108,7 +108,6 @@ impl Secrets {
         // Each run of covered bytes (overlapping or touching occurrences) is one marker; runs
         // begin and end on character boundaries, as the forms do.
         let mut out = String::with_capacity(text.len());
-        let mut placed: Vec<(usize, usize)> = Vec::new();
         let mut at = 0;
         while at < text.len() {
             let run = covered[at..]
@@ -116,20 +115,20 @@ impl Secrets {
                 .position(|&c| c != covered[at])
                 .unwrap_or(text.len() - at);
             if covered[at] {
-                placed.push((out.len(), out.len() + REDACTED.len()));
                 out.push_str(REDACTED);
             } else {
                 out.push_str(&text[at..at + run]);
             }
             at += run;
         }
-        // What is left between markers held no form; one across a marker's edge is the
-        // marker's own characters completing it: the value goes whole.
+        // What is left between markers held no form; one across a marker's edge (the markers
+        // placed here and those the text held) is a marker's own characters completing it:
+        // the value goes whole.
         let out_lower = out.to_ascii_lowercase();
         let markers: Vec<(usize, usize)> = occurrences(&out_lower, REDACTED).collect();
-        let completed = list.iter().any(|(_, f)| {
-            occurrences(&out_lower, f).any(|r| !inside(&markers, r) && !inside(&placed, r))
-        });
+        let completed = list
+            .iter()
+            .any(|(_, f)| occurrences(&out_lower, f).any(|r| !inside(&markers, r)));
         if completed {
             return REDACTED.to_string();
         }
