@@ -130,9 +130,10 @@ pub trait Platform {
     /// Writes one log line that was already scrubbed with this platform's
     /// [`Platform::scrub`] and escaped ([`crate::log::sanitize`]): what
     /// [`crate::clients::retry::Resilient`] hands on. A platform that sanitizes in
-    /// [`Platform::log`] (the WIT glue) need not do it again: a second pass changed nothing but
-    /// cost the component about a tenth of its CPU (every write logs a line of several
-    /// fields). The default is [`Platform::log`].
+    /// [`Platform::log`] (the WIT glue) need not do it again: [`crate::log::clean`] already
+    /// scrubs again whatever escaping wrote, so a second pass changes nothing but cost the
+    /// component about a tenth of its CPU (every write logs a line of several fields). The
+    /// default is [`Platform::log`].
     fn log_sanitized(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
         self.log(level, message, fields);
     }
