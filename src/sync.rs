@@ -496,11 +496,14 @@ impl<'a> Engine<'a> {
         };
         // The call stopped because its next step would not fit: the role calls still
         // carried go out now if they alone fit the rounds left (rounds the call would
-        // otherwise leave unused; the next call would send them in waves of its own).
+        // otherwise leave unused; the next call would send them in waves of its own). A dry
+        // run sends nothing, so it plans them now whatever the rounds left: the next call
+        // would look for accounts it only pretended to create or link, find none, and leave
+        // their role changes out of the preview.
         let result = match result {
             Ok(false) if !self.carry.is_empty() => {
                 let waves = self.carry.len().div_ceil(concurrency) as u64;
-                if budget::fits(platform, waves) {
+                if self.out.dry_run || budget::fits(platform, waves) {
                     let calls = std::mem::take(&mut self.carry);
                     let ids: Vec<String> =
                         calls.iter().map(|r| r.change.entra_id.clone()).collect();
@@ -714,9 +717,12 @@ impl<'a> Engine<'a> {
     /// it): the call's first user step, whose users' roles wait in `roles_pending`, and a
     /// step after it when [`Engine::beside_more`] let it; a later step finishes the read
     /// first. Only while the read's requests take at most half of each wave (at concurrency
-    /// 1 a wave would carry nothing else).
+    /// 1 a wave would carry nothing else). Never in a dry run: a user it pretends to create
+    /// or link must not wait for its roles into a later call, which would look for an account
+    /// that ZenQMS does not have and leave the user's role changes out of the preview.
     fn members_beside(&self) -> bool {
-        self.members.is_none()
+        !self.out.dry_run
+            && self.members.is_none()
             && (self.roles_pending.is_empty() || self.beside_more)
             && self
                 .members_read
@@ -729,8 +735,8 @@ impl<'a> Engine<'a> {
     /// follow one another: 7 pages of 999 at 100,000 users) otherwise leaves the rounds after
     /// the call's first step with nothing but its pages. Only when all of these hold, so that
     /// nothing is ever taken back:
-    /// - the run is at a user page, and this is a real run (a dry run's pretended accounts
-    ///   are not found by the next call: it keeps to one step beside the read);
+    /// - the run is at a user page, and this is a real run (a dry run works no step beside
+    ///   the read: see [`Engine::members_beside`]);
     /// - at most one step's users wait ([`USER_PAGE`]), so at most two steps' do after it;
     /// - the read began in this call's opening at most [`BESIDE_MORE_READ_ROUNDS`] ago, or
     ///   still fits the checkpoint (a long read that would end "whatever it takes" would

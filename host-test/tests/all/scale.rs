@@ -406,31 +406,6 @@ fn the_second_walk_writes_no_more_deactivations_than_the_rounds_left_take() {
     }
 }
 
-/// `n` users; QA (all of them) maps to r-qa, Docs (every third) to r-doc; every
-/// `linked_every`-th user is already linked in ZenQMS and holds r-doc.
-fn two_role_world(n: u32, linked_every: usize) -> serde_json::Value {
-    let users: Vec<_> = (1..=n).map(entra_user).collect();
-    let groups = json!([
-        {"id": gid(1), "displayName": "QA", "members": (1..=n).map(uid).collect::<Vec<_>>()},
-        {"id": gid(2), "displayName": "Docs", "members": (1..=n).step_by(3).map(uid).collect::<Vec<_>>()},
-    ]);
-    let zen: Vec<_> = (1..=n)
-        .skip(linked_every - 1)
-        .step_by(linked_every)
-        .map(|i| {
-            zen_user(
-                &format!("u-{i}"),
-                &format!("user{i}@contoso.com"),
-                Some(&uid(i)),
-                &["r-doc"],
-            )
-        })
-        .collect();
-    let mappings =
-        json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [gid(2)]}]);
-    scenario(users, groups, zen, mappings)
-}
-
 /// The mapped groups' members over many pages (Graph serving 100 objects a page: 10 pages for
 /// a 1,000-member group) are read beside each call's first user step, a page per wave of its
 /// writes, instead of in rounds of their own before it: a full sync in 6 s calls takes no more

@@ -229,3 +229,28 @@ pub fn secret_forms(secret: &str) -> Vec<String> {
     }
     out
 }
+
+/// `n` users; QA (all of them) maps to r-qa, Docs (every third) to r-doc; every
+/// `linked_every`-th user is already linked in ZenQMS and holds r-doc.
+pub fn two_role_world(n: u32, linked_every: usize) -> serde_json::Value {
+    let users: Vec<_> = (1..=n).map(entra_user).collect();
+    let groups = json!([
+        {"id": gid(1), "displayName": "QA", "members": (1..=n).map(uid).collect::<Vec<_>>()},
+        {"id": gid(2), "displayName": "Docs", "members": (1..=n).step_by(3).map(uid).collect::<Vec<_>>()},
+    ]);
+    let zen: Vec<_> = (1..=n)
+        .skip(linked_every - 1)
+        .step_by(linked_every)
+        .map(|i| {
+            zen_user(
+                &format!("u-{i}"),
+                &format!("user{i}@contoso.com"),
+                Some(&uid(i)),
+                &["r-doc"],
+            )
+        })
+        .collect();
+    let mappings =
+        json!([{"role": "r-qa", "groups": [gid(1)]}, {"role": "r-doc", "groups": [gid(2)]}]);
+    scenario(users, groups, zen, mappings)
+}
