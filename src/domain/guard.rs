@@ -202,7 +202,7 @@ pub fn check_round(
     if leaving.is_empty() {
         return None;
     }
-    let limit = config.deactivation_limit(linked.len());
+    let limit = config.deactivation_limit(entra_links(linked));
     // The round's deactivations are applied by the queue, inside the rolling window: a round
     // the window cannot take whole is held whole (never applied in part).
     let left = window_left(window, limit, now);
@@ -227,6 +227,16 @@ pub fn check_round(
         limit,
         now,
     ))
+}
+
+/// How many of `linked` (ZenQMS users with an `external_id`) are linked to an Entra id: the
+/// base of the default limit on every path, as the full sync's walk counts it. Another
+/// system's `external_id` (an HR number, say) is not a link and does not raise the limit.
+pub fn entra_links(linked: &[ZUser]) -> usize {
+    linked
+        .iter()
+        .filter(|z| crate::domain::plan::link_of(z).is_some())
+        .count()
 }
 
 /// Whether a planned action sets a user inactive.

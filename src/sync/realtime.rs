@@ -41,6 +41,9 @@ pub struct Realtime<'a> {
     pub window: Option<DeactivationWindow>,
     /// The guard's limit and what its window still allows, once a deactivation asked.
     pub guard: Option<(usize, usize)>,
+    /// The limit in `guard` is final: explicit, or the default counted on the ZenQMS users
+    /// linked to an Entra id (see [`Realtime::guard_left`]).
+    guard_final: bool,
     /// Deactivations made this call (to count into the guard's window).
     pub deactivated: usize,
     /// Entra ids whose deactivation the guard held back this call.
@@ -100,6 +103,7 @@ impl<'a> Realtime<'a> {
             out,
             window: None,
             guard: None,
+            guard_final: false,
             deactivated: 0,
             held: Vec::new(),
             learned_domains: BTreeSet::new(),
@@ -121,15 +125,7 @@ impl<'a> Realtime<'a> {
                 out.push(p);
                 continue;
             }
-            let (limit, left) = match self.guard {
-                Some(g) => g,
-                None => {
-                    let linked = linked_count(self.platform, self.config)?;
-                    let limit = self.config.deactivation_limit(linked);
-                    let now = self.platform.now();
-                    (limit, guard::window_left(&self.window, limit, now))
-                }
-            };
+            let (limit, left) = self.guard_left(1, None)?;
             if left > 0 {
                 self.guard = Some((limit, left - 1));
                 self.deactivated += 1;
@@ -143,6 +139,48 @@ impl<'a> Realtime<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// The guard's limit and what its window still allows this call, `(limit, left)`, when
+    /// `need` deactivations are asked. The default limit (10 % of the ZenQMS users linked to
+    /// an Entra id, at least 10) needs its base only once the floor of 10 no longer allows
+    /// them: the linked users are read then (all of them: ZenQMS's search cannot tell an
+    /// Entra id from another system's `external_id`), or taken from `linked` when the caller
+    /// has read them already. A deactivation is never allowed on a base that counts other
+    /// systems' ids (a red team: 400 HR ids raised the limit from 10 to 50 on the real-time
+    /// paths only).
+    ///
+    /// Errors: ZenQMS could not be read.
+    fn guard_left(
+        &mut self,
+        need: usize,
+        linked: Option<&[api::ZUser]>,
+    ) -> Result<(usize, usize), Failure> {
+        if let Some((limit, left)) = self.guard
+            && (left >= need || self.guard_final || self.tripped)
+        {
+            return Ok((limit, left));
+        }
+        let now = self.platform.now();
+        // What the window allows under `limit`, less what this call has deactivated already
+        // (counted into the window when the call ends).
+        let left_under =
+            |limit| guard::window_left(&self.window, limit, now).saturating_sub(self.deactivated);
+        let floor = self.config.deactivation_limit(0);
+        let mut guard = (floor, left_under(floor));
+        let explicit = self.config.max_deactivations.is_some();
+        if !explicit && guard.1 < need {
+            let base = match linked {
+                Some(users) => guard::entra_links(users),
+                None => linked_count(self.platform, self.config)?,
+            };
+            let limit = self.config.deactivation_limit(base);
+            guard = (limit, left_under(limit));
+            self.guard_final = true;
+        }
+        self.guard_final |= explicit;
+        self.guard = Some(guard);
+        Ok(guard)
     }
 
     /// Works through the queue until it is empty (true) or the budget would run out (false).
@@ -546,14 +584,7 @@ impl<'a> Realtime<'a> {
         // synced.
         let leaving = crate::domain::scope::leaving(&in_scope, &linked);
         if !leaving.is_empty() {
-            let limit = match self.guard {
-                Some((limit, _)) => limit,
-                None => self.config.deactivation_limit(linked.len()),
-            };
-            let left = match self.guard {
-                Some((_, left)) => left,
-                None => guard::window_left(&self.window, limit, self.platform.now()),
-            };
+            let (limit, left) = self.guard_left(leaving.len(), Some(&linked))?;
             if leaving.len() > left {
                 // The guard is tripped: nobody is deactivated by notifications until the
                 // window has passed (a leaver notified on its own later is held too).
@@ -674,15 +705,17 @@ impl<'a> Realtime<'a> {
     }
 }
 
-/// The number of linked ZenQMS users (the base of the default limit).
+/// The number of ZenQMS users linked to an Entra id (the base of the default limit:
+/// [`guard::entra_links`]), read whole: ZenQMS's search cannot tell an Entra id from another
+/// system's `external_id` (docs/zenqms-api.md), so its count would let those raise the limit.
 ///
 /// Errors: ZenQMS could not be read.
 pub fn linked_count(p: &dyn Platform, config: &Config) -> Result<usize, Failure> {
     if config.max_deactivations.is_some() {
-        return Ok(0); // an explicit limit does not depend on it: spare the request
+        return Ok(0); // an explicit limit does not depend on it: spare the requests
     }
     let zen = Zenqms::new(p, config);
-    Ok(usize::try_from(zen.count(json!({ "has_external_id": true }))?).unwrap_or(usize::MAX))
+    Ok(guard::entra_links(&zen.search_all(api::linked())?))
 }
 
 /// The mapped roles whose groups include one of `groups`.

@@ -445,3 +445,41 @@ fn a_delta_round_the_window_cannot_take_whole_is_held_whole() {
     }
     assert!(log_text(&r).contains("the delta round's leavers were not applied"));
 }
+
+/// The default limit (10 % of the ZenQMS users linked to an Entra id, at least 10) counts
+/// only links to Entra ids on every path, as the full sync's walk does. A red team
+/// (fixtures/red-team/guard-base-*.json: 100 users linked to Entra, 400 whose `external_id`
+/// is another system's HR number, 30 users disabled) found the notification path and the
+/// delta round counting every `external_id`: limit 50, all 30 deactivated, where the full
+/// sync held them back at limit 10.
+#[test]
+fn the_default_limit_counts_only_links_to_entra_ids_on_every_path() {
+    // (fixture, deactivations made: the notifications take what the window allows, a delta
+    // round that exceeds it is held whole)
+    for (file, made) in [
+        ("red-team/guard-base-notifications.json", 10),
+        ("red-team/guard-base-delta.json", 0),
+    ] {
+        let r = run(fixture(file));
+        assert_ok(&r);
+        assert!(r.expect.ok, "{file}: {:?}", r.expect.failures);
+        let deactivated = r
+            .zenqms
+            .users
+            .iter()
+            .filter(|u| {
+                u.external_id
+                    .as_deref()
+                    .is_some_and(|e| !e.starts_with("HR-"))
+            })
+            .filter(|u| !u.is_active)
+            .count();
+        assert_eq!(deactivated, made, "{file}: the limit is 10");
+        let held = r
+            .steps
+            .iter()
+            .filter_map(|s| s.summary.as_deref())
+            .any(|s| s.contains("HELD BACK") && s.contains("(limit 10)"));
+        assert!(held, "{file}: the rest is held at limit 10");
+    }
+}
