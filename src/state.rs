@@ -47,11 +47,15 @@ pub struct State {
     pub email_domains: BTreeSet<String>,
 }
 
-/// The notification path's deactivations since `since` (the guard's rolling window).
+/// The notification path's deactivations in the guard's rolling window (see
+/// `guard::window_left`): `hourly[i]` in the hour from `since` + i hours, at most 25 counts;
+/// `count` their sum. A window stored before the hourly counts is one hour from `since`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeactivationWindow {
     pub since: DateTime<Utc>,
     pub count: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hourly: Vec<usize>,
 }
 
 /// Stored delta links (opaque Graph URLs) and when they were issued (tokens live 7 days).

@@ -275,10 +275,8 @@ fn is_deactivation(c: &Change) -> bool {
 
 /// How many more deactivations the notification path may make now, given its rolling window.
 pub fn window_left(window: &Option<DeactivationWindow>, limit: usize, now: DateTime<Utc>) -> usize {
-    match window {
-        Some(w) if now - w.since < TimeDelta::hours(WINDOW_HOURS) => limit.saturating_sub(w.count),
-        _ => limit,
-    }
+    let mut w = window.clone();
+    limit.saturating_sub(in_window(&mut w, now))
 }
 
 /// Fills the rolling window up to `limit`: a change held whole trips the guard, and no
@@ -293,15 +291,58 @@ pub fn record(window: &mut Option<DeactivationWindow>, n: usize, now: DateTime<U
     if n == 0 {
         return;
     }
-    match window {
-        Some(w) if now - w.since < TimeDelta::hours(WINDOW_HOURS) => w.count += n,
-        _ => {
-            *window = Some(DeactivationWindow {
-                since: now,
-                count: n,
-            })
-        }
+    if in_window(window, now) == 0 {
+        *window = None;
     }
+    let w = window.get_or_insert_with(|| DeactivationWindow {
+        since: hour_of(now),
+        count: 0,
+        hourly: Vec::new(),
+    });
+    if w.hourly.is_empty() {
+        w.hourly.push(w.count);
+    }
+    let hour = usize::try_from((now - w.since).num_hours()).unwrap_or(0);
+    if w.hourly.len() <= hour {
+        w.hourly.resize(hour + 1, 0);
+    }
+    w.hourly[hour] += n;
+    w.count = w.hourly.iter().sum();
+}
+
+/// The deactivations the window still counts at `now`, after dropping its hours that no
+/// longer count. The window keeps a count per hour (from `since`, an hour's start): an hour's
+/// deactivations count until 24 hours after that hour's end, so every deactivation counts
+/// for at least 24 hours and any 24 hours hold at most the limit (a fixed window from its
+/// first deactivation let 2 × limit − 1 through across its end: a red team). At most 25
+/// counts are kept. A window stored before the hourly counts is one hour from its `since`.
+fn in_window(window: &mut Option<DeactivationWindow>, now: DateTime<Utc>) -> usize {
+    let Some(w) = window.as_mut() else {
+        return 0;
+    };
+    if w.hourly.is_empty() {
+        w.hourly.push(w.count);
+    }
+    let counts_until = |hour: usize| {
+        w.since + TimeDelta::hours(i64::try_from(hour).unwrap_or(i64::MAX / 2) + 1 + WINDOW_HOURS)
+    };
+    let expired = (0..w.hourly.len())
+        .take_while(|&h| counts_until(h) <= now)
+        .count();
+    if expired == w.hourly.len() {
+        *window = None;
+        return 0;
+    }
+    w.hourly.drain(..expired);
+    w.since += TimeDelta::hours(i64::try_from(expired).unwrap_or(0));
+    w.count = w.hourly.iter().sum();
+    w.count
+}
+
+/// The start of the hour `t` falls in.
+fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = t.timestamp();
+    DateTime::from_timestamp(secs - secs.rem_euclid(3_600), 0).unwrap_or(t)
 }
 
 #[cfg(test)]
@@ -324,9 +365,59 @@ mod tests {
         assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(1)), 1);
         record(&mut w, 1, t0 + TimeDelta::hours(2));
         assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(3)), 0);
-        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(25)), 3);
+        // The two of 12:00 count until 13:00 the next day; the one of 14:00 until 15:00.
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(24)), 0);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(25)), 2);
         record(&mut w, 1, t0 + TimeDelta::hours(25));
-        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(26)), 2);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(26)), 1);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(27)), 2);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(50)), 3);
+    }
+
+    /// Whatever the times, no 24 hours hold more deactivations than the limit (a red team:
+    /// a fixed window from its first deactivation let 1 through at T0, 2 at T0 + 23 h 55 and
+    /// 3 more at T0 + 24 h 05, with a limit of 3). Notifications every 5 minutes over four
+    /// days, each asking 0-3 deactivations (a fixed pseudo-random sequence).
+    #[test]
+    fn no_24_hours_hold_more_than_the_limit() {
+        let t0: DateTime<Utc> = "2026-11-28T11:37:00Z".parse().unwrap();
+        for (limit, seed) in [(3usize, 7u64), (10, 11), (1, 3)] {
+            let mut w = None;
+            let mut made: Vec<DateTime<Utc>> = Vec::new();
+            let mut x = seed;
+            for step in 0..(4 * 24 * 12) {
+                let now = t0 + TimeDelta::minutes(5 * step);
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let asked = usize::try_from((x >> 33) % 4).unwrap();
+                let n = asked.min(window_left(&w, limit, now));
+                record(&mut w, n, now);
+                made.extend(std::iter::repeat_n(now, n));
+                assert!(w.as_ref().is_none_or(|w| w.hourly.len() <= 25));
+            }
+            assert!(made.len() > 3 * limit, "the sequence reaches the limit");
+            for &start in &made {
+                let within = made
+                    .iter()
+                    .filter(|&&t| t >= start && t < start + TimeDelta::hours(WINDOW_HOURS))
+                    .count();
+                assert!(
+                    within <= limit,
+                    "{within} within 24 h of {start} (limit {limit})"
+                );
+            }
+        }
+    }
+
+    /// A window stored before the hourly counts (`since`, `count`) still counts.
+    #[test]
+    fn a_window_stored_before_the_hourly_counts_still_counts() {
+        let t0: DateTime<Utc> = "2026-11-28T12:10:00Z".parse().unwrap();
+        let w: Option<DeactivationWindow> =
+            serde_json::from_str(r#"{"since": "2026-11-28T12:10:00Z", "count": 2}"#).unwrap();
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(24)), 1);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(25)), 3);
     }
 
     fn held(ids: &[&str], count: usize, digest: Option<u64>) -> Blocked {

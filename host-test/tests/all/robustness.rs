@@ -483,3 +483,16 @@ fn the_default_limit_counts_only_links_to_entra_ids_on_every_path() {
         assert!(held, "{file}: the rest is held at limit 10");
     }
 }
+
+/// The notification path's window rolls: no 24 hours hold more deactivations than the limit.
+/// A red team (fixtures/red-team/guard-window-rolling.json, limit 3: one deactivation at
+/// noon, two at 11:55 the next day, three more at 12:05) saw all three made, five in ten
+/// minutes: the window was fixed from its first deactivation and started afresh 24 hours later.
+#[test]
+fn the_guard_window_rolls_so_no_24_hours_hold_more_than_the_limit() {
+    let r = run(fixture("red-team/guard-window-rolling.json"));
+    assert_ok(&r);
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    let inactive = r.zenqms.users.iter().filter(|u| !u.is_active).count();
+    assert_eq!(inactive, 3, "the first three only");
+}
