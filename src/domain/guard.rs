@@ -15,7 +15,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::clients::zenqms::api::ZUser;
 use crate::config::Config;
-use crate::domain::plan::{Action, Change, WriteKind};
+use crate::domain::plan::{Action, Change, Planned, WriteKind};
 use crate::log::Log;
 use crate::state::{Blocked, DeactivationWindow, State};
 
@@ -269,6 +269,44 @@ pub fn without_deactivation(action: Action) -> Option<Action> {
     }
 }
 
+/// Plans with a link that also deactivates split in two, as a full sync writes them: the
+/// link (and its other changes) in `plans`, then the deactivation on its own in the second
+/// list, to be written after them. One write of both would be audited and counted as a link
+/// only: its deactivation would have no `deactivated` record and no reason (a red team: 3
+/// users linked and set inactive by notifications, summary "deactivated 0").
+pub fn split_link_deactivations(plans: Vec<Planned>) -> (Vec<Planned>, Vec<Planned>) {
+    let mut then = Vec::new();
+    let plans = plans
+        .into_iter()
+        .map(|p| match &p.action {
+            Action::Write {
+                zenqms_id,
+                kind: WriteKind::Link,
+                changes,
+            } if changes.iter().any(is_deactivation) => {
+                let deactivation: Vec<Change> = changes
+                    .iter()
+                    .filter(|c| is_deactivation(c))
+                    .cloned()
+                    .collect();
+                then.push(Planned {
+                    action: Action::Write {
+                        zenqms_id: zenqms_id.clone(),
+                        kind: WriteKind::Deactivate,
+                        changes: deactivation,
+                    },
+                    ..p.clone()
+                });
+                let action = without_deactivation(p.action.clone())
+                    .expect("a link keeps its external_id change");
+                Planned { action, ..p }
+            }
+            _ => p,
+        })
+        .collect();
+    (plans, then)
+}
+
 fn is_deactivation(c: &Change) -> bool {
     c.field == "is_active" && c.after == serde_json::Value::Bool(false)
 }
@@ -315,12 +353,15 @@ pub fn record(window: &mut Option<DeactivationWindow>, n: usize, now: DateTime<U
 /// deactivations count until 24 hours after that hour's end, so every deactivation counts
 /// for at least 24 hours and any 24 hours hold at most the limit (a fixed window from its
 /// first deactivation let 2 × limit − 1 through across its end: a red team). At most 25
-/// counts are kept. A window stored before the hourly counts is one hour from its `since`.
+/// counts are kept. A window stored before the hourly counts (`since` and `count`: made at
+/// any time in the 24 hours from `since`) counts them as made as late as they may have been.
 fn in_window(window: &mut Option<DeactivationWindow>, now: DateTime<Utc>) -> usize {
     let Some(w) = window.as_mut() else {
         return 0;
     };
     if w.hourly.is_empty() {
+        let latest = now.min(w.since + TimeDelta::hours(WINDOW_HOURS));
+        w.since = hour_of(latest.max(w.since));
         w.hourly.push(w.count);
     }
     let counts_until = |hour: usize| {
@@ -410,14 +451,71 @@ mod tests {
         }
     }
 
-    /// A window stored before the hourly counts (`since`, `count`) still counts.
+    #[test]
+    fn a_link_that_deactivates_splits_into_the_link_then_the_deactivation() {
+        let change = |field, before: serde_json::Value, after: serde_json::Value| Change {
+            field,
+            before,
+            after,
+        };
+        let planned = |kind, changes| Planned {
+            entra_id: "e1".into(),
+            upn: "u@contoso.com".into(),
+            action: Action::Write {
+                zenqms_id: "z1".into(),
+                kind,
+                changes,
+            },
+            after_batch: false,
+        };
+        let off = change("is_active", true.into(), false.into());
+        let link = planned(
+            WriteKind::Link,
+            vec![
+                change("external_id", serde_json::Value::Null, "e1".into()),
+                off.clone(),
+            ],
+        );
+        let leaver = planned(WriteKind::Deactivate, vec![off.clone()]);
+        let (now, then) = split_link_deactivations(vec![link, leaver.clone()]);
+        assert_eq!(now.len(), 2);
+        assert!(matches!(&now[0].action,
+            Action::Write { kind: WriteKind::Link, changes, .. }
+                if changes.len() == 1 && changes[0].field == "external_id"));
+        assert_eq!(
+            now[1].action, leaver.action,
+            "a leaver's own write stays as it is"
+        );
+        assert_eq!(then.len(), 1);
+        assert_eq!(
+            then[0].action,
+            Action::Write {
+                zenqms_id: "z1".into(),
+                kind: WriteKind::Deactivate,
+                changes: vec![off],
+            }
+        );
+        assert_eq!(then[0].entra_id, "e1");
+    }
+
+    /// A window stored before the hourly counts (`since`, `count`) still counts, as if its
+    /// deactivations were made as late as its 24 hours allowed (a red team: counted from
+    /// `since`, two made at 12:05 the next day would drop out at 13:00, an hour later).
     #[test]
     fn a_window_stored_before_the_hourly_counts_still_counts() {
         let t0: DateTime<Utc> = "2026-11-28T12:10:00Z".parse().unwrap();
         let w: Option<DeactivationWindow> =
             serde_json::from_str(r#"{"since": "2026-11-28T12:10:00Z", "count": 2}"#).unwrap();
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(1)), 1);
         assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(24)), 1);
-        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(25)), 3);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(25)), 1);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(48)), 1);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(49)), 3);
+        // Recorded into: the old count keeps its place.
+        let mut w = w;
+        record(&mut w, 1, t0 + TimeDelta::hours(30));
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(48)), 0);
+        assert_eq!(window_left(&w, 3, t0 + TimeDelta::hours(49)), 2);
     }
 
     fn held(ids: &[&str], count: usize, digest: Option<u64>) -> Blocked {

@@ -28,6 +28,10 @@ use crate::write::Applier;
 /// Most users handled in one step: 300 are one `$batch` of `id in` reads (20 × 15).
 const USER_CHUNK: usize = 300;
 
+/// Rounds a call keeps after reading the guard's base (its deactivations and the rest of
+/// its step): see [`Realtime::read_linked_base`].
+const BASE_READ_SPARE_ROUNDS: u64 = 3;
+
 /// Up to this many users a step asks Graph `checkMemberGroups` per user; above it reads the
 /// mapped groups' members once.
 const CHECK_MEMBER_GROUPS_UP_TO: usize = 20;
@@ -44,6 +48,9 @@ pub struct Realtime<'a> {
     /// The limit in `guard` is final: explicit, or the default counted on the ZenQMS users
     /// linked to an Entra id (see [`Realtime::guard_left`]).
     guard_final: bool,
+    /// The ZenQMS users linked to an Entra id as last counted (`State::linked_entra`), with
+    /// the links this call had made when they were (`created + linked` of `out.counts`).
+    pub linked_entra: Option<(u32, u32)>,
     /// Deactivations made this call (to count into the guard's window).
     pub deactivated: usize,
     /// Entra ids whose deactivation the guard held back this call.
@@ -104,6 +111,7 @@ impl<'a> Realtime<'a> {
             window: None,
             guard: None,
             guard_final: false,
+            linked_entra: None,
             deactivated: 0,
             held: Vec::new(),
             learned_domains: BTreeSet::new(),
@@ -144,11 +152,13 @@ impl<'a> Realtime<'a> {
     /// The guard's limit and what its window still allows this call, `(limit, left)`, when
     /// `need` deactivations are asked. The default limit (10 % of the ZenQMS users linked to
     /// an Entra id, at least 10) needs its base only once the floor of 10 no longer allows
-    /// them: the linked users are read then (all of them: ZenQMS's search cannot tell an
-    /// Entra id from another system's `external_id`), or taken from `linked` when the caller
-    /// has read them already. A deactivation is never allowed on a base that counts other
-    /// systems' ids (a red team: 400 HR ids raised the limit from 10 to 50 on the real-time
-    /// paths only).
+    /// them. The base is the count the state keeps (`State::linked_entra`), or `linked` when
+    /// the caller has read the linked users already, or else the linked users read now when
+    /// that fits the call's budget (all of them: ZenQMS's search cannot tell an Entra id from
+    /// another system's `external_id`); when it does not, the floor stays this call's limit
+    /// (a warning says so). A base never counts other systems' ids (a red team: 400 HR ids
+    /// raised the limit from 10 to 50 on the real-time paths), and its read never runs a
+    /// call past its budget (a second red team: 3,000 such ids, 2 s calls, 11 calls over).
     ///
     /// Errors: ZenQMS could not be read.
     fn guard_left(
@@ -164,23 +174,64 @@ impl<'a> Realtime<'a> {
         let now = self.platform.now();
         // What the window allows under `limit`, less what this call has deactivated already
         // (counted into the window when the call ends).
+        let (window, deactivated) = (self.window.clone(), self.deactivated);
         let left_under =
-            |limit| guard::window_left(&self.window, limit, now).saturating_sub(self.deactivated);
+            |limit| guard::window_left(&window, limit, now).saturating_sub(deactivated);
         let floor = self.config.deactivation_limit(0);
         let mut guard = (floor, left_under(floor));
         let explicit = self.config.max_deactivations.is_some();
         if !explicit && guard.1 < need {
-            let base = match linked {
-                Some(users) => guard::entra_links(users),
-                None => linked_count(self.platform, self.config)?,
+            let links_now = self
+                .out
+                .counts
+                .created
+                .saturating_add(self.out.counts.linked);
+            let base = match (linked, self.linked_entra) {
+                (Some(users), _) => {
+                    Some(u32::try_from(guard::entra_links(users)).unwrap_or(u32::MAX))
+                }
+                (None, Some((n, then))) => Some(n.saturating_add(links_now.saturating_sub(then))),
+                (None, None) => self.read_linked_base()?,
             };
-            let limit = self.config.deactivation_limit(base);
-            guard = (limit, left_under(limit));
+            match base {
+                Some(n) => {
+                    self.linked_entra = Some((n, links_now));
+                    let limit = self.config.deactivation_limit(n as usize);
+                    guard = (limit, left_under(limit));
+                }
+                None => self.out.log.warn(
+                    "the default deactivation limit's base (the ZenQMS users linked to Entra) could not be read within this call's budget: the floor applies to this call",
+                    &[("limit", &floor.to_string())],
+                ),
+            }
             self.guard_final = true;
         }
         self.guard_final |= explicit;
         self.guard = Some(guard);
         Ok(guard)
+    }
+
+    /// The ZenQMS users linked to an Entra id, read whole when that fits the call's budget
+    /// with [`BASE_READ_SPARE_ROUNDS`] to spare (a count first, then the pages: the first,
+    /// then the rest side by side); `None` when it does not.
+    ///
+    /// Errors: ZenQMS could not be read.
+    fn read_linked_base(&mut self) -> Result<Option<u32>, Failure> {
+        if !budget::fits(self.platform, 2 + BASE_READ_SPARE_ROUNDS) {
+            return Ok(None);
+        }
+        let total = self.out.zen.count(api::linked())?;
+        let rest = total
+            .div_ceil(u64::from(api::SEARCH_PAGE_SIZE))
+            .saturating_sub(1)
+            .div_ceil(self.platform.concurrency().max(1) as u64);
+        if !budget::fits(self.platform, 1 + rest + BASE_READ_SPARE_ROUNDS) {
+            return Ok(None);
+        }
+        let users = self.out.zen.search_all(api::linked())?;
+        Ok(Some(
+            u32::try_from(guard::entra_links(&users)).unwrap_or(u32::MAX),
+        ))
     }
 
     /// Works through the queue until it is empty (true) or the budget would run out (false).
@@ -499,7 +550,7 @@ impl<'a> Realtime<'a> {
         if let Some(t) = &mut self.trace {
             t.plans.extend(plans.iter().cloned());
         }
-        let plans = self.guarded(plans)?;
+        let (plans, mut then) = guard::split_link_deactivations(self.guarded(plans)?);
         self.out.apply(plans)?;
         if !later.is_empty() {
             // Users taking an email another one just gave up.
@@ -507,9 +558,14 @@ impl<'a> Realtime<'a> {
             if let Some(t) = &mut self.trace {
                 t.plans.extend(plans.iter().cloned());
             }
-            let plans = self.guarded(plans)?;
-            self.out.apply(plans)?;
+            let (plans, more) = guard::split_link_deactivations(self.guarded(plans)?);
+            then.extend(plans);
+            // The deactivations of those users, if they were linked: after their links.
+            self.out.apply(then)?;
+            then = more;
         }
+        // The deactivations of users just linked, after their links.
+        self.out.apply(then)?;
         // Mapped roles of the present users, now that every one that can be is linked. Roles
         // mapped to a group that is gone are left as they are.
         let mappings: Vec<RoleMapping> = self

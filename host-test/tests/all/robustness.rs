@@ -496,3 +496,84 @@ fn the_guard_window_rolls_so_no_24_hours_hold_more_than_the_limit() {
     let inactive = r.zenqms.users.iter().filter(|u| !u.is_active).count();
     assert_eq!(inactive, 3, "the first three only");
 }
+
+/// A notification that links a disabled user's account by email deactivates it as a full
+/// sync does: the link, then the deactivation in a write of its own, audited `deactivated`
+/// with its reason and counted. A red team (fixtures/red-team/link-deactivate-notify.json:
+/// five disabled users matching unlinked active accounts, `max_deactivations` 3) saw three
+/// accounts linked and set inactive in one write each, audited `linked` without a reason,
+/// and a summary of "deactivated 0".
+#[test]
+fn a_link_that_deactivates_is_audited_and_counted_as_a_deactivation() {
+    let r = run(fixture("red-team/link-deactivate-notify.json"));
+    assert_ok(&r);
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    let step = r.steps.len() - 1;
+    let records: Vec<_> = r.audit.iter().filter(|a| a.step >= 1).collect();
+    let linked = records.iter().filter(|a| a.action == "linked").count();
+    let deactivated: Vec<_> = records
+        .iter()
+        .filter(|a| a.action == "deactivated")
+        .collect();
+    assert_eq!(linked, 5, "all five are linked: {records:?}");
+    assert_eq!(deactivated.len(), 3, "the limit's three: {records:?}");
+    for d in &deactivated {
+        assert_eq!(d.reason.as_deref(), Some("disabled in Entra"), "{d:?}");
+        assert!(d.changes.starts_with("is_active"), "{d:?}");
+    }
+    for l in records.iter().filter(|a| a.action == "linked") {
+        assert!(!l.changes.contains("is_active"), "{l:?}");
+    }
+    let inactive = r.zenqms.users.iter().filter(|u| !u.is_active).count();
+    assert_eq!(inactive, 3);
+    let summary = r.steps[step].summary.clone().unwrap_or_default();
+    assert!(summary.contains("linked 5, deactivated 3"), "{summary}");
+}
+
+/// The default limit's base costs a notification call nothing it cannot afford: the state
+/// keeps the count of users linked to Entra ids (set by the full sync, kept up by the links
+/// notifications make), so a burst beyond the floor of 10 is judged without reading every
+/// linked ZenQMS user. A red team on the change that first counted only Entra links (150
+/// linked users and 3,000 other systems' ids, 2 s calls at concurrency 1, 30 users disabled
+/// and notified) saw every notification call read the whole directory again: 11 calls over
+/// the budget, up to 1.7 s.
+#[test]
+fn the_guards_base_is_known_without_reading_the_directory_in_a_short_call() {
+    let users: Vec<Value> = (1..=150).map(entra_user).collect();
+    let mut zen: Vec<Value> = (1..=150)
+        .map(|i| {
+            zen_user(
+                &format!("z{i}"),
+                &format!("user{i}@contoso.com"),
+                Some(&uid(i)),
+                &[],
+            )
+        })
+        .collect();
+    zen.extend((1..=3_000).map(|j| {
+        zen_user(
+            &format!("hr{j}"),
+            &format!("hr{j}@other.example"),
+            Some(&format!("HR-{j:05}")),
+            &[],
+        )
+    }));
+    let mut s = scenario(users, json!([]), zen, json!([]));
+    s["budget_ms"] = json!(2_000);
+    s["concurrency"] = json!(1);
+    let mut steps = vec![json!({"deploy": {}})];
+    for i in 1..=30 {
+        let mut u = entra_user(i);
+        u["accountEnabled"] = json!(false);
+        steps.push(json!({"entra": {"upsert_user": u}}));
+    }
+    steps.push(
+        json!({"notify": {"resource": "users", "ids": (1..=30).map(uid).collect::<Vec<_>>()}}),
+    );
+    s["steps"] = json!(steps);
+    // `run` checks the contract: no call past its budget.
+    let r = run(s);
+    assert_ok(&r);
+    let inactive = r.zenqms.users.iter().filter(|u| !u.is_active).count();
+    assert_eq!(inactive, 15, "10 % of the 150 users linked to Entra");
+}
