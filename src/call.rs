@@ -205,7 +205,7 @@ impl<'a> Slot<'a> {
         }
         // The writes these lead to name every notification that asked for them.
         if let Some(cause) = crate::domain::inbox::cause_of(&items.iter().collect::<Vec<_>>()) {
-            state.queue.cause = cause;
+            state.queue.add_cause(cause);
         }
         for item in items {
             item.merge_into(&mut state.queue);

@@ -197,6 +197,46 @@ impl Queue {
     fn held(&self) -> usize {
         self.users.len() + self.groups.len() + self.round_leaving.len()
     }
+
+    /// Names what is about to add work to the queue (call it before adding the work). The
+    /// queue keeps one cause for all its ids, so while earlier work still waits (a call that
+    /// failed, a budget that ran out) the causes are joined: a write names every notification
+    /// or delta round that may have asked for it, never only a later, unrelated one (a bug
+    /// hunt: a leaver's deactivation, queued by a notification whose call failed, was audited
+    /// under the next user's notification). Past [`crate::domain::inbox::CAUSE_MAX`] bytes
+    /// the later causes are counted ("+N more causes") instead of named.
+    pub fn add_cause(&mut self, cause: String) {
+        const MORE: &str = " more causes";
+        if (self.users.is_empty() && self.groups.is_empty()) || self.cause.is_empty() {
+            self.cause = cause;
+            return;
+        }
+        let mut parts: Vec<&str> = self.cause.split("; ").collect();
+        if parts.contains(&cause.as_str()) {
+            return;
+        }
+        let mut counted = 0usize;
+        if let Some(n) = parts
+            .last()
+            .and_then(|p| p.strip_prefix('+')?.strip_suffix(MORE)?.parse().ok())
+        {
+            counted = n;
+            parts.pop();
+        }
+        // Named while it fits with room for the count; once one is counted, so are the rest.
+        let room = crate::domain::inbox::CAUSE_MAX.saturating_sub(MORE.len() + 12);
+        let len: usize = parts.iter().map(|p| p.len() + 2).sum();
+        if counted == 0 && len + cause.len() <= room {
+            parts.push(&cause);
+        } else {
+            counted += 1;
+        }
+        let mut joined = parts.join("; ");
+        if counted > 0 {
+            joined.push_str(&format!("; +{counted}{MORE}"));
+        }
+        self.cause = joined;
+    }
 }
 
 /// A Graph subscription this instance created. Its clientState authenticates notifications;
@@ -857,6 +897,44 @@ mod tests {
         let back = State::parse(Some(&s.to_json())).unwrap();
         let f = back.full_sync.unwrap();
         assert!(f.members.read.is_none() && !f.members.whole);
+    }
+
+    #[test]
+    fn a_cause_joins_the_causes_of_work_still_queued_within_its_bound() {
+        let mut q = Queue::default();
+        q.add_cause("notification n-1".into());
+        q.push(&["u1".into()], &[]);
+        q.add_cause("notification n-2".into());
+        assert_eq!(q.cause, "notification n-1; notification n-2");
+        q.add_cause("notification n-2".into());
+        assert_eq!(q.cause, "notification n-1; notification n-2");
+        for i in 3..200 {
+            q.add_cause(format!("notification {}", "x".repeat(i % 40 + 30)));
+            assert!(
+                q.cause.len() <= crate::domain::inbox::CAUSE_MAX,
+                "{}",
+                q.cause
+            );
+            assert!(q.cause.starts_with("notification n-1; notification n-2"));
+        }
+        assert!(q.cause.ends_with(" more causes"), "{}", q.cause);
+        let named = q.cause.matches("notification").count();
+        let counted: usize = q
+            .cause
+            .rsplit("; +")
+            .next()
+            .unwrap()
+            .trim_end_matches(" more causes")
+            .parse()
+            .unwrap();
+        // Every cause is named or counted: of the 197 x-runs (lengths 30-69, i % 40 + 30), the
+        // ten named (lengths 33-42) recur 4 more times each, named already; the other 147 are
+        // counted.
+        assert_eq!((named, counted), (12, 147), "{}", q.cause);
+        // Once the queue is empty, the next work has its own cause.
+        q.users.clear();
+        q.add_cause("delta-20261128T120000Z".into());
+        assert_eq!(q.cause, "delta-20261128T120000Z");
     }
 
     /// Every part of the state that can grow at its bound at once — a full queue, a full

@@ -19,6 +19,10 @@ pub const MAX_ITEM: usize = 1024 * 1024;
 /// Notification ids kept per item for the audit cause of the writes they lead to.
 pub const CAUSE_IDS: usize = 10;
 
+/// Longest audit cause the queue keeps, in bytes (`Queue::cause`): the ids that would pass
+/// it are counted ("+N more") instead of named, so the state stays within its bound.
+pub const CAUSE_MAX: usize = 600;
+
 /// Longest id (user, group, subscription, notification) an item may carry: Graph's ids are
 /// GUIDs (36 characters); the margin is for other id shapes, not for arbitrary text.
 pub const MAX_ID: usize = 128;
@@ -123,10 +127,16 @@ pub fn cause_of(items: &[&InboxItem]) -> Option<String> {
             ),
         });
     }
-    let shown = ids[..ids.len().min(CAUSE_IDS)].join(",");
+    // As many ids as fit in CAUSE_MAX with room for the count of the rest.
+    let mut shown = ids.len().min(CAUSE_IDS);
+    while shown > 1 && ids[..shown].iter().map(|i| i.len() + 1).sum::<usize>() > CAUSE_MAX - 40 {
+        shown -= 1;
+    }
+    let more = more + ids.len().min(CAUSE_IDS) - shown;
+    let names = ids[..shown].join(",");
     Some(match more {
-        0 => format!("notification {shown}"),
-        more => format!("notification {shown} (+{more} more)"),
+        0 => format!("notification {names}"),
+        more => format!("notification {names} (+{more} more)"),
     })
 }
 

@@ -163,8 +163,10 @@ pub(super) fn delta_round(
     });
     if !users.is_empty() || !groups.is_empty() {
         // (A quiet round queues nothing and names nothing: its tick leaves the state as it was.)
+        state
+            .queue
+            .add_cause(format!("delta-{}", now.format("%Y%m%dT%H%M%SZ")));
         state.queue.push(&users, &groups);
-        state.queue.cause = format!("delta-{}", now.format("%Y%m%dT%H%M%SZ"));
     }
     // An unfinished round stays due: the next call reads on from where this one stopped.
     state.queue.delta_round = !complete;

@@ -492,3 +492,29 @@ fn a_deleted_nested_groups_notification_takes_the_role_of_the_group_that_held_it
     );
     assert_eq!(roles(&r, 1), vec!["r-qa".to_string()]);
 }
+
+/// A write names every notification that may have asked for it: work a notification queued
+/// whose call failed keeps its cause when a later notification adds work of its own. A bug
+/// hunt (fixtures/red-team/cause-of-queued-work.json: user1 disabled and notified at 12:00
+/// while ZenQMS writes fail; at 12:30 a notification about user2) saw user1's deactivation
+/// audited under user2's notification only.
+#[test]
+fn queued_work_keeps_its_cause_when_later_notifications_add_theirs() {
+    let r = run(fixture("red-team/cause-of-queued-work.json"));
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    let deactivation = r
+        .audit
+        .iter()
+        .find(|a| a.action == "deactivated" && a.entra_id == uid(1))
+        .expect("user1 deactivated");
+    assert!(
+        deactivation.cause.contains("20261128T120000Z"),
+        "{deactivation:?}"
+    );
+    let update = r
+        .audit
+        .iter()
+        .find(|a| a.entra_id == uid(2))
+        .expect("user2 updated");
+    assert!(update.cause.contains("20261128T123000Z"), "{update:?}");
+}
