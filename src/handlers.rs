@@ -357,12 +357,6 @@ fn run_full_sync(
         sync.run_id, sync.batches, sync.calls, sync.totals
     );
     state.blocked = blocked;
-    // The walk counted the users linked to Entra ids as the run began; the run linked more.
-    state.linked_entra = Some(
-        sync.linked_seen
-            .saturating_add(sync.totals.created)
-            .saturating_add(sync.totals.linked),
-    );
     state.last_full_sync = Some(Finished {
         run_id: sync.run_id,
         started_at: sync.started_at,
@@ -544,15 +538,6 @@ pub(crate) fn with_realtime<'a, T>(
     let mut rt = Realtime::new(p, config, graph, cause);
     let now = p.now();
     rt.window = state.recent_deactivations.clone();
-    // The guard's base as last counted; during a full sync whose walk is done, its count.
-    rt.linked_entra = state.linked_entra.map(|n| (n, 0)).or_else(|| {
-        let f = state.full_sync.as_ref().filter(|f| f.leavers_done)?;
-        let n = f
-            .linked_seen
-            .saturating_add(f.totals.created)
-            .saturating_add(f.totals.linked);
-        Some((n, 0))
-    });
     rt.learned_domains = state.email_domains.clone();
     let result = work(&mut rt);
     state.email_domains = std::mem::take(&mut rt.learned_domains);
@@ -560,13 +545,6 @@ pub(crate) fn with_realtime<'a, T>(
     // the guard would do is in its result, not in the log or the window.
     if rt.out.dry_run && !config.dry_run {
         return (result, rt);
-    }
-    if !rt.out.dry_run
-        && let Some((n, links_then)) = rt.linked_entra
-    {
-        // Counted as known, plus the links this call made since.
-        let links = rt.out.counts.created.saturating_add(rt.out.counts.linked);
-        state.linked_entra = Some(n.saturating_add(links.saturating_sub(links_then)));
     }
     guard::record(&mut state.recent_deactivations, rt.deactivated, now);
     if let (true, Some((limit, _))) = (rt.tripped, rt.guard) {

@@ -39,14 +39,6 @@ pub struct State {
     /// Deactivations made by notifications and delta rounds in the guard's rolling window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recent_deactivations: Option<DeactivationWindow>,
-    /// ZenQMS users linked to an Entra id, as last counted (the base of the default
-    /// deactivation limit on the notification path): set by each finished full sync (its
-    /// walk's count and the links it made) and by each delta round that read the linked
-    /// users, increased by the links notifications make. Counting them afresh means reading
-    /// every linked user (ZenQMS cannot search for Entra ids only), which a notification call
-    /// cannot always fit in its budget.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub linked_entra: Option<u32>,
     /// The tenant's verified domains, learned from member users' UPN suffixes (lowercase; at
     /// most `address::MAX_LEARNED_DOMAINS`): replaced by each finished full sync's complete
     /// listing, added to by every user a notification or delta round reads. Linking by email
@@ -1025,13 +1017,12 @@ mod tests {
                 ..MembersCarry::default()
             },
         });
-        // The guard's window at its 25 hourly counts, and its base.
+        // The guard's window at its 25 hourly counts.
         s.recent_deactivations = Some(DeactivationWindow {
             since: "2026-11-28T12:00:00Z".parse().unwrap(),
             count: usize::MAX,
             hourly: vec![u32::MAX as usize; 25],
         });
-        s.linked_entra = Some(u32::MAX);
         // Deactivations held back, with the guard's full sample and a digest.
         s.blocked = Some(Blocked {
             count: usize::MAX,

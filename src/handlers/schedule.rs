@@ -183,10 +183,6 @@ pub(super) fn delta_round(
             crate::clients::zenqms::Zenqms::new(p, config)
                 .search_all(json!({ "has_external_id": true }))?
         };
-        if !leaving.is_empty() {
-            // Read whole anyway: the guard's base, counted afresh.
-            state.linked_entra = u32::try_from(guard::entra_links(&linked)).ok();
-        }
         let window = &state.recent_deactivations;
         if let Some(blocked) = guard::check_round(&log, config, &linked, &leaving, window, now) {
             state.queue.users.retain(|u| !leaving.contains(u));

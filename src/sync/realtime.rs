@@ -48,9 +48,6 @@ pub struct Realtime<'a> {
     /// The limit in `guard` is final: explicit, or the default counted on the ZenQMS users
     /// linked to an Entra id (see [`Realtime::guard_left`]).
     guard_final: bool,
-    /// The ZenQMS users linked to an Entra id as last counted (`State::linked_entra`), with
-    /// the links this call had made when they were (`created + linked` of `out.counts`).
-    pub linked_entra: Option<(u32, u32)>,
     /// Deactivations made this call (to count into the guard's window).
     pub deactivated: usize,
     /// Entra ids whose deactivation the guard held back this call.
@@ -111,7 +108,6 @@ impl<'a> Realtime<'a> {
             window: None,
             guard: None,
             guard_final: false,
-            linked_entra: None,
             deactivated: 0,
             held: Vec::new(),
             learned_domains: BTreeSet::new(),
@@ -152,13 +148,15 @@ impl<'a> Realtime<'a> {
     /// The guard's limit and what its window still allows this call, `(limit, left)`, when
     /// `need` deactivations are asked. The default limit (10 % of the ZenQMS users linked to
     /// an Entra id, at least 10) needs its base only once the floor of 10 no longer allows
-    /// them. The base is the count the state keeps (`State::linked_entra`), or `linked` when
-    /// the caller has read the linked users already, or else the linked users read now when
-    /// that fits the call's budget (all of them: ZenQMS's search cannot tell an Entra id from
-    /// another system's `external_id`); when it does not, the floor stays this call's limit
-    /// (a warning says so). A base never counts other systems' ids (a red team: 400 HR ids
-    /// raised the limit from 10 to 50 on the real-time paths), and its read never runs a
-    /// call past its budget (a second red team: 3,000 such ids, 2 s calls, 11 calls over).
+    /// them. The base is `linked` when the caller has read the linked users already, or else
+    /// the linked users read now when that fits the call's budget (all of them: ZenQMS's
+    /// search cannot tell an Entra id from another system's `external_id`); when it does not,
+    /// the floor stays this call's limit (a warning says so): deactivations beyond it are held
+    /// for an admin, never let through on a count that may be stale. A base never counts
+    /// other systems' ids (a red team: 400 HR ids raised the limit from 10 to 50 on the
+    /// real-time paths), and its read never runs a call past its budget (a second red team:
+    /// 3,000 such ids, 2 s calls, 11 calls over; a count kept in state instead went stale
+    /// when an admin unlinked accounts, a third found).
     ///
     /// Errors: ZenQMS could not be read.
     fn guard_left(
@@ -181,22 +179,13 @@ impl<'a> Realtime<'a> {
         let mut guard = (floor, left_under(floor));
         let explicit = self.config.max_deactivations.is_some();
         if !explicit && guard.1 < need {
-            let links_now = self
-                .out
-                .counts
-                .created
-                .saturating_add(self.out.counts.linked);
-            let base = match (linked, self.linked_entra) {
-                (Some(users), _) => {
-                    Some(u32::try_from(guard::entra_links(users)).unwrap_or(u32::MAX))
-                }
-                (None, Some((n, then))) => Some(n.saturating_add(links_now.saturating_sub(then))),
-                (None, None) => self.read_linked_base()?,
+            let base = match linked {
+                Some(users) => Some(guard::entra_links(users)),
+                None => self.read_linked_base()?,
             };
             match base {
                 Some(n) => {
-                    self.linked_entra = Some((n, links_now));
-                    let limit = self.config.deactivation_limit(n as usize);
+                    let limit = self.config.deactivation_limit(n);
                     guard = (limit, left_under(limit));
                 }
                 None => self.out.log.warn(
@@ -216,7 +205,7 @@ impl<'a> Realtime<'a> {
     /// then the rest side by side); `None` when it does not.
     ///
     /// Errors: ZenQMS could not be read.
-    fn read_linked_base(&mut self) -> Result<Option<u32>, Failure> {
+    fn read_linked_base(&mut self) -> Result<Option<usize>, Failure> {
         if !budget::fits(self.platform, 2 + BASE_READ_SPARE_ROUNDS) {
             return Ok(None);
         }
@@ -229,9 +218,19 @@ impl<'a> Realtime<'a> {
             return Ok(None);
         }
         let users = self.out.zen.search_all(api::linked())?;
-        Ok(Some(
-            u32::try_from(guard::entra_links(&users)).unwrap_or(u32::MAX),
-        ))
+        Ok(Some(guard::entra_links(&users)))
+    }
+
+    /// Leaves out the deactivations of accounts whose link ZenQMS refused (a 4xx for that
+    /// user; a failing service stops the call before): the account is not linked, so it is not
+    /// this user's to deactivate, and the one write of link and deactivation before them wrote
+    /// neither (a red team: refused links left unlinked accounts deactivated and audited
+    /// under Entra ids they were not linked to). The refused link is logged as a failed write.
+    fn drop_unlinked(&self, then: &mut Vec<Planned>) {
+        then.retain(|p| match &p.action {
+            plan::Action::Write { zenqms_id, .. } => !self.out.failed.contains(zenqms_id),
+            _ => true,
+        });
     }
 
     /// Works through the queue until it is empty (true) or the budget would run out (false).
@@ -552,6 +551,7 @@ impl<'a> Realtime<'a> {
         }
         let (plans, mut then) = guard::split_link_deactivations(self.guarded(plans)?);
         self.out.apply(plans)?;
+        self.drop_unlinked(&mut then);
         if !later.is_empty() {
             // Users taking an email another one just gave up.
             let plans = plan::plan_later(&present, &later, &mut self.out.dir, &trust);
@@ -563,6 +563,7 @@ impl<'a> Realtime<'a> {
             // The deactivations of those users, if they were linked: after their links.
             self.out.apply(then)?;
             then = more;
+            self.drop_unlinked(&mut then);
         }
         // The deactivations of users just linked, after their links.
         self.out.apply(then)?;

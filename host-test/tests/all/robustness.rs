@@ -530,15 +530,15 @@ fn a_link_that_deactivates_is_audited_and_counted_as_a_deactivation() {
     assert!(summary.contains("linked 5, deactivated 3"), "{summary}");
 }
 
-/// The default limit's base costs a notification call nothing it cannot afford: the state
-/// keeps the count of users linked to Entra ids (set by the full sync, kept up by the links
-/// notifications make), so a burst beyond the floor of 10 is judged without reading every
-/// linked ZenQMS user. A red team on the change that first counted only Entra links (150
-/// linked users and 3,000 other systems' ids, 2 s calls at concurrency 1, 30 users disabled
-/// and notified) saw every notification call read the whole directory again: 11 calls over
-/// the budget, up to 1.7 s.
+/// The default limit's base is read only when it fits the notification call's budget: a
+/// burst beyond the floor of 10 reads every linked ZenQMS user (ZenQMS cannot search for
+/// Entra ids only), and where that does not fit, the floor is the call's limit and the rest is
+/// held for an admin, never let through on a guess. A red team on the change that first
+/// counted only Entra links (150 linked users and 3,000 other systems' ids, 2 s calls at
+/// concurrency 1, 30 users disabled and notified) saw every notification call read the whole
+/// directory again: 11 calls over the budget, up to 1.7 s.
 #[test]
-fn the_guards_base_is_known_without_reading_the_directory_in_a_short_call() {
+fn the_guards_base_is_read_only_within_the_budget_and_else_the_floor_holds() {
     let users: Vec<Value> = (1..=150).map(entra_user).collect();
     let mut zen: Vec<Value> = (1..=150)
         .map(|i| {
@@ -559,7 +559,6 @@ fn the_guards_base_is_known_without_reading_the_directory_in_a_short_call() {
         )
     }));
     let mut s = scenario(users, json!([]), zen, json!([]));
-    s["budget_ms"] = json!(2_000);
     s["concurrency"] = json!(1);
     let mut steps = vec![json!({"deploy": {}})];
     for i in 1..=30 {
@@ -571,9 +570,45 @@ fn the_guards_base_is_known_without_reading_the_directory_in_a_short_call() {
         json!({"notify": {"resource": "users", "ids": (1..=30).map(uid).collect::<Vec<_>>()}}),
     );
     s["steps"] = json!(steps);
-    // `run` checks the contract: no call past its budget.
-    let r = run(s);
+    // (budget, deactivations made): 2 s calls cannot read 31 pages one at a time, 20 s can.
+    for (budget_ms, made) in [(2_000, 10), (20_000, 15)] {
+        s["budget_ms"] = json!(budget_ms);
+        // `run` checks the contract: no call past its budget.
+        let r = run(s.clone());
+        assert_ok(&r);
+        let inactive = r.zenqms.users.iter().filter(|u| !u.is_active).count();
+        assert_eq!(inactive, made, "{budget_ms} ms");
+        let warned = r.steps.iter().flat_map(|st| &st.logs).any(|l| {
+            l.message
+                .starts_with("the default deactivation limit's base")
+        });
+        assert_eq!(
+            warned,
+            made == 10,
+            "{budget_ms} ms: the floor is said to apply"
+        );
+    }
+}
+
+/// A link ZenQMS refuses (a 4xx for that user) is not followed by the deactivation: the
+/// account is not linked, so it is not the user's to deactivate. A red team
+/// (fixtures/red-team/link-refused-notify.json: five refused links of disabled users) saw
+/// three unlinked accounts deactivated and audited under Entra ids they were not linked to.
+#[test]
+fn a_refused_link_is_not_followed_by_a_deactivation() {
+    let r = run(fixture("red-team/link-refused-notify.json"));
     assert_ok(&r);
-    let inactive = r.zenqms.users.iter().filter(|u| !u.is_active).count();
-    assert_eq!(inactive, 15, "10 % of the 150 users linked to Entra");
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    assert!(
+        r.audit.iter().all(|a| a.action != "deactivated"),
+        "{:?}",
+        r.audit
+    );
+    assert!(
+        r.zenqms
+            .users
+            .iter()
+            .all(|u| u.is_active || u.external_id.is_some()),
+        "no unlinked account is deactivated"
+    );
 }
