@@ -1088,7 +1088,7 @@ impl<'a> Engine<'a> {
         }
         self.load_members()?;
         let members = self.members.as_ref().expect("loaded above");
-        let Some(z) = self.out.dir.by_external_id(entra_id) else {
+        let Some(z) = self.out.dir.linked_once(entra_id) else {
             return Ok(None);
         };
         let mappings = &self.known;

@@ -67,7 +67,9 @@ pub fn link_candidates(
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     users: BTreeMap<String, ZUser>,
-    by_external: HashMap<String, String>,
+    /// Entra id -> the ZenQMS users linked to it: one, unless two accounts carry the same link
+    /// (ZenQMS does not keep external_id unique).
+    by_external: HashMap<String, BTreeSet<String>>,
     by_email: HashMap<String, BTreeSet<String>>,
 }
 
@@ -84,7 +86,10 @@ impl Directory {
     pub fn upsert(&mut self, user: ZUser) {
         self.remove(&user.id.clone());
         if let Some(ext) = link_of(&user) {
-            self.by_external.insert(ext, user.id.clone());
+            self.by_external
+                .entry(ext)
+                .or_default()
+                .insert(user.id.clone());
         }
         self.by_email
             .entry(normalize_email(&user.email))
@@ -96,8 +101,13 @@ impl Directory {
     /// Removes a user from the directory (and its indexes).
     pub fn remove(&mut self, id: &str) {
         if let Some(old) = self.users.remove(id) {
-            if let Some(ext) = link_of(&old) {
-                self.by_external.remove(&ext);
+            if let Some(ext) = link_of(&old)
+                && let Some(set) = self.by_external.get_mut(&ext)
+            {
+                set.remove(id);
+                if set.is_empty() {
+                    self.by_external.remove(&ext);
+                }
             }
             if let Some(set) = self.by_email.get_mut(&normalize_email(&old.email)) {
                 set.remove(id);
@@ -109,10 +119,32 @@ impl Directory {
         self.users.get(id)
     }
 
+    /// The ZenQMS user linked to an Entra id (the first by ZenQMS id when several are: see
+    /// [`Directory::linked_to`]).
     pub fn by_external_id(&self, entra_id: &str) -> Option<&ZUser> {
         self.by_external
             .get(&entra_id.to_ascii_lowercase())
+            .and_then(|ids| ids.first())
             .and_then(|id| self.users.get(id))
+    }
+
+    /// The ZenQMS user linked to an Entra id when it is the only one: whose roles to compute
+    /// (two accounts carrying one link are a conflict: neither gets role calls).
+    pub fn linked_once(&self, entra_id: &str) -> Option<&ZUser> {
+        match self.linked_to(entra_id).as_slice() {
+            [z] => Some(z),
+            _ => None,
+        }
+    }
+
+    /// Every ZenQMS user linked to an Entra id, in ZenQMS id order.
+    pub fn linked_to(&self, entra_id: &str) -> Vec<&ZUser> {
+        self.by_external
+            .get(&entra_id.to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.users.get(id))
+            .collect()
     }
 
     pub fn by_email(&self, email: &str) -> Vec<&ZUser> {
@@ -296,6 +328,23 @@ fn change(changes: &mut Vec<Change>, field: &'static str, before: Value, after: 
 pub fn plan_user(user: &EntraUser, dir: &Directory, trust: &Trust) -> Action {
     if !user.in_scope {
         return out_of_scope(user, dir);
+    }
+    // Two accounts carrying one link: which is the user's is not ours to decide. A leaver's
+    // are all deactivated ([`leaver_duplicates`]); anyone else's are left as they are.
+    let linked = dir.linked_to(&user.id);
+    if linked.len() > 1 && user.account_enabled != Some(false) {
+        return Action::Conflict {
+            reason: format!(
+                "Entra user {} is linked to {} ZenQMS users ({}): nothing written; keep the link on one of them in ZenQMS",
+                user.id,
+                linked.len(),
+                linked
+                    .iter()
+                    .map(|z| z.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
     }
     let matched = find(user, dir);
     if let Match::Conflict(reason) = matched {
@@ -492,6 +541,42 @@ fn skip_incomplete(user: &EntraUser, then: &str) -> Action {
     }
 }
 
+/// The deactivations of a leaver's other accounts: when two ZenQMS users carry the same
+/// link and the user leaves (disabled, or out of scope), every active one is deactivated,
+/// not only the one its plan names (a bug hunt: the second account of a disabled user stayed
+/// active through notifications and delta rounds).
+pub fn leaver_duplicates(users: &[EntraUser], plans: &[Planned], dir: &Directory) -> Vec<Planned> {
+    let mut out = Vec::new();
+    for (u, p) in users.iter().zip(plans) {
+        if u.in_scope && u.account_enabled != Some(false) {
+            continue;
+        }
+        // The account the user's own plan deactivates, if it does.
+        let planned = match &p.action {
+            Action::Write {
+                zenqms_id, changes, ..
+            } if changes
+                .iter()
+                .any(|c| c.field == "is_active" && c.after == Value::Bool(false)) =>
+            {
+                Some(zenqms_id.as_str())
+            }
+            _ => None,
+        };
+        for z in dir.linked_to(&u.id) {
+            if z.is_active && Some(z.id.as_str()) != planned {
+                out.push(Planned {
+                    entra_id: u.id.clone(),
+                    upn: u.upn.clone(),
+                    action: deactivate(z),
+                    after_batch: false,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// The conflict lines for the other holders of an address that made a batch user's link a
 /// conflict, when they are not in the batch themselves ("logged for both").
 fn other_holders(users: &[EntraUser], plans: &[Planned], trust: &Trust) -> Vec<Planned> {
@@ -604,6 +689,8 @@ pub fn plan_batch(users: &[EntraUser], dir: &mut Directory, trust: &Trust) -> Ve
     }
     let others = other_holders(users, &plans, trust);
     plans.extend(others);
+    let duplicates = leaver_duplicates(users, &plans, dir);
+    plans.extend(duplicates);
     plans
 }
 

@@ -532,18 +532,19 @@ impl<'a> Realtime<'a> {
                 continue;
             }
             self.out.reasons.insert(id.clone(), guard::GONE.to_string());
-            match self.out.dir.by_external_id(id) {
-                Some(z) if z.is_active => plans.push(Planned {
-                    entra_id: id.clone(),
-                    upn: String::new(),
-                    action: plan::deactivate(z),
-                    after_batch: false,
-                }),
-                Some(_) => {}
-                None => self.out.log.info(
+            let linked = self.out.dir.linked_to(id);
+            // Every account linked to the user (two may carry one link).
+            plans.extend(linked.iter().filter(|z| z.is_active).map(|z| Planned {
+                entra_id: id.clone(),
+                upn: String::new(),
+                action: plan::deactivate(z),
+                after_batch: false,
+            }));
+            if linked.is_empty() {
+                self.out.log.info(
                     "user not in Entra (deleted) and not linked in ZenQMS: nothing to do",
                     &[("entra_id", id)],
-                ),
+                );
             }
         }
         if let Some(t) = &mut self.trace {
@@ -582,7 +583,7 @@ impl<'a> Realtime<'a> {
         let mut changes = present
             .iter()
             .filter_map(|u| {
-                let z = self.out.dir.by_external_id(&u.id)?;
+                let z = self.out.dir.linked_once(&u.id)?;
                 let groups = member_of.get(&u.id)?;
                 let desired = desired_from_groups(&mappings, groups);
                 roles::change_for(z, &u.id, &mappings, &desired)

@@ -612,3 +612,80 @@ fn a_refused_link_is_not_followed_by_a_deactivation() {
         "no unlinked account is deactivated"
     );
 }
+
+/// Two ZenQMS accounts carrying the same link (ZenQMS does not keep external_id unique): the
+/// user's fields and roles are written to neither (which is theirs is not ours to decide; a
+/// conflict names both), and when the user leaves — disabled, deleted, on any path — every
+/// active one is deactivated. A bug hunt (fixtures/red-team/duplicate-link.json) saw a
+/// disabled user's second account stay active through a notification and two delta rounds.
+#[test]
+fn every_account_carrying_a_leavers_link_is_deactivated_and_none_is_written_otherwise() {
+    let r = run(fixture("red-team/duplicate-link.json"));
+    assert_ok(&r);
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    let conflict = r.steps[0].logs.iter().any(|l| {
+        l.fields
+            .get("reason")
+            .is_some_and(|why| why.contains("is linked to 2 ZenQMS users (z2a, z2b)"))
+    });
+    assert!(conflict, "the deploy names both accounts");
+
+    // The same world through a full sync (the user disabled before the deploy), and through a
+    // deletion notified; and an enabled user whose title changed: nothing written.
+    let world = |steps: Value| {
+        let users = vec![entra_user(1), entra_user(2)];
+        let zen = vec![
+            zen_user("z1", "user1@contoso.com", Some(&uid(1)), &["r-qa"]),
+            zen_user("z2a", "user2@contoso.com", Some(&uid(2)), &["r-qa"]),
+            zen_user("z2b", "user2.old@contoso.com", Some(&uid(2)), &[]),
+        ];
+        let groups = json!([{"id": gid(1), "displayName": "QA", "members": [uid(1), uid(2)]}]);
+        let mut s = scenario(
+            users,
+            groups,
+            zen,
+            json!([{"role": "r-qa", "groups": [gid(1)]}]),
+        );
+        s["steps"] = steps;
+        s
+    };
+    let active = |r: &host_test::report::Report, id: &str| {
+        r.zenqms
+            .users
+            .iter()
+            .find(|u| u.id == id)
+            .unwrap()
+            .is_active
+    };
+    let mut disabled = entra_user(2);
+    disabled["accountEnabled"] = json!(false);
+    let full = run(world(
+        json!([{"entra": {"upsert_user": disabled}}, {"deploy": {}}]),
+    ));
+    assert_ok(&full);
+    assert!(!active(&full, "z2a") && !active(&full, "z2b"), "full sync");
+    let deleted = run(world(json!([
+        {"deploy": {}},
+        {"entra": {"delete_user": uid(2)}},
+        {"notify": {"resource": "users", "id": uid(2), "change_type": "deleted"}},
+    ])));
+    assert_ok(&deleted);
+    assert!(
+        !active(&deleted, "z2a") && !active(&deleted, "z2b"),
+        "deleted"
+    );
+    let mut retitled = entra_user(2);
+    retitled["jobTitle"] = json!("Director");
+    let enabled = run(world(json!([
+        {"deploy": {}},
+        {"entra": {"upsert_user": retitled}},
+        {"notify": {"resource": "users", "id": uid(2)}},
+    ])));
+    assert_ok(&enabled);
+    assert!(
+        enabled.audit.iter().all(|a| a.entra_id != uid(2)),
+        "nothing written for the user: {:?}",
+        enabled.audit
+    );
+    assert!(active(&enabled, "z2a") && active(&enabled, "z2b"));
+}

@@ -534,3 +534,30 @@ fn a_disabled_user_whose_new_email_is_taken_is_still_deactivated() {
     assert!(changes.iter().any(|c| c.field == "is_active"));
     assert!(!changes.iter().any(|c| c.field == "email"), "{changes:?}");
 }
+
+/// Two accounts carrying one link: an enabled user's is a conflict (nothing written), a
+/// disabled user's are both deactivated, and removing one from the directory keeps the other.
+#[test]
+fn two_accounts_carrying_one_link_are_a_conflict_and_both_leave_with_the_user() {
+    let mut dir = Directory::new([z("z1", "ada@x.com", Some(A)), z("z2", "old@x.com", Some(A))]);
+    assert_eq!(dir.linked_to(A).len(), 2);
+    assert!(dir.linked_once(A).is_none());
+    let enabled = entra(A, Some("ada@x.com"), true);
+    assert!(
+        matches!(plan_user(&enabled, &dir), Action::Conflict { reason } if reason.contains("z1, z2"))
+    );
+    let disabled = entra(A, Some("ada@x.com"), false);
+    let plans = plan_batch(std::slice::from_ref(&disabled), &mut dir);
+    let deactivated: Vec<&str> = plans
+        .iter()
+        .filter_map(|p| match &p.action {
+            Action::Write {
+                zenqms_id, changes, ..
+            } if changes.iter().any(|c| c.field == "is_active") => Some(zenqms_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deactivated, ["z1", "z2"]);
+    dir.remove("z1");
+    assert_eq!(dir.linked_once(A).map(|z| z.id.as_str()), Some("z2"));
+}
