@@ -478,7 +478,7 @@ fn continue_work(
             f.members.drop_read();
         }
         let mut queue = std::mem::take(&mut state.queue);
-        let cause = queue.cause.clone();
+        let cause = queue.audit_cause();
         let (done, rt) = with_realtime(p, config, graph, state, &cause, |rt| {
             rt.run_queue(&mut queue)
         });
@@ -546,7 +546,11 @@ pub(crate) fn with_realtime<'a, T>(
     if rt.out.dry_run && !config.dry_run {
         return (result, rt);
     }
-    guard::record(&mut state.recent_deactivations, rt.deactivated, now);
+    // The deactivations written, not those the guard let through: a write ZenQMS refused or
+    // failed, or a deactivation left out after its link was refused, is not one (a red team:
+    // refused links and a ZenQMS outage filled the window, and a real leaver was held).
+    let made = usize::try_from(rt.out.counts.deactivated).unwrap_or(usize::MAX);
+    guard::record(&mut state.recent_deactivations, made, now);
     if let (true, Some((limit, _))) = (rt.tripped, rt.guard) {
         guard::trip(&mut state.recent_deactivations, limit, now);
     }

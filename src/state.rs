@@ -66,6 +66,11 @@ pub struct DeltaLinks {
     pub issued_at: DateTime<Utc>,
 }
 
+/// Longest audit cause the queue keeps, in bytes (`Queue::cause`): the notification ids of
+/// one cause that would pass it are counted ("+N more") instead of named, and so are the
+/// causes joined past it (`Queue::cause_more`), so the state stays within its bound.
+pub const CAUSE_MAX: usize = 600;
+
 /// Checkpointed real-time work.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -74,8 +79,12 @@ pub struct Queue {
     pub users: Vec<String>,
     /// Entra group ids whose membership changed.
     pub groups: Vec<String>,
-    /// What put them there (notification ids or a delta round), for the audit log.
+    /// What put them there (notification ids or a delta round), for the audit log: the
+    /// causes joined by `; ` while earlier work waits (see [`Queue::add_cause`]).
     pub cause: String,
+    /// Causes that added work past [`CAUSE_MAX`]: counted, not named.
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub cause_more: u32,
     /// A delta round is due now, before the next schedule (Graph's lifecycle `missed`: it
     /// dropped notifications).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -195,39 +204,32 @@ impl Queue {
     /// failed, a budget that ran out) the causes are joined: a write names every notification
     /// or delta round that may have asked for it, never only a later, unrelated one (a bug
     /// hunt: a leaver's deactivation, queued by a notification whose call failed, was audited
-    /// under the next user's notification). Past [`crate::domain::inbox::CAUSE_MAX`] bytes
-    /// the later causes are counted ("+N more causes") instead of named.
+    /// under the next user's notification). Past [`CAUSE_MAX`] bytes
+    /// the later causes are counted (`cause_more`) instead of named; the count is kept apart
+    /// from the text, which a notification id could imitate.
     pub fn add_cause(&mut self, cause: String) {
-        const MORE: &str = " more causes";
         if (self.users.is_empty() && self.groups.is_empty()) || self.cause.is_empty() {
             self.cause = cause;
+            self.cause_more = 0;
             return;
         }
-        let mut parts: Vec<&str> = self.cause.split("; ").collect();
-        if parts.contains(&cause.as_str()) {
+        if self.cause.split("; ").any(|c| c == cause) {
             return;
         }
-        let mut counted = 0usize;
-        if let Some(n) = parts
-            .last()
-            .and_then(|p| p.strip_prefix('+')?.strip_suffix(MORE)?.parse().ok())
-        {
-            counted = n;
-            parts.pop();
-        }
-        // Named while it fits with room for the count; once one is counted, so are the rest.
-        let room = crate::domain::inbox::CAUSE_MAX.saturating_sub(MORE.len() + 12);
-        let len: usize = parts.iter().map(|p| p.len() + 2).sum();
-        if counted == 0 && len + cause.len() <= room {
-            parts.push(&cause);
+        // Named while it fits; once one is counted, so are the rest.
+        if self.cause_more == 0 && self.cause.len() + 2 + cause.len() <= CAUSE_MAX {
+            self.cause = format!("{}; {cause}", self.cause);
         } else {
-            counted += 1;
+            self.cause_more = self.cause_more.saturating_add(1);
         }
-        let mut joined = parts.join("; ");
-        if counted > 0 {
-            joined.push_str(&format!("; +{counted}{MORE}"));
+    }
+
+    /// The cause the queue's writes are audited with: its causes, and how many more there were.
+    pub fn audit_cause(&self) -> String {
+        match self.cause_more {
+            0 => self.cause.clone(),
+            n => format!("{}; +{n} more causes", self.cause),
         }
-        self.cause = joined;
     }
 }
 
@@ -902,31 +904,29 @@ mod tests {
         assert_eq!(q.cause, "notification n-1; notification n-2");
         for i in 3..200 {
             q.add_cause(format!("notification {}", "x".repeat(i % 40 + 30)));
-            assert!(
-                q.cause.len() <= crate::domain::inbox::CAUSE_MAX,
-                "{}",
-                q.cause
-            );
+            assert!(q.cause.len() <= CAUSE_MAX, "{}", q.cause);
             assert!(q.cause.starts_with("notification n-1; notification n-2"));
         }
-        assert!(q.cause.ends_with(" more causes"), "{}", q.cause);
+        assert!(
+            q.audit_cause().ends_with(" more causes"),
+            "{}",
+            q.audit_cause()
+        );
         let named = q.cause.matches("notification").count();
-        let counted: usize = q
-            .cause
-            .rsplit("; +")
-            .next()
-            .unwrap()
-            .trim_end_matches(" more causes")
-            .parse()
-            .unwrap();
+        let counted = q.cause_more as usize;
         // Every cause is named or counted: of the 197 x-runs (lengths 30-69, i % 40 + 30), the
-        // ten named (lengths 33-42) recur 4 more times each, named already; the other 147 are
-        // counted.
-        assert_eq!((named, counted), (12, 147), "{}", q.cause);
+        // named ones recur every 40, named already; the others are counted.
+        let named_runs = named - 2;
+        assert_eq!(counted, 197 - 5 * named_runs, "{}", q.audit_cause());
+        // A cause that imitates the count changes nothing but its own text.
+        let more = q.cause_more;
+        q.add_cause("notification evil; +99 more causes".into());
+        assert_eq!(q.cause_more, more + 1);
         // Once the queue is empty, the next work has its own cause.
         q.users.clear();
         q.add_cause("delta-20261128T120000Z".into());
         assert_eq!(q.cause, "delta-20261128T120000Z");
+        assert_eq!(q.audit_cause(), "delta-20261128T120000Z");
     }
 
     /// Every part of the state that can grow at its bound at once — a full queue, a full
@@ -944,7 +944,8 @@ mod tests {
         for i in 0..QUEUE_MAX {
             s.queue.push_leaving(guid(10_000 + i));
         }
-        s.queue.cause = "n".repeat(600);
+        s.queue.cause = "n".repeat(CAUSE_MAX);
+        s.queue.cause_more = u32::MAX;
         s.queue.members.read = Some(members_at_bound());
         // Graph's tokens are opaque: the longest in its docs has 209 characters; five times.
         let link = |what: &str| {

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{LifecycleItem, Queue};
+use crate::state::{CAUSE_MAX, LifecycleItem, Queue};
 
 /// Largest item read: an item holds less than the webhook body it came from, and bodies are
 /// capped at 1 MiB (`webhook::MAX_BODY`).
@@ -18,10 +18,6 @@ pub const MAX_ITEM: usize = 1024 * 1024;
 
 /// Notification ids kept per item for the audit cause of the writes they lead to.
 pub const CAUSE_IDS: usize = 10;
-
-/// Longest audit cause the queue keeps, in bytes (`Queue::cause`): the ids that would pass
-/// it are counted ("+N more") instead of named, so the state stays within its bound.
-pub const CAUSE_MAX: usize = 600;
 
 /// Longest id (user, group, subscription, notification) an item may carry: Graph's ids are
 /// GUIDs (36 characters); the margin is for other id shapes, not for arbitrary text.

@@ -332,7 +332,16 @@ pub fn plan_user(user: &EntraUser, dir: &Directory, trust: &Trust) -> Action {
     // Two accounts carrying one link: which is the user's is not ours to decide. A leaver's
     // are all deactivated ([`leaver_duplicates`]); anyone else's are left as they are.
     let linked = dir.linked_to(&user.id);
-    if linked.len() > 1 && user.account_enabled != Some(false) {
+    if linked.len() > 1 && user.account_enabled == Some(false) {
+        // Deactivated, every one ([`leaver_duplicates`] the others), nothing else written.
+        return match linked.iter().find(|z| z.is_active) {
+            Some(z) => deactivate(z),
+            None => Action::Unchanged {
+                zenqms_id: linked[0].id.clone(),
+            },
+        };
+    }
+    if linked.len() > 1 {
         return Action::Conflict {
             reason: format!(
                 "Entra user {} is linked to {} ZenQMS users ({}): nothing written; keep the link on one of them in ZenQMS",

@@ -594,10 +594,17 @@ impl<'a> Realtime<'a> {
         // leaver check. Only once the account is inactive: a deactivation the guard holds
         // holds its roles too.
         for (id, user) in ids.iter().zip(&users) {
-            if user.is_none()
-                && let Some(z) = self.out.dir.by_external_id(id).filter(|z| !z.is_active)
-            {
-                changes.extend(roles::change_for(z, id, &mappings, &BTreeSet::new()));
+            if user.is_none() {
+                // Every account linked to the user (two may carry one link).
+                for z in self
+                    .out
+                    .dir
+                    .linked_to(id)
+                    .into_iter()
+                    .filter(|z| !z.is_active)
+                {
+                    changes.extend(roles::change_for(z, id, &mappings, &BTreeSet::new()));
+                }
             }
         }
         if let Some(t) = &mut self.trace {

@@ -98,10 +98,13 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     // and the opening round's address check (issue 15, twelfth session) about 5 KB more,
     // within 1.56 MiB; a scrubber that no marker or escape can complete a secret with, and
     // admin results scrubbed before they are escaped (two red teams, thirteenth session),
-    // about 3 KB more, within 1.57 MiB.
+    // about 3 KB more, within 1.57 MiB; the guard's rolling window by the hour, its base read
+    // within the budget, links and deactivations written apart, accounts sharing a link, and
+    // joined audit causes (a bug hunt and three red teams, fourteenth session) about 14 KB
+    // more, within 1.58 MiB.
     assert!(
-        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 7 / 100,
-        "component under 1.57 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 8 / 100,
+        "component under 1.58 MiB: {} bytes",
         wasm.len()
     );
 }

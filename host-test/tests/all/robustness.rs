@@ -689,3 +689,20 @@ fn every_account_carrying_a_leavers_link_is_deactivated_and_none_is_written_othe
     );
     assert!(active(&enabled, "z2a") && active(&enabled, "z2b"));
 }
+
+/// Red teams' worlds on the guard's window and on accounts sharing a link, each with its
+/// expected end in the scenario (`expect`): refused links and failed writes are not
+/// deactivations made and fill no window; a leaver's accounts sharing a link are deactivated
+/// without the user's fields, and a deleted user's lose their mapped roles, every one.
+#[test]
+fn the_red_teams_guard_and_duplicate_link_worlds_end_as_expected() {
+    for file in [
+        "red-team/guard-refused-links-window.json",
+        "red-team/guard-failed-writes-window.json",
+        "red-team/duplicate-link-leaver-fields.json",
+        "red-team/duplicate-link-deleted-roles.json",
+    ] {
+        let r = run(fixture(file));
+        assert!(r.expect.ok, "{file}: {:?}", r.expect.failures);
+    }
+}
