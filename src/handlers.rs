@@ -546,10 +546,16 @@ pub(crate) fn with_realtime<'a, T>(
     if rt.out.dry_run && !config.dry_run {
         return (result, rt);
     }
-    // The deactivations written, not those the guard let through: a write ZenQMS refused or
-    // failed, or a deactivation left out after its link was refused, is not one (a red team:
-    // refused links and a ZenQMS outage filled the window, and a real leaver was held).
-    let made = usize::try_from(rt.out.counts.deactivated).unwrap_or(usize::MAX);
+    // The deactivations written (or maybe written: see `Applier::deactivations_unsure`), not
+    // those the guard let through: a write ZenQMS refused or answered unavailable (503), or a
+    // deactivation left out after its link was refused, is not one (a red team: refused links
+    // and a ZenQMS outage filled the window, and a real leaver was held).
+    let made = rt
+        .out
+        .counts
+        .deactivated
+        .saturating_add(rt.out.deactivations_unsure);
+    let made = usize::try_from(made).unwrap_or(usize::MAX);
     guard::record(&mut state.recent_deactivations, made, now);
     if let (true, Some((limit, _))) = (rt.tripped, rt.guard) {
         guard::trip(&mut state.recent_deactivations, limit, now);

@@ -39,6 +39,11 @@ pub struct Applier<'a> {
     /// The ZenQMS ids (the Entra id for a create) of writes that failed, for a caller that
     /// names them in its failure.
     pub failed: Vec<String>,
+    /// Deactivations whose write failed without a refusal (no answer, a timeout, 500, 502
+    /// or 504): ZenQMS may have made them, and a later call would find the account inactive
+    /// and count nothing, so the guard's window counts them as made (a red team: timeouts
+    /// ZenQMS had applied let 10 deactivations through a limit of 3).
+    pub deactivations_unsure: u32,
 }
 
 /// The failure that ends a call when the service, not one user, is failing.
@@ -59,6 +64,7 @@ impl<'a> Applier<'a> {
             counts: Counts::default(),
             dry_run: false,
             failed: Vec::new(),
+            deactivations_unsure: 0,
             reasons: Default::default(),
         }
     }
@@ -232,6 +238,11 @@ impl<'a> Applier<'a> {
                 }
                 Err(e) => {
                     self.counts.failed += 1;
+                    if w.kind == WriteKind::Deactivate
+                        && matches!(e.status, None | Some(500 | 502 | 504))
+                    {
+                        self.deactivations_unsure += 1;
+                    }
                     let error = e.to_string();
                     let mut fields =
                         vec![("cause", self.cause.as_str()), ("entra_id", &w.entra_id)];
