@@ -56,7 +56,7 @@ pub fn block(
             ("sample_entra_ids", &sample.join(",")),
             (
                 "fix",
-                "check the directory; if intended, run the action release-held-deactivations with the number held, or raise max_deactivations",
+                "check the directory; if intended, run the action release-held-deactivations with the number held, or raise max_deactivations and redeploy (a full sync judges them again under the new limit)",
             ),
         ],
     );
@@ -166,7 +166,7 @@ pub fn log_still_blocked(log: &Log, b: &Blocked) {
         log,
         "deactivations are still held back by the mass-deactivation guard",
         b,
-        "if intended, run the action release-held-deactivations with the number held, or raise max_deactivations",
+        "if intended, run the action release-held-deactivations with the number held, or raise max_deactivations and redeploy (a full sync judges them again under the new limit)",
     );
 }
 
