@@ -347,6 +347,13 @@ fn run_full_sync(
     let blocked = guard::held_after_full_sync(sync.blocked.clone(), sync.held_meanwhile.take());
     let held = guard::held_summary(blocked.as_ref());
     if config.dry_run {
+        // Nothing is held by a dry run: what the guard would hold is said as a plan.
+        let held = blocked.as_ref().map_or(String::new(), |b| {
+            format!(
+                "; {} DEACTIVATIONS WOULD BE HELD BACK (limit {}): a real run would deactivate none of them",
+                b.count, b.limit
+            )
+        });
         return Ok(Reply::done(format!(
             "dry run {} complete (nothing written): would have {}{held}",
             sync.run_id, sync.totals
@@ -537,7 +544,13 @@ pub(crate) fn with_realtime<'a, T>(
 ) -> (Result<T, Failure>, Realtime<'a>) {
     let mut rt = Realtime::new(p, config, graph, cause);
     let now = p.now();
+    guard::expire(&mut state.recent_deactivations, now);
     rt.window = state.recent_deactivations.clone();
+    rt.unconfirmed = rt
+        .window
+        .as_ref()
+        .map(|w| w.unconfirmed.clone())
+        .unwrap_or_default();
     rt.learned_domains = state.email_domains.clone();
     let result = work(&mut rt);
     state.email_domains = std::mem::take(&mut rt.learned_domains);
@@ -546,17 +559,18 @@ pub(crate) fn with_realtime<'a, T>(
     if rt.out.dry_run && !config.dry_run {
         return (result, rt);
     }
-    // The deactivations written (or maybe written: see `Applier::deactivations_unsure`), not
-    // those the guard let through: a write ZenQMS refused or answered unavailable (503), or a
-    // deactivation left out after its link was refused, is not one (a red team: refused links
-    // and a ZenQMS outage filled the window, and a real leaver was held).
-    let made = rt
-        .out
-        .counts
-        .deactivated
-        .saturating_add(rt.out.deactivations_unsure);
-    let made = usize::try_from(made).unwrap_or(usize::MAX);
-    guard::record(&mut state.recent_deactivations, made, now);
+    // Every deactivation let through and sent counts, whatever its answer (see
+    // `Realtime::deactivated`); one counted before and not yet answered as written is not
+    // counted again (`DeactivationWindow::unconfirmed`).
+    guard::record(&mut state.recent_deactivations, rt.deactivated, now);
+    guard::keep_unconfirmed(
+        &mut state.recent_deactivations,
+        rt.unconfirmed
+            .iter()
+            .copied()
+            .chain(rt.approved.iter().map(|id| guard::fingerprint(id))),
+        &rt.out.deactivated_ids,
+    );
     if let (true, Some((limit, _))) = (rt.tripped, rt.guard) {
         guard::trip(&mut state.recent_deactivations, limit, now);
     }

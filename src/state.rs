@@ -56,6 +56,11 @@ pub struct DeactivationWindow {
     pub count: usize,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hourly: Vec<usize>,
+    /// Fingerprints (`links::fingerprint`) of the Entra ids whose deactivation the window
+    /// counts but ZenQMS has not answered as written (at most `guard::UNCONFIRMED_MAX`, the
+    /// newest): let through again without counting again. Gone with the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unconfirmed: Vec<u64>,
 }
 
 /// Stored delta links (opaque Graph URLs) and when they were issued (tokens live 7 days).
@@ -69,7 +74,7 @@ pub struct DeltaLinks {
 /// Longest audit cause the queue keeps, in bytes (`Queue::cause`): the notification ids of
 /// one cause that would pass it are counted ("+N more") instead of named, and so are the
 /// causes joined past it (`Queue::cause_more`), so the state stays within its bound.
-pub const CAUSE_MAX: usize = 600;
+pub const CAUSE_MAX: usize = 420;
 
 /// Checkpointed real-time work.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -1023,6 +1028,7 @@ mod tests {
             since: "2026-11-28T12:00:00Z".parse().unwrap(),
             count: usize::MAX,
             hourly: vec![u32::MAX as usize; 25],
+            unconfirmed: vec![u64::MAX; crate::domain::guard::UNCONFIRMED_MAX],
         });
         // Deactivations held back, with the guard's full sample and a digest.
         s.blocked = Some(Blocked {

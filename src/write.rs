@@ -39,11 +39,8 @@ pub struct Applier<'a> {
     /// The ZenQMS ids (the Entra id for a create) of writes that failed, for a caller that
     /// names them in its failure.
     pub failed: Vec<String>,
-    /// Deactivations whose write failed without a refusal (no answer, a timeout, 500, 502
-    /// or 504): ZenQMS may have made them, and a later call would find the account inactive
-    /// and count nothing, so the guard's window counts them as made (a red team: timeouts
-    /// ZenQMS had applied let 10 deactivations through a limit of 3).
-    pub deactivations_unsure: u32,
+    /// The Entra ids of the deactivations ZenQMS answered as written.
+    pub deactivated_ids: Vec<String>,
 }
 
 /// The failure that ends a call when the service, not one user, is failing.
@@ -64,7 +61,7 @@ impl<'a> Applier<'a> {
             counts: Counts::default(),
             dry_run: false,
             failed: Vec::new(),
-            deactivations_unsure: 0,
+            deactivated_ids: Vec::new(),
             reasons: Default::default(),
         }
     }
@@ -217,6 +214,9 @@ impl<'a> Applier<'a> {
                     }
                     self.dir.upsert(user);
                     self.count(w.kind);
+                    if w.kind == WriteKind::Deactivate {
+                        self.deactivated_ids.push(w.entra_id.clone());
+                    }
                     let message = if self.dry_run {
                         format!("plan: would be {}", w.kind.done())
                     } else {
@@ -238,11 +238,6 @@ impl<'a> Applier<'a> {
                 }
                 Err(e) => {
                     self.counts.failed += 1;
-                    if w.kind == WriteKind::Deactivate
-                        && matches!(e.status, None | Some(500 | 502 | 504))
-                    {
-                        self.deactivations_unsure += 1;
-                    }
                     let error = e.to_string();
                     let mut fields =
                         vec![("cause", self.cause.as_str()), ("entra_id", &w.entra_id)];

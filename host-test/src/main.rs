@@ -109,11 +109,15 @@ mod cli {
             // What the scenario expects of a real run cannot hold for a run that writes nothing,
             // and steps after the deploy (notifications...) need what a real deploy sets up.
             scenario.expect = Default::default();
+            let steps = scenario.steps.len();
             scenario
                 .steps
                 .retain(|s| matches!(s, host_test::scenario::Step::Deploy(_)));
             scenario.steps.truncate(1);
-            println!("Dry run of the deploy: the component reads everything and writes nothing.");
+            println!(
+                "Dry run of the deploy only: the component reads everything and writes nothing. The scenario's other {} steps and its expectations are left out (\"Expectations: ok\" below checks nothing).",
+                steps.saturating_sub(scenario.steps.len())
+            );
         }
         println!("Scenario: {}", path.display());
         if !scenario.description.is_empty() {

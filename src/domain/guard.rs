@@ -336,6 +336,7 @@ pub fn record(window: &mut Option<DeactivationWindow>, n: usize, now: DateTime<U
         since: hour_of(now),
         count: 0,
         hourly: Vec::new(),
+        unconfirmed: Vec::new(),
     });
     if w.hourly.is_empty() {
         w.hourly.push(w.count);
@@ -346,6 +347,45 @@ pub fn record(window: &mut Option<DeactivationWindow>, n: usize, now: DateTime<U
     }
     w.hourly[hour] += n;
     w.count = w.hourly.iter().sum();
+}
+
+/// Most Entra ids a window keeps as counted but not answered as written (beyond, the oldest
+/// are forgotten: counted again if let through again, which only holds more back). Small: the
+/// state's worst case has room for no more.
+pub const UNCONFIRMED_MAX: usize = 8;
+
+/// Keeps in the window the Entra ids counted and not yet answered as written: `counted`
+/// (fingerprints of those kept before and of those this call let through) less those in
+/// `written`, the newest [`UNCONFIRMED_MAX`]. Nothing is kept without a window.
+pub fn keep_unconfirmed(
+    window: &mut Option<DeactivationWindow>,
+    counted: impl Iterator<Item = u64>,
+    written: &[String],
+) {
+    let Some(w) = window.as_mut() else {
+        return;
+    };
+    let written: Vec<u64> = written.iter().map(|id| fingerprint(id)).collect();
+    let mut kept: Vec<u64> = Vec::new();
+    for f in counted {
+        if !written.contains(&f) && !kept.contains(&f) {
+            kept.push(f);
+        }
+    }
+    let extra = kept.len().saturating_sub(UNCONFIRMED_MAX);
+    kept.drain(..extra);
+    w.unconfirmed = kept;
+}
+
+/// The window as it counts at `now`: its expired hours dropped (and with them, when none is
+/// left, the ids it kept as counted).
+pub fn expire(window: &mut Option<DeactivationWindow>, now: DateTime<Utc>) {
+    in_window(window, now);
+}
+
+/// The fingerprint an Entra id is kept under in the window (case folded).
+pub fn fingerprint(entra_id: &str) -> u64 {
+    crate::domain::links::fingerprint(&entra_id.trim().to_ascii_lowercase())
 }
 
 /// The deactivations the window still counts at `now`, after dropping its hours that no

@@ -125,7 +125,7 @@ pub fn cause_of(items: &[&InboxItem]) -> Option<String> {
     }
     // As many ids as fit in CAUSE_MAX with room for the count of the rest.
     let mut shown = ids.len().min(CAUSE_IDS);
-    while shown > 1 && ids[..shown].iter().map(|i| i.len() + 1).sum::<usize>() > CAUSE_MAX - 40 {
+    while shown > 1 && ids[..shown].iter().map(|i| i.len() + 1).sum::<usize>() > CAUSE_MAX - 31 {
         shown -= 1;
     }
     let more = more + ids.len().min(CAUSE_IDS) - shown;

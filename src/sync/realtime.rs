@@ -48,8 +48,19 @@ pub struct Realtime<'a> {
     /// The limit in `guard` is final: explicit, or the default counted on the ZenQMS users
     /// linked to an Entra id (see [`Realtime::guard_left`]).
     guard_final: bool,
-    /// Deactivations made this call (to count into the guard's window).
+    /// Deactivations the guard let through this call and counts into its window: those whose
+    /// write is sent, whatever its answer (a write that timed out, or failed after a try that
+    /// timed out, may have been made: red teams let 6 and 10 through a limit of 3 by counting
+    /// answered writes only). A deactivation left out before it is sent (its link refused) is
+    /// given back.
     pub deactivated: usize,
+    /// The Entra ids of those deactivations.
+    pub approved: Vec<String>,
+    /// Fingerprints of the Entra ids the window counts already, their deactivation not yet
+    /// answered as written
+    /// (`DeactivationWindow::unconfirmed`): let through again without counting again, so a
+    /// call that fails and is retried does not count one user many times.
+    pub unconfirmed: Vec<u64>,
     /// Entra ids whose deactivation the guard held back this call.
     pub held: Vec<String>,
     /// The verified domains learned so far (the state's `email_domains`): the member users
@@ -109,6 +120,8 @@ impl<'a> Realtime<'a> {
             guard: None,
             guard_final: false,
             deactivated: 0,
+            approved: Vec::new(),
+            unconfirmed: Vec::new(),
             held: Vec::new(),
             learned_domains: BTreeSet::new(),
             members: None,
@@ -129,10 +142,16 @@ impl<'a> Realtime<'a> {
                 out.push(p);
                 continue;
             }
+            if self.unconfirmed.contains(&guard::fingerprint(&p.entra_id)) {
+                // Counted when first let through; its write was not answered as done.
+                out.push(p);
+                continue;
+            }
             let (limit, left) = self.guard_left(1, None)?;
             if left > 0 {
                 self.guard = Some((limit, left - 1));
                 self.deactivated += 1;
+                self.approved.push(p.entra_id.clone());
                 out.push(p);
             } else {
                 self.guard = Some((limit, 0));
@@ -226,11 +245,23 @@ impl<'a> Realtime<'a> {
     /// this user's to deactivate, and the one write of link and deactivation before them wrote
     /// neither (a red team: refused links left unlinked accounts deactivated and audited
     /// under Entra ids they were not linked to). The refused link is logged as a failed write.
-    fn drop_unlinked(&self, then: &mut Vec<Planned>) {
+    fn drop_unlinked(&mut self, then: &mut Vec<Planned>) {
+        let failed = &self.out.failed;
+        let mut dropped = Vec::new();
         then.retain(|p| match &p.action {
-            plan::Action::Write { zenqms_id, .. } => !self.out.failed.contains(zenqms_id),
+            plan::Action::Write { zenqms_id, .. } if failed.contains(zenqms_id) => {
+                dropped.push(p.entra_id.clone());
+                false
+            }
             _ => true,
         });
+        // Never sent: not counted into the guard's window.
+        for id in dropped {
+            if let Some(i) = self.approved.iter().position(|a| *a == id) {
+                self.approved.remove(i);
+                self.deactivated = self.deactivated.saturating_sub(1);
+            }
+        }
     }
 
     /// Works through the queue until it is empty (true) or the budget would run out (false).

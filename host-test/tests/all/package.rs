@@ -100,11 +100,11 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     // admin results scrubbed before they are escaped (two red teams, thirteenth session),
     // about 3 KB more, within 1.57 MiB; the guard's rolling window by the hour, its base read
     // within the budget, links and deactivations written apart, accounts sharing a link, and
-    // joined audit causes (a bug hunt and three red teams, fourteenth session) about 14 KB
-    // more, within 1.58 MiB.
+    // joined audit causes, and a window that counts every deactivation sent once per user
+    // (a bug hunt and five red teams, fourteenth session) about 22 KB more, within 1.59 MiB.
     assert!(
-        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 8 / 100,
-        "component under 1.58 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 9 / 100,
+        "component under 1.59 MiB: {} bytes",
         wasm.len()
     );
 }

@@ -691,9 +691,9 @@ fn every_account_carrying_a_leavers_link_is_deactivated_and_none_is_written_othe
 }
 
 /// Red teams' worlds on the guard's window and on accounts sharing a link, each with its
-/// expected end in the scenario (`expect`): refused links and writes refused or answered
-/// unavailable are not deactivations made and fill no window, writes that may have been
-/// made (timeouts) are counted; a leaver's accounts sharing a link are deactivated
+/// expected end in the scenario (`expect`): a deactivation never sent (its link refused)
+/// fills no window, one sent counts whatever ZenQMS answers (it may have been made), once
+/// however many failed calls send it again; a leaver's accounts sharing a link are deactivated
 /// without the user's fields, and a deleted user's lose their mapped roles, every one.
 #[test]
 fn the_red_teams_guard_and_duplicate_link_worlds_end_as_expected() {
@@ -703,6 +703,8 @@ fn the_red_teams_guard_and_duplicate_link_worlds_end_as_expected() {
         "red-team/duplicate-link-leaver-fields.json",
         "red-team/duplicate-link-deleted-roles.json",
         "red-team/guard-ambiguous-timeouts.json",
+        "red-team/guard-timeout-then-503.json",
+        "red-team/guard-unanswered-counted-once.json",
     ] {
         let r = run(fixture(file));
         assert!(r.expect.ok, "{file}: {:?}", r.expect.failures);
