@@ -56,9 +56,10 @@ pub struct DeactivationWindow {
     pub count: usize,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hourly: Vec<usize>,
-    /// Fingerprints (`links::fingerprint`) of the Entra ids whose deactivation the window
-    /// counts but ZenQMS has not answered as written (at most `guard::UNCONFIRMED_MAX`, the
-    /// newest): let through again without counting again. Gone with the window.
+    /// Fingerprints (`guard::fingerprint`) of the ZenQMS accounts whose deactivation the
+    /// window counts but ZenQMS has not answered as written (at most `guard::UNCONFIRMED_MAX`,
+    /// the newest): let through again without counting again, until an hour of the window
+    /// expires (their count may have been in it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unconfirmed: Vec<u64>,
 }

@@ -39,7 +39,7 @@ pub struct Applier<'a> {
     /// The ZenQMS ids (the Entra id for a create) of writes that failed, for a caller that
     /// names them in its failure.
     pub failed: Vec<String>,
-    /// The Entra ids of the deactivations ZenQMS answered as written.
+    /// The ZenQMS ids of the deactivations ZenQMS answered as written.
     pub deactivated_ids: Vec<String>,
 }
 
@@ -215,7 +215,7 @@ impl<'a> Applier<'a> {
                     self.dir.upsert(user);
                     self.count(w.kind);
                     if w.kind == WriteKind::Deactivate {
-                        self.deactivated_ids.push(w.entra_id.clone());
+                        self.deactivated_ids.push(zid.clone());
                     }
                     let message = if self.dry_run {
                         format!("plan: would be {}", w.kind.done())

@@ -349,12 +349,12 @@ pub fn record(window: &mut Option<DeactivationWindow>, n: usize, now: DateTime<U
     w.count = w.hourly.iter().sum();
 }
 
-/// Most Entra ids a window keeps as counted but not answered as written (beyond, the oldest
+/// Most ZenQMS accounts a window keeps as counted but not answered as written (beyond, the oldest
 /// are forgotten: counted again if let through again, which only holds more back). Small: the
 /// state's worst case has room for no more.
 pub const UNCONFIRMED_MAX: usize = 8;
 
-/// Keeps in the window the Entra ids counted and not yet answered as written: `counted`
+/// Keeps in the window the ZenQMS accounts counted and not yet answered as written: `counted`
 /// (fingerprints of those kept before and of those this call let through) less those in
 /// `written`, the newest [`UNCONFIRMED_MAX`]. Nothing is kept without a window.
 pub fn keep_unconfirmed(
@@ -383,9 +383,9 @@ pub fn expire(window: &mut Option<DeactivationWindow>, now: DateTime<Utc>) {
     in_window(window, now);
 }
 
-/// The fingerprint an Entra id is kept under in the window (case folded).
-pub fn fingerprint(entra_id: &str) -> u64 {
-    crate::domain::links::fingerprint(&entra_id.trim().to_ascii_lowercase())
+/// The fingerprint a ZenQMS account's id is kept under in the window (case folded).
+pub fn fingerprint(zenqms_id: &str) -> u64 {
+    crate::domain::links::fingerprint(&zenqms_id.trim().to_ascii_lowercase())
 }
 
 /// The deactivations the window still counts at `now`, after dropping its hours that no
@@ -417,6 +417,11 @@ fn in_window(window: &mut Option<DeactivationWindow>, now: DateTime<Utc>) -> usi
     w.hourly.drain(..expired);
     w.since += TimeDelta::hours(i64::try_from(expired).unwrap_or(0));
     w.count = w.hourly.iter().sum();
+    if expired > 0 {
+        // An unconfirmed user's count may have been among the hours dropped: let through
+        // again, it is counted again (never a free pass on a count that has expired).
+        w.unconfirmed.clear();
+    }
     w.count
 }
 
@@ -536,6 +541,24 @@ mod tests {
             }
         );
         assert_eq!(then[0].entra_id, "e1");
+    }
+
+    /// A user counted and not answered as written is let through again without counting again
+    /// only while its count is in the window: once an hour expires, the window forgets them.
+    #[test]
+    fn an_unconfirmed_user_is_forgotten_once_an_hour_of_the_window_expires() {
+        let t0: DateTime<Utc> = "2026-11-28T12:00:00Z".parse().unwrap();
+        let mut w = None;
+        record(&mut w, 1, t0);
+        keep_unconfirmed(&mut w, [fingerprint("A")].into_iter(), &[]);
+        record(&mut w, 2, t0 + TimeDelta::hours(20));
+        expire(&mut w, t0 + TimeDelta::hours(20));
+        assert_eq!(w.as_ref().unwrap().unconfirmed, [fingerprint("a")]);
+        // 12:00's hour counts until 13:00 the next day; then A's count is gone, and so is A.
+        expire(&mut w, t0 + TimeDelta::hours(25));
+        let w = w.unwrap();
+        assert!(w.unconfirmed.is_empty());
+        assert_eq!(w.count, 2);
     }
 
     /// A window stored before the hourly counts (`since`, `count`) still counts, as if its

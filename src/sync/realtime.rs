@@ -54,9 +54,9 @@ pub struct Realtime<'a> {
     /// answered writes only). A deactivation left out before it is sent (its link refused) is
     /// given back.
     pub deactivated: usize,
-    /// The Entra ids of those deactivations.
+    /// The ZenQMS ids of those deactivations.
     pub approved: Vec<String>,
-    /// Fingerprints of the Entra ids the window counts already, their deactivation not yet
+    /// Fingerprints of the ZenQMS ids the window counts already, their deactivation not yet
     /// answered as written
     /// (`DeactivationWindow::unconfirmed`): let through again without counting again, so a
     /// call that fails and is retried does not count one user many times.
@@ -142,7 +142,12 @@ impl<'a> Realtime<'a> {
                 out.push(p);
                 continue;
             }
-            if self.unconfirmed.contains(&guard::fingerprint(&p.entra_id)) {
+            // Counted per ZenQMS account (two accounts may carry one link).
+            let account = match &p.action {
+                plan::Action::Write { zenqms_id, .. } => zenqms_id.clone(),
+                _ => p.entra_id.clone(),
+            };
+            if self.unconfirmed.contains(&guard::fingerprint(&account)) {
                 // Counted when first let through; its write was not answered as done.
                 out.push(p);
                 continue;
@@ -151,7 +156,7 @@ impl<'a> Realtime<'a> {
             if left > 0 {
                 self.guard = Some((limit, left - 1));
                 self.deactivated += 1;
-                self.approved.push(p.entra_id.clone());
+                self.approved.push(account);
                 out.push(p);
             } else {
                 self.guard = Some((limit, 0));
@@ -250,7 +255,7 @@ impl<'a> Realtime<'a> {
         let mut dropped = Vec::new();
         then.retain(|p| match &p.action {
             plan::Action::Write { zenqms_id, .. } if failed.contains(zenqms_id) => {
-                dropped.push(p.entra_id.clone());
+                dropped.push(zenqms_id.clone());
                 false
             }
             _ => true,
