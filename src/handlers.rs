@@ -568,8 +568,9 @@ pub(crate) fn with_realtime<'a, T>(
         rt.unconfirmed
             .iter()
             .copied()
+            .chain(rt.passed.iter().copied())
             .chain(rt.approved.iter().map(|id| guard::fingerprint(id))),
-        &rt.out.deactivated_ids,
+        &rt.out.written_ids,
     );
     if let (true, Some((limit, _))) = (rt.tripped, rt.guard) {
         guard::trip(&mut state.recent_deactivations, limit, now);

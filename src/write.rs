@@ -39,8 +39,8 @@ pub struct Applier<'a> {
     /// The ZenQMS ids (the Entra id for a create) of writes that failed, for a caller that
     /// names them in its failure.
     pub failed: Vec<String>,
-    /// The ZenQMS ids of the deactivations ZenQMS answered as written.
-    pub deactivated_ids: Vec<String>,
+    /// The ZenQMS ids of the users ZenQMS answered a write for (their state is known again).
+    pub written_ids: Vec<String>,
 }
 
 /// The failure that ends a call when the service, not one user, is failing.
@@ -61,7 +61,7 @@ impl<'a> Applier<'a> {
             counts: Counts::default(),
             dry_run: false,
             failed: Vec::new(),
-            deactivated_ids: Vec::new(),
+            written_ids: Vec::new(),
             reasons: Default::default(),
         }
     }
@@ -214,9 +214,7 @@ impl<'a> Applier<'a> {
                     }
                     self.dir.upsert(user);
                     self.count(w.kind);
-                    if w.kind == WriteKind::Deactivate {
-                        self.deactivated_ids.push(zid.clone());
-                    }
+                    self.written_ids.push(zid.clone());
                     let message = if self.dry_run {
                         format!("plan: would be {}", w.kind.done())
                     } else {

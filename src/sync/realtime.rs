@@ -56,6 +56,8 @@ pub struct Realtime<'a> {
     pub deactivated: usize,
     /// The ZenQMS ids of those deactivations.
     pub approved: Vec<String>,
+    /// Fingerprints of the accounts let through this call on a pass (`unconfirmed`).
+    pub passed: Vec<u64>,
     /// Fingerprints of the ZenQMS ids the window counts already, their deactivation not yet
     /// answered as written
     /// (`DeactivationWindow::unconfirmed`): let through again without counting again, so a
@@ -121,6 +123,7 @@ impl<'a> Realtime<'a> {
             guard_final: false,
             deactivated: 0,
             approved: Vec::new(),
+            passed: Vec::new(),
             unconfirmed: Vec::new(),
             held: Vec::new(),
             learned_domains: BTreeSet::new(),
@@ -147,8 +150,12 @@ impl<'a> Realtime<'a> {
                 plan::Action::Write { zenqms_id, .. } => zenqms_id.clone(),
                 _ => p.entra_id.clone(),
             };
-            if self.unconfirmed.contains(&guard::fingerprint(&account)) {
-                // Counted when first let through; its write was not answered as done.
+            let f = guard::fingerprint(&account);
+            if let Some(i) = self.unconfirmed.iter().position(|u| *u == f) {
+                // Counted when first let through; its write was not answered as done. One
+                // pass: kept for the next call unless written now.
+                self.unconfirmed.remove(i);
+                self.passed.push(f);
                 out.push(p);
                 continue;
             }
