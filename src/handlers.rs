@@ -544,13 +544,7 @@ pub(crate) fn with_realtime<'a, T>(
 ) -> (Result<T, Failure>, Realtime<'a>) {
     let mut rt = Realtime::new(p, config, graph, cause);
     let now = p.now();
-    guard::expire(&mut state.recent_deactivations, now);
     rt.window = state.recent_deactivations.clone();
-    rt.unconfirmed = rt
-        .window
-        .as_ref()
-        .map(|w| w.unconfirmed.clone())
-        .unwrap_or_default();
     rt.learned_domains = state.email_domains.clone();
     let result = work(&mut rt);
     state.email_domains = std::mem::take(&mut rt.learned_domains);
@@ -560,18 +554,8 @@ pub(crate) fn with_realtime<'a, T>(
         return (result, rt);
     }
     // Every deactivation let through and sent counts, whatever its answer (see
-    // `Realtime::deactivated`); one counted before and not yet answered as written is not
-    // counted again (`DeactivationWindow::unconfirmed`).
+    // `Realtime::deactivated`).
     guard::record(&mut state.recent_deactivations, rt.deactivated, now);
-    guard::keep_unconfirmed(
-        &mut state.recent_deactivations,
-        rt.unconfirmed
-            .iter()
-            .copied()
-            .chain(rt.passed.iter().copied())
-            .chain(rt.approved.iter().map(|id| guard::fingerprint(id))),
-        &rt.out.written_ids,
-    );
     if let (true, Some((limit, _))) = (rt.tripped, rt.guard) {
         guard::trip(&mut state.recent_deactivations, limit, now);
     }

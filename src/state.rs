@@ -56,12 +56,6 @@ pub struct DeactivationWindow {
     pub count: usize,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hourly: Vec<usize>,
-    /// Fingerprints (`guard::fingerprint`) of the ZenQMS accounts whose deactivation the
-    /// window counts but ZenQMS has not answered as written (at most `guard::UNCONFIRMED_MAX`,
-    /// the newest): let through again without counting again, until an hour of the window
-    /// expires (their count may have been in it).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unconfirmed: Vec<u64>,
 }
 
 /// Stored delta links (opaque Graph URLs) and when they were issued (tokens live 7 days).
@@ -1029,7 +1023,6 @@ mod tests {
             since: "2026-11-28T12:00:00Z".parse().unwrap(),
             count: usize::MAX,
             hourly: vec![u32::MAX as usize; 25],
-            unconfirmed: vec![u64::MAX; crate::domain::guard::UNCONFIRMED_MAX],
         });
         // Deactivations held back, with the guard's full sample and a digest.
         s.blocked = Some(Blocked {

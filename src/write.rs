@@ -39,8 +39,6 @@ pub struct Applier<'a> {
     /// The ZenQMS ids (the Entra id for a create) of writes that failed, for a caller that
     /// names them in its failure.
     pub failed: Vec<String>,
-    /// The ZenQMS ids of the users ZenQMS answered a write for (their state is known again).
-    pub written_ids: Vec<String>,
 }
 
 /// The failure that ends a call when the service, not one user, is failing.
@@ -61,7 +59,6 @@ impl<'a> Applier<'a> {
             counts: Counts::default(),
             dry_run: false,
             failed: Vec::new(),
-            written_ids: Vec::new(),
             reasons: Default::default(),
         }
     }
@@ -214,7 +211,6 @@ impl<'a> Applier<'a> {
                     }
                     self.dir.upsert(user);
                     self.count(w.kind);
-                    self.written_ids.push(zid.clone());
                     let message = if self.dry_run {
                         format!("plan: would be {}", w.kind.done())
                     } else {

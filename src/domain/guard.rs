@@ -336,7 +336,6 @@ pub fn record(window: &mut Option<DeactivationWindow>, n: usize, now: DateTime<U
         since: hour_of(now),
         count: 0,
         hourly: Vec::new(),
-        unconfirmed: Vec::new(),
     });
     if w.hourly.is_empty() {
         w.hourly.push(w.count);
@@ -347,47 +346,6 @@ pub fn record(window: &mut Option<DeactivationWindow>, n: usize, now: DateTime<U
     }
     w.hourly[hour] += n;
     w.count = w.hourly.iter().sum();
-}
-
-/// Most ZenQMS accounts a window keeps as counted but not answered as written (beyond, the oldest
-/// are forgotten: counted again if let through again, which only holds more back). Small: the
-/// state's worst case has room for no more.
-pub const UNCONFIRMED_MAX: usize = 8;
-
-/// Keeps in the window the ZenQMS accounts counted and not yet answered as written: `counted`
-/// (fingerprints of those kept before and of those this call let through) less those in
-/// `written`, the newest [`UNCONFIRMED_MAX`]. Nothing is kept without a window.
-pub fn keep_unconfirmed(
-    window: &mut Option<DeactivationWindow>,
-    counted: impl Iterator<Item = u64>,
-    written: &[String],
-) {
-    let Some(w) = window.as_mut() else {
-        return;
-    };
-    let written: Vec<u64> = written.iter().map(|id| fingerprint(id)).collect();
-    let mut kept: Vec<u64> = Vec::new();
-    for f in counted {
-        if !written.contains(&f) && !kept.contains(&f) {
-            kept.push(f);
-        }
-    }
-    let extra = kept.len().saturating_sub(UNCONFIRMED_MAX);
-    kept.drain(..extra);
-    w.unconfirmed = kept;
-}
-
-/// The window as it counts at `now`: its expired hours dropped (and with them, when none is
-/// left, the ids it kept as counted).
-pub fn expire(window: &mut Option<DeactivationWindow>, now: DateTime<Utc>) {
-    in_window(window, now);
-}
-
-/// The fingerprint a ZenQMS account's id is kept under in the window: of the id exactly as
-/// ZenQMS gives it (ids differing in case are different accounts: a red team let 24 case
-/// variants through on 3 passes when the fingerprint folded case).
-pub fn fingerprint(zenqms_id: &str) -> u64 {
-    crate::domain::links::fingerprint(zenqms_id)
 }
 
 /// The deactivations the window still counts at `now`, after dropping its hours that no
@@ -419,11 +377,6 @@ fn in_window(window: &mut Option<DeactivationWindow>, now: DateTime<Utc>) -> usi
     w.hourly.drain(..expired);
     w.since += TimeDelta::hours(i64::try_from(expired).unwrap_or(0));
     w.count = w.hourly.iter().sum();
-    if expired > 0 {
-        // An unconfirmed user's count may have been among the hours dropped: let through
-        // again, it is counted again (never a free pass on a count that has expired).
-        w.unconfirmed.clear();
-    }
     w.count
 }
 
@@ -543,29 +496,6 @@ mod tests {
             }
         );
         assert_eq!(then[0].entra_id, "e1");
-    }
-
-    /// A user counted and not answered as written is let through again without counting again
-    /// only while its count is in the window: once an hour expires, the window forgets them.
-    #[test]
-    fn an_unconfirmed_user_is_forgotten_once_an_hour_of_the_window_expires() {
-        let t0: DateTime<Utc> = "2026-11-28T12:00:00Z".parse().unwrap();
-        let mut w = None;
-        record(&mut w, 1, t0);
-        keep_unconfirmed(&mut w, [fingerprint("A")].into_iter(), &[]);
-        record(&mut w, 2, t0 + TimeDelta::hours(20));
-        expire(&mut w, t0 + TimeDelta::hours(20));
-        assert_eq!(w.as_ref().unwrap().unconfirmed, [fingerprint("A")]);
-        assert_ne!(
-            fingerprint("A"),
-            fingerprint("a"),
-            "ids differing in case are two accounts"
-        );
-        // 12:00's hour counts until 13:00 the next day; then A's count is gone, and so is A.
-        expire(&mut w, t0 + TimeDelta::hours(25));
-        let w = w.unwrap();
-        assert!(w.unconfirmed.is_empty());
-        assert_eq!(w.count, 2);
     }
 
     /// A window stored before the hourly counts (`since`, `count`) still counts, as if its

@@ -49,20 +49,13 @@ pub struct Realtime<'a> {
     /// linked to an Entra id (see [`Realtime::guard_left`]).
     guard_final: bool,
     /// Deactivations the guard let through this call and counts into its window: those whose
-    /// write is sent, whatever its answer (a write that timed out, or failed after a try that
-    /// timed out, may have been made: red teams let 6 and 10 through a limit of 3 by counting
-    /// answered writes only). A deactivation left out before it is sent (its link refused) is
-    /// given back.
+    /// write is sent, whatever its answer, and each time it is sent (a write that timed out, or
+    /// failed after a try that timed out, may have been made: red teams let 6 and 10 through a
+    /// limit of 3 by counting answered writes only, and more by counting a user once across
+    /// calls). A deactivation left out before it is sent (its link refused) is given back.
     pub deactivated: usize,
     /// The ZenQMS ids of those deactivations.
     pub approved: Vec<String>,
-    /// Fingerprints of the accounts let through this call on a pass (`unconfirmed`).
-    pub passed: Vec<u64>,
-    /// Fingerprints of the ZenQMS ids the window counts already, their deactivation not yet
-    /// answered as written
-    /// (`DeactivationWindow::unconfirmed`): let through again without counting again, so a
-    /// call that fails and is retried does not count one user many times.
-    pub unconfirmed: Vec<u64>,
     /// Entra ids whose deactivation the guard held back this call.
     pub held: Vec<String>,
     /// The verified domains learned so far (the state's `email_domains`): the member users
@@ -123,8 +116,6 @@ impl<'a> Realtime<'a> {
             guard_final: false,
             deactivated: 0,
             approved: Vec::new(),
-            passed: Vec::new(),
-            unconfirmed: Vec::new(),
             held: Vec::new(),
             learned_domains: BTreeSet::new(),
             members: None,
@@ -150,15 +141,6 @@ impl<'a> Realtime<'a> {
                 plan::Action::Write { zenqms_id, .. } => zenqms_id.clone(),
                 _ => p.entra_id.clone(),
             };
-            let f = guard::fingerprint(&account);
-            if let Some(i) = self.unconfirmed.iter().position(|u| *u == f) {
-                // Counted when first let through; its write was not answered as done. One
-                // pass: kept for the next call unless written now.
-                self.unconfirmed.remove(i);
-                self.passed.push(f);
-                out.push(p);
-                continue;
-            }
             let (limit, left) = self.guard_left(1, None)?;
             if left > 0 {
                 self.guard = Some((limit, left - 1));
