@@ -543,7 +543,6 @@ pub(crate) fn with_realtime<'a, T>(
     work: impl FnOnce(&mut Realtime<'a>) -> Result<T, Failure>,
 ) -> (Result<T, Failure>, Realtime<'a>) {
     let mut rt = Realtime::new(p, config, graph, cause);
-    let now = p.now();
     rt.window = state.recent_deactivations.clone();
     rt.learned_domains = state.email_domains.clone();
     let result = work(&mut rt);
@@ -555,6 +554,11 @@ pub(crate) fn with_realtime<'a, T>(
     }
     // Every deactivation let through and sent counts, whatever its answer (see
     // `Realtime::deactivated`).
+    // Counted in the hour the call ends, not the one it began in: its deactivations were
+    // sent between, and each must count for 24 hours from when it was sent (a red team: a
+    // call begun at 12:59:59 sent them at 13:00:21, counted under 12:00, which stopped
+    // counting at 13:00 the next day).
+    let now = p.now();
     guard::record(&mut state.recent_deactivations, rt.deactivated, now);
     if let (true, Some((limit, _))) = (rt.tripped, rt.guard) {
         guard::trip(&mut state.recent_deactivations, limit, now);

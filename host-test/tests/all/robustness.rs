@@ -706,6 +706,7 @@ fn the_red_teams_guard_and_duplicate_link_worlds_end_as_expected() {
         "red-team/guard-banked-free-passes.json",
         "red-team/guard-duplicate-link-free-pass.json",
         "red-team/guard-case-variant-ids.json",
+        "red-team/guard-hour-of-sending.json",
     ] {
         let r = run(fixture(file));
         assert!(r.expect.ok, "{file}: {:?}", r.expect.failures);
