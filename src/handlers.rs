@@ -424,16 +424,55 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
     }
     let config = parse_config(inst)?;
     if state.deleting.is_some() {
-        remove_subscriptions(p, &config, &inst.webhook_url, state)?;
-        return crate::handlers::unlink::run(p, &config, state);
+        return continue_delete(p, &config, &inst.webhook_url, state);
     }
     if state.queue.is_empty() {
         let graph = get_token(p, &config)?;
         return run_full_sync(p, &config, &graph, state);
     }
     let graph = get_token(p, &config)?;
-    lifecycle::apply(p, &graph, &inst.webhook_url, state)?;
-    continue_work(p, &config, &graph, state, "resume")
+    let upkeep = lifecycle::apply(p, &graph, &inst.webhook_url, state);
+    despite_upkeep(&Log::new(p), upkeep, || {
+        continue_work(p, &config, &graph, state, "resume")
+    })
+}
+
+/// Runs `work` whatever the subscriptions' upkeep (renewals, re-creations, lifecycle events)
+/// did: queued changes and the delta backstop never wait for Graph to take a subscription
+/// request. When the upkeep failed, it is logged as an error; a call whose work is done then
+/// fails with the upkeep's failure (so the platform shows it, and retries it if retryable),
+/// naming what the work did; a call whose work continues stays pending (the platform resumes
+/// it) and says the upkeep failed in its summary. The upkeep is tried again by the next call
+/// that does it (the next tick; the next call after a lifecycle event).
+pub(super) fn despite_upkeep(
+    log: &Log,
+    upkeep: Result<(), Failure>,
+    work: impl FnOnce() -> Result<Reply, Failure>,
+) -> Result<Reply, Failure> {
+    let Err(failed) = upkeep else {
+        return work();
+    };
+    log.error(
+        "Graph subscription upkeep failed: queued changes and the delta round run anyway",
+        &[("error", &failed.message)],
+    );
+    match work() {
+        Ok(mut reply) if reply.pending => {
+            reply.summary = format!(
+                "{} (Graph subscription upkeep failed: {})",
+                reply.summary, failed.message
+            );
+            Ok(reply)
+        }
+        Ok(reply) => Err(Failure {
+            message: format!("{}; meanwhile {}", failed.message, reply.summary),
+            retryable: failed.retryable,
+        }),
+        Err(f) => Err(Failure {
+            message: format!("{}; and {}", failed.message, f.message),
+            retryable: failed.retryable || f.retryable,
+        }),
+    }
 }
 
 /// Runs checkpointed work in order: a due delta round, queued users and groups, a full sync.
@@ -578,6 +617,7 @@ pub(crate) fn with_realtime<'a, T>(
             held.len(),
             limit,
             now,
+            rt.out.dry_run,
         );
         guard::hold(state, blocked);
     }
@@ -634,8 +674,19 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             subscriptions_removed: false,
         });
     }
-    remove_subscriptions(p, &config, &inst.webhook_url, state)?;
-    crate::handlers::unlink::run(p, &config, state)
+    continue_delete(p, &config, &inst.webhook_url, state)
+}
+
+/// The rest of a delete begun, in whichever call gets there (the delete, a resume, a tick):
+/// its subscriptions removed first ([`remove_subscriptions`]), then the links cleared.
+pub(super) fn continue_delete(
+    p: &dyn Platform,
+    config: &Config,
+    webhook_url: &str,
+    state: &mut State,
+) -> Result<Reply, Failure> {
+    remove_subscriptions(p, config, webhook_url, state)?;
+    crate::handlers::unlink::run(p, config, state)
 }
 
 /// A delete's first part, in whichever call of it gets there (the delete or a resume): every

@@ -1878,6 +1878,7 @@ impl<'a> Engine<'a> {
                     count,
                     limit,
                     self.platform.now(),
+                    self.out.dry_run,
                 );
                 // The full sync knows the set whole: a release applies to exactly it.
                 blocked.digest = Some(sync.deferred_digest);
@@ -2003,6 +2004,7 @@ impl<'a> Engine<'a> {
             found,
             limit,
             self.platform.now(),
+            self.out.dry_run,
         );
         blocked.digest = Some(sync.again_digest);
         sync.blocked = Some(blocked);

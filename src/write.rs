@@ -82,6 +82,7 @@ impl<'a> Applier<'a> {
                         let z = self.dir.get(id).ok_or_else(|| WriteError {
                             status: None,
                             message: "dry run: user not in the directory".into(),
+                            outcome_unknown: false,
                         })?;
                         Ok(plan::apply_changes(z, &w.changes))
                     }
@@ -104,6 +105,7 @@ impl<'a> Applier<'a> {
                     .ok_or_else(|| WriteError {
                         status: None,
                         message: "dry run: user not in the directory".into(),
+                        outcome_unknown: false,
                     })
             })
             .collect()
@@ -242,6 +244,22 @@ impl<'a> Applier<'a> {
                         _ => fields.push(("upn", &w.upn)),
                     }
                     fields.extend([("action", w.kind.done()), ("error", &error)]);
+                    // ZenQMS may have made it: the line is then an audit record too (the
+                    // account, the change asked for, why), so a change whose answer was lost
+                    // is never one nobody can trace (the replay report's `audit`).
+                    let changes = describe(&w.changes);
+                    if e.outcome_unknown {
+                        if let (Some(zid), false) = (&w.zenqms_id, w.kind == WriteKind::Unlink) {
+                            fields.push(("zenqms_id", zid));
+                        }
+                        fields
+                            .extend([("changes", changes.as_str()), ("outcome", OUTCOME_UNKNOWN)]);
+                        if w.kind == WriteKind::Deactivate
+                            && let Some(reason) = self.reasons.get(&w.entra_id)
+                        {
+                            fields.push(("reason", reason));
+                        }
+                    }
                     self.log.error("ZenQMS write failed", &fields);
                     self.failed
                         .push(w.zenqms_id.clone().unwrap_or_else(|| w.entra_id.clone()));
@@ -362,14 +380,8 @@ impl<'a> Applier<'a> {
                         Some(z) => z.clone(),
                         None => answer,
                     };
-                    let before = user.roles.clone();
-                    if adding {
-                        user.roles.extend(roles.iter().cloned());
-                    } else {
-                        user.roles.retain(|r| !roles.contains(r));
-                    }
-                    user.roles.sort();
-                    user.roles.dedup();
+                    let before = std::mem::take(&mut user.roles);
+                    user.roles = roles_after(&before, roles, adding);
                     let changes = format!("roles: {before:?} -> {:?}", user.roles);
                     self.dir.upsert(user);
                     let n = roles.len() as u32;
@@ -396,16 +408,30 @@ impl<'a> Applier<'a> {
                 }
                 Err(e) => {
                     self.counts.failed += 1;
-                    self.log.error(
-                        "ZenQMS role change failed",
-                        &[
-                            ("cause", &self.cause),
-                            ("entra_id", &change.entra_id),
-                            ("zenqms_id", &change.zenqms_id),
-                            (field, &roles.join(",")),
-                            ("error", &e.to_string()),
-                        ],
-                    );
+                    let error = e.to_string();
+                    let joined = roles.join(",");
+                    let mut fields = vec![
+                        ("cause", self.cause.as_str()),
+                        ("entra_id", &change.entra_id),
+                        ("zenqms_id", &change.zenqms_id),
+                        (field, &joined),
+                        ("error", &error),
+                    ];
+                    // As for a write whose answer was lost: an audit record of what may
+                    // have been made.
+                    let changes;
+                    if e.outcome_unknown {
+                        let before = self
+                            .dir
+                            .get(&change.zenqms_id)
+                            .map(|z| z.roles.clone())
+                            .unwrap_or_default();
+                        let after = roles_after(&before, roles, adding);
+                        changes = format!("roles: {before:?} -> {after:?}");
+                        fields
+                            .extend([("changes", changes.as_str()), ("outcome", OUTCOME_UNKNOWN)]);
+                    }
+                    self.log.error("ZenQMS role change failed", &fields);
                     if e.is_systemic() && systemic.is_none() {
                         systemic = Some(e);
                     }
@@ -417,6 +443,24 @@ impl<'a> Applier<'a> {
             None => Ok(()),
         }
     }
+}
+
+/// The `outcome` of a failed write or role call that ZenQMS may have made (a timeout, a 5xx:
+/// [`WriteError::outcome_unknown`]); the replay report lists such lines in its audit trail.
+pub const OUTCOME_UNKNOWN: &str = "unknown: ZenQMS did not answer; it may have made the change";
+
+/// The roles a successful add (or remove) of `roles` leaves from `before`, sorted: adding and
+/// removing are set operations (docs/zenqms-api.md).
+fn roles_after(before: &[String], roles: &[String], adding: bool) -> Vec<String> {
+    let mut after = before.to_vec();
+    if adding {
+        after.extend(roles.iter().cloned());
+    } else {
+        after.retain(|r| !roles.contains(r));
+    }
+    after.sort();
+    after.dedup();
+    after
 }
 
 /// One role call and what it is about.

@@ -62,6 +62,62 @@ pub fn idempotent(req: &Request) -> bool {
     .any(|end| path.ends_with(end))
 }
 
+/// Whether a request may change something at the service (a read never does: GETs, and the
+/// POSTs that only read: searches, token requests, Graph's `$batch` of GETs, membership checks).
+fn writes(req: &Request) -> bool {
+    use crate::platform::Method;
+    match req.method {
+        Method::Get => false,
+        Method::Post => {
+            let path = Url::parse(&req.url).map(|u| u.path).unwrap_or_default();
+            ![
+                "/token",
+                "/search",
+                "/checkMemberGroups",
+                "/getMemberGroups",
+                "/$batch",
+            ]
+            .iter()
+            .any(|end| path.ends_with(end))
+        }
+        _ => true,
+    }
+}
+
+/// Notes the first attempt of a write that the service may have carried out without its answer
+/// arriving: a timeout or broken connection, or a 5xx (a gateway answers 502/504 for work the
+/// service behind it did).
+fn note_unanswered(first: &mut Option<String>, req: &Request, result: &HttpResult) {
+    let unanswered = match result {
+        Err(e @ (HttpError::Timeout | HttpError::Transport(_))) => Some(e.to_string()),
+        Ok(r) if r.status >= 500 => Some(format!("answered {}", r.status)),
+        _ => None,
+    };
+    if first.is_none() && writes(req) {
+        *first = unanswered;
+    }
+}
+
+/// A retried write's result as its caller must read it: when an earlier attempt went
+/// unanswered and the last was refused (a 4xx, a 429 the budget did not let us wait out), the
+/// write may have been made all the same, by that earlier attempt, so it is a transport
+/// error (outcome unknown), never the refusal alone. Before, a timed-out PATCH that ZenQMS had
+/// made, retried and answered 429, read as "not made", and the next call found the change
+/// made with nothing in the audit trail.
+fn settle(result: HttpResult, unanswered: Option<String>) -> HttpResult {
+    match (result, unanswered) {
+        // (A 404 stays: what is not there was not changed by the earlier attempt either, and a
+        // DELETE's 404 means done.)
+        (Ok(r), Some(first)) if !r.is_success() && r.status < 500 && r.status != 404 => {
+            Err(HttpError::Transport(format!(
+                "an attempt went unanswered ({first}), and a retry was answered {}: the write may have been made",
+                r.status
+            )))
+        }
+        (result, _) => result,
+    }
+}
+
 /// What a service said about when to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Hint {
@@ -196,13 +252,15 @@ impl Platform for Resilient<'_> {
     fn send(&self, req: Request) -> HttpResult {
         let safe = idempotent(&req);
         let mut attempt = 1;
+        let mut unanswered = None;
         loop {
             let result = self.timed(1, || self.inner.send(req.clone()));
+            note_unanswered(&mut unanswered, &req, &result);
             let Some(hint) = transient(&result, safe) else {
-                return result;
+                return settle(result, unanswered);
             };
             if attempt >= MAX_ATTEMPTS || !self.pause(attempt, hint, &describe(&req, &result), 1) {
-                return result;
+                return settle(result, unanswered);
             }
             attempt += 1;
         }
@@ -217,6 +275,10 @@ impl Platform for Resilient<'_> {
         // error of that request): no caller mispairs or reads past the end.
         let n = reqs.len();
         let mut results = round::fitted(self.timed(n, || self.inner.send_all(reqs.clone())), n);
+        let mut unanswered: Vec<Option<String>> = vec![None; n];
+        for ((u, req), r) in unanswered.iter_mut().zip(&reqs).zip(&results) {
+            note_unanswered(u, req, r);
+        }
         for attempt in 1..MAX_ATTEMPTS {
             let again: Vec<(usize, Hint)> = results
                 .iter()
@@ -243,10 +305,15 @@ impl Platform for Resilient<'_> {
             let n = resend.len();
             let answers = round::fitted(self.timed(n, || self.inner.send_all(resend)), n);
             for ((i, _), r) in again.iter().zip(answers) {
+                note_unanswered(&mut unanswered[*i], &reqs[*i], &r);
                 results[*i] = r;
             }
         }
         results
+            .into_iter()
+            .zip(unanswered)
+            .map(|(r, u)| settle(r, u))
+            .collect()
     }
 
     fn concurrency(&self) -> usize {

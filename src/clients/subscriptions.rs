@@ -173,10 +173,7 @@ impl<'a> Subscriptions<'a> {
                 "Graph created a subscription without an id",
             ));
         }
-        let expires_at = v["expirationDateTime"]
-            .as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map_or(expires, |t| t.with_timezone(&Utc));
+        let expires_at = answered_expiry(&resp.body).unwrap_or(expires);
         self.log().info(
             "Graph subscription created",
             &[
@@ -243,16 +240,20 @@ impl<'a> Subscriptions<'a> {
             );
             return Err(f);
         }
+        // The expiry Graph answers is the one it keeps: a renewal "returns 200 OK +
+        // subscription" (shared/reference/graph/01-subscriptions-and-notifications.md, section 10), and the
+        // stored expiry decides when to renew next; what was asked only when it has none.
+        let expires_at = answered_expiry(&resp.body).unwrap_or(expires);
         self.log().info(
             "Graph subscription renewed",
             &[
                 ("resource", &sub.resource),
                 ("subscription_id", &sub.id),
-                ("expires", &iso(expires)),
+                ("expires", &iso(expires_at)),
             ],
         );
         Ok(Subscription {
-            expires_at: expires,
+            expires_at,
             ..sub.clone()
         })
     }
@@ -352,6 +353,13 @@ impl<'a> Subscriptions<'a> {
         }
         Ok(deleted)
     }
+}
+
+/// The `expirationDateTime` of a subscription Graph answered (create or renew), if readable.
+fn answered_expiry(body: &[u8]) -> Option<DateTime<Utc>> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let t = DateTime::parse_from_rfc3339(v.get("expirationDateTime")?.as_str()?).ok()?;
+    Some(t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

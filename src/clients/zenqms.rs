@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::config::{Config, Secret};
 use crate::failure::Failure;
-use crate::platform::{HttpResult, Platform, Request};
+use crate::platform::{HttpError, HttpResult, Platform, Request};
 use api::{Call, Role, ZUser};
 
 /// Why one write failed (the sync logs it and goes on with the others).
@@ -14,6 +14,11 @@ use api::{Call, Role, ZUser};
 pub struct WriteError {
     pub status: Option<u16>,
     pub message: String,
+    /// True when ZenQMS may have made the write: the request timed out or broke off after it
+    /// was sent, or ZenQMS answered 5xx (a gateway can answer 502/504 for a write the service
+    /// behind it made). False when the answer says it was not made (4xx, 429) or it was never
+    /// sent (the platform denied it, a dry run).
+    pub outcome_unknown: bool,
 }
 
 impl WriteError {
@@ -246,17 +251,21 @@ impl<'a> Zenqms<'a> {
         match r {
             Err(e) => Err(WriteError {
                 status: None,
+                outcome_unknown: !matches!(e, HttpError::Denied(_)),
                 message: e.to_string(),
             }),
             Ok(resp) if resp.is_success() => {
+                // Made (a success), but its answer unreadable: the change is in ZenQMS.
                 api::parse_user(&resp.body).map_err(|message| WriteError {
                     status: Some(resp.status),
                     message,
+                    outcome_unknown: true,
                 })
             }
             Ok(resp) => Err(WriteError {
                 status: Some(resp.status),
                 message: api::error_text(&resp),
+                outcome_unknown: resp.status >= 500,
             }),
         }
     }

@@ -36,7 +36,12 @@ pub fn exceeds(count: usize, limit: usize, allow_mass: bool) -> bool {
     count > limit && !allow_mass
 }
 
-/// Logs the guard's error and returns what to keep in state.
+/// Logs the guard's error (in a dry run, a warning that a real run would hold them) and returns
+/// what to keep in state.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the hold's facts as each of its four callers has them; a struct would only rename them"
+)]
 pub fn block(
     log: &Log,
     what: &str,
@@ -45,21 +50,30 @@ pub fn block(
     count: usize,
     limit: usize,
     now: DateTime<Utc>,
+    dry_run: bool,
 ) -> Blocked {
     let sample: Vec<String> = entra_ids.iter().take(SAMPLE).cloned().collect();
-    log.error(
-        &format!("mass deactivation blocked: {what}"),
-        &[
-            ("cause", cause),
-            ("deactivations", &count.to_string()),
-            ("limit", &limit.to_string()),
-            ("sample_entra_ids", &sample.join(",")),
-            (
-                "fix",
-                "check the directory; if intended, run the action release-held-deactivations with the number held, or raise max_deactivations and redeploy (a full sync judges them again under the new limit)",
-            ),
-        ],
-    );
+    let fields = [
+        ("cause", cause),
+        ("deactivations", &count.to_string()),
+        ("limit", &limit.to_string()),
+        ("sample_entra_ids", &sample.join(",")),
+    ];
+    if dry_run {
+        // Nothing is held by a dry run (its summary says what a real run would hold): a
+        // warning that says so, not the error an admin must act on.
+        log.warn(
+            &format!("dry run: a real run would block this mass deactivation: {what}"),
+            &fields,
+        );
+    } else {
+        let mut fields = fields.to_vec();
+        fields.push((
+            "fix",
+            "check the directory; if intended, run the action release-held-deactivations with the number held, or raise max_deactivations and redeploy (a full sync judges them again under the new limit)",
+        ));
+        log.error(&format!("mass deactivation blocked: {what}"), &fields);
+    }
     // Every held user named (a few): the set is known whole, and a release applies to it.
     let digest = (sample.len() == count).then(|| set_digest(&sample));
     Blocked {
@@ -226,6 +240,7 @@ pub fn check_round(
         affected.len(),
         limit,
         now,
+        config.dry_run,
     ))
 }
 

@@ -492,6 +492,28 @@ fn out_of_scope(user: &EntraUser, dir: &Directory) -> Action {
 /// this user alone holds the address.
 fn refuse_link(user: &EntraUser, z: &ZUser, trust: &Trust) -> Option<Action> {
     let not_linked = format!("ZenQMS user {} not linked", z.id);
+    // An inactive account no Entra user is linked to is a former holder's (a recycled
+    // address: a new hire given j.smith@ would take over John's account, its history and its
+    // roles, and switch it back on) or a returning employee's: which it is, only an admin can
+    // tell. Never claimed by email; an admin gives it by setting its external_id (or
+    // reactivates it, and the next sync links it).
+    if !z.is_active {
+        return Some(match user.account_enabled {
+            Some(false) => Action::Skip {
+                reason: format!(
+                    "disabled in Entra; its address matches inactive ZenQMS user {}, which is not linked: nothing to do",
+                    z.id
+                ),
+                missing: Vec::new(),
+            },
+            _ => Action::Conflict {
+                reason: format!(
+                    "email matches inactive ZenQMS user {} that no Entra user is linked to (a former holder's account, or this user's from before): {not_linked} nor reactivated; to give it to this user set its external_id to {} in ZenQMS, or reactivate it there",
+                    z.id, user.id
+                ),
+            },
+        });
+    }
     if user.mapped().is_none() {
         let why = format!("an incomplete Entra user never links an existing account: {not_linked}");
         return Some(skip_incomplete(user, &why));
@@ -622,6 +644,19 @@ fn other_holders(users: &[EntraUser], plans: &[Planned], trust: &Trust) -> Vec<P
     out
 }
 
+/// The address a plan gives an account (a create's, an email change's new one) and the one it
+/// moves an account away from (an email change's old one).
+fn email_moves(action: &Action) -> (Option<&str>, Option<&str>) {
+    match action {
+        Action::Create(new) => (Some(new.email.as_str()), None),
+        Action::Write { changes, .. } => changes
+            .iter()
+            .find(|c| c.field == "email")
+            .map_or((None, None), |c| (c.after.as_str(), c.before.as_str())),
+        _ => (None, None),
+    }
+}
+
 /// How to take back one planned effect applied to the directory while planning a batch.
 enum Undo {
     Remove(String),
@@ -660,17 +695,25 @@ fn apply_planned(i: usize, action: &Action, dir: &mut Directory, undo: &mut Vec<
 /// own (not `after_batch`) when they are not in the batch.
 pub fn plan_batch(users: &[EntraUser], dir: &mut Directory, trust: &Trust) -> Vec<Planned> {
     let mut undo = Vec::new();
+    // Addresses an earlier plan of the batch moves an account away from: a later user taking
+    // one (a create, an email change) is planned free of it only because that move is assumed
+    // made, so it waits for the move's answer (`after_batch`), and a move that fails makes it
+    // a conflict again instead of a write ZenQMS's own uniqueness check alone would refuse.
+    let mut given_up: BTreeSet<String> = BTreeSet::new();
     let mut plans: Vec<Planned> = users
         .iter()
         .enumerate()
         .map(|(i, u)| {
             let action = plan_user(u, dir, trust);
+            let (takes, gives_up) = email_moves(&action);
+            let after_batch = takes.is_some_and(|e| given_up.contains(&normalize_email(e)));
+            given_up.extend(gives_up.map(normalize_email));
             apply_planned(i, &action, dir, &mut undo);
             Planned {
                 entra_id: u.id.clone(),
                 upn: u.upn.clone(),
                 action,
-                after_batch: false,
+                after_batch,
             }
         })
         .collect();

@@ -26,7 +26,9 @@ pub(super) fn on_schedule(
     let state = slot.get(&log)?;
     let config = parse_config(inst)?;
     if state.deleting.is_some() {
-        return crate::handlers::unlink::run(p, &config, state);
+        // A delete that failed part-way (Graph refused removing a subscription, say) is
+        // finished here, subscriptions first: never links cleared with subscriptions left.
+        return super::continue_delete(p, &config, &inst.webhook_url, state);
     }
     if state.tenant_id.is_none() {
         return Ok(Reply::done("schedule: instance not deployed"));
@@ -41,13 +43,20 @@ pub(super) fn on_schedule(
     }
     let graph = get_token(p, &config)?;
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
-    subs.ensure(&mut state.subscriptions, subscriptions::RENEW_WITHIN)?;
-    super::lifecycle::apply(p, &graph, &inst.webhook_url, state)?;
-    if !state.queue.is_empty() || state.full_sync.is_some() {
-        return continue_work(p, &config, &graph, state, "schedule");
+    let upkeep = subs
+        .ensure(&mut state.subscriptions, subscriptions::RENEW_WITHIN)
+        .and_then(|()| super::lifecycle::apply(p, &graph, &inst.webhook_url, state));
+    // The delta round is the backstop for notifications Graph does not deliver: it runs
+    // whatever became of the subscriptions (a 403 over the tenant's subscription quota, a
+    // Graph outage on `/subscriptions`), so a leaver is not left active meanwhile.
+    // (Lifecycle events still queued after a failed upkeep do not put it off.)
+    let q = &state.queue;
+    if q.users.is_empty() && q.groups.is_empty() && !q.overflow && state.full_sync.is_none() {
+        state.queue.delta_round = true;
     }
-    state.queue.delta_round = true;
-    continue_work(p, &config, &graph, state, "schedule")
+    super::despite_upkeep(&log, upkeep, || {
+        continue_work(p, &config, &graph, state, "schedule")
+    })
 }
 
 /// How a delta round ended.

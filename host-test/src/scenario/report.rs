@@ -156,6 +156,20 @@ pub struct AuditRecord {
     pub reason: Option<String>,
 }
 
+/// The action of a failed write or role call that ZenQMS may have made (its line has an
+/// `outcome` field: a timeout, a 5xx), as `"<action> (outcome unknown)"`: it belongs in the
+/// audit trail, since the change may be in ZenQMS.
+fn unanswered(l: &LogLine) -> Option<String> {
+    l.fields.get("outcome")?;
+    let action = match l.message.as_str() {
+        "ZenQMS write failed" => l.fields.get("action")?.clone(),
+        "ZenQMS role change failed" if l.fields.contains_key("roles_added") => "roles added".into(),
+        "ZenQMS role change failed" => "roles removed".into(),
+        _ => return None,
+    };
+    Some(format!("{action} (outcome unknown)"))
+}
+
 /// The audit trail of a run, from the component's write log lines.
 pub fn audit(steps: &[StepRecord]) -> Vec<AuditRecord> {
     let mut out = Vec::new();
@@ -169,6 +183,8 @@ pub fn audit(steps: &[StepRecord]) -> Vec<AuditRecord> {
                 (a.to_string(), true)
             } else if let Some(a) = l.message.strip_prefix("plan: roles would be ") {
                 (format!("roles {a}"), true)
+            } else if let Some(a) = unanswered(l) {
+                (a, false)
             } else {
                 continue;
             };
@@ -193,7 +209,7 @@ pub fn audit(steps: &[StepRecord]) -> Vec<AuditRecord> {
 pub struct Violation {
     /// The index of the step during (or after) which it was found.
     pub step: usize,
-    /// Which invariant: `subscriptions`, `webhook-reply`, `revision` or `state-size`.
+    /// Which invariant: `subscriptions`, `webhook-reply`, `revision`, `state-size` or `audit`.
     pub name: String,
     /// What differs (naming subscription ids, never a clientState).
     pub detail: String,

@@ -15,11 +15,16 @@ use crate::host::runtime::{
 use crate::scenario::report::{self, Report, ResponseRecord, StepRecord, Violation};
 use crate::scenario::{Scenario, Step, WebhookSpec, ZenqmsChange};
 use crate::sim::delivery::{Admission, Later};
+use crate::sim::fake_zenqms::{Aspect, Change};
 use crate::sim::http_types::{HttpRequest, HttpResponse};
 use crate::sim::world::World;
 
 /// Bound on resume calls after one step, so a component that never finishes fails the step.
 pub use crate::host::driver::MAX_CALLS_PER_STEP;
+
+/// The shortest configured secret with which the `audit` invariant is checked (see
+/// `Runner::audit_lines_readable`).
+const AUDIT_SECRET_MIN: usize = 4;
 
 /// Which export to call.
 #[derive(Clone)]
@@ -57,6 +62,9 @@ pub struct Runner {
     pub reply_delay_ms: u64,
     /// Real time spent in webhook calls (the reply path), for the benchmark.
     pub webhook_cpu: std::time::Duration,
+    /// Changes the component's ZenQMS writes made in the step being run, for the `audit`
+    /// invariant (checked at the step's end).
+    changes: Vec<Change>,
 }
 
 /// What one call returned, seen from the platform.
@@ -80,6 +88,7 @@ impl Runner {
     pub fn new(runtime: &'static Runtime, scenario: Scenario) -> Self {
         let mut world = World::new(&scenario.seed());
         world.webhook = Some(validation_route(runtime, &scenario));
+        world.zenqms.keep_journal();
         Runner {
             runtime,
             scenario,
@@ -94,6 +103,7 @@ impl Runner {
             revision: 0,
             reply_delay_ms: 0,
             webhook_cpu: std::time::Duration::ZERO,
+            changes: Vec::new(),
         }
     }
 
@@ -263,6 +273,7 @@ impl Runner {
             Handler::Delete => b.call_on_delete(store, &inst),
         });
         let mut world = world;
+        self.changes.extend(world.zenqms.take_changes());
         let elapsed = world.clock.elapsed_ms().saturating_sub(started_ms);
         if std::env::var_os("HOST_TEST_TRACE_ROUNDS").is_some() {
             eprintln!(
@@ -504,8 +515,88 @@ impl Runner {
         }
         rec.elapsed_ms = self.world().clock.elapsed_ms().saturating_sub(started_ms);
         self.check_invariants();
+        self.check_audit(&rec);
         rec.ok = rec.error.is_none();
         rec
+    }
+
+    /// Whether the audit lines can be read at all: a configured secret shorter than
+    /// [`AUDIT_SECRET_MIN`] characters (a red team's one-letter secrets) occurs inside ordinary
+    /// words, and the scrubber, as it must, redacts it out of every line, messages included.
+    fn audit_lines_readable(&self) -> bool {
+        self.scenario
+            .instance
+            .config_pairs()
+            .iter()
+            .filter(|(k, _)| k == "entra_client_secret" || k == "zenqms_api_token")
+            .all(|(_, v)| v.trim().chars().count() >= AUDIT_SECRET_MIN)
+    }
+
+    /// The `audit` invariant: every change the component's writes made to a ZenQMS user in
+    /// this step has an audit line of the step naming that account (a write of fields for a
+    /// create or PATCH that changed a field, a role line for a roles call that changed the
+    /// roles), one line for each change. A change ZenQMS made but whose answer was lost
+    /// counts too: under GxP an untraceable change is an incident.
+    fn check_audit(&mut self, rec: &StepRecord) {
+        let changes = std::mem::take(&mut self.changes);
+        if changes.is_empty() || !self.audit_lines_readable() {
+            return;
+        }
+        let mut lines: BTreeMap<(String, Aspect), usize> = BTreeMap::new();
+        for a in report::audit(std::slice::from_ref(rec)) {
+            if a.planned {
+                continue;
+            }
+            let aspect = if a.action.starts_with("roles ") {
+                Aspect::Roles
+            } else {
+                Aspect::Fields
+            };
+            // A create whose answer was lost has no ZenQMS id yet: its line names the Entra id.
+            let account = if a.zenqms_id.is_empty() {
+                format!("entra:{}", a.entra_id.to_ascii_lowercase())
+            } else {
+                a.zenqms_id
+            };
+            *lines.entry((account, aspect)).or_default() += 1;
+        }
+        let mut take = |account: String, aspect: Aspect| match lines
+            .get_mut(&(account, aspect))
+            .filter(|n| **n > 0)
+        {
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => false,
+        };
+        let missing: Vec<String> = changes
+            .into_iter()
+            .filter(|c| {
+                let by_entra = c
+                    .external_id
+                    .as_ref()
+                    .is_some_and(|e| take(format!("entra:{}", e.to_ascii_lowercase()), c.aspect));
+                !(take(c.zenqms_id.clone(), c.aspect) || by_entra)
+            })
+            .map(|c| {
+                let what = match c.aspect {
+                    Aspect::Fields => "fields",
+                    Aspect::Roles => "roles",
+                };
+                format!("{} ({what})", c.zenqms_id)
+            })
+            .collect();
+        if let Some(first) = missing.first() {
+            let more = match missing.len() {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            self.platform_violation(
+                "audit",
+                format!("ZenQMS user {first}{more} changed by the component with no audit line"),
+            );
+        }
     }
 
     /// A `webhook` step's spec with its `{{...}}` placeholders filled in (see

@@ -35,6 +35,28 @@ pub struct FakeZenqms {
     /// Last number used for a `u-NNNNNN` id.
     last_seq: u64,
     writes: u64,
+    /// Every change an API write made, in order (kept only when asked: see
+    /// [`FakeZenqms::keep_journal`]); manual edits (`update_user`) are not API writes.
+    journal: Option<Vec<Change>>,
+}
+
+/// One change an API write made to a ZenQMS user, as the runner's `audit` invariant checks it
+/// against the component's audit lines (fixtures/README.md, "Invariants").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub zenqms_id: String,
+    /// The user's `external_id` after the change (an audit line of a create whose answer was
+    /// lost names the Entra id only).
+    pub external_id: Option<String>,
+    /// `Fields` for a create or a PATCH that changed a field, `Roles` for a roles call that
+    /// changed the role list. A write that changed nothing is no change.
+    pub aspect: Aspect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Aspect {
+    Fields,
+    Roles,
 }
 
 /// An API error: status, snake_case code, message.
@@ -116,6 +138,7 @@ impl FakeZenqms {
             emails,
             last_seq,
             writes: 0,
+            journal: None,
         }
     }
 
@@ -191,6 +214,33 @@ impl FakeZenqms {
 
     pub fn roles(&self) -> Vec<RoleSpec> {
         self.roles.clone()
+    }
+
+    /// Starts keeping the journal of changes API writes make (the runner's `audit` invariant).
+    pub fn keep_journal(&mut self) {
+        self.journal.get_or_insert_with(Vec::new);
+    }
+
+    /// The changes API writes made since the last take (none when no journal is kept).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn journal(&mut self, zenqms_id: &str, aspect: Aspect) {
+        let external_id = self
+            .users
+            .get(zenqms_id)
+            .and_then(|u| u.external_id.clone());
+        if let Some(j) = &mut self.journal {
+            j.push(Change {
+                zenqms_id: zenqms_id.to_string(),
+                external_id,
+                aspect,
+            });
+        }
     }
 
     /// Count of successful write requests (POST users, PATCH, roles add/remove).
@@ -322,6 +372,7 @@ impl FakeZenqms {
         user.id = self.next_id();
         self.store(user.clone());
         self.writes += 1;
+        self.journal(&user.id, Aspect::Fields);
         Ok(json!(user))
     }
 
@@ -329,8 +380,12 @@ impl FakeZenqms {
         self.user(id)?;
         let body = json_object(req)?;
         let user = self.patched(id, &body)?;
+        let changed = self.users.get(id) != Some(&user);
         self.store(user.clone());
         self.writes += 1;
+        if changed {
+            self.journal(id, Aspect::Fields);
+        }
         Ok(json!(user))
     }
 
@@ -379,9 +434,15 @@ impl FakeZenqms {
                 roles.remove(&role);
             }
         }
-        user.roles = roles.into_iter().collect();
+        // Compared as sets: a seeded role list may be in any order.
+        let changed = user.roles.iter().cloned().collect::<BTreeSet<_>>() != roles;
+        let roles: Vec<String> = roles.into_iter().collect();
+        user.roles = roles;
         let body = json!(user);
         self.writes += 1;
+        if changed {
+            self.journal(id, Aspect::Roles);
+        }
         Ok(body)
     }
 

@@ -533,3 +533,42 @@ fn a_holder_whose_mail_graph_does_not_match_exactly_still_refuses_the_link() {
     assert_ok(&r);
     assert!(by_id(&r, "z-admin").external_id.is_none());
 }
+
+/// An inactive ZenQMS account no Entra user is linked to is never claimed by email, on the
+/// notification path or in a full sync: it is a former holder's (a recycled address) or a
+/// returning employee's, and only an admin can tell. A bug hunt's world: on main a new hire
+/// given a former employee's address took over the account, with its admin role, and
+/// reactivated it. Once an admin reactivates the account, the next sync links it.
+#[test]
+fn an_inactive_account_is_never_claimed_by_email() {
+    let r = run(fixture("red-team/claim-inactive-account.json"));
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    // Nothing written to either account before the admin's reactivation (step 4).
+    let early: Vec<_> = r
+        .audit
+        .iter()
+        .filter(|a| a.step < 4 && (a.zenqms_id == "z-former" || a.zenqms_id == "z-old"))
+        .collect();
+    assert!(early.is_empty(), "{early:#?}");
+    let conflicts = r
+        .steps
+        .iter()
+        .filter(|s| s.index < 4)
+        .flat_map(|s| &s.logs)
+        .filter(|l| {
+            l.message == "user conflict: nothing changed"
+                && l.fields
+                    .get("reason")
+                    .is_some_and(|r| r.contains("z-former"))
+        })
+        .count();
+    assert_eq!(
+        conflicts, 2,
+        "one on the notification path, one in the full sync"
+    );
+    assert!(
+        r.audit
+            .iter()
+            .any(|a| a.step == 5 && a.zenqms_id == "z-former" && a.action == "linked")
+    );
+}

@@ -76,7 +76,9 @@ fn the_main_scenario_converges_under_faults_for_every_seed() {
     for seed in 0..seeds {
         let mut s = main_scenario();
         s["faults"] = json!({"rate": 0.2, "seed": seed, "kinds": ["429", "503", "timeout"], "targets": ["graph", "zenqms"]});
-        let r = run(s);
+        let r = run_unchecked(s);
+        let broken = contract_failures(&r);
+        assert!(broken.is_empty(), "seed {seed}: {broken:?}");
         for step in &r.steps {
             assert!(
                 step.ok,

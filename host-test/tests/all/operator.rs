@@ -180,3 +180,50 @@ fn every_write_has_an_audit_record_with_its_cause_and_changes() {
         assert!(!text.contains(s["entra"]["client_secret"].as_str().unwrap()));
     }
 }
+
+/// A dry run holds nothing, so it does not log the guard's error an admin must act on ("mass
+/// deactivation blocked … run the action release-held-deactivations"): it warns that a real
+/// run would block them, and its summary says how many would be held (a bug hunt: the dry run
+/// logged the same ERROR line as a real hold).
+#[test]
+fn a_dry_runs_guard_warns_instead_of_logging_a_hold() {
+    let users: Vec<Value> = (1..=4)
+        .map(|i| {
+            let mut u = entra_user(i);
+            u["accountEnabled"] = json!(i > 3);
+            u
+        })
+        .collect();
+    let zen: Vec<Value> = (1..=4)
+        .map(|i| {
+            zen_user(
+                &format!("z{i}"),
+                &format!("user{i}@contoso.com"),
+                Some(&uid(i)),
+                &[],
+            )
+        })
+        .collect();
+    let mut s = scenario(users, json!([]), zen, json!([]));
+    s["instance"]["config"]["max_deactivations"] = json!("1");
+    s["steps"] = json!([{"deploy": {}}]);
+    let real = run(s.clone());
+    assert!(log_text(&real).contains("mass deactivation blocked"));
+    s["instance"]["config"]["dry_run"] = json!("true");
+    let dry = run(s);
+    let text = log_text(&dry);
+    assert!(!text.contains("mass deactivation blocked"), "{text}");
+    let warning = dry.steps[0]
+        .logs
+        .iter()
+        .find(|l| {
+            l.message
+                .starts_with("dry run: a real run would block this mass deactivation")
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(warning.level, "warn");
+    assert!(
+        text.contains("3 DEACTIVATIONS WOULD BE HELD BACK"),
+        "{text}"
+    );
+}

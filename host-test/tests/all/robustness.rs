@@ -712,3 +712,155 @@ fn the_red_teams_guard_and_duplicate_link_worlds_end_as_expected() {
         assert!(r.expect.ok, "{file}: {:?}", r.expect.failures);
     }
 }
+
+/// A write or role call ZenQMS made but whose answer was lost (a timeout) is in the audit
+/// trail: the failure line names the account and the change asked for, with `outcome` unknown,
+/// and the report lists it as `<action> (outcome unknown)`. Before, the line said only that
+/// the write failed (no ZenQMS id, no change), the next call found the change made and wrote
+/// nothing, and the change was traced nowhere (a red team; the runner's `audit` invariant now
+/// fails any replay with such a change).
+#[test]
+fn a_change_zenqms_made_without_answering_is_in_the_audit_trail() {
+    for (file, account, action, change) in [
+        (
+            "red-team/unanswered-write-audited.json",
+            "z4",
+            "updated (outcome unknown)",
+            r#"title: "Title4" -> "Changed""#,
+        ),
+        (
+            "red-team/unanswered-role-call-audited.json",
+            "z1",
+            "roles removed (outcome unknown)",
+            r#"roles: ["r-qa"] -> []"#,
+        ),
+    ] {
+        let r = run_unchecked(fixture(file));
+        assert!(r.invariants.is_empty(), "{file}: {:?}", r.invariants);
+        assert!(
+            r.audit
+                .iter()
+                .any(|a| a.zenqms_id == account && a.action == action && a.changes == change),
+            "{file}: {:#?}",
+            r.audit
+        );
+        let log = log_text(&r);
+        assert!(log.contains("it may have made the change"), "{file}: {log}");
+    }
+}
+
+fn disabled(i: u32) -> Value {
+    let mut u = entra_user(i);
+    u["accountEnabled"] = json!(false);
+    json!({"entra": {"upsert_user": u}})
+}
+
+fn refuse_subscriptions(status: u16, count: u32) -> Value {
+    json!({"entra": {"fail_requests": {"status": status, "count": count, "path": "/v1.0/subscriptions"}}})
+}
+
+/// The delta round is the backstop for notifications Graph does not deliver, so it runs
+/// whatever Graph does with subscription requests: a renewal Graph refuses (here 503 on every
+/// subscription request, after a `reauthorizationRequired`) no longer stops the tick before
+/// its delta round, and a leaver whose notification was dropped is deactivated in it. The
+/// call still fails, naming the upkeep's failure and what the work did (a red team: on main
+/// every tick failed first and the leaver stayed active as long as Graph refused).
+#[test]
+fn a_tick_runs_its_delta_round_when_graph_refuses_subscription_requests() {
+    let r = run(world(json!([
+        refuse_subscriptions(503, 100),
+        {"lifecycle": {"resource": "users", "event": "reauthorizationRequired"}},
+        disabled(3),
+        {"advance": {"to": "2026-11-28T13:00:00Z"}},
+        {"schedule": {}},
+    ])));
+    let leaver = linked(&r, &uid(3)).expect("user3 linked");
+    assert!(!leaver.is_active, "{}", log_text(&r));
+    let tick = r.steps.last().unwrap();
+    let error = tick.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("renewing the 'users' subscription") && error.contains("deactivated 1"),
+        "{error}"
+    );
+    assert!(log_text(&r).contains("Graph subscription upkeep failed"));
+}
+
+/// `subscriptionRemoved`: the subscription leaves state at once (Graph has removed it), a
+/// delta round catches up on what Graph did not deliver meanwhile (shared/reference/graph/
+/// 02-lifecycle.md: "create a new subscription, then resync"), and when Graph refuses the
+/// re-creation (403, the tenant's subscription quota) the next tick creates it. On main the
+/// removed subscription stayed in state (the `subscriptions` invariant broke), queued work
+/// waited behind the failing event, and the leaver disabled before the removal stayed active
+/// until a tick.
+#[test]
+fn a_removed_subscription_leaves_state_and_a_delta_round_catches_up() {
+    let r = run(world(json!([
+        disabled(3),
+        refuse_subscriptions(403, 1),
+        {"lifecycle": {"resource": "users", "event": "subscriptionRemoved"}},
+    ])));
+    let leaver = linked(&r, &uid(3)).expect("user3 linked");
+    assert!(!leaver.is_active, "{}", log_text(&r));
+    let removal = r.steps.last().unwrap();
+    assert!(
+        removal.error.as_deref().unwrap_or_default().contains("403"),
+        "{:?}",
+        removal.error
+    );
+    // Created again by the next tick (Graph takes it now).
+    let r = run(world(json!([
+        disabled(3),
+        refuse_subscriptions(403, 1),
+        {"lifecycle": {"resource": "users", "event": "subscriptionRemoved"}},
+        {"advance": {"to": "2026-11-28T13:00:00Z"}},
+        {"schedule": {}},
+    ])));
+    assert!(
+        r.steps.last().unwrap().ok,
+        "{:?}",
+        r.steps.last().unwrap().error
+    );
+    assert_eq!(r.entra.subscriptions.len(), 2);
+    let resources: Vec<&str> = r
+        .entra
+        .subscriptions
+        .iter()
+        .filter_map(|s| s["resource"].as_str())
+        .collect();
+    assert!(resources.contains(&"users"), "{resources:?}");
+}
+
+/// A delete that failed removing the subscriptions (Graph 403) and is finished by the next
+/// tick removes them first: on main the tick cleared the links and left both subscriptions on
+/// Graph, notifying a deleted instance (the `subscriptions` invariant broke).
+#[test]
+fn a_delete_finished_by_a_tick_removes_the_subscriptions_first() {
+    let r = run(world(json!([
+        {"entra": {"fail_requests": {"status": 403, "count": 1, "method": "DELETE", "path": "/v1.0/subscriptions/"}}},
+        {"delete": {}},
+        {"advance": {"to": "2026-11-28T13:00:00Z"}},
+        {"schedule": {}},
+    ])));
+    assert!(
+        r.steps.last().unwrap().ok,
+        "{:?}",
+        r.steps.last().unwrap().error
+    );
+    assert!(
+        r.entra.subscriptions.is_empty(),
+        "{:?}",
+        r.entra.subscriptions
+    );
+    assert!(r.zenqms.users.iter().all(|u| u.external_id.is_none()));
+}
+
+/// A renewal stores the expiry Graph answers (shared/reference/graph/01-subscriptions-and-
+/// notifications.md, section 10: the PATCH returns the subscription), not the one asked for:
+/// here Graph answers the renewal with the expiry it keeps. On main the state kept the asked
+/// one, the `subscriptions` invariant broke, and the ticks would not renew in time.
+#[test]
+fn a_renewal_stores_the_expiry_graph_answers() {
+    let r = run(fixture("red-team/renewal-answered-expiry.json"));
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    assert!(r.invariants.is_empty(), "{:?}", r.invariants);
+}

@@ -313,6 +313,31 @@ fn an_email_given_up_in_the_batch_is_taken_after_it() {
     assert!(matches!(plans[0].action, Action::Conflict { .. }) && !plans[0].after_batch);
 }
 
+#[test]
+fn an_email_given_up_earlier_in_the_batch_is_taken_after_it_too() {
+    // A bug hunt: B (earlier in the batch) moves from a@x.com to b@x.com, then A, new, gets
+    // a@x.com. A was planned free of the address because B's move was assumed made, and its
+    // create went out even when the move failed (only ZenQMS's own uniqueness check refused
+    // it). Now A waits for B's answer, as when it comes first.
+    let dir = Directory::new([z("u1", "a@x.com", Some(B))]);
+    let batch = [
+        entra(B, Some("b@x.com"), true),
+        entra(A, Some("A@X.com "), true),
+    ];
+    let plans = plan_batch(&batch, &mut dir.clone());
+    assert!(matches!(plans[0].action, Action::Write { .. }) && !plans[0].after_batch);
+    assert!(matches!(&plans[1].action, Action::Create(_)) && plans[1].after_batch);
+    let (now, later) = staged(plans);
+    assert_eq!(now.len(), 1);
+    assert_eq!(later, BTreeSet::from([A.to_string()]));
+    // Had the move failed, A planned again against ZenQMS as it answered is a conflict.
+    let again = super::plan_later(&batch, &later, &mut dir.clone(), &trusted(&batch));
+    assert!(
+        matches!(again[0].action, Action::Conflict { .. }),
+        "{again:?}"
+    );
+}
+
 // ---- The email-linking trust rule (issue 11 section 1; issue 12 section 5) ----
 
 const M: &str = "cccccccc-0000-0000-0000-000000000003";
