@@ -39,8 +39,13 @@ impl Failure {
 
     /// An HTTP status that ended the call: 429 and 5xx are worth retrying, the rest are not.
     pub fn status(service: &str, status: u16, detail: &str) -> Self {
-        // Graph's 403 is a missing permission or admin consent: say where to look.
-        let hint = if status == 403 && service == "Microsoft Graph" {
+        // Graph's 403 is a missing permission or admin consent, or, creating a subscription, an
+        // exceeded quota, whose message names the limit (shared/reference/graph/
+        // 01-subscriptions-and-notifications.md, section 1): say where to look.
+        let graph_403 = status == 403 && service == "Microsoft Graph";
+        let hint = if graph_403 && detail.to_ascii_lowercase().contains("quota") {
+            " (a Graph subscription quota is exceeded: at most 1,000 user or group subscriptions per tenant across all apps, 100 per app in a tenant; remove subscriptions left by other apps or instances)"
+        } else if graph_403 {
             " (the app registration lacks a Graph application permission or its admin consent: User.Read.All, Group.Read.All, GroupMember.Read.All; the action test-connection names which)"
         } else {
             ""
@@ -55,5 +60,39 @@ impl Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_graph_403_names_the_quota_when_graph_says_quota_and_else_the_permissions() {
+        let quota = Failure::status(
+            "Microsoft Graph",
+            403,
+            "ExtensionError: subscription quota exceeded for tenant (1000)",
+        );
+        assert!(
+            quota.message.contains("subscription quota is exceeded"),
+            "{quota}"
+        );
+        assert!(
+            !quota
+                .message
+                .contains("lacks a Graph application permission")
+        );
+        let consent = Failure::status("Microsoft Graph", 403, "Authorization_RequestDenied");
+        assert!(
+            consent
+                .message
+                .contains("lacks a Graph application permission")
+        );
+        assert!(
+            !Failure::status("ZenQMS", 403, "quota")
+                .message
+                .contains("Graph")
+        );
     }
 }

@@ -132,6 +132,11 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
                 "a sync is in progress: run the dry run when it has finished",
             ));
         }
+        if state.deleting.is_some() {
+            return Err(Failure::fatal(
+                "a delete is in progress: deploy (not in a dry run) to cancel it, or delete again to finish it",
+            ));
+        }
         // Reads everything, writes nothing: no subscriptions, no delta links, no tenant claim.
         state.full_sync = Some(new_full_sync(p, "dryrun", false));
         let run = &state.full_sync.as_ref().expect("just set").run_id;
@@ -150,10 +155,28 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             ],
         );
     }
+    if let Some(d) = state.deleting.as_mut() {
+        // Should this deploy fail part-way, the delete goes on and removes whatever
+        // subscription the deploy created (none may be left behind by a delete).
+        d.subscriptions_removed = false;
+    }
     state.tenant_id = Some(config.tenant_id.clone());
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
     subs.ensure(&mut state.subscriptions, TimeDelta::MAX)?;
     start_full_sync(p, &graph, state, "deploy", config.allow_mass_deactivation)?;
+    if let Some(d) = state.deleting.take() {
+        // The admin's latest word wins: a deploy that succeeds while a delete is unfinished
+        // (it failed part-way) cancels it. Left in state, the next call would finish the
+        // delete after this deploy: its links cleared and its new subscriptions orphaned on
+        // Graph (a red team); a deploy that fails leaves the delete to go on.
+        log.warn(
+            "a delete in progress is cancelled by this deploy: this sync makes the links it cleared again where the linking rule allows",
+            &[
+                ("delete_started_at", &d.started_at),
+                ("links_cleared", &d.cleared.to_string()),
+            ],
+        );
+    }
     if let (Some(sync), Some(n)) = (state.full_sync.as_mut(), linked) {
         sync.linked_hint = u32::try_from(n).unwrap_or(u32::MAX);
     }
@@ -419,7 +442,7 @@ pub fn event(p: &dyn Platform, inst: &Instance, event: &Event) -> CallResult {
 /// Continues checkpointed work: a delete, then queued notifications, then a full sync.
 fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply, Failure> {
     let state = slot.get(&Log::new(p))?;
-    if !state.has_work() {
+    if !state.has_work() && state.queue.lifecycle.is_empty() {
         return Ok(Reply::done("resume: no checkpointed work"));
     }
     let config = parse_config(inst)?;
@@ -516,7 +539,8 @@ fn continue_work(
             )));
         }
     }
-    if !state.queue.is_empty() {
+    // (Lifecycle events left queued after a refusal are not this work: see `work_left`.)
+    if state.queue.work_left() {
         if let Some(f) = state.full_sync.as_mut() {
             // Changes applied between a run's calls (a group's holders recomputed, a user's
             // roles from its groups read now): the members the run carries may predate them,
@@ -584,6 +608,11 @@ pub(crate) fn with_realtime<'a, T>(
     let mut rt = Realtime::new(p, config, graph, cause);
     rt.window = state.recent_deactivations.clone();
     rt.learned_domains = state.email_domains.clone();
+    rt.held_already = state
+        .blocked
+        .iter()
+        .flat_map(|b| b.sample.iter().cloned())
+        .collect();
     let result = work(&mut rt);
     state.email_domains = std::mem::take(&mut rt.learned_domains);
     // An admin's dry run (`provision-user` with dry_run) holds and deactivates nobody: what

@@ -44,6 +44,10 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Set by the retry layer (never by a service): an earlier attempt of this write went
+    /// unanswered (what happened to it), so this refusal does not mean the write was not made
+    /// ([`crate::clients::retry`]). `None` for every response a service sent as it is.
+    pub unanswered_before: Option<String>,
 }
 
 impl Response {
@@ -56,6 +60,7 @@ impl Response {
             status,
             headers: vec![("content-type".into(), content_type.into())],
             body: body.into(),
+            unanswered_before: None,
         }
     }
 

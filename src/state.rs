@@ -101,6 +101,12 @@ pub struct Queue {
     /// Lifecycle notifications to act on, in arrival order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lifecycle: Vec<LifecycleItem>,
+    /// After a lifecycle event Graph refused to act on (a renewal, a re-creation), no call
+    /// tries the events again before this time ([`LIFECYCLE_RETRY_MINUTES`]): the calls that
+    /// continue other work meanwhile spend their budget on it, not on retry waits against a
+    /// failing Graph (a red team: 1.5 s calls made no progress through a 503 outage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_retry_at: Option<DateTime<Utc>>,
     /// More ids arrived than the queue holds ([`QUEUE_MAX`]): the ones beyond were not kept,
     /// and a full sync (which reads every user) takes the queue's place.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -138,7 +144,19 @@ fn is_no_page(n: &u32) -> bool {
     *n == 0
 }
 
+/// How long a lifecycle event Graph refused waits before a call tries it again (a tick is
+/// further apart than this, so the next tick always does).
+pub const LIFECYCLE_RETRY_MINUTES: i64 = 5;
+
 impl Queue {
+    /// Work that continues over calls: users, groups, a delta round, an overflow. Lifecycle
+    /// events are not: the call that takes them in acts on them first, and one Graph refused
+    /// waits for a later call ([`Queue::lifecycle_retry_at`]); they never keep a call pending,
+    /// which against a Graph that keeps refusing would resume without end (a red team).
+    pub fn work_left(&self) -> bool {
+        !self.users.is_empty() || !self.groups.is_empty() || self.delta_round || self.overflow
+    }
+
     /// No work: no user, no group, no lifecycle event, no delta round waiting.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
@@ -727,7 +745,7 @@ impl State {
 
     /// Whether checkpointed work waits for `resume`: a delete, queued changes or a full sync.
     pub fn has_work(&self) -> bool {
-        self.deleting.is_some() || !self.queue.is_empty() || self.full_sync.is_some()
+        self.deleting.is_some() || self.queue.work_left() || self.full_sync.is_some()
     }
 
     pub fn subscription_ids(&self) -> impl Iterator<Item = &str> {

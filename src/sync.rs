@@ -1324,10 +1324,18 @@ impl<'a> Engine<'a> {
         let roles = self.out.absorb_roles(role_calls, role_results);
         written?;
         roles?;
-        if !later.is_empty() {
-            // Users taking an email another one just gave up: one more round (rare: an address
-            // reused within one page).
-            let plans: Vec<Planned> = plan::plan_later(&users, &later, &mut self.out.dir, &trust)
+        // Users taking an email another one just gave up: one more round each (rare: an
+        // address reused within one page), as long as a chain goes (A takes B's old address,
+        // B takes C's: each waits for the move before it), within the budget.
+        let mut later = later;
+        while !later.is_empty() {
+            if !self.out.dry_run && !budget::fits(self.platform, 1) {
+                later_left_for_next_sync(&self.out.log, &later);
+                break;
+            }
+            let (plans, next) =
+                plan::staged(plan::plan_later(&users, &later, &mut self.out.dir, &trust));
+            let plans: Vec<Planned> = plans
                 .into_iter()
                 .filter_map(|p| defer_deactivation(p, sync, &outside))
                 .collect();
@@ -1339,6 +1347,12 @@ impl<'a> Engine<'a> {
                     .map(|w| w.entra_id.clone()),
             );
             self.out.write(writes)?;
+            // Each round plans fewer: a user waits only for an earlier one of the chain.
+            later = if next.len() < later.len() {
+                next
+            } else {
+                BTreeSet::new()
+            };
         }
         for id in created {
             if let Some(c) = self.role_change_or_later(&id)? {
@@ -2284,4 +2298,14 @@ impl<'a> Engine<'a> {
         self.out.apply_role_calls(calls)?;
         Ok(self.carry.is_empty())
     }
+}
+
+/// Says which users taking an address another user gives up were left for the next sync (the
+/// call's budget ran out before their round).
+pub(crate) fn later_left_for_next_sync(log: &crate::log::Log, later: &BTreeSet<String>) {
+    let ids: Vec<&str> = later.iter().map(String::as_str).collect();
+    log.warn(
+        "users taking an address another user gives up wait for the next sync (the call's budget ran out)",
+        &[("entra_ids", &ids.join(","))],
+    );
 }

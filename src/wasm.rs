@@ -65,6 +65,7 @@ fn from_wit_result(r: Result<wit::Response, wit_http::HttpError>) -> HttpResult 
             status: resp.status,
             headers: resp.headers,
             body: resp.body,
+            unanswered_before: None,
         }),
         Err(wit_http::HttpError::Denied(why)) => Err(platform::HttpError::Denied(why)),
         Err(wit_http::HttpError::Timeout) => Err(platform::HttpError::Timeout),

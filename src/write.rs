@@ -229,6 +229,9 @@ impl<'a> Applier<'a> {
                         && let Some(reason) = self.reasons.get(&w.entra_id)
                     {
                         fields.push(("reason", reason));
+                    } else if reactivates(&w.changes) {
+                        // As a deactivation says why, so does its undoing.
+                        fields.push(("reason", REACTIVATED));
                     }
                     self.log.info(&message, &fields);
                 }
@@ -449,6 +452,16 @@ impl<'a> Applier<'a> {
 /// [`WriteError::outcome_unknown`]); the replay report lists such lines in its audit trail.
 pub const OUTCOME_UNKNOWN: &str = "unknown: ZenQMS did not answer; it may have made the change";
 
+/// The `reason` of a write that sets an inactive account active again.
+pub const REACTIVATED: &str = "enabled and in scope in Entra";
+
+/// Whether `changes` set `is_active` from false to true.
+fn reactivates(changes: &[plan::Change]) -> bool {
+    changes.iter().any(|c| {
+        c.field == "is_active" && c.after == Value::Bool(true) && c.before == Value::Bool(false)
+    })
+}
+
 /// The roles a successful add (or remove) of `roles` leaves from `before`, sorted: adding and
 /// removing are set operations (docs/zenqms-api.md).
 fn roles_after(before: &[String], roles: &[String], adding: bool) -> Vec<String> {
@@ -556,6 +569,7 @@ mod tests {
             status,
             headers: Vec::new(),
             body: body.to_string().into_bytes(),
+            unanswered_before: None,
         })
     }
 

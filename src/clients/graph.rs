@@ -954,6 +954,7 @@ mod tests {
             status: 401,
             headers: vec![],
             body: body.to_string().into_bytes(),
+            unanswered_before: None,
         };
         let f = parse_token(Ok(resp)).unwrap_err();
         assert!(f.message.contains("AADSTS7000215"), "{}", f.message);

@@ -100,21 +100,27 @@ fn note_unanswered(first: &mut Option<String>, req: &Request, result: &HttpResul
 
 /// A retried write's result as its caller must read it: when an earlier attempt went
 /// unanswered and the last was refused (a 4xx, a 429 the budget did not let us wait out), the
-/// write may have been made all the same, by that earlier attempt, so it is a transport
-/// error (outcome unknown), never the refusal alone. Before, a timed-out PATCH that ZenQMS had
-/// made, retried and answered 429, read as "not made", and the next call found the change
-/// made with nothing in the audit trail.
+/// write may have been made all the same, by that earlier attempt: the refusal keeps its
+/// status (a 422 is still this user's, a 401 still the credentials') and says so in
+/// [`crate::platform::Response::unanswered_before`]; a retry the platform denied becomes a transport error
+/// (outcome unknown). Before, a timed-out PATCH that ZenQMS had made, retried and answered
+/// 429, read as "not made", and the next call found the change made with nothing in the
+/// audit trail.
 fn settle(result: HttpResult, unanswered: Option<String>) -> HttpResult {
-    match (result, unanswered) {
-        // (A 404 stays: what is not there was not changed by the earlier attempt either, and a
-        // DELETE's 404 means done.)
-        (Ok(r), Some(first)) if !r.is_success() && r.status < 500 && r.status != 404 => {
-            Err(HttpError::Transport(format!(
-                "an attempt went unanswered ({first}), and a retry was answered {}: the write may have been made",
-                r.status
-            )))
+    let Some(first) = unanswered else {
+        return result;
+    };
+    match result {
+        // (A 404 stays: what is not there was not changed by the earlier attempt either, and
+        // a DELETE's 404 means done.)
+        Ok(mut r) if !r.is_success() && r.status < 500 && r.status != 404 => {
+            r.unanswered_before = Some(first);
+            Ok(r)
         }
-        (result, _) => result,
+        Err(HttpError::Denied(why)) => Err(HttpError::Transport(format!(
+            "an attempt went unanswered ({first}), and a retry was denied ({why}): the write may have been made"
+        ))),
+        result => result,
     }
 }
 
@@ -460,6 +466,50 @@ mod tests {
         assert_eq!(p.sent.get(), 3);
         // 3 s, then until 12:00:10 as read at 12:00:00 (the scripted clock does not move).
         assert_eq!(p.waited.get(), 3_000 + 10_000);
+    }
+
+    #[test]
+    fn a_write_refused_after_an_unanswered_attempt_says_it_may_have_been_made() {
+        // Timed out (ZenQMS may have made it), then refused: the refusal keeps its status (a
+        // 422 is this user's, not the service's) and says an attempt went unanswered.
+        let patch = || req(Method::Patch, "https://acme.zenqms.com/v2/users/u1");
+        let p = Scripted::new(vec![Err(HttpError::Timeout), status(422, None)]);
+        let out = Resilient::new(&p, 60_000).send(patch()).unwrap();
+        assert_eq!(out.status, 422);
+        assert_eq!(out.unanswered_before.as_deref(), Some("request timed out"));
+        let e = crate::clients::zenqms::Zenqms::read_write(Ok(out)).unwrap_err();
+        assert!(e.outcome_unknown && !e.is_systemic(), "{e:?}");
+        // The same in a send-all, and after a 503.
+        let p = Scripted::new(vec![status(503, None), status(409, None)]);
+        let out = Resilient::new(&p, 60_000).send_all(vec![patch()]);
+        assert_eq!(
+            out[0].as_ref().unwrap().unanswered_before.as_deref(),
+            Some("answered 503")
+        );
+        // A refusal with no unanswered attempt before it, a 2xx after one, a 404 and a read
+        // are as the service answered.
+        let p = Scripted::new(vec![status(422, None)]);
+        assert_eq!(
+            Resilient::new(&p, 60_000)
+                .send(patch())
+                .unwrap()
+                .unanswered_before,
+            None
+        );
+        for last in [200, 404] {
+            let p = Scripted::new(vec![Err(HttpError::Timeout), status(last, None)]);
+            let out = Resilient::new(&p, 60_000).send(patch()).unwrap();
+            assert_eq!((out.status, out.unanswered_before), (last, None));
+        }
+        let p = Scripted::new(vec![Err(HttpError::Timeout), status(400, None)]);
+        let search = req(Method::Post, "https://acme.zenqms.com/v2/users/search");
+        assert_eq!(
+            Resilient::new(&p, 60_000)
+                .send(search)
+                .unwrap()
+                .unanswered_before,
+            None
+        );
     }
 
     #[test]

@@ -264,8 +264,14 @@ impl<'a> Zenqms<'a> {
             }
             Ok(resp) => Err(WriteError {
                 status: Some(resp.status),
-                message: api::error_text(&resp),
-                outcome_unknown: resp.status >= 500,
+                message: match &resp.unanswered_before {
+                    Some(first) => format!(
+                        "{} (after an attempt that went unanswered: {first}; the write may have been made)",
+                        api::error_text(&resp)
+                    ),
+                    None => api::error_text(&resp),
+                },
+                outcome_unknown: resp.status >= 500 || resp.unanswered_before.is_some(),
             }),
         }
     }

@@ -15,13 +15,17 @@ use crate::state::State;
 /// one are still acted on (a `missed` batched behind a `subscriptionRemoved` whose re-creation
 /// failed still queues its delta round).
 ///
-/// A `subscriptionRemoved` queues a delta round once the subscription is created anew: Graph
-/// delivers nothing between the removal and the re-creation, so the app must resync ("create a
-/// new subscription, then resync (delta query)": shared/reference/graph/02-lifecycle.md). A
-/// `missed` queues one whatever became of its subscription since (replaced by a re-creation
-/// in the same batch, say): the notifications were missed all the same.
+/// A `subscriptionRemoved` drops the subscription from state and queues a delta round, then
+/// creates it anew: Graph delivers nothing between the removal and the re-creation, so the app
+/// must resync ("create a new subscription, then resync (delta query)": shared/reference/graph/
+/// 02-lifecycle.md); a failed re-creation is left to the next tick's upkeep. A `missed` queues
+/// one whatever became of its subscription since (replaced by a re-creation in the same batch,
+/// say): the notifications were missed all the same.
 ///
-/// Errors: the first renewal or re-creation that failed (its event stays queued).
+/// After a refusal, the events that need a request wait [`crate::state::LIFECYCLE_RETRY_MINUTES`]
+/// (`Queue::lifecycle_retry_at`).
+///
+/// Errors: the first renewal or re-creation that failed (a renewal's event stays queued).
 pub(super) fn apply(
     p: &dyn Platform,
     graph: &Graph<'_>,
@@ -29,11 +33,24 @@ pub(super) fn apply(
     state: &mut State,
 ) -> Result<(), Failure> {
     let log = Log::new(p);
+    let now = p.now();
+    // Graph refused an event a few minutes ago: the call it refused said so, and a later one
+    // tries again; meanwhile only what needs no request (`missed`) is acted on.
+    let backing_off = state.queue.lifecycle_retry_at.is_some_and(|at| now < at);
+    if !backing_off {
+        state.queue.lifecycle_retry_at = None;
+    }
     let subs = Subscriptions::new(graph, p, webhook_url);
     let mut first_failure = None;
     let mut kept = Vec::new();
     for item in std::mem::take(&mut state.queue.lifecycle) {
         let (sub_id, event) = (item.subscription_id.as_str(), item.event.as_str());
+        // (Only a renewal waits: a removal is dropped from state and caught up at once, its
+        // re-creation left to the tick's upkeep; a `missed` needs no request.)
+        if backing_off && event == "reauthorizationRequired" {
+            kept.push(item);
+            continue;
+        }
         let pos = state.subscriptions.iter().position(|s| s.id == sub_id);
         if pos.is_some() || event == "missed" {
             log.info(
@@ -42,9 +59,16 @@ pub(super) fn apply(
             );
         }
         let done = match (event, pos) {
-            ("reauthorizationRequired", Some(pos)) => subs
-                .renew(&state.subscriptions[pos])
-                .map(|renewed| state.subscriptions[pos] = renewed),
+            ("reauthorizationRequired", Some(pos)) => {
+                subs.renew(&state.subscriptions[pos]).map(|renewed| {
+                    // A renewal answered 404 creates the subscription anew: Graph had removed
+                    // it, and delivered nothing since, so a delta round catches up.
+                    if renewed.id != state.subscriptions[pos].id {
+                        state.queue.delta_round = true;
+                    }
+                    state.subscriptions[pos] = renewed;
+                })
+            }
             ("subscriptionRemoved", Some(pos)) => {
                 // Gone from Graph: gone from state too, whatever the re-creation does (a
                 // failed one leaves the resource without a subscription, which the next
@@ -52,11 +76,23 @@ pub(super) fn apply(
                 let resource = state.subscriptions.remove(pos).resource;
                 state.queue.delta_round = true;
                 log.warn(
-                    "Graph removed a subscription: creating it anew; a delta round runs now to catch up",
+                    if backing_off {
+                        "Graph removed a subscription: the next tick creates it anew; a delta round runs now to catch up"
+                    } else {
+                        "Graph removed a subscription: creating it anew; a delta round runs now to catch up"
+                    },
                     &[("resource", &resource)],
                 );
-                match subs.create(&resource) {
-                    Ok(fresh) => {
+                // While Graph refused a request a few minutes ago, the tick's upkeep creates
+                // what is missing.
+                let created = if backing_off {
+                    Ok(None)
+                } else {
+                    subs.create(&resource).map(Some)
+                };
+                match created {
+                    Ok(None) => Ok(()),
+                    Ok(Some(fresh)) => {
                         state.subscriptions.insert(pos, fresh);
                         Ok(())
                     }
@@ -81,7 +117,14 @@ pub(super) fn apply(
                 );
                 Ok(())
             }
-            // A subscription replaced since the webhook accepted the event needs nothing.
+            // A removal of a subscription replaced since (a renewal found it gone and created
+            // it anew): whatever Graph did not deliver meanwhile is caught up all the same (a
+            // red team: the delta round was lost).
+            ("subscriptionRemoved", None) => {
+                state.queue.delta_round = true;
+                Ok(())
+            }
+            // Any other event about a subscription replaced since needs nothing.
             (_, None) => Ok(()),
         };
         if let Err(f) = done {
@@ -92,5 +135,9 @@ pub(super) fn apply(
     // Events queued while this ran (none: a call is serialized) would follow the kept ones.
     kept.append(&mut state.queue.lifecycle);
     state.queue.lifecycle = kept;
+    if first_failure.is_some() && !backing_off {
+        state.queue.lifecycle_retry_at =
+            Some(now + chrono::TimeDelta::minutes(crate::state::LIFECYCLE_RETRY_MINUTES));
+    }
     first_failure.map_or(Ok(()), Err)
 }

@@ -43,9 +43,11 @@ pub(super) fn on_schedule(
     }
     let graph = get_token(p, &config)?;
     let subs = Subscriptions::new(&graph, p, &inst.webhook_url);
-    let upkeep = subs
-        .ensure(&mut state.subscriptions, subscriptions::RENEW_WITHIN)
-        .and_then(|()| super::lifecycle::apply(p, &graph, &inst.webhook_url, state));
+    // Both, whatever the first does: a removal queued behind a refused creation is still
+    // dropped from state and caught up (a red team: a quota 403 kept it queued for hours).
+    let ensured = subs.ensure(&mut state.subscriptions, subscriptions::RENEW_WITHIN);
+    let applied = super::lifecycle::apply(p, &graph, &inst.webhook_url, state);
+    let upkeep = ensured.and(applied);
     // The delta round is the backstop for notifications Graph does not deliver: it runs
     // whatever became of the subscriptions (a 403 over the tenant's subscription quota, a
     // Graph outage on `/subscriptions`), so a leaver is not left active meanwhile.

@@ -114,6 +114,7 @@ mod tests {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            unanswered_before: None,
         })
     }
 

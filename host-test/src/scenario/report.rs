@@ -151,7 +151,7 @@ pub struct AuditRecord {
     /// True for a dry run's planned write (nothing was written).
     pub planned: bool,
     /// Why a user was deactivated, when the component says (left the scope, gone from Entra,
-    /// disabled in Entra); absent otherwise.
+    /// disabled in Entra), or reactivated (enabled and in scope in Entra); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

@@ -524,12 +524,22 @@ impl Runner {
     /// [`AUDIT_SECRET_MIN`] characters (a red team's one-letter secrets) occurs inside ordinary
     /// words, and the scrubber, as it must, redacts it out of every line, messages included.
     fn audit_lines_readable(&self) -> bool {
+        self.configured_secrets()
+            .iter()
+            .all(|v| v.chars().count() >= AUDIT_SECRET_MIN)
+    }
+
+    /// The configured secrets (`entra_client_secret`, `zenqms_api_token`), trimmed, as the
+    /// instance is configured now.
+    fn configured_secrets(&self) -> Vec<String> {
         self.scenario
             .instance
             .config_pairs()
-            .iter()
+            .into_iter()
             .filter(|(k, _)| k == "entra_client_secret" || k == "zenqms_api_token")
-            .all(|(_, v)| v.trim().chars().count() >= AUDIT_SECRET_MIN)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect()
     }
 
     /// The `audit` invariant: every change the component's writes made to a ZenQMS user in
@@ -570,14 +580,32 @@ impl Runner {
             }
             None => false,
         };
+        // Ids as an audit line holds them: escaped and capped as every log field is.
+        let logged = |id: &str| entra_zenqms::log::escape::field(id);
+        // The component's own scrubber, with the configured secrets: an id it would redact
+        // (a secret inside it, in any case or encoding the scrubber knows) is redacted out of
+        // every line, and such a change cannot be matched.
+        let scrubber = entra_zenqms::log::redact::Secrets::default();
+        for secret in self.configured_secrets() {
+            scrubber.add(&secret);
+        }
         let missing: Vec<String> = changes
             .into_iter()
             .filter(|c| {
-                let by_entra = c
-                    .external_id
-                    .as_ref()
-                    .is_some_and(|e| take(format!("entra:{}", e.to_ascii_lowercase()), c.aspect));
-                !(take(c.zenqms_id.clone(), c.aspect) || by_entra)
+                let ids = std::iter::once(&c.zenqms_id).chain(c.external_id.as_ref());
+                if ids.into_iter().any(|id| scrubber.scrub(id) != *id) {
+                    return false;
+                }
+                // By the ZenQMS id first; only then by the Entra id (a create whose answer
+                // was lost), so one change never takes two lines.
+                let traced = take(logged(&c.zenqms_id), c.aspect)
+                    || c.external_id.as_ref().is_some_and(|e| {
+                        take(
+                            format!("entra:{}", logged(e).to_ascii_lowercase()),
+                            c.aspect,
+                        )
+                    });
+                !traced
             })
             .map(|c| {
                 let what = match c.aspect {

@@ -76,6 +76,7 @@ fn from_http(r: Result<HttpResponse, Refused>) -> HttpResult {
         status: resp.status,
         headers: resp.headers,
         body: resp.body,
+        unanswered_before: None,
     })
     .map_err(|e| match e {
         Refused::Denied(why) => HttpError::Denied(why),

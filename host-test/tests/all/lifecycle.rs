@@ -351,12 +351,7 @@ fn a_deploy_creates_both_subscriptions_side_by_side_and_keeps_one_made_when_the_
     assert!(!r.steps[1].ok, "the first deploy fails: {:?}", r.steps[1]);
     assert!(r.invariants.is_empty(), "{:?}", r.invariants);
     assert!(r.steps[2].ok, "{:?}", r.steps[2].error);
-    let resources: Vec<&str> = r
-        .entra
-        .subscriptions
-        .iter()
-        .filter_map(|s| s["resource"].as_str())
-        .collect();
+    let resources = subscribed_resources(&r);
     assert_eq!(resources.len(), 2, "{resources:?}");
     assert!(resources.contains(&"users") && resources.contains(&"groups"));
     // Fault-free, the deploy's first call: 4 round trips of 100 ms (16960ac: 5, one per

@@ -194,17 +194,7 @@ fn a_dry_runs_guard_warns_instead_of_logging_a_hold() {
             u
         })
         .collect();
-    let zen: Vec<Value> = (1..=4)
-        .map(|i| {
-            zen_user(
-                &format!("z{i}"),
-                &format!("user{i}@contoso.com"),
-                Some(&uid(i)),
-                &[],
-            )
-        })
-        .collect();
-    let mut s = scenario(users, json!([]), zen, json!([]));
+    let mut s = scenario(users, json!([]), linked_zen_users(1..=4), json!([]));
     s["instance"]["config"]["max_deactivations"] = json!("1");
     s["steps"] = json!([{"deploy": {}}]);
     let real = run(s.clone());

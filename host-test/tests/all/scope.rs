@@ -88,6 +88,13 @@ fn leaving_the_scope_deactivates_returning_reactivates_and_nesting_adds() {
                 .is_some_and(|r| r.starts_with("left the scope"))
     });
     assert!(deactivated, "{:?}", r.audit);
+    // ... and why it came back (a bug hunt: reactivations were audited without a reason).
+    let reactivated = r.audit.iter().any(|a| {
+        a.entra_id == uid(2)
+            && a.changes.contains("is_active: false -> true")
+            && a.reason.as_deref() == Some("enabled and in scope in Entra")
+    });
+    assert!(reactivated, "{:?}", r.audit);
     assert_eq!(
         active(&r, 5),
         Some(true),

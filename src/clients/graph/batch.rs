@@ -52,6 +52,7 @@ impl Answer {
             status: self.status,
             headers,
             body,
+            unanswered_before: None,
         }
     }
 }
@@ -264,6 +265,7 @@ mod tests {
             status: 200,
             headers: vec![],
             body: body.to_string().into_bytes(),
+            unanswered_before: None,
         })
     }
 
@@ -633,6 +635,7 @@ mod tests {
             status: 429,
             headers: vec![("Retry-After".into(), h.into())],
             body: vec![],
+            unanswered_before: None,
         };
         assert_eq!(wait_ms(&r("3"), 0), 3_000);
         assert_eq!(wait_ms(&r("9999"), 0), MAX_WAIT_MS);

@@ -338,6 +338,55 @@ fn an_email_given_up_earlier_in_the_batch_is_taken_after_it_too() {
     );
 }
 
+#[test]
+fn a_chain_of_addresses_is_planned_whatever_the_order_of_its_users() {
+    // Z moves c -> d, Y moves b -> c, X (new) takes b: planned in every order, each taker waits
+    // for the move before it, and writing each round's plans after the last converges.
+    const C: &str = "cccccccc-0000-0000-0000-000000000003";
+    let dir = Directory::new([z("uy", "b@x.com", Some(B)), z("uz", "c@x.com", Some(C))]);
+    let x = entra(A, Some("b@x.com"), true);
+    let y = entra(B, Some("c@x.com"), true);
+    let zz = entra(C, Some("d@x.com"), true);
+    for batch in [
+        [x.clone(), y.clone(), zz.clone()],
+        [zz.clone(), y.clone(), x.clone()],
+        [y.clone(), x.clone(), zz.clone()],
+        [x.clone(), zz.clone(), y.clone()],
+    ] {
+        let mut written = dir.clone();
+        let (mut now, mut later) = staged(plan_batch(&batch, &mut written.clone()));
+        let mut rounds = 0;
+        loop {
+            assert!(
+                now.iter()
+                    .all(|p| !matches!(p.action, Action::Conflict { .. })),
+                "{now:?}"
+            );
+            for p in &now {
+                apply_planned(0, &p.action, &mut written, &mut Vec::new());
+            }
+            if later.is_empty() {
+                break;
+            }
+            rounds += 1;
+            assert!(rounds <= 3, "{later:?}");
+            (now, later) = staged(super::plan_later(
+                &batch,
+                &later,
+                &mut written,
+                &trusted(&batch),
+            ));
+        }
+        for (email, who) in [("b@x.com", A), ("c@x.com", B), ("d@x.com", C)] {
+            let holders = written.by_email(email);
+            assert!(
+                holders.len() == 1 && holders[0].external_id.as_deref() == Some(who),
+                "{email}: {holders:?}"
+            );
+        }
+    }
+}
+
 // ---- The email-linking trust rule (issue 11 section 1; issue 12 section 5) ----
 
 const M: &str = "cccccccc-0000-0000-0000-000000000003";

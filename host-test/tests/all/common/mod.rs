@@ -59,6 +59,39 @@ pub fn zen_user(id: &str, email: &str, external_id: Option<&str>, roles: &[&str]
     })
 }
 
+/// ZenQMS users `z<i>` (`user<i>@contoso.com`, no roles) linked to Entra users `i`.
+pub fn linked_zen_users(ids: impl IntoIterator<Item = u32>) -> Vec<Value> {
+    ids.into_iter()
+        .map(|i| {
+            zen_user(
+                &format!("z{i}"),
+                &format!("user{i}@contoso.com"),
+                Some(&uid(i)),
+                &[],
+            )
+        })
+        .collect()
+}
+
+/// The resources (`users`, `groups`) of the active Graph subscriptions at the end.
+pub fn subscribed_resources(r: &Report) -> Vec<&str> {
+    r.entra
+        .subscriptions
+        .iter()
+        .filter_map(|s| s["resource"].as_str())
+        .collect()
+}
+
+/// Panics with the last step's error unless it succeeded.
+pub fn assert_last_step_ok(r: &Report) {
+    let last = r.steps.last().expect("a step");
+    assert!(
+        last.ok,
+        "step {} ({}): {:?}",
+        last.index, last.kind, last.error
+    );
+}
+
 /// A scenario with the given world and steps (deploy by default).
 pub fn scenario(users: Vec<Value>, groups: Value, zen_users: Vec<Value>, mappings: Value) -> Value {
     json!({
