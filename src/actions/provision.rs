@@ -241,7 +241,8 @@ pub fn run(
             steps.push(json!({"step": "entra", "found": false, "detail": "Graph answers 404: the user is deleted or never existed; a linked ZenQMS user is deactivated"}));
         }
     }
-    let held = rt.held.contains(&id);
+    // Held now, or held already (the guard's held set names the user: it waits for a release).
+    let held = rt.held.contains(&id) || rt.held_already.contains(&id);
     let plan = trace.plans.iter().rfind(|pl| pl.entra_id == id);
     let outcome = match plan {
         Some(pl) => decision(pl, held),

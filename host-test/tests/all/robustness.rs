@@ -935,3 +935,18 @@ fn a_removal_is_acted_on_while_a_refused_renewal_waits() {
     let r = run(fixture("red-team/removal-after-renewal-recreated.json"));
     assert!(r.expect.ok, "{:?}", r.expect.failures);
 }
+
+/// `provision-user` about a user the guard holds says so (`held_by_guard`) and writes nothing
+/// (a doc review: it answered `deactivate`, not written, without saying why).
+#[test]
+fn provision_user_about_a_held_user_says_the_guard_holds_it() {
+    let mut s = fixture("red-team/held-stays-held.json");
+    s["steps"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"action": {"name": "provision-user", "input": uid(5)}}));
+    let r = run(s);
+    let result = r.steps.last().unwrap().result.clone().expect("a result");
+    assert!(result.to_string().contains("held_by_guard"), "{result}");
+    assert!(linked(&r, &uid(5)).unwrap().is_active);
+}
