@@ -1348,11 +1348,7 @@ impl<'a> Engine<'a> {
             );
             self.out.write(writes)?;
             // Each round plans fewer: a user waits only for an earlier one of the chain.
-            later = if next.len() < later.len() {
-                next
-            } else {
-                BTreeSet::new()
-            };
+            later = plan::fewer_later(later, next);
         }
         for id in created {
             if let Some(c) = self.role_change_or_later(&id)? {

@@ -250,8 +250,9 @@ impl<'a> Applier<'a> {
                     // ZenQMS may have made it: the line is then an audit record too (the
                     // account, the change asked for, why), so a change whose answer was lost
                     // is never one nobody can trace (the replay report's `audit`).
-                    let changes = describe(&w.changes);
+                    let changes;
                     if e.outcome_unknown {
+                        changes = describe(&w.changes);
                         if let (Some(zid), false) = (&w.zenqms_id, w.kind == WriteKind::Unlink) {
                             fields.push(("zenqms_id", zid));
                         }

@@ -783,6 +783,16 @@ pub fn plan_later(
     plan_batch(&again, dir, trust)
 }
 
+/// The users a round of [`plan_later`] left for the next: only when fewer than the round
+/// took (each user of a chain waits for an earlier one only), else none, so the rounds end.
+pub fn fewer_later(taken: BTreeSet<String>, left: BTreeSet<String>) -> BTreeSet<String> {
+    if left.len() < taken.len() {
+        left
+    } else {
+        BTreeSet::new()
+    }
+}
+
 /// The user a create is expected to produce.
 pub fn expected_user(id: &str, new: &NewUser) -> ZUser {
     ZUser {

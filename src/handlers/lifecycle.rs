@@ -35,7 +35,7 @@ pub(super) fn apply(
     let log = Log::new(p);
     let now = p.now();
     // Graph refused an event a few minutes ago: the call it refused said so, and a later one
-    // tries again; meanwhile only what needs no request (`missed`) is acted on.
+    // tries again; meanwhile renewals wait, and a removal is acted on without its re-creation.
     let backing_off = state.queue.lifecycle_retry_at.is_some_and(|at| now < at);
     if !backing_off {
         state.queue.lifecycle_retry_at = None;

@@ -617,11 +617,7 @@ impl<'a> Realtime<'a> {
             self.out.apply(then)?;
             then = more;
             self.drop_unlinked(&mut then);
-            later = if next.len() < later.len() {
-                next
-            } else {
-                BTreeSet::new()
-            };
+            later = plan::fewer_later(later, next);
         }
         // The deactivations of users just linked, after their links.
         self.out.apply(then)?;
