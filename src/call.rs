@@ -62,6 +62,10 @@ pub struct Reply {
     pub inbox: Vec<String>,
     /// An admin action's result (a JSON object's text).
     pub result: Option<String>,
+    /// The work checkpointed in state waits for a change the platform cannot make happen
+    /// (`dry_run` set back to false): the call is not pending, whatever the state holds, so
+    /// the platform does not resume it in a loop. The next tick or resume looks again.
+    pub waits: bool,
 }
 
 impl Reply {
@@ -73,6 +77,15 @@ impl Reply {
             summary: summary.into(),
             inbox: Vec::new(),
             result: None,
+            waits: false,
+        }
+    }
+
+    /// A call that is done while checkpointed work waits (see [`Reply::waits`]).
+    pub fn waiting(summary: impl Into<String>) -> Self {
+        Reply {
+            waits: true,
+            ..Reply::done(summary)
         }
     }
 
@@ -254,7 +267,11 @@ pub fn run(
     let state = changed.map(|(s, _)| s);
     let result = match result {
         Ok(reply) => Ok(Outcome {
-            pending: reply.pending || slot.has_work(),
+            // A webhook is pending when it accepted items for the inbox, and only then
+            // (world.wit): one that accepted nothing must not make the platform resume work
+            // left by a failed call (a red team: unauthenticated POSTs retried a failed
+            // delete at once, each time, past the platform's retry schedule).
+            pending: reply.pending || (slot.has_work() && !reply.waits && what != "webhook"),
             response: reply.response,
             state,
             summary: reply.summary,

@@ -125,8 +125,17 @@ impl Config {
     /// neither one of ZenQMS's documented API hosts nor loopback (it names that host).
     pub fn base_url_warning(&self) -> Option<String> {
         let url = Url::parse(&self.zenqms_base_url).ok()?;
-        let documented =
-            [ZENQMS_PRODUCTION_API, ZENQMS_SANDBOX_API].contains(&url.origin().as_str());
+        let origin = url.origin();
+        let documented = [ZENQMS_PRODUCTION_API, ZENQMS_SANDBOX_API].contains(&origin.as_str());
+        // The other documented environment than `zenqms_environment` names: a configuration
+        // copied from production into a sandbox instance (or the reverse) would write to the
+        // environment the admin did not choose, silently (a bug hunt).
+        let expected = self.zenqms_environment.api_base();
+        if self.zenqms_base_overridden && documented && origin.as_str() != expected {
+            return Some(format!(
+                "zenqms_base_url is {origin}, but zenqms_environment names {expected}: the API token and every write go to {origin}; remove zenqms_base_url or set zenqms_environment to match it"
+            ));
+        }
         (self.zenqms_base_overridden && !documented && !url.is_loopback()).then(|| {
             format!(
                 "zenqms_base_url sends the ZenQMS API token to {}, an undocumented host (ZenQMS documents public-api.zenqms.com and public-api-sandbox.zenqms.com)",
@@ -239,6 +248,20 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
     let client_id = required("entra_client_id").to_ascii_lowercase();
     let client_secret = Secret::new(required("entra_client_secret"));
     let zenqms_api_token = Secret::new(required("zenqms_api_token"));
+    // Neither credential holds whitespace (Entra's client secrets and ZenQMS's tokens are
+    // generated without): one that does is a paste gone wrong. Refused, because texts from
+    // outside are cut for reading at whitespace (`failure::upstream::bounded`), and a cut
+    // inside a credential would leave a part of it that no scrubber recognises.
+    for (key, value) in [
+        ("entra_client_secret", client_secret.expose()),
+        ("zenqms_api_token", zenqms_api_token.expose()),
+    ] {
+        if value.chars().any(char::is_whitespace) {
+            problems.push(format!(
+                "'{key}' contains a space or a line break (credentials have none): paste it again"
+            ));
+        }
+    }
 
     for (key, value) in [
         ("entra_tenant_id", &tenant_id),

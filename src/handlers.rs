@@ -83,16 +83,7 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
         log.warn(&warning, &[]);
     }
     let state = slot.get(&log)?;
-    if let Some(old) = state
-        .tenant_id
-        .as_deref()
-        .filter(|t| *t != config.tenant_id)
-    {
-        return Err(Failure::fatal(format!(
-            "entra_tenant_id changed from {old} to {}: delete the instance first (mixing two tenants' links would corrupt ZenQMS)",
-            config.tenant_id
-        )));
-    }
+    same_tenant(state, &config)?;
     let (token, roles, linked) = check_connections_counting(p, &config, !config.dry_run);
     let (token, roles) = match (token, roles) {
         (Ok(t), Ok(r)) => (t, r),
@@ -138,7 +129,11 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             ));
         }
         // Reads everything, writes nothing: no subscriptions, no delta links, no tenant claim.
-        state.full_sync = Some(new_full_sync(p, "dryrun", false));
+        state.full_sync = Some(new_full_sync(
+            p,
+            crate::state::DRY_RUN_SUFFIX.trim_start_matches('-'),
+            false,
+        ));
         let run = &state.full_sync.as_ref().expect("just set").run_id;
         log.info(
             "dry run started: nothing will be written",
@@ -190,6 +185,24 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
         "deploy: configuration and both connections ok; {} Graph subscriptions ready; initial sync {run} started",
         state.subscriptions.len()
     )))
+}
+
+/// Refuses a call whose configuration names another Entra tenant than the one this instance
+/// was deployed for: its links, subscriptions and delta links are that tenant's, and acting on
+/// them with another tenant's reads would take every linked user for a leaver (and send the
+/// client secret to the other tenant). Checked by every call that reads Entra for the
+/// instance (deploy, tick, resume, provision-user, release); a delete is allowed (the README's
+/// way out).
+///
+/// Errors: fatal, naming both tenant ids.
+pub(crate) fn same_tenant(state: &State, config: &Config) -> Result<(), Failure> {
+    match state.tenant_id.as_deref() {
+        Some(old) if old != config.tenant_id => Err(Failure::fatal(format!(
+            "entra_tenant_id changed from {old} to {}: delete the instance first (mixing two tenants' links would corrupt ZenQMS)",
+            config.tenant_id
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Both connections checked in one round: the Entra token request and the ZenQMS role list
@@ -347,6 +360,37 @@ fn run_full_sync(
     // `Engine::state_rest_bytes`): the full sync is the only part of it this call changes.
     let rest_bytes = state.bytes_without_full_sync();
     let sync = state.full_sync.as_mut().expect("caller checked");
+    // A run keeps the mode it was started in (`FullSync::dry_run`): the admin may change
+    // `dry_run` between its calls (the platform resumes it at once, so an edit lands there).
+    match (sync.dry_run(), config.dry_run) {
+        (true, false) => {
+            // Going on would write what was planned as a dry run; finishing it writing
+            // nothing would be a dry run nobody asks for now.
+            let run = sync.run_id.clone();
+            state.full_sync = None;
+            Log::new(p).warn(
+                "dry run abandoned: dry_run is now false; nothing was written (deploy to run the sync for real)",
+                &[("run_id", &run)],
+            );
+            return Ok(Reply::done(format!(
+                "dry run {run} abandoned (nothing written): dry_run is now false; deploy to apply the configuration"
+            )));
+        }
+        (false, true) => {
+            // A real run is never finished as a dry run (its leavers would stay active): it
+            // waits, checkpointed, and goes on once `dry_run` is false again.
+            let run = sync.run_id.clone();
+            let batches = sync.batches;
+            Log::new(p).warn(
+                "initial sync waits: dry_run=true, and a run started for real never writes as a dry run; it goes on when dry_run is false",
+                &[("run_id", &run), ("batches_done", &batches.to_string())],
+            );
+            return Ok(Reply::waiting(format!(
+                "initial sync {run} waits after {batches} batches: dry_run=true (nothing written); it goes on at the first call after dry_run is set to false"
+            )));
+        }
+        _ => {}
+    }
     sync.calls += 1;
     let mut engine = Engine::new(p, config, graph, &sync.run_id);
     engine.learned_domains = state.email_domains.clone();
@@ -359,6 +403,12 @@ fn run_full_sync(
         retryable: f.retryable,
     })?;
     if !progress.finished {
+        if config.dry_run {
+            return Ok(Reply::pending(format!(
+                "dry run {} pending after {} batches (call {}, nothing written): this call would have {}",
+                sync.run_id, sync.batches, sync.calls, progress.counts
+            )));
+        }
         return Ok(Reply::pending(format!(
             "initial sync {} pending after {} batches (call {}): this call {}",
             sync.run_id, sync.batches, sync.calls, progress.counts
@@ -449,7 +499,22 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
     if state.deleting.is_some() {
         return continue_delete(p, &config, &inst.webhook_url, state);
     }
-    if state.queue.is_empty() {
+    same_tenant(state, &config)?;
+    if config.dry_run && !state.full_sync.as_ref().is_some_and(|f| f.dry_run()) {
+        // Queued changes and a real run are real work: while `dry_run` is true nothing is
+        // processed (as a webhook or a tick does then), and none of it is dropped; a dry run
+        // in progress goes on below. Lifecycle events are the subscriptions' upkeep, not
+        // ZenQMS: acted on, so a subscription Graph removed leaves the state now (a red
+        // team: it stayed there as live for weeks).
+        if !state.queue.lifecycle.is_empty() {
+            let graph = get_token(p, &config)?;
+            lifecycle::apply(p, &graph, &inst.webhook_url, state)?;
+        }
+        return Ok(Reply::waiting(
+            "resume: dry_run=true: the checkpointed work waits (nothing processed, nothing written); it goes on at the first call after dry_run is set to false",
+        ));
+    }
+    if config.dry_run || state.queue.is_empty() {
         let graph = get_token(p, &config)?;
         return run_full_sync(p, &config, &graph, state);
     }
@@ -577,6 +642,7 @@ fn continue_work(
             summary,
             inbox: Vec::new(),
             result: None,
+            waits: false,
         });
     }
     if state.full_sync.is_some() {
@@ -617,7 +683,7 @@ pub(crate) fn with_realtime<'a, T>(
     state.email_domains = std::mem::take(&mut rt.learned_domains);
     // An admin's dry run (`provision-user` with dry_run) holds and deactivates nobody: what
     // the guard would do is in its result, not in the log or the window.
-    if rt.out.dry_run && !config.dry_run {
+    if rt.out.dry_run {
         return (result, rt);
     }
     // Every deactivation let through and sent counts, whatever its answer (see
@@ -693,6 +759,27 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
             "{}; the instance is kept: set dry_run=false and delete again to delete it",
             plan.summary
         )));
+    }
+    if state.deleting.is_none() && state.queue.work_left() {
+        // Changes Entra notified and not applied yet (a ZenQMS outage, say) are dropped with
+        // the instance: said loudly, with the users they name, as held deactivations are
+        // (once their links are cleared no later run could find those accounts).
+        let q = &state.queue;
+        let users: Vec<String> = q.users.iter().take(20).cloned().collect();
+        Log::new(p).error(
+            "deleting the instance with notified changes not applied yet: they are never applied (a leaver among them stays active in ZenQMS)",
+            &[
+                ("users", &users.join(",")),
+                ("users_total", &q.users.len().to_string()),
+                ("groups_total", &q.groups.len().to_string()),
+                ("delta_round_due", &q.delta_round.to_string()),
+                ("cause", &q.cause),
+                (
+                    "next_step",
+                    "check these users' ZenQMS accounts by hand (deactivate those whose owners have left); or let the instance finish its queued work before deleting",
+                ),
+            ],
+        );
     }
     state.full_sync = None;
     state.queue = Queue::default();

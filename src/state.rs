@@ -275,6 +275,10 @@ pub struct Deleting {
     pub subscriptions_removed: bool,
 }
 
+/// The suffix of a dry run's `run_id` (`sync-<time>-dryrun`): a run's mode is fixed when it
+/// starts and read from its id, never from the configuration of a later call.
+pub const DRY_RUN_SUFFIX: &str = "-dryrun";
+
 /// A checkpointed full sync.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FullSync {
@@ -519,6 +523,13 @@ pub struct PageKeys {
 pub const KEYS_DROPPED_ABOVE: usize = 40 * 1024;
 
 impl FullSync {
+    /// Whether this run is a dry run (it writes nothing), as it was started: the admin may
+    /// change `dry_run` while it is checkpointed, and a dry run must never go on writing, nor
+    /// a real run end writing nothing.
+    pub fn dry_run(&self) -> bool {
+        self.run_id.ends_with(DRY_RUN_SUFFIX)
+    }
+
     /// A run starting at `started_at`: its first phase is the leaver walk (`Phase::Leavers`),
     /// then the user pages; `allow_mass` lets it past the mass-deactivation limit once.
     pub fn start(run_id: String, started_at: DateTime<Utc>, allow_mass: bool) -> Self {

@@ -64,11 +64,12 @@ fn defer(sync: &mut FullSync, d: Deferred) {
 
 /// Takes a plan's deactivation (is_active true -> false) out into the run's deferred ones;
 /// returns what is left to apply now, if anything.
-/// `outside` names the users deactivated for leaving the scope (the rest are disabled).
+/// `outside` names the users deactivated for leaving the scope, with the reason to log (the
+/// rest are disabled).
 fn defer_deactivation(
     mut p: Planned,
     sync: &mut FullSync,
-    outside: &BTreeSet<String>,
+    outside: &BTreeMap<String, &'static str>,
 ) -> Option<Planned> {
     let Action::Write {
         zenqms_id,
@@ -91,11 +92,11 @@ fn defer_deactivation(
             zenqms_id: zenqms_id.clone(),
             entra_id: p.entra_id.clone(),
             upn: p.upn.clone(),
-            reason: if outside.contains(&p.entra_id) {
-                crate::domain::scope::LEFT.into()
-            } else {
-                guard::DISABLED.into()
-            },
+            reason: outside
+                .get(&p.entra_id)
+                .copied()
+                .unwrap_or(guard::DISABLED)
+                .into(),
         },
     );
     if changes.is_empty() {
@@ -1236,10 +1237,17 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let outside: BTreeSet<String> = users
+        let outside: BTreeMap<String, &'static str> = users
             .iter()
             .filter(|u| !u.in_scope)
-            .map(|u| u.id.clone())
+            .map(|u| {
+                let reason = if u.account_enabled == Some(false) {
+                    crate::domain::scope::LEFT_AND_DISABLED
+                } else {
+                    crate::domain::scope::LEFT
+                };
+                (u.id.clone(), reason)
+            })
             .collect();
         let (plans, later) = plan::staged(plan::plan_batch(&users, &mut self.out.dir, &trust));
         let plans: Vec<Planned> = plans
@@ -1612,7 +1620,10 @@ impl<'a> Engine<'a> {
             first = upto;
         }
         let total = self.linked_total.unwrap_or_default();
-        end = end.min(total.div_ceil(per) + 1).max(first);
+        // A total the call learned in an earlier step may be stale: the user pages since may
+        // have linked accounts (a first deploy's walk counts 0, then links and must deactivate
+        // them). The step's first page is read whatever it says, and its answer sets the total.
+        end = end.min(total.div_ceil(per) + 1).max(first).max(start + 1);
         all.extend(self.search_linked(first..end)?);
         let total = self.linked_total.unwrap_or(total);
         all.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1844,10 +1855,11 @@ impl<'a> Engine<'a> {
     ) -> Result<Walk, Failure> {
         if !sync.guard_checked {
             sync.guard_checked = true;
-            // The walk counted the linked users (Entra ids only, as a link is read); a run
-            // checkpointed before it kept the count asks ZenQMS.
+            // The walk counted the linked users (Entra ids only, as a link is read). When it
+            // found none (a first deploy), the links there are now are the run's own: its
+            // creates and links (read whole, the directory took calls past their budget).
             let linked = match sync.linked_seen {
-                0 => crate::sync::realtime::linked_count(self.platform, self.config)?,
+                0 => sync.totals.created.saturating_add(sync.totals.linked) as usize,
                 n => n as usize,
             };
             // A follow-up run may make only what the run it follows left of the limit.

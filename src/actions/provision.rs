@@ -185,6 +185,7 @@ pub fn run(
     let dry = dry_input || config.dry_run;
     let log = Log::new(p);
     let state = slot.get(&log)?;
+    crate::handlers::same_tenant(state, config)?;
     if state.deleting.is_some() || state.tenant_id.is_none() {
         return Err(Failure::fatal(
             "the instance is not deployed (or is being deleted): deploy it first",

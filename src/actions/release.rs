@@ -31,6 +31,7 @@ pub fn run(
     // Digits only: "+13", "13.0" or "1_3" are not what an admin saw.
     let digits = input.filter(|i| i.bytes().all(|b| b.is_ascii_digit()));
     let state = slot.get(&log)?;
+    crate::handlers::same_tenant(state, config)?;
     let held_now = state.blocked.as_ref().map_or(0, |b| b.count);
     let confirmed: usize = digits.and_then(|i| i.parse().ok()).ok_or_else(|| {
         Failure::fatal(format!(

@@ -135,15 +135,16 @@ impl<'a> Zenqms<'a> {
             .collect()
     }
 
-    /// The ZenQMS users linked to any of `ids`: one search per 100 ids, side by side (a page
-    /// holds 100, so one page each unless two accounts share a link). Reads in proportion to
+    /// The ZenQMS users linked to any of `ids` (in any form of `api::link_forms`): one search
+    /// per 25 ids, side by side (a page holds 100, so one page each unless accounts share a
+    /// link). Reads in proportion to
     /// `ids`, never to the directory.
     ///
     /// Errors: a search failed.
     pub fn linked_to(&self, ids: &[String]) -> Result<Vec<ZUser>, Failure> {
         let filters = ids
-            .chunks(api::MAX_FILTER_IDS)
-            .map(api::with_external_ids)
+            .chunks(api::LINKS_PER_SEARCH)
+            .map(api::with_links)
             .collect();
         self.search_many(filters)
     }

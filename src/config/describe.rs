@@ -11,7 +11,20 @@ pub const CONTRACT: &str = "zenqms:entra-sync@0.3.0";
 
 /// The JSON Schema (draft 2020-12) of one key's value. Every value reaches the component as a
 /// string, so every key is a string with a `format` or `pattern` saying which strings;
-/// booleans and counts are strings too (`"true"`, `"10"`).
+/// booleans and counts are strings too (`"true"`, `"10"`). A value the schema accepts is one
+/// the parser accepts (what JSON Schema cannot say: a role mapped twice). The parser is more
+/// lenient than the schema in ways a wizard never needs: spaces around a value, ASCII case
+/// variants of the words (`TRUE`, `Sandbox`), a `+` before a count, an empty value for an
+/// optional key (read as missing).
+/// A GUID, without anchors.
+const GUID_BARE: &str =
+    "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}";
+/// A domain name as `email_match_domains` takes it (ASCII labels of letters, digits and
+/// hyphens, dot-separated; `address::is_domain` checks the rest), without anchors.
+const DOMAIN: &str = "[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)+";
+/// A count from 0 to 4294967295 (u32::MAX), digits only.
+const COUNT: &str = "^(?:[0-9]{1,9}|[0-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}|4294[0-8][0-9]{5}|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])$";
+
 fn value_schema(spec: &KeySpec) -> Map<String, Value> {
     const GUID: &str =
         "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$";
@@ -23,28 +36,48 @@ fn value_schema(spec: &KeySpec) -> Map<String, Value> {
             s.insert("pattern".into(), GUID.into());
         }
         Kind::Text => {
+            // Credentials: something besides spaces, and no whitespace inside (the parser
+            // trims the ends and refuses a credential holding a space or a line break).
             s.insert("minLength".into(), 1.into());
+            s.insert("pattern".into(), "^\\s*\\S+\\s*$".into());
         }
         Kind::Choice(words) => {
             s.insert("enum".into(), json!(words));
         }
         Kind::Url => {
+            // https, or plain http to a loopback test server; no user info, query or fragment
+            // (the parser's `check_base_url`).
             s.insert("format".into(), "uri".into());
+            s.insert(
+                "pattern".into(),
+                "^\\s*(?:https://[^/?#@\\s]+|http://(?:127(?:\\.[0-9]{1,3}){3}|localhost|\\[::1\\])(?::[0-9]{1,5})?)(?:/[^?#@\\s]*)?\\s*$".into(),
+            );
         }
         Kind::Boolean => {
             s.insert("enum".into(), json!(["true", "false"]));
         }
         Kind::Count => {
-            s.insert("pattern".into(), "^[0-9]{1,10}$".into());
+            // 0 to 4294967295 (a u32, as the parser reads it), digits only.
+            s.insert("pattern".into(), COUNT.into());
         }
         Kind::GuidList => {
+            // 1 to 50 GUIDs, comma-separated (spaces around items and empty items ignored,
+            // as the parser does).
             s.insert(
                 "pattern".into(),
-                "^\\s*[0-9A-Fa-f-]{36}\\s*(,\\s*[0-9A-Fa-f-]{36}\\s*)*$".into(),
+                format!(
+                    "^[\\s,]*{G}\\s*(?:,[\\s,]*{G}\\s*){{0,49}}[\\s,]*$",
+                    G = GUID_BARE
+                )
+                .into(),
             );
         }
         Kind::DomainList => {
-            s.insert("pattern".into(), "^[A-Za-z0-9.,\\s-]+$".into());
+            // 1 to 500 domain names (ASCII labels), comma-separated, spaces only around items.
+            s.insert(
+                "pattern".into(),
+                format!("^\\s*{D}\\s*(?:,\\s*{D}\\s*){{0,499}}$", D = DOMAIN).into(),
+            );
         }
         Kind::RoleMappings => {
             s.insert("contentMediaType".into(), "application/json".into());
@@ -57,7 +90,7 @@ fn value_schema(spec: &KeySpec) -> Map<String, Value> {
                         "required": ["role", "groups"],
                         "additionalProperties": false,
                         "properties": {
-                            "role": {"type": "string", "minLength": 1, "description": "ZenQMS role id"},
+                            "role": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "ZenQMS role id (each role in one mapping only)"},
                             "groups": {
                                 "type": "array",
                                 "minItems": 1,
@@ -134,8 +167,8 @@ mod tests {
         match (schema["format"].as_str(), schema["pattern"].as_str()) {
             (Some("uuid"), _) => "0f0f0f0f-0000-4000-8000-000000000001".into(),
             (Some("uri"), _) => "https://public-api-sandbox.zenqms.com".into(),
-            (_, Some(p)) if p.contains("[0-9]{1,10}") => "25".into(),
-            (_, Some(p)) if p.contains("{36}") => "0f0f0f0f-0000-4000-8000-000000000002".into(),
+            (_, Some(p)) if p.contains("429496729") => "25".into(),
+            (_, Some(p)) if p.contains("{12}") => "0f0f0f0f-0000-4000-8000-000000000002".into(),
             (_, Some(_)) => "contoso.com".into(),
             _ => "some-text".into(),
         }

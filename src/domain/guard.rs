@@ -200,7 +200,9 @@ pub fn log_held(log: &Log, message: &str, b: &Blocked, fix: &str) {
 }
 
 /// A delta round's check: `leaving` are the Entra ids the round reports disabled or removed,
-/// `linked` the linked ZenQMS users as read now, `window` the notification path's rolling
+/// `base` the default limit's base (ZenQMS users linked to Entra ids; unused with an explicit
+/// `max_deactivations`), `linked` the ZenQMS users linked to the leavers as read now (at least:
+/// others are ignored), `window` the notification path's rolling
 /// window. Counts those that would really be deactivated (linked and active) and returns the
 /// [`Blocked`] record when they exceed what the window still allows under the limit (then none
 /// of them may be applied). Pure: the caller reads ZenQMS (and a failed read is never "nobody
@@ -208,6 +210,7 @@ pub fn log_held(log: &Log, message: &str, b: &Blocked, fix: &str) {
 pub fn check_round(
     log: &Log,
     config: &Config,
+    base: usize,
     linked: &[ZUser],
     leaving: &[String],
     window: &Option<DeactivationWindow>,
@@ -216,7 +219,7 @@ pub fn check_round(
     if leaving.is_empty() {
         return None;
     }
-    let limit = config.deactivation_limit(entra_links(linked));
+    let limit = config.deactivation_limit(base);
     // The round's deactivations are applied by the queue, inside the rolling window: a round
     // the window cannot take whole is held whole (never applied in part).
     let left = window_left(window, limit, now);

@@ -163,7 +163,9 @@ pub fn take_calls(plan: &mut Vec<RoleChange>, calls: usize) -> Vec<RoleChange> {
     chunk
 }
 
-/// Role changes for every linked user in the directory.
+/// Role changes for every linked user in the directory whose link is on that account alone:
+/// an Entra id on two or more accounts is a conflict (which account is the user's is not
+/// known), and neither gets or loses a role, as in a full sync (see [`duplicate_links`]).
 pub fn plan_roles(
     mappings: &[RoleMapping],
     members: &Memberships,
@@ -176,8 +178,22 @@ pub fn plan_roles(
     dir.linked()
         .filter_map(|z| {
             let entra_id = link_of(z)?;
+            dir.linked_once(&entra_id)?;
             let desired = desired_roles(mappings, members, &entra_id);
             change_for(z, &entra_id, mappings, &desired)
+        })
+        .collect()
+}
+
+/// The Entra ids linked from two or more accounts of the directory, each with those accounts'
+/// ZenQMS ids (in ZenQMS id order): the conflicts [`plan_roles`] leaves alone.
+pub fn duplicate_links(dir: &Directory) -> Vec<(String, Vec<String>)> {
+    let ids: std::collections::BTreeSet<String> = dir.linked().filter_map(link_of).collect();
+    ids.into_iter()
+        .filter_map(|e| {
+            let accounts = dir.linked_to(&e);
+            (accounts.len() > 1)
+                .then(|| (e.clone(), accounts.iter().map(|z| z.id.clone()).collect()))
         })
         .collect()
 }

@@ -1,6 +1,8 @@
 //! The provisioning scope (`scope_groups`): when set, only transitive members of those Entra
 //! groups are provisioned. A linked user outside it is deactivated like a leaver (link kept,
-//! the guard counts it) and reactivated on return ([`crate::domain::plan`]); an unlinked one is neither
+//! the guard counts it) and reactivated when next synced in scope ([`crate::domain::plan`]:
+//! a change of the user, `provision-user`, a full sync; never by a group change alone, see
+//! [`changed`]); an unlinked one is neither
 //! created nor linked. A scope group that is gone is an error, never "nobody is in scope".
 
 use std::collections::BTreeSet;
@@ -57,24 +59,44 @@ pub fn members(config: &Config, members: &Memberships) -> Result<BTreeSet<String
         .collect())
 }
 
-/// After a scope group's membership changed: the Entra ids whose ZenQMS account may have to
-/// change, given the users in scope now and the linked ZenQMS users. Those who left (linked,
-/// active, not in scope: deactivated), those who returned (linked, inactive, in scope:
-/// reactivated if enabled) and those who entered (in scope, not linked: created or linked).
-/// Each is then synced as a notified user is, so the same rules and the guard apply.
-pub fn changed(in_scope: &BTreeSet<String>, linked: &[ZUser]) -> Vec<String> {
-    let mut out = BTreeSet::new();
-    let mut linked_ids = BTreeSet::new();
-    for z in linked {
-        let Some(id) = plan::link_of(z) else { continue };
-        let inside = in_scope.contains(&id);
-        if inside != z.is_active {
-            out.insert(id.clone());
-        }
-        linked_ids.insert(id);
-    }
-    out.extend(in_scope.difference(&linked_ids).cloned());
+/// After a scope group's membership changed: the Entra ids whose ZenQMS account the change
+/// may change, given the users in scope now, the linked ZenQMS users, and `touched`: the users
+/// of the groups that changed (their transitive members now). Those who left (linked, active,
+/// not in scope: deactivated) and those who entered (in scope, not linked, members of a
+/// changed group: created or linked). Each is then synced as a notified user is, so the same
+/// rules and the guard apply.
+///
+/// Nobody else: a scope change is not a change of every user in scope. An inactive linked
+/// account of a user in scope is left alone, because an account an admin deactivated in
+/// ZenQMS cannot be told from one the scope took out (no history is kept), and reactivating
+/// it on an unrelated group change would undo the admin (a bug hunt: QA's suspension of a
+/// user was switched back on when someone else left the scope group). A user back in scope
+/// is reactivated when next synced: a change of that user in Entra, `provision-user`, or a
+/// full sync. Unlinked users already in scope (skipped for a missing field, a conflict) are
+/// not planned again by every scope change either (1,100 of them overflowed the queue).
+pub fn changed(
+    in_scope: &BTreeSet<String>,
+    linked: &[ZUser],
+    touched: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut out = leaving(in_scope, linked);
+    let linked_ids: BTreeSet<String> = linked.iter().filter_map(plan::link_of).collect();
+    out.extend(entering(in_scope, &linked_ids, touched));
     out.into_iter().collect()
+}
+
+/// Of [`changed`]'s users, those entering: in scope, members of a changed group (`touched`),
+/// and not linked (`linked_ids`: the Entra ids the linked accounts carry).
+pub fn entering(
+    in_scope: &BTreeSet<String>,
+    linked_ids: &BTreeSet<String>,
+    touched: &BTreeSet<String>,
+) -> Vec<String> {
+    in_scope
+        .intersection(touched)
+        .filter(|id| !linked_ids.contains(*id))
+        .cloned()
+        .collect()
 }
 
 /// Of [`changed`]'s users, those leaving: linked, active and no longer in scope (each one a
@@ -111,14 +133,18 @@ mod tests {
     const D: &str = "aaaaaaaa-0000-0000-0000-000000000004";
 
     #[test]
-    fn a_scope_change_names_who_left_who_returned_and_who_entered() {
+    fn a_scope_change_names_who_left_and_who_entered_a_changed_group() {
         let in_scope: BTreeSet<String> = [A, B, D].iter().map(|s| s.to_string()).collect();
         let linked = vec![
             z("1", A, true),  // in, active: nothing to do
-            z("2", B, false), // in, inactive: returned
+            z("2", B, false), // in, inactive: left alone (an admin's suspension, or a return)
             z("3", C, true),  // out, active: left
         ];
-        assert_eq!(changed(&in_scope, &linked), vec![B, C, D]);
+        // D entered by a changed group; B is in it too, but its account is not reactivated.
+        let touched: BTreeSet<String> = [B, D].iter().map(|s| s.to_string()).collect();
+        assert_eq!(changed(&in_scope, &linked, &touched), vec![C, D]);
+        // D in scope but in no changed group: not planned again.
+        assert_eq!(changed(&in_scope, &linked, &BTreeSet::new()), vec![C]);
         assert_eq!(leaving(&in_scope, &linked), [C.to_string()].into());
     }
 

@@ -161,10 +161,22 @@ pub(super) fn on_webhook(
         );
     }
     if config.dry_run {
-        return Ok(
-            Reply::done("webhook: dry_run=true, notifications not processed")
-                .answering(accepted(202, body)),
-        );
+        // Change notifications are not processed in a dry run (the delta round catches up
+        // once dry_run is false). Lifecycle notifications are about the subscriptions, not
+        // ZenQMS: they are kept, so a subscription Graph removed is created again then (a
+        // red team: it stayed in state as live, and changes came only by the delta round).
+        item.users.clear();
+        item.groups.clear();
+        let mut reply = Reply::done(format!(
+            "webhook: dry_run=true, change notifications not processed; {} lifecycle notifications kept for when dry_run is false",
+            item.lifecycle.len()
+        ))
+        .answering(accepted(202, body));
+        if !item.lifecycle.is_empty() {
+            reply.pending = true;
+            reply.inbox.push(item.encode());
+        }
+        return Ok(reply);
     }
     // Each id once (a burst names a user many times); order kept. All of them: the queue's
     // cap applies when the item is taken in (past it, a full sync takes over).

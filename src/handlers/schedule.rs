@@ -2,7 +2,7 @@
 //! backstop (a full sync when the delta token has expired).
 
 use chrono::TimeDelta;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Instance, Reply, continue_work, get_token, parse_config, start_full_sync};
 use crate::call::Slot;
@@ -33,6 +33,7 @@ pub(super) fn on_schedule(
     if state.tenant_id.is_none() {
         return Ok(Reply::done("schedule: instance not deployed"));
     }
+    super::same_tenant(state, &config)?;
     if config.dry_run {
         return Ok(Reply::done(
             "schedule: dry_run=true, nothing processed (a dry run is a deploy that writes nothing)",
@@ -188,14 +189,32 @@ pub(super) fn delta_round(
         // a round that would deactivate more linked users than the limit deactivates none
         // of them (their other changes wait for the admin too).
         let leaving = std::mem::take(&mut state.queue.round_leaving);
-        let linked = if leaving.is_empty() {
-            Vec::new()
+        // The leavers' accounts (read by link, in proportion to the round), and the default
+        // limit's base: every Entra link, read whole only when no explicit limit is set and
+        // the read fits the budget (else the limit's floor, said in a warning). Read whole
+        // every time, it took a tick past its budget with a large directory (a bug hunt).
+        let (accounts, base) = if leaving.is_empty() {
+            (Vec::new(), 0)
         } else {
-            crate::clients::zenqms::Zenqms::new(p, config)
-                .search_all(json!({ "has_external_id": true }))?
+            let zen = crate::clients::zenqms::Zenqms::new(p, config);
+            let accounts = zen.linked_to(&leaving)?;
+            let base = if config.max_deactivations.is_some() {
+                0
+            } else {
+                crate::sync::realtime::linked_base_within_budget(p, &zen)?.unwrap_or_else(|| {
+                    log.warn(
+                        "the default deactivation limit's base (the ZenQMS users linked to Entra) could not be read within this call's budget: the floor applies to this delta round",
+                        &[("limit", &config.deactivation_limit(0).to_string())],
+                    );
+                    0
+                })
+            };
+            (accounts, base)
         };
         let window = &state.recent_deactivations;
-        if let Some(blocked) = guard::check_round(&log, config, &linked, &leaving, window, now) {
+        if let Some(blocked) =
+            guard::check_round(&log, config, base, &accounts, &leaving, window, now)
+        {
             state.queue.users.retain(|u| !leaving.contains(u));
             guard::hold(state, blocked);
         }

@@ -30,6 +30,9 @@ const USER_CHUNK: usize = 300;
 
 /// Rounds a call keeps after reading the guard's base (its deactivations and the rest of
 /// its step): see [`Realtime::read_linked_base`].
+///
+/// (Requests a queued group costs a step: its ancestry read for the scope and for the roles.)
+const GROUP_REQUESTS: usize = 2;
 const BASE_READ_SPARE_ROUNDS: u64 = 3;
 
 /// Up to this many users a step asks Graph `checkMemberGroups` per user; above it reads the
@@ -72,8 +75,12 @@ pub struct Realtime<'a> {
     /// The current users step reads by `$batch` and takes memberships from `members` (a
     /// burst, at a budget that lets a step take more than a few users).
     burst: bool,
-    /// A scope change was worked out this call (its users queued).
+    /// A scope change's leavers were judged this call (queued, or held whole by the guard):
+    /// a later group chunk of the same call queues only the users it brings into the scope.
     scope_done: bool,
+    /// The scope as this call read it for a scope change: the scope groups' members, the users
+    /// in scope, the linked accounts' Entra ids (read once per call, whatever the chunks).
+    scope_read: Option<(roles::Memberships, BTreeSet<String>, BTreeSet<String>)>,
     /// When set, `sync_users` records what it read and decided (`provision-user`).
     pub trace: Option<Trace>,
     /// A change was held whole this call: the guard's window is full for its 24 hours.
@@ -127,6 +134,7 @@ impl<'a> Realtime<'a> {
             members: None,
             burst: false,
             scope_done: false,
+            scope_read: None,
             trace: None,
             tripped: false,
         }
@@ -230,24 +238,11 @@ impl<'a> Realtime<'a> {
     }
 
     /// The ZenQMS users linked to an Entra id, read whole when that fits the call's budget
-    /// with [`BASE_READ_SPARE_ROUNDS`] to spare (a count first, then the pages: the first,
-    /// then the rest side by side); `None` when it does not.
+    /// ([`linked_base_within_budget`]); `None` when it does not.
     ///
     /// Errors: ZenQMS could not be read.
     fn read_linked_base(&mut self) -> Result<Option<usize>, Failure> {
-        if !budget::fits(self.platform, 2 + BASE_READ_SPARE_ROUNDS) {
-            return Ok(None);
-        }
-        let total = self.out.zen.count(api::linked())?;
-        let rest = total
-            .div_ceil(u64::from(api::SEARCH_PAGE_SIZE))
-            .saturating_sub(1)
-            .div_ceil(self.platform.concurrency().max(1) as u64);
-        if !budget::fits(self.platform, 1 + rest + BASE_READ_SPARE_ROUNDS) {
-            return Ok(None);
-        }
-        let users = self.out.zen.search_all(api::linked())?;
-        Ok(Some(guard::entra_links(&users)))
+        linked_base_within_budget(self.platform, &self.out.zen)
     }
 
     /// Leaves out the deactivations of accounts whose link ZenQMS refused (a 4xx for that
@@ -317,7 +312,17 @@ impl<'a> Realtime<'a> {
                     queue.scope_judged = true;
                 }
                 if queue.users.is_empty() {
-                    let groups = queue.groups.clone();
+                    // The queued groups a chunk at a time, as many as the budget lets their
+                    // reads take (each group's ancestry is read for scope and roles: about two
+                    // requests): 600 groups in one step took a call 1.5 s past its budget.
+                    let n = budget::items_that_fit(
+                        platform,
+                        budget::MIN_STEP_ROUNDS,
+                        GROUP_REQUESTS,
+                        1,
+                        queue.groups.len(),
+                    );
+                    let groups = queue.groups[..n].to_vec();
                     // A scope group changed: the users whose account may change are queued,
                     // to be synced as notified users are (same rules, same guard) once the
                     // groups' roles are done and the groups leave the queue. (Queued with
@@ -337,7 +342,7 @@ impl<'a> Realtime<'a> {
                         // The budget ran out; the next call recomputes and goes on.
                         return Ok(Step::Paused);
                     }
-                    queue.groups.clear();
+                    queue.groups.drain(..n);
                     queue.members = MembersCarry::default();
                     queue.scope_judged = false;
                 } else {
@@ -421,11 +426,11 @@ impl<'a> Realtime<'a> {
         } else {
             Vec::new()
         };
-        let id_chunks: Vec<&[String]> = ids.chunks(api::MAX_FILTER_IDS).collect();
+        let id_chunks: Vec<&[String]> = ids.chunks(api::LINKS_PER_SEARCH).collect();
         let account_slots: Vec<Slot> = id_chunks
             .iter()
             .map(|c| {
-                let search = api::search_users(api::with_external_ids(c), 1);
+                let search = api::search_users(api::with_links(c), 1);
                 round.add(self.out.zen.request(&search))
             })
             .collect();
@@ -457,7 +462,7 @@ impl<'a> Realtime<'a> {
         };
         let mut found = Vec::new();
         for (chunk, slot) in id_chunks.iter().zip(account_slots) {
-            let filter = api::with_external_ids(chunk);
+            let filter = api::with_links(chunk);
             found.extend(
                 self.out
                     .zen
@@ -667,35 +672,91 @@ impl<'a> Realtime<'a> {
     }
 
     /// When one of `ids` is a scope group or sits (transitively) in one: the Entra ids whose
-    /// ZenQMS account the scope change may change ([`crate::domain::scope::changed`]), minus those a
-    /// scope step of this call already queued. Empty when the groups do not touch the scope.
+    /// ZenQMS account the scope change may change ([`crate::domain::scope::changed`]): those
+    /// leaving the scope (judged once per call, against the guard, whatever the chunk of
+    /// groups) and those the changed groups bring into it. Empty when the groups do not touch
+    /// the scope.
     ///
     /// Errors: a read failed, or a scope group is gone (fatal).
     fn scope_changes(&mut self, ids: &[String]) -> Result<Vec<String>, Failure> {
-        if !self.config.scoped() || self.scope_done {
+        if !self.config.scoped() || ids.is_empty() {
             return Ok(Vec::new());
         }
         let scope: BTreeSet<&String> = self.config.scope_groups.iter().collect();
         let mut touches = ids.iter().any(|g| scope.contains(g));
-        if !touches {
+        // The changed groups inside the scope (nested in a scope group): their members are
+        // the users who may have entered it.
+        let mut nested = Vec::new();
+        if !touches || ids.iter().any(|g| !scope.contains(g)) {
             let above = self.graph.transitive_member_of(ids)?;
+            nested = ids
+                .iter()
+                .filter(|g| !scope.contains(g))
+                .filter(|g| {
+                    above
+                        .get(*g)
+                        .is_some_and(|up| up.iter().any(|s| scope.contains(s)))
+                })
+                .cloned()
+                .collect();
             // A group that is gone (404) can no longer say which groups held it: the scope is
             // recomputed (missing is not empty), as its members may have left it.
-            touches = above
-                .values()
-                .any(|up| up.iter().any(|g| scope.contains(g)))
-                || ids.iter().any(|g| !above.contains_key(g));
+            touches = touches || !nested.is_empty() || ids.iter().any(|g| !above.contains_key(g));
         }
         if !touches {
             return Ok(Vec::new());
         }
-        // Once per call: the users it names are queued, and the queue's groups are worked
-        // after them (their roles), not recomputed for scope again.
+        let mut accounts = None;
+        if self.scope_read.is_none() {
+            let members = self.graph.transitive_members(&self.config.scope_groups)?;
+            let in_scope = crate::domain::scope::members(self.config, &members)?;
+            let linked = self.out.zen.search_all(api::linked())?;
+            let linked_ids = linked.iter().filter_map(plan::link_of).collect();
+            self.scope_read = Some((members, in_scope, linked_ids));
+            accounts = Some(linked);
+        }
+        let (members, in_scope, linked_ids) = self.scope_read.as_ref().expect("read above");
+        // Who may have entered: the members of the changed scope groups, and of the changed
+        // groups nested in one (read here; a gone group has none).
+        let mut touched: BTreeSet<String> = ids
+            .iter()
+            .filter_map(|g| members.get(g))
+            .flatten()
+            .cloned()
+            .collect();
+        if !nested.is_empty() {
+            touched.extend(
+                self.graph
+                    .transitive_members(&nested)?
+                    .into_values()
+                    .flatten(),
+            );
+        }
+        let entering: Vec<String> = crate::domain::scope::entering(in_scope, linked_ids, &touched);
+        let in_scope_n = in_scope.len();
+        // The leavers, once per call (the accounts as read with the scope: a later chunk of
+        // the same call would count those this one took out again).
+        let linked = match accounts {
+            Some(linked) if !self.scope_done => linked,
+            _ => {
+                self.out.log.info(
+                    "scope groups changed: users entering the scope are synced",
+                    &[
+                        ("groups", &ids.join(",")),
+                        ("in_scope", &in_scope_n.to_string()),
+                        ("to_sync", &entering.len().to_string()),
+                    ],
+                );
+                return Ok(entering);
+            }
+        };
         self.scope_done = true;
-        let members = self.graph.transitive_members(&self.config.scope_groups)?;
-        let in_scope = crate::domain::scope::members(self.config, &members)?;
-        let linked = self.out.zen.search_all(api::linked())?;
-        let mut users = crate::domain::scope::changed(&in_scope, &linked);
+        let in_scope = self
+            .scope_read
+            .as_ref()
+            .map(|r| r.1.clone())
+            .unwrap_or_default();
+        let mut users = crate::domain::scope::changed(&in_scope, &linked, &touched);
         // The users this change takes out of scope are judged together, as a delta round's
         // leavers are: when they do not all fit in what the guard's window allows, none of
         // them is deactivated (held, for an admin), and only those entering or returning are
@@ -794,12 +855,22 @@ impl<'a> Realtime<'a> {
             .collect();
         let mut filters: Vec<_> = roles.into_iter().map(|r| api::holding_role(r)).collect();
         filters.extend(
+            // Links in Graph's form only (`api::with_links` would be 8 forms an id: a search
+            // per 12 members instead of 100). Holders are found by role, whatever their
+            // link's form, so a removal is never missed; a hand-made link in another form
+            // gets a role the group now grants from the next full sync, which rewrites it.
             member_ids
                 .chunks(api::MAX_FILTER_IDS)
                 .map(api::with_external_ids),
         );
         let accounts = self.out.zen.search_many(filters)?;
         self.out.dir = Directory::new(accounts);
+        for (entra_id, accounts) in roles::duplicate_links(&self.out.dir) {
+            self.out.log.warn(
+                "user conflict: linked to more than one ZenQMS user: roles not written",
+                &[("entra_id", &entra_id), ("zenqms_ids", &accounts.join(","))],
+            );
+        }
         let mut changes = roles::plan_roles(&mappings, &members, &self.out.dir);
         changes.reverse(); // popped from the end, in directory order
         if changes.is_empty() {
@@ -824,16 +895,27 @@ impl<'a> Realtime<'a> {
 }
 
 /// The number of ZenQMS users linked to an Entra id (the base of the default limit:
-/// [`guard::entra_links`]), read whole: ZenQMS's search cannot tell an Entra id from another
-/// system's `external_id` (docs/zenqms-api.md), so its count would let those raise the limit.
+/// [`guard::entra_links`]), read whole — ZenQMS's search cannot tell an Entra id from another
+/// system's `external_id` (docs/zenqms-api.md), so its count would let those raise the limit —
+/// when that fits the call's budget with [`BASE_READ_SPARE_ROUNDS`] to spare (a count first,
+/// then the pages: the first, then the rest side by side); `None` when it does not (the
+/// caller applies the limit's floor, and says so).
 ///
 /// Errors: ZenQMS could not be read.
-pub fn linked_count(p: &dyn Platform, config: &Config) -> Result<usize, Failure> {
-    if config.max_deactivations.is_some() {
-        return Ok(0); // an explicit limit does not depend on it: spare the requests
+pub fn linked_base_within_budget(p: &dyn Platform, zen: &Zenqms) -> Result<Option<usize>, Failure> {
+    if !budget::fits(p, 2 + BASE_READ_SPARE_ROUNDS) {
+        return Ok(None);
     }
-    let zen = Zenqms::new(p, config);
-    Ok(guard::entra_links(&zen.search_all(api::linked())?))
+    let total = zen.count(api::linked())?;
+    let rest = total
+        .div_ceil(u64::from(api::SEARCH_PAGE_SIZE))
+        .saturating_sub(1)
+        .div_ceil(p.concurrency().max(1) as u64);
+    if !budget::fits(p, 1 + rest + BASE_READ_SPARE_ROUNDS) {
+        return Ok(None);
+    }
+    let users = zen.search_all(api::linked())?;
+    Ok(Some(guard::entra_links(&users)))
 }
 
 /// The mapped roles whose groups include one of `groups`.

@@ -101,10 +101,14 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     // about 3 KB more, within 1.57 MiB; the guard's rolling window by the hour, its base read
     // within the budget, links and deactivations written apart, accounts sharing a link, and
     // joined audit causes, and a window that counts every deactivation sent once per user
-    // (a bug hunt and five red teams, fourteenth session) about 22 KB more, within 1.59 MiB.
+    // (a bug hunt and five red teams, fourteenth session) about 22 KB more, within 1.59 MiB;
+    // a run's dry_run fixed at its start, links found in the forms an admin types, the tenant
+    // checked by every call, duplicate links left out of group changes' roles (four bug
+    // hunts, sixteenth session), queued groups worked in chunks and a scope change's reads
+    // kept for the call, about 22 KB more, within 1.61 MiB.
     assert!(
-        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 9 / 100,
-        "component under 1.59 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 11 / 100,
+        "component under 1.61 MiB: {} bytes",
         wasm.len()
     );
 }

@@ -950,3 +950,56 @@ fn provision_user_about_a_held_user_says_the_guard_holds_it() {
     assert!(result.to_string().contains("held_by_guard"), "{result}");
     assert!(linked(&r, &uid(5)).unwrap().is_active);
 }
+
+/// The sixteenth session's bug hunts (fixtures/README.md lists each world): a first deploy
+/// that links disabled users deactivates them (a call's cached count of linked users, 0
+/// before its links, ended the deactivation walk at once); a group change gives no role to
+/// either account of a duplicate link; a run keeps the `dry_run` it started with (a dry run
+/// set to false is abandoned, a real run set to dry waits), and nothing queued is consumed by
+/// a dry run; a subscription Graph removes during a dry run leaves the state; a webhook that
+/// accepts nothing is not pending; links typed by hand in capitals or with spaces are found
+/// by notifications and provision-user; a delete says which notified changes it drops; a
+/// full sync's reason names both scope and disabled; a changed `entra_tenant_id` is refused by
+/// every call, not only a deploy; a secret given as an action's name or echoed in a refused
+/// link is never cut before it is scrubbed; 600 queued groups are worked in chunks that fit
+/// the budget; a scope change (notified, found by a delta round, or a group deleted) leaves an
+/// account deactivated or edited by hand alone. Each failed with main's component.
+#[test]
+fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
+    for name in [
+        "first-deploy-links-disabled-accounts",
+        "duplicate-link-group-roles",
+        "dry-run-keeps-queued-leavers",
+        "dry-run-subscription-removed",
+        "dry-run-set-during-real-run",
+        "dry-run-unset-during-dry-run",
+        "rejected-webhook-not-pending",
+        "hand-link-forms-notified",
+        "delete-with-queued-leaver",
+        "reason-left-scope-and-disabled",
+        "rehire-hand-link",
+        "tenant-change-refused-by-every-call",
+        "secret-cut-action-name",
+        "secret-cut-refused-link",
+        "group-burst-chunked",
+        "scope-change-keeps-manual-deactivation",
+        "scope-unrelated-group-deleted",
+        "scope-delta-keeps-manual-edit",
+        "environment-mismatch-warned",
+    ] {
+        let r = run(fixture(&format!("red-team/{name}.json")));
+        assert!(
+            r.expect.ok,
+            "{name}: {:?}\n{}",
+            r.expect.failures,
+            log_text(&r)
+        );
+        assert!(r.invariants.is_empty(), "{name}: {:?}", r.invariants);
+        if name == "rejected-webhook-not-pending" {
+            // Steps 3-7: POSTs that put nothing in the inbox: one call each, never pending.
+            for step in &r.steps[3..] {
+                assert_eq!((step.calls, step.pending), (1, false), "{name}: {step:?}");
+            }
+        }
+    }
+}

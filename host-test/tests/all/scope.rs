@@ -1,6 +1,7 @@
 //! Issue 16's provisioning scope (`scope_groups`) through wasmtime: only transitive members of
 //! the scope groups are provisioned; leaving deactivates (link kept, guard applies),
-//! returning reactivates, nesting counts, a missing scope group is a configuration error.
+//! returning reactivates when the user is next synced (never by a group change alone), nesting
+//! counts, a missing scope group is a configuration error.
 
 use crate::common::*;
 use serde_json::{Value, json};
@@ -68,6 +69,9 @@ fn leaving_the_scope_deactivates_returning_reactivates_and_nesting_adds() {
         notify_group(9),
         member("add_member", 9, uid(2)),
         notify_group(9),
+        // Back in scope: reactivated when the user is next synced, not by the group change
+        // alone (an account an admin deactivated cannot be told from one the scope took out).
+        {"notify": {"resource": "users", "id": uid(2), "change_type": "updated"}},
         // A nested group added to the scope group brings its members in.
         member("add_member", 9, gid(7)),
         notify_group(9),
@@ -381,4 +385,25 @@ fn a_scope_change_is_judged_once_while_its_users_are_worked_over_calls() {
     long["concurrency"] = json!(8);
     let long = run(long);
     assert_eq!(users_without_ids(&short), users_without_ids(&long));
+}
+
+/// A group change syncs only those it takes out of the scope and the unlinked users of the
+/// changed groups now in it: an account an admin deactivated by hand while its user stayed in
+/// scope is left inactive, its fields as the admin left them (a bug hunt: it was reactivated,
+/// and its title overwritten, when another user left the scope group). A user back in scope
+/// is reactivated when next synced.
+#[test]
+fn a_scope_change_leaves_an_account_deactivated_by_hand_alone() {
+    let r = run(with_steps(json!([
+        {"deploy": {}},
+        {"zenqms": {"update_user": {"id": "u-000001", "is_active": false, "title": "Suspended"}}},
+        member("remove_member", 9, uid(2)),
+        notify_group(9),
+        {"advance": {"to": "2026-11-28T13:05:00Z"}},
+        {"schedule": {}},
+    ])));
+    assert_ok(&r);
+    let z1 = linked(&r, &uid(1)).unwrap();
+    assert_eq!((z1.is_active, z1.title.as_str()), (false, "Suspended"));
+    assert_eq!(active(&r, 2), Some(false), "left the scope");
 }

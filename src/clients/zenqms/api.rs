@@ -84,6 +84,42 @@ pub fn with_external_ids(ids: &[String]) -> Value {
     json!({ "external_ids": ids })
 }
 
+/// How many forms of one Entra id [`with_links`] asks for: see [`link_forms`].
+pub const LINK_FORMS: usize = 8;
+
+/// Most Entra ids one [`with_links`] filter takes: each is asked in [`LINK_FORMS`] forms.
+pub const LINKS_PER_SEARCH: usize = MAX_FILTER_IDS / LINK_FORMS;
+
+/// The forms in which an account may hold a link to `entra_id` that an `external_ids` search
+/// (exact, docs/zenqms-api.md) must be asked for besides Graph's own (lowercase): an admin
+/// who sets a link by hand in ZenQMS (as a conflict's log line tells them to) may paste it in
+/// capitals or with a space before or after it. The component reads every such form as a link
+/// (`plan::link_of`: trimmed, ASCII case folded); a look-up that missed them left a deleted
+/// user's account active (three bug hunts). Lower and upper case, each bare, with a space
+/// before, after, or both. Other forms (mixed case, tabs, several spaces) are found, and
+/// rewritten to Graph's form, by the next full sync's leaver walk.
+pub fn link_forms(entra_id: &str) -> [String; LINK_FORMS] {
+    let lower = entra_id.trim().to_ascii_lowercase();
+    let upper = lower.to_ascii_uppercase();
+    [
+        format!(" {lower} "),
+        format!(" {lower}"),
+        format!(" {upper} "),
+        format!(" {upper}"),
+        format!("{lower} "),
+        format!("{upper} "),
+        upper,
+        lower,
+    ]
+}
+
+/// The filter for users linked to any of `ids` (at most [`LINKS_PER_SEARCH`]), in every form
+/// of [`link_forms`].
+pub fn with_links(ids: &[String]) -> Value {
+    let forms: Vec<String> = ids.iter().flat_map(|id| link_forms(id)).collect();
+    json!({ "external_ids": forms })
+}
+
 /// The filter for users holding any of `emails` (at most [`MAX_FILTER_IDS`]; compared as the
 /// `email` filter compares: case-insensitively, surrounding spaces ignored).
 pub fn with_emails(emails: &[String]) -> Value {
