@@ -98,6 +98,9 @@ pub struct Config {
     pub zenqms_base_url: String,
     /// True when `zenqms_base_url` set the base.
     pub zenqms_base_overridden: bool,
+    /// `zenqms_environment` was given (not the default): an override to the other documented
+    /// environment is then warned about ([`Config::base_url_warning`]).
+    pub zenqms_environment_given: bool,
     pub zenqms_api_token: Secret,
     pub role_mappings: Vec<RoleMapping>,
     /// `scope_groups`: Entra group object ids (lowercase, sorted, no repeats); empty: every
@@ -131,7 +134,11 @@ impl Config {
         // copied from production into a sandbox instance (or the reverse) would write to the
         // environment the admin did not choose, silently (a bug hunt).
         let expected = self.zenqms_environment.api_base();
-        if self.zenqms_base_overridden && documented && origin.as_str() != expected {
+        if self.zenqms_base_overridden
+            && self.zenqms_environment_given
+            && documented
+            && origin.as_str() != expected
+        {
             return Some(format!(
                 "zenqms_base_url is {origin}, but zenqms_environment names {expected}: the API token and every write go to {origin}; remove zenqms_base_url or set zenqms_environment to match it"
             ));
@@ -285,6 +292,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
     };
     let base_url = get("zenqms_base_url");
     let zenqms_base_overridden = base_url.is_some();
+    let zenqms_environment_given = get("zenqms_environment").is_some();
     let zenqms_base_url = match base_url.as_deref().map(check_base_url) {
         None => zenqms_environment.api_base().to_string(),
         Some(Ok(url)) => url,
@@ -330,6 +338,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
             zenqms_environment,
             zenqms_base_url,
             zenqms_base_overridden,
+            zenqms_environment_given,
             zenqms_api_token,
             role_mappings,
             scope_groups,

@@ -191,15 +191,15 @@ fn deploy_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
 /// was deployed for: its links, subscriptions and delta links are that tenant's, and acting on
 /// them with another tenant's reads would take every linked user for a leaver (and send the
 /// client secret to the other tenant). Checked by every call that reads Entra for the
-/// instance (deploy, tick, resume, provision-user, release); a delete is allowed (the README's
-/// way out).
+/// instance (deploy, tick, resume, provision-user, release, and a delete before it removes
+/// the subscriptions, which are that tenant's).
 ///
 /// Errors: fatal, naming both tenant ids.
 pub(crate) fn same_tenant(state: &State, config: &Config) -> Result<(), Failure> {
     match state.tenant_id.as_deref() {
         Some(old) if old != config.tenant_id => Err(Failure::fatal(format!(
-            "entra_tenant_id changed from {old} to {}: delete the instance first (mixing two tenants' links would corrupt ZenQMS)",
-            config.tenant_id
+            "entra_tenant_id changed from {old} to {new}: this instance belongs to {old} (mixing two tenants' links would corrupt ZenQMS); set entra_tenant_id (and its credentials) back to {old} and delete the instance, then deploy with {new}",
+            new = config.tenant_id
         ))),
         _ => Ok(()),
     }
@@ -293,11 +293,24 @@ fn overflow(
         "more changes than the notification queue holds: running a full sync instead",
         &[("queue_max", &crate::state::QUEUE_MAX.to_string())],
     );
-    if let Some(sync) = &mut state.full_sync {
-        sync.again = true;
-        state.queue = Queue::default();
-    } else {
-        start_overflow_sync(p, graph, state)?;
+    match &mut state.full_sync {
+        Some(sync) if !sync.dry_run() => {
+            sync.again = true;
+            state.queue = Queue::default();
+        }
+        _ => {
+            // A dry run under way cannot stand for the full sync the queue is owed (a red
+            // team: abandoned later, it took the overflow's sync with it): replaced by a real
+            // one. (Overflow happens only to real work: a dry_run configuration processes no
+            // notifications.)
+            if let Some(dry) = state.full_sync.take() {
+                Log::new(p).warn(
+                    "dry run abandoned: the notification queue overflowed and a real full sync takes its place",
+                    &[("run_id", &dry.run_id)],
+                );
+            }
+            start_overflow_sync(p, graph, state)?;
+        }
     }
     run_full_sync(p, config, graph, state)
 }
@@ -366,19 +379,29 @@ fn run_full_sync(
         (true, false) => {
             // Going on would write what was planned as a dry run; finishing it writing
             // nothing would be a dry run nobody asks for now.
-            let run = sync.run_id.clone();
+            let (run, again) = (sync.run_id.clone(), sync.again);
             state.full_sync = None;
             Log::new(p).warn(
                 "dry run abandoned: dry_run is now false; nothing was written (deploy to run the sync for real)",
                 &[("run_id", &run)],
             );
+            if again {
+                // A queue that overflowed meanwhile is owed a real full sync (its changes
+                // are past the delta links).
+                start_overflow_sync(p, graph, state)?;
+                return Ok(Reply::pending(format!(
+                    "dry run {run} abandoned (nothing written): dry_run is now false; a full sync follows (the notification queue overflowed)"
+                )));
+            }
             return Ok(Reply::done(format!(
                 "dry run {run} abandoned (nothing written): dry_run is now false; deploy to apply the configuration"
             )));
         }
         (false, true) => {
             // A real run is never finished as a dry run (its leavers would stay active): it
-            // waits, checkpointed, and goes on once `dry_run` is false again.
+            // waits, checkpointed, and goes on once `dry_run` is false again, reading the
+            // members it carries again (the wait may be long).
+            sync.members.drop_read();
             let run = sync.run_id.clone();
             let batches = sync.batches;
             Log::new(p).warn(
@@ -500,21 +523,28 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
         return continue_delete(p, &config, &inst.webhook_url, state);
     }
     same_tenant(state, &config)?;
-    if config.dry_run && !state.full_sync.as_ref().is_some_and(|f| f.dry_run()) {
-        // Queued changes and a real run are real work: while `dry_run` is true nothing is
-        // processed (as a webhook or a tick does then), and none of it is dropped; a dry run
-        // in progress goes on below. Lifecycle events are the subscriptions' upkeep, not
-        // ZenQMS: acted on, so a subscription Graph removed leaves the state now (a red
-        // team: it stayed there as live for weeks).
+    if config.dry_run {
+        // Lifecycle events are the subscriptions' upkeep, not ZenQMS: acted on in a dry run
+        // too, so a subscription Graph removed leaves the state now (a red team: it stayed
+        // there as live for weeks), whether or not a dry run is under way.
+        let graph = get_token(p, &config)?;
         if !state.queue.lifecycle.is_empty() {
-            let graph = get_token(p, &config)?;
             lifecycle::apply(p, &graph, &inst.webhook_url, state)?;
+        }
+        if state.full_sync.as_ref().is_some_and(|f| f.dry_run()) {
+            return run_full_sync(p, &config, &graph, state);
+        }
+        // Queued changes and a real run are real work: while `dry_run` is true nothing is
+        // processed (as a webhook or a tick does then), and none of it is dropped.
+        if let Some(f) = state.full_sync.as_mut() {
+            // What the run carries was read before the wait, which may be long: read again.
+            f.members.drop_read();
         }
         return Ok(Reply::waiting(
             "resume: dry_run=true: the checkpointed work waits (nothing processed, nothing written); it goes on at the first call after dry_run is set to false",
         ));
     }
-    if config.dry_run || state.queue.is_empty() {
+    if state.queue.is_empty() {
         let graph = get_token(p, &config)?;
         return run_full_sync(p, &config, &graph, state);
     }
@@ -825,6 +855,9 @@ fn remove_subscriptions(
     {
         return Ok(());
     }
+    // The subscriptions are the deployed tenant's: removed with another tenant's token, Graph
+    // would answer 404 for each (read as gone) and leave them live for weeks (a red team).
+    same_tenant(state, config)?;
     let graph = get_token(p, config)?;
     Subscriptions::new(&graph, p, webhook_url)
         .delete_all(&mut state.subscriptions)

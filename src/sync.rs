@@ -62,6 +62,18 @@ fn defer(sync: &mut FullSync, d: Deferred) {
     }
 }
 
+/// The default deactivation limit's base for a full sync: the ZenQMS users linked to an Entra
+/// id when the guard judges. The walk counted those linked before the run's user pages (it
+/// comes first: Entra ids only, as a link is read); the run's creates and links add to them
+/// (a first deploy's walk counts 0, then links hundreds: judged against the floor, they were
+/// held, or, read whole, the directory took calls past their budget; and a second judgement
+/// used the walk's count alone).
+fn guard_base(sync: &FullSync) -> usize {
+    sync.linked_seen
+        .saturating_add(sync.totals.created)
+        .saturating_add(sync.totals.linked) as usize
+}
+
 /// Takes a plan's deactivation (is_active true -> false) out into the run's deferred ones;
 /// returns what is left to apply now, if anything.
 /// `outside` names the users deactivated for leaving the scope, with the reason to log (the
@@ -462,6 +474,16 @@ impl<'a> Engine<'a> {
                         sync.deferred_digest,
                         sync.walked,
                     );
+                    // What the walks count as they read: a step done again (it failed, or
+                    // paused before its phase moved on) must not count its users twice (a red
+                    // team: each retried step added its 100 links to the guard's base again,
+                    // and a limit of 10 let 30 deactivations through after a Graph outage).
+                    let counted = (
+                        sync.phase.clone(),
+                        sync.linked_seen,
+                        sync.again_count,
+                        sync.again_digest,
+                    );
                     let carried: Vec<String> = self
                         .carry
                         .iter()
@@ -470,6 +492,8 @@ impl<'a> Engine<'a> {
                     self.carried_in_step.clear();
                     self.beside_more = self.beside_more(sync);
                     let finished = self.step_once(sync).inspect_err(|_| {
+                        (sync.linked_seen, sync.again_count, sync.again_digest) =
+                            (counted.1, counted.2, counted.3);
                         sync.deferred.truncate(deferred.0);
                         sync.deferred_more = deferred.1;
                         sync.deferred_digest = deferred.2;
@@ -485,7 +509,12 @@ impl<'a> Engine<'a> {
                     counts.add(&self.out.counts);
                     sync.totals.add(&self.out.counts);
                     carry.set(self.carry.len() + 2 * self.roles_pending.len());
-                    Ok::<_, Failure>(if std::mem::take(&mut self.paused) {
+                    let paused = std::mem::take(&mut self.paused);
+                    if paused && sync.phase == counted.0 {
+                        (sync.linked_seen, sync.again_count, sync.again_digest) =
+                            (counted.1, counted.2, counted.3);
+                    }
+                    Ok::<_, Failure>(if paused {
                         Step::Paused
                     } else if finished {
                         Step::Done
@@ -1855,13 +1884,7 @@ impl<'a> Engine<'a> {
     ) -> Result<Walk, Failure> {
         if !sync.guard_checked {
             sync.guard_checked = true;
-            // The walk counted the linked users (Entra ids only, as a link is read). When it
-            // found none (a first deploy), the links there are now are the run's own: its
-            // creates and links (read whole, the directory took calls past their budget).
-            let linked = match sync.linked_seen {
-                0 => sync.totals.created.saturating_add(sync.totals.linked) as usize,
-                n => n as usize,
-            };
+            let linked = guard_base(sync);
             // A follow-up run may make only what the run it follows left of the limit.
             let limit = self
                 .config
@@ -1926,6 +1949,21 @@ impl<'a> Engine<'a> {
             }
             sync.approved = u32::try_from(count).unwrap_or(u32::MAX);
         }
+        if sync.deferred_more > 0 && self.out.dry_run {
+            // The walk that finds the deactivations past the listed ones reads the links in
+            // ZenQMS, where a dry run wrote none: those it only pretended to make would be
+            // missed. The plan counts them as planned (the listed ones are planned below).
+            self.out.counts.deactivated = self
+                .out
+                .counts
+                .deactivated
+                .saturating_add(sync.deferred_more);
+            self.out.log.info(
+                "plan: more deactivations than are listed one by one would be made (a real run finds them again in ZenQMS)",
+                &[("deactivations", &sync.deferred_more.to_string())],
+            );
+            sync.deferred_more = 0;
+        }
         if sync.deferred_more > 0 {
             return self.deactivations_again(after, page, sync);
         }
@@ -1962,6 +2000,22 @@ impl<'a> Engine<'a> {
                 ),
                 Some(z) if z.is_active => writes.push(self.deactivation(z, &d.entra_id, &d.upn)),
                 Some(_) => {} // deactivated meanwhile
+                // A dry run only pretended to link this account (its plan linked and deferred
+                // the deactivation): the real run would deactivate it (a bug hunt: the plan
+                // said "linked 20, deactivated 0" where the real run deactivated the 20).
+                None if self.out.dry_run && leaving.contains(&d.entra_id) => {
+                    let pretended = ZUser {
+                        id: d.zenqms_id.clone(),
+                        email: String::new(),
+                        first_name: String::new(),
+                        last_name: String::new(),
+                        title: String::new(),
+                        is_active: true,
+                        external_id: Some(d.entra_id.clone()),
+                        roles: Vec::new(),
+                    };
+                    writes.push(self.deactivation(&pretended, &d.entra_id, &d.upn));
+                }
                 None => self.out.log.warn(
                     "deferred deactivation not applied: the ZenQMS user is no longer linked to it",
                     &[("zenqms_id", &d.zenqms_id), ("entra_id", &d.entra_id)],
@@ -1987,7 +2041,7 @@ impl<'a> Engine<'a> {
         let same = found == judged && sync.again_digest == sync.deferred_digest;
         let limit = self
             .config
-            .deactivation_limit(sync.linked_seen as usize)
+            .deactivation_limit(guard_base(sync))
             .saturating_sub(sync.prior_deactivations as usize);
         let released = sync.released > 0;
         let passes = if released {

@@ -78,7 +78,7 @@ pub const SPECS: &[KeySpec] = &[
         "entra_tenant_id",
         "Directory (tenant) ID",
         Kind::Guid,
-        "The Entra tenant's id (Entra admin center > Overview). It may not change while the instance is deployed: delete the instance first.",
+        "The Entra tenant's id (Entra admin center > Overview). It may not change while the instance is deployed: delete the instance (with this tenant set), then deploy with the new one.",
     )),
     required(key(
         "entra_client_id",

@@ -292,6 +292,10 @@ fn find<'a>(user: &EntraUser, dir: &'a Directory) -> Match<'a> {
     match dir.by_email(email.as_str()).as_slice() {
         [] => Match::None,
         [z] => match (link_of(z), z.external_id.as_deref().map(str::trim)) {
+            // An account this batch plans to create has no ZenQMS id yet: named by its user.
+            (Some(other), _) if z.id.starts_with(PLANNED_PREFIX) => Match::Conflict(format!(
+                "email {email} is planned for a ZenQMS user this sync creates for Entra user {other}"
+            )),
             (Some(other), _) => Match::Conflict(format!(
                 "email {email} belongs to ZenQMS user {} already linked to Entra user {other}",
                 z.id
@@ -657,6 +661,10 @@ fn email_moves(action: &Action) -> (Option<&str>, Option<&str>) {
     }
 }
 
+/// The start of the stand-in id an account planned for creation has in the directory while
+/// its batch is planned (`(planned 3)`): never shown as a ZenQMS id.
+const PLANNED_PREFIX: &str = "(planned ";
+
 /// How to take back one planned effect applied to the directory while planning a batch.
 enum Undo {
     Remove(String),
@@ -667,7 +675,7 @@ enum Undo {
 fn apply_planned(i: usize, action: &Action, dir: &mut Directory, undo: &mut Vec<Undo>) {
     match action {
         Action::Create(new) => {
-            let id = format!("(planned {i})");
+            let id = format!("{PLANNED_PREFIX}{i})");
             dir.upsert(expected_user(&id, new));
             undo.push(Undo::Remove(id));
         }

@@ -163,9 +163,11 @@ pub fn take_calls(plan: &mut Vec<RoleChange>, calls: usize) -> Vec<RoleChange> {
     chunk
 }
 
-/// Role changes for every linked user in the directory whose link is on that account alone:
-/// an Entra id on two or more accounts is a conflict (which account is the user's is not
-/// known), and neither gets or loses a role, as in a full sync (see [`duplicate_links`]).
+/// Role changes for every linked user in the directory. An Entra id on two or more accounts
+/// is a conflict (which account is the user's is not known): neither is granted a role (as in
+/// a full sync, see [`duplicate_links`]), but both lose a mapped role the user no longer
+/// holds, since taking access away is the safe side (a red team: skipping them whole left the
+/// role on both for good).
 pub fn plan_roles(
     mappings: &[RoleMapping],
     members: &Memberships,
@@ -178,9 +180,12 @@ pub fn plan_roles(
     dir.linked()
         .filter_map(|z| {
             let entra_id = link_of(z)?;
-            dir.linked_once(&entra_id)?;
             let desired = desired_roles(mappings, members, &entra_id);
-            change_for(z, &entra_id, mappings, &desired)
+            let mut change = change_for(z, &entra_id, mappings, &desired)?;
+            if dir.linked_once(&entra_id).is_none() {
+                change.add.clear();
+            }
+            (!change.remove.is_empty() || !change.add.is_empty()).then_some(change)
         })
         .collect()
 }

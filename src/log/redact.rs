@@ -3,7 +3,8 @@
 //! replaced by [`REDACTED`] in every log line, failure message and summary.
 //!
 //! Registered forms of a secret: as it is, percent-encoded (as it travels in the token request's
-//! form body; also with `~` encoded, with `+` for a space, and both, as other encoders — the
+//! form body; also with `~` encoded, with `+` for a space, and both, with `*` left as it is, as
+//! other encoders — the
 //! WHATWG form encoding, Java's `URLEncoder` — write it) and
 //! JSON-escaped (as a JSON error body would echo it). Every occurrence of every form is found
 //! in the text as given (ASCII case ignored), and each stretch of text they cover, overlapping
@@ -54,8 +55,14 @@ impl Secrets {
         let json = serde_json::to_string(secret).unwrap_or_default();
         let json = json.trim_matches('"').to_string();
         let encoded = encode(secret);
+        // The WHATWG form encoding (URLSearchParams) and Java's URLEncoder leave `*` as it is
+        // and write `~` as `%7E`, a space as `+` (a red team: an older Entra secret holding
+        // `*`, echoed so, was not scrubbed).
+        let form_encoded = encoded.replace("%2A", "*").replace('~', "%7E");
         let forms = [
             secret.to_string(),
+            form_encoded.replace("%20", "+"),
+            form_encoded,
             encoded.replace('~', "%7E").replace("%20", "+"),
             encoded.replace('~', "%7E"),
             encoded.replace("%20", "+"),
@@ -155,6 +162,20 @@ mod tests {
         let out = s.scrub(text);
         assert_eq!(out.matches(REDACTED).count(), 4, "{out}");
         assert!(!out.contains("Zx9") && !out.contains("eyJ0"), "{out}");
+    }
+
+    #[test]
+    fn a_secret_in_the_form_encoding_that_keeps_the_star_is_replaced() {
+        let s = Secrets::default();
+        s.add("Kx9~old*style/secret 2468");
+        for echo in [
+            "Kx9%7Eold*style%2Fsecret+2468",
+            "Kx9%7Eold*style%2Fsecret%202468",
+            "kx9%7eold*style%2fsecret+2468",
+        ] {
+            let out = s.scrub(&format!("Invalid client secret provided: {echo}."));
+            assert_eq!(out, "Invalid client secret provided: [redacted].", "{echo}");
+        }
     }
 
     #[test]

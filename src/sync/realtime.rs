@@ -33,6 +33,10 @@ const USER_CHUNK: usize = 300;
 ///
 /// (Requests a queued group costs a step: its ancestry read for the scope and for the roles.)
 const GROUP_REQUESTS: usize = 2;
+
+/// Rounds a scope change's own reads take a step besides its groups' (the scope groups'
+/// members, the linked accounts, a changed nested group's members: a round or two each).
+const SCOPE_READ_ROUNDS: u64 = 4;
 const BASE_READ_SPARE_ROUNDS: u64 = 3;
 
 /// Up to this many users a step asks Graph `checkMemberGroups` per user; above it reads the
@@ -286,6 +290,8 @@ impl<'a> Realtime<'a> {
         let per_user = 6 + groups.div_ceil(20);
         let platform = self.platform;
         let users_left = std::cell::Cell::new(!queue.users.is_empty());
+        let scoped = self.config.scoped();
+        let mut prejudged = false;
         let burst = queue.users.len() > CHECK_MEMBER_GROUPS_UP_TO;
         budget::run_steps(
             || {
@@ -296,44 +302,42 @@ impl<'a> Realtime<'a> {
                 if queue.users.is_empty() && queue.groups.is_empty() {
                     return Ok(Step::Done);
                 }
-                // A scope change is judged before the queue's users are worked: one of its
-                // leavers notified on its own (in the same burst) must not slip past the
-                // judgement of the whole.
-                // Once per queued group set (`scope_judged`): the users it names stay queued
-                // until worked, so a later call does not read the scope again for them.
+                // The queued groups a chunk at a time, as many as the budget lets their reads
+                // take (each group's ancestry is read for scope and roles: about two requests,
+                // and a scope's own reads besides): 600 groups in one step took a call 1.5 s
+                // past its budget.
+                let fixed = budget::MIN_STEP_ROUNDS + if scoped { SCOPE_READ_ROUNDS } else { 0 };
+                let chunk =
+                    budget::items_that_fit(platform, fixed, GROUP_REQUESTS, 1, queue.groups.len());
+                // A scope change's leavers are judged before the queue's users are worked: one
+                // of them notified on its own (in the same burst) must not slip past the
+                // judgement of the whole. Once per queued group set (`scope_judged`: the
+                // leavers it names stay queued until worked, so a later call does not read the
+                // scope again for them), and once per call at most, on the set's first chunk
+                // (the leavers are everyone the scope no longer holds, whichever group's change
+                // took them out).
                 if !queue.groups.is_empty()
                     && !self.scope_done
+                    && !prejudged
                     && !queue.scope_judged
                     && !queue.users.is_empty()
                 {
-                    let groups = queue.groups.clone();
-                    let users = self.scope_changes(&groups)?;
+                    prejudged = true;
+                    let groups = queue.groups[..chunk].to_vec();
+                    let users = self.scope_changes(&groups, true, false)?;
                     queue.push(&users, &[]);
-                    queue.scope_judged = true;
+                    queue.scope_judged |= self.scope_done;
                 }
                 if queue.users.is_empty() {
-                    // The queued groups a chunk at a time, as many as the budget lets their
-                    // reads take (each group's ancestry is read for scope and roles: about two
-                    // requests): 600 groups in one step took a call 1.5 s past its budget.
-                    let n = budget::items_that_fit(
-                        platform,
-                        budget::MIN_STEP_ROUNDS,
-                        GROUP_REQUESTS,
-                        1,
-                        queue.groups.len(),
-                    );
-                    let groups = queue.groups[..n].to_vec();
+                    let groups = queue.groups[..chunk].to_vec();
                     // A scope group changed: the users whose account may change are queued,
                     // to be synced as notified users are (same rules, same guard) once the
                     // groups' roles are done and the groups leave the queue. (Queued with
                     // the groups' removal, so a user the guard holds or the rules skip is
-                    // not queued again and again.)
-                    let users = if queue.scope_judged {
-                        Vec::new()
-                    } else {
-                        self.scope_changes(&groups)?
-                    };
-                    queue.scope_judged = true;
+                    // not queued again and again.) The leavers once per group set; those
+                    // each chunk's groups bring in, for every chunk.
+                    let users = self.scope_changes(&groups, !queue.scope_judged, true)?;
+                    queue.scope_judged |= self.scope_done;
                     if !users.is_empty() {
                         queue.push(&users, &[]);
                         users_left.set(true);
@@ -342,9 +346,11 @@ impl<'a> Realtime<'a> {
                         // The budget ran out; the next call recomputes and goes on.
                         return Ok(Step::Paused);
                     }
-                    queue.groups.drain(..n);
+                    queue.groups.drain(..chunk);
                     queue.members = MembersCarry::default();
-                    queue.scope_judged = false;
+                    if queue.groups.is_empty() {
+                        queue.scope_judged = false;
+                    }
                 } else {
                     // In a burst, a step the budget lets take more than a few users reads
                     // them by `$batch` (the tail of the burst too); otherwise, and at small
@@ -678,16 +684,23 @@ impl<'a> Realtime<'a> {
     /// the scope.
     ///
     /// Errors: a read failed, or a scope group is gone (fatal).
-    fn scope_changes(&mut self, ids: &[String]) -> Result<Vec<String>, Failure> {
-        if !self.config.scoped() || ids.is_empty() {
+    fn scope_changes(
+        &mut self,
+        ids: &[String],
+        leavers: bool,
+        entering: bool,
+    ) -> Result<Vec<String>, Failure> {
+        let leavers = leavers && !self.scope_done;
+        if !self.config.scoped() || ids.is_empty() || !(leavers || entering) {
             return Ok(Vec::new());
         }
         let scope: BTreeSet<&String> = self.config.scope_groups.iter().collect();
         let mut touches = ids.iter().any(|g| scope.contains(g));
         // The changed groups inside the scope (nested in a scope group): their members are
-        // the users who may have entered it.
+        // the users who may have entered it. (Not read for the leavers alone once a scope
+        // group is among the groups: they do not depend on which groups changed.)
         let mut nested = Vec::new();
-        if !touches || ids.iter().any(|g| !scope.contains(g)) {
+        if !touches || (entering && ids.iter().any(|g| !scope.contains(g))) {
             let above = self.graph.transitive_member_of(ids)?;
             nested = ids
                 .iter()
@@ -724,7 +737,7 @@ impl<'a> Realtime<'a> {
             .flatten()
             .cloned()
             .collect();
-        if !nested.is_empty() {
+        if entering && !nested.is_empty() {
             touched.extend(
                 self.graph
                     .transitive_members(&nested)?
@@ -732,12 +745,30 @@ impl<'a> Realtime<'a> {
                     .flatten(),
             );
         }
-        let entering: Vec<String> = crate::domain::scope::entering(in_scope, linked_ids, &touched);
+        let mut entering: Vec<String> = if entering {
+            crate::domain::scope::entering(in_scope, linked_ids, &touched)
+        } else {
+            Vec::new()
+        };
+        if !entering.is_empty() {
+            // Only those the rules would provision: a user missing a required field is
+            // skipped whatever the scope says, and a changed scope group names every member
+            // it holds (a red team: 1,000 members without a jobTitle, queued at every change
+            // of the group, overflowed the queue into a full sync each time).
+            let read = self
+                .graph
+                .users_by_ids(&entering, "reading users entering the scope")?;
+            entering.retain(|id| {
+                read.get(id)
+                    .and_then(EntraUser::from_json)
+                    .is_some_and(|u| u.mapped().is_some())
+            });
+        }
         let in_scope_n = in_scope.len();
         // The leavers, once per call (the accounts as read with the scope: a later chunk of
         // the same call would count those this one took out again).
         let linked = match accounts {
-            Some(linked) if !self.scope_done => linked,
+            Some(linked) if leavers => linked,
             _ => {
                 self.out.log.info(
                     "scope groups changed: users entering the scope are synced",
@@ -756,7 +787,12 @@ impl<'a> Realtime<'a> {
             .as_ref()
             .map(|r| r.1.clone())
             .unwrap_or_default();
-        let mut users = crate::domain::scope::changed(&in_scope, &linked, &touched);
+        let mut users: Vec<String> = crate::domain::scope::leaving(&in_scope, &linked)
+            .into_iter()
+            .chain(entering)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         // The users this change takes out of scope are judged together, as a delta round's
         // leavers are: when they do not all fit in what the guard's window allows, none of
         // them is deactivated (held, for an admin), and only those entering or returning are
@@ -782,6 +818,49 @@ impl<'a> Realtime<'a> {
             ],
         );
         Ok(users)
+    }
+
+    /// Takes the grants out of `changes` for users whose link another account carries in a
+    /// form the group path's look-up (Graph's form only) did not ask for: an admin's copy in
+    /// capitals or with spaces makes a duplicate link, and neither account is granted a role
+    /// (a red team: the account found got it, with no warning). Read in proportion to the
+    /// grants (the link forms of [`api::link_forms`]).
+    ///
+    /// Errors: ZenQMS could not be read.
+    fn no_grants_to_duplicates(
+        &mut self,
+        changes: &mut Vec<roles::RoleChange>,
+    ) -> Result<(), Failure> {
+        let granting: Vec<String> = changes
+            .iter()
+            .filter(|c| !c.add.is_empty())
+            .map(|c| c.entra_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if granting.is_empty() {
+            return Ok(());
+        }
+        let mut accounts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for z in self.out.zen.linked_to(&granting)? {
+            if let Some(e) = plan::link_of(&z) {
+                accounts.entry(e).or_default().insert(z.id);
+            }
+        }
+        for c in changes.iter_mut() {
+            if let Some(ids) = accounts.get(&c.entra_id).filter(|ids| ids.len() > 1)
+                && !c.add.is_empty()
+            {
+                let ids: Vec<String> = ids.iter().cloned().collect();
+                self.out.log.warn(
+                    "user conflict: linked to more than one ZenQMS user: no role granted to either (mapped roles the user no longer holds are removed from both)",
+                    &[("entra_id", &c.entra_id), ("zenqms_ids", &ids.join(","))],
+                );
+                c.add.clear();
+            }
+        }
+        changes.retain(|c| !c.add.is_empty() || !c.remove.is_empty());
+        Ok(())
     }
 
     /// Recomputes the holders of every role mapped to one of these groups (or to a group that
@@ -867,11 +946,12 @@ impl<'a> Realtime<'a> {
         self.out.dir = Directory::new(accounts);
         for (entra_id, accounts) in roles::duplicate_links(&self.out.dir) {
             self.out.log.warn(
-                "user conflict: linked to more than one ZenQMS user: roles not written",
+                "user conflict: linked to more than one ZenQMS user: no role granted to either (mapped roles the user no longer holds are removed from both)",
                 &[("entra_id", &entra_id), ("zenqms_ids", &accounts.join(","))],
             );
         }
         let mut changes = roles::plan_roles(&mappings, &members, &self.out.dir);
+        self.no_grants_to_duplicates(&mut changes)?;
         changes.reverse(); // popped from the end, in directory order
         if changes.is_empty() {
             return Ok(true);

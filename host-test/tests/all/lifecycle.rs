@@ -292,7 +292,7 @@ fn changed_credentials_are_used_and_a_tenant_change_is_refused_until_deleted() {
     ])));
     let err = r.steps[2].error.clone().expect("tenant change refused");
     assert!(
-        err.contains("entra_tenant_id changed") && err.contains("delete the instance first"),
+        err.contains("entra_tenant_id changed") && err.contains("delete the instance"),
         "{err}"
     );
     let err = r.steps[4]

@@ -105,10 +105,12 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     // a run's dry_run fixed at its start, links found in the forms an admin types, the tenant
     // checked by every call, duplicate links left out of group changes' roles (four bug
     // hunts, sixteenth session), queued groups worked in chunks and a scope change's reads
-    // kept for the call, about 22 KB more, within 1.61 MiB.
+    // kept for the call, and the red teams' fixes to those (grants checked against hand-made
+    // duplicate links, users entering a scope read before they are queued, the walk's counts
+    // restored when a step is done again), about 33 KB more, within 1.62 MiB.
     assert!(
-        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 11 / 100,
-        "component under 1.61 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 12 / 100,
+        "component under 1.62 MiB: {} bytes",
         wasm.len()
     );
 }

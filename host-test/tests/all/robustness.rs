@@ -963,7 +963,14 @@ fn provision_user_about_a_held_user_says_the_guard_holds_it() {
 /// every call, not only a deploy; a secret given as an action's name or echoed in a refused
 /// link is never cut before it is scrubbed; 600 queued groups are worked in chunks that fit
 /// the budget; a scope change (notified, found by a delta round, or a group deleted) leaves an
-/// account deactivated or edited by hand alone. Each failed with main's component.
+/// account deactivated or edited by hand alone; and from the red teams on those fixes: a group
+/// change grants no role when an admin's copy of a link sits on another account, and still
+/// removes one from both accounts of a duplicate link; a subscription removed during a dry-run
+/// sync leaves the state; a real run that waited reads its group members again; a delete with
+/// another tenant configured refuses before it removes subscriptions; a leaver-walk step done
+/// again counts its links once; a first deploy's guard counts the links the run made; a
+/// secret echoed in the form encoding that keeps `*` is scrubbed. Each failed
+/// with main's component or with the first fix's (e2e0581).
 #[test]
 fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
     for name in [
@@ -986,6 +993,14 @@ fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
         "scope-unrelated-group-deleted",
         "scope-delta-keeps-manual-edit",
         "environment-mismatch-warned",
+        "dup-hand-link-group-grant",
+        "dup-link-group-removal",
+        "dry-run-sync-subscription-removed",
+        "real-run-waits-reads-members-again",
+        "tenant-change-delete-refused",
+        "walk-retry-counts-once",
+        "first-deploy-guard-base",
+        "secret-form-encoded-star",
     ] {
         let r = run(fixture(&format!("red-team/{name}.json")));
         assert!(
