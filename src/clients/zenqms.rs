@@ -136,7 +136,7 @@ impl<'a> Zenqms<'a> {
     }
 
     /// The ZenQMS users linked to any of `ids` (in any form of `api::link_forms`): one search
-    /// per 25 ids, side by side (a page holds 100, so one page each unless accounts share a
+    /// per 12 ids, side by side (a page holds 100, so one page each unless accounts share a
     /// link). Reads in proportion to
     /// `ids`, never to the directory.
     ///
