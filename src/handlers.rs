@@ -766,6 +766,12 @@ pub fn delete(p: &dyn Platform, inst: &Instance) -> CallResult {
 fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply, Failure> {
     let config = parse_config(inst)?;
     let state = slot.get(&Log::new(p))?;
+    if state.deleting.is_none() {
+        // Refused before the delete changes anything (a red team: the refused delete had
+        // already set itself going, and the next tick finished it once the tenant was set
+        // back, though nobody asked to delete again).
+        same_tenant(state, &config)?;
+    }
     if let (None, Some(b)) = (&state.deleting, &state.blocked) {
         // The delete changes nothing but links, so what the guard holds is never applied:
         // said once, loudly, with the users it names (their links are about to be cleared,

@@ -209,25 +209,22 @@ pub(super) fn delta_round(
                     0
                 })
             };
-            // Their accounts only when they could exceed what the window allows: fewer
-            // leavers than that cannot, whatever accounts they have (a red team: 480 leavers'
-            // look-ups, 8 link forms each, took a tick 2.7 s past its budget).
-            let left = guard::window_left(
-                &state.recent_deactivations,
-                config.deactivation_limit(base),
-                now,
-            );
-            // Graph's form of the links only (100 to a search): a count, which the queue's
-            // own guard backs up when it deactivates them (8 forms each took 41 searches).
-            let accounts = if leaving.len() > left {
+            // Their accounts, every one of them (a leaver may have two: the round is held
+            // whole when they exceed the window), in the 8 forms of a hand-typed link when
+            // that fits the call (12 to a search), else in Graph's form (100 to a search: 480
+            // leavers' 8-form look-ups took a tick 2.7 s past its budget).
+            use crate::clients::zenqms::api;
+            let c = p.concurrency().max(1);
+            let forms_rounds = leaving.len().div_ceil(api::LINKS_PER_SEARCH).div_ceil(c) as u64;
+            let accounts = if crate::platform::budget::fits(p, forms_rounds + 2) {
+                zen.linked_to(&leaving)?
+            } else {
                 zen.search_many(
                     leaving
-                        .chunks(crate::clients::zenqms::api::MAX_FILTER_IDS)
-                        .map(crate::clients::zenqms::api::with_external_ids)
+                        .chunks(api::MAX_FILTER_IDS)
+                        .map(api::with_external_ids)
                         .collect(),
                 )?
-            } else {
-                Vec::new()
             };
             (accounts, base)
         };

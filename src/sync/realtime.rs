@@ -695,12 +695,15 @@ impl<'a> Realtime<'a> {
             return Ok(Vec::new());
         }
         let scope: BTreeSet<&String> = self.config.scope_groups.iter().collect();
-        let mut touches = ids.iter().any(|g| scope.contains(g));
+        // For the leavers alone the scope is judged whatever the groups: they do not depend
+        // on which groups changed, and judging them must not wait for the chunk that holds
+        // the scope group (a red team: users queued with 40 other groups before the scope
+        // group were worked one by one, past the judgement of the whole).
+        let mut touches = !entering || ids.iter().any(|g| scope.contains(g));
         // The changed groups inside the scope (nested in a scope group): their members are
-        // the users who may have entered it. (Not read for the leavers alone once a scope
-        // group is among the groups: they do not depend on which groups changed.)
+        // the users who may have entered it.
         let mut nested = Vec::new();
-        if !touches || (entering && ids.iter().any(|g| !scope.contains(g))) {
+        if entering && (!touches || ids.iter().any(|g| !scope.contains(g))) {
             let above = self.graph.transitive_member_of(ids)?;
             nested = ids
                 .iter()
@@ -750,11 +753,18 @@ impl<'a> Realtime<'a> {
         } else {
             Vec::new()
         };
-        if !entering.is_empty() {
+        // 300 users to a `$batch` request, side by side.
+        let read_rounds =
+            (entering.len().div_ceil(300)).div_ceil(self.platform.concurrency().max(1));
+        if !entering.is_empty()
+            && budget::fits(self.platform, read_rounds as u64 + budget::MIN_STEP_ROUNDS)
+        {
             // Only those the rules would provision: a user missing a required field is
             // skipped whatever the scope says, and a changed scope group names every member
             // it holds (a red team: 1,000 members without a jobTitle, queued at every change
-            // of the group, overflowed the queue into a full sync each time).
+            // of the group, overflowed the queue into a full sync each time). When the read
+            // does not fit the call, all are queued (the queue skips them one by one, or
+            // overflows into a full sync).
             let read = self
                 .graph
                 .users_by_ids(&entering, "reading users entering the scope")?;
@@ -951,20 +961,31 @@ impl<'a> Realtime<'a> {
             );
         }
         let mut changes = roles::plan_roles(&mappings, &members, &self.out.dir);
-        self.no_grants_to_duplicates(&mut changes)?;
         changes.reverse(); // popped from the end, in directory order
         if changes.is_empty() {
             return Ok(true);
         }
         let wave = self.platform.concurrency().max(1);
         let platform = self.platform;
-        // A step is one round of `wave` role calls; the first always runs (progress).
+        // The changes checked for hand-made duplicate links, a round of searches at a time
+        // (12 users a search, `wave` searches): checked all at once, a 1,000-member grant
+        // took calls past their budget, and every call checked them again.
+        let mut checked: Vec<roles::RoleChange> = Vec::new();
+        let check_next = std::cell::Cell::new(true);
+        // A step is one round of `wave` role calls (and, every 12 of them, a round of checks);
+        // the first always runs (progress).
         budget::run_steps(
-            || budget::fits(platform, 1),
+            || budget::fits(platform, 1 + u64::from(check_next.get())),
             || {
+                if checked.is_empty() {
+                    let n = (api::LINKS_PER_SEARCH * wave).min(changes.len());
+                    checked = changes.split_off(changes.len() - n);
+                    self.no_grants_to_duplicates(&mut checked)?;
+                }
                 self.out
-                    .apply_roles(roles::take_calls(&mut changes, wave))?;
-                Ok(if changes.is_empty() {
+                    .apply_roles(roles::take_calls(&mut checked, wave))?;
+                check_next.set(checked.is_empty());
+                Ok(if changes.is_empty() && checked.is_empty() {
                     Step::Done
                 } else {
                     Step::More

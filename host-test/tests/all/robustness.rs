@@ -969,7 +969,10 @@ fn provision_user_about_a_held_user_says_the_guard_holds_it() {
 /// sync leaves the state; a real run that waited reads its group members again; a delete with
 /// another tenant configured refuses before it removes subscriptions; a leaver-walk step done
 /// again counts its links once; a first deploy's guard counts the links the run made; a
-/// secret echoed in the form encoding that keeps `*` is scrubbed. Each failed
+/// secret echoed in the form encoding that keeps `*` is scrubbed; (a second red team) a delta
+/// round whose leavers have duplicate or hand-typed links is held whole; a scope change's
+/// leavers queued behind other groups are judged together before the queued users; a refused
+/// delete changes nothing. Each failed
 /// with main's component or with the first fix's (e2e0581).
 #[test]
 fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
@@ -1001,6 +1004,10 @@ fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
         "walk-retry-counts-once",
         "first-deploy-guard-base",
         "secret-form-encoded-star",
+        "delta-round-duplicate-links-held",
+        "delta-round-hand-links-held",
+        "scope-leavers-judged-before-users",
+        "tenant-refused-delete-changes-nothing",
     ] {
         let r = run(fixture(&format!("red-team/{name}.json")));
         assert!(
