@@ -201,16 +201,20 @@ pub fn log_held(log: &Log, message: &str, b: &Blocked, fix: &str) {
 
 /// A delta round's check: `leaving` are the Entra ids the round reports disabled or removed,
 /// `base` the default limit's base (ZenQMS users linked to Entra ids; unused with an explicit
-/// `max_deactivations`), `linked` the ZenQMS users linked to the leavers as read now (at least:
-/// others are ignored), `window` the notification path's rolling
+/// `max_deactivations`), `at_least` a floor for the count of accounts (when they were read in
+/// Graph's form only, which misses hand-typed links: one a leaver), `linked` the ZenQMS users
+/// linked to the leavers as read now (at least: others are ignored), `window` the notification
+/// path's rolling
 /// window. Counts those that would really be deactivated (linked and active) and returns the
 /// [`Blocked`] record when they exceed what the window still allows under the limit (then none
 /// of them may be applied). Pure: the caller reads ZenQMS (and a failed read is never "nobody
 /// linked": absence of evidence is not permission).
+#[expect(clippy::too_many_arguments)]
 pub fn check_round(
     log: &Log,
     config: &Config,
     base: usize,
+    at_least: usize,
     linked: &[ZUser],
     leaving: &[String],
     window: &Option<DeactivationWindow>,
@@ -232,15 +236,21 @@ pub fn check_round(
             leaving_set.contains(ext.as_str()).then_some(ext)
         })
         .collect();
-    if !exceeds(affected.len(), left, false) {
+    if !exceeds(affected.len().max(at_least), left, false) {
         return None;
     }
+    // Counted by leaver (accounts not all read): the leavers are what is held.
+    let held = if at_least > affected.len() {
+        leaving.to_vec()
+    } else {
+        affected
+    };
     Some(block(
         log,
         "the delta round's leavers were not applied",
         &format!("delta-{}", now.format("%Y%m%dT%H%M%SZ")),
-        &affected,
-        affected.len(),
+        &held,
+        held.len(),
         limit,
         now,
         config.dry_run,

@@ -194,8 +194,8 @@ pub(super) fn delta_round(
         // limit's base: every Entra link, read whole only when no explicit limit is set and
         // the read fits the budget (else the limit's floor, said in a warning). Read whole
         // every time, it took a tick past its budget with a large directory (a bug hunt).
-        let (accounts, base) = if leaving.is_empty() {
-            (Vec::new(), 0)
+        let (accounts, base, at_least) = if leaving.is_empty() {
+            (Vec::new(), 0, 0)
         } else {
             let zen = crate::clients::zenqms::Zenqms::new(p, config);
             let base = if config.max_deactivations.is_some() {
@@ -216,7 +216,8 @@ pub(super) fn delta_round(
             use crate::clients::zenqms::api;
             let c = p.concurrency().max(1);
             let forms_rounds = leaving.len().div_ceil(api::LINKS_PER_SEARCH).div_ceil(c) as u64;
-            let accounts = if crate::platform::budget::fits(p, forms_rounds + 2) {
+            let precise = crate::platform::budget::fits(p, forms_rounds + 2);
+            let accounts = if precise {
                 zen.linked_to(&leaving)?
             } else {
                 zen.search_many(
@@ -226,12 +227,16 @@ pub(super) fn delta_round(
                         .collect(),
                 )?
             };
-            (accounts, base)
+            // Graph's form may miss hand-typed links: then every leaver counts as at least
+            // one account, on the safe side of "held whole" (a red team: 8 of 11 found, the
+            // round passed and the queue deactivated 10 and held 1).
+            let floor_count = if precise { 0 } else { leaving.len() };
+            (accounts, base, floor_count)
         };
         let window = &state.recent_deactivations;
-        if let Some(blocked) =
-            guard::check_round(&log, config, base, &accounts, &leaving, window, now)
-        {
+        if let Some(blocked) = guard::check_round(
+            &log, config, base, at_least, &accounts, &leaving, window, now,
+        ) {
             state.queue.users.retain(|u| !leaving.contains(u));
             guard::hold(state, blocked);
         }

@@ -323,7 +323,17 @@ impl<'a> Realtime<'a> {
                     && !queue.users.is_empty()
                 {
                     prejudged = true;
-                    let groups = queue.groups[..chunk].to_vec();
+                    // The first chunk (their ancestry read), and every scope group queued
+                    // (no read needed: a red team's scope group queued behind 40 other groups
+                    // was judged only after the users it took out were worked one by one).
+                    let scope_groups: BTreeSet<&String> = self.config.scope_groups.iter().collect();
+                    let mut groups = queue.groups[..chunk].to_vec();
+                    groups.extend(
+                        queue.groups[chunk..]
+                            .iter()
+                            .filter(|g| scope_groups.contains(g))
+                            .cloned(),
+                    );
                     let users = self.scope_changes(&groups, true, false)?;
                     queue.push(&users, &[]);
                     queue.scope_judged |= self.scope_done;
@@ -695,15 +705,12 @@ impl<'a> Realtime<'a> {
             return Ok(Vec::new());
         }
         let scope: BTreeSet<&String> = self.config.scope_groups.iter().collect();
-        // For the leavers alone the scope is judged whatever the groups: they do not depend
-        // on which groups changed, and judging them must not wait for the chunk that holds
-        // the scope group (a red team: users queued with 40 other groups before the scope
-        // group were worked one by one, past the judgement of the whole).
-        let mut touches = !entering || ids.iter().any(|g| scope.contains(g));
+        let mut touches = ids.iter().any(|g| scope.contains(g));
         // The changed groups inside the scope (nested in a scope group): their members are
-        // the users who may have entered it.
+        // the users who may have entered it. (For the leavers alone, not read once a scope
+        // group is among the groups: the leavers do not depend on which groups changed.)
         let mut nested = Vec::new();
-        if entering && (!touches || ids.iter().any(|g| !scope.contains(g))) {
+        if !touches || (entering && ids.iter().any(|g| !scope.contains(g))) {
             let above = self.graph.transitive_member_of(ids)?;
             nested = ids
                 .iter()
@@ -807,7 +814,11 @@ impl<'a> Realtime<'a> {
         // leavers are: when they do not all fit in what the guard's window allows, none of
         // them is deactivated (held, for an admin), and only those entering or returning are
         // synced.
-        let leaving = crate::domain::scope::leaving(&in_scope, &linked);
+        // (Accounts the guard holds already stay held, warned, and are not counted again: a
+        // red team's four held scope leavers tripped the guard anew at every later scope
+        // change, holding an unrelated leaver.)
+        let mut leaving = crate::domain::scope::leaving(&in_scope, &linked);
+        leaving.retain(|u| !self.held_already.contains(u));
         if !leaving.is_empty() {
             let (limit, left) = self.guard_left(leaving.len(), Some(&linked))?;
             if leaving.len() > left {

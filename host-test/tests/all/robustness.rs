@@ -972,7 +972,8 @@ fn provision_user_about_a_held_user_says_the_guard_holds_it() {
 /// secret echoed in the form encoding that keeps `*` is scrubbed; (a second red team) a delta
 /// round whose leavers have duplicate or hand-typed links is held whole; a scope change's
 /// leavers queued behind other groups are judged together before the queued users; a refused
-/// delete changes nothing. Each failed
+/// delete changes nothing; (a third) scope leavers the guard holds are not counted again by a
+/// later scope change, and a change that touches no scope group judges no scope. Each failed
 /// with main's component or with the first fix's (e2e0581).
 #[test]
 fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
@@ -1008,6 +1009,8 @@ fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
         "delta-round-hand-links-held",
         "scope-leavers-judged-before-users",
         "tenant-refused-delete-changes-nothing",
+        "scope-held-leavers-not-recounted",
+        "scope-unrelated-change-leaves-manual-reactivation",
     ] {
         let r = run(fixture(&format!("red-team/{name}.json")));
         assert!(
