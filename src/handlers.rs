@@ -709,6 +709,10 @@ pub(crate) fn with_realtime<'a, T>(
         .iter()
         .flat_map(|b| b.sample.iter().cloned())
         .collect();
+    rt.held_unnamed = state
+        .blocked
+        .as_ref()
+        .map_or(0, |b| b.count.saturating_sub(b.sample.len()));
     let result = work(&mut rt);
     state.email_domains = std::mem::take(&mut rt.learned_domains);
     // An admin's dry run (`provision-user` with dry_run) holds and deactivates nobody: what

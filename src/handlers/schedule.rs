@@ -227,11 +227,10 @@ pub(super) fn delta_round(
                         .collect(),
                 )?
             };
-            // Graph's form may miss hand-typed links: then every leaver counts as at least
-            // one account, on the safe side of "held whole" (a red team: 8 of 11 found, the
-            // round passed and the queue deactivated 10 and held 1).
-            let floor_count = if precise { 0 } else { leaving.len() };
-            (accounts, base, floor_count)
+            // (Graph's form misses hand-typed links: a round over the limit only through them
+            // is then applied in part, the queue's own guard holding the rest. Counting every
+            // leaver as an account instead held rounds for disabled users with no account.)
+            (accounts, base, 0)
         };
         let window = &state.recent_deactivations;
         if let Some(blocked) = guard::check_round(

@@ -973,7 +973,9 @@ fn provision_user_about_a_held_user_says_the_guard_holds_it() {
 /// round whose leavers have duplicate or hand-typed links is held whole; a scope change's
 /// leavers queued behind other groups are judged together before the queued users; a refused
 /// delete changes nothing; (a third) scope leavers the guard holds are not counted again by a
-/// later scope change, and a change that touches no scope group judges no scope. Each failed
+/// later scope change, and a change that touches no scope group judges no scope; (a fourth)
+/// held leavers the guard does not name are not deactivated by a later scope change, and a
+/// nested scope group queued behind other groups is judged before the queued users. Each failed
 /// with main's component or with the first fix's (e2e0581).
 #[test]
 fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
@@ -1011,6 +1013,8 @@ fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
         "tenant-refused-delete-changes-nothing",
         "scope-held-leavers-not-recounted",
         "scope-unrelated-change-leaves-manual-reactivation",
+        "scope-held-unnamed-stay-held",
+        "scope-nested-group-queued-late",
     ] {
         let r = run(fixture(&format!("red-team/{name}.json")));
         assert!(
