@@ -107,10 +107,11 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     // hunts, sixteenth session), queued groups worked in chunks and a scope change's reads
     // kept for the call, and the red teams' fixes to those (grants checked against hand-made
     // duplicate links, users entering a scope read before they are queued, the walk's counts
-    // restored when a step is done again), about 33 KB more, within 1.62 MiB.
+    // restored when a step is done again, and two more red teams' fixes), about 40 KB more,
+    // within 1.63 MiB.
     assert!(
-        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 12 / 100,
-        "component under 1.62 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 13 / 100,
+        "component under 1.63 MiB: {} bytes",
         wasm.len()
     );
 }
