@@ -2,7 +2,7 @@
 //! groups are provisioned. A linked user outside it is deactivated like a leaver (link kept,
 //! the guard counts it) and reactivated when next synced in scope ([`crate::domain::plan`]:
 //! a change of the user, `provision-user`, a full sync; never by a group change alone, see
-//! [`changed`]); an unlinked one is neither
+//! [`entering`]); an unlinked one is neither
 //! created nor linked. A scope group that is gone is an error, never "nobody is in scope".
 
 use std::collections::BTreeSet;
@@ -59,12 +59,11 @@ pub fn members(config: &Config, members: &Memberships) -> Result<BTreeSet<String
         .collect())
 }
 
-/// After a scope group's membership changed: the Entra ids whose ZenQMS account the change
-/// may change, given the users in scope now, the linked ZenQMS users, and `touched`: the users
-/// of the groups that changed (their transitive members now). Those who left (linked, active,
-/// not in scope: deactivated) and those who entered (in scope, not linked, members of a
-/// changed group: created or linked). Each is then synced as a notified user is, so the same
-/// rules and the guard apply.
+/// After a scope group's membership changed, the Entra ids whose ZenQMS account the change
+/// may change are [`leaving`] and [`entering`]: those who left (linked, active, not in scope:
+/// deactivated) and those who entered (in scope, not linked, members of a changed group:
+/// created or linked). Each is then synced as a notified user is, so the same rules and the
+/// guard apply.
 ///
 /// Nobody else: a scope change is not a change of every user in scope. An inactive linked
 /// account of a user in scope is left alone, because an account an admin deactivated in
@@ -74,19 +73,9 @@ pub fn members(config: &Config, members: &Memberships) -> Result<BTreeSet<String
 /// is reactivated when next synced: a change of that user in Entra, `provision-user`, or a
 /// full sync. Unlinked users already in scope (skipped for a missing field, a conflict) are
 /// not planned again by every scope change either (1,100 of them overflowed the queue).
-pub fn changed(
-    in_scope: &BTreeSet<String>,
-    linked: &[ZUser],
-    touched: &BTreeSet<String>,
-) -> Vec<String> {
-    let mut out = leaving(in_scope, linked);
-    let linked_ids: BTreeSet<String> = linked.iter().filter_map(plan::link_of).collect();
-    out.extend(entering(in_scope, &linked_ids, touched));
-    out.into_iter().collect()
-}
-
-/// Of [`changed`]'s users, those entering: in scope, members of a changed group (`touched`),
-/// and not linked (`linked_ids`: the Entra ids the linked accounts carry).
+///
+/// Those entering: in scope, members of a changed group (`touched`: their transitive members
+/// now), and not linked (`linked_ids`: the Entra ids the linked accounts carry).
 pub fn entering(
     in_scope: &BTreeSet<String>,
     linked_ids: &BTreeSet<String>,
@@ -99,8 +88,8 @@ pub fn entering(
         .collect()
 }
 
-/// Of [`changed`]'s users, those leaving: linked, active and no longer in scope (each one a
-/// deactivation for the guard).
+/// Those a scope change takes out (see [`entering`]): linked, active and no longer in scope
+/// (each one a deactivation for the guard).
 pub fn leaving(in_scope: &BTreeSet<String>, linked: &[ZUser]) -> BTreeSet<String> {
     linked
         .iter()
@@ -142,9 +131,10 @@ mod tests {
         ];
         // D entered by a changed group; B is in it too, but its account is not reactivated.
         let touched: BTreeSet<String> = [B, D].iter().map(|s| s.to_string()).collect();
-        assert_eq!(changed(&in_scope, &linked, &touched), vec![C, D]);
+        let linked_ids: BTreeSet<String> = [A, B, C].iter().map(|s| s.to_string()).collect();
+        assert_eq!(entering(&in_scope, &linked_ids, &touched), vec![D]);
         // D in scope but in no changed group: not planned again.
-        assert_eq!(changed(&in_scope, &linked, &BTreeSet::new()), vec![C]);
+        assert!(entering(&in_scope, &linked_ids, &BTreeSet::new()).is_empty());
         assert_eq!(leaving(&in_scope, &linked), [C.to_string()].into());
     }
 

@@ -34,6 +34,10 @@ const USER_CHUNK: usize = 300;
 /// (Requests a queued group costs a step: its ancestry read for the scope and for the roles.)
 const GROUP_REQUESTS: usize = 2;
 
+/// The warning for a user whose link two or more accounts carry, on the group path (said by
+/// the directory's duplicates and by the grant check's, the same rule: [`roles::plan_roles`]).
+const DUPLICATE_LINK_ROLES: &str = "user conflict: linked to more than one ZenQMS user: no role granted to either (mapped roles the user no longer holds are removed from both)";
+
 /// Rounds a scope change's own reads take a step besides its groups' (the scope groups'
 /// members, the linked accounts, a changed nested group's members: a round or two each).
 const SCOPE_READ_ROUNDS: u64 = 4;
@@ -703,7 +707,7 @@ impl<'a> Realtime<'a> {
     }
 
     /// When one of `ids` is a scope group or sits (transitively) in one: the Entra ids whose
-    /// ZenQMS account the scope change may change ([`crate::domain::scope::changed`]): those
+    /// ZenQMS account the scope change may change ([`crate::domain::scope::entering`]): those
     /// leaving the scope (judged once per call, against the guard, whatever the chunk of
     /// groups) and those the changed groups bring into it. Empty when the groups do not touch
     /// the scope.
@@ -814,13 +818,10 @@ impl<'a> Realtime<'a> {
             }
         };
         self.scope_done = true;
-        let in_scope = self
-            .scope_read
-            .as_ref()
-            .map(|r| r.1.clone())
-            .unwrap_or_default();
-        let mut users: Vec<String> = crate::domain::scope::leaving(&in_scope, &linked)
-            .into_iter()
+        let all_leaving = crate::domain::scope::leaving(in_scope, &linked);
+        let mut users: Vec<String> = all_leaving
+            .iter()
+            .cloned()
             .chain(entering)
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -832,7 +833,7 @@ impl<'a> Realtime<'a> {
         // (Accounts the guard holds already stay held, warned, and are not counted again: a
         // red team's four held scope leavers tripped the guard anew at every later scope
         // change, holding an unrelated leaver.)
-        let mut leaving = crate::domain::scope::leaving(&in_scope, &linked);
+        let mut leaving = all_leaving;
         leaving.retain(|u| !self.held_already.contains(u));
         if !leaving.is_empty() && self.held_unnamed > 0 {
             // The guard holds deactivations it does not name (its record keeps 10): any of
@@ -861,7 +862,7 @@ impl<'a> Realtime<'a> {
             "scope groups changed: users entering or leaving the scope are synced",
             &[
                 ("groups", &ids.join(",")),
-                ("in_scope", &in_scope.len().to_string()),
+                ("in_scope", &in_scope_n.to_string()),
                 ("to_sync", &users.len().to_string()),
             ],
         );
@@ -901,7 +902,7 @@ impl<'a> Realtime<'a> {
             {
                 let ids: Vec<String> = ids.iter().cloned().collect();
                 self.out.log.warn(
-                    "user conflict: linked to more than one ZenQMS user: no role granted to either (mapped roles the user no longer holds are removed from both)",
+                    DUPLICATE_LINK_ROLES,
                     &[("entra_id", &c.entra_id), ("zenqms_ids", &ids.join(","))],
                 );
                 c.add.clear();
@@ -994,7 +995,7 @@ impl<'a> Realtime<'a> {
         self.out.dir = Directory::new(accounts);
         for (entra_id, accounts) in roles::duplicate_links(&self.out.dir) {
             self.out.log.warn(
-                "user conflict: linked to more than one ZenQMS user: no role granted to either (mapped roles the user no longer holds are removed from both)",
+                DUPLICATE_LINK_ROLES,
                 &[("entra_id", &entra_id), ("zenqms_ids", &accounts.join(","))],
             );
         }
