@@ -502,8 +502,7 @@ mod tests {
         let mut deleting = deployed.clone();
         deleting.deleting = Some(crate::state::Deleting {
             started_at: "2026-11-28T12:00:00Z".into(),
-            cleared: 0,
-            subscriptions_removed: false,
+            ..Default::default()
         });
         let o = take(&deleting.to_json(), "resume");
         assert_eq!(o.taken, vec![7, 8, 9]);

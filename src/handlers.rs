@@ -826,8 +826,7 @@ fn delete_inner(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Re
     if state.deleting.is_none() {
         state.deleting = Some(crate::state::Deleting {
             started_at: p.now().to_rfc3339_opts(SecondsFormat::Secs, true),
-            cleared: 0,
-            subscriptions_removed: false,
+            ..Default::default()
         });
     }
     continue_delete(p, &config, &inst.webhook_url, state)

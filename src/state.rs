@@ -262,7 +262,7 @@ pub struct Subscription {
 }
 
 /// A checkpointed delete.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deleting {
     pub started_at: String,
     /// Links cleared so far.
@@ -273,6 +273,20 @@ pub struct Deleting {
     /// with a subscription still live. Absent in a checkpoint from before it: false.
     #[serde(default)]
     pub subscriptions_removed: bool,
+    /// The walk over the accounts with an external_id (`has_external_id`, in ZenQMS id order;
+    /// see `handlers::unlink`): the last account it passed, whose links are cleared up to and
+    /// including it. `None`: none yet (the walk starts at the first account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// The search page (1-based) where the account after `after` is expected, as the last call
+    /// counted positions; 0 (absent): page 1.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub page: u64,
+    /// The walk's second pass: every account read again from the start, clearing links made
+    /// behind the first pass's cursor while it went (by hand, or by a write whose answer was
+    /// lost). The delete is complete when it ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checking: bool,
 }
 
 /// The suffix of a dry run's `run_id` (`sync-<time>-dryrun`): a run's mode is fixed when it

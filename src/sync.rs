@@ -1655,8 +1655,7 @@ impl<'a> Engine<'a> {
         end = end.min(total.div_ceil(per) + 1).max(first).max(start + 1);
         all.extend(self.search_linked(first..end)?);
         let total = self.linked_total.unwrap_or(total);
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all.dedup_by(|a, b| a.id == b.id);
+        api::in_id_order(&mut all);
         let last_id = all.last().map(|z| z.id.clone());
         let fresh: Vec<(ZUser, String)> = all
             .into_iter()

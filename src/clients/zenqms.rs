@@ -179,8 +179,7 @@ impl<'a> Zenqms<'a> {
         }
         let total: u64 = expected.iter().map(|(t, _)| t).sum();
         let read = users.len() as u64;
-        users.sort_by(|a, b| a.id.cmp(&b.id));
-        users.dedup_by(|a, b| a.id == b.id);
+        api::in_id_order(&mut users);
         // A page that came back short is not "fewer users": read again.
         if read < total {
             return Err(Failure::transient(format!(
@@ -222,8 +221,7 @@ impl<'a> Zenqms<'a> {
             users.extend(page.data);
         }
         // Pages fetched side by side can overlap if ZenQMS changed in between: keep one of each.
-        users.sort_by(|a, b| a.id.cmp(&b.id));
-        users.dedup_by(|a, b| a.id == b.id);
+        api::in_id_order(&mut users);
         // Fewer users than page 1's total: a page came back short (or ZenQMS shifted under
         // the read). A directory with holes would plan duplicates for users it missed, and a
         // missing user is not an absent one: read again.

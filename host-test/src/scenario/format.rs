@@ -102,7 +102,7 @@ impl InstanceSpec {
 pub enum Step {
     Deploy(Calls),
     Resume(Calls),
-    Delete(Empty),
+    Delete(Calls),
     Schedule(Empty),
     Advance(Advance),
     Entra(EntraChange),

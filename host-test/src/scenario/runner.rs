@@ -685,9 +685,9 @@ impl Runner {
                     .and_then(|o| o.result)
                     .map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)));
             }
-            Step::Delete(_) => {
-                self.invoke(Handler::Delete, rec, None);
-                if rec.error.is_none() {
+            Step::Delete(c) => {
+                self.invoke(Handler::Delete, rec, c.calls.map(|k| k.get()));
+                if rec.error.is_none() && !rec.pending {
                     // The platform forgets a deleted instance: its state and its inbox.
                     self.state = None;
                     self.revision = 0;

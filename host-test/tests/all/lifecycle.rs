@@ -360,3 +360,25 @@ fn a_deploy_creates_both_subscriptions_side_by_side_and_keeps_one_made_when_the_
     assert_eq!(r.steps[0].elapsed_ms, 400, "{:?}", r.steps[0].summary);
     assert_eq!(r.entra.subscriptions.len(), 2);
 }
+
+/// A delete under `dry_run`: answered with a failure on purpose (the instance is kept), whose
+/// message is the plan: how many links it would clear; nothing is written.
+#[test]
+fn a_dry_run_delete_says_what_it_would_clear_and_changes_nothing() {
+    let s = world(json!([
+        {"deploy": {}},
+        {"configure": {"dry_run": true}},
+        {"delete": {}},
+    ]));
+    let r = run(s);
+    let err = r.steps[2]
+        .error
+        .clone()
+        .expect("a dry run delete answers with a failure");
+    assert!(
+        err.contains("would clear 6 external_id links") && err.contains("the instance is kept"),
+        "{err}"
+    );
+    assert_eq!(links(&r), 6);
+    assert!(!r.entra.subscriptions.is_empty());
+}

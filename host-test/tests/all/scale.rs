@@ -1179,3 +1179,183 @@ fn a_change_queued_during_a_members_read_restarts_it_without_reading_whole_each_
     let r = run(fixture("red-team/notification-during-members-read.json"));
     assert_ok(&r);
 }
+
+/// A delete of a tenant whose linked accounts take more than a call to read (1,500 links and
+/// 150 accounts holding another system's id, at concurrency 1 and 1 s calls: 17 search pages
+/// against 10 rounds a call). The delete walks the linked accounts a budget at a time, in
+/// ZenQMS id order, from a cursor it checkpoints: every call within its budget, every link
+/// cleared, the other system's ids left as they were. The delete before read every linked
+/// account in every call (16 rounds here: 600 ms over each call, one link cleared a call; at
+/// 20,000 users and 2 s calls, 457 calls each 600 ms over).
+#[test]
+fn a_delete_walks_the_linked_accounts_a_budget_at_a_time() {
+    let (mut s, _) = tenant::build(&Params {
+        users: 1_500,
+        groups: 6,
+        budget_ms: 1_000,
+        concurrency: 1,
+        linked: Linked::All,
+        ..Params::default()
+    });
+    // Between ours in id order (the tenant's ids are `z-` and 16 hex digits).
+    for i in 0..150u32 {
+        s.zenqms.users.push(
+            serde_json::from_value(json!({
+                "id": format!("z-{:02x}sap{i:04}", (i * 37) % 256),
+                "email": format!("sap{i}@partner.example"),
+                "external_id": format!("SAP-{i:05}"),
+            }))
+            .unwrap(),
+        );
+    }
+    let links_before = s
+        .zenqms
+        .users
+        .iter()
+        .filter(|u| {
+            u.external_id
+                .as_deref()
+                .is_some_and(|e| !e.starts_with("SAP-"))
+        })
+        .count();
+    assert!(links_before >= 1_500, "{links_before}");
+    let mut runner = Runner::new(Runtime::shared(), s);
+    let rec = runner.run_step(0, &step(json!({"delete": {}})));
+    assert!(rec.ok && !rec.pending, "{:?}", rec.error);
+    let summary = rec.summary.clone().unwrap_or_default();
+    assert!(
+        summary.contains(&format!("{links_before} external_id links cleared")),
+        "{summary}"
+    );
+    let calls = rec.calls;
+    let r = finish(runner, vec![rec]);
+    let others: Vec<&str> = r
+        .zenqms
+        .users
+        .iter()
+        .filter_map(|u| u.external_id.as_deref())
+        .collect();
+    assert_eq!(
+        others.len(),
+        150,
+        "links left: {:?}",
+        &others[..others.len().min(5)]
+    );
+    assert!(others.iter().all(|e| e.starts_with("SAP-")), "{others:?}");
+    // Ten rounds a call at concurrency 1: most of each call clears links.
+    assert!(calls <= 300, "{calls} calls");
+}
+
+/// Accounts move under a delete's cursor between its calls (`{"delete": {"calls": k}}`): 400
+/// accounts holding another system's id come first in id order; once the walk has passed them,
+/// an admin clears 300 of those ids by hand (the accounts after them move back three pages,
+/// more than the page the walk reads before its next one) and links 50 by hand to Entra ids
+/// (behind the cursor). Every link is cleared, the 50 hand links by the walk's second pass, the
+/// other 50 ids are left as they were, and no call runs past its budget.
+#[test]
+fn a_delete_whose_accounts_move_under_it_clears_every_link() {
+    let (mut s, _) = tenant::build(&Params {
+        users: 600,
+        groups: 6,
+        budget_ms: 800,
+        concurrency: 1,
+        linked: Linked::All,
+        ..Params::default()
+    });
+    let sap = |i: u32| format!("z-00sap{i:04}");
+    for i in 0..400u32 {
+        s.zenqms.users.push(
+            serde_json::from_value(json!({
+                "id": sap(i),
+                "email": format!("sap{i}@partner.example"),
+                "first_name": "Partner",
+                "last_name": format!("No. {i}"),
+                "title": "Auditor",
+                "external_id": format!("SAP-{i:05}"),
+            }))
+            .unwrap(),
+        );
+    }
+    let mut runner = Runner::new(Runtime::shared(), s);
+    let mut records = Vec::new();
+    let first = runner.run_step(0, &step(json!({"delete": {"calls": 3}})));
+    assert!(
+        first.ok && first.pending,
+        "{:?} {:?}",
+        first.error,
+        first.summary
+    );
+    records.push(first);
+    let passed = runner
+        .world()
+        .zenqms
+        .users()
+        .iter()
+        .any(|u| u.id.as_str() > "z-00sap9999" && u.external_id.is_none());
+    assert!(
+        passed,
+        "the walk has not passed the other system's accounts yet"
+    );
+    let mut index = 1;
+    for i in 0..350u32 {
+        let external_id = if i < 300 {
+            serde_json::Value::Null
+        } else {
+            json!(format!("{:08x}-0000-4000-8000-{:012x}", i, i))
+        };
+        let rec = runner.run_step(
+            index,
+            &step(json!({"zenqms": {"update_user": {"id": sap(i), "external_id": external_id}}})),
+        );
+        assert!(rec.ok, "{:?}", rec.error);
+        index += 1;
+    }
+    let rest = runner.run_step(index, &step(json!({"delete": {}})));
+    assert!(rest.ok && !rest.pending, "{:?}", rest.error);
+    records.push(rest);
+    let r = finish(runner, records);
+    let left: Vec<(&str, &str)> = r
+        .zenqms
+        .users
+        .iter()
+        .filter_map(|u| u.external_id.as_deref().map(|e| (u.id.as_str(), e)))
+        .collect();
+    assert_eq!(left.len(), 50, "{:?}", &left[..left.len().min(8)]);
+    assert!(
+        left.iter()
+            .all(|(id, e)| id.starts_with("z-00sap") && e.starts_with("SAP-")),
+        "{left:?}"
+    );
+}
+
+/// A delete under `dry_run` of a tenant larger than a call can read: the plan names the links
+/// of the accounts the call's budget read and says how many accounts it did not read; nothing
+/// is written and the call stays within its budget (before, it read every account first).
+#[test]
+fn a_dry_run_delete_of_a_large_tenant_reads_within_the_budget_and_says_what_it_left() {
+    let (mut s, _) = tenant::build(&Params {
+        users: 1_500,
+        groups: 6,
+        budget_ms: 1_000,
+        concurrency: 1,
+        linked: Linked::All,
+        ..Params::default()
+    });
+    s.instance.config.insert("dry_run".into(), json!(true));
+    let mut runner = Runner::new(Runtime::shared(), s);
+    let rec = runner.run_step(0, &step(json!({"delete": {}})));
+    let err = rec
+        .error
+        .clone()
+        .expect("a dry run delete answers with a failure");
+    assert!(err.contains("would clear at least"), "{err}");
+    assert!(err.contains("not read within this call's budget"), "{err}");
+    let r = finish(runner, vec![rec]);
+    let links = r
+        .zenqms
+        .users
+        .iter()
+        .filter(|u| u.external_id.is_some())
+        .count();
+    assert!(links >= 1_500, "{links}");
+}

@@ -29,6 +29,13 @@ pub struct ZUser {
     pub roles: Vec<String>,
 }
 
+/// Sorts `users` in ZenQMS id order (the order a search serves) and keeps one of each id:
+/// pages read side by side overlap when ZenQMS changed between them.
+pub fn in_id_order(users: &mut Vec<ZUser>) {
+    users.sort_by(|a, b| a.id.cmp(&b.id));
+    users.dedup_by(|a, b| a.id == b.id);
+}
+
 /// The body of `POST /v2/users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewUser {
