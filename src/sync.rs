@@ -204,6 +204,9 @@ struct Chunk {
     noncanonical: Vec<(ZUser, String)>,
     /// The last ZenQMS id of the pages read (active or not).
     last_id: Option<String>,
+    /// Every linked user after the cursor (active or not), in ZenQMS id order, with the
+    /// search page it was read from (where a walk cut after it resumes).
+    order: Vec<(String, u64)>,
     /// The next page to read.
     next_page: u64,
     /// No page follows.
@@ -1657,11 +1660,15 @@ impl<'a> Engine<'a> {
         let total = self.linked_total.unwrap_or(total);
         api::in_id_order(&mut all);
         let last_id = all.last().map(|z| z.id.clone());
-        let fresh: Vec<(ZUser, String)> = all
+        // (The pages read are whole and in order, so a user's index says its page.)
+        let fresh: Vec<(ZUser, String, u64)> = all
             .into_iter()
-            .filter(|z| after.as_ref().is_none_or(|a| z.id.as_str() > a.as_str()))
-            .filter_map(|z| plan::link_of(&z).map(|e| (z, e)))
+            .enumerate()
+            .filter(|(_, z)| after.as_ref().is_none_or(|a| z.id.as_str() > a.as_str()))
+            .filter_map(|(i, z)| plan::link_of(&z).map(|e| (z, e, start + i as u64 / per)))
             .collect();
+        let order = fresh.iter().map(|(z, _, p)| (z.id.clone(), *p)).collect();
+        let fresh: Vec<(ZUser, String)> = fresh.into_iter().map(|(z, e, _)| (z, e)).collect();
         let noncanonical = fresh
             .iter()
             .filter(|(z, e)| z.external_id.as_deref() != Some(e.as_str()))
@@ -1680,6 +1687,7 @@ impl<'a> Engine<'a> {
             inactive_holders,
             noncanonical,
             last_id,
+            order,
             next_page: end,
             last: end > total.div_ceil(per),
         })
@@ -1770,13 +1778,37 @@ impl<'a> Engine<'a> {
         // A user Graph does not return costs a 404 check (20 to a `$batch` request).
         let n = self.walk_size(self.concurrency() * crate::clients::graph::BATCH_MAX);
         let chunk = self.linked_pages(&after, page, n)?;
-        sync.linked_seen = sync.linked_seen.saturating_add(chunk.linked);
         if sync.linked_hint == 0 && sync.batches == 0 {
             // Counted before any user page: the base the run's creates and links add to.
             sync.linked_hint = self
                 .linked_total
                 .map_or(0, |t| u32::try_from(t).unwrap_or(u32::MAX));
         }
+        let ids: Vec<String> = chunk
+            .users
+            .iter()
+            .chain(&chunk.inactive_holders)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let gone = if ids.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.gone_or_disabled(&ids)?.0
+        };
+        // A leaver's role removal needs the members read. After a retry wait, a read that no
+        // longer fits the call pauses it before anything of this step is written (the next
+        // call does the step again), instead of running past the budget.
+        let needs_members = !self.config.role_mappings.is_empty()
+            && chunk
+                .users
+                .iter()
+                .chain(&chunk.inactive_holders)
+                .any(|(z, e)| gone.contains(e) && !z.roles.is_empty());
+        if needs_members && self.members.is_none() && !self.members_within_budget()? {
+            return Ok(Walk::At { after, page });
+        }
+        let (chunk, walk) = self.within_rounds(chunk, &gone, &after);
+        sync.linked_seen = sync.linked_seen.saturating_add(chunk.linked);
         // Links stored in another form than Graph's (case, spaces: made by hand or another
         // tool) are rewritten to it, so that every look-up by external_id finds them (the
         // full sync's user pages, notifications, group changes).
@@ -1804,27 +1836,7 @@ impl<'a> Engine<'a> {
             self.out.write(rewrites)?;
         }
         if chunk.users.is_empty() && chunk.inactive_holders.is_empty() {
-            return Ok(chunk.walk(&after));
-        }
-        let ids: Vec<String> = chunk
-            .users
-            .iter()
-            .chain(&chunk.inactive_holders)
-            .map(|(_, e)| e.clone())
-            .collect();
-        let (gone, _) = self.gone_or_disabled(&ids)?;
-        // A leaver's role removal needs the members read. After a retry wait, a read that no
-        // longer fits the call pauses it before anything of this step is written (the next
-        // call does the step again), instead of running past the budget.
-        let needs_members = !self.config.role_mappings.is_empty()
-            && chunk
-                .users
-                .iter()
-                .chain(&chunk.inactive_holders)
-                .any(|(z, e)| gone.contains(e) && !z.roles.is_empty());
-        if needs_members && self.members.is_none() && !self.members_within_budget()? {
-            sync.linked_seen = sync.linked_seen.saturating_sub(chunk.linked);
-            return Ok(Walk::At { after, page });
+            return Ok(walk);
         }
         let mut changes = Vec::new();
         let leaving: Vec<ZUser> = chunk
@@ -1870,7 +1882,67 @@ impl<'a> Engine<'a> {
             ));
         }
         self.out.apply_roles(changes)?;
-        Ok(chunk.walk(&after))
+        Ok(walk)
+    }
+
+    /// The part of a walk step's `chunk` whose writes fit the rounds left, and where the walk
+    /// goes on after it: users in ZenQMS id order while their writes (a link rewritten to
+    /// Graph's form, a gone user's mapped roles removed: one request each) fit the waves left
+    /// but two (the rewrites and the role calls go in rounds of their own); the first user with
+    /// a write always (progress). The step's reads are sized for its 404 checks, twenty to a
+    /// request: before, 200 gone role holders found by one step at concurrency 1 sent 200
+    /// role calls, one round each (a call 19 s past its budget; a budget hunt's find).
+    fn within_rounds(
+        &self,
+        mut chunk: Chunk,
+        gone: &BTreeSet<String>,
+        after: &Option<String>,
+    ) -> (Chunk, Walk) {
+        let mut cost: BTreeMap<String, usize> = BTreeMap::new();
+        for (z, _) in &chunk.noncanonical {
+            *cost.entry(z.id.clone()).or_default() += 1;
+        }
+        if !self.config.role_mappings.is_empty() {
+            for (z, e) in chunk.users.iter().chain(&chunk.inactive_holders) {
+                if gone.contains(e) && !z.roles.is_empty() {
+                    *cost.entry(z.id.clone()).or_default() += 1;
+                }
+            }
+        }
+        let allowed = if self.out.dry_run {
+            usize::MAX
+        } else {
+            usize::try_from(self.platform.rounds_left().saturating_sub(2))
+                .unwrap_or(usize::MAX)
+                .saturating_mul(self.concurrency())
+        };
+        let mut total = 0usize;
+        let mut cut = None;
+        for (i, (id, _)) in chunk.order.iter().enumerate() {
+            let c = cost.get(id).copied().unwrap_or(0);
+            if total > 0 && total + c > allowed {
+                cut = Some(i);
+                break;
+            }
+            total += c;
+        }
+        let Some(i) = cut else {
+            let walk = chunk.walk(after);
+            return (chunk, walk);
+        };
+        // (`total > 0`: a user before the cut was taken.)
+        let (last, page) = chunk.order[i - 1].clone();
+        let kept = |z: &ZUser| z.id.as_str() <= last.as_str();
+        chunk.users.retain(|(z, _)| kept(z));
+        chunk.inactive_holders.retain(|(z, _)| kept(z));
+        chunk.noncanonical.retain(|(z, _)| kept(z));
+        chunk.order.truncate(i);
+        chunk.linked = u32::try_from(i).unwrap_or(u32::MAX);
+        let walk = Walk::At {
+            after: Some(last),
+            page,
+        };
+        (chunk, walk)
     }
 
     /// Checks the run's deferred deactivations against the limit once, then applies them a

@@ -1359,3 +1359,44 @@ fn a_dry_run_delete_of_a_large_tenant_reads_within_the_budget_and_says_what_it_l
         .count();
     assert!(links >= 1_500, "{links}");
 }
+
+/// A first deploy onto a ZenQMS holding 120 accounts (80 active, 40 inactive) linked to Entra
+/// users that are gone, each holding the mapped role r-qa, at 2 s calls and concurrency 1. The
+/// leaver walk removes every gone holder's role (and defers the active ones' deactivations,
+/// which the guard holds) a step's rounds at a time: no call past its budget. Before, one walk
+/// step found them all (its reads are sized for the 404 checks, 20 to a request) and sent
+/// their role calls in that step, one round each: a call 11 s past its budget (a budget
+/// hunt's find: 200 gone holders, 19.3 s).
+#[test]
+fn a_leaver_walk_removes_gone_holders_roles_within_the_budget() {
+    let users: Vec<_> = (1..=20).map(entra_user).collect();
+    let groups = json!([{"id": gid(1), "displayName": "QA", "members": (1..=20).map(uid).collect::<Vec<_>>()}]);
+    let mut zen = linked_zen_users(1..=20);
+    for i in 1_001..=1_120u32 {
+        let mut z = zen_user(
+            &format!("zg{i}"),
+            &format!("gone{i}@contoso.com"),
+            Some(&uid(i)),
+            &["r-qa"],
+        );
+        z["is_active"] = json!(i <= 1_080);
+        zen.push(z);
+    }
+    let mut s = scenario(
+        users,
+        groups,
+        zen,
+        json!([{"role": "r-qa", "groups": [gid(1)]}]),
+    );
+    s["budget_ms"] = json!(2_000);
+    s["concurrency"] = json!(1);
+    // `run` fails on any call past its budget (and one round trip).
+    let r = run(s);
+    assert!(r.steps[0].ok, "{:?}", r.steps[0].error);
+    for u in r.zenqms.users.iter().filter(|u| u.id.starts_with("zg")) {
+        assert!(u.roles.is_empty(), "{} kept {:?}", u.id, u.roles);
+    }
+    for i in 1..=20 {
+        assert_eq!(linked(&r, &uid(i)).unwrap().roles, vec!["r-qa".to_string()]);
+    }
+}
