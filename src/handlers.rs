@@ -840,6 +840,14 @@ pub(super) fn continue_delete(
     webhook_url: &str,
     state: &mut State,
 ) -> Result<Reply, Failure> {
+    if config.dry_run {
+        // A delete begun for real is not carried on, nor previewed, by a call under dry_run
+        // (a red team: a dry-run resume moved the real delete's cursor past links it never
+        // cleared); it waits, not pending, until dry_run is false again.
+        return Ok(Reply::waiting(
+            "delete pending: waits while dry_run is true (set dry_run=false to let it finish)",
+        ));
+    }
     remove_subscriptions(p, config, webhook_url, state)?;
     crate::handlers::unlink::run(p, config, state)
 }

@@ -181,4 +181,9 @@ pub trait Platform {
     fn rounds_left(&self) -> u64 {
         u64::MAX
     }
+    /// How many rounds the whole call's budget holds, judged as [`Platform::rounds_left`]
+    /// judges what is left: what a later call can do at most (for work that must fit one).
+    fn rounds_in_call(&self) -> u64 {
+        u64::MAX
+    }
 }

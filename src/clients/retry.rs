@@ -387,6 +387,10 @@ impl Platform for Resilient<'_> {
         let left = self.budget_ms.saturating_sub(self.inner.elapsed_ms());
         left / self.round_ms.get().max(1)
     }
+
+    fn rounds_in_call(&self) -> u64 {
+        self.budget_ms / self.round_ms.get().max(1)
+    }
 }
 
 #[cfg(test)]

@@ -154,36 +154,56 @@ impl<'a> Zenqms<'a> {
     ///
     /// Errors: a search failed, or came back short.
     pub fn search_many(&self, filters: Vec<Value>) -> Result<Vec<ZUser>, Failure> {
-        let what = "searching ZenQMS users";
+        let firsts = self.first_pages(&filters)?;
+        self.rest_pages(firsts)
+    }
+
+    /// The first page of each of `filters`' searches, side by side (one round), and the
+    /// requests for the pages that follow them (see [`Zenqms::rest_pages`]).
+    ///
+    /// Errors: a search failed.
+    pub fn first_pages(&self, filters: &[Value]) -> Result<FirstPages, Failure> {
         let firsts = filters
             .iter()
             .map(|f| self.request(&api::search_users(f.clone(), 1)))
             .collect();
-        let mut users = Vec::new();
-        let mut rest = Vec::new();
-        let mut expected = Vec::new();
+        let mut out = FirstPages {
+            users: Vec::new(),
+            rest: Vec::new(),
+            total: 0,
+        };
         for (filter, answer) in filters.iter().zip(self.platform.send_all(firsts)) {
-            let page =
-                api::parse_search(&Self::read_ok(answer, what)?).map_err(Failure::transient)?;
+            let page = Self::read_page(answer)?;
             let pages = page.total.div_ceil(u64::from(api::SEARCH_PAGE_SIZE));
-            expected.push((page.total, page.data.len() as u64));
-            users.extend(page.data);
+            out.total += page.total;
+            out.users.extend(page.data);
             for p in 2..=pages {
-                rest.push(self.request(&api::search_users(filter.clone(), p)));
+                out.rest
+                    .push(self.request(&api::search_users(filter.clone(), p)));
             }
         }
+        Ok(out)
+    }
+
+    /// The users of searches whose first pages `firsts` holds: the pages that follow, side by
+    /// side (one round).
+    ///
+    /// Errors: a search failed, or came back short.
+    pub fn rest_pages(&self, firsts: FirstPages) -> Result<Vec<ZUser>, Failure> {
+        let FirstPages {
+            mut users,
+            rest,
+            total,
+        } = firsts;
         for answer in self.platform.send_all(rest) {
-            let page =
-                api::parse_search(&Self::read_ok(answer, what)?).map_err(Failure::transient)?;
-            users.extend(page.data);
+            users.extend(Self::read_page(answer)?.data);
         }
-        let total: u64 = expected.iter().map(|(t, _)| t).sum();
         let read = users.len() as u64;
         api::in_id_order(&mut users);
         // A page that came back short is not "fewer users": read again.
         if read < total {
             return Err(Failure::transient(format!(
-                "{what}: the read came back short ({read} of {total} users); it is read again"
+                "searching ZenQMS users: the read came back short ({read} of {total} users); it is read again"
             )));
         }
         Ok(users)
@@ -274,4 +294,12 @@ impl<'a> Zenqms<'a> {
             }),
         }
     }
+}
+
+/// The first pages of several searches ([`Zenqms::first_pages`]): their users, the requests for
+/// the pages that follow, and how many users the searches said they match in all.
+pub struct FirstPages {
+    pub users: Vec<ZUser>,
+    pub rest: Vec<Request>,
+    pub total: u64,
 }

@@ -46,10 +46,12 @@ fn unlink_write(u: &ZUser) -> Write {
 /// move later ones back, a page's worth at most before the walk notices and starts over.
 const SLACK_PAGES: u64 = 1;
 
-/// Longest cursor the checkpoint keeps, bytes. A longer ZenQMS id is kept cut (at a character
-/// boundary): a cursor that sorts before the account it names makes the walk pass a few
-/// accounts again (harmless: a link cleared is no longer found), never skip one.
-const CURSOR_MAX: usize = 200;
+/// Longest cursor the checkpoint keeps, bytes (the state is at most 64 KiB). After an account
+/// whose ZenQMS id is longer, the walk keeps no cursor and goes on by position alone, passing
+/// the page it reads again a second time (harmless: a link cleared is no longer found). (A
+/// cursor cut short sorted before every account sharing its prefix, and a page of those made
+/// the walk start over for ever: a red team's find.)
+const CURSOR_MAX: usize = 1024;
 
 /// The walk over the accounts with an external_id (`has_external_id`, in ZenQMS id order,
 /// as `docs/zenqms-api.md` says ZenQMS serves a search) for one call: read a few search pages
@@ -203,13 +205,9 @@ impl Walk {
     }
 }
 
-/// `id`, cut to [`CURSOR_MAX`] bytes at a character boundary.
-fn cursor(id: &str) -> String {
-    let mut end = id.len().min(CURSOR_MAX);
-    while !id.is_char_boundary(end) {
-        end -= 1;
-    }
-    id[..end].to_string()
+/// The cursor kept after the account `id`: none for an id longer than [`CURSOR_MAX`].
+fn cursor(id: &str) -> Option<String> {
+    (id.len() <= CURSOR_MAX).then(|| id.to_string())
 }
 
 /// Clears the links, as many as the call's budget takes, walking the accounts with an
@@ -230,7 +228,7 @@ pub fn run(p: &dyn Platform, config: &Config, state: &mut State) -> Result<Reply
     out.dry_run = config.dry_run;
     let concurrency = p.concurrency();
     let walk = std::cell::RefCell::new(Walk::from_state(state));
-    let finished = budget::run_steps(
+    let result = budget::run_steps(
         || budget::fits(p, walk.borrow().next_step_rounds(concurrency)),
         || {
             let mut walk = walk.borrow_mut();
@@ -281,9 +279,11 @@ pub fn run(p: &dyn Platform, config: &Config, state: &mut State) -> Result<Reply
             } else {
                 u64::from(out.counts.unlinked - unlinked)
             };
-            if written.is_err() || !out.failed.is_empty() {
-                // The accounts of this step are read again from the cursor (those cleared are
-                // no longer found); a failing ZenQMS stops here.
+            if written.is_err() {
+                // A failing ZenQMS stops here: the accounts of this step are read again from
+                // the cursor (those cleared are no longer found). An account ZenQMS refuses
+                // alone is passed (named in the call's failure), and tried again by the second
+                // pass.
                 walk.ahead.clear();
                 walk.at = 0;
                 walk.to_end = false;
@@ -292,22 +292,19 @@ pub fn run(p: &dyn Platform, config: &Config, state: &mut State) -> Result<Reply
             }
             walk.next_pos = walk.next_pos + taken as u64 - cleared;
             if taken > 0 {
-                walk.after = Some(cursor(&walk.ahead[walk.at - 1].id));
+                walk.after = cursor(&walk.ahead[walk.at - 1].id);
             }
             if walk.exhausted() {
                 walk.page = walk.page_of_next();
             }
             Ok(Step::More)
         },
-    )?;
-    let walk = walk.into_inner();
-    if let Some(d) = state.deleting.as_mut() {
-        d.cleared += out.counts.unlinked;
-        d.after = walk.after.clone();
-        d.page = walk.page;
-        d.checking = walk.checking;
-    }
+    );
+    let mut walk = walk.into_inner();
     if config.dry_run {
+        // A dry run changes no checkpoint (a dry-run call during a real delete moved its
+        // cursor past links it never cleared: a red team's find).
+        let finished = result? || (walk.to_end && walk.exhausted());
         let planned = out.counts.unlinked;
         return Ok(Reply::done(if finished {
             format!(
@@ -320,12 +317,31 @@ pub fn run(p: &dyn Platform, config: &Config, state: &mut State) -> Result<Reply
             )
         }));
     }
+    let finished = result.as_ref().is_ok_and(|f| *f);
+    if finished && !out.failed.is_empty() {
+        // Ended with accounts ZenQMS refused to unlink: the second pass again, from the start,
+        // by the retry (never "complete" while they hold their links).
+        walk.checking = true;
+        walk.after = None;
+        walk.page = 1;
+    }
+    // Saved whatever happened (a search that failed after links were cleared included).
+    if let Some(d) = state.deleting.as_mut() {
+        d.cleared += out.counts.unlinked;
+        d.after = walk.after.clone();
+        d.page = walk.page;
+        d.checking = walk.checking;
+    }
+    result?;
     let cleared = state.deleting.as_ref().map_or(0, |d| d.cleared);
     if !out.failed.is_empty() {
-        let sample: Vec<&str> = out.failed.iter().take(20).map(String::as_str).collect();
+        // (Each once: the second pass may have tried one again.)
+        let failed: std::collections::BTreeSet<&str> =
+            out.failed.iter().map(String::as_str).collect();
+        let sample: Vec<&str> = failed.iter().take(20).copied().collect();
         return Err(Failure::transient(format!(
             "delete: {} ZenQMS users could not be unlinked ({}); retry the delete to finish",
-            out.failed.len(),
+            failed.len(),
             sample.join(", ")
         )));
     }

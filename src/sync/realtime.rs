@@ -97,6 +97,9 @@ pub struct Realtime<'a> {
     pub trace: Option<Trace>,
     /// A change was held whole this call: the guard's window is full for its 24 hours.
     pub tripped: bool,
+    /// A step of the queue was worked this call: a group change's reads that do not fit the
+    /// rounds left are then the next call's (see [`Realtime::sync_groups`]).
+    worked: bool,
 }
 
 /// What [`Realtime::sync_users`] read and decided, for an admin's `provision-user`.
@@ -150,6 +153,7 @@ impl<'a> Realtime<'a> {
             scope_read: None,
             trace: None,
             tripped: false,
+            worked: false,
         }
     }
 
@@ -371,9 +375,15 @@ impl<'a> Realtime<'a> {
                         queue.push(&users, &[]);
                         users_left.set(true);
                     }
-                    if !self.sync_groups(&groups, &mut queue.members)? {
+                    match self.sync_groups(&groups, &mut queue.members)? {
+                        GroupsEnd::Done => {}
                         // The budget ran out; the next call recomputes and goes on.
-                        return Ok(Step::Paused);
+                        GroupsEnd::Later => return Ok(Step::Paused),
+                        // A full sync takes the queue's place (`continue_work`).
+                        GroupsEnd::TooLarge => {
+                            queue.overflow = true;
+                            return Ok(Step::Paused);
+                        }
                     }
                     queue.groups.drain(..chunk);
                     queue.members = MembersCarry::default();
@@ -409,6 +419,7 @@ impl<'a> Realtime<'a> {
                     queue.users.drain(..n);
                     users_left.set(!queue.users.is_empty());
                 }
+                self.worked = true;
                 let empty = queue.users.is_empty() && queue.groups.is_empty();
                 if empty {
                     // Members read for this queue are not kept for the next one.
@@ -914,19 +925,23 @@ impl<'a> Realtime<'a> {
 
     /// Recomputes the holders of every role mapped to one of these groups (or to a group that
     /// contains one of them) and adds/removes those roles for linked users, a round of the
-    /// platform's concurrency at a time while the budget lasts. Returns false when the budget
-    /// ran out first: the next call recomputes (what was written is no longer a change) and
-    /// goes on, so a group of any size never makes one call overrun. The groups' members are
-    /// read within the budget too, over several calls when they must be (checkpointed in
-    /// `carry`, see [`super::carried`]); once read, the next calls take them from `carry`.
+    /// platform's concurrency at a time while the budget lasts. [`GroupsEnd::Later`] when the
+    /// budget ran out first: the next call recomputes (what was written is no longer a change)
+    /// and goes on, so a group of any size never makes one call overrun. The groups' members
+    /// are read within the budget too, over several calls when they must be (checkpointed in
+    /// `carry`, see [`super::carried`]); once read, the next calls take them from `carry`. The
+    /// roles' holders and the members' accounts are read in every call that recomputes: when
+    /// that read takes more than half of a call's rounds ([`Platform::rounds_in_call`]),
+    /// [`GroupsEnd::TooLarge`] (a full sync takes its place: calls spent on reading again
+    /// would leave each a few role calls).
     pub fn sync_groups(
         &mut self,
         ids: &[String],
         carry: &mut MembersCarry,
-    ) -> Result<bool, Failure> {
+    ) -> Result<GroupsEnd, Failure> {
         let mapped: BTreeSet<String> = self.config.mapped_groups().into_iter().collect();
         if mapped.is_empty() {
-            return Ok(true);
+            return Ok(GroupsEnd::Done);
         }
         // A changed group affects the mappings of itself and of every group that contains it
         // (a mapped group can itself be nested in another mapped group).
@@ -956,7 +971,7 @@ impl<'a> Realtime<'a> {
                 "group change does not touch a mapped group",
                 &[("groups", &ids.join(","))],
             );
-            return Ok(true);
+            return Ok(GroupsEnd::Done);
         }
         let groups: Vec<String> = mappings
             .iter()
@@ -967,7 +982,7 @@ impl<'a> Realtime<'a> {
         // After the read: the roles' holders (a round), then at least one round of role calls.
         let Some(members) = carried::members_within(self.platform, self.graph, groups, carry, 2)?
         else {
-            return Ok(false);
+            return Ok(GroupsEnd::Later);
         };
         let missing = roles::missing(&mappings, |g| members.contains_key(g));
         roles::log_missing(&self.out.log, &missing);
@@ -991,7 +1006,31 @@ impl<'a> Realtime<'a> {
                 .chunks(api::MAX_FILTER_IDS)
                 .map(api::with_external_ids),
         );
-        let accounts = self.out.zen.search_many(filters)?;
+        // Their first pages in a round, the pages that follow in one more, then at least a
+        // round of role calls: within the rounds left, or the next call's (whose rounds are
+        // all left); past half a call's rounds, too large for any call.
+        let wave = self.platform.concurrency().max(1) as u64;
+        let in_call = self.platform.rounds_in_call();
+        let first_rounds = (filters.len() as u64).div_ceil(wave);
+        let too_large = |rounds: u64| rounds.saturating_mul(2) > in_call;
+        if too_large(first_rounds + 1) {
+            return Ok(self.too_large(ids, filters.len() as u64));
+        }
+        // (The call's first step reads whatever is left: the reads before it — the scope's,
+        // the members' — are made again by every call, and waiting would never end.)
+        if self.worked && !budget::fits(self.platform, first_rounds + 2) {
+            return Ok(GroupsEnd::Later);
+        }
+        let firsts = self.out.zen.first_pages(&filters)?;
+        let rest_rounds = (firsts.rest.len() as u64).div_ceil(wave);
+        if too_large(first_rounds + rest_rounds) {
+            let pages = filters.len() + firsts.rest.len();
+            return Ok(self.too_large(ids, pages as u64));
+        }
+        if self.worked && !budget::fits(self.platform, rest_rounds + 1) {
+            return Ok(GroupsEnd::Later);
+        }
+        let accounts = self.out.zen.rest_pages(firsts)?;
         self.out.dir = Directory::new(accounts);
         for (entra_id, accounts) in roles::duplicate_links(&self.out.dir) {
             self.out.log.warn(
@@ -1002,7 +1041,7 @@ impl<'a> Realtime<'a> {
         let mut changes = roles::plan_roles(&mappings, &members, &self.out.dir);
         changes.reverse(); // popped from the end, in directory order
         if changes.is_empty() {
-            return Ok(true);
+            return Ok(GroupsEnd::Done);
         }
         let wave = self.platform.concurrency().max(1);
         let platform = self.platform;
@@ -1031,7 +1070,38 @@ impl<'a> Realtime<'a> {
                 })
             },
         )
+        .map(|done| {
+            if done {
+                GroupsEnd::Done
+            } else {
+                GroupsEnd::Later
+            }
+        })
     }
+
+    /// Says why a group change's roles are left to a full sync (see [`Realtime::sync_groups`]).
+    fn too_large(&self, ids: &[String], pages: u64) -> GroupsEnd {
+        self.out.log.warn(
+            "group change too large to recompute its roles within a call: a full sync takes the queue's place",
+            &[
+                ("groups", &ids.join(",")),
+                ("search_pages", &pages.to_string()),
+                ("rounds_in_call", &self.platform.rounds_in_call().to_string()),
+            ],
+        );
+        GroupsEnd::TooLarge
+    }
+}
+
+/// How a queued group change's role recompute ended in a call ([`Realtime::sync_groups`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupsEnd {
+    /// Every role call made.
+    Done,
+    /// The budget ran out: the next call recomputes and goes on.
+    Later,
+    /// Its reads take more than half of any call: a full sync takes the queue's place.
+    TooLarge,
 }
 
 /// The number of ZenQMS users linked to an Entra id (the base of the default limit:

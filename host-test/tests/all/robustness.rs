@@ -1032,3 +1032,24 @@ fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
         }
     }
 }
+
+/// A budget hunt's worlds (seventeenth session): writes a step found more of than its rounds
+/// take are sized to the rounds left. `run` fails on any call past its budget.
+#[test]
+fn the_seventeenth_sessions_budget_worlds_stay_within_their_budget() {
+    for name in [
+        "walk-rewrites-within-budget",
+        "group-change-many-roles",
+        "delete-long-id-prefix",
+        "delete-dry-run-call-waits",
+        "delete-refused-unlink-passed",
+    ] {
+        let r = run(fixture(&format!("red-team/{name}.json")));
+        assert!(
+            r.expect.ok,
+            "{name}: {:?}\n{}",
+            r.expect.failures,
+            log_text(&r)
+        );
+    }
+}

@@ -367,8 +367,10 @@ fn a_deleted_nested_scope_groups_notification_deactivates_the_members_it_took_ou
 /// (fixtures/red-team/deleted-nested-scope-group-small-pages.json: 2 s calls, concurrency 1,
 /// 5 objects a page): the scope is judged once for the queued group change, and the calls that
 /// then work the users it named do not read it again. Before, each of them did, and 23 of 36
-/// calls ran up to 1.5 s past the budget; now 2 (the known limit of a scope read longer than a
-/// call). The end is the same as with 20 s calls at concurrency 8.
+/// calls ran up to 1.5 s past the budget; now 3 (the known limit of a scope read longer than a
+/// call: 2 until the seventeenth session, worst 1.8 s; since a group change's recompute that
+/// does not fit the rounds another step left waits for the next call, which reads the scope
+/// again, 3, worst 1.4 s). The end is the same as with 20 s calls at concurrency 8.
 #[test]
 fn a_scope_change_is_judged_once_while_its_users_are_worked_over_calls() {
     let s = fixture("red-team/deleted-nested-scope-group-small-pages.json");
@@ -376,7 +378,7 @@ fn a_scope_change_is_judged_once_while_its_users_are_worked_over_calls() {
     assert_ok(&short);
     assert!(short.invariants.is_empty(), "{:?}", short.invariants);
     assert!(
-        short.http.calls_over_budget <= 2,
+        short.http.calls_over_budget <= 3,
         "{} calls over budget",
         short.http.calls_over_budget
     );
