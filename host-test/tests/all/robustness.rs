@@ -1016,14 +1016,7 @@ fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
         "scope-held-unnamed-stay-held",
         "scope-nested-group-queued-late",
     ] {
-        let r = run(fixture(&format!("red-team/{name}.json")));
-        assert!(
-            r.expect.ok,
-            "{name}: {:?}\n{}",
-            r.expect.failures,
-            log_text(&r)
-        );
-        assert!(r.invariants.is_empty(), "{name}: {:?}", r.invariants);
+        let r = red_team_world(name);
         if name == "rejected-webhook-not-pending" {
             // Steps 3-7: POSTs that put nothing in the inbox: one call each, never pending.
             for step in &r.steps[3..] {
@@ -1044,12 +1037,20 @@ fn the_seventeenth_sessions_budget_worlds_stay_within_their_budget() {
         "delete-dry-run-call-waits",
         "delete-refused-unlink-passed",
     ] {
-        let r = run(fixture(&format!("red-team/{name}.json")));
-        assert!(
-            r.expect.ok,
-            "{name}: {:?}\n{}",
-            r.expect.failures,
-            log_text(&r)
-        );
+        red_team_world(name);
     }
+}
+
+/// Replays `fixtures/red-team/<name>.json` (`run`: no call past its budget, no invariant
+/// broken) and checks its expectations.
+fn red_team_world(name: &str) -> host_test::report::Report {
+    let r = run(fixture(&format!("red-team/{name}.json")));
+    assert!(
+        r.expect.ok,
+        "{name}: {:?}\n{}",
+        r.expect.failures,
+        log_text(&r)
+    );
+    assert!(r.invariants.is_empty(), "{name}: {:?}", r.invariants);
+    r
 }

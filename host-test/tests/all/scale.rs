@@ -1382,16 +1382,8 @@ fn a_leaver_walk_removes_gone_holders_roles_within_the_budget() {
         z["is_active"] = json!(i <= 1_080);
         zen.push(z);
     }
-    let mut s = scenario(
-        users,
-        groups,
-        zen,
-        json!([{"role": "r-qa", "groups": [gid(1)]}]),
-    );
-    s["budget_ms"] = json!(2_000);
-    s["concurrency"] = json!(1);
     // `run` fails on any call past its budget (and one round trip).
-    let r = run(s);
+    let r = run(qa_world_at_2_s(users, groups, zen));
     assert!(r.steps[0].ok, "{:?}", r.steps[0].error);
     for u in r.zenqms.users.iter().filter(|u| u.id.starts_with("zg")) {
         assert!(u.roles.is_empty(), "{} kept {:?}", u.id, u.roles);
@@ -1425,14 +1417,7 @@ fn a_group_change_whose_reads_outgrow_a_call_hands_over_to_a_full_sync() {
             )
         })
         .collect();
-    let mut s = scenario(
-        users,
-        groups,
-        zen,
-        json!([{"role": "r-qa", "groups": [gid(1)]}]),
-    );
-    s["budget_ms"] = json!(2_000);
-    s["concurrency"] = json!(1);
+    let mut s = qa_world_at_2_s(users, groups, zen);
     s["steps"] = json!([
         {"deploy": {}},
         {"entra": {"remove_member": {"group": gid(1), "member": gid(2)}}},
@@ -1453,4 +1438,21 @@ fn a_group_change_whose_reads_outgrow_a_call_hands_over_to_a_full_sync() {
         .count();
     assert_eq!(kept, 0, "accounts still holding r-qa");
     assert!(log_text(&r).contains("group change too large to recompute its roles within a call"));
+}
+
+/// A world with r-qa mapped to group 1, at 2 s calls and concurrency 1.
+fn qa_world_at_2_s(
+    users: Vec<serde_json::Value>,
+    groups: serde_json::Value,
+    zen: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    let mut s = scenario(
+        users,
+        groups,
+        zen,
+        json!([{"role": "r-qa", "groups": [gid(1)]}]),
+    );
+    s["budget_ms"] = json!(2_000);
+    s["concurrency"] = json!(1);
+    s
 }
