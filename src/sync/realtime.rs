@@ -97,8 +97,9 @@ pub struct Realtime<'a> {
     pub trace: Option<Trace>,
     /// A change was held whole this call: the guard's window is full for its 24 hours.
     pub tripped: bool,
-    /// A step of the queue was worked this call: a group change's reads that do not fit the
-    /// rounds left are then the next call's (see [`Realtime::sync_groups`]).
+    /// Work that the next call does not do again came before (a step of the queue, a delta
+    /// round's reads): a group change's reads that do not fit the rounds left are then the
+    /// next call's (see [`Realtime::sync_groups`]).
     worked: bool,
 }
 
@@ -290,6 +291,11 @@ impl<'a> Realtime<'a> {
     /// The queue only loses an item once its work is done, so a failure or a pause repeats
     /// nothing that finished and skips nothing that did not.
     pub fn run_queue(&mut self, queue: &mut Queue) -> Result<bool, Failure> {
+        // More than the token (and a quiet tick's delta read) before the queue: a delta
+        // round's reads, say, which the next call does not make again (a red team: its guard
+        // reads, then a group change's, took a call 600 ms over).
+        let used = (self.platform.rounds_in_call()).saturating_sub(self.platform.rounds_left());
+        self.worked |= used > 2;
         // A queued user's step: its sequential rounds (reads, address search, holders, writes,
         // a second write round, role calls) and the mapped groups read in the first; per
         // user: the Graph and ZenQMS reads, one checkMemberGroups per 20 mapped groups, the
@@ -379,11 +385,6 @@ impl<'a> Realtime<'a> {
                         GroupsEnd::Done => {}
                         // The budget ran out; the next call recomputes and goes on.
                         GroupsEnd::Later => return Ok(Step::Paused),
-                        // A full sync takes the queue's place (`continue_work`).
-                        GroupsEnd::TooLarge => {
-                            queue.overflow = true;
-                            return Ok(Step::Paused);
-                        }
                     }
                     queue.groups.drain(..chunk);
                     queue.members = MembersCarry::default();
@@ -927,13 +928,12 @@ impl<'a> Realtime<'a> {
     /// contains one of them) and adds/removes those roles for linked users, a round of the
     /// platform's concurrency at a time while the budget lasts. [`GroupsEnd::Later`] when the
     /// budget ran out first: the next call recomputes (what was written is no longer a change)
-    /// and goes on, so a group of any size never makes one call overrun. The groups' members
-    /// are read within the budget too, over several calls when they must be (checkpointed in
-    /// `carry`, see [`super::carried`]); once read, the next calls take them from `carry`. The
-    /// roles' holders and the members' accounts are read in every call that recomputes: when
-    /// that read takes more than half of a call's rounds ([`Platform::rounds_in_call`]),
-    /// [`GroupsEnd::TooLarge`] (a full sync takes its place: calls spent on reading again
-    /// would leave each a few role calls).
+    /// and goes on. The groups' members are read within the budget too, over several calls
+    /// when they must be (checkpointed in `carry`, see [`super::carried`]); once read, the next
+    /// calls take them from `carry`. The roles' holders and the members' accounts are read in
+    /// every call that recomputes, whole: when they do not fit the rounds left after other work
+    /// of the call, the next call's; a call that begins with them reads them whatever they take
+    /// (known limit: thousands of holders at short budgets run past it).
     pub fn sync_groups(
         &mut self,
         ids: &[String],
@@ -1007,26 +1007,17 @@ impl<'a> Realtime<'a> {
                 .map(api::with_external_ids),
         );
         // Their first pages in a round, the pages that follow in one more, then at least a
-        // round of role calls: within the rounds left, or the next call's (whose rounds are
-        // all left); past half a call's rounds, too large for any call.
+        // round of role calls: within the rounds left, or the next call's when other work of
+        // this call took them. (A call that begins with them reads whatever they take: the
+        // reads before them — the scope's, the members' — are made again by every call, and
+        // waiting would never end.)
         let wave = self.platform.concurrency().max(1) as u64;
-        let in_call = self.platform.rounds_in_call();
         let first_rounds = (filters.len() as u64).div_ceil(wave);
-        let too_large = |rounds: u64| rounds.saturating_mul(2) > in_call;
-        if too_large(first_rounds + 1) {
-            return Ok(self.too_large(ids, filters.len() as u64));
-        }
-        // (The call's first step reads whatever is left: the reads before it — the scope's,
-        // the members' — are made again by every call, and waiting would never end.)
         if self.worked && !budget::fits(self.platform, first_rounds + 2) {
             return Ok(GroupsEnd::Later);
         }
         let firsts = self.out.zen.first_pages(&filters)?;
         let rest_rounds = (firsts.rest.len() as u64).div_ceil(wave);
-        if too_large(first_rounds + rest_rounds) {
-            let pages = filters.len() + firsts.rest.len();
-            return Ok(self.too_large(ids, pages as u64));
-        }
         if self.worked && !budget::fits(self.platform, rest_rounds + 1) {
             return Ok(GroupsEnd::Later);
         }
@@ -1078,19 +1069,6 @@ impl<'a> Realtime<'a> {
             }
         })
     }
-
-    /// Says why a group change's roles are left to a full sync (see [`Realtime::sync_groups`]).
-    fn too_large(&self, ids: &[String], pages: u64) -> GroupsEnd {
-        self.out.log.warn(
-            "group change too large to recompute its roles within a call: a full sync takes the queue's place",
-            &[
-                ("groups", &ids.join(",")),
-                ("search_pages", &pages.to_string()),
-                ("rounds_in_call", &self.platform.rounds_in_call().to_string()),
-            ],
-        );
-        GroupsEnd::TooLarge
-    }
 }
 
 /// How a queued group change's role recompute ended in a call ([`Realtime::sync_groups`]).
@@ -1100,8 +1078,6 @@ pub enum GroupsEnd {
     Done,
     /// The budget ran out: the next call recomputes and goes on.
     Later,
-    /// Its reads take more than half of any call: a full sync takes the queue's place.
-    TooLarge,
 }
 
 /// The number of ZenQMS users linked to an Entra id (the base of the default limit:

@@ -1032,7 +1032,7 @@ fn the_sixteenth_sessions_bug_hunt_worlds_end_as_expected() {
 fn the_seventeenth_sessions_budget_worlds_stay_within_their_budget() {
     for name in [
         "walk-rewrites-within-budget",
-        "group-change-many-roles",
+        "group-change-after-delta-round-waits",
         "delete-long-id-prefix",
         "delete-dry-run-call-waits",
         "delete-refused-unlink-passed",
