@@ -29,6 +29,19 @@ fn linked_tenant(n: u32, budget_ms: u32) -> Scenario {
     s
 }
 
+/// The same at concurrency 1 (every request a round of its own).
+fn linked_at_concurrency_1(n: u32, budget_ms: u32) -> Scenario {
+    let (s, _) = tenant::build(&Params {
+        users: n,
+        groups: 6,
+        budget_ms,
+        concurrency: 1,
+        linked: Linked::All,
+        ..Params::default()
+    });
+    s
+}
+
 /// Runs a deploy to the end; returns the largest state any call returned, bytes.
 fn deploy(runner: &mut Runner) -> u64 {
     let rec = runner.run_step(0, &step(json!({"deploy": {}})));
@@ -1189,14 +1202,7 @@ fn a_change_queued_during_a_members_read_restarts_it_without_reading_whole_each_
 /// 20,000 users and 2 s calls, 457 calls each 600 ms over).
 #[test]
 fn a_delete_walks_the_linked_accounts_a_budget_at_a_time() {
-    let (mut s, _) = tenant::build(&Params {
-        users: 1_500,
-        groups: 6,
-        budget_ms: 1_000,
-        concurrency: 1,
-        linked: Linked::All,
-        ..Params::default()
-    });
+    let mut s = linked_at_concurrency_1(1_500, 1_000);
     // Between ours in id order (the tenant's ids are `z-` and 16 hex digits).
     for i in 0..150u32 {
         s.zenqms.users.push(
@@ -1254,14 +1260,7 @@ fn a_delete_walks_the_linked_accounts_a_budget_at_a_time() {
 /// other 50 ids are left as they were, and no call runs past its budget.
 #[test]
 fn a_delete_whose_accounts_move_under_it_clears_every_link() {
-    let (mut s, _) = tenant::build(&Params {
-        users: 600,
-        groups: 6,
-        budget_ms: 800,
-        concurrency: 1,
-        linked: Linked::All,
-        ..Params::default()
-    });
+    let mut s = linked_at_concurrency_1(600, 800);
     let sap = |i: u32| format!("z-00sap{i:04}");
     for i in 0..400u32 {
         s.zenqms.users.push(
@@ -1333,14 +1332,7 @@ fn a_delete_whose_accounts_move_under_it_clears_every_link() {
 /// is written and the call stays within its budget (before, it read every account first).
 #[test]
 fn a_dry_run_delete_of_a_large_tenant_reads_within_the_budget_and_says_what_it_left() {
-    let (mut s, _) = tenant::build(&Params {
-        users: 1_500,
-        groups: 6,
-        budget_ms: 1_000,
-        concurrency: 1,
-        linked: Linked::All,
-        ..Params::default()
-    });
+    let mut s = linked_at_concurrency_1(1_500, 1_000);
     s.instance.config.insert("dry_run".into(), json!(true));
     let mut runner = Runner::new(Runtime::shared(), s);
     let rec = runner.run_step(0, &step(json!({"delete": {}})));
