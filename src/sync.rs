@@ -1661,14 +1661,16 @@ impl<'a> Engine<'a> {
         api::in_id_order(&mut all);
         let last_id = all.last().map(|z| z.id.clone());
         // (The pages read are whole and in order, so a user's index says its page.)
-        let fresh: Vec<(ZUser, String, u64)> = all
+        let (fresh, order): (Vec<_>, Vec<_>) = all
             .into_iter()
             .enumerate()
             .filter(|(_, z)| after.as_ref().is_none_or(|a| z.id.as_str() > a.as_str()))
-            .filter_map(|(i, z)| plan::link_of(&z).map(|e| (z, e, start + i as u64 / per)))
-            .collect();
-        let order = fresh.iter().map(|(z, _, p)| (z.id.clone(), *p)).collect();
-        let fresh: Vec<(ZUser, String)> = fresh.into_iter().map(|(z, e, _)| (z, e)).collect();
+            .filter_map(|(i, z)| {
+                let e = plan::link_of(&z)?;
+                let id = z.id.clone();
+                Some(((z, e), (id, start + i as u64 / per)))
+            })
+            .unzip();
         let noncanonical = fresh
             .iter()
             .filter(|(z, e)| z.external_id.as_deref() != Some(e.as_str()))

@@ -346,22 +346,6 @@ impl<'a> Graph<'a> {
         format!("{GRAPH_BASE}/users?$select={USER_SELECT}&$top={USER_PAGE}")
     }
 
-    /// Every user id in the tenant (id-only pages of 999).
-    pub fn all_user_ids(&self) -> Result<BTreeSet<String>, Failure> {
-        let mut ids = BTreeSet::new();
-        let mut url = Some(format!("{GRAPH_BASE}/users?$select=id&$top={ID_PAGE}"));
-        let mut followed = BTreeSet::new();
-        while let Some(u) = url {
-            if !followed.insert(u.clone()) {
-                return Err(repeated_link("listing user ids"));
-            }
-            let page = self.page(&u, "listing user ids")?;
-            ids.extend(page.items.iter().filter_map(item_id));
-            url = page.next;
-        }
-        Ok(ids)
-    }
-
     /// Each user read alone (`GET /users/{id}?$select=…`, batched, side by side): the user
     /// as Graph has it, or `None` when Graph answers 404 (it no longer has the user).
     ///
