@@ -145,8 +145,7 @@ impl Config {
         }
         (self.zenqms_base_overridden && !documented && !url.is_loopback()).then(|| {
             format!(
-                "zenqms_base_url sends the ZenQMS API token to {}, an undocumented host (ZenQMS documents public-api.zenqms.com and public-api-sandbox.zenqms.com)",
-                url.host
+                "zenqms_base_url sends the ZenQMS API token to {origin}, an undocumented origin (ZenQMS documents {ZENQMS_PRODUCTION_API} and {ZENQMS_SANDBOX_API})"
             )
         })
     }

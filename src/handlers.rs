@@ -273,7 +273,11 @@ fn start_full_sync(
     }
     // A full sync covers whatever notifications had queued.
     state.queue = Queue::default();
-    state.full_sync = Some(new_full_sync(p, why, allow_mass));
+    let mut sync = new_full_sync(p, why, allow_mass);
+    // The runs that stand for notifications (see `FullSync::window`); a follow-up inherits
+    // its run's.
+    sync.window = matches!(why, "queue-overflow" | "delta-expired");
+    state.full_sync = Some(sync);
     Ok(())
 }
 
@@ -418,7 +422,21 @@ fn run_full_sync(
     let mut engine = Engine::new(p, config, graph, &sync.run_id);
     engine.learned_domains = state.email_domains.clone();
     engine.state_rest_bytes = rest_bytes;
-    let progress = engine.run(sync).map_err(|f| Failure {
+    if sync.window {
+        engine.window_counted = guard::counted(&state.recent_deactivations, p.now());
+    }
+    let result = engine.run(sync);
+    if sync.window && !sync.dry_run() {
+        // The deactivations its guard approved count from the approval on (those the run
+        // then finds enabled again stay counted: the safe side), whether or not the call
+        // ended in a failure, in the hour the call ends.
+        guard::record(
+            &mut state.recent_deactivations,
+            engine.window_approved,
+            p.now(),
+        );
+    }
+    let progress = result.map_err(|f| Failure {
         message: format!(
             "initial sync {} stopped after {} batches: {}",
             sync.run_id, sync.batches, f.message
@@ -480,7 +498,13 @@ fn run_full_sync(
         // counting this run's deactivations with its own.
         start_full_sync(p, graph, state, "follow-up", false)?;
         if let Some(next) = state.full_sync.as_mut() {
-            next.prior_deactivations = sync.totals.deactivated;
+            next.window = sync.window;
+            // A run of the window's counted its deactivations into it already.
+            next.prior_deactivations = if sync.window {
+                0
+            } else {
+                sync.totals.deactivated
+            };
         }
         return Ok(Reply::pending(format!(
             "{summary}; another full sync follows (users started leaving after its guard counted them: the next run judges them, counting this run's deactivations)"

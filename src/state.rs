@@ -359,6 +359,15 @@ pub struct FullSync {
     /// Whether this run may exceed the limit (`allow_mass_deactivation` on the deploy).
     #[serde(default)]
     pub allow_mass: bool,
+    /// The component started this run on its own (an overflowed queue, a delta link Graph
+    /// refused, or a follow-up of such a run), not an admin: like the queued notifications
+    /// it stands for, it is judged against what the rolling 24-hour window
+    /// (`State::recent_deactivations`) leaves of the limit, and the deactivations its guard
+    /// lets through count into that window from then on (`Engine::window_approved`). (A red team: these runs neither consulted nor fed the window, so a
+    /// burst that overflowed the queue, or a delta link Graph refused, deactivated a second
+    /// `max_deactivations` within the hour.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub window: bool,
     /// Deactivations an admin released (`release-held-deactivations`): the run may make
     /// exactly these above the limit — as many as `released`, and the same users
     /// (`released_digest`); any other set is held again.
@@ -568,6 +577,7 @@ impl FullSync {
             follow_up: false,
             prior_deactivations: 0,
             allow_mass,
+            window: false,
             released: 0,
             released_digest: None,
             deferred_digest: 0,
@@ -1025,6 +1035,7 @@ mod tests {
             follow_up: true,
             prior_deactivations: u32::MAX,
             allow_mass: false,
+            window: true,
             released: u32::MAX,
             released_digest: Some(u64::MAX),
             deferred_digest: u64::MAX,

@@ -264,6 +264,15 @@ pub struct Engine<'a> {
     pub learned_domains: BTreeSet<String>,
     /// Linked ZenQMS users, as the walk's last search said (read once per call).
     linked_total: Option<u64>,
+    /// For a run the component started (`FullSync::window`): the deactivations the rolling
+    /// 24-hour window counts as the call begins, taken off the run's limit.
+    pub window_counted: usize,
+    /// For such a run: the deactivations its guard approved in this call, which the window
+    /// counts from the approval on, before they are sent (a red team: counted as sent, the
+    /// rest of an approved set, sent in later calls, was not in the window when
+    /// notifications between those calls were judged, and five of a limit of three were made
+    /// within ten minutes).
+    pub window_approved: usize,
     /// The mapped groups' members while they are read beside the call's first user step
     /// (see [`Engine::send_round`]); `None` once read, or when read in rounds of their own.
     members_read: Option<Listings>,
@@ -338,6 +347,8 @@ impl<'a> Engine<'a> {
             carry: Vec::new(),
             learned_domains: BTreeSet::new(),
             linked_total: None,
+            window_counted: 0,
+            window_approved: 0,
             members_read: None,
             roles_pending: Vec::new(),
             beside_more: false,
@@ -1947,6 +1958,16 @@ impl<'a> Engine<'a> {
         (chunk, walk)
     }
 
+    /// The run's limit: `max_deactivations` (or its default over the run's base), less what
+    /// the run it follows up made, and, for a run the component started, less what the
+    /// rolling 24-hour window counts already (see `FullSync::window`).
+    fn run_limit(&self, sync: &FullSync) -> usize {
+        self.config
+            .deactivation_limit(guard_base(sync))
+            .saturating_sub(sync.prior_deactivations as usize)
+            .saturating_sub(self.window_counted)
+    }
+
     /// Checks the run's deferred deactivations against the limit once, then applies them a
     /// chunk per step. Done when none is left (applied, or held back by the guard).
     fn deactivations(
@@ -1957,12 +1978,7 @@ impl<'a> Engine<'a> {
     ) -> Result<Walk, Failure> {
         if !sync.guard_checked {
             sync.guard_checked = true;
-            let linked = guard_base(sync);
-            // A follow-up run may make only what the run it follows left of the limit.
-            let limit = self
-                .config
-                .deactivation_limit(linked)
-                .saturating_sub(sync.prior_deactivations as usize);
+            let limit = self.run_limit(sync);
             let count = sync.deferred.len() + sync.deferred_more as usize;
             // Released by an admin: exactly the set held (as many, and the same users).
             let released = sync.released > 0
@@ -1979,6 +1995,11 @@ impl<'a> Engine<'a> {
                     format!(
                         "the deactivations found now ({count}) are not the {} users an admin released ({which}): nobody was deactivated; release again with the number now held",
                         sync.released
+                    )
+                } else if self.window_counted > 0 {
+                    format!(
+                        "nobody was deactivated (this run stands for notifications, and the 24-hour window counts {} deactivations already: the limit left is {limit})",
+                        self.window_counted
                     )
                 } else if sync.prior_deactivations > 0 {
                     format!(
@@ -2021,6 +2042,9 @@ impl<'a> Engine<'a> {
                 );
             }
             sync.approved = u32::try_from(count).unwrap_or(u32::MAX);
+            if sync.window {
+                self.window_approved += sync.approved as usize;
+            }
         }
         if sync.deferred_more > 0 && self.out.dry_run {
             // The walk that finds the deactivations past the listed ones reads the links in
@@ -2112,10 +2136,7 @@ impl<'a> Engine<'a> {
         let found = sync.again_count as usize;
         let judged = sync.deferred.len() + sync.deferred_more as usize;
         let same = found == judged && sync.again_digest == sync.deferred_digest;
-        let limit = self
-            .config
-            .deactivation_limit(guard_base(sync))
-            .saturating_sub(sync.prior_deactivations as usize);
+        let limit = self.run_limit(sync);
         let released = sync.released > 0;
         let passes = if released {
             same
@@ -2129,7 +2150,11 @@ impl<'a> Engine<'a> {
             // others (a red team found them taking the place of users judged first, who were
             // then left active). Users who start leaving after this count are the next run's.
             if !released {
+                let before = sync.approved;
                 sync.approved = sync.approved.max(sync.again_count);
+                if sync.window {
+                    self.window_approved += (sync.approved - before) as usize;
+                }
             }
             sync.again_checked = true;
             return Walk::At {

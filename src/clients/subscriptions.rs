@@ -43,6 +43,14 @@ fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A create Graph did not answer with a subscription, in a way the caller can mend.
+enum NotMade {
+    /// 409: Graph has one of ours on the resource already.
+    Conflict,
+    /// No answer, or a 5xx: Graph may have made it.
+    Lost(Failure),
+}
+
 pub struct Subscriptions<'a> {
     graph: &'a Graph<'a>,
     platform: &'a dyn Platform,
@@ -62,26 +70,41 @@ impl<'a> Subscriptions<'a> {
         Log::new(self.platform)
     }
 
-    /// Creates a subscription; on 409 replaces the existing one we lost track of.
+    /// Creates a subscription. On 409 replaces the existing one we lost track of; when the
+    /// answer was lost (no answer, or a 5xx: Graph may have made it all the same), deletes
+    /// any subscription of ours on `resource` that Graph made meanwhile and creates it once
+    /// more, so that no orphan outlives the call (a red team: a re-creation after
+    /// `subscriptionRemoved` that timed out left one, whose notifications were rejected
+    /// until the next tick).
+    ///
+    /// Errors: Graph refused, or the second try failed too (an orphan may then remain: the
+    /// next create meets it as a 409 and replaces it).
     pub fn create(&self, resource: &str) -> Result<Subscription, Failure> {
         match self.try_create(resource)? {
             Ok(sub) => Ok(sub),
-            Err(409) => {
+            Err(not_made) => {
+                if let NotMade::Lost(f) = &not_made {
+                    self.log().warn(
+                        "creating a Graph subscription got no answer: any Graph made is replaced",
+                        &[("resource", resource), ("error", &f.message)],
+                    );
+                }
                 self.delete_stray(resource)?;
-                self.try_create(resource)?.map_err(|s| {
-                    Failure::status("Microsoft Graph", s, "subscription still conflicts")
-                })
+                match self.try_create(resource)? {
+                    Ok(sub) => Ok(sub),
+                    Err(NotMade::Conflict) => Err(Failure::status(
+                        "Microsoft Graph",
+                        409,
+                        "subscription still conflicts",
+                    )),
+                    Err(NotMade::Lost(f)) => Err(f),
+                }
             }
-            Err(status) => Err(Failure::status(
-                "Microsoft Graph",
-                status,
-                "creating a subscription failed",
-            )),
         }
     }
 
-    /// `Ok(Err(status))` for a Graph refusal the caller may handle (409).
-    fn try_create(&self, resource: &str) -> Result<Result<Subscription, u16>, Failure> {
+    /// `Ok(Err(_))` for a create the caller may mend: a conflict (409), or an answer lost.
+    fn try_create(&self, resource: &str) -> Result<Result<Subscription, NotMade>, Failure> {
         let (req, client_state, expires) = self.create_request(resource)?;
         let resp = self.graph.send(req);
         self.created(resource, resp, client_state, expires)
@@ -108,6 +131,7 @@ impl<'a> Subscriptions<'a> {
         for ((resource, state, expires), resp) in sent.into_iter().zip(self.graph.send_all(reqs)) {
             let sub = match self.created(resource, resp, state, expires) {
                 Ok(Ok(sub)) => Ok(sub),
+                // A conflict, or an answer lost: mended as one create would.
                 Ok(Err(_)) => self.create(resource),
                 Err(f) => Err(f),
             };
@@ -144,18 +168,22 @@ impl<'a> Subscriptions<'a> {
         Ok((req, client_state, expires))
     }
 
-    /// Reads the answer to a [`Subscriptions::create_request`]: `Ok(Err(409))` for a
-    /// subscription Graph already has on `resource` (the caller replaces it).
+    /// Reads the answer to a [`Subscriptions::create_request`]: `Ok(Err(_))` for a
+    /// subscription Graph already has on `resource` (409), or for an answer lost (none, or a
+    /// 5xx), which the caller mends.
     fn created(
         &self,
         resource: &str,
         result: HttpResult,
         client_state: String,
         expires: DateTime<Utc>,
-    ) -> Result<Result<Subscription, u16>, Failure> {
-        let resp = result.map_err(|e| Failure::http("Microsoft Graph", &e))?;
+    ) -> Result<Result<Subscription, NotMade>, Failure> {
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(e) => return Ok(Err(NotMade::Lost(Failure::http("Microsoft Graph", &e)))),
+        };
         if resp.status == 409 {
-            return Ok(Err(409));
+            return Ok(Err(NotMade::Conflict));
         }
         if !resp.is_success() {
             let mut f = Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body));
@@ -163,6 +191,9 @@ impl<'a> Subscriptions<'a> {
             if resp.status == 400 {
                 f.message
                     .push_str(" (Graph validates the webhook URL: is the instance reachable?)");
+            }
+            if resp.status >= 500 {
+                return Ok(Err(NotMade::Lost(f)));
             }
             return Err(f);
         }

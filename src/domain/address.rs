@@ -102,16 +102,15 @@ impl std::fmt::Display for AddressError {
     }
 }
 
-/// Characters that render as nothing or as a blank (besides controls): non-ASCII spaces and
-/// line/paragraph separators (Unicode `White_Space`), format characters (`Cf`: zero-width,
-/// bidi controls, soft hyphen, BOM, tags), fillers and variation selectors.
+/// Characters that render as nothing or as a blank (besides controls): those the log escaper
+/// makes visible ([`crate::log::escape::hidden`]: format characters, separators, fillers),
+/// ZWNJ and ZWJ, non-ASCII spaces (Unicode `White_Space`), the Braille blank, variation
+/// selectors and the unassigned rest of the tag and variation-selector planes' block.
 pub fn is_invisible(c: char) -> bool {
-    matches!(c as u32,
-        0x00A0 | 0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x1680 | 0x17B4 | 0x17B5
-        | 0x180B..=0x180F | 0x2000..=0x200F | 0x2028..=0x202F | 0x205F..=0x206F | 0x2800
-        | 0x3000 | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB
-        | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
-        | 0xE0000..=0xE0FFF)
+    crate::log::escape::hidden(c)
+        || matches!(c as u32,
+            0x00A0 | 0x1680 | 0x2000..=0x200F | 0x202F | 0x205F..=0x2065 | 0x2800 | 0x3000
+            | 0xFE00..=0xFE0F | 0xFFF0..=0xFFF8 | 0xE0000..=0xE0FFF)
 }
 
 fn kind_of(c: char) -> CharKind {

@@ -341,8 +341,12 @@ fn is_deactivation(c: &Change) -> bool {
 
 /// How many more deactivations the notification path may make now, given its rolling window.
 pub fn window_left(window: &Option<DeactivationWindow>, limit: usize, now: DateTime<Utc>) -> usize {
-    let mut w = window.clone();
-    limit.saturating_sub(in_window(&mut w, now))
+    limit.saturating_sub(counted(window, now))
+}
+
+/// The deactivations the rolling window counts at `now`.
+pub fn counted(window: &Option<DeactivationWindow>, now: DateTime<Utc>) -> usize {
+    in_window(&mut window.clone(), now)
 }
 
 /// Fills the rolling window up to `limit`: a change held whole trips the guard, and no
@@ -352,7 +356,8 @@ pub fn trip(window: &mut Option<DeactivationWindow>, limit: usize, now: DateTime
     record(window, left, now);
 }
 
-/// Counts `n` deactivations made by the notification path into its rolling window.
+/// Counts `n` deactivations made by the notification path (or a run the component started:
+/// `FullSync::window`) into its rolling window.
 pub fn record(window: &mut Option<DeactivationWindow>, n: usize, now: DateTime<Utc>) {
     if n == 0 {
         return;

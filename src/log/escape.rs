@@ -7,10 +7,11 @@
 //!   `\t`, else `\u{1b}`-style (lowercase hex). A newline in a user's title can therefore not
 //!   start a forged second line, and an ANSI escape cannot clear a terminal.
 //! - Bidi controls (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069), the line and paragraph
-//!   separators (U+2028, U+2029) and the other invisible format characters (U+00AD, U+180E,
-//!   U+200B, U+2060–U+2064, U+206A–U+206F, U+FEFF, U+FFF9–U+FFFB, the tag block
-//!   U+E0000–U+E007F) become `\u{…}` too. ZWNJ and ZWJ (U+200C, U+200D) are kept: names in
-//!   several scripts (and emoji) need them, and they cannot reorder or break a line.
+//!   separators (U+2028, U+2029), every other format character (`Cf`: U+00AD, U+0600–U+0605,
+//!   U+180E, U+200B, U+2060–U+2064, U+FEFF, the tag block U+E0000–U+E007F, …) and the
+//!   characters that render as nothing or a blank (Hangul fillers, U+034F, …) become `\u{…}`
+//!   too: [`hidden`] lists them. ZWNJ and ZWJ (U+200C, U+200D) are kept: names in several
+//!   scripts (and emoji) need them, and they cannot reorder or break a line.
 //! - The result is at most `cap` characters (the unit is a Unicode scalar value). A longer value is
 //!   cut at a character boundary, never inside an escape, and ends with `…[+N chars]`, N being how
 //!   many characters of the original were left out (so its length stays visible).
@@ -33,26 +34,30 @@ pub const KEY_CAP: usize = 64;
 /// Smallest cap [`escape`] honours (room for the `…[+N chars]` marker).
 pub const MIN_CAP: usize = 32;
 
-/// True for a character that must not reach a log line raw.
+/// True for a character that must not reach a log line raw: controls (`Cc`) and
+/// [`hidden`] ones.
 pub fn must_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{061C}'
-                | '\u{180E}'
-                | '\u{200B}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-                | '\u{E0000}'..='\u{E007F}'
-        )
+    c.is_control() || hidden(c)
+}
+
+/// Characters that change how text reads without being seen (besides controls): every format
+/// character (Unicode category `Cf`, as of Unicode 16: soft hyphen, Arabic number signs,
+/// zero-width space, bidi controls, word joiner and invisible operators, BOM, interlinear
+/// annotation, Egyptian and shorthand format controls, musical beam controls, the tag block)
+/// but ZWNJ and ZWJ (U+200C, U+200D), which names in several scripts and emoji need; the line
+/// and paragraph separators (U+2028, U+2029); the Hangul fillers, the combining grapheme
+/// joiner, the Khmer inherent vowels and the Mongolian free variation selectors, which render
+/// as nothing or a blank. The one list: the log escaper uses it, and the address rule
+/// (`domain::address::is_invisible`) adds spaces and the characters kept here. (A red team
+/// found U+0600, U+13430, U+1BCA0, U+1D173 and U+3164 reaching the log raw from a hand-kept
+/// list narrower than the address rule's.)
+pub fn hidden(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891
+        | 0x08E2 | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F | 0x200B | 0x200E
+        | 0x200F | 0x2028..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0x3164 | 0xFEFF
+        | 0xFFA0 | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0000..=0xE007F)
 }
 
 /// Appends `c` as it is shown; returns how many characters that took.
@@ -163,6 +168,21 @@ mod tests {
             ("a\u{2028}b\u{2029}c", "a\\u{2028}b\\u{2029}c"),
             ("zero\u{200b}width\u{feff}", "zero\\u{200b}width\\u{feff}"),
             ("tag\u{e0041}", "tag\\u{e0041}"),
+            // A red team's finds: format characters and fillers a narrower list let through.
+            (
+                "QA\u{1d173}\u{1bca0}\u{13430}\u{3164}\u{34f}Lead",
+                "QA\\u{1d173}\\u{1bca0}\\u{13430}\\u{3164}\\u{34f}Lead",
+            ),
+            (
+                "\u{600}\u{6dd}\u{70f}\u{8e2}\u{110bd}",
+                "\\u{600}\\u{6dd}\\u{70f}\\u{8e2}\\u{110bd}",
+            ),
+            (
+                "\u{115f}\u{1160}\u{ffa0}\u{17b4}\u{180b}",
+                "\\u{115f}\\u{1160}\\u{ffa0}\\u{17b4}\\u{180b}",
+            ),
+            // Kept: ZWNJ, ZWJ (names, emoji) and variation selectors.
+            ("\u{200c}\u{200d}\u{fe0f}", "\u{200c}\u{200d}\u{fe0f}"),
         ];
         for (input, want) in cases {
             assert_eq!(field(input), want, "{input:?}");

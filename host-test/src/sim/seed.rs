@@ -277,6 +277,11 @@ pub struct FailRequests {
     pub body: Option<Value>,
     #[serde(default)]
     pub content_type: Option<String>,
+    /// Graph carries the request out and its answer is lost: the component sees a timeout
+    /// (`status`, `body` and `content_type` unused). Real Graph can do this to any request:
+    /// a subscription created whose answer never arrives.
+    #[serde(default)]
+    pub answer_lost: bool,
 }
 
 impl FailRequests {

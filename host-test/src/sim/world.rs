@@ -301,6 +301,16 @@ impl World {
                 }
             };
         }
+        if target == Some(Target::Graph)
+            && let Some((which, outage)) = self.graph_outage.as_mut()
+            && which.answer_lost
+            && which.matches(&req.method, &req.url)
+            && outage.take().is_some()
+        {
+            // Carried out, the answer lost (`fail_requests` with `answer_lost`).
+            let _ = self.dispatch(target, req);
+            return Err(Refused::Timeout);
+        }
         let answer = self.dispatch(target, req)?;
         let batch = target == Some(Target::Graph)
             && req.method == "POST"
@@ -370,6 +380,7 @@ impl World {
         }
         if target == Some(Target::Graph)
             && let Some((which, outage)) = self.graph_outage.as_mut()
+            && !which.answer_lost
             && which.matches(&req.method, &req.url)
             && let Some(refusal) = outage.take()
         {

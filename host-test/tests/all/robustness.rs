@@ -1054,3 +1054,49 @@ fn red_team_world(name: &str) -> host_test::report::Report {
     assert!(r.invariants.is_empty(), "{name}: {:?}", r.invariants);
     r
 }
+
+/// A full sync the component starts on its own stands for the notifications it replaces: it
+/// is judged against what the guard's rolling 24-hour window leaves, and its deactivations
+/// count into the window. A red team (eighteenth session, `max_deactivations` 3) saw a second
+/// three deactivated within the hour by the full sync of an overflowed queue
+/// (`guard-window-overflow-sync`) and of a delta link Graph refused
+/// (`guard-window-expired-delta-sync`), and three more by notifications ten minutes after
+/// such a run's three (`guard-window-charged-by-full-sync`). A second red team then saw a
+/// run's approved set counted only as it was sent: notifications, a scope change and a
+/// `missed` delta round between the run's calls were judged without the rest, and five were
+/// made within ten minutes (`guard-window-run-approved-counted*`).
+#[test]
+fn a_full_sync_the_component_starts_is_judged_by_the_guard_window_and_counted_in_it() {
+    for name in [
+        "guard-window-overflow-sync",
+        "guard-window-expired-delta-sync",
+        "guard-window-charged-by-full-sync",
+        "guard-window-run-approved-counted",
+        "guard-window-run-approved-counted-scope",
+        "guard-window-run-approved-counted-missed",
+    ] {
+        let r = red_team_world(name);
+        let inactive = r.zenqms.users.iter().filter(|u| !u.is_active).count();
+        assert_eq!(inactive, 3, "{name}: the first three only");
+    }
+}
+
+/// A subscription create that Graph carries out but whose answer is lost (a timeout) leaves
+/// no subscription untracked past the call: the component deletes any of its own Graph made
+/// on the resource and creates it once more. A red team (eighteenth session) saw the
+/// re-creation after `subscriptionRemoved` leave one whose notifications were rejected until
+/// the next tick (and, under `dry_run`, for good). `red_team_world` checks the runner's
+/// `subscriptions` invariant after every step.
+#[test]
+fn a_subscription_create_whose_answer_is_lost_leaves_no_orphan() {
+    for name in [
+        "subscription-recreation-answer-lost",
+        "subscription-recreation-answer-lost-dry-run",
+    ] {
+        let r = red_team_world(name);
+        assert!(
+            log_text(&r).contains("creating a Graph subscription got no answer"),
+            "{name}: the lost answer was not met"
+        );
+    }
+}

@@ -291,6 +291,19 @@ fn an_undocumented_override_is_logged_with_its_host() {
             .any(|l| l.starts_with("warn") && l.contains("acme.zenqms.com")),
         "{log}"
     );
+    // A documented host on another port is another origin, and the warning names the port
+    // the token goes to (a red team: it named the host alone, "public-api.zenqms.com, an
+    // undocumented host").
+    let mut s = scenario(vec![entra_user(1)], json!([]), vec![], json!([]));
+    s["instance"]["config"]["zenqms_base_url"] = json!("https://public-api.zenqms.com:8443");
+    let r = run_unchecked(s);
+    let log = log_text(&r);
+    assert!(
+        log.lines().any(|l| l.starts_with("warn")
+            && l.contains("zenqms_base_url")
+            && l.contains("https://public-api.zenqms.com:8443")),
+        "{log}"
+    );
     for quiet in [
         "https://public-api-sandbox.zenqms.com/",
         "http://127.0.0.1:8088",
