@@ -2,21 +2,23 @@
 //! token issued in the call, registered with [`crate::platform::Platform::add_secret`], is
 //! replaced by [`REDACTED`] in every log line, failure message and summary.
 //!
-//! Registered forms of a secret: as it is, percent-encoded (as it travels in the token request's
-//! form body; also with `~` encoded, with `+` for a space, and both, with `*` left as it is, as
-//! other encoders — the
-//! WHATWG form encoding, Java's `URLEncoder` — write it) and
-//! JSON-escaped (as a JSON error body would echo it). Every occurrence of every form is found
-//! in the text as given (ASCII case ignored), and each stretch of text they cover, overlapping
-//! or touching, becomes one [`REDACTED`]: a secret inside another, or two side by side, go
-//! whole. Text that was already a marker is never searched again (scrubbing twice changes
-//! nothing, and cannot grow a text), and a value in which the markers themselves would
-//! complete a form with the text beside them (`[redacte` + `d]Kx9…`, where `d]Kx9…` is a
-//! secret) is withheld whole.
+//! A secret is found however an echo spells it, character by character: each character as it
+//! is, percent-encoded (each UTF-8 byte as `%XX`, hex digits in either case; a space also as
+//! `+`), or JSON-escaped (`\uXXXX` in either case, a surrogate pair beyond the BMP, and the
+//! short escapes `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`), in any mix — so every
+//! URL and form encoder (which differ in which characters they leave as they are: `~`, `*`,
+//! `/`, `!`, `'`, `(`, `)`) and every JSON encoder (`\u002B` for `+`, `\/` for `/`) is covered
+//! at once. (Before, eight fixed spellings were registered, and a red team found echoes by
+//! JavaScript's `encodeURIComponent`, Python's `quote`, .NET's and PHP's JSON encoders passing
+//! through.) ASCII case is ignored throughout (an echo may have upper-cased the value).
+//! Every occurrence is found in the text as given, and each stretch of text they cover,
+//! overlapping or touching, becomes one [`REDACTED`]: a secret inside another, or two side by
+//! side, go whole. Text that was already a marker is never searched again (scrubbing twice
+//! changes nothing, and cannot grow a text), and a value in which the markers themselves would
+//! complete an occurrence with the text beside them (`[redacte` + `d]Kx9…`, where `d]Kx9…` is
+//! a secret) is withheld whole.
 
 use std::cell::RefCell;
-
-use crate::platform::url::encode;
 
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -41,79 +43,156 @@ fn inside(spans: &[(usize, usize)], (start, end): (usize, usize)) -> bool {
     i > 0 && end <= spans[i - 1].1
 }
 
-/// The secrets of one call.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Whether `t` (lowered) starts with `%` and the two lowercase hex digits of `b`.
+fn percent_at(t: &[u8], b: u8) -> bool {
+    t.len() >= 3
+        && t[0] == b'%'
+        && t[1] == HEX[usize::from(b >> 4)]
+        && t[2] == HEX[usize::from(b & 15)]
+}
+
+/// Whether `t` (lowered) starts with `\u` and the four lowercase hex digits of `unit`.
+fn json_unit_at(t: &[u8], unit: u16) -> bool {
+    t.len() >= 6
+        && t[0] == b'\\'
+        && t[1] == b'u'
+        && (0..4).all(|k| t[2 + k] == HEX[usize::from((unit >> (12 - 4 * k)) & 15)])
+}
+
+/// The JSON short escape of `c`, if it has one.
+fn json_short(c: char) -> Option<u8> {
+    Some(match c {
+        '"' => b'"',
+        '\\' => b'\\',
+        '/' => b'/',
+        '\u{8}' => b'b',
+        '\u{c}' => b'f',
+        '\n' => b'n',
+        '\r' => b'r',
+        '\t' => b't',
+        _ => return None,
+    })
+}
+
+/// Pushes onto `ends` the end of every spelling of `c` (either ASCII case) that `t` (lowered)
+/// starts with, as an offset from `at`.
+fn spellings_at(c: char, t: &[u8], at: usize, ends: &mut Vec<usize>) {
+    let mut push = |n: usize| {
+        if !ends.contains(&(at + n)) {
+            ends.push(at + n);
+        }
+    };
+    let lower = c.to_ascii_lowercase();
+    let mut buf = [0u8; 4];
+    let literal = lower.encode_utf8(&mut buf).as_bytes();
+    if t.starts_with(literal) {
+        push(literal.len());
+    }
+    if c == ' ' && t.first() == Some(&b'+') {
+        push(1);
+    }
+    if let Some(e) = json_short(c)
+        && t.len() >= 2
+        && t[0] == b'\\'
+        && t[1] == e
+    {
+        push(2);
+    }
+    let cases = [lower, c.to_ascii_uppercase()];
+    for (i, v) in cases.iter().enumerate() {
+        if i == 1 && cases[1] == cases[0] {
+            break;
+        }
+        let bytes = v.encode_utf8(&mut buf).as_bytes();
+        if (0..bytes.len()).all(|k| percent_at(t.get(3 * k..).unwrap_or_default(), bytes[k])) {
+            push(3 * bytes.len());
+        }
+        let mut units = [0u16; 2];
+        let units = v.encode_utf16(&mut units);
+        if (0..units.len()).all(|k| json_unit_at(t.get(6 * k..).unwrap_or_default(), units[k])) {
+            push(6 * units.len());
+        }
+    }
+}
+
+/// Byte ranges where `secret` occurs in `lower` (the text, ASCII-lowered), spelled in any mix
+/// of the ways the module docs list; overlapping occurrences too, each from its start to its
+/// longest spelling.
+fn spelled<'a>(lower: &'a str, secret: &'a [char]) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let t = lower.as_bytes();
+    let mut ends = Vec::new();
+    let mut next = Vec::new();
+    // Every spelling of the first character begins with one of these bytes: most of a text
+    // is passed over with a byte compare (every log line is scrubbed).
+    let first = secret.first().map_or([0u8; 4], |c| {
+        let mut buf = [0u8; 4];
+        let lead = c.to_ascii_lowercase().encode_utf8(&mut buf).as_bytes()[0];
+        [lead, b'%', b'\\', if *c == ' ' { b'+' } else { b'%' }]
+    });
+    (0..t.len())
+        .filter(move |&i| first.contains(&t[i]) && lower.is_char_boundary(i))
+        .filter_map(move |i| {
+            ends.clear();
+            ends.push(i);
+            for &c in secret {
+                next.clear();
+                for &at in &ends {
+                    spellings_at(c, &t[at..], at, &mut next);
+                }
+                if next.is_empty() {
+                    return None;
+                }
+                std::mem::swap(&mut ends, &mut next);
+            }
+            ends.iter().max().map(|&e| (i, e))
+        })
+}
+
+/// The secrets of one call, each as its characters.
 #[derive(Debug, Default)]
-pub struct Secrets(RefCell<Vec<(String, String)>>);
+pub struct Secrets(RefCell<Vec<Vec<char>>>);
 
 impl Secrets {
     /// Registers `secret` (surrounding whitespace ignored; an empty one is ignored).
     pub fn add(&self, secret: &str) {
-        let secret = secret.trim();
-        if secret.is_empty() {
-            return;
-        }
-        let json = serde_json::to_string(secret).unwrap_or_default();
-        let json = json.trim_matches('"').to_string();
-        let encoded = encode(secret);
-        // The WHATWG form encoding (URLSearchParams) and Java's URLEncoder leave `*` as it is
-        // and write `~` as `%7E`, a space as `+` (a red team: an older Entra secret holding
-        // `*`, echoed so, was not scrubbed).
-        let form_encoded = encoded.replace("%2A", "*").replace('~', "%7E");
-        let forms = [
-            secret.to_string(),
-            form_encoded.replace("%20", "+"),
-            form_encoded,
-            encoded.replace('~', "%7E").replace("%20", "+"),
-            encoded.replace('~', "%7E"),
-            encoded.replace("%20", "+"),
-            encoded,
-            json,
-        ];
+        let secret: Vec<char> = secret.trim().chars().collect();
         let mut list = self.0.borrow_mut();
-        // Each form kept as it is (a form is registered once) and lowered: matching ignores
-        // ASCII case, and a line is lowered once, not once per form (every log line is
-        // scrubbed, and an issued token is a form of 1–2 KB). Forms that differ only in case
-        // stay two forms: the second is looked for again in the text the first left.
-        for form in forms {
-            if !form.is_empty() && !list.iter().any(|(f, _)| *f == form) {
-                let lower = form.to_ascii_lowercase();
-                list.push((form, lower));
-            }
+        if !secret.is_empty() && !list.contains(&secret) {
+            list.push(secret);
         }
-        list.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+    }
+
+    /// Where any secret occurs in `lower`, outside the spans of `markers`.
+    fn found(&self, lower: &str, markers: &[(usize, usize)]) -> Vec<(usize, usize)> {
+        let list = self.0.borrow();
+        list.iter()
+            .flat_map(|s| spelled(lower, s))
+            .filter(|&r| !inside(markers, r))
+            .collect()
     }
 
     /// `text` with every registered secret replaced by [`REDACTED`] (see the module docs), or
-    /// [`REDACTED`] alone when the markers would complete a form with the text beside them.
-    /// Matching ignores ASCII case: percent-encoding's hex digits may be written either way
-    /// (`%7e`), and an echo may have upper-cased the whole value. A text in which no form
-    /// occurs costs one search per form and comes back as it was.
+    /// [`REDACTED`] alone when the markers would complete an occurrence with the text beside
+    /// them. A text in which no secret occurs comes back as it was.
     pub fn scrub(&self, text: &str) -> String {
-        let list = self.0.borrow();
+        if self.0.borrow().is_empty() {
+            return text.to_string();
+        }
         let lower = text.to_ascii_lowercase();
-        let forms: Vec<&str> = list
-            .iter()
-            .map(|(_, f)| f.as_str())
-            .filter(|f| f.len() <= lower.len() && lower.contains(f))
-            .collect();
-        if forms.is_empty() {
-            return text.to_string();
-        }
         let markers: Vec<(usize, usize)> = occurrences(&lower, REDACTED).collect();
-        // Which bytes a form covers (bytes, not ranges: nothing to sort or merge).
-        let mut covered = vec![false; text.len()];
-        let mut any = false;
-        for f in &forms {
-            for r in occurrences(&lower, f).filter(|&r| !inside(&markers, r)) {
-                covered[r.0..r.1].fill(true);
-                any = true;
-            }
-        }
-        if !any {
+        let found = self.found(&lower, &markers);
+        if found.is_empty() {
             return text.to_string();
+        }
+        // Which bytes an occurrence covers (bytes, not ranges: nothing to sort or merge).
+        let mut covered = vec![false; text.len()];
+        for (a, b) in found {
+            covered[a..b].fill(true);
         }
         // Each run of covered bytes (overlapping or touching occurrences) is one marker; runs
-        // begin and end on character boundaries, as the forms do.
+        // begin and end on character boundaries, as the occurrences do.
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
         while at < text.len() {
@@ -128,15 +207,12 @@ impl Secrets {
             }
             at += run;
         }
-        // What is left between markers held no form; one across a marker's edge (the markers
-        // placed here and those the text held) is a marker's own characters completing it:
-        // the value goes whole.
+        // What is left between markers held no secret; one across a marker's edge (the
+        // markers placed here and those the text held) is a marker's own characters
+        // completing it: the value goes whole.
         let out_lower = out.to_ascii_lowercase();
         let markers: Vec<(usize, usize)> = occurrences(&out_lower, REDACTED).collect();
-        let completed = list
-            .iter()
-            .any(|(_, f)| occurrences(&out_lower, f).any(|r| !inside(&markers, r)));
-        if completed {
+        if !self.found(&out_lower, &markers).is_empty() {
             return REDACTED.to_string();
         }
         out
@@ -225,6 +301,36 @@ mod tests {
         s.add("Kx9~old style-secret");
         let out = s.scrub("provided: Kx9%7Eold+style-secret. Trace ID: 1");
         assert_eq!(out, "provided: [redacted]. Trace ID: 1");
+    }
+
+    #[test]
+    fn a_secret_spelled_by_any_url_or_json_encoder_is_scrubbed() {
+        // A red team's echoes (eighteenth session): encodeURIComponent (keeps `~*'()!`),
+        // Python's quote (keeps `/`), .NET's JSON (`\u002B`), PHP's JSON (`\/`), and mixes.
+        let s = Secrets::default();
+        s.add("Kx9~old*style/secret-2468");
+        s.add("Kx9+old/style=secret-2468");
+        s.add("zq/rt+Token=4711");
+        s.add("pässwörd 😀\"x\\");
+        for echo in [
+            "Kx9~old*style%2Fsecret-2468",
+            "Kx9~old%2Astyle/secret-2468",
+            "Kx9%7eold%2astyle%2fsecret%2d2468",
+            "Kx9\\u002Bold/style=secret-2468",
+            "Kx9+old\\/style=secret-2468",
+            "Kx9%2Bold%2Fstyle%3Dsecret-2468",
+            "zq\\/rt\\u002BToken=4711",
+            "ZQ%2FRT%2BTOKEN%3D4711",
+            "\\u007aq/rt+Token\\u003d4711",
+            "p%C3%A4ssw\\u00f6rd+%F0%9F%98%80\\\"x\\\\",
+            "pässwörd \\ud83d\\ude00%22x%5C",
+        ] {
+            let out = s.scrub(&format!("provided: {echo}. Trace ID: 1"));
+            assert_eq!(out, "provided: [redacted]. Trace ID: 1", "{echo}");
+        }
+        // Not a spelling of it: left as it is.
+        let other = "Kx9~old*style/secret-2469 and %4Bx9";
+        assert_eq!(s.scrub(other), other);
     }
 
     #[test]

@@ -364,6 +364,20 @@ fn the_red_teams_secret_echoes_leave_no_form_of_any_secret() {
                 _ => {}
             }
         }
+        // However an echo spelled it: each string decoded (percent-encoding, `+`, JSON
+        // escapes) holds no secret either (a red team's echoes by other encoders).
+        for t in &strings {
+            for secret in &secrets {
+                let secret = secret.trim().to_ascii_lowercase();
+                for view in [decoded(t, false), decoded(t, true)] {
+                    assert!(
+                        !view.contains(&secret),
+                        "{name}: a spelling of a secret left in {t:?}"
+                    );
+                }
+            }
+        }
+        assert!(report.expect.ok, "{name}: {:?}", report.expect.failures);
         for secret in &secrets {
             for form in secret_forms(secret) {
                 let form = form.to_ascii_lowercase();
@@ -388,6 +402,65 @@ fn the_red_teams_secret_echoes_leave_no_form_of_any_secret() {
     }
 }
 
+/// `t` with percent-escapes (and `+`, when `plus`) and JSON escapes (`\\uXXXX`, surrogate
+/// pairs, the short ones) decoded, naively; undecodable sequences are kept as they are.
+fn decoded(t: &str, plus: bool) -> String {
+    let b = t.as_bytes();
+    let mut bytes = Vec::new();
+    let mut units: Vec<u16> = Vec::new();
+    let flush = |units: &mut Vec<u16>, bytes: &mut Vec<u8>| {
+        bytes.extend(String::from_utf16_lossy(units).into_bytes());
+        units.clear();
+    };
+    let hex = |s: &[u8]| {
+        std::str::from_utf8(s)
+            .ok()
+            .and_then(|s| u32::from_str_radix(s, 16).ok())
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && b.get(i + 1) == Some(&b'u')
+            && i + 6 <= b.len()
+            && let Some(u) = hex(&b[i + 2..i + 6])
+        {
+            units.push(u as u16);
+            i += 6;
+            continue;
+        }
+        flush(&mut units, &mut bytes);
+        let short = match b.get(i + 1) {
+            Some(b'"') => Some(b'"'),
+            Some(b'\\') => Some(b'\\'),
+            Some(b'/') => Some(b'/'),
+            Some(b'n') => Some(b'\n'),
+            Some(b't') => Some(b'\t'),
+            Some(b'r') => Some(b'\r'),
+            _ => None,
+        };
+        if b[i] == b'\\'
+            && let Some(c) = short
+        {
+            bytes.push(c);
+            i += 2;
+        } else if b[i] == b'%'
+            && i + 3 <= b.len()
+            && let Some(v) = hex(&b[i + 1..i + 3])
+        {
+            bytes.push(v as u8);
+            i += 3;
+        } else if plus && b[i] == b'+' {
+            bytes.push(b' ');
+            i += 1;
+        } else {
+            bytes.push(b[i]);
+            i += 1;
+        }
+    }
+    flush(&mut units, &mut bytes);
+    String::from_utf8_lossy(&bytes).to_ascii_lowercase()
+}
+
 /// One-letter secrets and a 100,000-letter title made of them
 /// (fixtures/red-team/marker-growth.json): every letter is a secret, and scrubbing a text
 /// twice must not grow it (each pass once turned every letter of the markers the last one
@@ -402,4 +475,17 @@ fn one_letter_secrets_do_not_grow_a_line_without_bound() {
         assert!(step.ok, "step {} failed: {:?}", step.index, step.error);
     }
     assert_displayable(&report);
+}
+
+/// Every format character and filler in a value reaches the log and the audit trail as a
+/// visible escape: a red team's title `QA` + U+1D173 U+1BCA0 U+13430 U+3164 U+034F + `Lead`
+/// (fixtures/red-team/log-format-characters.json) showed as "QALead" when the escaper's list
+/// was narrower than the address rule's.
+#[test]
+fn format_characters_and_fillers_reach_the_log_escaped() {
+    let r = run(fixture("red-team/log-format-characters.json"));
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    for line in log_text(&r).lines() {
+        assert!(!line.chars().any(must_escape), "raw character in {line:?}");
+    }
 }

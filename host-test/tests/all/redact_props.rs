@@ -1,10 +1,12 @@
 //! Property tests of the secret scrubber (`entra_zenqms::log::redact::Secrets`): whatever the
-//! secrets and the text (any case, secrets inside each other, side by side, repeated, at the
-//! edges, overlapping the redaction marker), the scrubbed text equals what the plain rule gives
-//! (every stretch of text any form covers, ignoring ASCII case and leaving text that is
-//! already a marker alone, becomes one marker; a value in which the markers would complete a
-//! form is withheld whole), holds no form outside a marker, is left as it was when no secret
-//! occurs in it, and does not change when scrubbed again.
+//! secrets and the text (any case, any mix of percent-encoding and JSON escapes, secrets inside
+//! each other, side by side, repeated, at the edges, overlapping the redaction marker), the
+//! scrubbed text equals what the plain rule gives (every stretch of text an occurrence of a
+//! secret covers — each character spelled as it is, percent-encoded or JSON-escaped, ignoring
+//! ASCII case, and not within text that is already a marker — becomes one marker; a value in
+//! which the markers would complete an occurrence is withheld whole), holds no occurrence
+//! outside a marker, is left as it was when no secret occurs in it, and does not change when
+//! scrubbed again.
 
 use entra_zenqms::log::redact::{REDACTED, Secrets};
 use proptest::prelude::*;
@@ -23,18 +25,74 @@ fn within(spans: &[(usize, usize)], (a, b): (usize, usize)) -> bool {
     spans.iter().any(|&(x, y)| x <= a && b <= y)
 }
 
-/// The plain rule, written naively: a byte is covered when an occurrence of a form (not lying
-/// within a marker the text already held) covers it; each run of covered bytes becomes one
-/// marker; then a form found across a marker's edge withholds the whole value.
-fn reference(forms: &[String], text: &str) -> String {
+/// Every way `c` may be spelled, lowered (naively, with `format!`): as it is; each UTF-8 byte
+/// as `%xx`; each UTF-16 unit as `\uxxxx`; a space as `+`; JSON's short escapes — for both
+/// ASCII cases of `c`.
+fn spellings(c: char) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in [c.to_ascii_lowercase(), c.to_ascii_uppercase()] {
+        out.push(v.to_ascii_lowercase().to_string());
+        out.push(v.to_string().bytes().map(|b| format!("%{b:02x}")).collect());
+        out.push(
+            v.encode_utf16(&mut [0; 2])
+                .iter()
+                .map(|u| format!("\\u{u:04x}"))
+                .collect(),
+        );
+    }
+    let short = match c {
+        ' ' => Some("+"),
+        '"' => Some("\\\""),
+        '\\' => Some("\\\\"),
+        '/' => Some("\\/"),
+        '\u{8}' => Some("\\b"),
+        '\u{c}' => Some("\\f"),
+        '\n' => Some("\\n"),
+        '\r' => Some("\\r"),
+        '\t' => Some("\\t"),
+        _ => None,
+    };
+    out.extend(short.map(str::to_string));
+    out
+}
+
+/// Where `secret` ends when spelled from byte `i` of `lower` (every end, naively).
+fn ends(lower: &str, secret: &[char], i: usize) -> Vec<usize> {
+    let Some((c, rest)) = secret.split_first() else {
+        return vec![i];
+    };
+    let mut out = Vec::new();
+    for s in spellings(*c) {
+        if lower[i..].starts_with(&s) {
+            out.extend(ends(lower, rest, i + s.len()));
+        }
+    }
+    out
+}
+
+/// Every occurrence of any secret in `lower`: from each start, to its longest spelling.
+fn occurrences(lower: &str, secrets: &[Vec<char>]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for s in secrets {
+        for i in (0..lower.len()).filter(|&i| lower.is_char_boundary(i)) {
+            if let Some(e) = ends(lower, s, i).into_iter().max() {
+                out.push((i, e));
+            }
+        }
+    }
+    out
+}
+
+/// The plain rule, written naively: a byte is covered when an occurrence (not lying within a
+/// marker the text already held) covers it; each run of covered bytes becomes one marker;
+/// then an occurrence found across a marker's edge withholds the whole value.
+fn reference(secrets: &[Vec<char>], text: &str) -> String {
     let lower = text.to_ascii_lowercase();
     let markers = all_at(&lower, REDACTED);
     let mut covered = vec![false; text.len()];
-    for f in forms {
-        for (a, b) in all_at(&lower, f) {
-            if !within(&markers, (a, b)) {
-                covered[a..b].iter_mut().for_each(|c| *c = true);
-            }
+    for (a, b) in occurrences(&lower, secrets) {
+        if !within(&markers, (a, b)) {
+            covered[a..b].iter_mut().for_each(|c| *c = true);
         }
     }
     if !covered.contains(&true) {
@@ -56,29 +114,41 @@ fn reference(forms: &[String], text: &str) -> String {
     }
     let out_lower = out.to_ascii_lowercase();
     let markers = all_at(&out_lower, REDACTED);
-    if forms.iter().any(|f| {
-        all_at(&out_lower, f)
-            .into_iter()
-            .any(|r| !within(&markers, r))
-    }) {
+    if occurrences(&out_lower, secrets)
+        .into_iter()
+        .any(|r| !within(&markers, r))
+    {
         return REDACTED.to_string();
     }
     out
 }
 
-/// The forms `Secrets::add` registers, without exact repeats (forms that differ in case are
-/// two), longest first (stable), lowered.
-fn forms(secrets: &[String]) -> Vec<String> {
-    let mut list: Vec<String> = Vec::new();
-    for s in secrets {
-        for f in crate::common::secret_forms(s) {
-            if !list.contains(&f) {
-                list.push(f);
+/// The secrets as `Secrets::add` keeps them: trimmed, empty ones left out.
+fn kept(secrets: &[String]) -> Vec<Vec<char>> {
+    secrets
+        .iter()
+        .map(|s| s.trim().chars().collect::<Vec<char>>())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `secret` with each character spelled one of its ways, as `pick` chooses.
+fn spelled(secret: &str, pick: u64) -> String {
+    secret
+        .chars()
+        .enumerate()
+        .map(|(k, c)| {
+            let ways = spellings(c);
+            let i = ((pick >> (k % 61)) as usize + k) % ways.len();
+            // Spelled as the text would hold it (the spellings are lowered: upper-case the
+            // encoded ones now and then, as encoders do).
+            if pick & 1 == 1 {
+                ways[i].to_uppercase()
+            } else {
+                ways[i].clone()
             }
-        }
-        list.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    }
-    list.iter().map(|f| f.to_ascii_lowercase()).collect()
+        })
+        .collect()
 }
 
 fn secret() -> impl Strategy<Value = String> {
@@ -117,6 +187,7 @@ proptest! {
             0..8,
         ),
         upper in any::<bool>(),
+        pick in any::<u64>(),
     ) {
         // Text made of arbitrary pieces and the secrets themselves (some in upper case).
         let mut text = String::new();
@@ -124,7 +195,11 @@ proptest! {
             match p {
                 Some(p) if p.starts_with('#') && !secrets.is_empty() => {
                     let s = &secrets[i % secrets.len()];
-                    text.push_str(&if upper { s.to_uppercase() } else { s.clone() });
+                    text.push_str(&match (upper, i % 3) {
+                        (_, 0) => spelled(s, pick.rotate_left(i as u32)),
+                        (true, _) => s.to_uppercase(),
+                        (false, _) => s.clone(),
+                    });
                 }
                 Some(p) => text.push_str(p),
                 None => text.push(' '),
@@ -135,19 +210,17 @@ proptest! {
             s.add(secret);
         }
         let out = s.scrub(&text);
-        let forms = forms(&secrets);
-        prop_assert_eq!(&out, &reference(&forms, &text));
+        let secrets = kept(&secrets);
+        prop_assert_eq!(&out, &reference(&secrets, &text));
         let lower = text.to_ascii_lowercase();
-        if !forms.iter().any(|f| lower.contains(f.as_str())) {
+        if occurrences(&lower, &secrets).is_empty() {
             prop_assert_eq!(&out, &text);
         }
-        // No form outside a marker, and scrubbing again changes nothing.
+        // No occurrence outside a marker, and scrubbing again changes nothing.
         let out_lower = out.to_ascii_lowercase();
         let markers = all_at(&out_lower, REDACTED);
-        for f in &forms {
-            for r in all_at(&out_lower, f) {
-                prop_assert!(within(&markers, r), "{:?} left in {:?}", f, out);
-            }
+        for r in occurrences(&out_lower, &secrets) {
+            prop_assert!(within(&markers, r), "{:?} left in {:?}", r, out);
         }
         prop_assert_eq!(s.scrub(&out), out.clone());
     }
