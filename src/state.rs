@@ -138,6 +138,13 @@ fn is_zero_u64(n: &u64) -> bool {
 pub struct LifecycleItem {
     pub subscription_id: String,
     pub event: String,
+    /// For a `subscriptionRemoved` whose re-creation failed: the resource to create a
+    /// subscription on again (the removed one has left state). Kept until a later call
+    /// makes it (or finds one there), so that a failed re-creation is not left to the next
+    /// tick's upkeep alone (which `dry_run` skips: a red team's untracked subscription
+    /// outlived a week of dry-run ticks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 fn is_no_page(n: &u32) -> bool {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::clients::graph::{GRAPH_BASE, Graph, error_text};
 use crate::failure::Failure;
 use crate::log::Log;
+use crate::platform::budget;
 use crate::platform::url::encode;
 use crate::platform::{HttpResult, Method, Platform, Request};
 use crate::state::Subscription;
@@ -43,11 +44,25 @@ fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// Most creates sent for one subscription: the first and those that mend it ([`Subscriptions::mend`]).
+const CREATE_TRIES: u32 = 3;
+
+/// Whether an answer with this status may stand for work Graph did (a 5xx but 503, which is
+/// Graph refusing for now: "Service Unavailable", shared/reference/graph/08-errors.md).
+fn answer_lost(status: u16) -> bool {
+    status >= 500 && status != 503
+}
+
+/// Rounds a call must have left to mend a create: a listing, a deletion and a create, and
+/// three for what follows (the other resource's create, the smallest step of the call's own
+/// work: a tick's delta round, say).
+const MEND_ROUNDS: u64 = 6;
+
 /// A create Graph did not answer with a subscription, in a way the caller can mend.
 enum NotMade {
     /// 409: Graph has one of ours on the resource already.
     Conflict,
-    /// No answer, or a 5xx: Graph may have made it.
+    /// No answer, or a 5xx other than 503: Graph may have made it.
     Lost(Failure),
 }
 
@@ -71,35 +86,53 @@ impl<'a> Subscriptions<'a> {
     }
 
     /// Creates a subscription. On 409 replaces the existing one we lost track of; when the
-    /// answer was lost (no answer, or a 5xx: Graph may have made it all the same), deletes
+    /// answer was lost (no answer, or a 5xx other than 503: Graph may have made it), deletes
     /// any subscription of ours on `resource` that Graph made meanwhile and creates it once
     /// more, so that no orphan outlives the call (a red team: a re-creation after
     /// `subscriptionRemoved` that timed out left one, whose notifications were rejected
     /// until the next tick).
     ///
-    /// Errors: Graph refused, or the second try failed too (an orphan may then remain: the
-    /// next create meets it as a 409 and replaces it).
+    /// Errors: Graph refused, or [`CREATE_TRIES`] tries (or the budget) ran out first (an
+    /// orphan may then remain: the next create meets it as a 409 and replaces it).
     pub fn create(&self, resource: &str) -> Result<Subscription, Failure> {
-        match self.try_create(resource)? {
-            Ok(sub) => Ok(sub),
-            Err(not_made) => {
-                if let NotMade::Lost(f) = &not_made {
-                    self.log().warn(
-                        "creating a Graph subscription got no answer: any Graph made is replaced",
-                        &[("resource", resource), ("error", &f.message)],
-                    );
-                }
-                self.delete_stray(resource)?;
-                match self.try_create(resource)? {
-                    Ok(sub) => Ok(sub),
-                    Err(NotMade::Conflict) => Err(Failure::status(
-                        "Microsoft Graph",
-                        409,
-                        "subscription still conflicts",
-                    )),
-                    Err(NotMade::Lost(f)) => Err(f),
-                }
+        let first = self.try_create(resource)?;
+        self.mend(resource, first)
+    }
+
+    /// Mends a create that did not simply make the subscription: deletes ours on `resource`
+    /// that Graph holds (the one it made without answering, or the conflict) and creates it
+    /// again, up to [`CREATE_TRIES`] creates in all while the budget has [`MEND_ROUNDS`] for a
+    /// try. A listing that fails counts as a try.
+    fn mend(
+        &self,
+        resource: &str,
+        mut made: Result<Subscription, NotMade>,
+    ) -> Result<Subscription, Failure> {
+        let mut tries = 1;
+        loop {
+            let not_made = match made {
+                Ok(sub) => return Ok(sub),
+                Err(not_made) => not_made,
+            };
+            if tries >= CREATE_TRIES || !budget::fits(self.platform, MEND_ROUNDS) {
+                return Err(match not_made {
+                    NotMade::Conflict => {
+                        Failure::status("Microsoft Graph", 409, "subscription still conflicts")
+                    }
+                    NotMade::Lost(f) => f,
+                });
             }
+            if let NotMade::Lost(f) = &not_made {
+                self.log().warn(
+                    "creating a Graph subscription got no answer: any Graph made is replaced",
+                    &[("resource", resource), ("error", &f.message)],
+                );
+            }
+            tries += 1;
+            made = match self.delete_stray(resource) {
+                Ok(()) => self.try_create(resource)?,
+                Err(f) => Err(NotMade::Lost(f)),
+            };
         }
     }
 
@@ -131,8 +164,8 @@ impl<'a> Subscriptions<'a> {
         for ((resource, state, expires), resp) in sent.into_iter().zip(self.graph.send_all(reqs)) {
             let sub = match self.created(resource, resp, state, expires) {
                 Ok(Ok(sub)) => Ok(sub),
-                // A conflict, or an answer lost: mended as one create would.
-                Ok(Err(_)) => self.create(resource),
+                // A conflict, or an answer lost: mended as one create is.
+                Ok(Err(not_made)) => self.mend(resource, Err(not_made)),
                 Err(f) => Err(f),
             };
             match sub {
@@ -170,7 +203,7 @@ impl<'a> Subscriptions<'a> {
 
     /// Reads the answer to a [`Subscriptions::create_request`]: `Ok(Err(_))` for a
     /// subscription Graph already has on `resource` (409), or for an answer lost (none, or a
-    /// 5xx), which the caller mends.
+    /// 5xx other than 503), which the caller mends.
     fn created(
         &self,
         resource: &str,
@@ -192,7 +225,7 @@ impl<'a> Subscriptions<'a> {
                 f.message
                     .push_str(" (Graph validates the webhook URL: is the instance reachable?)");
             }
-            if resp.status >= 500 {
+            if answer_lost(resp.status) {
                 return Ok(Err(NotMade::Lost(f)));
             }
             return Err(f);
@@ -200,9 +233,10 @@ impl<'a> Subscriptions<'a> {
         let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         let id = v["id"].as_str().unwrap_or_default().to_string();
         if id.is_empty() {
-            return Err(Failure::transient(
+            // Made, but not one this instance can renew or remove: mended as a lost answer.
+            return Ok(Err(NotMade::Lost(Failure::transient(
                 "Graph created a subscription without an id",
-            ));
+            ))));
         }
         let expires_at = answered_expiry(&resp.body).unwrap_or(expires);
         self.log().info(
@@ -252,16 +286,14 @@ impl<'a> Subscriptions<'a> {
             &url,
             Some(json!({ "expirationDateTime": iso(expires) })),
         )?;
-        let resp = self
-            .graph
-            .send(req)
-            .map_err(|e| Failure::http("Microsoft Graph", &e))?;
+        let resp = match self.graph.send(req) {
+            Ok(resp) if !answer_lost(resp.status) => resp,
+            // Graph may have renewed it without answering: what it keeps is read back, so the
+            // stored expiry is Graph's (a red team: the earlier one stayed in state).
+            lost => return self.read_back(sub, lost),
+        };
         if resp.status == 404 {
-            self.log().warn(
-                "Graph subscription is gone; creating a new one",
-                &[("resource", &sub.resource), ("subscription_id", &sub.id)],
-            );
-            return self.create(&sub.resource);
+            return self.renew_gone(sub);
         }
         if !resp.is_success() {
             let mut f = Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body));
@@ -287,6 +319,43 @@ impl<'a> Subscriptions<'a> {
             expires_at,
             ..sub.clone()
         })
+    }
+
+    /// A subscription Graph no longer has (404 to its renewal): created anew.
+    fn renew_gone(&self, sub: &Subscription) -> Result<Subscription, Failure> {
+        self.log().warn(
+            "Graph subscription is gone; creating a new one",
+            &[("resource", &sub.resource), ("subscription_id", &sub.id)],
+        );
+        self.create(&sub.resource)
+    }
+
+    /// After a renewal whose answer was lost (`lost`: no answer, or a 5xx other than 503): the subscription as
+    /// Graph keeps it (`GET /subscriptions/{id}`), renewed or not; gone (404): created anew.
+    ///
+    /// Errors: the read failed too (the renewal's own failure is returned).
+    fn read_back(&self, sub: &Subscription, lost: HttpResult) -> Result<Subscription, Failure> {
+        let failure = match &lost {
+            Ok(resp) => Failure::status("Microsoft Graph", resp.status, &error_text(&resp.body)),
+            Err(e) => Failure::http("Microsoft Graph", e),
+        };
+        let url = format!("{GRAPH_BASE}/subscriptions/{}", encode(&sub.id));
+        let Ok(resp) = self
+            .graph
+            .send(self.graph.request(Method::Get, &url, None)?)
+        else {
+            return Err(failure);
+        };
+        if resp.status == 404 {
+            return self.renew_gone(sub);
+        }
+        match answered_expiry(&resp.body) {
+            Some(expires_at) if resp.is_success() => Ok(Subscription {
+                expires_at,
+                ..sub.clone()
+            }),
+            _ => Err(failure),
+        }
     }
 
     /// Deletes a subscription; 404 counts as done.
@@ -335,6 +404,9 @@ impl<'a> Subscriptions<'a> {
                 return Err(f);
             }
         }
+        // Each resource on its own: a failure on the first does not leave the second undone
+        // (a red team: a lost create on `users` returned before `groups` was tried).
+        let mut failure = None;
         for resource in RESOURCES {
             if fresh_ones.iter().any(|r| r == resource) {
                 continue;
@@ -342,17 +414,20 @@ impl<'a> Subscriptions<'a> {
             let pos = subs.iter().position(|s| s.resource == resource);
             let fresh = match pos.map(|i| &subs[i]) {
                 // Missing, or expired (Graph has removed it: a PATCH would 404).
-                None => self.create(resource)?,
-                Some(s) if s.expires_at <= now => self.create(resource)?,
-                Some(s) if s.expires_at - now <= renew_within => self.renew(s)?,
+                None => self.create(resource),
+                Some(s) if s.expires_at <= now => self.create(resource),
+                Some(s) if s.expires_at - now <= renew_within => self.renew(s),
                 Some(_) => continue,
             };
-            match pos {
-                Some(i) => subs[i] = fresh,
-                None => subs.push(fresh),
+            match (fresh, pos) {
+                (Ok(fresh), Some(i)) => subs[i] = fresh,
+                (Ok(fresh), None) => subs.push(fresh),
+                (Err(f), _) => {
+                    failure.get_or_insert(f);
+                }
             }
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     /// Deletes every subscription of this instance: those in state and any other on Graph that

@@ -147,6 +147,7 @@ mod tests {
             lifecycle: vec![LifecycleItem {
                 subscription_id: "s1".into(),
                 event: "missed".into(),
+                resource: None,
             }],
             notifications: vec!["n1".into()],
             more_notifications: 2,

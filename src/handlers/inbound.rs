@@ -140,6 +140,7 @@ pub(super) fn on_webhook(
                 let l = LifecycleItem {
                     subscription_id: n.subscription_id.clone(),
                     event,
+                    resource: None,
                 };
                 if !item.lifecycle.contains(&l) {
                     item.lifecycle.push(l);

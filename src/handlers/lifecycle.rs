@@ -7,8 +7,8 @@ use crate::clients::graph::Graph;
 use crate::clients::subscriptions::Subscriptions;
 use crate::failure::Failure;
 use crate::log::Log;
-use crate::platform::Platform;
-use crate::state::State;
+use crate::platform::{Platform, budget};
+use crate::state::{LifecycleItem, State};
 
 /// Acts on every queued lifecycle event, in arrival order. An event stays queued until it is
 /// done, so a failure (Graph down) repeats only what did not happen; the events after a failed
@@ -18,7 +18,8 @@ use crate::state::State;
 /// A `subscriptionRemoved` drops the subscription from state and queues a delta round, then
 /// creates it anew: Graph delivers nothing between the removal and the re-creation, so the app
 /// must resync ("create a new subscription, then resync (delta query)": shared/reference/graph/
-/// 02-lifecycle.md); a failed re-creation is left to the next tick's upkeep. A `missed` queues
+/// 02-lifecycle.md); a failed re-creation stays queued with its resource, and a later call
+/// (after the wait below), or the tick's upkeep, makes it. A `missed` queues
 /// one whatever became of its subscription since (replaced by a re-creation in the same batch,
 /// say): the notifications were missed all the same.
 ///
@@ -45,8 +46,8 @@ pub(super) fn apply(
     let mut kept = Vec::new();
     for item in std::mem::take(&mut state.queue.lifecycle) {
         let (sub_id, event) = (item.subscription_id.as_str(), item.event.as_str());
-        // (Only a renewal waits: a removal is dropped from state and caught up at once, its
-        // re-creation left to the tick's upkeep; a `missed` needs no request.)
+        // (Only a renewal waits here: a removal is dropped from state and caught up at once,
+        // its re-creation kept for a later call; a `missed` needs no request.)
         if backing_off && event == "reauthorizationRequired" {
             kept.push(item);
             continue;
@@ -83,23 +84,43 @@ pub(super) fn apply(
                     },
                     &[("resource", &resource)],
                 );
-                // While Graph refused a request a few minutes ago, the tick's upkeep creates
-                // what is missing.
-                let created = if backing_off {
+                // While Graph refused a request a few minutes ago, or when the call has no
+                // rounds left for it, a later call creates it.
+                let created = if backing_off || !budget::fits(p, 2) {
                     Ok(None)
                 } else {
                     subs.create(&resource).map(Some)
                 };
                 match created {
-                    Ok(None) => Ok(()),
                     Ok(Some(fresh)) => {
                         state.subscriptions.insert(pos, fresh);
                         Ok(())
                     }
-                    Err(f) => {
-                        first_failure.get_or_insert(f);
-                        Ok(()) // not kept: the next tick creates what is missing
+                    // Kept with its resource: a later call creates it (see below).
+                    other => {
+                        if let Err(f) = other {
+                            first_failure.get_or_insert(f);
+                        }
+                        kept.push(LifecycleItem {
+                            resource: Some(resource),
+                            ..item.clone()
+                        });
+                        Ok(())
                     }
+                }
+            }
+            // A removal whose re-creation failed (or waited): made now, unless a subscription
+            // on the resource is there already (the tick's upkeep made it).
+            ("subscriptionRemoved", None) if item.resource.is_some() => {
+                let resource = item.resource.clone().unwrap_or_default();
+                if state.subscriptions.iter().any(|s| s.resource == resource) {
+                    Ok(())
+                } else if backing_off || !budget::fits(p, 2) {
+                    kept.push(item.clone());
+                    Ok(())
+                } else {
+                    subs.create(&resource)
+                        .map(|fresh| state.subscriptions.push(fresh))
                 }
             }
             ("missed", _) => {
