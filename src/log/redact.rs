@@ -3,14 +3,19 @@
 //! replaced by [`REDACTED`] in every log line, failure message and summary.
 //!
 //! A secret is found however an echo spells it, character by character: each character as it
-//! is, percent-encoded (each UTF-8 byte as `%XX`, hex digits in either case; a space also as
-//! `+`), or JSON-escaped (`\uXXXX` in either case, a surrogate pair beyond the BMP, and the
-//! short escapes `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`), in any mix — so every
-//! URL and form encoder (which differ in which characters they leave as they are: `~`, `*`,
-//! `/`, `!`, `'`, `(`, `)`) and every JSON encoder (`\u002B` for `+`, `\/` for `/`) is covered
-//! at once. (Before, eight fixed spellings were registered, and a red team found echoes by
-//! JavaScript's `encodeURIComponent`, Python's `quote`, .NET's and PHP's JSON encoders passing
-//! through.) ASCII case is ignored throughout (an echo may have upper-cased the value).
+//! is, percent-encoded (each UTF-8 byte as `%XX`, hex digits in either case, the `%` itself
+//! as it is, encoded again as `%25` or JSON-escaped; a space also as `+`), JSON-escaped
+//! (`\uXXXX` in either case, a surrogate pair beyond the BMP, and the short escapes `\"`,
+//! `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`, the backslash as it is or escaped again), or
+//! as an HTML character reference (`&#x2B;`, `&#43;`, `&quot;`), in any mix — so every URL and
+//! form encoder (which differ in which characters they leave as they are: `~`, `*`, `/`, `!`,
+//! `'`, `(`, `)`), every JSON encoder (`\u002B` for `+`, `\/` for `/`), an encoding encoded
+//! twice and an HTML-encoding gateway are covered at once. (Before, eight fixed spellings were
+//! registered, and red teams found echoes by JavaScript's `encodeURIComponent`, Python's
+//! `quote`, .NET's and PHP's JSON encoders, a double percent-encoding and ASP.NET's HTML
+//! encoder passing through.) ASCII case is ignored throughout (an echo may have upper-cased
+//! the value). A prefix of a secret counts too, from half of it and 12 characters on (an
+//! upstream that cuts an echo short: `Bearer zqT0k3n+Ab/Cd=EfGh1234...`).
 //! Every occurrence is found in the text as given, and each stretch of text they cover,
 //! overlapping or touching, becomes one [`REDACTED`]: a secret inside another, or two side by
 //! side, go whole. Text that was already a marker is never searched again (scrubbing twice
@@ -45,20 +50,45 @@ fn inside(spans: &[(usize, usize)], (start, end): (usize, usize)) -> bool {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Whether `t` (lowered) starts with `%` and the two lowercase hex digits of `b`.
-fn percent_at(t: &[u8], b: u8) -> bool {
-    t.len() >= 3
-        && t[0] == b'%'
-        && t[1] == HEX[usize::from(b >> 4)]
-        && t[2] == HEX[usize::from(b & 15)]
+/// Whether `t` begins with the two lowercase hex digits of `b`.
+fn hex2_at(t: &[u8], b: u8) -> bool {
+    t.len() >= 2 && t[0] == HEX[usize::from(b >> 4)] && t[1] == HEX[usize::from(b & 15)]
 }
 
-/// Whether `t` (lowered) starts with `\u` and the four lowercase hex digits of `unit`.
-fn json_unit_at(t: &[u8], unit: u16) -> bool {
-    t.len() >= 6
-        && t[0] == b'\\'
-        && t[1] == b'u'
-        && (0..4).all(|k| t[2 + k] == HEX[usize::from((unit >> (12 - 4 * k)) & 15)])
+/// Whether `t` begins with the four lowercase hex digits of `unit`.
+fn hex4_at(t: &[u8], unit: u16) -> bool {
+    t.len() >= 4 && (0..4).all(|k| t[k] == HEX[usize::from((unit >> (12 - 4 * k)) & 15)])
+}
+
+/// The lengths of the ways `t` (lowered) begins with a percent sign: as it is, itself
+/// percent-encoded (`%25`: an encoding encoded again), or JSON-escaped (`\u0025`).
+fn percent_signs(t: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    [(b"%" as &[u8], 1), (b"%25", 3), (b"\\u0025", 6)]
+        .into_iter()
+        .filter(move |(intro, _)| t.starts_with(intro))
+        .map(|(_, n)| n)
+}
+
+/// The lengths of the ways `t` (lowered) begins with a JSON escape's backslash: as it is, or
+/// escaped again (`\\`: a JSON text quoted inside another).
+fn backslashes(t: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    [(b"\\\\" as &[u8], 2), (b"\\", 1)]
+        .into_iter()
+        .filter(move |(intro, _)| t.starts_with(intro))
+        .map(|(_, n)| n)
+}
+
+/// Ends (offsets into `t`) of `bytes` percent-encoded one by one from the start of `t`.
+fn percent_bytes(t: &[u8], bytes: &[u8], from: usize, push: &mut dyn FnMut(usize)) {
+    let Some((&b, rest)) = bytes.split_first() else {
+        push(from);
+        return;
+    };
+    for n in percent_signs(&t[from..]) {
+        if hex2_at(&t[from + n..], b) {
+            percent_bytes(t, rest, from + n + 2, push);
+        }
+    }
 }
 
 /// The JSON short escape of `c`, if it has one.
@@ -76,14 +106,51 @@ fn json_short(c: char) -> Option<u8> {
     })
 }
 
-/// Pushes onto `ends` the end of every spelling of `c` (either ASCII case) that `t` (lowered)
-/// starts with, as an offset from `at`.
-fn spellings_at(c: char, t: &[u8], at: usize, ends: &mut Vec<usize>) {
-    let mut push = |n: usize| {
-        if !ends.contains(&(at + n)) {
-            ends.push(at + n);
-        }
+/// HTML's named references encoders write for ASCII (HTML-escaping writes these five; others
+/// use the numeric forms).
+const HTML_NAMED: [(char, &str); 5] = [
+    ('&', "amp"),
+    ('<', "lt"),
+    ('>', "gt"),
+    ('"', "quot"),
+    ('\'', "apos"),
+];
+
+/// End (offset into `t`, lowered) of an HTML character reference to `c` at its start:
+/// `&#xHH;` or `&#DD;` (leading zeros allowed), or a named one.
+fn html_at(t: &[u8], c: char) -> Option<usize> {
+    let rest = t.strip_prefix(b"&")?;
+    let semi = rest.iter().take(12).position(|&b| b == b';')?;
+    let body = &rest[..semi];
+    // Digits read by hand, at most 8 (a code point has at most 7): `from_str_radix` and
+    // `parse` grew the component by kilobytes.
+    let number = |digits: &[u8], radix: u32| -> Option<u32> {
+        (!digits.is_empty() && digits.len() <= 8).then_some(())?;
+        digits.iter().try_fold(0u32, |n, &d| {
+            Some(n * radix + char::from(d).to_digit(radix)?)
+        })
     };
+    let value = if let Some(hex) = body.strip_prefix(b"#x") {
+        number(hex, 16)?
+    } else if let Some(dec) = body.strip_prefix(b"#") {
+        number(dec, 10)?
+    } else {
+        let name = std::str::from_utf8(body).ok()?;
+        HTML_NAMED
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(ch, _)| u32::from(*ch))?
+    };
+    [c.to_ascii_lowercase(), c.to_ascii_uppercase()]
+        .contains(&char::from_u32(value)?)
+        .then_some(semi + 2)
+}
+
+/// Calls `push` with the end of every spelling of `c` (either ASCII case) that `t` (lowered)
+/// starts with: as it is; each UTF-8 byte percent-encoded (the `%` itself as it is, encoded
+/// again, or JSON-escaped); a space as `+`; each UTF-16 unit as `\uXXXX` or JSON's short
+/// escape (the backslash as it is or escaped again); an HTML character reference.
+fn spellings_at(c: char, t: &[u8], push: &mut dyn FnMut(usize)) {
     let lower = c.to_ascii_lowercase();
     let mut buf = [0u8; 4];
     let literal = lower.encode_utf8(&mut buf).as_bytes();
@@ -93,61 +160,107 @@ fn spellings_at(c: char, t: &[u8], at: usize, ends: &mut Vec<usize>) {
     if c == ' ' && t.first() == Some(&b'+') {
         push(1);
     }
-    if let Some(e) = json_short(c)
-        && t.len() >= 2
-        && t[0] == b'\\'
-        && t[1] == e
-    {
-        push(2);
+    if let Some(e) = json_short(c) {
+        for n in backslashes(t) {
+            if t.get(n) == Some(&e) {
+                push(n + 1);
+            }
+        }
+    }
+    if let Some(n) = html_at(t, c) {
+        push(n);
     }
     let cases = [lower, c.to_ascii_uppercase()];
     for (i, v) in cases.iter().enumerate() {
         if i == 1 && cases[1] == cases[0] {
             break;
         }
-        let bytes = v.encode_utf8(&mut buf).as_bytes();
-        if (0..bytes.len()).all(|k| percent_at(t.get(3 * k..).unwrap_or_default(), bytes[k])) {
-            push(3 * bytes.len());
-        }
+        percent_bytes(t, v.encode_utf8(&mut buf).as_bytes(), 0, push);
         let mut units = [0u16; 2];
-        let units = v.encode_utf16(&mut units);
-        if (0..units.len()).all(|k| json_unit_at(t.get(6 * k..).unwrap_or_default(), units[k])) {
-            push(6 * units.len());
+        json_units(t, v.encode_utf16(&mut units), 0, push);
+    }
+}
+
+/// Ends of `units` written as `\uXXXX` escapes one after another from `from`.
+fn json_units(t: &[u8], units: &[u16], from: usize, push: &mut dyn FnMut(usize)) {
+    let Some((&u, rest)) = units.split_first() else {
+        push(from);
+        return;
+    };
+    for n in backslashes(&t[from..]) {
+        let at = from + n;
+        if t.get(at) == Some(&b'u') && hex4_at(&t[at + 1..], u) {
+            json_units(t, rest, at + 5, push);
         }
     }
 }
 
+/// Most candidate ends one start may follow at once. Past it (a secret of backslashes
+/// against a text of backslashes: each `\` is itself or half of `\\`), the rest of the text
+/// from that start is taken as an occurrence: withheld rather than searched at a cost that
+/// grows with the cube of the secret (a red team: 21 s for one line).
+const MAX_CANDIDATES: usize = 128;
+
+/// The shortest prefix of a secret that counts as an occurrence of it: half of it, and at
+/// least 12 characters. An echo an upstream cut short (`Bearer zqT0k3n+Ab/Cd=EfGh1234...`,
+/// 22 characters of 30) gives away most of the secret.
+fn prefix_min(len: usize) -> usize {
+    len.div_ceil(2).max(12).min(len)
+}
+
 /// Byte ranges where `secret` occurs in `lower` (the text, ASCII-lowered), spelled in any mix
-/// of the ways the module docs list; overlapping occurrences too, each from its start to its
-/// longest spelling.
+/// of the ways the module docs list, whole or as a prefix of at least [`prefix_min`]
+/// characters; overlapping occurrences too, each from its start to its longest spelling.
 fn spelled<'a>(lower: &'a str, secret: &'a [char]) -> impl Iterator<Item = (usize, usize)> + 'a {
     let t = lower.as_bytes();
-    let mut ends = Vec::new();
-    let mut next = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
+    let mut next: Vec<usize> = Vec::new();
+    // Positions already in `next` (cleared after each character): a candidate is added once,
+    // in constant time (a sort would grow the component by kilobytes).
+    let mut marked = vec![false; t.len() + 1];
+    let min = prefix_min(secret.len());
+    let mut rest_taken = false;
     // Every spelling of the first character begins with one of these bytes: most of a text
     // is passed over with a byte compare (every log line is scrubbed).
-    let first = secret.first().map_or([0u8; 4], |c| {
+    let first = secret.first().map_or([0u8; 5], |c| {
         let mut buf = [0u8; 4];
         let lead = c.to_ascii_lowercase().encode_utf8(&mut buf).as_bytes()[0];
-        [lead, b'%', b'\\', if *c == ' ' { b'+' } else { b'%' }]
+        [lead, b'%', b'\\', b'&', if *c == ' ' { b'+' } else { b'&' }]
     });
     (0..t.len())
         .filter(move |&i| first.contains(&t[i]) && lower.is_char_boundary(i))
-        .filter_map(move |i| {
+        .map_while(move |i| {
+            if rest_taken {
+                return None;
+            }
             ends.clear();
             ends.push(i);
-            for &c in secret {
+            for (k, &c) in secret.iter().enumerate() {
                 next.clear();
                 for &at in &ends {
-                    spellings_at(c, &t[at..], at, &mut next);
+                    spellings_at(c, &t[at..], &mut |n| {
+                        if !marked[at + n] {
+                            marked[at + n] = true;
+                            next.push(at + n);
+                        }
+                    });
+                }
+                for &p in &next {
+                    marked[p] = false;
                 }
                 if next.is_empty() {
-                    return None;
+                    // A prefix long enough counts (an echo cut short).
+                    return Some((k >= min).then(|| (i, ends.iter().max().copied().unwrap_or(i))));
+                }
+                if next.len() > MAX_CANDIDATES {
+                    rest_taken = true;
+                    return Some(Some((i, t.len())));
                 }
                 std::mem::swap(&mut ends, &mut next);
             }
-            ends.iter().max().map(|&e| (i, e))
+            Some(ends.iter().max().map(|&e| (i, e)))
         })
+        .flatten()
 }
 
 /// The secrets of one call, each as its characters.
@@ -328,9 +441,40 @@ mod tests {
             let out = s.scrub(&format!("provided: {echo}. Trace ID: 1"));
             assert_eq!(out, "provided: [redacted]. Trace ID: 1", "{echo}");
         }
+        // Spelled twice over, or as HTML, or cut short by the upstream (red teams).
+        for echo in [
+            "Kx9%252Bold%252Fstyle%253Dsecret-2468",
+            "Kx9\\u00252Bold/style=secret-2468",
+            "zq&#x2F;rt&#43;Token&#61;4711",
+            "zq\\\\/rt\\\\u002bToken=4711",
+            "Kx9+old/style=secr...",
+        ] {
+            let out = s.scrub(&format!("provided: {echo}. Trace ID: 1"));
+            assert!(
+                !out.contains("secret") && !out.contains("Token"),
+                "{echo}: {out}"
+            );
+            assert!(out.starts_with("provided: [redacted]"), "{echo}: {out}");
+        }
         // Not a spelling of it: left as it is.
-        let other = "Kx9~old*style/secret-2469 and %4Bx9";
+        let other = "Kx8~old*style/secret-2468 and %4Bx9";
         assert_eq!(s.scrub(other), other);
+    }
+
+    #[test]
+    fn a_short_prefix_is_not_a_secret_and_a_pathological_secret_costs_little() {
+        let s = Secrets::default();
+        s.add("zqT0k3n+Ab/Cd=EfGh1234IjKl5678");
+        // 11 characters of 30: below both bounds; 14: below half.
+        assert_eq!(s.scrub("id zqT0k3n+Ab/ x"), "id zqT0k3n+Ab/ x");
+        assert_eq!(s.scrub("id zqT0k3n+Ab/Cd= x"), "id zqT0k3n+Ab/Cd= x");
+        assert_eq!(s.scrub("id zqT0k3n+Ab/Cd=EfG x"), "id [redacted] x");
+        // A secret of backslashes against a text of them: each `\` is itself or half of
+        // `\\`; the candidates are bounded and the rest of the text is withheld.
+        let b = Secrets::default();
+        b.add(&"\\".repeat(300));
+        let text = format!("title {}", "\\".repeat(5_000));
+        assert_eq!(b.scrub(&text), "title [redacted]");
     }
 
     #[test]

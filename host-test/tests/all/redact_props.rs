@@ -26,56 +26,121 @@ fn within(spans: &[(usize, usize)], (a, b): (usize, usize)) -> bool {
 }
 
 /// Every way `c` may be spelled, lowered (naively, with `format!`): as it is; each UTF-8 byte
-/// as `%xx`; each UTF-16 unit as `\uxxxx`; a space as `+`; JSON's short escapes — for both
-/// ASCII cases of `c`.
+/// as `%xx` (the `%` as it is, as `%25` or as `\u0025`); each UTF-16 unit as `\uxxxx`
+/// (the backslash as it is or as `\\`); a space as `+`; JSON's short escapes (the same two
+/// backslashes); HTML's `&#xhh;`, `&#dd;` and named references — for both ASCII cases of `c`.
 fn spellings(c: char) -> Vec<String> {
+    fn product(parts: Vec<Vec<String>>) -> Vec<String> {
+        parts.into_iter().fold(vec![String::new()], |acc, ways| {
+            acc.iter()
+                .flat_map(|a| ways.iter().map(move |w| format!("{a}{w}")))
+                .collect()
+        })
+    }
     let mut out = Vec::new();
     for v in [c.to_ascii_lowercase(), c.to_ascii_uppercase()] {
         out.push(v.to_ascii_lowercase().to_string());
-        out.push(v.to_string().bytes().map(|b| format!("%{b:02x}")).collect());
-        out.push(
+        out.extend(product(
+            v.to_string()
+                .bytes()
+                .map(|b| {
+                    ["%", "%25", "\\u0025"]
+                        .iter()
+                        .map(|p| format!("{p}{b:02x}"))
+                        .collect()
+                })
+                .collect(),
+        ));
+        out.extend(product(
             v.encode_utf16(&mut [0; 2])
                 .iter()
-                .map(|u| format!("\\u{u:04x}"))
+                .map(|u| vec![format!("\\u{u:04x}"), format!("\\\\u{u:04x}")])
                 .collect(),
-        );
+        ));
+        out.push(format!("&#x{:x};", u32::from(v)));
+        out.push(format!("&#{};", u32::from(v)));
     }
     let short = match c {
-        ' ' => Some("+"),
-        '"' => Some("\\\""),
-        '\\' => Some("\\\\"),
-        '/' => Some("\\/"),
-        '\u{8}' => Some("\\b"),
-        '\u{c}' => Some("\\f"),
-        '\n' => Some("\\n"),
-        '\r' => Some("\\r"),
-        '\t' => Some("\\t"),
+        '"' => Some('"'),
+        '\\' => Some('\\'),
+        '/' => Some('/'),
+        '\u{8}' => Some('b'),
+        '\u{c}' => Some('f'),
+        '\n' => Some('n'),
+        '\r' => Some('r'),
+        '\t' => Some('t'),
         _ => None,
     };
-    out.extend(short.map(str::to_string));
+    if let Some(e) = short {
+        out.push(format!("\\{e}"));
+        out.push(format!("\\\\{e}"));
+    }
+    if c == ' ' {
+        out.push("+".into());
+    }
+    let named = [
+        ('&', "amp"),
+        ('<', "lt"),
+        ('>', "gt"),
+        ('"', "quot"),
+        ('\'', "apos"),
+    ];
+    out.extend(
+        named
+            .iter()
+            .filter(|(ch, _)| *ch == c)
+            .map(|(_, n)| format!("&{n};")),
+    );
     out
 }
 
-/// Where `secret` ends when spelled from byte `i` of `lower` (every end, naively).
-fn ends(lower: &str, secret: &[char], i: usize) -> Vec<usize> {
-    let Some((c, rest)) = secret.split_first() else {
-        return vec![i];
+/// The longest prefix of `secret` (its spellings per character, `ways`) spelled from byte `i`
+/// of `lower`, naively (every path, remembered by position in `seen`): how many characters,
+/// and the furthest end of them.
+fn longest(
+    lower: &str,
+    ways: &[Vec<String>],
+    i: usize,
+    seen: &mut std::collections::HashMap<(usize, usize), (usize, usize)>,
+) -> (usize, usize) {
+    let Some((first, rest)) = ways.split_first() else {
+        return (0, i);
     };
-    let mut out = Vec::new();
-    for s in spellings(*c) {
-        if lower[i..].starts_with(&s) {
-            out.extend(ends(lower, rest, i + s.len()));
+    if let Some(&known) = seen.get(&(i, rest.len())) {
+        return known;
+    }
+    let mut best = (0, i);
+    for w in first {
+        if lower[i..].starts_with(w.as_str()) {
+            let (k, e) = longest(lower, rest, i + w.len(), seen);
+            best = best.max((k + 1, e));
         }
     }
-    out
+    seen.insert((i, rest.len()), best);
+    best
 }
 
-/// Every occurrence of any secret in `lower`: from each start, to its longest spelling.
+/// The shortest prefix of a secret that counts: half of it, at least 12 characters.
+fn prefix_min(len: usize) -> usize {
+    len.div_ceil(2).max(12).min(len)
+}
+
+/// Every occurrence of any secret in `lower`: from each start, the longest prefix of at least
+/// `prefix_min` characters (the whole secret included) spelled there, to its longest spelling.
 fn occurrences(lower: &str, secrets: &[Vec<char>]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     for s in secrets {
-        for i in (0..lower.len()).filter(|&i| lower.is_char_boundary(i)) {
-            if let Some(e) = ends(lower, s, i).into_iter().max() {
+        let ways: Vec<Vec<String>> = s.iter().map(|c| spellings(*c)).collect();
+        // (Only to be quick: no spelling of the first character starts with another byte.)
+        let mut firsts = [false; 256];
+        for w in &ways[0] {
+            firsts[usize::from(w.as_bytes()[0])] = true;
+        }
+        for i in (0..lower.len())
+            .filter(|&i| firsts[usize::from(lower.as_bytes()[i])] && lower.is_char_boundary(i))
+        {
+            let (k, e) = longest(lower, &ways, i, &mut Default::default());
+            if k >= prefix_min(s.len()) {
                 out.push((i, e));
             }
         }
@@ -154,6 +219,8 @@ fn spelled(secret: &str, pick: u64) -> String {
 fn secret() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-zA-Z0-9~/+ ._-]{1,12}",
+        // Long enough for a prefix to count (an echo cut short).
+        "[a-zA-Z0-9+/=%&;\\\\]{13,24}",
         "[aA][bB][cC]",
         "\"[a-z]{1,4}\\\\[a-z]{0,3}",
         any::<String>().prop_map(|s| s.chars().take(8).collect()),
@@ -197,6 +264,8 @@ proptest! {
                     let s = &secrets[i % secrets.len()];
                     text.push_str(&match (upper, i % 3) {
                         (_, 0) => spelled(s, pick.rotate_left(i as u32)),
+                        // Cut short, as an upstream may echo it.
+                        (true, 1) => s.chars().take(s.chars().count() * 2 / 3 + 1).collect(),
                         (true, _) => s.to_uppercase(),
                         (false, _) => s.clone(),
                     });
@@ -211,11 +280,8 @@ proptest! {
         }
         let out = s.scrub(&text);
         let secrets = kept(&secrets);
+        // (The reference gives the text back when nothing occurs in it.)
         prop_assert_eq!(&out, &reference(&secrets, &text));
-        let lower = text.to_ascii_lowercase();
-        if occurrences(&lower, &secrets).is_empty() {
-            prop_assert_eq!(&out, &text);
-        }
         // No occurrence outside a marker, and scrubbing again changes nothing.
         let out_lower = out.to_ascii_lowercase();
         let markers = all_at(&out_lower, REDACTED);
