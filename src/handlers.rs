@@ -271,8 +271,8 @@ fn start_full_sync(
             issued_at: now,
         });
     }
-    // A full sync covers whatever notifications had queued.
-    state.queue = Queue::default();
+    // A full sync covers whatever notifications had queued (not its lifecycle events).
+    state.queue.replaced_by_full_sync();
     let mut sync = new_full_sync(p, why, allow_mass);
     // The runs that stand for notifications (see `FullSync::window`); a follow-up inherits
     // its run's.
@@ -300,7 +300,7 @@ fn overflow(
     match &mut state.full_sync {
         Some(sync) if !sync.dry_run() => {
             sync.again = true;
-            state.queue = Queue::default();
+            state.queue.replaced_by_full_sync();
         }
         _ => {
             // A dry run under way cannot stand for the full sync the queue is owed (a red
@@ -428,11 +428,12 @@ fn run_full_sync(
     let result = engine.run(sync);
     if sync.window && !sync.dry_run() {
         // The deactivations its guard approved count from the approval on (those the run
-        // then finds enabled again stay counted: the safe side), whether or not the call
-        // ended in a failure, in the hour the call ends.
+        // then finds enabled again stay counted: the safe side), and again when a later call
+        // sends them, whether or not the call ended in a failure, in the hour the call ends
+        // (see `Engine::window_count`).
         guard::record(
             &mut state.recent_deactivations,
-            engine.window_approved,
+            engine.window_count(),
             p.now(),
         );
     }
@@ -486,11 +487,12 @@ fn run_full_sync(
         totals: sync.totals,
     });
     if sync.again {
-        // The queue overflowed during the run: changes to users it had read are covered by
-        // another run, which the next call (resume) carries on.
+        // The queue overflowed during the run (or Graph refused the delta links): changes to
+        // users it had read are covered by another run, which the next call (resume) carries
+        // on.
         start_overflow_sync(p, graph, state)?;
         return Ok(Reply::pending(format!(
-            "{summary}; another full sync follows (the notification queue overflowed during this one)"
+            "{summary}; another full sync follows (the notification queue overflowed, or Graph refused the delta links, during this one)"
         )));
     }
     if sync.follow_up {
@@ -552,12 +554,19 @@ fn on_resume(p: &dyn Platform, inst: &Instance, slot: &mut Slot) -> Result<Reply
         // too, so a subscription Graph removed leaves the state now (a red team: it stayed
         // there as live for weeks), whether or not a dry run is under way.
         let graph = get_token(p, &config)?;
-        if !state.queue.lifecycle.is_empty() {
-            lifecycle::apply(p, &graph, &inst.webhook_url, state)?;
-        }
+        let upkeep = if state.queue.lifecycle.is_empty() {
+            Ok(())
+        } else {
+            lifecycle::apply(p, &graph, &inst.webhook_url, state)
+        };
         if state.full_sync.as_ref().is_some_and(|f| f.dry_run()) {
-            return run_full_sync(p, &config, &graph, state);
+            // A dry run goes on whatever the upkeep, as real work does (a red team: a refused
+            // re-creation failed every resume of an admin's preview before its step).
+            return despite_upkeep(&Log::new(p), upkeep, || {
+                run_full_sync(p, &config, &graph, state)
+            });
         }
+        upkeep?;
         // Queued changes and a real run are real work: while `dry_run` is true nothing is
         // processed (as a webhook or a tick does then), and none of it is dropped.
         if let Some(f) = state.full_sync.as_mut() {

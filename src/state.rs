@@ -156,6 +156,20 @@ fn is_no_page(n: &u32) -> bool {
 pub const LIFECYCLE_RETRY_MINUTES: i64 = 5;
 
 impl Queue {
+    /// A fresh queue for a full sync that takes this one's place: the run covers the users and
+    /// groups queued, not the lifecycle events (a renewal Graph refused, a re-creation kept
+    /// with its resource: subscription upkeep) nor their wait after a refusal (a red team: an
+    /// overflow's full sync dropped them, and a refused renewal was never made).
+    pub fn replaced_by_full_sync(&mut self) {
+        let lifecycle = std::mem::take(&mut self.lifecycle);
+        let retry_at = self.lifecycle_retry_at;
+        *self = Queue {
+            lifecycle,
+            lifecycle_retry_at: retry_at,
+            ..Queue::default()
+        };
+    }
+
     /// Work that continues over calls: users, groups, a delta round, an overflow. Lifecycle
     /// events are not: the call that takes them in acts on them first, and one Graph refused
     /// waits for a later call ([`Queue::lifecycle_retry_at`]); they never keep a call pending,

@@ -272,7 +272,9 @@ pub struct Engine<'a> {
     /// rest of an approved set, sent in later calls, was not in the window when
     /// notifications between those calls were judged, and five of a limit of three were made
     /// within ten minutes).
-    pub window_approved: usize,
+    window_approved: usize,
+    /// The run's guard judged in this call: what it approved stands for this call's sends.
+    window_judged_now: bool,
     /// The mapped groups' members while they are read beside the call's first user step
     /// (see [`Engine::send_round`]); `None` once read, or when read in rounds of their own.
     members_read: Option<Listings>,
@@ -349,6 +351,7 @@ impl<'a> Engine<'a> {
             linked_total: None,
             window_counted: 0,
             window_approved: 0,
+            window_judged_now: false,
             members_read: None,
             roles_pending: Vec::new(),
             beside_more: false,
@@ -446,6 +449,22 @@ impl<'a> Engine<'a> {
 
     /// Runs steps until the sync finishes or the budget would run out (always at least one
     /// step, so every call makes progress). `sync` is checkpointed after each step.
+    /// For a run the component started (`FullSync::window`): the deactivations this call adds
+    /// to the rolling window. What the guard approved counts in the hour of the approval
+    /// (before it is sent); what a later call sends counts again in that call's hour, so that
+    /// a deactivation sent hours after its approval (a ZenQMS outage, a wait under `dry_run`)
+    /// still counts for 24 hours from its sending (a red team: five automatic deactivations
+    /// within a minute, the approval's hour having passed). On the safe side: a send is never
+    /// counted less than once.
+    pub fn window_count(&self) -> usize {
+        let sent = if self.window_judged_now {
+            0
+        } else {
+            self.out.deactivations_sent
+        };
+        self.window_approved + sent
+    }
+
     pub fn run(&mut self, sync: &mut FullSync) -> Result<Progress, Failure> {
         let mut counts = Counts::default();
         let platform = self.platform;
@@ -2044,6 +2063,7 @@ impl<'a> Engine<'a> {
             sync.approved = u32::try_from(count).unwrap_or(u32::MAX);
             if sync.window {
                 self.window_approved += sync.approved as usize;
+                self.window_judged_now = true;
             }
         }
         if sync.deferred_more > 0 && self.out.dry_run {

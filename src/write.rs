@@ -39,6 +39,9 @@ pub struct Applier<'a> {
     /// The ZenQMS ids (the Entra id for a create) of writes that failed, for a caller that
     /// names them in its failure.
     pub failed: Vec<String>,
+    /// Writes setting `is_active` false sent (not in a dry run), whatever their answer: a
+    /// timed-out one may have been made (the guard's window counts them).
+    pub deactivations_sent: usize,
 }
 
 /// The failure that ends a call when the service, not one user, is failing.
@@ -59,6 +62,7 @@ impl<'a> Applier<'a> {
             counts: Counts::default(),
             dry_run: false,
             failed: Vec::new(),
+            deactivations_sent: 0,
             reasons: Default::default(),
         }
     }
@@ -202,6 +206,16 @@ impl<'a> Applier<'a> {
             self.recheck_creates(&writes, results)
         };
         let mut systemic = None;
+        if !self.dry_run {
+            self.deactivations_sent += writes
+                .iter()
+                .filter(|w| {
+                    w.changes.iter().any(|c| {
+                        c.field == "is_active" && c.after == serde_json::Value::Bool(false)
+                    })
+                })
+                .count();
+        }
         for (w, result) in writes.into_iter().zip(results) {
             match result {
                 Ok(mut user) => {

@@ -35,6 +35,12 @@ pub(super) fn on_schedule(
     }
     super::same_tenant(state, &config)?;
     if config.dry_run {
+        // Lifecycle events are the subscriptions' upkeep, not ZenQMS: acted on under dry_run
+        // too (a re-creation kept with its resource, a removal), as a resume does.
+        if !state.queue.lifecycle.is_empty() {
+            let graph = get_token(p, &config)?;
+            super::lifecycle::apply(p, &graph, &inst.webhook_url, state)?;
+        }
         // Not pending whatever the state holds: its work waits for dry_run=false.
         return Ok(Reply::waiting(
             "schedule: dry_run=true, nothing processed (a dry run is a deploy that writes nothing)",
@@ -113,7 +119,13 @@ pub(super) fn delta_round(
             &[],
         );
         state.delta = None;
-        start_full_sync(p, graph, state, "delta-expired", false)?;
+        match &mut state.full_sync {
+            // A full sync under way (a `missed` event's round ran between its calls) reads
+            // every user: it goes on, and another follows it, as after an overflow (replacing
+            // it would drop an admin's deploy or release for a run of the component's own).
+            Some(sync) if !sync.dry_run() => sync.again = true,
+            _ => start_full_sync(p, graph, state, "delta-expired", false)?,
+        }
         return Ok(Round::Expired);
     };
     let complete = users_round.complete && groups_round.as_ref().is_some_and(|g| g.complete);

@@ -108,10 +108,13 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     // kept for the call, and the red teams' fixes to those (grants checked against hand-made
     // duplicate links, users entering a scope read before they are queued, the walk's counts
     // restored when a step is done again, and two more red teams' fixes), about 40 KB more,
-    // within 1.63 MiB.
+    // within 1.63 MiB; a secret found however an echo spells it (percent-encoded once or
+    // twice, JSON- or HTML-escaped, cut short), the guard window's automatic full syncs and
+    // lost subscription answers mended (six red teams, eighteenth session), about 9 KB more
+    // (1,711,711 bytes against 1,702,610), within 1.64 MiB.
     assert!(
-        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 13 / 100,
-        "component under 1.63 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 14 / 100,
+        "component under 1.64 MiB: {} bytes",
         wasm.len()
     );
 }

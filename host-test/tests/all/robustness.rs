@@ -1107,3 +1107,34 @@ fn a_subscription_create_whose_answer_is_lost_leaves_no_orphan() {
         );
     }
 }
+
+/// A full sync that takes an overflowed queue's place keeps the queue's lifecycle events: a
+/// re-creation Graph refused, kept with its resource, is made by the first call after its
+/// 5-minute wait (fixtures/red-team/lifecycle-kept-through-overflow-sync.json; before, the
+/// full sync's fresh queue dropped it, and the subscription was missing until the next tick).
+/// A third red team found the same through a refused delta link's full sync and a refused
+/// renewal, a dry-run tick leaving a kept re-creation undone, and a refused re-creation
+/// stalling a dry run under way.
+#[test]
+fn a_full_sync_that_takes_the_queues_place_keeps_its_lifecycle_events() {
+    for name in [
+        "lifecycle-kept-through-overflow-sync",
+        "lifecycle-overflow-drops-queued-reauthorization",
+        "lifecycle-expired-delta-drops-kept-recreation",
+        "lifecycle-dry-run-tick-leaves-recreation-undone",
+        "lifecycle-dry-run-sync-stalled-by-refused-recreation",
+    ] {
+        red_team_world(name);
+    }
+}
+
+/// A delta link Graph refuses in a round run between a deploy's calls (a `missed` event) lets
+/// the deploy's run finish, and another full sync follows it
+/// (fixtures/red-team/expired-delta-during-deploy-sync.json; a red team: the round replaced
+/// the admin's run with one of the component's own, dropping a release or
+/// `allow_mass_deactivation` with it).
+#[test]
+fn a_refused_delta_link_during_a_deploy_lets_the_deploy_finish() {
+    let r = red_team_world("expired-delta-during-deploy-sync");
+    assert!(!log_text(&r).contains("-delta-expired"), "{}", log_text(&r));
+}
