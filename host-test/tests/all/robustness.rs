@@ -1138,3 +1138,18 @@ fn a_refused_delta_link_during_a_deploy_lets_the_deploy_finish() {
     let r = red_team_world("expired-delta-during-deploy-sync");
     assert!(!log_text(&r).contains("-delta-expired"), "{}", log_text(&r));
 }
+
+/// A window run's deactivations sent by a later call than the one that approved them count in
+/// the hour they are sent: a third red team saw a run approve three at 13:50, send them at
+/// 14:10 after a ZenQMS outage, and three more deactivated the next day at 14:05, the
+/// approval's hour having expired (`guard-window-run-sends-after-outage`); and the same after
+/// a wait under `dry_run` (`guard-window-run-sends-after-dry-run-wait`).
+#[test]
+fn a_window_runs_late_sends_count_in_the_hour_they_are_sent() {
+    for name in [
+        "guard-window-run-sends-after-outage",
+        "guard-window-run-sends-after-dry-run-wait",
+    ] {
+        red_team_world(name);
+    }
+}
