@@ -216,8 +216,9 @@ fn spelled<'a>(lower: &'a str, secret: &'a [char]) -> impl Iterator<Item = (usiz
     let mut ends: Vec<usize> = Vec::new();
     let mut next: Vec<usize> = Vec::new();
     // Positions already in `next` (cleared after each character): a candidate is added once,
-    // in constant time (a sort would grow the component by kilobytes).
-    let mut marked = vec![false; t.len() + 1];
+    // in constant time (a sort would grow the component by kilobytes). Made at the first
+    // start tried: most texts have none (every log line is scrubbed).
+    let mut marked: Vec<bool> = Vec::new();
     let min = prefix_min(secret.len());
     let mut rest_taken = false;
     // Every spelling of the first character begins with one of these bytes: most of a text
@@ -232,6 +233,9 @@ fn spelled<'a>(lower: &'a str, secret: &'a [char]) -> impl Iterator<Item = (usiz
         .map_while(move |i| {
             if rest_taken {
                 return None;
+            }
+            if marked.is_empty() {
+                marked = vec![false; t.len() + 1];
             }
             ends.clear();
             ends.push(i);
