@@ -330,8 +330,9 @@ impl<'a> Subscriptions<'a> {
         self.create(&sub.resource)
     }
 
-    /// After a renewal whose answer was lost (`lost`: no answer, or a 5xx other than 503): the subscription as
-    /// Graph keeps it (`GET /subscriptions/{id}`), renewed or not; gone (404): created anew.
+    /// After a renewal whose answer was lost (`lost`: no answer, or a 5xx other than 503): the
+    /// subscription as Graph keeps it (`GET /subscriptions/{id}`), renewed or not; gone (404):
+    /// created anew.
     ///
     /// Errors: the read failed too (the renewal's own failure is returned).
     fn read_back(&self, sub: &Subscription, lost: HttpResult) -> Result<Subscription, Failure> {
