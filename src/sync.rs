@@ -1987,6 +1987,41 @@ impl<'a> Engine<'a> {
             .saturating_sub(self.window_counted)
     }
 
+    /// Sends the run's deactivations; a user the notification guard held while the run was
+    /// under way (`FullSync::held_meanwhile`, by name) whom this run has deactivated is held no
+    /// longer (a red team: the run's end kept them held, and each tick told the admin to
+    /// release users already inactive).
+    ///
+    /// Errors: ZenQMS writes are failing (systemic).
+    fn write_deactivations(
+        &mut self,
+        writes: Vec<Write>,
+        sync: &mut FullSync,
+    ) -> Result<(), Failure> {
+        let sent: Vec<(String, String)> = writes
+            .iter()
+            .map(|w| (w.zenqms_id.clone().unwrap_or_default(), w.entra_id.clone()))
+            .collect();
+        let result = self.out.write(writes);
+        if !self.out.dry_run
+            && let Some(held) = sync.held_meanwhile.as_mut()
+        {
+            for (zid, eid) in &sent {
+                if self.out.failed.contains(zid) {
+                    continue;
+                }
+                if let Some(i) = held.sample.iter().position(|s| s.eq_ignore_ascii_case(eid)) {
+                    held.sample.remove(i);
+                    held.count = held.count.saturating_sub(1);
+                }
+            }
+            if held.count == 0 {
+                sync.held_meanwhile = None;
+            }
+        }
+        result
+    }
+
     /// Checks the run's deferred deactivations against the limit once, then applies them a
     /// chunk per step. Done when none is left (applied, or held back by the guard).
     fn deactivations(
@@ -2139,7 +2174,7 @@ impl<'a> Engine<'a> {
                 ),
             }
         }
-        self.out.write(writes)?;
+        self.write_deactivations(writes, sync)?;
         sync.deferred.drain(..n);
         Ok(if sync.deferred.is_empty() {
             Walk::Done
@@ -2414,7 +2449,7 @@ impl<'a> Engine<'a> {
             self.out.reasons.insert(e.clone(), (*reason).to_string());
             writes.push(self.deactivation(z, e, upn));
         }
-        self.out.write(writes)?;
+        self.write_deactivations(writes, sync)?;
         if capped {
             // They are not the delta round's (their change predates its link) and may have
             // taken the place of users judged: another full sync follows and judges them.

@@ -1153,3 +1153,19 @@ fn a_window_runs_late_sends_count_in_the_hour_they_are_sent() {
         red_team_world(name);
     }
 }
+
+/// Users the notification guard held while a full sync ran, and whom that run then
+/// deactivated itself, are held no longer when it ends (a red team: a redeploy's run
+/// deactivated three held users, its summary still said "3 DEACTIVATIONS HELD BACK", and
+/// every tick told the admin to release users already inactive).
+#[test]
+fn users_a_run_deactivates_itself_are_not_held_after_it() {
+    let r = red_team_world("held-meanwhile-deactivated-by-the-run");
+    let log = log_text(&r);
+    assert!(!log.contains("deactivations are still held back"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("-deploy complete") && l.contains("HELD BACK")),
+        "{log}"
+    );
+}
