@@ -268,10 +268,15 @@ pub fn run(
         + counts.roles_removed;
     let written = !dry && writes > 0;
     let name = outcome["outcome"].as_str().unwrap_or("unknown").to_string();
+    // A deactivation the guard holds is not made: the summary says so, as the decision's
+    // `held_by_guard` does (a newcomer read "deactivate" as done).
+    let held_now = outcome.get("held_by_guard").is_some();
     let summary = format!(
         "{id}: {name}{}",
         if dry {
             " (dry run: nothing written)"
+        } else if held_now {
+            " (held by the mass-deactivation guard: not written; see release-held-deactivations)"
         } else {
             ""
         }

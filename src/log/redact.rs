@@ -160,6 +160,11 @@ fn spellings_at(c: char, t: &[u8], push: &mut dyn FnMut(usize)) {
     if c == ' ' && t.first() == Some(&b'+') {
         push(1);
     }
+    // Every other spelling begins with an escape's first byte: most positions of a text stop
+    // here (every log line is scrubbed).
+    if !matches!(t.first(), Some(b'%' | b'\\' | b'&')) {
+        return;
+    }
     if let Some(e) = json_short(c) {
         for n in backslashes(t) {
             if t.get(n) == Some(&e) {
@@ -208,59 +213,111 @@ fn prefix_min(len: usize) -> usize {
     len.div_ceil(2).max(12).min(len)
 }
 
+/// The first byte of `c`'s literal spelling in an ASCII-lowered text.
+fn lead_byte(c: char) -> u8 {
+    let mut buf = [0u8; 4];
+    c.to_ascii_lowercase().encode_utf8(&mut buf).as_bytes()[0]
+}
+
+/// Whether a spelling of `c` (see [`spellings_at`]) can begin with byte `b` of an
+/// ASCII-lowered text: its literal's first byte, an escape's (`%`, `\`, `&`), `+` for a space.
+/// A cheap test that spares most positions the spellings' search.
+fn may_begin(c: char, b: u8) -> bool {
+    b == lead_byte(c) || matches!(b, b'%' | b'\\' | b'&') || (c == ' ' && b == b'+')
+}
+
+/// The candidate ends of one character's step, each once: found by a scan of the list while
+/// it is short (the usual case: one end), by a bitmap of the text's positions, made at first
+/// need, once it is long (a secret of backslashes against a text of them).
+struct Ends {
+    list: Vec<usize>,
+    marked: Vec<bool>,
+    by_map: bool,
+    text_len: usize,
+}
+
+impl Ends {
+    /// Past this many ends, the bitmap is used (a scan of 8 is cheaper than making it).
+    const SCANNED: usize = 8;
+
+    fn new(text_len: usize) -> Self {
+        Ends {
+            list: Vec::new(),
+            marked: Vec::new(),
+            by_map: false,
+            text_len,
+        }
+    }
+
+    fn push(&mut self, p: usize) {
+        if !self.by_map {
+            if self.list.contains(&p) {
+                return;
+            }
+            if self.list.len() < Self::SCANNED {
+                self.list.push(p);
+                return;
+            }
+            if self.marked.is_empty() {
+                self.marked = vec![false; self.text_len + 1];
+            }
+            for &q in &self.list {
+                self.marked[q] = true;
+            }
+            self.by_map = true;
+        }
+        if !self.marked[p] {
+            self.marked[p] = true;
+            self.list.push(p);
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.by_map {
+            for &q in &self.list {
+                self.marked[q] = false;
+            }
+            self.by_map = false;
+        }
+        self.list.clear();
+    }
+}
+
 /// Byte ranges where `secret` occurs in `lower` (the text, ASCII-lowered), spelled in any mix
 /// of the ways the module docs list, whole or as a prefix of at least [`prefix_min`]
 /// characters; overlapping occurrences too, each from its start to its longest spelling.
 fn spelled<'a>(lower: &'a str, secret: &'a [char]) -> impl Iterator<Item = (usize, usize)> + 'a {
     let t = lower.as_bytes();
     let mut ends: Vec<usize> = Vec::new();
-    let mut next: Vec<usize> = Vec::new();
-    // Positions already in `next` (cleared after each character): a candidate is added once,
-    // in constant time (a sort would grow the component by kilobytes). Made at the first
-    // start tried: most texts have none (every log line is scrubbed).
-    let mut marked: Vec<bool> = Vec::new();
+    let mut next = Ends::new(t.len());
     let min = prefix_min(secret.len());
     let mut rest_taken = false;
-    // Every spelling of the first character begins with one of these bytes: most of a text
-    // is passed over with a byte compare (every log line is scrubbed).
-    let first = secret.first().map_or([0u8; 5], |c| {
-        let mut buf = [0u8; 4];
-        let lead = c.to_ascii_lowercase().encode_utf8(&mut buf).as_bytes()[0];
-        [lead, b'%', b'\\', b'&', if *c == ' ' { b'+' } else { b'&' }]
-    });
+    let first = secret.first().copied();
     (0..t.len())
-        .filter(move |&i| first.contains(&t[i]) && lower.is_char_boundary(i))
+        .filter(move |&i| first.is_some_and(|c| may_begin(c, t[i])) && lower.is_char_boundary(i))
         .map_while(move |i| {
             if rest_taken {
                 return None;
-            }
-            if marked.is_empty() {
-                marked = vec![false; t.len() + 1];
             }
             ends.clear();
             ends.push(i);
             for (k, &c) in secret.iter().enumerate() {
                 next.clear();
                 for &at in &ends {
-                    spellings_at(c, &t[at..], &mut |n| {
-                        if !marked[at + n] {
-                            marked[at + n] = true;
-                            next.push(at + n);
-                        }
-                    });
+                    if t.get(at).is_some_and(|&b| may_begin(c, b)) {
+                        spellings_at(c, &t[at..], &mut |n| next.push(at + n));
+                    }
                 }
-                for &p in &next {
-                    marked[p] = false;
-                }
-                if next.is_empty() {
+                if next.list.is_empty() {
                     // A prefix long enough counts (an echo cut short).
                     return Some((k >= min).then(|| (i, ends.iter().max().copied().unwrap_or(i))));
                 }
-                if next.len() > MAX_CANDIDATES {
+                if next.list.len() > MAX_CANDIDATES {
                     rest_taken = true;
                     return Some(Some((i, t.len())));
                 }
-                std::mem::swap(&mut ends, &mut next);
+                ends.clear();
+                ends.extend_from_slice(&next.list);
             }
             Some(ends.iter().max().map(|&e| (i, e)))
         })

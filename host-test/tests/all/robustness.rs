@@ -948,6 +948,12 @@ fn provision_user_about_a_held_user_says_the_guard_holds_it() {
     let r = run(s);
     let result = r.steps.last().unwrap().result.clone().expect("a result");
     assert!(result.to_string().contains("held_by_guard"), "{result}");
+    // Its summary says the deactivation was not made (a newcomer read "deactivate" as done).
+    let summary = r.steps.last().unwrap().summary.clone().unwrap_or_default();
+    assert!(
+        summary.contains("held by the mass-deactivation guard"),
+        "{summary}"
+    );
     assert!(linked(&r, &uid(5)).unwrap().is_active);
 }
 
