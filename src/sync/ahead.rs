@@ -219,8 +219,9 @@ impl Engine<'_> {
         }
     }
 
-    /// The address check asked ahead for the page at `url`, if any (taken: a page's later
-    /// slices ask again).
+    /// The address check asked ahead for the page at `url`, if any (taken: the step that plans
+    /// with it keeps what its candidates were answered for the page's later slices, see
+    /// `Engine::keep_holders`).
     pub(super) fn take_holders_ahead(&mut self, url: &str) -> BTreeMap<String, BTreeSet<String>> {
         match self.holders_ahead.iter().position(|(u, _)| u == url) {
             Some(i) => self.holders_ahead.remove(i).1,
