@@ -369,6 +369,14 @@ fn parse_guid_list(key: &str, text: &str, problems: &mut Vec<String>) -> Vec<Str
         ));
         return Vec::new();
     }
+    if items.is_empty() {
+        // Only separators (`" , "`): an admin who meant a scope and left none would get the
+        // whole tenant provisioned (a newcomer's find); an unset or empty value is the way to
+        // say "every user".
+        problems.push(format!(
+            "'{key}' holds separators but no group id: leave it empty for every user of the tenant, or list group object ids"
+        ));
+    }
     let mut out = BTreeSet::new();
     for (i, item) in items.iter().enumerate() {
         if is_guid(item) {
@@ -543,6 +551,24 @@ mod tests {
 
     fn pairs(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         super::test_support::pairs(extra)
+    }
+
+    /// `scope_groups` of separators only is refused, not read as "every user" (a newcomer's
+    /// find: `" , "` provisioned the whole tenant without a word); empty is every user.
+    #[test]
+    fn scope_groups_of_separators_only_is_refused() {
+        for v in [",", " , ", ",,,"] {
+            let e = parse(&pairs(&[("scope_groups", v)])).unwrap_err();
+            assert!(e.to_string().contains("no group id"), "{v:?}: {e}");
+        }
+        assert!(
+            parse(&pairs(&[("scope_groups", "  ")]))
+                .unwrap()
+                .scope_groups
+                .is_empty()
+        );
+        let c = parse(&pairs(&[("scope_groups", &format!(" {G} , "))])).unwrap();
+        assert_eq!(c.scope_groups, [G]);
     }
 
     #[test]

@@ -115,6 +115,18 @@ pub struct Queue {
     /// dropped when another group change arrives.
     #[serde(skip_serializing_if = "MembersCarry::is_empty")]
     pub members: MembersCarry,
+    /// How many groups at the front of `groups` a recompute of every mapping (made for a
+    /// group found gone) already covered: each was queued before that recompute read the
+    /// mapped groups, so a group of them found gone needs no recompute of its own (a red team:
+    /// 40 deleted groups, a chunk a call, each chunk recomputed every mapping with 1,000
+    /// holders, six calls past their budget). A group queued again within them resets it.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub gone_recomputed: u32,
+    /// The last call's queued work failed on a scope group that is gone: it waits for
+    /// `scope_groups` to be fixed, and meanwhile does not put off the hourly delta round (a
+    /// red team: a deleted scope group's queued change kept every later leaver unread).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scope_blocked: bool,
     /// The scope change of the queued groups was judged (its users queued): later calls that
     /// work those users do not read the scope again, until another group change arrives.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -206,6 +218,11 @@ impl Queue {
                 queued.push(id.clone());
             }
             true
+        }
+        let covered = (self.gone_recomputed as usize).min(self.groups.len());
+        if groups.iter().any(|g| self.groups[..covered].contains(g)) {
+            // A change after the recompute that covered it: it is judged again.
+            self.gone_recomputed = 0;
         }
         let mut room = QUEUE_MAX.saturating_sub(self.held());
         let kept =

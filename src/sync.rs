@@ -1156,7 +1156,16 @@ impl<'a> Engine<'a> {
         };
         let mappings = &self.known;
         let desired = members.desired_roles(mappings, entra_id);
-        Ok(roles::change_for(z, entra_id, mappings, &desired))
+        let mut change = roles::change_for(z, entra_id, mappings, &desired);
+        // A user outside the scope is not provisioned: no mapped role is granted to its
+        // account (one the guard keeps active, held as a scope leaver, got them: a red team).
+        // Its roles are removed as anyone's are.
+        if let (Some(scope), Some(c)) = (&self.scope, change.as_mut())
+            && !scope.contains(entra_id)
+        {
+            c.add.clear();
+        }
+        Ok(change.filter(|c| !c.add.is_empty() || !c.remove.is_empty()))
     }
 
     /// One batch: a page of (up to) 100 users, planned and written — except deactivations,

@@ -39,9 +39,16 @@ pub struct Applier<'a> {
     /// The ZenQMS ids (the Entra id for a create) of writes that failed, for a caller that
     /// names them in its failure.
     pub failed: Vec<String>,
-    /// Writes setting `is_active` false sent (not in a dry run), whatever their answer: a
-    /// timed-out one may have been made (the guard's window counts them).
+    /// Writes setting `is_active` false sent (not in a dry run) that ZenQMS may have made:
+    /// made, or answered so that it may have been (a timeout, a 5xx). The guard's window
+    /// counts them.
     pub deactivations_sent: usize,
+    /// Writes setting `is_active` false that ZenQMS refused (429, 4xx) or the platform
+    /// denied: not made, so not counted into the guard's window (see
+    /// `Realtime::deactivated`).
+    pub deactivations_refused: usize,
+    /// A refused deactivation was not sent alone for want of a round (see `absorb`).
+    alone_deferred: bool,
 }
 
 /// The failure that ends a call when the service, not one user, is failing.
@@ -63,6 +70,8 @@ impl<'a> Applier<'a> {
             dry_run: false,
             failed: Vec::new(),
             deactivations_sent: 0,
+            deactivations_refused: 0,
+            alone_deferred: false,
             reasons: Default::default(),
         }
     }
@@ -200,21 +209,36 @@ impl<'a> Applier<'a> {
         writes: Vec<Write>,
         results: Vec<Result<ZUser, WriteError>>,
     ) -> Result<(), Failure> {
-        let results = if self.dry_run {
-            results
+        let (writes, results) = if self.dry_run {
+            (writes, results)
         } else {
-            self.recheck_creates(&writes, results)
+            let results = self.recheck_creates(&writes, results);
+            self.deactivate_alone(writes, results)
         };
+        // A deactivation to send alone that the budget left no round for: the step is done
+        // again by the next call (which plans it again, and sends it alone at its start).
+        let deferred = std::mem::take(&mut self.alone_deferred);
         let mut systemic = None;
         if !self.dry_run {
-            self.deactivations_sent += writes
-                .iter()
-                .filter(|w| {
-                    w.changes.iter().any(|c| {
-                        c.field == "is_active" && c.after == serde_json::Value::Bool(false)
-                    })
-                })
-                .count();
+            // Counted for the guard's window when ZenQMS may have made it (made, or an answer
+            // that leaves it open: a timeout, a 5xx). A refusal (429, 4xx) made nothing: a
+            // red team's throttled ZenQMS at 3 s calls sent one deactivation in five calls,
+            // each refused, and the window counted it five times (the leaver itself and the
+            // next one were held as a mass deactivation).
+            for (w, r) in writes.iter().zip(&results) {
+                if !w
+                    .changes
+                    .iter()
+                    .any(|c| c.field == "is_active" && c.after == serde_json::Value::Bool(false))
+                {
+                    continue;
+                }
+                if r.as_ref().err().is_none_or(|e| e.outcome_unknown) {
+                    self.deactivations_sent += 1;
+                } else {
+                    self.deactivations_refused += 1;
+                }
+            }
         }
         for (w, result) in writes.into_iter().zip(results) {
             match result {
@@ -290,6 +314,9 @@ impl<'a> Applier<'a> {
         // The service, not one user, is failing: stop before the checkpoint moves on.
         match systemic {
             Some(e) => Err(self::systemic("ZenQMS writes are failing", &e)),
+            None if deferred => Err(Failure::transient(
+                "a deactivation ZenQMS refused together with other changes is sent alone by the next call (this call's budget is spent)",
+            )),
             None => Ok(()),
         }
     }
@@ -303,6 +330,75 @@ impl<'a> Applier<'a> {
             WriteKind::Deactivate => c.deactivated += 1,
             WriteKind::Unlink => c.unlinked += 1,
         }
+    }
+
+    /// Deactivations ZenQMS refused together with other changes of the same write (409: an
+    /// address another account holds by ZenQMS's own rule; 400/422: a value it does not
+    /// take) are sent again alone, in a round of their own: a leaver never stays active over
+    /// another field. (A red team: a disabled user renamed onto an address ZenQMS stored with
+    /// a no-break space stayed active, notification after delta round after tick; the
+    /// component's address index, which trims spaces only, did not see the clash.) The
+    /// refusal is logged with the changes not written; the write's audit record is then the
+    /// deactivation alone, as made.
+    fn deactivate_alone(
+        &mut self,
+        mut writes: Vec<Write>,
+        mut results: Vec<Result<ZUser, WriteError>>,
+    ) -> (Vec<Write>, Vec<Result<ZUser, WriteError>>) {
+        let refused: Vec<usize> = (0..writes.len())
+            .filter(|&i| {
+                let w = &writes[i];
+                w.zenqms_id.is_some()
+                    && w.changes.len() > 1
+                    && w.changes
+                        .iter()
+                        .any(|c| c.field == "is_active" && c.after == Value::Bool(false))
+                    && matches!(&results[i], Err(e) if !e.outcome_unknown
+                        && !e.is_systemic()
+                        && e.status.is_some_and(|s| s != 404))
+            })
+            .collect();
+        if refused.is_empty() {
+            return (writes, results);
+        }
+        if !crate::platform::budget::fits(self.zen.platform(), 1) {
+            self.alone_deferred = true;
+            return (writes, results);
+        }
+        let mut calls = Vec::with_capacity(refused.len());
+        for &i in &refused {
+            let w = &mut writes[i];
+            let zid = w.zenqms_id.clone().unwrap_or_default();
+            let error = results[i]
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let others: Vec<plan::Change> = w
+                .changes
+                .iter()
+                .filter(|c| c.field != "is_active")
+                .cloned()
+                .collect();
+            self.log.warn(
+                "ZenQMS refused a deactivation together with other changes: the deactivation is sent alone, the other changes are not written",
+                &[
+                    ("cause", self.cause.as_str()),
+                    ("entra_id", &w.entra_id),
+                    ("zenqms_id", &zid),
+                    ("error", &error),
+                    ("not_written", &describe(&others)),
+                ],
+            );
+            w.changes.retain(|c| c.field == "is_active");
+            w.kind = WriteKind::Deactivate;
+            w.call = api::update_user(&zid, plan::patch_fields(&w.changes));
+            calls.push(w.call.clone());
+        }
+        for (&i, again) in refused.iter().zip(self.zen.write_all(&calls)) {
+            results[i] = again;
+        }
+        (writes, results)
     }
 
     /// A create that failed ambiguously (timeout, 5xx) may have happened: look the user up by
@@ -400,7 +496,7 @@ impl<'a> Applier<'a> {
                     };
                     let before = std::mem::take(&mut user.roles);
                     user.roles = roles_after(&before, roles, adding);
-                    let changes = format!("roles: {before:?} -> {:?}", user.roles);
+                    let changes = describe_roles(verb, roles, &before, &user.roles);
                     self.dir.upsert(user);
                     let n = roles.len() as u32;
                     if adding {
@@ -445,7 +541,7 @@ impl<'a> Applier<'a> {
                             .map(|z| z.roles.clone())
                             .unwrap_or_default();
                         let after = roles_after(&before, roles, adding);
-                        changes = format!("roles: {before:?} -> {after:?}");
+                        changes = describe_roles(verb, roles, &before, &after);
                         fields
                             .extend([("changes", changes.as_str()), ("outcome", OUTCOME_UNKNOWN)]);
                     }
@@ -547,12 +643,33 @@ pub fn create_changes(new: &api::NewUser) -> Vec<plan::Change> {
 }
 
 /// `field: before -> after; ...` for the audit log.
+/// The audit record of a write's changes: `field: before -> after; …` (values as JSON), the
+/// fields a write exists for first (`is_active`, `external_id`: the deactivation, the link),
+/// then `email`, then the rest. The record is one log field, capped like any (1,024
+/// characters): a red team's 1,151-character title stored in ZenQMS pushed the link and the
+/// deactivation out of it. Values are whole (a second red team: cut at 120 characters, a
+/// 122-character title changed at its end read the same before and after); the cap cuts the
+/// record's tail only.
 pub fn describe(changes: &[plan::Change]) -> String {
-    changes
-        .iter()
+    let rank = |field: &str| match field {
+        "is_active" => 0,
+        "external_id" => 1,
+        "email" => 2,
+        _ => 3,
+    };
+    // By rank, a pass each (a sort grew the component by kilobytes).
+    (0..4)
+        .flat_map(|r| changes.iter().filter(move |c| rank(c.field) == r))
         .map(|c| format!("{}: {} -> {}", c.field, c.before, c.after))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The audit record of a role call: the roles it `verb` (added or removed) first, then the
+/// account's roles before and after (an account holding many roles would otherwise push the
+/// role changed out of the capped field: a red team's 14 roles).
+fn describe_roles(verb: &str, roles: &[String], before: &[String], after: &[String]) -> String {
+    format!("roles {verb}: {roles:?}; roles: {before:?} -> {after:?}")
 }
 
 #[cfg(test)]

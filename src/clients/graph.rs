@@ -102,7 +102,11 @@ pub fn parse_token(result: HttpResult) -> Result<Secret, Failure> {
     let mut failure = Failure::status(
         "Entra token endpoint",
         resp.status,
-        &format!("{error} {code} ({hint}): {first}"),
+        &if code.is_empty() {
+            format!("{error} ({hint}): {first}")
+        } else {
+            format!("{error} {code} ({hint}): {first}")
+        },
     );
     failure.retryable = resp.status >= 500 || resp.status == 429;
     Err(failure)
@@ -594,10 +598,12 @@ impl<'a> Graph<'a> {
             .collect()
     }
 
-    /// The group ids in a `checkMemberGroups` answer (empty for a user that is gone).
-    pub fn read_member_groups(result: HttpResult) -> Result<BTreeSet<String>, Failure> {
+    /// The group ids in a `checkMemberGroups` answer, or `None` when Graph answered 404 (the
+    /// user is not found: gone, or not replicated yet). The caller decides what a 404 means
+    /// from the user's own read: a user Graph returned is never "member of nothing".
+    pub fn read_member_groups(result: HttpResult) -> Result<Option<BTreeSet<String>>, Failure> {
         match result {
-            Ok(r) if r.status == 404 => Ok(BTreeSet::new()),
+            Ok(r) if r.status == 404 => Ok(None),
             other => {
                 let resp = Self::ok(other, "checking group membership")?;
                 // An answer cut short is an error, never "member of nothing".
@@ -610,11 +616,12 @@ impl<'a> Graph<'a> {
                 let ids = v["value"].as_array().ok_or_else(|| {
                     Failure::transient("checkMemberGroups answer without a value list")
                 })?;
-                Ok(ids
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_ascii_lowercase)
-                    .collect())
+                Ok(Some(
+                    ids.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_ascii_lowercase)
+                        .collect(),
+                ))
             }
         }
     }

@@ -61,7 +61,8 @@ pub(super) fn on_schedule(
     // Graph outage on `/subscriptions`), so a leaver is not left active meanwhile.
     // (Lifecycle events still queued after a failed upkeep do not put it off.)
     let q = &state.queue;
-    if q.users.is_empty() && q.groups.is_empty() && !q.overflow && state.full_sync.is_none() {
+    let idle = (q.users.is_empty() && q.groups.is_empty()) || q.scope_blocked;
+    if idle && !q.overflow && state.full_sync.is_none() {
         state.queue.delta_round = true;
     }
     super::despite_upkeep(&log, upkeep, || {

@@ -195,6 +195,20 @@ mod tests {
 
     /// Found by the fuzz target: a percent-encoded non-ASCII byte in an upper-case host used
     /// to reach the IDNA back end (a debug assertion there in test builds).
+    /// A fuzz find: `url`'s host parsing reached a debug assertion of `idna_adapter` (see
+    /// Cargo.toml's `profile.dev.package.idna_adapter`); the URL is parsed or refused, never a
+    /// panic.
+    #[test]
+    fn a_percent_encoded_host_never_panics() {
+        for text in [
+            "http://:@A%AA0",
+            "https://A%AA.example/",
+            "https://%41B%C3%28/x",
+        ] {
+            let _ = Url::parse(text);
+        }
+    }
+
     #[test]
     fn a_percent_encoded_host_is_refused_before_parsing() {
         for text in [

@@ -63,8 +63,17 @@ pub struct Realtime<'a> {
     /// write is sent, whatever its answer, and each time it is sent (a write that timed out, or
     /// failed after a try that timed out, may have been made: red teams let 6 and 10 through a
     /// limit of 3 by counting answered writes only, and more by counting a user once across
-    /// calls). A deactivation left out before it is sent (its link refused) is given back.
+    /// calls). A deactivation left out before it is sent (its link refused) is given back,
+    /// and so is one ZenQMS refused (429, 4xx: not made; `Applier::deactivations_refused`).
     pub deactivated: usize,
+    /// The users of a step that a gone scope group failed, which it deactivated anyway (gone
+    /// from Entra, disabled): done, taken out of the queue (see `Realtime::sync_users`).
+    left_whatever_scope: BTreeSet<String>,
+    /// The last group step recomputed every mapping (a group in it was gone).
+    recomputed_all: bool,
+    /// A scope group was found gone this call (a user step ended on it, see
+    /// `Realtime::scope_broken_end`, or a scope change could not be judged).
+    pub scope_broken: bool,
     /// The ZenQMS ids of those deactivations.
     pub approved: Vec<String>,
     /// Entra ids whose deactivation the guard held back this call.
@@ -146,6 +155,9 @@ impl<'a> Realtime<'a> {
             approved: Vec::new(),
             held: Vec::new(),
             held_already: BTreeSet::new(),
+            left_whatever_scope: BTreeSet::new(),
+            recomputed_all: false,
+            scope_broken: false,
             held_unnamed: 0,
             learned_domains: BTreeSet::new(),
             members: None,
@@ -311,6 +323,8 @@ impl<'a> Realtime<'a> {
         let users_left = std::cell::Cell::new(!queue.users.is_empty());
         let scoped = self.config.scoped();
         let mut prejudged = false;
+        // A scope group found gone by the prejudge: the users step goes first.
+        let mut scope_gone = false;
         let burst = queue.users.len() > CHECK_MEMBER_GROUPS_UP_TO;
         budget::run_steps(
             || {
@@ -353,7 +367,19 @@ impl<'a> Realtime<'a> {
                             .filter(|g| scope_groups.contains(g))
                             .cloned(),
                     );
-                    let users = self.scope_changes(&groups, true, false)?;
+                    let users = match self.scope_changes(&groups, true, false) {
+                        Ok(users) => users,
+                        // A scope group is gone: no scope change can be judged, but the
+                        // queued users go on (their leavers are deactivated whatever the
+                        // scope, the others wait: see `sync_users`), and the call still
+                        // fails loudly (a red team: a deleted scope group's own change kept
+                        // every later leaver active).
+                        Err(_) if self.scope_broken => {
+                            scope_gone = true;
+                            Vec::new()
+                        }
+                        Err(e) => return Err(e),
+                    };
                     queue.push(&users, &[]);
                     queue.scope_judged |= self.scope_done;
                 }
@@ -364,6 +390,7 @@ impl<'a> Realtime<'a> {
                 // queued behind 40 groups were deactivated one by one).
                 let groups_first = scoped
                     && prejudged
+                    && !scope_gone
                     && !self.scope_done
                     && !queue.scope_judged
                     && !queue.groups.is_empty();
@@ -381,11 +408,22 @@ impl<'a> Realtime<'a> {
                         queue.push(&users, &[]);
                         users_left.set(true);
                     }
-                    match self.sync_groups(&groups, &mut queue.members)? {
+                    let covered = (queue.gone_recomputed as usize).min(chunk);
+                    self.recomputed_all = false;
+                    match self.sync_groups(&groups, &mut queue.members, covered)? {
                         GroupsEnd::Done => {}
                         // The budget ran out; the next call recomputes and goes on.
                         GroupsEnd::Later => return Ok(Step::Paused),
                     }
+                    // A recompute of every mapping covers every group queued now (each
+                    // changed before it read the mapped groups).
+                    let covers = if self.recomputed_all {
+                        queue.groups.len()
+                    } else {
+                        queue.gone_recomputed as usize
+                    };
+                    queue.gone_recomputed =
+                        u32::try_from(covers.saturating_sub(chunk)).unwrap_or(u32::MAX);
                     queue.groups.drain(..chunk);
                     queue.members = MembersCarry::default();
                     if queue.groups.is_empty() {
@@ -416,7 +454,23 @@ impl<'a> Realtime<'a> {
                     };
                     let n = queue.users.len().min(fit);
                     let chunk: Vec<String> = queue.users[..n].to_vec();
-                    self.sync_users(&chunk)?;
+                    let synced = self.sync_users(&chunk);
+                    if synced.is_err() && self.scope_broken {
+                        // A scope group is gone: the leavers the step deactivated are done;
+                        // the others wait (loudly) for `scope_groups` to be fixed, behind the
+                        // users queued after them, so that each call reaches other users and
+                        // no later leaver is held behind them (a red team: a step of one
+                        // user at 2 s calls failed on the same user in every call).
+                        let done = std::mem::take(&mut self.left_whatever_scope);
+                        let waiting: Vec<String> = chunk
+                            .iter()
+                            .filter(|u| !done.contains(*u))
+                            .cloned()
+                            .collect();
+                        queue.users.retain(|u| !chunk.contains(u));
+                        queue.users.extend(waiting);
+                    }
+                    synced?;
                     queue.users.drain(..n);
                     users_left.set(!queue.users.is_empty());
                 }
@@ -520,10 +574,55 @@ impl<'a> Realtime<'a> {
         let mut member_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut gone = BTreeSet::new();
         if each_alone {
-            for (id, slots) in group_slots {
+            // Graph returned the user and answered 404 to its membership (two requests, two
+            // replicas: an object not replicated everywhere yet). That is not "member of
+            // nothing", which removed its roles and, with a scope, deactivated it (a red
+            // team). It is asked once more; a second 404 fails the step (missing is not
+            // empty), done again by a later call.
+            let mut again: Vec<&String> = Vec::new();
+            for ((id, slots), user) in group_slots.into_iter().zip(&users) {
                 let set = member_of.entry(id.clone()).or_default();
                 for slot in slots {
-                    set.extend(Graph::read_member_groups(answers.take(slot))?);
+                    match Graph::read_member_groups(answers.take(slot))? {
+                        Some(groups) => set.extend(groups),
+                        // Gone (its own read answered 404 too): member of nothing.
+                        None if user.is_none() => {}
+                        None => {
+                            if !again.contains(&id) {
+                                again.push(id);
+                            }
+                        }
+                    }
+                }
+            }
+            if !again.is_empty() {
+                let unknown = |id: &str| {
+                    Failure::transient(format!(
+                        "Graph answered 404 to checkMemberGroups for user {id}, which it returned: its group membership is unknown, nothing is decided for it yet (tried again by the next call)"
+                    ))
+                };
+                // The ask, then what the step still has to do after it (the address search,
+                // the holders, the writes and a refused deactivation sent alone, the roles):
+                // the step's admission did not count this round.
+                if !budget::fits(self.platform, 5) {
+                    return Err(unknown(again[0]));
+                }
+                let mut round = Round::new();
+                let mut slots = Vec::new();
+                for id in &again {
+                    let reqs = self.graph.member_group_requests(id, &mapped)?;
+                    slots.push((*id, round.add_all(reqs)));
+                }
+                let mut answers = round.send(|reqs| self.graph.send_all(reqs));
+                for (id, chunk_slots) in slots {
+                    let mut set = BTreeSet::new();
+                    for slot in chunk_slots {
+                        match Graph::read_member_groups(answers.take(slot))? {
+                            Some(groups) => set.extend(groups),
+                            None => return Err(unknown(id)),
+                        }
+                    }
+                    member_of.insert(id.clone(), set);
                 }
             }
             let exists = Graph::unpack_all(mapped.len(), answers.take_all(&exists_slots));
@@ -554,7 +653,29 @@ impl<'a> Realtime<'a> {
             }
         }
         // A scope group that is gone would put everyone out of scope: nothing is decided.
-        crate::domain::scope::check_exists(self.config, |g| !gone.contains(g))?;
+        // A scope group that is gone decides nobody's scope: the step fails loudly (below), but
+        // first the users leaving whatever the scope — gone from Entra, disabled — are
+        // deactivated (a red team: one deleted scope group of two kept every leaver active
+        // with its roles until an admin fixed `scope_groups`). Nobody else is written.
+        let scope_broken =
+            crate::domain::scope::check_exists(self.config, |g| !gone.contains(g)).err();
+        // Only users already linked: one the scope may leave out is never linked, nor given
+        // a role (a red team: a disabled user outside the scope had an account linked by
+        // email, deactivated and granted a mapped role).
+        let (ids, users): (Vec<String>, Vec<Option<EntraUser>>) = if scope_broken.is_some() {
+            let linked: BTreeSet<String> = found.iter().filter_map(plan::link_of).collect();
+            ids.iter()
+                .cloned()
+                .zip(users)
+                .filter(|(id, u)| {
+                    linked.contains(id)
+                        && u.as_ref().is_none_or(|u| u.account_enabled == Some(false))
+                })
+                .unzip()
+        } else {
+            (ids.to_vec(), users)
+        };
+        let ids = &ids[..];
         let missing = roles::missing(&self.config.role_mappings, |g| !gone.contains(g));
         roles::log_missing(&self.out.log, &missing);
         for domain in users.iter().flatten().filter_map(EntraUser::member_domain) {
@@ -589,7 +710,8 @@ impl<'a> Realtime<'a> {
         self.out.dir = Directory::new(found);
         let mut present: Vec<EntraUser> = users.iter().flatten().cloned().collect();
         for u in &mut present {
-            u.in_scope = crate::domain::scope::contains(self.config, member_of.get(&u.id));
+            u.in_scope = scope_broken.is_some()
+                || crate::domain::scope::contains(self.config, member_of.get(&u.id));
             let reason = match (u.in_scope, u.account_enabled) {
                 (false, Some(false)) => crate::domain::scope::LEFT_AND_DISABLED,
                 (false, _) => crate::domain::scope::LEFT,
@@ -683,7 +805,7 @@ impl<'a> Realtime<'a> {
             .cloned()
             .collect();
         if mappings.is_empty() {
-            return Ok(());
+            return self.scope_broken_end(scope_broken, ids);
         }
         let mut changes = present
             .iter()
@@ -691,7 +813,13 @@ impl<'a> Realtime<'a> {
                 let z = self.out.dir.linked_once(&u.id)?;
                 let groups = member_of.get(&u.id)?;
                 let desired = desired_from_groups(&mappings, groups);
-                roles::change_for(z, &u.id, &mappings, &desired)
+                let mut change = roles::change_for(z, &u.id, &mappings, &desired)?;
+                // Outside the scope (or a scope that cannot be decided): not provisioned, no
+                // mapped role granted (a red team).
+                if !u.in_scope || scope_broken.is_some() {
+                    change.add.clear();
+                }
+                (!change.add.is_empty() || !change.remove.is_empty()).then_some(change)
             })
             .collect::<Vec<_>>();
         // Users Graph answers 404 for are no group's members (Graph leaves them out of every
@@ -715,7 +843,21 @@ impl<'a> Realtime<'a> {
         if let Some(t) = &mut self.trace {
             t.roles = changes.clone();
         }
-        self.out.apply_roles(changes)
+        self.out.apply_roles(changes)?;
+        self.scope_broken_end(scope_broken, ids)
+    }
+
+    /// The end of a step a gone scope group failed (`broken`): its leavers (`ids`, those it
+    /// kept) were deactivated and are done; the failure stands for the others.
+    fn scope_broken_end(&mut self, broken: Option<Failure>, ids: &[String]) -> Result<(), Failure> {
+        match broken {
+            None => Ok(()),
+            Some(f) => {
+                self.left_whatever_scope = ids.iter().cloned().collect();
+                self.scope_broken = true;
+                Err(f)
+            }
+        }
     }
 
     /// When one of `ids` is a scope group or sits (transitively) in one: the Entra ids whose
@@ -763,7 +905,10 @@ impl<'a> Realtime<'a> {
         let mut accounts = None;
         if self.scope_read.is_none() {
             let members = self.graph.transitive_members(&self.config.scope_groups)?;
-            let in_scope = crate::domain::scope::members(self.config, &members)?;
+            let in_scope =
+                crate::domain::scope::members(self.config, &members).inspect_err(|_| {
+                    self.scope_broken = true;
+                })?;
             let linked = self.out.zen.search_all(api::linked())?;
             let linked_ids = linked.iter().filter_map(plan::link_of).collect();
             self.scope_read = Some((members, in_scope, linked_ids));
@@ -934,10 +1079,15 @@ impl<'a> Realtime<'a> {
     /// every call that recomputes, whole: when they do not fit the rounds left after other work
     /// of the call, the next call's; a call that begins with them reads them whatever they take
     /// (known limit: thousands of holders at short budgets run past it).
+    ///
+    /// The first `covered` of `ids` were queued before a recompute of every mapping that
+    /// followed a group found gone (`Queue::gone_recomputed`): found gone, they need no
+    /// other.
     pub fn sync_groups(
         &mut self,
         ids: &[String],
         carry: &mut MembersCarry,
+        covered: usize,
     ) -> Result<GroupsEnd, Failure> {
         let mapped: BTreeSet<String> = self.config.mapped_groups().into_iter().collect();
         if mapped.is_empty() {
@@ -956,8 +1106,9 @@ impl<'a> Realtime<'a> {
         }
         // A group that is gone (404) can no longer say which groups held it, and its members
         // have left them all: every mapping is recomputed (missing is not empty).
-        if ids.iter().any(|g| !above.contains_key(g)) {
+        if ids.iter().skip(covered).any(|g| !above.contains_key(g)) {
             affected.extend(mapped.iter().cloned());
+            self.recomputed_all = true;
         }
         let mappings: Vec<RoleMapping> = self
             .config

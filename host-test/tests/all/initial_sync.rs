@@ -496,8 +496,14 @@ fn an_add_and_a_remove_in_one_round_are_each_audited_as_what_they_did() {
         assert_eq!(
             roles,
             [
-                ("roles added", r#"roles: ["r-doc"] -> ["r-doc", "r-qa"]"#),
-                ("roles removed", r#"roles: ["r-doc", "r-qa"] -> ["r-qa"]"#),
+                (
+                    "roles added",
+                    r#"roles added: ["r-qa"]; roles: ["r-doc"] -> ["r-doc", "r-qa"]"#
+                ),
+                (
+                    "roles removed",
+                    r#"roles removed: ["r-doc"]; roles: ["r-doc", "r-qa"] -> ["r-qa"]"#
+                ),
             ],
             "dry run {dry_run}, {failing} writes failing"
         );
@@ -534,6 +540,9 @@ fn a_role_call_beside_a_failed_write_is_audited() {
         .filter(|a| a.action == "roles added")
         .map(|a| a.changes.as_str())
         .collect();
-    assert_eq!(added, [r#"roles: ["r-doc"] -> ["r-doc", "r-qa"]"#]);
+    assert_eq!(
+        added,
+        [r#"roles added: ["r-qa"]; roles: ["r-doc"] -> ["r-doc", "r-qa"]"#]
+    );
     assert_eq!(by_id(&r, "u-1").roles, ["r-doc", "r-qa"]);
 }

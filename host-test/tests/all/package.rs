@@ -111,10 +111,15 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     // within 1.63 MiB; a secret found however an echo spells it (percent-encoded once or
     // twice, JSON- or HTML-escaped, cut short), the guard window's automatic full syncs and
     // lost subscription answers mended (six red teams, eighteenth session), about 9 KB more
-    // (1,711,711 bytes against 1,702,610), within 1.64 MiB.
+    // (1,711,711 bytes against 1,702,610), within 1.64 MiB; a deactivation ZenQMS refused
+    // with other changes sent alone, a checkMemberGroups 404 asked again, refused sends not
+    // counted by the guard, audit records that keep the change a write exists for, leavers
+    // deactivated past a gone scope group, a burst of gone groups recomputed once, no role
+    // granted outside the scope (four red teams, nineteenth session), about 19 KB more
+    // (1,732,137 bytes), within 1.66 MiB.
     assert!(
-        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 14 / 100,
-        "component under 1.64 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 16 / 100,
+        "component under 1.66 MiB: {} bytes",
         wasm.len()
     );
 }
