@@ -1130,36 +1130,18 @@ impl<'a> Realtime<'a> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        // With a scope, its groups are read too: a linked user outside the scope is granted no
-        // mapped role by a group change, and a scope group that is gone fails the step loudly
-        // (a red team: a mapped group's change granted a role to a user whose only scope group
-        // was deleted, and the call succeeded).
-        let mut read = groups.clone();
-        if self.config.scoped() {
-            read.extend(self.config.scope_groups.iter().cloned());
-            read.sort();
-            read.dedup();
-        }
         // After the read: the roles' holders (a round), then at least one round of role calls.
-        let Some(members) = carried::members_within(self.platform, self.graph, read, carry, 2)?
+        let Some(members) = carried::members_within(self.platform, self.graph, groups, carry, 2)?
         else {
             return Ok(GroupsEnd::Later);
-        };
-        let scope = if self.config.scoped() {
-            let in_scope = crate::domain::scope::members(self.config, &members)
-                .inspect_err(|_| self.scope_broken = true)?;
-            Some(in_scope)
-        } else {
-            None
         };
         let missing = roles::missing(&mappings, |g| members.contains_key(g));
         roles::log_missing(&self.out.log, &missing);
         // Only the users whose roles can change: the roles' holders and the members' linked
         // accounts. Reads in proportion to the groups, never to the ZenQMS directory.
         let roles: BTreeSet<&String> = mappings.iter().map(|m| &m.role).collect();
-        let member_ids: Vec<String> = groups
-            .iter()
-            .filter_map(|g| members.get(g))
+        let member_ids: Vec<String> = members
+            .values()
             .flatten()
             .cloned()
             .collect::<BTreeSet<_>>()
@@ -1199,15 +1181,6 @@ impl<'a> Realtime<'a> {
             );
         }
         let mut changes = roles::plan_roles(&mappings, &members, &self.out.dir);
-        if let Some(scope) = &scope {
-            // Outside the scope: not provisioned, no mapped role granted; removals stay.
-            for c in &mut changes {
-                if !scope.contains(&c.entra_id) {
-                    c.add.clear();
-                }
-            }
-            changes.retain(|c| !c.add.is_empty() || !c.remove.is_empty());
-        }
         changes.reverse(); // popped from the end, in directory order
         if changes.is_empty() {
             return Ok(GroupsEnd::Done);

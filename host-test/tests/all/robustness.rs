@@ -1200,8 +1200,6 @@ fn the_nineteenth_sessions_red_team_worlds_end_as_expected() {
         "scope-group-gone-leaver-behind-waiting-user",
         "scope-group-gone-unlinked-user-untouched",
         "scope-group-gone-delta-round-leaver",
-        "scope-group-gone-group-change-grants-nothing",
-        "out-of-scope-group-change-no-role",
         "audit-long-title-change-readable",
     ] {
         let r = run(fixture(&format!("red-team/{name}.json")));
