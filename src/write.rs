@@ -226,11 +226,7 @@ impl<'a> Applier<'a> {
             // each refused, and the window counted it five times (the leaver itself and the
             // next one were held as a mass deactivation).
             for (w, r) in writes.iter().zip(&results) {
-                if !w
-                    .changes
-                    .iter()
-                    .any(|c| c.field == "is_active" && c.after == serde_json::Value::Bool(false))
-                {
+                if !deactivates(&w.changes) {
                     continue;
                 }
                 if r.as_ref().err().is_none_or(|e| e.outcome_unknown) {
@@ -350,9 +346,7 @@ impl<'a> Applier<'a> {
                 let w = &writes[i];
                 w.zenqms_id.is_some()
                     && w.changes.len() > 1
-                    && w.changes
-                        .iter()
-                        .any(|c| c.field == "is_active" && c.after == Value::Bool(false))
+                    && deactivates(&w.changes)
                     && matches!(&results[i], Err(e) if !e.outcome_unknown
                         && !e.is_systemic()
                         && e.status.is_some_and(|s| s != 404))
@@ -567,6 +561,13 @@ pub const OUTCOME_UNKNOWN: &str = "unknown: ZenQMS did not answer; it may have m
 pub const REACTIVATED: &str = "enabled and in scope in Entra";
 
 /// Whether `changes` set `is_active` from false to true.
+/// Whether `changes` set the account inactive.
+fn deactivates(changes: &[plan::Change]) -> bool {
+    changes
+        .iter()
+        .any(|c| c.field == "is_active" && c.after == Value::Bool(false))
+}
+
 fn reactivates(changes: &[plan::Change]) -> bool {
     changes.iter().any(|c| {
         c.field == "is_active" && c.after == Value::Bool(true) && c.before == Value::Bool(false)

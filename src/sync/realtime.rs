@@ -652,7 +652,6 @@ impl<'a> Realtime<'a> {
                 member_of.entry(id.clone()).or_default();
             }
         }
-        // A scope group that is gone would put everyone out of scope: nothing is decided.
         // A scope group that is gone decides nobody's scope: the step fails loudly (below), but
         // first the users leaving whatever the scope — gone from Entra, disabled — are
         // deactivated (a red team: one deleted scope group of two kept every leaver active
