@@ -219,7 +219,14 @@ pub fn run(
         rt.trace = Some(Trace::default());
         rt.sync_users(std::slice::from_ref(&id))
     });
-    result?;
+    // A scope group that is gone fails the step after the user's leaving (gone, disabled) is
+    // applied: the result still says what was done, with the failure beside it (a red team:
+    // the account was deactivated and the admin's result said only the error).
+    let scope_error = match result {
+        Ok(()) => None,
+        Err(f) if rt.scope_broken => Some(f.message),
+        Err(f) => return Err(f),
+    };
     let trace = rt.trace.clone().unwrap_or_default();
     let mut steps = Vec::new();
     match &user {
@@ -245,9 +252,13 @@ pub fn run(
     // Held now, or held already (the guard's held set names the user: it waits for a release).
     let held = rt.held.contains(&id) || rt.held_already.contains(&id);
     let plan = trace.plans.iter().rfind(|pl| pl.entra_id == id);
-    let outcome = match plan {
-        Some(pl) => decision(pl, held),
-        None => {
+    let outcome = match (plan, &scope_error) {
+        (Some(pl), _) => decision(pl, held),
+        // Only a linked leaver is worked while the scope cannot be decided.
+        (None, Some(_)) => {
+            json!({"outcome": "undecided", "reason": "a scope group is gone: only a linked user gone from Entra or disabled is acted on until scope_groups is fixed"})
+        }
+        (None, None) => {
             json!({"outcome": "nothing to do", "reason": "not in Entra and not linked in ZenQMS"})
         }
     };
@@ -281,18 +292,27 @@ pub fn run(
             ""
         }
     );
-    Ok((
-        summary,
-        json!({
-            "user": key,
-            "entra_id": id,
-            "dry_run": dry,
-            "outcome": name,
-            "written": written,
-            "failed_writes": counts.failed,
-            "steps": steps,
-        }),
-    ))
+    let mut result = json!({
+        "user": key,
+        "entra_id": id,
+        "dry_run": dry,
+        "outcome": name,
+        "written": written,
+        "failed_writes": counts.failed,
+        "steps": steps,
+    });
+    let summary = match scope_error {
+        Some(e) => {
+            log.error(
+                "provision-user: the scope cannot be decided",
+                &[("error", e.as_str())],
+            );
+            result["scope_error"] = json!(e);
+            format!("{summary}; {e}")
+        }
+        None => summary,
+    };
+    Ok((summary, result))
 }
 
 #[cfg(test)]

@@ -1226,3 +1226,23 @@ fn a_burst_of_deleted_groups_recomputes_every_mapping_once() {
         assert!(r.http.calls_over_budget <= 1, "{name}: {:?}", r.http);
     }
 }
+
+/// `provision-user` while a scope group is gone: a linked leaver is deactivated (planned in a
+/// dry run), another user is not decided, and each result carries its steps and the scope's
+/// error (a red team: the action failed with the error alone, after deactivating the user).
+#[test]
+fn provision_user_with_a_scope_group_gone_says_what_it_did() {
+    let r = run(fixture("red-team/scope-group-gone-provision-user.json"));
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    for (step, outcome) in [(3, "deactivate"), (5, "undecided"), (6, "deactivate")] {
+        let result = r.steps[step].result.clone().expect("a result");
+        assert_eq!(result["outcome"], outcome, "step {step}: {result}");
+        assert!(
+            result["scope_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("scope_groups")),
+            "step {step}: {result}"
+        );
+    }
+    assert_eq!(r.steps[3].result.as_ref().unwrap()["dry_run"], true);
+}
