@@ -390,7 +390,13 @@ pub fn execute(o: &Options) -> Result<StepRecord> {
             CallEnd::Failed { message, .. } => rec.error = Some(message),
         }
         rec.reply_ms = Some(started.elapsed().as_millis() as u64);
-        if rec.error.is_none() {
+        // Resumed only when the webhook left work (its outcome pending, or items in the
+        // inbox), as a platform does and the replay runner does: a webhook that accepted
+        // nothing (a rejected notification, a validation handshake) is one call (a
+        // newcomer's find: `run event` resumed after each).
+        let left_work = first.as_ref().is_none_or(|o: &Outcome| o.pending)
+            || !store.inbox().unwrap_or_default().is_empty();
+        if rec.error.is_none() && left_work {
             store.try_serialize()?
         } else {
             None
