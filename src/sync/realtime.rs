@@ -71,6 +71,13 @@ pub struct Realtime<'a> {
     left_whatever_scope: BTreeSet<String>,
     /// The last group step recomputed every mapping (a group in it was gone).
     recomputed_all: bool,
+    /// The scope groups were found to exist this call (read once, by the first grant check of
+    /// a group change: [`Realtime::no_grants_outside_scope`]).
+    scope_groups_exist: bool,
+    /// A group change's grants were withheld because a scope group is gone: the error the call
+    /// ends with once its other work is done (the group change itself is done: its removals
+    /// made, its grants left to the full sync of the deploy that fixes `scope_groups`).
+    pub grants_withheld: Option<Failure>,
     /// A scope group was found gone this call (a user step ended on it, see
     /// `Realtime::scope_broken_end`, or a scope change could not be judged).
     pub scope_broken: bool,
@@ -157,6 +164,8 @@ impl<'a> Realtime<'a> {
             held_already: BTreeSet::new(),
             left_whatever_scope: BTreeSet::new(),
             recomputed_all: false,
+            scope_groups_exist: false,
+            grants_withheld: None,
             scope_broken: false,
             held_unnamed: 0,
             learned_domains: BTreeSet::new(),
@@ -326,7 +335,7 @@ impl<'a> Realtime<'a> {
         // A scope group found gone by the prejudge: the users step goes first.
         let mut scope_gone = false;
         let burst = queue.users.len() > CHECK_MEMBER_GROUPS_UP_TO;
-        budget::run_steps(
+        let done = budget::run_steps(
             || {
                 budget::fits(platform, budget::MIN_STEP_ROUNDS)
                     && (!users_left.get() || budget::one_fits(platform, fixed, per_user))
@@ -482,7 +491,13 @@ impl<'a> Realtime<'a> {
                 }
                 Ok(if empty { Step::Done } else { Step::More })
             },
-        )
+        )?;
+        // A group change whose grants a gone scope group withheld fails the call once the
+        // queue is done (its error line is written already; a call that pauses goes on first).
+        match self.grants_withheld.take() {
+            Some(why) if done => Err(why),
+            _ => Ok(done),
+        }
     }
 
     /// The mapped and scope groups' members for a batched step of users: read within the
@@ -1068,6 +1083,114 @@ impl<'a> Realtime<'a> {
         Ok(())
     }
 
+    /// With `scope_groups` set, grants only to users in the scope: a user outside it is not
+    /// provisioned (README, `scope_groups`), and a group change must not give a mapped role to
+    /// the account of a user the scope took out (a red team: every out-of-scope member of a
+    /// changed mapped group was granted its role, deactivated accounts included). Asked of
+    /// Graph for each granting user, in one round: `checkMemberGroups` with the scope groups
+    /// (transitive; 20 ids a request, 20 requests to a `$batch`:
+    /// shared/reference/graph/05-membership.md, section 3), beside the scope groups' own read
+    /// once a call (a deleted group is left out of checkMemberGroups' answer, which must not
+    /// read as "outside"). Read in proportion to the grants, never to the scope's size.
+    ///
+    /// A user outside the scope, or gone from Entra (404), keeps its removals, not its grants
+    /// (logged, with a sample of ids). A scope group that is gone decides nobody's scope: every
+    /// grant is withheld (removals are made) and [`Realtime::grants_withheld`] holds the error
+    /// the call ends with.
+    ///
+    /// Errors: a read failed (transient: the group change is done again by a later call).
+    #[inline(never)] // one copy, not one in each step closure that calls it
+    fn no_grants_outside_scope(
+        &mut self,
+        changes: &mut Vec<roles::RoleChange>,
+    ) -> Result<(), Failure> {
+        if !self.config.scoped() {
+            return Ok(());
+        }
+        let granting: Vec<String> = changes
+            .iter()
+            .filter(|c| !c.add.is_empty())
+            .map(|c| c.entra_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if granting.is_empty() {
+            return Ok(());
+        }
+        let scope = &self.config.scope_groups;
+        let mut outside: BTreeSet<String> = BTreeSet::new();
+        if self.grants_withheld.is_none() {
+            let mut round = Round::new();
+            let check_slots = round.add_all(self.graph.member_check_requests(&granting, scope)?);
+            let exists_slots = if self.scope_groups_exist {
+                Vec::new()
+            } else {
+                round.add_all(self.graph.group_requests(scope)?)
+            };
+            let mut answers = round.send(|reqs| self.graph.send_all(reqs));
+            if !self.scope_groups_exist {
+                let exists = Graph::unpack_all(scope.len(), answers.take_all(&exists_slots));
+                let mut gone = BTreeSet::new();
+                for (g, answer) in scope.iter().zip(exists) {
+                    if !Graph::read_group_exists(answer)? {
+                        gone.insert(g.as_str());
+                    }
+                }
+                match crate::domain::scope::check_exists(self.config, |g| !gone.contains(g)) {
+                    Ok(()) => self.scope_groups_exist = true,
+                    Err(why) => self.grants_withheld = Some(why),
+                }
+            }
+            let per_user = scope.len().div_ceil(20);
+            let mut results =
+                Graph::unpack_all(granting.len() * per_user, answers.take_all(&check_slots))
+                    .into_iter();
+            for user in &granting {
+                let mut inside = false;
+                let mut found = true;
+                for result in results.by_ref().take(per_user) {
+                    match Graph::read_member_groups(result)? {
+                        Some(groups) => inside |= scope.iter().any(|g| groups.contains(g)),
+                        None => found = false,
+                    }
+                }
+                if !(inside && found) {
+                    outside.insert(user.clone());
+                }
+            }
+        }
+        let withheld = if let Some(why) = &self.grants_withheld {
+            self.out.log.error(
+                "group change: mapped roles not granted: a scope group is gone, so nobody's scope can be decided (roles the users no longer hold are still removed)",
+                &[
+                    ("users", &granting.len().to_string()),
+                    ("error", &why.message),
+                ],
+            );
+            granting.into_iter().collect()
+        } else if outside.is_empty() {
+            return Ok(());
+        } else {
+            let sample: Vec<&str> = outside.iter().take(10).map(String::as_str).collect();
+            self.out.log.info(
+                "group change: mapped roles not granted to users outside the scope (not transitive members of any scope group, or gone from Entra)",
+                &[
+                    ("users", &outside.len().to_string()),
+                    ("entra_ids", &sample.join(",")),
+                ],
+            );
+            self.out.counts.out_of_scope += u32::try_from(outside.len()).unwrap_or(u32::MAX);
+            outside
+        };
+        for c in changes.iter_mut() {
+            if withheld.contains(&c.entra_id) {
+                c.add.clear();
+            }
+        }
+        changes.retain(|c| !c.add.is_empty() || !c.remove.is_empty());
+        Ok(())
+    }
+
     /// Recomputes the holders of every role mapped to one of these groups (or to a group that
     /// contains one of them) and adds/removes those roles for linked users, a round of the
     /// platform's concurrency at a time while the budget lasts. [`GroupsEnd::Later`] when the
@@ -1191,14 +1314,25 @@ impl<'a> Realtime<'a> {
         // took calls past their budget, and every call checked them again.
         let mut checked: Vec<roles::RoleChange> = Vec::new();
         let check_next = std::cell::Cell::new(true);
-        // A step is one round of `wave` role calls (and, every 12 of them, a round of checks);
-        // the first always runs (progress).
+        // Rounds of checks before a chunk's role calls: the duplicate links' (a round), and
+        // with a scope the grants' (a `checkMemberGroups` item per user and 20 scope groups,
+        // 20 items to a `$batch`, `wave` batches a round).
+        let scope_checks = if self.config.scoped() {
+            let items = api::LINKS_PER_SEARCH * wave * self.config.scope_groups.len().div_ceil(20);
+            items.div_ceil(20).div_ceil(wave) as u64
+        } else {
+            0
+        };
+        let checks = 1 + scope_checks;
+        // A step is one round of `wave` role calls (and, every 12 of them, its rounds of
+        // checks); the first always runs (progress).
         budget::run_steps(
-            || budget::fits(platform, 1 + u64::from(check_next.get())),
+            || budget::fits(platform, 1 + checks * u64::from(check_next.get())),
             || {
                 if checked.is_empty() {
                     let n = (api::LINKS_PER_SEARCH * wave).min(changes.len());
                     checked = changes.split_off(changes.len() - n);
+                    self.no_grants_outside_scope(&mut checked)?;
                     self.no_grants_to_duplicates(&mut checked)?;
                 }
                 self.out

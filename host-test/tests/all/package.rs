@@ -116,10 +116,12 @@ fn package_validates_the_manifest_and_writes_the_bundle() {
     // counted by the guard, audit records that keep the change a write exists for, leavers
     // deactivated past a gone scope group, a burst of gone groups recomputed once, no role
     // granted outside the scope (four red teams, nineteenth session), about 19 KB more
-    // (1,732,137 bytes), within 1.66 MiB.
+    // (1,732,137 bytes), within 1.66 MiB; a group change's grants judged against the scope
+    // (`checkMemberGroups` in `$batch`, twentieth session) about 16 KB more (1,750,509 bytes
+    // unstamped), within 1.68 MiB.
     assert!(
-        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 16 / 100,
-        "component under 1.66 MiB: {} bytes",
+        wasm.len() < (1 << 20) + (1 << 19) + (1 << 20) * 18 / 100,
+        "component under 1.68 MiB: {} bytes",
         wasm.len()
     );
 }

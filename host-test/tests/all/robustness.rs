@@ -1246,3 +1246,21 @@ fn provision_user_with_a_scope_group_gone_says_what_it_did() {
     }
     assert_eq!(r.steps[3].result.as_ref().unwrap()["dry_run"], true);
 }
+
+/// A group change grants a mapped role only to users inside `scope_groups` (twentieth
+/// session's red team: every out-of-scope member of a changed mapped group was granted its
+/// role, the accounts the scope had deactivated included). Asked of Graph per granting user
+/// (`checkMemberGroups` in `$batch`): an in-scope newcomer is granted, out-of-scope members are
+/// not, removals are made; a scope of 25 groups (two checks a user, nested scope groups) at
+/// 2 s calls; a scope group gone withholds every grant and fails the call once, naming it.
+#[test]
+fn a_group_changes_grants_are_judged_against_the_scope() {
+    for name in [
+        "group-change-grants-judged-against-scope",
+        "group-change-grants-judged-against-a-wide-scope",
+        "group-change-grants-withheld-while-scope-group-gone",
+    ] {
+        let r = run(fixture(&format!("red-team/{name}.json")));
+        assert!(r.expect.ok, "{name}: {:?}", r.expect.failures);
+    }
+}

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::{GRAPH_BASE, Graph, check_graph_url};
 use crate::failure::Failure;
 use crate::platform::round;
+use crate::platform::url::encode;
 use crate::platform::{HttpError, HttpResult, Method, Request, Response};
 
 /// Graph's limit on requests per batch.
@@ -207,6 +208,44 @@ impl Graph<'_> {
             .collect()
     }
 
+    /// `$batch` requests asking Graph, for each of `users`, which of `groups` it is a
+    /// transitive member of (`POST /users/{id}/checkMemberGroups`, 20 group ids an item, Graph's
+    /// limit: shared/reference/graph/05-membership.md, section 3), 20 items to a batch, to go
+    /// out in a caller's round. Given back to [`Graph::unpack_all`] with
+    /// `users.len() * groups.len().div_ceil(20)` items, the answers come user by user, each
+    /// user's chunks in order (read each with [`Graph::read_member_groups`]).
+    pub fn member_check_requests(
+        &self,
+        users: &[String],
+        groups: &[String],
+    ) -> Result<Vec<Request>, Failure> {
+        // Written as JSON text and read back (the requests' values are strings that serde_json
+        // writes escaped): `json!` trees of this shape cost the component 9 KB of code.
+        let chunks: Vec<String> = groups
+            .chunks(20)
+            .map(|c| serde_json::to_string(c).unwrap_or_default())
+            .collect();
+        let mut items: Vec<String> = Vec::new();
+        for user in users {
+            let url = Value::String(format!("/users/{}/checkMemberGroups", encode(user)));
+            for ids in &chunks {
+                items.push(format!(
+                    r#"{{"id":"{}","method":"POST","url":{url},"headers":{{"Content-Type":"application/json"}},"body":{{"groupIds":{ids}}}}}"#,
+                    items.len()
+                ));
+            }
+        }
+        items
+            .chunks(BATCH_MAX)
+            .map(|chunk| {
+                let text = format!(r#"{{"requests":[{}]}}"#, chunk.join(","));
+                let body: Value = serde_json::from_str(&text)
+                    .map_err(|e| Failure::fatal(format!("building a $batch: {e}")))?;
+                self.request(Method::Post, &format!("{GRAPH_BASE}/$batch"), Some(body))
+            })
+            .collect()
+    }
+
     /// The `$batch` request for `chunk` (indexes into `urls`, used as the item ids).
     fn batch_request(&self, chunk: &[usize], urls: &[String]) -> Result<Request, Failure> {
         let items: Vec<Value> = chunk
@@ -391,6 +430,59 @@ mod tests {
         let status = |i: usize| got[i].as_ref().map(|r| r.status).unwrap();
         assert_eq!((status(0), status(1), status(2)), (200, 200, 404));
         assert_eq!(got[1].as_ref().unwrap().body, br#"{"value":[{"id":"b"}]}"#);
+    }
+
+    /// `checkMemberGroups` in `$batch`: an item per user and 20 groups (Graph's limit), 20
+    /// items a batch, ids numbered on across batches so that `unpack_all` gives each item's
+    /// answer back in order; a user id is a path segment, percent-encoded.
+    #[test]
+    fn member_checks_go_20_groups_an_item_and_20_items_a_batch() {
+        let p = Scripted::default();
+        let graph = Graph::new(&p, crate::config::Secret::new("t"), None);
+        let users: Vec<String> = (0..11).map(|i| format!("u{i}")).collect();
+        let mut users = users;
+        users[10] = "a/b?c".into();
+        let groups: Vec<String> = (0..45).map(|i| format!("g{i}")).collect();
+        let reqs = graph.member_check_requests(&users, &groups).unwrap();
+        assert_eq!(reqs.len(), 2, "33 items: a batch of 20 and one of 13");
+        let body = |i: usize| -> Value { serde_json::from_slice(&reqs[i].body).unwrap() };
+        let (first, second) = (body(0), body(1));
+        assert_eq!(first["requests"].as_array().unwrap().len(), 20);
+        assert_eq!(second["requests"].as_array().unwrap().len(), 13);
+        assert_eq!(
+            first["requests"][1],
+            json!({"id": "1", "method": "POST", "url": "/users/u0/checkMemberGroups",
+                   "headers": {"Content-Type": "application/json"},
+                   "body": {"groupIds": groups[20..40]}})
+        );
+        assert_eq!(
+            first["requests"][2]["body"]["groupIds"],
+            json!(groups[40..])
+        );
+        assert_eq!(second["requests"][0]["id"], "20");
+        let last = &second["requests"][12];
+        assert_eq!(last["id"], "32");
+        assert_eq!(last["url"], "/users/a%2Fb%3Fc/checkMemberGroups");
+        assert!(reqs.iter().all(|r| r.url.ends_with("/$batch")));
+        // The answers, by id, come back in the items' order.
+        let answer = |ids: std::ops::Range<usize>| {
+            let items: Vec<Value> = ids
+                .rev()
+                .map(|i| json!({"id": i.to_string(), "status": 200, "body": {"value": [format!("g{i}")]}}))
+                .collect();
+            ok(json!({ "responses": items }))
+        };
+        let got = Graph::unpack_all(33, vec![answer(0..20), answer(20..33)]);
+        for (i, r) in got.into_iter().enumerate() {
+            let groups = Graph::read_member_groups(r).unwrap().unwrap();
+            assert_eq!(groups, [format!("g{i}")].into_iter().collect());
+        }
+        assert!(
+            graph
+                .member_check_requests(&[], &groups)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     fn scripted(answers: Vec<HttpResult>) -> Scripted {
