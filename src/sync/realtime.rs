@@ -1051,13 +1051,7 @@ impl<'a> Realtime<'a> {
         &mut self,
         changes: &mut Vec<roles::RoleChange>,
     ) -> Result<(), Failure> {
-        let granting: Vec<String> = changes
-            .iter()
-            .filter(|c| !c.add.is_empty())
-            .map(|c| c.entra_id.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let granting = granting(changes);
         if granting.is_empty() {
             return Ok(());
         }
@@ -1107,13 +1101,7 @@ impl<'a> Realtime<'a> {
         if !self.config.scoped() {
             return Ok(());
         }
-        let granting: Vec<String> = changes
-            .iter()
-            .filter(|c| !c.add.is_empty())
-            .map(|c| c.entra_id.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let granting = granting(changes);
         if granting.is_empty() {
             return Ok(());
         }
@@ -1389,6 +1377,16 @@ pub fn linked_base_within_budget(p: &dyn Platform, zen: &Zenqms) -> Result<Optio
 }
 
 /// The mapped roles whose groups include one of `groups`.
+/// The Entra ids `changes` grant a role to, each once, in order.
+fn granting(changes: &[roles::RoleChange]) -> Vec<String> {
+    let ids: BTreeSet<&String> = changes
+        .iter()
+        .filter(|c| !c.add.is_empty())
+        .map(|c| &c.entra_id)
+        .collect();
+    ids.into_iter().cloned().collect()
+}
+
 fn desired_from_groups(mappings: &[RoleMapping], groups: &BTreeSet<String>) -> BTreeSet<String> {
     mappings
         .iter()
