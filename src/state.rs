@@ -115,6 +115,12 @@ pub struct Queue {
     /// dropped when another group change arrives.
     #[serde(skip_serializing_if = "MembersCarry::is_empty")]
     pub members: MembersCarry,
+    /// The front group chunk's role changes are done below this ZenQMS id (made, or a grant
+    /// the scope refused): a later call's recompute of the same change goes on from it
+    /// (`Realtime::sync_groups`). Dropped when another group change arrives and when the chunk
+    /// is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_from: Option<String>,
     /// How many groups at the front of `groups` a recompute of every mapping (made for a
     /// group found gone) already covered: each was queued before that recompute read the
     /// mapped groups, so a group of them found gone needs no recompute of its own (a red team:
@@ -232,6 +238,7 @@ impl Queue {
             // The members read for the groups before are older than this change, and the
             // scope is to be judged again.
             self.members.drop_read();
+            self.roles_from = None;
             self.scope_judged = false;
         }
     }

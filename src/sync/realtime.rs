@@ -419,7 +419,12 @@ impl<'a> Realtime<'a> {
                     }
                     let covered = (queue.gone_recomputed as usize).min(chunk);
                     self.recomputed_all = false;
-                    match self.sync_groups(&groups, &mut queue.members, covered)? {
+                    match self.sync_groups(
+                        &groups,
+                        &mut queue.members,
+                        covered,
+                        &mut queue.roles_from,
+                    )? {
                         GroupsEnd::Done => {}
                         // The budget ran out; the next call recomputes and goes on.
                         GroupsEnd::Later => return Ok(Step::Paused),
@@ -435,6 +440,7 @@ impl<'a> Realtime<'a> {
                         u32::try_from(covers.saturating_sub(chunk)).unwrap_or(u32::MAX);
                     queue.groups.drain(..chunk);
                     queue.members = MembersCarry::default();
+                    queue.roles_from = None;
                     if queue.groups.is_empty() {
                         queue.scope_judged = false;
                     }
@@ -1198,6 +1204,7 @@ impl<'a> Realtime<'a> {
         ids: &[String],
         carry: &mut MembersCarry,
         covered: usize,
+        roles_from: &mut Option<String>,
     ) -> Result<GroupsEnd, Failure> {
         let mapped: BTreeSet<String> = self.config.mapped_groups().into_iter().collect();
         if mapped.is_empty() {
@@ -1291,6 +1298,13 @@ impl<'a> Realtime<'a> {
             );
         }
         let mut changes = roles::plan_roles(&mappings, &members, &self.out.dir);
+        // Those an earlier call of this change finished (ZenQMS ids below `roles_from`, the
+        // directory's order): a grant the scope refused is a change again in every recompute,
+        // and without the mark a few hundred of them ahead of the rest kept a group change from
+        // ever ending (a red team on the scope check).
+        if let Some(from) = roles_from.as_deref() {
+            changes.retain(|c| c.zenqms_id.as_str() >= from);
+        }
         changes.reverse(); // popped from the end, in directory order
         if changes.is_empty() {
             return Ok(GroupsEnd::Done);
@@ -1326,6 +1340,10 @@ impl<'a> Realtime<'a> {
                 self.out
                     .apply_roles(roles::take_calls(&mut checked, wave))?;
                 check_next.set(checked.is_empty());
+                // Done so far: everything below the first change still to make.
+                if let Some(next) = checked.last().or(changes.last()) {
+                    *roles_from = Some(next.zenqms_id.clone());
+                }
                 Ok(if changes.is_empty() && checked.is_empty() {
                     Step::Done
                 } else {

@@ -1264,3 +1264,18 @@ fn a_group_changes_grants_are_judged_against_the_scope() {
         assert!(r.expect.ok, "{name}: {:?}", r.expect.failures);
     }
 }
+
+/// Grants the scope refuses are changes again in every recompute of the group change: the
+/// queue keeps how far the change got (`Queue::roles_from`), so 300 refused grants ahead of the
+/// rest do not make every call start over (a red team on the check: the change never ended,
+/// and a leaver queued behind it was never deactivated). 2 s calls at concurrency 1.
+#[test]
+fn refused_grants_do_not_stall_a_group_change() {
+    // (Not `run`: one call begins with the recompute, the documented limit.)
+    let r = run_unchecked(fixture(
+        "red-team/group-change-refused-grants-do-not-stall.json",
+    ));
+    assert!(r.invariants.is_empty(), "{:?}", r.invariants);
+    assert!(r.expect.ok, "{:?}", r.expect.failures);
+    assert!(r.http.calls_over_budget <= 1, "{:?}", r.http);
+}
